@@ -1,0 +1,300 @@
+//! Domain forms of the internal messages, encoded and decoded at the NATS boundary.
+
+use bytes::Bytes;
+use prost::Message as _;
+
+use arqon_protocol::{
+    ClientId, EdgeId, Envelope, Identity, JsonObject, MessageId, MessageType, Role, Status,
+    TenantId, Timestamp, Topic,
+};
+
+use crate::envelope::v1 as pb;
+
+/// An internal message that could not be decoded. Only a misbehaving service can cause
+/// it, so it is logged and counted, never shown to a client.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error("undecodable protobuf: {0}")]
+    Decode(#[from] prost::DecodeError),
+    #[error("missing field {0}")]
+    Missing(&'static str),
+    #[error("invalid field {field}: {reason}")]
+    Invalid { field: &'static str, reason: String },
+}
+
+fn invalid(field: &'static str, reason: impl ToString) -> ModelError {
+    ModelError::Invalid {
+        field,
+        reason: reason.to_string(),
+    }
+}
+
+/// An envelope accepted by an edge, on its way through policy to a dispatcher.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Inbound {
+    pub identity: Identity,
+    pub envelope: Envelope,
+    /// When the edge read the frame, in microseconds since the Unix epoch.
+    pub received_at_unix_micros: i64,
+    /// The connection's number for this envelope (from 1); see [`EdgeDelivery::completes`].
+    pub sequence: u64,
+}
+
+impl Inbound {
+    pub fn encode(&self) -> Bytes {
+        let message = pb::Inbound {
+            identity: Some(identity_to_pb(&self.identity)),
+            envelope: Some(envelope_to_pb(&self.envelope)),
+            received_at_unix_micros: self.received_at_unix_micros,
+            sequence: self.sequence,
+        };
+        Bytes::from(message.encode_to_vec())
+    }
+
+    pub fn decode(bytes: Bytes) -> Result<Self, ModelError> {
+        Self::try_from(pb::Inbound::decode(bytes)?)
+    }
+}
+
+impl TryFrom<pb::Inbound> for Inbound {
+    type Error = ModelError;
+
+    fn try_from(message: pb::Inbound) -> Result<Self, Self::Error> {
+        Ok(Self {
+            identity: identity_from_pb(message.identity.ok_or(ModelError::Missing("identity"))?)?,
+            envelope: envelope_from_pb(message.envelope.ok_or(ModelError::Missing("envelope"))?)?,
+            received_at_unix_micros: message.received_at_unix_micros,
+            sequence: message.sequence,
+        })
+    }
+}
+
+fn identity_to_pb(identity: &Identity) -> pb::Identity {
+    pb::Identity {
+        tenant: identity.tenant.as_str().to_owned(),
+        client_id: identity.client_id.as_str().to_owned(),
+        subject: identity.subject.clone().unwrap_or_default(),
+        role: identity.role.as_str().to_owned(),
+        edge_id: identity.edge_id.as_str().to_owned(),
+    }
+}
+
+fn identity_from_pb(identity: pb::Identity) -> Result<Identity, ModelError> {
+    Ok(Identity {
+        tenant: TenantId::parse(&identity.tenant).map_err(|e| invalid("tenant", e))?,
+        client_id: ClientId::parse(&identity.client_id)
+            .ok_or_else(|| invalid("client_id", &identity.client_id))?,
+        subject: Some(identity.subject).filter(|s| !s.is_empty()),
+        role: Role::new(identity.role),
+        edge_id: EdgeId::parse(&identity.edge_id)
+            .ok_or_else(|| invalid("edge_id", &identity.edge_id))?,
+    })
+}
+
+fn type_to_pb(kind: MessageType) -> pb::MessageType {
+    match kind {
+        MessageType::Message => pb::MessageType::Message,
+        MessageType::Command => pb::MessageType::Command,
+        MessageType::Response => pb::MessageType::Response,
+        MessageType::Error => pb::MessageType::Error,
+        MessageType::Telemetry => pb::MessageType::Telemetry,
+        MessageType::OperatorJoin => pb::MessageType::OperatorJoin,
+        MessageType::MessageResponse => pb::MessageType::MessageResponse,
+        MessageType::CommandResponse => pb::MessageType::CommandResponse,
+    }
+}
+
+fn type_from_pb(kind: i32) -> Result<MessageType, ModelError> {
+    Ok(
+        match pb::MessageType::try_from(kind).map_err(|e| invalid("type", e))? {
+            pb::MessageType::Unspecified => return Err(ModelError::Missing("type")),
+            pb::MessageType::Message => MessageType::Message,
+            pb::MessageType::Command => MessageType::Command,
+            pb::MessageType::Response => MessageType::Response,
+            pb::MessageType::Error => MessageType::Error,
+            pb::MessageType::Telemetry => MessageType::Telemetry,
+            pb::MessageType::OperatorJoin => MessageType::OperatorJoin,
+            pb::MessageType::MessageResponse => MessageType::MessageResponse,
+            pb::MessageType::CommandResponse => MessageType::CommandResponse,
+        },
+    )
+}
+
+fn status_to_pb(status: Option<Status>) -> pb::Status {
+    match status {
+        None => pb::Status::Unspecified,
+        Some(Status::Success) => pb::Status::Success,
+        Some(Status::Error) => pb::Status::Error,
+        Some(Status::Pending) => pb::Status::Pending,
+    }
+}
+
+fn status_from_pb(status: i32) -> Result<Option<Status>, ModelError> {
+    Ok(
+        match pb::Status::try_from(status).map_err(|e| invalid("status", e))? {
+            pb::Status::Unspecified => None,
+            pb::Status::Success => Some(Status::Success),
+            pb::Status::Error => Some(Status::Error),
+            pb::Status::Pending => Some(Status::Pending),
+        },
+    )
+}
+
+fn envelope_to_pb(envelope: &Envelope) -> pb::ClientEnvelope {
+    pb::ClientEnvelope {
+        id: envelope.id.as_str().to_owned(),
+        timestamp_unix_micros: envelope.timestamp.unix_micros(),
+        timestamp_offset_seconds: envelope.timestamp.offset_seconds(),
+        r#type: type_to_pb(envelope.kind).into(),
+        room: envelope.room.clone(),
+        channel: envelope.channel.clone(),
+        sender: envelope.sender.clone(),
+        from_client: envelope.from_client.clone(),
+        to_client: envelope.to_client.clone(),
+        command: envelope.command.clone(),
+        request_id: envelope.request_id.clone(),
+        status: status_to_pb(envelope.status).into(),
+        error: envelope.error.clone(),
+        error_code: envelope.error_code.clone(),
+        payload: Bytes::copy_from_slice(envelope.payload.as_bytes()),
+        args: Bytes::copy_from_slice(envelope.args.as_bytes()),
+        metadata: Bytes::copy_from_slice(envelope.metadata.as_bytes()),
+    }
+}
+
+fn object_from_pb(field: &'static str, bytes: &[u8]) -> Result<JsonObject, ModelError> {
+    if bytes.is_empty() {
+        return Ok(JsonObject::empty());
+    }
+    JsonObject::parse_bytes(bytes).map_err(|e| invalid(field, e))
+}
+
+fn envelope_from_pb(envelope: pb::ClientEnvelope) -> Result<Envelope, ModelError> {
+    Ok(Envelope {
+        id: MessageId::parse(&envelope.id).map_err(|e| invalid("id", e))?,
+        timestamp: Timestamp::from_unix_micros(
+            envelope.timestamp_unix_micros,
+            envelope.timestamp_offset_seconds,
+        )
+        .map_err(|e| invalid("timestamp", e))?,
+        kind: type_from_pb(envelope.r#type)?,
+        room: envelope.room,
+        channel: envelope.channel,
+        sender: envelope.sender,
+        from_client: envelope.from_client,
+        to_client: envelope.to_client,
+        command: envelope.command,
+        request_id: envelope.request_id,
+        status: status_from_pb(envelope.status)?,
+        error: envelope.error,
+        error_code: envelope.error_code,
+        payload: object_from_pb("payload", &envelope.payload)?,
+        args: object_from_pb("args", &envelope.args)?,
+        metadata: object_from_pb("metadata", &envelope.metadata)?,
+    })
+}
+
+/// A frame for every member of one `room:channel` on an edge.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RoomDelivery {
+    /// The encoded JSON envelope, written as-is to every member.
+    pub frame: Bytes,
+    /// The sender, which does not receive its own message.
+    pub exclude: Option<ClientId>,
+}
+
+impl RoomDelivery {
+    pub fn encode(&self) -> Bytes {
+        let message = pb::RoomDelivery {
+            frame: self.frame.clone(),
+            exclude_client_id: self
+                .exclude
+                .as_ref()
+                .map(|c| c.as_str().to_owned())
+                .unwrap_or_default(),
+        };
+        Bytes::from(message.encode_to_vec())
+    }
+
+    pub fn decode(bytes: Bytes) -> Result<Self, ModelError> {
+        let message = pb::RoomDelivery::decode(bytes)?;
+        let exclude = match message.exclude_client_id.as_str() {
+            "" => None,
+            id => Some(ClientId::parse(id).ok_or_else(|| invalid("exclude_client_id", id))?),
+        };
+        Ok(Self {
+            frame: message.frame,
+            exclude,
+        })
+    }
+}
+
+/// A join or leave decided by a dispatcher and applied by the edge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MembershipChange {
+    Join(Topic),
+    Leave(Topic),
+}
+
+/// Frames for one connection, with the membership change to apply before writing them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EdgeDelivery {
+    pub client_id: ClientId,
+    pub membership: Option<MembershipChange>,
+    pub frames: Vec<Bytes>,
+    /// The [`Inbound::sequence`] this delivery answers. The pipeline answers every
+    /// inbound envelope exactly once (with frames or without), and the edge reads the
+    /// connection's next frame only then.
+    pub completes: Option<u64>,
+}
+
+impl EdgeDelivery {
+    pub fn encode(&self) -> Bytes {
+        use pb::membership_change::Action;
+        let membership = self.membership.as_ref().map(|change| {
+            let (action, topic) = match change {
+                MembershipChange::Join(topic) => (Action::Join, topic),
+                MembershipChange::Leave(topic) => (Action::Leave, topic),
+            };
+            pb::MembershipChange {
+                action: action.into(),
+                room: topic.room.as_str().to_owned(),
+                channel: topic.channel.as_str().to_owned(),
+            }
+        });
+        let message = pb::EdgeDelivery {
+            client_id: self.client_id.as_str().to_owned(),
+            membership,
+            frames: self.frames.clone(),
+            completes_sequence: self.completes.unwrap_or(0),
+        };
+        Bytes::from(message.encode_to_vec())
+    }
+
+    pub fn decode(bytes: Bytes) -> Result<Self, ModelError> {
+        use pb::membership_change::Action;
+        let message = pb::EdgeDelivery::decode(bytes)?;
+        let membership = match message.membership {
+            None => None,
+            Some(change) => {
+                let topic = Topic::parse(&change.room, &change.channel)
+                    .map_err(|e| invalid("membership", format!("{e:?}")))?;
+                match Action::try_from(change.action).map_err(|e| invalid("action", e))? {
+                    Action::Join => Some(MembershipChange::Join(topic)),
+                    Action::Leave => Some(MembershipChange::Leave(topic)),
+                    Action::Unspecified => return Err(ModelError::Missing("action")),
+                }
+            }
+        };
+        Ok(Self {
+            client_id: ClientId::parse(&message.client_id)
+                .ok_or_else(|| invalid("client_id", &message.client_id))?,
+            membership,
+            frames: message.frames,
+            completes: Some(message.completes_sequence).filter(|s| *s != 0),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

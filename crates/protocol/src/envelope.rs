@@ -1,0 +1,210 @@
+//! The client envelope: one JSON object per WebSocket text frame, in both directions.
+
+use std::fmt;
+
+use serde::ser::SerializeMap;
+use serde::{Serialize, Serializer};
+
+use crate::{ErrorCode, JsonObject, MessageId, Timestamp};
+
+mod decode;
+
+pub use decode::DecodeError;
+
+/// The only protocol version, written into every envelope.
+pub const PROTOCOL_VERSION: &str = "1.0";
+
+/// The `type` of an envelope.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MessageType {
+    Message,
+    Command,
+    Response,
+    Error,
+    Telemetry,
+    OperatorJoin,
+    /// The server's acknowledgement of an accepted `message` (legacy, kept for clients
+    /// of the original).
+    MessageResponse,
+    /// The server's acknowledgement of an accepted `command` (legacy).
+    CommandResponse,
+}
+
+impl MessageType {
+    pub const ALL: [MessageType; 8] = [
+        MessageType::Message,
+        MessageType::Command,
+        MessageType::Response,
+        MessageType::Error,
+        MessageType::Telemetry,
+        MessageType::OperatorJoin,
+        MessageType::MessageResponse,
+        MessageType::CommandResponse,
+    ];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            MessageType::Message => "message",
+            MessageType::Command => "command",
+            MessageType::Response => "response",
+            MessageType::Error => "error",
+            MessageType::Telemetry => "telemetry",
+            MessageType::OperatorJoin => "operator.join",
+            MessageType::MessageResponse => "message_response",
+            MessageType::CommandResponse => "command_response",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.as_str() == text)
+    }
+
+    /// Whether a client may send this type. The acknowledgement types are server-only.
+    pub const fn is_client_type(self) -> bool {
+        !matches!(
+            self,
+            MessageType::MessageResponse | MessageType::CommandResponse
+        )
+    }
+}
+
+impl fmt::Display for MessageType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The `status` of a `response`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Status {
+    Success,
+    Error,
+    Pending,
+}
+
+impl Status {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Status::Success => "success",
+            Status::Error => "error",
+            Status::Pending => "pending",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        [Status::Success, Status::Error, Status::Pending]
+            .into_iter()
+            .find(|s| s.as_str() == text)
+    }
+}
+
+/// One envelope, validated.
+///
+/// Outbound, `id`, `timestamp`, `type`, `version`, `payload`, `args` and `metadata` are
+/// always written; the other fields only when set (the original's rule).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Envelope {
+    pub id: MessageId,
+    pub timestamp: Timestamp,
+    pub kind: MessageType,
+    pub room: Option<String>,
+    pub channel: Option<String>,
+    /// Who sent it. The edge overwrites whatever a client wrote with its `client_id`;
+    /// server-originated envelopes use [`crate::SERVER_SENDER`].
+    pub sender: Option<String>,
+    pub from_client: Option<String>,
+    pub to_client: Option<String>,
+    pub command: Option<String>,
+    pub request_id: Option<String>,
+    pub status: Option<Status>,
+    pub error: Option<String>,
+    pub error_code: Option<String>,
+    pub payload: JsonObject,
+    pub args: JsonObject,
+    pub metadata: JsonObject,
+}
+
+impl Envelope {
+    /// A new envelope of `kind` with a fresh id, the current time and empty objects.
+    pub fn new(kind: MessageType) -> Self {
+        Self {
+            id: MessageId::generate(),
+            timestamp: Timestamp::now(),
+            kind,
+            room: None,
+            channel: None,
+            sender: None,
+            from_client: None,
+            to_client: None,
+            command: None,
+            request_id: None,
+            status: None,
+            error: None,
+            error_code: None,
+            payload: JsonObject::empty(),
+            args: JsonObject::empty(),
+            metadata: JsonObject::empty(),
+        }
+    }
+
+    /// Decodes and validates a frame sent by a client (the server-only acknowledgement
+    /// types are refused).
+    pub fn from_client_json(text: &str) -> Result<Self, DecodeError> {
+        decode::decode(text, false)
+    }
+
+    /// Decodes a frame sent by the server (every type is accepted). Used by clients.
+    pub fn from_server_json(text: &str) -> Result<Self, DecodeError> {
+        decode::decode(text, true)
+    }
+
+    /// The JSON text of this envelope.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("serializing an envelope to a String cannot fail")
+    }
+
+    /// Whether this error envelope carries `code`.
+    pub fn has_error_code(&self, code: ErrorCode) -> bool {
+        self.error_code.as_deref() == Some(code.as_str())
+    }
+}
+
+impl Serialize for Envelope {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("id", self.id.as_str())?;
+        map.serialize_entry("timestamp", &self.timestamp.to_rfc3339())?;
+        map.serialize_entry("type", self.kind.as_str())?;
+        map.serialize_entry("version", PROTOCOL_VERSION)?;
+        let optional = [
+            ("room", &self.room),
+            ("channel", &self.channel),
+            ("sender", &self.sender),
+            ("from_client", &self.from_client),
+            ("to_client", &self.to_client),
+            ("command", &self.command),
+            ("request_id", &self.request_id),
+        ];
+        for (key, value) in optional {
+            if let Some(value) = value {
+                map.serialize_entry(key, value)?;
+            }
+        }
+        if let Some(status) = self.status {
+            map.serialize_entry("status", status.as_str())?;
+        }
+        if let Some(error) = &self.error {
+            map.serialize_entry("error", error)?;
+        }
+        if let Some(code) = &self.error_code {
+            map.serialize_entry("error_code", code)?;
+        }
+        map.serialize_entry("payload", &self.payload)?;
+        map.serialize_entry("args", &self.args)?;
+        map.serialize_entry("metadata", &self.metadata)?;
+        map.end()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,193 @@
+//! A JSON object kept as its encoded text.
+
+use std::fmt;
+
+use serde::{Serialize, Serializer};
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
+
+/// A JSON object (`{...}`) carried as validated text.
+///
+/// Payloads, arguments and metadata are parsed once where they enter the system and then
+/// travel as text: the dispatcher and the edges embed them in outbound frames without
+/// re-encoding. Only the code that needs the fields (the policy engine, a command
+/// handler) parses them again.
+#[derive(Clone)]
+pub struct JsonObject(Box<RawValue>);
+
+/// The value was valid JSON but not an object.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("expected a JSON object")]
+pub struct NotAnObject;
+
+impl JsonObject {
+    /// `{}`.
+    pub fn empty() -> Self {
+        Self::from_raw_unchecked("{}".to_owned())
+    }
+
+    /// Validates `text` as one JSON object.
+    pub fn parse(text: &str) -> Result<Self, JsonObjectError> {
+        let raw: &RawValue = serde_json::from_str(text).map_err(JsonObjectError::Json)?;
+        Self::from_raw(raw)
+    }
+
+    /// Validates UTF-8 `bytes` as one JSON object.
+    pub fn parse_bytes(bytes: &[u8]) -> Result<Self, JsonObjectError> {
+        let raw: &RawValue = serde_json::from_slice(bytes).map_err(JsonObjectError::Json)?;
+        Self::from_raw(raw)
+    }
+
+    /// Accepts an already-parsed raw value if it is an object.
+    pub fn from_raw(raw: &RawValue) -> Result<Self, JsonObjectError> {
+        if is_object_text(raw.get()) {
+            Ok(Self::from_raw_unchecked(raw.get().to_owned()))
+        } else {
+            Err(JsonObjectError::NotAnObject(NotAnObject))
+        }
+    }
+
+    /// Encodes a map.
+    pub fn from_map(map: &Map<String, Value>) -> Self {
+        // Encoding a map of `Value`s cannot fail: keys are strings and values are JSON.
+        let text = serde_json::to_string(map).unwrap_or_else(|_| "{}".to_owned());
+        Self::from_raw_unchecked(text)
+    }
+
+    /// Encodes a value if it is an object.
+    pub fn from_value(value: &Value) -> Result<Self, NotAnObject> {
+        match value {
+            Value::Object(map) => Ok(Self::from_map(map)),
+            _ => Err(NotAnObject),
+        }
+    }
+
+    /// The JSON text.
+    pub fn as_str(&self) -> &str {
+        self.0.get()
+    }
+
+    /// The JSON text as bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        self.0.get().as_bytes()
+    }
+
+    /// Whether this is `{}` (ignoring whitespace).
+    pub fn is_empty(&self) -> bool {
+        self.as_str()
+            .bytes()
+            .filter(|b| !b.is_ascii_whitespace())
+            .eq("{}".bytes())
+    }
+
+    /// Parses the object into a map.
+    pub fn to_map(&self) -> Map<String, Value> {
+        // The text was validated as an object on construction.
+        serde_json::from_str(self.as_str()).unwrap_or_default()
+    }
+
+    /// Parses one top-level field.
+    pub fn get(&self, key: &str) -> Option<Value> {
+        self.to_map().remove(key)
+    }
+
+    fn from_raw_unchecked(text: String) -> Self {
+        // `text` is valid JSON by construction at every call site.
+        match RawValue::from_string(text) {
+            Ok(raw) => Self(raw),
+            Err(_) => Self::empty(),
+        }
+    }
+}
+
+/// Why a text is not a JSON object.
+#[derive(Debug, thiserror::Error)]
+pub enum JsonObjectError {
+    #[error("invalid JSON: {0}")]
+    Json(serde_json::Error),
+    #[error(transparent)]
+    NotAnObject(NotAnObject),
+}
+
+fn is_object_text(text: &str) -> bool {
+    text.trim_start().starts_with('{')
+}
+
+impl Default for JsonObject {
+    fn default() -> Self {
+        Self::empty()
+    }
+}
+
+impl fmt::Debug for JsonObject {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Display for JsonObject {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Semantic equality: the same fields and values, whatever the formatting.
+impl PartialEq for JsonObject {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str() || self.to_map() == other.to_map()
+    }
+}
+
+impl Serialize for JsonObject {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(serializer)
+    }
+}
+
+impl From<Map<String, Value>> for JsonObject {
+    fn from(map: Map<String, Value>) -> Self {
+        Self::from_map(&map)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn parses_objects_and_refuses_other_values() {
+        assert_eq!(
+            JsonObject::parse(r#" {"a": 1}"#).unwrap().get("a"),
+            Some(json!(1))
+        );
+        assert!(matches!(
+            JsonObject::parse("[1]"),
+            Err(JsonObjectError::NotAnObject(_))
+        ));
+        assert!(matches!(
+            JsonObject::parse("\"x\""),
+            Err(JsonObjectError::NotAnObject(_))
+        ));
+        assert!(matches!(
+            JsonObject::parse("{"),
+            Err(JsonObjectError::Json(_))
+        ));
+    }
+
+    #[test]
+    fn equality_ignores_formatting() {
+        let a = JsonObject::parse(r#"{"a":1,"b":[1,2]}"#).unwrap();
+        let b = JsonObject::parse(r#"{ "b": [1, 2], "a": 1 }"#).unwrap();
+        assert_eq!(a, b);
+        assert_ne!(a, JsonObject::empty());
+        assert!(JsonObject::parse("{ }").unwrap().is_empty());
+        assert!(!a.is_empty());
+    }
+
+    #[test]
+    fn serializes_verbatim() {
+        let obj = JsonObject::parse(r#"{"z":1,"a":2}"#).unwrap();
+        assert_eq!(serde_json::to_string(&obj).unwrap(), r#"{"z":1,"a":2}"#);
+    }
+}

@@ -1,0 +1,28 @@
+//! The ArqonBus wire protocol, shared by every service, the SDK and the CLI.
+//!
+//! This crate owns what a client and the services agree on: the client JSON envelope
+//! (fields, identifiers, timestamps, message types, validation and its error messages),
+//! the flat error envelope and the one list of error codes, the identity a connection
+//! carries, and the NATS subject names with the safe-token rules that keep tenants apart.
+//!
+//! It does no I/O and needs no runtime: decoding and encoding are pure functions, so the
+//! edge, the policy engine and the dispatcher apply exactly the same rules.
+
+mod envelope;
+mod error_code;
+mod id;
+mod identity;
+mod json;
+mod names;
+mod replies;
+pub mod subject;
+mod time;
+
+pub use envelope::{DecodeError, Envelope, MessageType, PROTOCOL_VERSION, Status};
+pub use error_code::ErrorCode;
+pub use id::{ClientId, EdgeId, IdError, MessageId};
+pub use identity::{Identity, Role};
+pub use json::{JsonObject, JsonObjectError, NotAnObject};
+pub use names::{ChannelName, NameError, RoomName, TenantId, Topic};
+pub use replies::{CommandReply, SERVER_SENDER, WELCOME_TEXT};
+pub use time::{Timestamp, TimestampError};
