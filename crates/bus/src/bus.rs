@@ -1,0 +1,380 @@
+//! [`Bus`]: the one handle services hold, dispatching to NATS or the embedded bus.
+//!
+//! Validation happens here, before dispatch, so both backends refuse the same input
+//! with the same error.
+
+use std::fmt;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+
+use crate::config::{EmbeddedOptions, HistoryConfig, KvConfig, NatsOptions};
+use crate::embedded::{EmbeddedBus, EmbeddedSubscription};
+use crate::error::BusError;
+use crate::headers::Headers;
+use crate::history::HistoryStore;
+use crate::kv::KvStore;
+use crate::message::Message;
+use crate::nats::NatsBus;
+use crate::stats::BusStats;
+use crate::subject;
+
+/// A connection to the bus. Cheap to clone (all clones share one connection and one
+/// [`BusStats`]); `Send + Sync`.
+///
+/// Semantics are those of NATS core for messages (at-most-once, ordered per publisher
+/// and subscriber, slow subscribers lose messages) and of JetStream for [`KvStore`] and
+/// [`HistoryStore`], whichever backend is behind it.
+#[derive(Clone)]
+pub struct Bus {
+    inner: Inner,
+}
+
+#[derive(Clone)]
+enum Inner {
+    // Boxed behind an `Arc`: the async-nats handles are large, clones stay one pointer.
+    Nats(Arc<NatsBus>),
+    Embedded(EmbeddedBus),
+}
+
+impl fmt::Debug for Bus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Bus")
+            .field("backend", &self.backend())
+            .field("connected", &self.is_connected())
+            .finish()
+    }
+}
+
+impl Bus {
+    /// Connects to NATS at `url` (comma-separated URLs for a cluster). Fails with
+    /// [`BusError::Unavailable`] when no server answers within `options.connect_timeout`.
+    /// Once connected, the client reconnects forever in the background; meanwhile
+    /// [`Bus::is_connected`] is false and operations fail fast with `Unavailable`.
+    pub async fn connect_nats(url: &str, options: NatsOptions) -> Result<Bus, BusError> {
+        let nats = NatsBus::connect(url, options).await?;
+        Ok(Bus {
+            inner: Inner::Nats(Arc::new(nats)),
+        })
+    }
+
+    /// An in-process bus with the same semantics, for a single process without NATS.
+    /// Everything it holds lives in memory and is lost when the last clone is dropped.
+    pub fn embedded(options: EmbeddedOptions) -> Bus {
+        Bus {
+            inner: Inner::Embedded(EmbeddedBus::new(options)),
+        }
+    }
+
+    /// `"nats"` or `"embedded"`, for logs and status pages.
+    pub fn backend(&self) -> &'static str {
+        match &self.inner {
+            Inner::Nats(_) => "nats",
+            Inner::Embedded(_) => "embedded",
+        }
+    }
+
+    /// Publishes `payload` to `subject` (literal: no wildcards, no empty tokens, not
+    /// starting with `$`). Nobody subscribed is not an error: the message is dropped.
+    pub async fn publish(
+        &self,
+        subject: impl Into<String>,
+        payload: Bytes,
+    ) -> Result<(), BusError> {
+        self.send(subject.into(), None, Headers::new(), payload)
+            .await
+    }
+
+    /// Publishes with headers (e.g. the W3C `traceparent`).
+    pub async fn publish_with_headers(
+        &self,
+        subject: impl Into<String>,
+        headers: Headers,
+        payload: Bytes,
+    ) -> Result<(), BusError> {
+        self.send(subject.into(), None, headers, payload).await
+    }
+
+    async fn send(
+        &self,
+        subject: String,
+        reply: Option<String>,
+        headers: Headers,
+        payload: Bytes,
+    ) -> Result<(), BusError> {
+        subject::validate_publish(&subject)?;
+        self.check_size(&headers, &payload)?;
+        let result = match &self.inner {
+            Inner::Nats(nats) => nats.publish(subject, reply, headers, payload).await,
+            Inner::Embedded(embedded) => {
+                embedded.publish(Message {
+                    subject,
+                    reply,
+                    headers,
+                    payload,
+                });
+                // Delivery is synchronous and never waits; give the scheduler a chance
+                // so a publishing loop cannot starve the subscribers on its thread.
+                tokio::task::consume_budget().await;
+                Ok(())
+            }
+        };
+        if result.is_err() {
+            self.stats().record_publish_error();
+        }
+        result
+    }
+
+    fn check_size(&self, headers: &Headers, payload: &Bytes) -> Result<(), BusError> {
+        let size = headers.wire_len() + payload.len();
+        let max = self.max_payload();
+        if size > max {
+            return Err(BusError::PayloadTooLarge { size, max });
+        }
+        Ok(())
+    }
+
+    /// Largest message (header block + payload) the bus accepts: the server's
+    /// `max_payload` on NATS, [`EmbeddedOptions::max_payload`] otherwise.
+    pub fn max_payload(&self) -> usize {
+        match &self.inner {
+            Inner::Nats(nats) => nats.max_payload(),
+            Inner::Embedded(embedded) => embedded.max_payload(),
+        }
+    }
+
+    /// Subscribes to `subject`; `*` matches one token, a final `>` one or more.
+    /// Dropping the [`Subscription`] unsubscribes.
+    pub async fn subscribe(&self, subject: impl Into<String>) -> Result<Subscription, BusError> {
+        let subject = subject.into();
+        subject::validate_subscribe(&subject)?;
+        self.subscribe_inner(subject, None).await
+    }
+
+    /// Subscribes as a member of `group`: each message goes to one member of each group
+    /// (and to every plain subscriber).
+    pub async fn queue_subscribe(
+        &self,
+        subject: impl Into<String>,
+        group: impl Into<String>,
+    ) -> Result<Subscription, BusError> {
+        let subject = subject.into();
+        let group = group.into();
+        subject::validate_subscribe(&subject)?;
+        subject::validate_queue_group(&group)?;
+        self.subscribe_inner(subject, Some(group)).await
+    }
+
+    async fn subscribe_inner(
+        &self,
+        subject: String,
+        group: Option<String>,
+    ) -> Result<Subscription, BusError> {
+        let inner = match &self.inner {
+            Inner::Nats(nats) => SubInner::Nats(nats.subscribe(subject.clone(), group).await?),
+            Inner::Embedded(embedded) => {
+                SubInner::Embedded(embedded.subscribe(subject.clone(), group))
+            }
+        };
+        Ok(Subscription { subject, inner })
+    }
+
+    /// Sends a request and waits up to `timeout` for the first reply.
+    /// [`BusError::NoResponders`] when nobody is subscribed to `subject`,
+    /// [`BusError::Timeout`] when nobody answered in time.
+    pub async fn request(
+        &self,
+        subject: impl Into<String>,
+        payload: Bytes,
+        timeout: Duration,
+    ) -> Result<Message, BusError> {
+        self.request_with_headers(subject, Headers::new(), payload, timeout)
+            .await
+    }
+
+    /// [`Bus::request`] with headers.
+    pub async fn request_with_headers(
+        &self,
+        subject: impl Into<String>,
+        headers: Headers,
+        payload: Bytes,
+        timeout: Duration,
+    ) -> Result<Message, BusError> {
+        let subject = subject.into();
+        subject::validate_publish(&subject)?;
+        self.check_size(&headers, &payload)?;
+        match &self.inner {
+            Inner::Nats(nats) => nats.request(subject, headers, payload, timeout).await,
+            Inner::Embedded(embedded) => embedded.request(subject, headers, payload, timeout).await,
+        }
+    }
+
+    /// Returns once everything published and subscribed before has reached the server
+    /// (NATS: a PING/PONG round trip, bounded by the request timeout). Embedded: delivery
+    /// is synchronous, so this returns at once.
+    pub async fn flush(&self) -> Result<(), BusError> {
+        match &self.inner {
+            Inner::Nats(nats) => nats.flush().await,
+            Inner::Embedded(_) => Ok(()),
+        }
+    }
+
+    /// Whether the bus is usable now, for readiness probes (embedded: always).
+    pub fn is_connected(&self) -> bool {
+        match &self.inner {
+            Inner::Nats(nats) => nats.is_connected(),
+            Inner::Embedded(_) => true,
+        }
+    }
+
+    /// The counters shared by all clones of this bus.
+    pub fn stats(&self) -> Arc<BusStats> {
+        match &self.inner {
+            Inner::Nats(nats) => nats.stats(),
+            Inner::Embedded(embedded) => embedded.stats(),
+        }
+    }
+
+    /// Creates the KV bucket, or opens it (updating its configuration if it changed).
+    pub async fn key_value(&self, config: KvConfig) -> Result<KvStore, BusError> {
+        config.validate()?;
+        match &self.inner {
+            // Boxed: JetStream's bucket setup is a large future.
+            Inner::Nats(nats) => Ok(KvStore::nats(
+                Box::pin(nats.key_value(&config)).await?,
+                config,
+                nats.max_payload(),
+            )),
+            Inner::Embedded(embedded) => Ok(KvStore::embedded(
+                embedded.key_value(&config),
+                config,
+                embedded.max_payload(),
+            )),
+        }
+    }
+
+    /// Creates the history stream, or opens it (updating its configuration if it
+    /// changed). Fails with [`BusError::InvalidConfig`] when its subjects overlap another
+    /// stream's.
+    pub async fn history(&self, config: HistoryConfig) -> Result<HistoryStore, BusError> {
+        config.validate()?;
+        let stats = self.stats();
+        let max_payload = self.max_payload();
+        let store = match &self.inner {
+            Inner::Nats(nats) => HistoryStore::nats(
+                Box::pin(nats.history(&config)).await?,
+                config,
+                stats,
+                max_payload,
+            ),
+            Inner::Embedded(embedded) => {
+                HistoryStore::embedded(embedded.history(&config)?, config, stats, max_payload)
+            }
+        };
+        Ok(store)
+    }
+}
+
+/// Messages of one subscription, in publish order per publisher. Use
+/// [`Subscription::next`] or the [`Stream`] implementation. Dropping it unsubscribes.
+pub struct Subscription {
+    subject: String,
+    inner: SubInner,
+}
+
+enum SubInner {
+    Nats(async_nats::Subscriber),
+    Embedded(EmbeddedSubscription),
+}
+
+impl fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Subscription")
+            .field("subject", &self.subject)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Subscription {
+    /// The next message; `None` once the bus connection is closed for good.
+    pub async fn next(&mut self) -> Option<Message> {
+        StreamExt::next(self).await
+    }
+
+    /// The subject (pattern) subscribed to.
+    pub fn subject(&self) -> &str {
+        &self.subject
+    }
+}
+
+impl Stream for Subscription {
+    type Item = Message;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Message>> {
+        match &mut self.inner {
+            SubInner::Nats(subscriber) => subscriber
+                .poll_next_unpin(cx)
+                .map(|message| message.map(crate::nats::convert_message)),
+            SubInner::Embedded(subscription) => subscription.poll_recv(cx),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{HistoryConfig, KvConfig};
+    use crate::headers::Headers;
+    use crate::kv::KvWatch;
+
+    fn send_sync<T: Send + Sync>(_: &T) {}
+    fn send<T: Send>(_: &T) {}
+
+    /// Services hold these across tasks and await them inside `tokio::spawn`.
+    #[tokio::test]
+    async fn handles_are_send_sync_and_futures_are_send() {
+        let bus = Bus::embedded(EmbeddedOptions::default());
+        send_sync(&bus);
+        send(&bus.publish("a", Bytes::new()));
+        send(&bus.publish_with_headers("a", Headers::new(), Bytes::new()));
+        send(&bus.subscribe("a"));
+        send(&bus.queue_subscribe("a", "g"));
+        send(&bus.request("a", Bytes::new(), Duration::from_secs(1)));
+        send(&bus.flush());
+        send(&bus.key_value(KvConfig::new("b")));
+        send(&bus.history(HistoryConfig::new("H", vec!["h.>".into()])));
+        let sub = bus.subscribe("a").await.unwrap();
+        send(&sub);
+        let kv = bus.key_value(KvConfig::new("b")).await.unwrap();
+        send_sync(&kv);
+        send(&kv.get("k"));
+        send(&kv.put("k", Bytes::new()));
+        send(&kv.update("k", Bytes::new(), 0));
+        send(&kv.keys());
+        send(&kv.watch_all());
+        let watch: KvWatch = kv.watch_all().await.unwrap();
+        send(&watch);
+        let history = bus
+            .history(HistoryConfig::new("H", vec!["h.>".into()]))
+            .await
+            .unwrap();
+        send_sync(&history);
+        send(&history.append("h.a", Headers::new(), Bytes::new()));
+        send(&history.read("h.a", crate::ReadFrom::Sequence(1), 1));
+        send(&history.get(1));
+        send(&history.last("h.a"));
+        send_sync(&*bus.stats());
+    }
+
+    #[test]
+    fn debug_shows_backend_not_internals() {
+        let bus = Bus::embedded(EmbeddedOptions::default());
+        assert_eq!(bus.backend(), "embedded");
+        let shown = format!("{bus:?}");
+        assert!(shown.contains("embedded") && shown.contains("connected: true"));
+    }
+}

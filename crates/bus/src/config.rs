@@ -1,0 +1,264 @@
+//! Options of the two backends and configurations of KV buckets and history streams.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use crate::error::BusError;
+use crate::subject;
+
+/// Default buffer of one subscription, in messages (async-nats's default).
+pub const DEFAULT_SUBSCRIPTION_CAPACITY: usize = 65_536;
+/// Default maximum message size (headers + payload), the NATS server's default.
+pub const DEFAULT_MAX_PAYLOAD: usize = 1024 * 1024;
+/// Most messages one [`crate::HistoryStore::read`] returns; page on with the sequence.
+pub const MAX_READ_LIMIT: usize = 1000;
+/// Room kept for the headers of a KV compare-and-set write
+/// (`Nats-Expected-Last-Subject-Sequence`), which count against message size limits.
+pub(crate) const KV_HEADER_ALLOWANCE: usize = 256;
+
+/// How to connect to NATS.
+#[derive(Debug, Clone)]
+pub struct NatsOptions {
+    /// Connection name shown by the server (`nats server report connections`).
+    pub name: String,
+    /// Bound on the first connection; [`crate::Bus::connect_nats`] fails after it.
+    pub connect_timeout: Duration,
+    /// Bound on every other operation that waits for the server (flush, JetStream
+    /// requests and acknowledgements, KV and history calls).
+    pub request_timeout: Duration,
+    /// Messages buffered per subscription before further ones are dropped (slow
+    /// consumer).
+    pub subscription_capacity: usize,
+}
+
+impl Default for NatsOptions {
+    fn default() -> Self {
+        NatsOptions {
+            name: "arqonbus".to_owned(),
+            connect_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(5),
+            subscription_capacity: DEFAULT_SUBSCRIPTION_CAPACITY,
+        }
+    }
+}
+
+/// Options of the embedded in-process bus.
+#[derive(Debug, Clone)]
+pub struct EmbeddedOptions {
+    /// Messages buffered per subscription before further ones are dropped (slow
+    /// consumer), as on NATS.
+    pub subscription_capacity: usize,
+    /// Largest message (headers + payload) accepted, like the server's `max_payload`.
+    pub max_payload: usize,
+}
+
+impl Default for EmbeddedOptions {
+    fn default() -> Self {
+        EmbeddedOptions {
+            subscription_capacity: DEFAULT_SUBSCRIPTION_CAPACITY,
+            max_payload: DEFAULT_MAX_PAYLOAD,
+        }
+    }
+}
+
+/// Where a bucket or stream keeps its data. The embedded bus keeps everything in memory
+/// either way (it lives and dies with the process).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Storage {
+    /// On disk (JetStream file storage): survives a server restart.
+    #[default]
+    File,
+    /// In the server's memory.
+    Memory,
+}
+
+/// A KV bucket (a JetStream stream `KV_<bucket>` on NATS).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KvConfig {
+    /// Bucket name, `[a-zA-Z0-9_-]+`.
+    pub bucket: String,
+    /// Values kept per key, 1 to 64 (older ones are discarded).
+    pub history: u8,
+    /// Values older than this disappear (`None`: kept forever).
+    pub max_age: Option<Duration>,
+    /// Largest value in bytes (`None`: only the bus's max payload applies).
+    pub max_value_size: Option<i32>,
+    /// Where the bucket lives.
+    pub storage: Storage,
+    /// JetStream replicas (1 to 5; 3 in a production cluster). Ignored by the embedded bus.
+    pub replicas: usize,
+}
+
+impl KvConfig {
+    /// A bucket with one value per key, no expiry, file storage.
+    pub fn new(bucket: impl Into<String>) -> KvConfig {
+        KvConfig {
+            bucket: bucket.into(),
+            history: 1,
+            max_age: None,
+            max_value_size: None,
+            storage: Storage::File,
+            replicas: 1,
+        }
+    }
+
+    pub(crate) fn validate(&self) -> Result<(), BusError> {
+        subject::validate_name("bucket", &self.bucket)?;
+        if !(1..=64).contains(&self.history) {
+            return Err(BusError::InvalidConfig(format!(
+                "bucket {}: history must be 1 to 64",
+                self.bucket
+            )));
+        }
+        if self.max_value_size.is_some_and(|size| size < 1) {
+            return Err(BusError::InvalidConfig(format!(
+                "bucket {}: max_value_size must be positive",
+                self.bucket
+            )));
+        }
+        validate_replicas("bucket", &self.bucket, self.replicas)?;
+        if self
+            .max_age
+            .is_some_and(|age| age < Duration::from_millis(100))
+        {
+            return Err(BusError::InvalidConfig(format!(
+                "bucket {}: max_age must be at least 100ms",
+                self.bucket
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// A history stream (a JetStream stream on NATS).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryConfig {
+    /// Stream name, `[a-zA-Z0-9_-]+`.
+    pub stream: String,
+    /// Subjects it stores, wildcards allowed (e.g. `hist.>`). They must not overlap
+    /// another stream's, and core publishes on them are stored too (as in JetStream).
+    pub subjects: Vec<String>,
+    /// Messages kept per subject, the oldest discarded first (`<= 0`: unlimited).
+    pub max_msgs_per_subject: i64,
+    /// Messages older than this are discarded (`Duration::ZERO`: kept forever).
+    pub max_age: Duration,
+    /// Where the stream lives.
+    pub storage: Storage,
+    /// JetStream replicas (1 to 5; 3 in a production cluster). Ignored by the embedded bus.
+    pub replicas: usize,
+}
+
+impl HistoryConfig {
+    /// A stream with no limits and file storage.
+    pub fn new(stream: impl Into<String>, subjects: Vec<String>) -> HistoryConfig {
+        HistoryConfig {
+            stream: stream.into(),
+            subjects,
+            max_msgs_per_subject: -1,
+            max_age: Duration::ZERO,
+            storage: Storage::File,
+            replicas: 1,
+        }
+    }
+
+    pub(crate) fn validate(&self) -> Result<(), BusError> {
+        subject::validate_name("stream", &self.stream)?;
+        if self.subjects.is_empty() {
+            return Err(BusError::InvalidConfig(format!(
+                "stream {}: at least one subject is needed",
+                self.stream
+            )));
+        }
+        for (i, s) in self.subjects.iter().enumerate() {
+            subject::validate_subscribe(s)?;
+            // A leading wildcard would also cover the server's `$JS.`/`$KV.` subjects.
+            if matches!(s.split('.').next(), Some("*" | ">")) {
+                return Err(BusError::InvalidConfig(format!(
+                    "stream {}: subject {s} must start with a literal token",
+                    self.stream
+                )));
+            }
+            if self.subjects[..i].iter().any(|t| subject::overlaps(s, t)) {
+                return Err(BusError::InvalidConfig(format!(
+                    "stream {}: subjects overlap ({s})",
+                    self.stream
+                )));
+            }
+        }
+        validate_replicas("stream", &self.stream, self.replicas)?;
+        if !self.max_age.is_zero() && self.max_age < Duration::from_millis(100) {
+            return Err(BusError::InvalidConfig(format!(
+                "stream {}: max_age must be zero or at least 100ms",
+                self.stream
+            )));
+        }
+        Ok(())
+    }
+
+    /// Whether `subject` (literal) belongs to this stream.
+    pub(crate) fn covers(&self, subject: &str) -> bool {
+        self.subjects.iter().any(|p| subject::matches(p, subject))
+    }
+}
+
+fn validate_replicas(what: &str, name: &str, replicas: usize) -> Result<(), BusError> {
+    if (1..=5).contains(&replicas) {
+        Ok(())
+    } else {
+        Err(BusError::InvalidConfig(format!(
+            "{what} {name}: replicas must be 1 to 5"
+        )))
+    }
+}
+
+/// Where a [`crate::HistoryStore::read`] starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadFrom {
+    /// At this stream sequence, inclusive (0 and 1 both mean the beginning).
+    Sequence(u64),
+    /// At the first message stored at or after this time.
+    Time(DateTime<Utc>),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validates_configs() {
+        assert!(KvConfig::new("policy").validate().is_ok());
+        assert!(KvConfig::new("bad.name").validate().is_err());
+        let mut kv = KvConfig::new("b");
+        kv.history = 0;
+        assert!(kv.validate().is_err());
+        kv.history = 65;
+        assert!(kv.validate().is_err());
+
+        let hist = HistoryConfig::new("HIST", vec!["hist.>".into()]);
+        assert!(hist.validate().is_ok());
+        assert!(hist.covers("hist.a.b"));
+        assert!(!hist.covers("live.a"));
+        let overlapping = HistoryConfig::new("H", vec!["a.>".into(), "a.b".into()]);
+        assert!(matches!(
+            overlapping.validate(),
+            Err(BusError::InvalidConfig(_))
+        ));
+        assert!(HistoryConfig::new("H", vec![]).validate().is_err());
+        assert!(
+            HistoryConfig::new("H", vec!["a..b".into()])
+                .validate()
+                .is_err()
+        );
+        assert!(
+            HistoryConfig::new("H", vec!["*.b".into()])
+                .validate()
+                .is_err()
+        );
+        assert!(
+            HistoryConfig::new("H", vec![">".into()])
+                .validate()
+                .is_err()
+        );
+    }
+}

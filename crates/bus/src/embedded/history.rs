@@ -1,0 +1,231 @@
+//! Embedded history stream: messages by sequence, with JetStream's limits retention.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+
+use crate::config::{HistoryConfig, ReadFrom};
+use crate::error::BusError;
+use crate::headers::Headers;
+use crate::history::StoredMessage;
+use crate::subject;
+
+struct State {
+    config: HistoryConfig,
+    last_seq: u64,
+    last_time: DateTime<Utc>,
+    messages: BTreeMap<u64, StoredMessage>,
+    /// Sequences per subject, ascending: per-subject limits and exact-subject reads.
+    by_subject: HashMap<String, VecDeque<u64>>,
+}
+
+/// Handle to an embedded history stream.
+#[derive(Clone)]
+pub(crate) struct EmbeddedHistory {
+    state: Arc<Mutex<State>>,
+}
+
+impl EmbeddedHistory {
+    pub(crate) fn new(config: &HistoryConfig) -> EmbeddedHistory {
+        EmbeddedHistory {
+            state: Arc::new(Mutex::new(State {
+                config: config.clone(),
+                last_seq: 0,
+                last_time: DateTime::<Utc>::MIN_UTC,
+                messages: BTreeMap::new(),
+                by_subject: HashMap::new(),
+            })),
+        }
+    }
+
+    pub(crate) fn config(&self) -> HistoryConfig {
+        self.lock().config.clone()
+    }
+
+    /// Applies a new configuration. As in NATS (2.11), a lowered per-subject limit
+    /// applies to a subject at its next append; a lowered `max_age` at once.
+    pub(crate) fn reconfigure(&self, config: &HistoryConfig) {
+        let mut state = self.lock();
+        state.config = config.clone();
+        state.expire();
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        state.expire();
+        state
+    }
+
+    pub(crate) fn append(
+        &self,
+        subject: &str,
+        headers: Headers,
+        payload: Bytes,
+    ) -> Result<u64, BusError> {
+        let mut state = self.lock();
+        state.last_seq += 1;
+        let seq = state.last_seq;
+        // Never earlier than the previous message: reads by time rely on it.
+        let time = Utc::now().max(state.last_time);
+        state.last_time = time;
+        state.messages.insert(
+            seq,
+            StoredMessage {
+                seq,
+                subject: subject.to_owned(),
+                headers: headers.without_reserved(),
+                payload,
+                time,
+            },
+        );
+        match state.by_subject.get_mut(subject) {
+            Some(seqs) => seqs.push_back(seq),
+            None => {
+                state
+                    .by_subject
+                    .insert(subject.to_owned(), VecDeque::from([seq]));
+            }
+        }
+        state.trim_subject(subject);
+        Ok(seq)
+    }
+
+    pub(crate) fn get(&self, seq: u64) -> Option<StoredMessage> {
+        self.lock().messages.get(&seq).cloned()
+    }
+
+    pub(crate) fn last(&self, subject: &str) -> Option<StoredMessage> {
+        let state = self.lock();
+        let seq = state.by_subject.get(subject)?.back()?;
+        state.messages.get(seq).cloned()
+    }
+
+    pub(crate) fn read(&self, filter: &str, from: ReadFrom, limit: usize) -> Vec<StoredMessage> {
+        let state = self.lock();
+        if subject::is_literal(filter) {
+            let Some(seqs) = state.by_subject.get(filter) else {
+                return Vec::new();
+            };
+            let start = match from {
+                ReadFrom::Sequence(seq) => seqs.partition_point(|s| *s < seq),
+                ReadFrom::Time(time) => {
+                    seqs.partition_point(|s| state.messages.get(s).is_some_and(|m| m.time < time))
+                }
+            };
+            return seqs
+                .range(start..)
+                .filter_map(|s| state.messages.get(s).cloned())
+                .take(limit)
+                .collect();
+        }
+        let matching = |m: &&StoredMessage| subject::matches(filter, &m.subject);
+        match from {
+            ReadFrom::Sequence(seq) => state
+                .messages
+                .range(seq..)
+                .map(|(_, m)| m)
+                .filter(matching)
+                .take(limit)
+                .cloned()
+                .collect(),
+            ReadFrom::Time(time) => state
+                .messages
+                .values()
+                .skip_while(|m| m.time < time)
+                .filter(matching)
+                .take(limit)
+                .cloned()
+                .collect(),
+        }
+    }
+}
+
+impl State {
+    fn trim_subject(&mut self, subject: &str) {
+        let Ok(max) = usize::try_from(self.config.max_msgs_per_subject) else {
+            return;
+        };
+        if max == 0 {
+            return;
+        }
+        if let Some(seqs) = self.by_subject.get_mut(subject) {
+            while seqs.len() > max {
+                if let Some(old) = seqs.pop_front() {
+                    self.messages.remove(&old);
+                }
+            }
+        }
+    }
+
+    /// Drops messages older than `max_age`, oldest first (sequence order is time order).
+    fn expire(&mut self) {
+        if self.config.max_age.is_zero() {
+            return;
+        }
+        let Ok(max_age) = chrono::Duration::from_std(self.config.max_age) else {
+            return;
+        };
+        let cutoff = Utc::now() - max_age;
+        while let Some(entry) = self.messages.first_entry() {
+            if entry.get().time >= cutoff {
+                break;
+            }
+            let message = entry.remove();
+            if let Some(seqs) = self.by_subject.get_mut(&message.subject) {
+                seqs.pop_front();
+                if seqs.is_empty() {
+                    self.by_subject.remove(&message.subject);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stream(max_per_subject: i64) -> EmbeddedHistory {
+        let mut config = HistoryConfig::new("H", vec!["h.>".into()]);
+        config.max_msgs_per_subject = max_per_subject;
+        EmbeddedHistory::new(&config)
+    }
+
+    #[test]
+    fn sequences_span_subjects_and_limits_apply_per_subject() {
+        let h = stream(2);
+        for i in 0..3 {
+            h.append("h.a", Headers::new(), Bytes::from(vec![i]))
+                .unwrap();
+        }
+        h.append("h.b", Headers::new(), Bytes::new()).unwrap();
+        assert!(h.get(1).is_none());
+        assert_eq!(h.get(4).map(|m| m.subject), Some("h.b".into()));
+        let a: Vec<u64> = h
+            .read("h.a", ReadFrom::Sequence(0), 10)
+            .iter()
+            .map(|m| m.seq)
+            .collect();
+        assert_eq!(a, vec![2, 3]);
+        let all: Vec<u64> = h
+            .read("h.>", ReadFrom::Sequence(3), 10)
+            .iter()
+            .map(|m| m.seq)
+            .collect();
+        assert_eq!(all, vec![3, 4]);
+        assert_eq!(h.last("h.a").map(|m| m.seq), Some(3));
+        assert!(h.last("h.c").is_none());
+    }
+
+    #[test]
+    fn unlimited_when_not_positive() {
+        let h = stream(0);
+        for _ in 0..5 {
+            h.append("h.a", Headers::new(), Bytes::new()).unwrap();
+        }
+        assert_eq!(h.read("h.a", ReadFrom::Sequence(1), 100).len(), 5);
+        assert_eq!(h.read("h.a", ReadFrom::Sequence(1), 2).len(), 2);
+    }
+}

@@ -1,0 +1,200 @@
+//! The embedded in-process bus: NATS semantics without a server, for a single process.
+
+mod history;
+mod kv;
+mod pubsub;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use crate::config::{EmbeddedOptions, HistoryConfig, KvConfig};
+use crate::error::BusError;
+use crate::headers::Headers;
+use crate::message::Message;
+use crate::stats::BusStats;
+use crate::subject;
+
+pub(crate) use history::EmbeddedHistory;
+pub(crate) use kv::EmbeddedKv;
+pub(crate) use pubsub::EmbeddedSubscription;
+use pubsub::{Registry, SharedRegistry};
+
+/// Distinguishes the inboxes of several embedded buses in one process (tests).
+static NEXT_BUS_ID: AtomicU64 = AtomicU64::new(1);
+
+/// A history stream and the subjects it captures, kept apart from its lock so the
+/// publish path can test them cheaply.
+struct StreamEntry {
+    name: String,
+    subjects: Vec<String>,
+    history: EmbeddedHistory,
+}
+
+struct Shared {
+    options: EmbeddedOptions,
+    stats: Arc<BusStats>,
+    registry: SharedRegistry,
+    bus_id: u64,
+    next_id: AtomicU64,
+    buckets: Mutex<HashMap<String, EmbeddedKv>>,
+    streams: RwLock<Vec<StreamEntry>>,
+}
+
+/// The embedded bus; clones share everything.
+#[derive(Clone)]
+pub(crate) struct EmbeddedBus {
+    shared: Arc<Shared>,
+}
+
+impl EmbeddedBus {
+    pub(crate) fn new(options: EmbeddedOptions) -> EmbeddedBus {
+        EmbeddedBus {
+            shared: Arc::new(Shared {
+                options,
+                stats: Arc::new(BusStats::default()),
+                registry: SharedRegistry::default(),
+                bus_id: NEXT_BUS_ID.fetch_add(1, Ordering::Relaxed),
+                next_id: AtomicU64::new(1),
+                buckets: Mutex::new(HashMap::new()),
+                streams: RwLock::new(Vec::new()),
+            }),
+        }
+    }
+
+    pub(crate) fn stats(&self) -> Arc<BusStats> {
+        Arc::clone(&self.shared.stats)
+    }
+
+    pub(crate) fn max_payload(&self) -> usize {
+        self.shared.options.max_payload
+    }
+
+    /// Delivers to subscribers and, like JetStream, stores the message in the history
+    /// stream whose subjects cover it. Returns the number of matching subscriptions.
+    pub(crate) fn publish(&self, message: Message) -> usize {
+        self.capture(&message);
+        Registry::publish(&self.shared.registry, message, &self.shared.stats)
+    }
+
+    fn capture(&self, message: &Message) {
+        let streams = self
+            .shared
+            .streams
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        if streams.is_empty() {
+            return;
+        }
+        let covering = streams.iter().find(|s| {
+            s.subjects
+                .iter()
+                .any(|p| subject::matches(p, &message.subject))
+        });
+        if let Some(stream) = covering {
+            // Appending to an embedded stream cannot fail.
+            let _ = stream.history.append(
+                &message.subject,
+                message.headers.clone(),
+                message.payload.clone(),
+            );
+        }
+    }
+
+    pub(crate) fn subscribe(&self, subject: String, queue: Option<String>) -> EmbeddedSubscription {
+        let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
+        Registry::subscribe(
+            &self.shared.registry,
+            id,
+            subject,
+            queue,
+            self.shared.options.subscription_capacity,
+        )
+    }
+
+    pub(crate) async fn request(
+        &self,
+        subject: String,
+        headers: Headers,
+        payload: Bytes,
+        timeout: Duration,
+    ) -> Result<Message, BusError> {
+        let inbox = format!(
+            "_INBOX.{}.{}",
+            self.shared.bus_id,
+            self.shared.next_id.fetch_add(1, Ordering::Relaxed)
+        );
+        let mut replies = self.subscribe(inbox.clone(), None);
+        let matched = self.publish(Message {
+            subject,
+            reply: Some(inbox),
+            headers,
+            payload,
+        });
+        if matched == 0 {
+            return Err(BusError::NoResponders);
+        }
+        let reply = std::future::poll_fn(|cx| replies.poll_recv(cx));
+        match tokio::time::timeout(timeout, reply).await {
+            Ok(Some(message)) => Ok(message),
+            Ok(None) => Err(BusError::Unavailable("reply subscription closed".into())),
+            Err(_) => Err(BusError::Timeout),
+        }
+    }
+
+    pub(crate) fn key_value(&self, config: &KvConfig) -> EmbeddedKv {
+        let mut buckets = self
+            .shared
+            .buckets
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        match buckets.get(&config.bucket) {
+            Some(kv) => {
+                kv.reconfigure(config);
+                kv.clone()
+            }
+            None => {
+                let kv = EmbeddedKv::new(config);
+                buckets.insert(config.bucket.clone(), kv.clone());
+                kv
+            }
+        }
+    }
+
+    pub(crate) fn history(&self, config: &HistoryConfig) -> Result<EmbeddedHistory, BusError> {
+        let mut streams = self
+            .shared
+            .streams
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        for other in streams.iter().filter(|s| s.name != config.stream) {
+            let clash = config
+                .subjects
+                .iter()
+                .find(|s| other.subjects.iter().any(|o| subject::overlaps(s, o)));
+            if let Some(clash) = clash {
+                return Err(BusError::InvalidConfig(format!(
+                    "stream {}: subject {clash} overlaps stream {}",
+                    config.stream, other.name
+                )));
+            }
+        }
+        if let Some(existing) = streams.iter_mut().find(|s| s.name == config.stream) {
+            if existing.history.config() != *config {
+                existing.history.reconfigure(config);
+                existing.subjects.clone_from(&config.subjects);
+            }
+            return Ok(existing.history.clone());
+        }
+        let history = EmbeddedHistory::new(config);
+        streams.push(StreamEntry {
+            name: config.stream.clone(),
+            subjects: config.subjects.clone(),
+            history: history.clone(),
+        });
+        Ok(history)
+    }
+}

@@ -1,0 +1,167 @@
+//! [`HistoryStore`]: an append-only stream of messages with JetStream semantics.
+
+use std::fmt;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+
+use crate::config::{HistoryConfig, MAX_READ_LIMIT, ReadFrom};
+use crate::embedded::EmbeddedHistory;
+use crate::error::BusError;
+use crate::headers::Headers;
+use crate::nats::NatsHistory;
+use crate::stats::BusStats;
+use crate::subject;
+
+/// A message kept in a history stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredMessage {
+    /// Stream sequence: unique in the stream, increasing with every append on any
+    /// subject of the stream.
+    pub seq: u64,
+    /// The subject it was appended on.
+    pub subject: String,
+    /// Its headers (the server's own `Nats-*` headers removed).
+    pub headers: Headers,
+    /// Its payload.
+    pub payload: Bytes,
+    /// When the stream stored it (server time on NATS).
+    pub time: DateTime<Utc>,
+}
+
+/// A history stream.
+///
+/// Sequences start at 1 and increase by one with every append on any subject; they are
+/// never reused. Retention discards, per subject, the oldest messages beyond
+/// `max_msgs_per_subject`, and any message older than `max_age`; a discarded sequence
+/// reads as `None` and is skipped by [`HistoryStore::read`].
+#[derive(Clone)]
+pub struct HistoryStore {
+    inner: Inner,
+    config: Arc<HistoryConfig>,
+    stats: Arc<BusStats>,
+    max_payload: usize,
+}
+
+#[derive(Clone)]
+enum Inner {
+    Nats(Arc<NatsHistory>),
+    Embedded(EmbeddedHistory),
+}
+
+impl fmt::Debug for HistoryStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HistoryStore")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HistoryStore {
+    pub(crate) fn nats(
+        history: NatsHistory,
+        config: HistoryConfig,
+        stats: Arc<BusStats>,
+        max_payload: usize,
+    ) -> HistoryStore {
+        HistoryStore {
+            inner: Inner::Nats(Arc::new(history)),
+            config: Arc::new(config),
+            stats,
+            max_payload,
+        }
+    }
+
+    pub(crate) fn embedded(
+        history: EmbeddedHistory,
+        config: HistoryConfig,
+        stats: Arc<BusStats>,
+        max_payload: usize,
+    ) -> HistoryStore {
+        HistoryStore {
+            inner: Inner::Embedded(history),
+            config: Arc::new(config),
+            stats,
+            max_payload,
+        }
+    }
+
+    /// The stream name.
+    pub fn name(&self) -> &str {
+        &self.config.stream
+    }
+
+    /// Stores a message on `subject` (literal, one of the stream's subjects) and returns
+    /// its sequence once the stream has stored it.
+    pub async fn append(
+        &self,
+        subject: &str,
+        headers: Headers,
+        payload: Bytes,
+    ) -> Result<u64, BusError> {
+        subject::validate_publish(subject)?;
+        if !self.config.covers(subject) {
+            return Err(BusError::InvalidSubject(format!(
+                "{subject:?} is not a subject of stream {}",
+                self.config.stream
+            )));
+        }
+        let size = headers.wire_len() + payload.len();
+        if size > self.max_payload {
+            return Err(BusError::PayloadTooLarge {
+                size,
+                max: self.max_payload,
+            });
+        }
+        let result = match &self.inner {
+            Inner::Nats(nats) => nats.append(subject, headers, payload).await,
+            Inner::Embedded(embedded) => embedded.append(subject, headers, payload),
+        };
+        if result.is_err() {
+            self.stats.record_publish_error();
+        }
+        result
+    }
+
+    /// The message with sequence `seq`, if it is still retained.
+    pub async fn get(&self, seq: u64) -> Result<Option<StoredMessage>, BusError> {
+        if seq == 0 {
+            return Ok(None);
+        }
+        match &self.inner {
+            Inner::Nats(nats) => nats.get(seq).await,
+            Inner::Embedded(embedded) => Ok(embedded.get(seq)),
+        }
+    }
+
+    /// Up to `limit` (at most [`MAX_READ_LIMIT`]) messages whose subject matches
+    /// `filter` (a subject, wildcards allowed), from `from` on, by ascending sequence.
+    /// Page on with `ReadFrom::Sequence(last.seq + 1)`.
+    pub async fn read(
+        &self,
+        filter: &str,
+        from: ReadFrom,
+        limit: usize,
+    ) -> Result<Vec<StoredMessage>, BusError> {
+        subject::validate_subscribe(filter)?;
+        let limit = limit.min(MAX_READ_LIMIT);
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        match &self.inner {
+            // Boxed: a consumer round trip is a large future.
+            Inner::Nats(nats) => Box::pin(nats.read(filter, from, limit)).await,
+            Inner::Embedded(embedded) => Ok(embedded.read(filter, from, limit)),
+        }
+    }
+
+    /// The latest message on `subject` (literal).
+    pub async fn last(&self, subject: &str) -> Result<Option<StoredMessage>, BusError> {
+        subject::validate_publish(subject)?;
+        match &self.inner {
+            Inner::Nats(nats) => nats.last(subject).await,
+            Inner::Embedded(embedded) => Ok(embedded.last(subject)),
+        }
+    }
+}

@@ -1,0 +1,287 @@
+//! The NATS backend: async-nats core for messages, JetStream for KV and history.
+//!
+//! Every call that waits on the server is bounded by `NatsOptions::request_timeout`, and
+//! calls fail fast with `Unavailable` while the client is disconnected instead of
+//! queueing behind a reconnect.
+
+mod history;
+mod kv;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::connection::State;
+use async_nats::{ConnectOptions, Event, jetstream};
+use bytes::Bytes;
+
+use crate::config::{HistoryConfig, KvConfig, NatsOptions};
+use crate::error::BusError;
+use crate::headers::Headers;
+use crate::message::Message;
+use crate::stats::BusStats;
+
+pub(crate) use history::NatsHistory;
+pub(crate) use kv::NatsKv;
+
+/// The NATS backend; clones share one client.
+#[derive(Clone)]
+pub(crate) struct NatsBus {
+    client: async_nats::Client,
+    js: jetstream::Context,
+    stats: Arc<BusStats>,
+    timeout: Duration,
+}
+
+impl NatsBus {
+    pub(crate) async fn connect(url: &str, options: NatsOptions) -> Result<NatsBus, BusError> {
+        let stats = Arc::new(BusStats::default());
+        let events = Arc::clone(&stats);
+        let where_to = redact(url);
+        let connect = ConnectOptions::new()
+            .name(&options.name)
+            .connection_timeout(options.connect_timeout)
+            .request_timeout(Some(options.request_timeout))
+            .subscription_capacity(options.subscription_capacity.max(1))
+            .max_reconnects(None)
+            .event_callback(move |event| {
+                let stats = Arc::clone(&events);
+                async move { on_event(&stats, event) }
+            })
+            .connect(url);
+        let client = match tokio::time::timeout(options.connect_timeout, connect).await {
+            Ok(Ok(client)) => client,
+            Ok(Err(err)) => {
+                return Err(BusError::Unavailable(format!(
+                    "cannot connect to NATS at {where_to}: {err}"
+                )));
+            }
+            Err(_) => {
+                return Err(BusError::Unavailable(format!(
+                    "no NATS server answered at {where_to} within {:?}",
+                    options.connect_timeout
+                )));
+            }
+        };
+        let js = jetstream::ContextBuilder::new()
+            .timeout(options.request_timeout)
+            .build(client.clone());
+        tracing::info!(server = %where_to, "connected to NATS");
+        Ok(NatsBus {
+            client,
+            js,
+            stats,
+            timeout: options.request_timeout,
+        })
+    }
+
+    pub(crate) fn stats(&self) -> Arc<BusStats> {
+        Arc::clone(&self.stats)
+    }
+
+    pub(crate) fn max_payload(&self) -> usize {
+        self.client.max_payload()
+    }
+
+    pub(crate) fn is_connected(&self) -> bool {
+        self.client.connection_state() == State::Connected
+    }
+
+    pub(crate) async fn publish(
+        &self,
+        subject: String,
+        reply: Option<String>,
+        headers: Headers,
+        payload: Bytes,
+    ) -> Result<(), BusError> {
+        ensure_connected(&self.client)?;
+        let client = &self.client;
+        bounded(self.timeout, async move {
+            match (reply, headers.is_empty()) {
+                (None, true) => client.publish(subject, payload).await,
+                (None, false) => {
+                    client
+                        .publish_with_headers(subject, headers.to_nats(), payload)
+                        .await
+                }
+                (Some(reply), true) => client.publish_with_reply(subject, reply, payload).await,
+                (Some(reply), false) => {
+                    client
+                        .publish_with_reply_and_headers(subject, reply, headers.to_nats(), payload)
+                        .await
+                }
+            }
+            .map_err(|err| publish_error(&err))
+        })
+        .await
+    }
+
+    pub(crate) async fn subscribe(
+        &self,
+        subject: String,
+        group: Option<String>,
+    ) -> Result<async_nats::Subscriber, BusError> {
+        // A subscription made while disconnected is sent on reconnect, as NATS does; the
+        // bound only matters when the client's command queue is full.
+        let client = &self.client;
+        bounded(self.timeout, async move {
+            match group {
+                None => client.subscribe(subject).await,
+                Some(group) => client.queue_subscribe(subject, group).await,
+            }
+            .map_err(|err| BusError::Backend(format!("subscribe failed: {err}")))
+        })
+        .await
+    }
+
+    pub(crate) async fn request(
+        &self,
+        subject: String,
+        headers: Headers,
+        payload: Bytes,
+        timeout: Duration,
+    ) -> Result<Message, BusError> {
+        ensure_connected(&self.client)?;
+        let mut request = async_nats::Request::new()
+            .payload(payload)
+            .timeout(Some(timeout));
+        if !headers.is_empty() {
+            request = request.headers(headers.to_nats());
+        }
+        // The client enforces `timeout`; the outer bound only guards against a stuck
+        // command queue.
+        let client = &self.client;
+        bounded(timeout + self.timeout, async move {
+            client
+                .send_request(subject, request)
+                .await
+                .map(convert_message)
+                .map_err(|err| match err.kind() {
+                    async_nats::RequestErrorKind::TimedOut => BusError::Timeout,
+                    async_nats::RequestErrorKind::NoResponders => BusError::NoResponders,
+                    async_nats::RequestErrorKind::InvalidSubject => {
+                        BusError::InvalidSubject(err.to_string())
+                    }
+                    _ => BusError::Backend(format!("request failed: {err}")),
+                })
+        })
+        .await
+    }
+
+    pub(crate) async fn flush(&self) -> Result<(), BusError> {
+        ensure_connected(&self.client)?;
+        let client = &self.client;
+        bounded(self.timeout, async move {
+            client
+                .flush()
+                .await
+                .map_err(|err| BusError::Unavailable(format!("flush failed: {err}")))
+        })
+        .await
+    }
+
+    pub(crate) async fn key_value(&self, config: &KvConfig) -> Result<NatsKv, BusError> {
+        ensure_connected(&self.client)?;
+        NatsKv::open(self.client.clone(), &self.js, config, self.timeout).await
+    }
+
+    pub(crate) async fn history(&self, config: &HistoryConfig) -> Result<NatsHistory, BusError> {
+        ensure_connected(&self.client)?;
+        NatsHistory::open(self.client.clone(), &self.js, config, self.timeout).await
+    }
+}
+
+/// Counts slow-consumer drops and logs connection changes. Must stay quick: async-nats
+/// runs these one at a time and drops events when they queue up.
+fn on_event(stats: &BusStats, event: Event) {
+    match event {
+        Event::SlowConsumer(sid) => stats.record_slow_consumer(&format!("sid {sid}")),
+        Event::Disconnected => {
+            stats.record_disconnect();
+            tracing::warn!("NATS connection lost; reconnecting in the background");
+        }
+        Event::Connected => tracing::info!("NATS connection (re)established"),
+        Event::LameDuckMode => tracing::warn!("NATS server entered lame duck mode"),
+        Event::Closed => tracing::info!("NATS connection closed"),
+        Event::Draining => tracing::info!("NATS connection draining"),
+        Event::ServerError(err) => tracing::warn!(error = %err, "NATS server error"),
+        Event::ClientError(err) => tracing::warn!(error = %err, "NATS client error"),
+    }
+}
+
+pub(crate) fn ensure_connected(client: &async_nats::Client) -> Result<(), BusError> {
+    match client.connection_state() {
+        State::Connected => Ok(()),
+        State::Disconnected => Err(BusError::Unavailable(
+            "not connected to NATS (reconnecting)".into(),
+        )),
+        State::Pending => Err(BusError::Unavailable("not connected to NATS yet".into())),
+    }
+}
+
+/// Runs `operation`, failing with [`BusError::Timeout`] after `timeout`.
+pub(crate) async fn bounded<T>(
+    timeout: Duration,
+    operation: impl Future<Output = Result<T, BusError>>,
+) -> Result<T, BusError> {
+    tokio::time::timeout(timeout, operation)
+        .await
+        .unwrap_or(Err(BusError::Timeout))
+}
+
+fn publish_error(err: &async_nats::PublishError) -> BusError {
+    match err.kind() {
+        async_nats::PublishErrorKind::InvalidSubject => BusError::InvalidSubject(err.to_string()),
+        async_nats::PublishErrorKind::MaxPayloadExceeded => {
+            BusError::Backend(format!("publish refused: {err}"))
+        }
+        _ => BusError::Unavailable(format!("publish failed: {err}")),
+    }
+}
+
+/// Converts a received async-nats message (only at this boundary).
+pub(crate) fn convert_message(message: async_nats::Message) -> Message {
+    Message {
+        subject: message.subject.to_string(),
+        reply: message.reply.map(|reply| reply.to_string()),
+        headers: message
+            .headers
+            .as_ref()
+            .map(Headers::from_nats)
+            .unwrap_or_default(),
+        payload: message.payload,
+    }
+}
+
+/// The server address without credentials, for messages and logs.
+fn redact(url: &str) -> String {
+    url.split(',')
+        .map(|one| match (one.find("://"), one.rfind('@')) {
+            (Some(scheme), Some(at)) if at > scheme => {
+                format!("{}://{}", &one[..scheme], &one[at + 1..])
+            }
+            (None, Some(at)) => one[at + 1..].to_owned(),
+            _ => one.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// async-nats datetimes (the `time` backend) to chrono.
+pub(crate) fn to_chrono(time: async_nats::datetime::DateTime) -> chrono::DateTime<chrono::Utc> {
+    let nanos = i64::try_from(time.unix_timestamp_nanos()).unwrap_or(i64::MAX);
+    chrono::DateTime::from_timestamp_nanos(nanos)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_credentials() {
+        assert_eq!(redact("nats://u:p@h:4222"), "nats://h:4222");
+        assert_eq!(redact("nats://h:1,nats://t@k:2"), "nats://h:1,nats://k:2");
+        assert_eq!(redact("h:4222"), "h:4222");
+        assert_eq!(redact("tok@h:4222"), "h:4222");
+    }
+}

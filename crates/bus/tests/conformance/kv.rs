@@ -1,0 +1,291 @@
+//! KV buckets: operations, compare-and-set, keys, watches, expiry, configuration.
+
+use std::time::Duration;
+
+use arqon_bus::{Bus, BusError, Bytes, KvConfig, KvEvent, KvStore, KvWatch, Storage};
+
+use crate::support::{EXPIRY_WAIT, QUIET, WAIT, eventually};
+
+conformance!(
+    kv_operations,
+    kv_compare_and_set,
+    kv_create_conflicts_only_with_a_live_value,
+    kv_keys_are_sorted_and_skip_deleted,
+    kv_invalid_keys_are_refused,
+    kv_watch_sees_changes_after_the_call,
+    kv_watch_with_history_starts_from_the_latest_values,
+    kv_values_expire_with_max_age,
+    kv_reopen_keeps_data_and_updates_config,
+    kv_max_value_size_is_enforced,
+    kv_invalid_config_is_refused,
+);
+
+async fn bucket(bus: &Bus, name: &str) -> KvStore {
+    let mut config = KvConfig::new(name);
+    config.storage = Storage::Memory;
+    bus.key_value(config).await.unwrap()
+}
+
+fn b(s: &str) -> Bytes {
+    Bytes::from(s.to_owned())
+}
+
+async fn next_event(watch: &mut KvWatch) -> KvEvent {
+    match tokio::time::timeout(WAIT, watch.next()).await {
+        Ok(Some(Ok(event))) => event,
+        other => panic!("no watch event within {WAIT:?}: {other:?}"),
+    }
+}
+
+async fn assert_no_event(watch: &mut KvWatch) {
+    if let Ok(event) = tokio::time::timeout(QUIET, watch.next()).await {
+        panic!("unexpected watch event: {event:?}");
+    }
+}
+
+fn put_event(key: &str, value: &str, revision: u64) -> KvEvent {
+    KvEvent {
+        key: key.into(),
+        value: Some(b(value)),
+        revision,
+    }
+}
+
+fn delete_event(key: &str, revision: u64) -> KvEvent {
+    KvEvent {
+        key: key.into(),
+        value: None,
+        revision,
+    }
+}
+
+async fn kv_operations(bus: Bus) {
+    let kv = bucket(&bus, "ops").await;
+    assert_eq!(kv.bucket(), "ops");
+    assert_eq!(kv.get("missing").await.unwrap(), None);
+    let r1 = kv.put("a", b("1")).await.unwrap();
+    let r2 = kv.put("b.c", b("2")).await.unwrap();
+    let r3 = kv.put("a", b("3")).await.unwrap();
+    assert_eq!(r1, 1, "revisions start at 1");
+    assert!(
+        r1 < r2 && r2 < r3,
+        "revisions increase across keys: {r1} {r2} {r3}"
+    );
+    let entry = kv.get("a").await.unwrap().unwrap();
+    assert_eq!(
+        (entry.key.as_str(), entry.value, entry.revision),
+        ("a", b("3"), r3)
+    );
+    kv.delete("a").await.unwrap();
+    assert_eq!(kv.get("a").await.unwrap(), None);
+    // Deleting consumes a revision too.
+    let r5 = kv.put("c", b("x")).await.unwrap();
+    assert_eq!(r5, r3 + 2);
+    // Deleting an absent key is not an error.
+    kv.delete("never").await.unwrap();
+    // Empty values are values.
+    kv.put("empty", Bytes::new()).await.unwrap();
+    assert_eq!(kv.get("empty").await.unwrap().unwrap().value, Bytes::new());
+}
+
+async fn kv_compare_and_set(bus: Bus) {
+    let kv = bucket(&bus, "cas").await;
+    // 0 means "never written".
+    let r1 = kv.update("k", b("first"), 0).await.unwrap();
+    assert_eq!(
+        kv.update("k", b("again"), 0).await,
+        Err(BusError::WrongRevision)
+    );
+    let r2 = kv.update("k", b("second"), r1).await.unwrap();
+    assert!(r2 > r1);
+    assert_eq!(
+        kv.update("k", b("stale"), r1).await,
+        Err(BusError::WrongRevision)
+    );
+    assert_eq!(kv.get("k").await.unwrap().unwrap().value, b("second"));
+    // Two writers racing with the same expected revision: exactly one wins.
+    let (x, y) = tokio::join!(kv.update("k", b("x"), r2), kv.update("k", b("y"), r2));
+    assert!(x.is_ok() ^ y.is_ok(), "{x:?} {y:?}");
+    let loser = if x.is_ok() { y } else { x };
+    assert_eq!(loser, Err(BusError::WrongRevision));
+    // After a delete, the marker's revision is the one to expect.
+    let current = kv.get("k").await.unwrap().unwrap().revision;
+    kv.delete("k").await.unwrap();
+    assert_eq!(
+        kv.update("k", b("z"), current).await,
+        Err(BusError::WrongRevision)
+    );
+    let marker = current + 1;
+    kv.update("k", b("z"), marker).await.unwrap();
+}
+
+async fn kv_create_conflicts_only_with_a_live_value(bus: Bus) {
+    let kv = bucket(&bus, "create").await;
+    let r1 = kv.create("k", b("1")).await.unwrap();
+    assert_eq!(kv.create("k", b("2")).await, Err(BusError::AlreadyExists));
+    assert_eq!(kv.get("k").await.unwrap().unwrap().revision, r1);
+    kv.delete("k").await.unwrap();
+    let r3 = kv.create("k", b("3")).await.unwrap();
+    assert!(r3 > r1);
+    assert_eq!(kv.get("k").await.unwrap().unwrap().value, b("3"));
+}
+
+async fn kv_keys_are_sorted_and_skip_deleted(bus: Bus) {
+    let kv = bucket(&bus, "keys").await;
+    assert!(kv.keys().await.unwrap().is_empty());
+    for key in ["zeta", "alpha", "m.x", "beta", "m.a"] {
+        kv.put(key, b("v")).await.unwrap();
+    }
+    kv.put("alpha", b("again")).await.unwrap();
+    kv.delete("beta").await.unwrap();
+    assert_eq!(kv.keys().await.unwrap(), ["alpha", "m.a", "m.x", "zeta"]);
+}
+
+async fn kv_invalid_keys_are_refused(bus: Bus) {
+    let kv = bucket(&bus, "badkeys").await;
+    for key in [
+        "", ".a", "a.", "a..b", "a b", "a*", "a>", "ü", "a:b", "a\tb",
+    ] {
+        let invalid = |r: Result<(), BusError>| matches!(r, Err(BusError::InvalidKey(_)));
+        assert!(invalid(kv.get(key).await.map(drop)), "get {key:?}");
+        assert!(invalid(kv.put(key, b("v")).await.map(drop)), "put {key:?}");
+        assert!(
+            invalid(kv.create(key, b("v")).await.map(drop)),
+            "create {key:?}"
+        );
+        assert!(
+            invalid(kv.update(key, b("v"), 0).await.map(drop)),
+            "update {key:?}"
+        );
+        assert!(invalid(kv.delete(key).await), "delete {key:?}");
+    }
+    assert!(kv.keys().await.unwrap().is_empty());
+}
+
+async fn kv_watch_sees_changes_after_the_call(bus: Bus) {
+    let kv = bucket(&bus, "watch").await;
+    let before = kv.put("old", b("0")).await.unwrap();
+    let mut watch = kv.watch_all().await.unwrap();
+    let ra = kv.put("a", b("1")).await.unwrap();
+    let rb = kv.put("b", b("2")).await.unwrap();
+    kv.delete("a").await.unwrap();
+    let rc = kv.create("c", b("3")).await.unwrap();
+    assert_eq!(next_event(&mut watch).await, put_event("a", "1", ra));
+    assert_eq!(next_event(&mut watch).await, put_event("b", "2", rb));
+    assert_eq!(next_event(&mut watch).await, delete_event("a", rb + 1));
+    assert_eq!(next_event(&mut watch).await, put_event("c", "3", rc));
+    assert!(before < ra);
+    assert_no_event(&mut watch).await;
+
+    // Two watchers see the same changes.
+    let mut second = kv.watch_all().await.unwrap();
+    let rd = kv.put("d", b("4")).await.unwrap();
+    assert_eq!(next_event(&mut watch).await, put_event("d", "4", rd));
+    assert_eq!(next_event(&mut second).await, put_event("d", "4", rd));
+}
+
+async fn kv_watch_with_history_starts_from_the_latest_values(bus: Bus) {
+    let kv = bucket(&bus, "policy").await;
+    kv.put("a", b("a1")).await.unwrap();
+    kv.put("b", b("b1")).await.unwrap();
+    let ra = kv.put("a", b("a2")).await.unwrap();
+    kv.put("gone", b("x")).await.unwrap();
+    kv.delete("gone").await.unwrap();
+    let rgone = ra + 2;
+    let rc = kv.put("c", b("c1")).await.unwrap();
+    let mut watch = kv.watch_all_with_history().await.unwrap();
+    // Latest record of every key, by revision: b (2), a (3), gone's marker, c.
+    assert_eq!(next_event(&mut watch).await, put_event("b", "b1", 2));
+    assert_eq!(next_event(&mut watch).await, put_event("a", "a2", ra));
+    assert_eq!(next_event(&mut watch).await, delete_event("gone", rgone));
+    assert_eq!(next_event(&mut watch).await, put_event("c", "c1", rc));
+    assert_no_event(&mut watch).await;
+    // Then live changes, without a gap.
+    let rd = kv.put("a", b("a3")).await.unwrap();
+    assert_eq!(next_event(&mut watch).await, put_event("a", "a3", rd));
+
+    // On an empty bucket it simply waits for changes.
+    let empty = bucket(&bus, "empty").await;
+    let mut watch = empty.watch_all_with_history().await.unwrap();
+    assert_no_event(&mut watch).await;
+    let r = empty.put("first", b("1")).await.unwrap();
+    assert_eq!(next_event(&mut watch).await, put_event("first", "1", r));
+}
+
+async fn kv_values_expire_with_max_age(bus: Bus) {
+    let mut config = KvConfig::new("ttl");
+    config.storage = Storage::Memory;
+    config.max_age = Some(Duration::from_secs(1));
+    let kv = bus.key_value(config).await.unwrap();
+    let revision = kv.put("k", b("v")).await.unwrap();
+    assert_eq!(kv.keys().await.unwrap(), ["k"]);
+    eventually(EXPIRY_WAIT, "value expired", || async {
+        kv.get("k").await.unwrap().is_none().then_some(())
+    })
+    .await;
+    assert!(kv.keys().await.unwrap().is_empty());
+    // Once expired, the key counts as never written for compare-and-set.
+    assert_eq!(
+        kv.update("k", b("late"), revision).await,
+        Err(BusError::WrongRevision)
+    );
+    let again = kv.update("k", b("fresh"), 0).await.unwrap();
+    assert!(again > revision, "revisions keep increasing after expiry");
+}
+
+async fn kv_reopen_keeps_data_and_updates_config(bus: Bus) {
+    let kv = bucket(&bus, "reopen").await;
+    kv.put("k", b("v")).await.unwrap();
+    let mut config = KvConfig::new("reopen");
+    config.storage = Storage::Memory;
+    config.history = 5;
+    let again = bus.key_value(config).await.unwrap();
+    assert_eq!(again.get("k").await.unwrap().unwrap().value, b("v"));
+    // Both handles are the same bucket.
+    again.put("k", b("w")).await.unwrap();
+    assert_eq!(kv.get("k").await.unwrap().unwrap().value, b("w"));
+}
+
+async fn kv_max_value_size_is_enforced(bus: Bus) {
+    let mut config = KvConfig::new("small");
+    config.storage = Storage::Memory;
+    config.max_value_size = Some(16);
+    let kv = bus.key_value(config).await.unwrap();
+    let r = kv.put("k", Bytes::from(vec![1u8; 16])).await.unwrap();
+    assert_eq!(
+        kv.put("k", Bytes::from(vec![1u8; 17])).await,
+        Err(BusError::PayloadTooLarge { size: 17, max: 16 })
+    );
+    // A compare-and-set write of the largest value fits (its header is allowed for).
+    kv.update("k", Bytes::from(vec![2u8; 16]), r).await.unwrap();
+    assert_eq!(kv.max_value_size(), 16);
+
+    // Without a bucket limit, the bus's max payload (less header room) applies.
+    let open = bucket(&bus, "open").await;
+    let max = open.max_value_size();
+    assert!(max < bus.max_payload() && max > bus.max_payload() / 2);
+    let too_big = Bytes::from(vec![0u8; bus.max_payload()]);
+    let err = open.put("k", too_big).await.unwrap_err();
+    assert!(matches!(err, BusError::PayloadTooLarge { .. }), "{err:?}");
+    let r = open.put("k", Bytes::from(vec![1u8; max])).await.unwrap();
+    open.update("k", Bytes::from(vec![2u8; max]), r)
+        .await
+        .unwrap();
+    assert_eq!(open.get("k").await.unwrap().unwrap().value.len(), max);
+}
+
+async fn kv_invalid_config_is_refused(bus: Bus) {
+    for name in ["", "a.b", "a b", "a*"] {
+        let err = bus.key_value(KvConfig::new(name)).await.unwrap_err();
+        assert!(
+            matches!(err, BusError::InvalidConfig(_)),
+            "{name:?}: {err:?}"
+        );
+    }
+    let mut config = KvConfig::new("ok");
+    config.history = 0;
+    assert!(matches!(
+        bus.key_value(config).await,
+        Err(BusError::InvalidConfig(_))
+    ));
+}
