@@ -1,0 +1,163 @@
+//! The `arqonbus` binary as a library: it runs one service or all of them in one process,
+//! on listeners the caller has bound, until a shutdown token is cancelled.
+//!
+//! `main.rs` only parses flags, sets up logging, binds, and handles signals; tests call
+//! [`serve`] with port-0 listeners and run exactly what the binary runs.
+
+pub mod cli;
+mod dev;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+use arqon_bus::{Bus, NatsOptions};
+use arqon_dispatcher::{DispatcherConfig, DispatcherStats};
+use arqon_edge::{Edge, EdgeConfig};
+use arqon_policy::{PolicyConfig, PolicyStats};
+use arqon_telemetry::ops;
+
+pub use dev::{DevCredentials, dev_credentials};
+
+/// The version every service reports.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Which services this process runs.
+#[derive(Debug, Clone, Default)]
+pub struct Services {
+    pub edge: Option<EdgeConfig>,
+    pub policy: Option<PolicyConfig>,
+    pub dispatcher: Option<DispatcherConfig>,
+    pub operators: bool,
+}
+
+impl Services {
+    /// All four, as `arqonbus standalone` runs them.
+    pub fn all(edge: EdgeConfig, policy: PolicyConfig, dispatcher: DispatcherConfig) -> Self {
+        Self {
+            edge: Some(edge),
+            policy: Some(policy),
+            dispatcher: Some(dispatcher),
+            operators: true,
+        }
+    }
+}
+
+/// Listeners bound by the caller.
+#[derive(Debug)]
+pub struct Listeners {
+    /// Required when the edge runs.
+    pub websocket: Option<TcpListener>,
+    /// `/health`, `/ready`, `/version`.
+    pub http: TcpListener,
+}
+
+/// Connects to NATS when `url` is set; otherwise the embedded bus if `embedded_allowed`.
+pub async fn connect_bus(
+    url: Option<&str>,
+    name: &str,
+    embedded_allowed: bool,
+) -> anyhow::Result<Bus> {
+    match url {
+        Some(url) => {
+            let options = NatsOptions {
+                name: name.to_owned(),
+                ..NatsOptions::default()
+            };
+            Bus::connect_nats(url, options)
+                .await
+                .with_context(|| format!("connecting to NATS at {url}"))
+        }
+        None if embedded_allowed => {
+            info!("no NATS URL configured: using the embedded in-process bus");
+            Ok(Bus::embedded(Default::default()))
+        }
+        None => anyhow::bail!(
+            "{name} needs NATS: set ARQONBUS_NATS_URL (or --nats-url), or run `arqonbus standalone`"
+        ),
+    }
+}
+
+type Task = Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>>;
+
+/// Runs `services` on `bus` until `shutdown`, then drains them. The policy stage and the
+/// dispatcher subscribe before the edge accepts its first connection.
+pub async fn serve(
+    component: &'static str,
+    services: Services,
+    bus: Bus,
+    listeners: Listeners,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let mut tasks: Vec<Task> = Vec::new();
+    if let Some(config) = services.policy {
+        let policy = arqon_policy::start(
+            config,
+            bus.clone(),
+            Arc::new(PolicyStats::default()),
+            shutdown.clone(),
+        )
+        .await
+        .context("starting the policy stage")?;
+        tasks.push(Box::pin(async move {
+            policy.wait().await;
+            Ok(())
+        }));
+    }
+    if let Some(config) = services.dispatcher {
+        let dispatcher = arqon_dispatcher::start(
+            config,
+            bus.clone(),
+            Arc::new(DispatcherStats::default()),
+            shutdown.clone(),
+        )
+        .await
+        .context("starting the dispatcher")?;
+        tasks.push(Box::pin(async move {
+            dispatcher.wait().await;
+            Ok(())
+        }));
+    }
+    if services.operators {
+        let (bus, shutdown) = (bus.clone(), shutdown.clone());
+        tasks.push(Box::pin(async move {
+            arqon_operators::run(bus, shutdown).await;
+            Ok(())
+        }));
+    }
+    if let Some(config) = services.edge {
+        let listener = listeners
+            .websocket
+            .context("the edge needs a WebSocket listener")?;
+        let edge = Edge::start(config, bus.clone(), shutdown.clone())
+            .await
+            .context("starting the edge")?;
+        tasks.push(Box::pin(async move {
+            edge.serve(listener).await.context("serving WebSockets")
+        }));
+    }
+    let ready_bus = bus.clone();
+    let ready: ops::ReadinessCheck = Arc::new(move || {
+        if ready_bus.is_connected() {
+            Ok(())
+        } else {
+            Err(vec!["bus is not connected".to_owned()])
+        }
+    });
+    let http = ops::router(component, VERSION, ready);
+    let http_shutdown = shutdown.clone();
+    tasks.push(Box::pin(async move {
+        axum::serve(listeners.http, http)
+            .with_graceful_shutdown(http_shutdown.cancelled_owned())
+            .await
+            .context("serving HTTP")
+    }));
+    info!(component, version = VERSION, "running");
+    futures_util::future::try_join_all(tasks).await?;
+    Ok(())
+}

@@ -1,0 +1,187 @@
+//! `arqonbus`: parse flags, set up logging, bind, run until SIGTERM/SIGINT, drain.
+
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::Parser;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use arqonbus::cli::{Cli, Command, Common, WebSocketListen};
+use arqonbus::{Listeners, Services, connect_bus, dev_credentials, serve};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let common = cli.command.common();
+    if let Err(e) = arqon_telemetry::init_logging(common.log_format, &common.log_level) {
+        eprintln!("arqonbus: {e}");
+        return ExitCode::FAILURE;
+    }
+    match run(cli.command).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            error!(error = format!("{e:#}"), "arqonbus stopped with an error");
+            eprintln!("arqonbus: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<()> {
+    let shutdown = CancellationToken::new();
+    tokio::spawn(cancel_on_signal(shutdown.clone()));
+
+    let common = command.common().clone();
+    let (component, services, listen): (&'static str, Services, Option<WebSocketListen>) =
+        match command {
+            Command::Standalone(a) => (
+                "standalone",
+                Services::all(a.edge, a.policy, a.dispatcher),
+                Some(a.listen),
+            ),
+            Command::Edge(a) => (
+                "edge",
+                Services {
+                    edge: Some(a.edge),
+                    ..Services::default()
+                },
+                Some(a.listen),
+            ),
+            Command::Policy(a) => (
+                "policy",
+                Services {
+                    policy: Some(a.policy),
+                    ..Services::default()
+                },
+                None,
+            ),
+            Command::Dispatcher(a) => (
+                "dispatcher",
+                Services {
+                    dispatcher: Some(a.dispatcher),
+                    ..Services::default()
+                },
+                None,
+            ),
+            Command::Operators(_) => (
+                "operators",
+                Services {
+                    operators: true,
+                    ..Services::default()
+                },
+                None,
+            ),
+        };
+    let mut services = services;
+    let standalone = component == "standalone";
+    let mut dev_token = None;
+    if let Some(edge) = services.edge.as_mut()
+        && standalone
+        && edge.enable_auth
+        && edge.jwt_secret.is_none()
+    {
+        let credentials = dev_credentials()?;
+        edge.jwt_secret = Some(credentials.secret);
+        dev_token = Some(credentials.token);
+    }
+
+    if let Some(edge) = &services.edge {
+        // Refuse a bad configuration before touching the network.
+        edge.authenticator()?;
+    }
+    let bus = connect_bus(common.nats_url.as_deref(), component, standalone).await?;
+    let websocket = match &listen {
+        Some(listen) => Some(bind(&listen.addr(), "WebSocket").await?),
+        None => None,
+    };
+    let http = bind(&common.http_addr(), "HTTP").await?;
+    if let Some(listener) = &websocket {
+        let addr = listener.local_addr()?;
+        info!(%addr, "WebSocket listener bound");
+        if let Some(token) = &dev_token {
+            print_dev_banner(&addr.to_string(), token);
+        }
+    }
+    info!(addr = %http.local_addr()?, "HTTP listener bound");
+
+    let serving = serve(
+        component,
+        services,
+        bus,
+        Listeners { websocket, http },
+        shutdown.clone(),
+    );
+    drain(serving, &shutdown, &common).await
+}
+
+async fn bind(addr: &str, what: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding the {what} listener to {addr} (is the port in use?)"))
+}
+
+/// Runs until `serving` ends or shutdown is requested, then gives it the grace period.
+async fn drain(
+    serving: impl std::future::Future<Output = anyhow::Result<()>>,
+    shutdown: &CancellationToken,
+    common: &Common,
+) -> anyhow::Result<()> {
+    tokio::pin!(serving);
+    tokio::select! {
+        result = &mut serving => return result,
+        () = shutdown.cancelled() => {}
+    }
+    info!(
+        grace_seconds = common.shutdown_grace_seconds,
+        "shutting down"
+    );
+    match tokio::time::timeout(common.shutdown_grace(), serving).await {
+        Ok(result) => result,
+        Err(_) => {
+            warn!("grace period elapsed before everything finished; exiting anyway");
+            Ok(())
+        }
+    }
+}
+
+async fn cancel_on_signal(shutdown: CancellationToken) {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        () = terminate => info!("SIGTERM received"),
+        result = tokio::signal::ctrl_c() => match result {
+            Ok(()) => info!("SIGINT received"),
+            Err(e) => {
+                warn!(error = %e, "cannot listen for SIGINT");
+                return;
+            }
+        },
+    }
+    shutdown.cancel();
+}
+
+/// Printed on stdout (not in the logs) so a developer can connect at once.
+#[allow(clippy::print_stdout)]
+fn print_dev_banner(addr: &str, token: &str) {
+    println!();
+    println!("ArqonBus standalone is running with a generated development secret.");
+    println!("Connect with this token (tenant `default`, role `admin`, valid 24 hours):");
+    println!();
+    println!("  ws://{addr}/ws?token={token}");
+    println!();
+    println!(
+        "The secret changes on every start; set ARQONBUS_AUTH_JWT_SECRET to keep tokens valid."
+    );
+    println!();
+}

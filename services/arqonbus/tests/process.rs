@@ -1,0 +1,285 @@
+//! The `arqonbus` binary as an operator runs it: flags, environment, logs, the
+//! development token, the HTTP endpoints, SIGTERM, and the four services as four
+//! processes on one real nats-server.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+use arqon_sdk::token::{Claims, mint_hs256};
+use arqon_testkit::NatsServer;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+/// A running `arqonbus` with its output read line by line.
+struct Process {
+    child: Child,
+    stdout: mpsc::Receiver<String>,
+    stderr: mpsc::Receiver<String>,
+    stderr_seen: Vec<String>,
+}
+
+impl Process {
+    fn spawn(args: &[&str], env: &[(&str, &str)]) -> Self {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_arqonbus"));
+        command
+            .args(args)
+            .args(["--log-format", "json"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        // Only what the test sets: nothing inherited from the developer's shell.
+        for (key, _) in std::env::vars() {
+            if key.starts_with("ARQONBUS_") || key == "RUST_LOG" {
+                command.env_remove(key);
+            }
+        }
+        command.envs(env.iter().copied());
+        let mut child = command.spawn().expect("spawn arqonbus");
+        let stdout = lines(child.stdout.take().expect("stdout"));
+        let stderr = lines(child.stderr.take().expect("stderr"));
+        Self {
+            child,
+            stdout,
+            stderr,
+            stderr_seen: Vec::new(),
+        }
+    }
+
+    /// The first stdout line containing `needle`.
+    fn stdout_line(&self, needle: &str) -> String {
+        let deadline = Instant::now() + WAIT;
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.stdout.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+        panic!("no stdout line with {needle:?}");
+    }
+
+    /// The first JSON log event with `message`.
+    fn log_event(&mut self, message: &str) -> Value {
+        let deadline = Instant::now() + WAIT;
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.stderr.recv_timeout(left) {
+                Ok(line) => {
+                    self.stderr_seen.push(line.clone());
+                    if let Ok(event) = serde_json::from_str::<Value>(&line)
+                        && event["message"] == message
+                    {
+                        return event;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        panic!(
+            "no log event {message:?}; stderr so far:\n{}",
+            self.stderr_seen.join("\n")
+        );
+    }
+
+    fn terminate(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success());
+    }
+
+    fn wait_exit(&mut self) -> ExitStatus {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "arqonbus did not exit in time");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Everything written to stderr, after the process exited.
+    fn stderr_text(&mut self) -> String {
+        while let Ok(line) = self.stderr.recv_timeout(Duration::from_millis(500)) {
+            self.stderr_seen.push(line);
+        }
+        self.stderr_seen.join("\n")
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn lines(pipe: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+fn http_get(addr: &str, path: &str) -> (u16, Value) {
+    let addr = addr.parse().expect("a socket address");
+    let (status, body) = arqon_testkit::http::get(addr, path, WAIT).expect("HTTP GET");
+    (status, serde_json::from_str(&body).expect("JSON body"))
+}
+
+#[tokio::test]
+async fn standalone_prints_a_token_serves_http_and_drains_on_sigterm() {
+    let mut bus = Process::spawn(&["standalone", "--port", "0", "--http-port", "0"], &[]);
+    let banner = bus.stdout_line("ws://");
+    let url = banner.trim().to_owned();
+    assert!(url.contains("/ws?token="), "{url}");
+    let http = bus.log_event("HTTP listener bound")["addr"]
+        .as_str()
+        .expect("addr")
+        .to_owned();
+    bus.log_event("running");
+
+    let (status, health) = http_get(&http, "/health");
+    assert_eq!(status, 200);
+    assert_eq!(health["status"], "healthy");
+    let (status, version) = http_get(&http, "/version");
+    assert_eq!(status, 200);
+    assert_eq!(version["service"], "arqonbus");
+    assert_eq!(version["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(http_get(&http, "/ready").0, 200);
+
+    let (mut socket, _) = tokio_tungstenite::connect_async(url.as_str())
+        .await
+        .expect("connect with the printed token");
+    let welcome = socket.next().await.expect("a frame").expect("welcome");
+    let welcome: Value = serde_json::from_str(welcome.to_text().expect("text")).expect("JSON");
+    assert_eq!(welcome["payload"]["welcome"], "Connected to ArqonBus");
+
+    bus.terminate();
+    let closing = tokio::time::timeout(WAIT, socket.next())
+        .await
+        .expect("close in time");
+    match closing {
+        Some(Ok(Message::Close(Some(frame)))) => assert_eq!(frame.code, CloseCode::Away),
+        other => panic!("expected close 1001, got {other:?}"),
+    }
+    let status = bus.wait_exit();
+    assert!(status.success(), "exit status {status}");
+}
+
+#[test]
+fn a_service_with_auth_on_and_no_secret_refuses_to_start() {
+    let mut edge = Process::spawn(
+        &["edge", "--port", "0", "--http-port", "0"],
+        &[
+            ("ARQONBUS_NATS_URL", "nats://127.0.0.1:1"),
+            ("ARQONBUS_ENABLE_AUTH", "true"),
+        ],
+    );
+    let status = edge.wait_exit();
+    assert_eq!(status.code(), Some(1));
+    let stderr = edge.stderr_text();
+    assert!(stderr.contains("ARQONBUS_AUTH_JWT_SECRET"), "{stderr}");
+}
+
+#[test]
+fn services_other_than_standalone_need_nats() {
+    let mut policy = Process::spawn(&["policy", "--http-port", "0"], &[]);
+    assert_eq!(policy.wait_exit().code(), Some(1));
+    let stderr = policy.stderr_text();
+    assert!(stderr.contains("ARQONBUS_NATS_URL"), "{stderr}");
+}
+
+#[tokio::test]
+async fn four_processes_on_one_nats_server_carry_a_message() {
+    let nats = NatsServer::start();
+    let secret = "process-test-secret";
+    let env = [
+        ("ARQONBUS_NATS_URL", nats.url()),
+        ("ARQONBUS_AUTH_JWT_SECRET", secret.to_owned()),
+        ("ARQONBUS_HTTP_PORT", "0".to_owned()),
+    ];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut backends = Vec::new();
+    for service in ["policy", "dispatcher", "operators"] {
+        let mut process = Process::spawn(&[service], &env);
+        process.log_event("running");
+        backends.push(process);
+    }
+    let mut edge = Process::spawn(&["edge", "--port", "0"], &env);
+    let ws = edge.log_event("WebSocket listener bound")["addr"]
+        .as_str()
+        .expect("addr")
+        .to_owned();
+    edge.log_event("running");
+
+    let token = mint_hs256(
+        secret.as_bytes(),
+        &Claims::new("p", "t-a", "user", Duration::from_secs(60)),
+    )
+    .expect("token");
+    let url = format!("ws://{ws}/ws?token={token}");
+    let mut a = tokio_tungstenite::connect_async(url.as_str())
+        .await
+        .expect("a")
+        .0;
+    let mut b = tokio_tungstenite::connect_async(url.as_str())
+        .await
+        .expect("b")
+        .0;
+    for socket in [&mut a, &mut b] {
+        next_json(socket).await; // welcome
+        let join = json!({"type": "command", "command": "join_channel", "args": {"room": "science", "channel": "general"}});
+        socket
+            .send(Message::text(join.to_string()))
+            .await
+            .expect("send join");
+        let response = next_json(socket).await;
+        assert_eq!(response["status"], "success", "{response}");
+        next_json(socket).await; // command_response
+    }
+    let hello = json!({"type": "message", "room": "science", "channel": "general", "payload": {"content": "HELLO"}});
+    a.send(Message::text(hello.to_string()))
+        .await
+        .expect("send");
+    let received = next_json(&mut b).await;
+    assert_eq!(received["payload"]["content"], "HELLO");
+    let ack = next_json(&mut a).await;
+    assert_eq!(ack["type"], "message_response");
+
+    for process in backends.iter().chain(std::iter::once(&edge)) {
+        process.terminate();
+    }
+    for process in backends.iter_mut().chain(std::iter::once(&mut edge)) {
+        assert!(process.wait_exit().success());
+    }
+}
+
+async fn next_json(
+    socket: &mut tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+) -> Value {
+    loop {
+        let frame = tokio::time::timeout(WAIT, socket.next())
+            .await
+            .expect("a frame in time")
+            .expect("open")
+            .expect("frame");
+        if let Message::Text(text) = frame {
+            return serde_json::from_str(text.as_str()).expect("JSON frame");
+        }
+    }
+}

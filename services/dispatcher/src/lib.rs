@@ -1,0 +1,118 @@
+//! The dispatcher: routes every accepted envelope and answers commands.
+//!
+//! Dispatcher replicas share one queue group on the dispatch subjects, so each envelope
+//! is routed once. A `message` goes to its room's subject (every edge with members fans
+//! it out); a `command` is answered with a `response`; and every inbound envelope gets
+//! exactly one answer to the edge that sent it (frames, or an empty completion), which
+//! the edge waits for before reading that client's next frame. Joins and leaves are
+//! decided here and applied by the edge.
+
+mod commands;
+mod route;
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Instant;
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::info;
+
+use arqon_bus::{Bus, BusError};
+use arqon_protocol::subject;
+
+/// Settings of the dispatcher.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DispatcherConfig {
+    /// Concurrent consumers in this replica (each a member of the dispatcher queue group).
+    #[arg(
+        id = "dispatcher_workers",
+        long = "dispatcher-workers",
+        env = "ARQONBUS_DISPATCHER_WORKERS",
+        default_value_t = 2,
+        value_parser = clap::value_parser!(u16).range(1..=256),
+    )]
+    pub workers: u16,
+}
+
+impl Default for DispatcherConfig {
+    fn default() -> Self {
+        Self { workers: 2 }
+    }
+}
+
+/// Why the dispatcher stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum DispatcherError {
+    #[error("bus: {0}")]
+    Bus(#[from] BusError),
+}
+
+/// Counters of this replica.
+#[derive(Debug, Default)]
+pub struct DispatcherStats {
+    /// Messages published to a room.
+    pub routed: AtomicU64,
+    /// Commands answered.
+    pub commands: AtomicU64,
+    /// Internal messages that could not be decoded or whose tenant did not match.
+    pub rejected: AtomicU64,
+    /// Publishes that failed because the bus was unavailable.
+    pub publish_errors: AtomicU64,
+}
+
+pub(crate) struct Context {
+    bus: Bus,
+    stats: Arc<DispatcherStats>,
+    started: Instant,
+}
+
+/// A running dispatcher.
+#[derive(Debug)]
+pub struct Dispatcher {
+    tasks: TaskTracker,
+}
+
+impl Dispatcher {
+    /// Waits until the dispatcher has stopped (after `shutdown`).
+    pub async fn wait(self) {
+        self.tasks.wait().await;
+        info!("dispatcher stopped");
+    }
+}
+
+/// Joins the dispatcher queue group; returns once the subscriptions are registered with
+/// the bus. Runs until `shutdown`.
+pub async fn start(
+    config: DispatcherConfig,
+    bus: Bus,
+    stats: Arc<DispatcherStats>,
+    shutdown: CancellationToken,
+) -> Result<Dispatcher, DispatcherError> {
+    let context = Arc::new(Context {
+        bus: bus.clone(),
+        stats,
+        started: Instant::now(),
+    });
+    let tasks = TaskTracker::new();
+    for _ in 0..config.workers {
+        let mut subscription = bus
+            .queue_subscribe(subject::DISPATCH_ALL, subject::DISPATCHER_QUEUE)
+            .await?;
+        let (context, shutdown) = (Arc::clone(&context), shutdown.clone());
+        tasks.spawn(async move {
+            loop {
+                let message = tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    message = subscription.next() => message,
+                };
+                let Some(message) = message else { break };
+                route::handle(&context, message).await;
+            }
+        });
+    }
+    bus.flush().await?;
+    tasks.close();
+    info!(workers = config.workers, "dispatcher started");
+    Ok(Dispatcher { tasks })
+}

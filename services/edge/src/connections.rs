@@ -1,0 +1,70 @@
+//! The connections held by this edge, and the subscription through which the pipeline
+//! reaches them (`arqon.edge.<edge_id>`).
+
+use std::collections::HashMap;
+use std::sync::{PoisonError, RwLock};
+
+use tracing::{debug, warn};
+
+use arqon_bus::Subscription;
+use arqon_proto::model::EdgeDelivery;
+use arqon_protocol::ClientId;
+use tokio_util::sync::CancellationToken;
+
+use crate::connection::{Outbound, Peer};
+
+#[derive(Debug, Default)]
+pub(crate) struct Connections {
+    peers: RwLock<HashMap<ClientId, Peer>>,
+}
+
+impl Connections {
+    pub(crate) fn insert(&self, peer: Peer) {
+        self.peers
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(peer.client_id.clone(), peer);
+    }
+
+    pub(crate) fn remove(&self, client_id: &ClientId) {
+        self.peers
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(client_id);
+    }
+
+    fn get(&self, client_id: &ClientId) -> Option<Peer> {
+        self.peers
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(client_id)
+            .cloned()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.peers
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+
+    /// Hands each delivery addressed to this edge to its connection, until `stop`.
+    pub(crate) async fn route(&self, mut subscription: Subscription, stop: CancellationToken) {
+        loop {
+            let message = tokio::select! {
+                () = stop.cancelled() => break,
+                message = subscription.next() => message,
+            };
+            let Some(message) = message else { break };
+            match EdgeDelivery::decode(message.payload) {
+                Ok(delivery) => match self.get(&delivery.client_id) {
+                    Some(peer) => peer.send(Outbound::Delivery(delivery)),
+                    None => {
+                        debug!(client_id = %delivery.client_id, "delivery for a connection that is gone")
+                    }
+                },
+                Err(e) => warn!(error = %e, "undecodable edge delivery"),
+            }
+        }
+    }
+}

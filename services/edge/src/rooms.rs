@@ -1,0 +1,183 @@
+//! Local fan-out: one NATS subscription per `room:channel` with members on this edge.
+//!
+//! A room's subscription is shared by all its local members (reference counted by the
+//! member list) and dropped when the last one leaves. Each delivered message is decoded
+//! once, its frame checked as UTF-8 once, and the same bytes are queued to every member
+//! but the sender.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::Duration;
+
+use axum::extract::ws::Utf8Bytes;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, warn};
+
+use arqon_bus::Bus;
+use arqon_proto::model::RoomDelivery;
+use arqon_protocol::{ClientId, TenantId, Topic, subject};
+
+use crate::connection::{Outbound, Peer};
+
+/// A room is identified by its tenant and topic: tenants never share one.
+type RoomKey = (TenantId, Topic);
+
+/// The subscription did not become ready.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("could not subscribe to {subject}: {reason}")]
+pub(crate) struct JoinError {
+    subject: String,
+    reason: String,
+}
+
+struct Room {
+    subject: String,
+    members: RwLock<Vec<Peer>>,
+    /// `None` until the subscription is registered with the server, then its outcome.
+    ready: watch::Receiver<Option<Result<(), String>>>,
+    stop: CancellationToken,
+}
+
+/// The rooms with local members.
+pub(crate) struct Rooms {
+    bus: Bus,
+    rooms: Mutex<HashMap<RoomKey, Arc<Room>>>,
+    tasks: TaskTracker,
+    join_timeout: Duration,
+}
+
+impl Rooms {
+    pub(crate) fn new(bus: Bus, tasks: TaskTracker, join_timeout: Duration) -> Self {
+        Self {
+            bus,
+            rooms: Mutex::new(HashMap::new()),
+            tasks,
+            join_timeout,
+        }
+    }
+
+    /// Adds `peer` to the room, subscribing first if it is the room's first local member.
+    /// Returns once messages published from now on reach the peer.
+    pub(crate) async fn join(
+        &self,
+        tenant: &TenantId,
+        topic: &Topic,
+        peer: Peer,
+    ) -> Result<(), JoinError> {
+        let key = (tenant.clone(), topic.clone());
+        let client_id = peer.client_id.clone();
+        let room = {
+            let mut rooms = self.rooms.lock().unwrap_or_else(PoisonError::into_inner);
+            let room = rooms.entry(key.clone()).or_insert_with(|| {
+                let (ready_tx, ready_rx) = watch::channel(None);
+                let room = Arc::new(Room {
+                    subject: subject::room(tenant, topic),
+                    members: RwLock::new(Vec::new()),
+                    ready: ready_rx,
+                    stop: CancellationToken::new(),
+                });
+                self.tasks
+                    .spawn(run_room(self.bus.clone(), Arc::clone(&room), ready_tx));
+                room
+            });
+            write(&room.members).push(peer);
+            Arc::clone(room)
+        };
+        let mut ready = room.ready.clone();
+        let outcome = tokio::time::timeout(self.join_timeout, ready.wait_for(Option::is_some))
+            .await
+            .map_err(|_| "timed out".to_owned())
+            .and_then(|r| match r {
+                Ok(state) => state.clone().unwrap_or(Ok(())),
+                Err(_) => Err("subscription ended".to_owned()),
+            });
+        outcome.map_err(|reason| {
+            self.leave(tenant, topic, &client_id);
+            JoinError {
+                subject: room.subject.clone(),
+                reason,
+            }
+        })
+    }
+
+    /// Removes the client from the room; the last member out drops the subscription.
+    pub(crate) fn leave(&self, tenant: &TenantId, topic: &Topic, client_id: &ClientId) {
+        let key = (tenant.clone(), topic.clone());
+        let mut rooms = self.rooms.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(room) = rooms.get(&key) else { return };
+        let empty = {
+            let mut members = write(&room.members);
+            members.retain(|m| &m.client_id != client_id);
+            members.is_empty()
+        };
+        if empty {
+            room.stop.cancel();
+            rooms.remove(&key);
+        }
+    }
+
+    /// Number of rooms with local members.
+    pub(crate) fn len(&self) -> usize {
+        self.rooms
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+}
+
+fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(PoisonError::into_inner)
+}
+
+async fn run_room(bus: Bus, room: Arc<Room>, ready: watch::Sender<Option<Result<(), String>>>) {
+    let subscribed = async {
+        let subscription = bus.subscribe(room.subject.clone()).await?;
+        // The join is confirmed to the client only after the server knows the
+        // subscription, so nothing published after the confirmation is missed.
+        bus.flush().await?;
+        Ok::<_, arqon_bus::BusError>(subscription)
+    };
+    let mut subscription = tokio::select! {
+        () = room.stop.cancelled() => return,
+        result = subscribed => match result {
+            Ok(subscription) => subscription,
+            Err(e) => {
+                warn!(subject = %room.subject, error = %e, "room subscription failed");
+                ready.send_replace(Some(Err(e.to_string())));
+                return;
+            }
+        },
+    };
+    ready.send_replace(Some(Ok(())));
+    debug!(subject = %room.subject, "room subscribed");
+    loop {
+        let message = tokio::select! {
+            () = room.stop.cancelled() => break,
+            message = subscription.next() => message,
+        };
+        let Some(message) = message else { break };
+        match RoomDelivery::decode(message.payload) {
+            Ok(delivery) => fan_out(&room, delivery),
+            Err(e) => warn!(subject = %room.subject, error = %e, "undecodable room delivery"),
+        }
+    }
+    debug!(subject = %room.subject, "room unsubscribed");
+}
+
+fn fan_out(room: &Room, delivery: RoomDelivery) {
+    let frame = match Utf8Bytes::try_from(delivery.frame) {
+        Ok(frame) => frame,
+        Err(_) => {
+            warn!(subject = %room.subject, "room delivery is not UTF-8");
+            return;
+        }
+    };
+    let members = room.members.read().unwrap_or_else(PoisonError::into_inner);
+    for member in members.iter() {
+        if delivery.exclude.as_ref() != Some(&member.client_id) {
+            member.send(Outbound::Frame(frame.clone()));
+        }
+    }
+}
