@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it (.ci/run calls this). On a fresh machine it installs
+# what the tests need (nats-server 2.11, into .tools/) and then checks formatting, lints
+# and every test: unit, property, conformance (embedded bus and a real nats-server) and
+# end-to-end.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+nats_server="$(scripts/install-nats.sh)"
+export ARQONBUS_NATS_SERVER="$nats_server"
+echo "using $("$nats_server" --version) at $nats_server"
+
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo test --workspace --all-targets --locked
+# Doc tests (examples in the documentation must compile).
+cargo test --workspace --doc --locked
