@@ -53,6 +53,10 @@ error_codes! {
     Unavailable = "UNAVAILABLE",
     /// The bus did not confirm the envelope in time; it may or may not have been delivered.
     Timeout = "TIMEOUT",
+    /// The connection sent more envelopes than its rate limit allows; this one was dropped.
+    RateLimited = "RATE_LIMITED",
+    /// A token (sent with `refresh`) was refused.
+    AuthenticationFailed = "AUTHENTICATION_FAILED",
     // Command responses.
     AuthorizationError = "AUTHORIZATION_ERROR",
     FeatureDisabled = "FEATURE_DISABLED",

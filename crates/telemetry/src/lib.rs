@@ -1,10 +1,12 @@
-//! Observability shared by every ArqonBus process: the log set-up and the operational
-//! HTTP endpoints (`/health`, `/ready`, `/version`).
+//! Observability shared by every ArqonBus process: the log set-up, the Prometheus
+//! registry and `/metrics`, and the operational HTTP endpoints (`/health`, `/ready`,
+//! `/version`).
 //!
 //! One call at the top of `main` installs logging; libraries only emit `tracing` events
 //! and never install a subscriber themselves. Noisy transport crates are filtered down by
 //! default so the bus's own events stay readable.
 
+pub mod metrics;
 pub mod ops;
 
 use std::str::FromStr;

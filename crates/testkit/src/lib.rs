@@ -8,6 +8,7 @@
 
 mod binary;
 pub mod http;
+pub mod keys;
 mod server;
 
 pub use binary::{NATS_SERVER_ENV, nats_server_binary};

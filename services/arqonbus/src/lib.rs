@@ -4,6 +4,7 @@
 //! `main.rs` only parses flags, sets up logging, binds, and handles signals; tests call
 //! [`serve`] with port-0 listeners and run exactly what the binary runs.
 
+mod bus_metrics;
 pub mod cli;
 mod dev;
 
@@ -16,11 +17,16 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
+use axum::Router;
+
 use arqon_bus::{Bus, NatsOptions};
-use arqon_dispatcher::{DispatcherConfig, DispatcherStats};
-use arqon_edge::{Edge, EdgeConfig};
-use arqon_policy::{PolicyConfig, PolicyStats};
+use arqon_dispatcher::{DispatcherConfig, DispatcherMetrics};
+use arqon_edge::{Edge, EdgeConfig, EdgeMetrics};
+use arqon_policy::{PolicyConfig, PolicyMetrics};
+use arqon_telemetry::metrics::{HttpMetrics, Registry, metrics_router};
 use arqon_telemetry::ops;
+
+use bus_metrics::BusCollector;
 
 pub use dev::{DevCredentials, dev_credentials};
 
@@ -86,7 +92,8 @@ pub async fn connect_bus(
 type Task = Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>>;
 
 /// Runs `services` on `bus` until `shutdown`, then drains them. The policy stage and the
-/// dispatcher subscribe before the edge accepts its first connection.
+/// dispatcher subscribe before the edge accepts its first connection. The HTTP listener
+/// serves `/health`, `/ready`, `/version`, `/metrics`, and the edge's `/status`.
 pub async fn serve(
     component: &'static str,
     services: Services,
@@ -94,30 +101,25 @@ pub async fn serve(
     listeners: Listeners,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    let mut registry = Registry::default();
+    let http_metrics = HttpMetrics::register(&mut registry);
+    registry.register_collector(Box::new(BusCollector(bus.clone())));
     let mut tasks: Vec<Task> = Vec::new();
     if let Some(config) = services.policy {
-        let policy = arqon_policy::start(
-            config,
-            bus.clone(),
-            Arc::new(PolicyStats::default()),
-            shutdown.clone(),
-        )
-        .await
-        .context("starting the policy stage")?;
+        let metrics = PolicyMetrics::register(&mut registry);
+        let policy = arqon_policy::start(config, bus.clone(), metrics, shutdown.clone())
+            .await
+            .context("starting the policy stage")?;
         tasks.push(Box::pin(async move {
             policy.wait().await;
             Ok(())
         }));
     }
     if let Some(config) = services.dispatcher {
-        let dispatcher = arqon_dispatcher::start(
-            config,
-            bus.clone(),
-            Arc::new(DispatcherStats::default()),
-            shutdown.clone(),
-        )
-        .await
-        .context("starting the dispatcher")?;
+        let metrics = DispatcherMetrics::register(&mut registry);
+        let dispatcher = arqon_dispatcher::start(config, bus.clone(), metrics, shutdown.clone())
+            .await
+            .context("starting the dispatcher")?;
         tasks.push(Box::pin(async move {
             dispatcher.wait().await;
             Ok(())
@@ -130,26 +132,48 @@ pub async fn serve(
             Ok(())
         }));
     }
+    let mut http = Router::new();
+    let mut edge_handle = None;
     if let Some(config) = services.edge {
         let listener = listeners
             .websocket
             .context("the edge needs a WebSocket listener")?;
-        let edge = Edge::start(config, bus.clone(), shutdown.clone())
+        let metrics = EdgeMetrics::register(&mut registry);
+        let edge = Edge::start(config, bus.clone(), metrics, shutdown.clone())
             .await
             .context("starting the edge")?;
+        http = http.merge(edge.status_router(VERSION));
+        edge_handle = Some(edge.clone());
+        let ws_metrics = http_metrics.clone();
         tasks.push(Box::pin(async move {
-            edge.serve(listener).await.context("serving WebSockets")
+            edge.serve(listener, &ws_metrics)
+                .await
+                .context("serving WebSockets")
         }));
     }
     let ready_bus = bus.clone();
+    let ready_shutdown = shutdown.clone();
     let ready: ops::ReadinessCheck = Arc::new(move || {
-        if ready_bus.is_connected() {
+        let mut reasons = edge_handle
+            .as_ref()
+            .map(Edge::unready_reasons)
+            .unwrap_or_default();
+        if ready_shutdown.is_cancelled() && reasons.is_empty() {
+            reasons.push("shutting down".to_owned());
+        }
+        if !ready_bus.is_connected() {
+            reasons.push("bus is not connected".to_owned());
+        }
+        if reasons.is_empty() {
             Ok(())
         } else {
-            Err(vec!["bus is not connected".to_owned()])
+            Err(reasons)
         }
     });
-    let http = ops::router(component, VERSION, ready);
+    let http = http
+        .merge(ops::router(component, VERSION, ready))
+        .merge(metrics_router(Arc::new(registry)));
+    let http = http_metrics.instrument(http);
     let http_shutdown = shutdown.clone();
     tasks.push(Box::pin(async move {
         axum::serve(listeners.http, http)

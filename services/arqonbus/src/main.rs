@@ -30,6 +30,7 @@ async fn main() -> ExitCode {
 }
 
 async fn run(command: Command) -> anyhow::Result<()> {
+    arqon_edge::install_crypto_provider();
     let shutdown = CancellationToken::new();
     tokio::spawn(cancel_on_signal(shutdown.clone()));
 
@@ -89,7 +90,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
 
     if let Some(edge) = &services.edge {
         // Refuse a bad configuration before touching the network.
-        edge.authenticator()?;
+        edge.validate()?;
     }
     let bus = connect_bus(common.nats_url.as_deref(), component, standalone).await?;
     let websocket = match &listen {

@@ -11,9 +11,10 @@ mod commands;
 mod route;
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 use std::time::Instant;
 
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::info;
@@ -49,21 +50,44 @@ pub enum DispatcherError {
 }
 
 /// Counters of this replica.
-#[derive(Debug, Default)]
-pub struct DispatcherStats {
-    /// Messages published to a room.
-    pub routed: AtomicU64,
-    /// Commands answered.
-    pub commands: AtomicU64,
-    /// Internal messages that could not be decoded or whose tenant did not match.
-    pub rejected: AtomicU64,
-    /// Publishes that failed because the bus was unavailable.
-    pub publish_errors: AtomicU64,
+#[derive(Debug, Clone, Default)]
+pub struct DispatcherMetrics {
+    routed: Counter,
+    commands: Counter,
+    rejected: Counter,
+    publish_errors: Counter,
+}
+
+impl DispatcherMetrics {
+    pub fn register(registry: &mut Registry) -> Self {
+        let metrics = Self::default();
+        registry.register(
+            "arqonbus_dispatcher_routed",
+            "Messages published to a room",
+            metrics.routed.clone(),
+        );
+        registry.register(
+            "arqonbus_dispatcher_commands",
+            "Commands answered",
+            metrics.commands.clone(),
+        );
+        registry.register(
+            "arqonbus_dispatcher_rejected",
+            "Internal messages dropped as undecodable or with a tenant that does not match their subject",
+            metrics.rejected.clone(),
+        );
+        registry.register(
+            "arqonbus_dispatcher_publish_errors",
+            "Publishes the bus did not accept",
+            metrics.publish_errors.clone(),
+        );
+        metrics
+    }
 }
 
 pub(crate) struct Context {
     bus: Bus,
-    stats: Arc<DispatcherStats>,
+    metrics: DispatcherMetrics,
     started: Instant,
 }
 
@@ -86,12 +110,12 @@ impl Dispatcher {
 pub async fn start(
     config: DispatcherConfig,
     bus: Bus,
-    stats: Arc<DispatcherStats>,
+    metrics: DispatcherMetrics,
     shutdown: CancellationToken,
 ) -> Result<Dispatcher, DispatcherError> {
     let context = Arc::new(Context {
         bus: bus.clone(),
-        stats,
+        metrics,
         started: Instant::now(),
     });
     let tasks = TaskTracker::new();

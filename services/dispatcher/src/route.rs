@@ -1,7 +1,5 @@
 //! Routing of one inbound envelope, and the one answer its edge waits for.
 
-use std::sync::atomic::Ordering;
-
 use bytes::Bytes;
 use tracing::warn;
 
@@ -35,13 +33,13 @@ pub(crate) async fn handle(context: &Context, message: Message) {
     let inbound = match Inbound::decode(message.payload) {
         Ok(inbound) => inbound,
         Err(e) => {
-            context.stats.rejected.fetch_add(1, Ordering::Relaxed);
+            context.metrics.rejected.inc();
             warn!(subject = %message.subject, error = %e, "undecodable inbound envelope");
             return;
         }
     };
     if subject::tenant_of(&message.subject).as_ref() != Some(&inbound.identity.tenant) {
-        context.stats.rejected.fetch_add(1, Ordering::Relaxed);
+        context.metrics.rejected.inc();
         warn!(subject = %message.subject, tenant = %inbound.identity.tenant, "tenant does not match the subject");
         return;
     }
@@ -55,7 +53,7 @@ pub(crate) async fn handle(context: &Context, message: Message) {
             Answer::silent()
         }
         MessageType::Command => {
-            context.stats.commands.fetch_add(1, Ordering::Relaxed);
+            context.metrics.commands.inc();
             let outcome = commands::execute(context, &inbound);
             let id = inbound.envelope.id.as_str();
             Answer {
@@ -100,11 +98,11 @@ async fn route_message(context: &Context, inbound: &Inbound) -> Answer {
     let target = subject::room(&inbound.identity.tenant, &topic);
     match context.bus.publish(target, delivery.encode()).await {
         Ok(()) => {
-            context.stats.routed.fetch_add(1, Ordering::Relaxed);
+            context.metrics.routed.inc();
             Answer::frames(vec![envelope.message_ack()])
         }
         Err(e) => {
-            context.stats.publish_errors.fetch_add(1, Ordering::Relaxed);
+            context.metrics.publish_errors.inc();
             warn!(client_id = %inbound.identity.client_id, error = %e, "room publish failed");
             Answer::frames(vec![Envelope::error_reply(
                 Some(envelope.id.as_str()),
@@ -134,7 +132,7 @@ async fn answer_edge(context: &Context, inbound: &Inbound, answer: Answer) {
         .publish(subject::edge(edge_id), delivery.encode())
         .await
     {
-        context.stats.publish_errors.fetch_add(1, Ordering::Relaxed);
+        context.metrics.publish_errors.inc();
         // The edge tells the client when no answer arrives.
         warn!(%client_id, error = %e, "answer to edge failed");
     }

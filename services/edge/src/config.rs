@@ -1,10 +1,25 @@
 //! The edge's settings: flags, each with an `ARQONBUS_*` environment variable.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::builder::BoolishValueParser;
 
-use crate::{Authenticator, EdgeError};
+use crate::EdgeError;
+
+/// The signature algorithm tokens must use. Exactly one is accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum JwtAlgorithm {
+    /// HMAC-SHA256 with a shared secret (`ARQONBUS_AUTH_JWT_SECRET`).
+    #[value(name = "HS256", alias = "hs256")]
+    Hs256,
+    /// RSA PKCS#1 v1.5 with SHA-256: a PEM public key or a JWKS URL.
+    #[value(name = "RS256", alias = "rs256")]
+    Rs256,
+    /// ECDSA P-256 with SHA-256: a PEM public key or a JWKS URL.
+    #[value(name = "ES256", alias = "es256")]
+    Es256,
+}
 
 /// Settings of the WebSocket edge. The listeners are bound by the caller.
 #[derive(Debug, Clone, clap::Args)]
@@ -20,13 +35,86 @@ pub struct EdgeConfig {
     )]
     pub enable_auth: bool,
 
-    /// The HS256 secret tokens are signed with. Required when authentication is on.
+    /// The algorithm tokens are signed with.
+    #[arg(
+        long = "jwt-algorithm",
+        env = "ARQONBUS_AUTH_JWT_ALGORITHM",
+        value_enum,
+        default_value = "HS256"
+    )]
+    pub jwt_algorithm: JwtAlgorithm,
+
+    /// The HS256 secret. Required with HS256 when authentication is on.
     #[arg(
         long = "jwt-secret",
         env = "ARQONBUS_AUTH_JWT_SECRET",
         hide_env_values = true
     )]
     pub jwt_secret: Option<String>,
+
+    /// A PEM public key (RS256 or ES256), inline.
+    #[arg(
+        long = "jwt-public-key",
+        env = "ARQONBUS_AUTH_JWT_PUBLIC_KEY",
+        hide_env_values = true
+    )]
+    pub jwt_public_key: Option<String>,
+
+    /// A file holding the PEM public key (RS256 or ES256).
+    #[arg(
+        long = "jwt-public-key-file",
+        env = "ARQONBUS_AUTH_JWT_PUBLIC_KEY_FILE"
+    )]
+    pub jwt_public_key_file: Option<PathBuf>,
+
+    /// A JWKS URL (RS256 or ES256): keys are fetched at start, cached, and fetched again
+    /// when a token names an unknown `kid` (at most once per refresh interval).
+    #[arg(long = "jwks-url", env = "ARQONBUS_AUTH_JWKS_URL")]
+    pub jwks_url: Option<String>,
+
+    /// How often the JWKS is fetched again, and the shortest time between two fetches
+    /// caused by unknown key ids, in seconds.
+    #[arg(
+        long = "jwks-refresh-seconds",
+        env = "ARQONBUS_AUTH_JWKS_REFRESH_SECONDS",
+        default_value_t = 300,
+        value_parser = clap::value_parser!(u64).range(1..),
+    )]
+    pub jwks_refresh_seconds: u64,
+
+    /// When set, tokens must carry this `aud`.
+    #[arg(long = "jwt-audience", env = "ARQONBUS_AUTH_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+
+    /// When set, tokens must carry this `iss`.
+    #[arg(long = "jwt-issuer", env = "ARQONBUS_AUTH_ISSUER")]
+    pub jwt_issuer: Option<String>,
+
+    /// Clock skew tolerated on `exp` and `nbf`, in seconds.
+    #[arg(
+        long = "jwt-leeway-seconds",
+        env = "ARQONBUS_AUTH_LEEWAY_SECONDS",
+        default_value_t = 5,
+        value_parser = clap::value_parser!(u64).range(0..=300),
+    )]
+    pub jwt_leeway_seconds: u64,
+
+    /// The claim that names the tenant.
+    #[arg(
+        long = "tenant-claim",
+        env = "ARQONBUS_AUTH_TENANT_CLAIM",
+        default_value = "tenant_id"
+    )]
+    pub tenant_claim: String,
+
+    /// Open connections this edge accepts; further upgrades get 503.
+    #[arg(
+        long = "max-connections",
+        env = "ARQONBUS_MAX_CONNECTIONS",
+        default_value_t = 10_000,
+        value_parser = clap::value_parser!(u32).range(1..),
+    )]
+    pub max_connections: u32,
 
     /// The largest WebSocket message accepted, in bytes (at least 1024). A larger one
     /// closes the connection with code 1009.
@@ -38,8 +126,35 @@ pub struct EdgeConfig {
     )]
     pub max_message_size: u32,
 
-    /// Frames waiting to be written to one connection. A client that lets its queue fill
-    /// up is disconnected as too slow (close code 4008).
+    /// Envelopes one connection may send per second, on average (0: no limit). Above
+    /// it the client gets `RATE_LIMITED`.
+    #[arg(
+        long = "rate-limit-per-second",
+        env = "ARQONBUS_RATE_LIMIT_PER_SECOND",
+        default_value_t = 100
+    )]
+    pub rate_limit_per_second: u32,
+
+    /// Envelopes one connection may send at once above the average rate.
+    #[arg(
+        long = "rate-limit-burst",
+        env = "ARQONBUS_RATE_LIMIT_BURST",
+        default_value_t = 200,
+        value_parser = clap::value_parser!(u32).range(1..),
+    )]
+    pub rate_limit_burst: u32,
+
+    /// Consecutive refused envelopes after which the connection is closed (1008).
+    #[arg(
+        long = "rate-limit-strikes",
+        env = "ARQONBUS_RATE_LIMIT_STRIKES",
+        default_value_t = 20,
+        value_parser = clap::value_parser!(u32).range(1..),
+    )]
+    pub rate_limit_strikes: u32,
+
+    /// Frames waiting to be written to one connection. A client whose queue fills up is
+    /// disconnected as too slow (close code 4008).
     #[arg(
         long = "outbound-queue",
         env = "ARQONBUS_OUTBOUND_QUEUE",
@@ -48,8 +163,35 @@ pub struct EdgeConfig {
     )]
     pub outbound_queue: u32,
 
-    /// How long the edge waits for the pipeline to confirm one envelope before telling the
-    /// client it timed out, in milliseconds.
+    /// Bytes waiting to be written to one connection, at most; beyond, as above.
+    #[arg(
+        long = "outbound-queue-bytes",
+        env = "ARQONBUS_OUTBOUND_QUEUE_BYTES",
+        default_value_t = 4 * 1024 * 1024,
+        value_parser = clap::value_parser!(u32).range(1024..),
+    )]
+    pub outbound_queue_bytes: u32,
+
+    /// Seconds between server pings.
+    #[arg(
+        long = "ping-interval-seconds",
+        env = "ARQONBUS_PING_INTERVAL_SECONDS",
+        default_value_t = 20,
+        value_parser = clap::value_parser!(u64).range(1..),
+    )]
+    pub ping_interval_seconds: u64,
+
+    /// Seconds a client has to answer a ping (any frame counts) before it is closed (4002).
+    #[arg(
+        long = "pong-timeout-seconds",
+        env = "ARQONBUS_PONG_TIMEOUT_SECONDS",
+        default_value_t = 10,
+        value_parser = clap::value_parser!(u64).range(1..),
+    )]
+    pub pong_timeout_seconds: u64,
+
+    /// How long the edge waits for the pipeline to answer one envelope before telling
+    /// the client it timed out, in milliseconds.
     #[arg(
         long = "pipeline-timeout-ms",
         env = "ARQONBUS_PIPELINE_TIMEOUT_MS",
@@ -60,54 +202,56 @@ pub struct EdgeConfig {
 }
 
 impl EdgeConfig {
-    /// Defaults for tests and embedding: authentication on with `secret`.
+    /// Defaults with HS256 authentication on `secret`, for tests and embedding.
     pub fn with_secret(secret: impl Into<String>) -> Self {
         Self {
             enable_auth: true,
+            jwt_algorithm: JwtAlgorithm::Hs256,
             jwt_secret: Some(secret.into()),
+            jwt_public_key: None,
+            jwt_public_key_file: None,
+            jwks_url: None,
+            jwks_refresh_seconds: 300,
+            jwt_audience: None,
+            jwt_issuer: None,
+            jwt_leeway_seconds: 5,
+            tenant_claim: "tenant_id".to_owned(),
+            max_connections: 10_000,
             max_message_size: 1_048_576,
+            rate_limit_per_second: 100,
+            rate_limit_burst: 200,
+            rate_limit_strikes: 20,
             outbound_queue: 1024,
+            outbound_queue_bytes: 4 * 1024 * 1024,
+            ping_interval_seconds: 20,
+            pong_timeout_seconds: 10,
             pipeline_timeout_ms: 5000,
         }
     }
 
-    /// The token verifier these settings ask for: `None` when authentication is off, an
-    /// error when it is on without a secret (the edge refuses to start rather than
-    /// accept anyone).
-    pub fn authenticator(&self) -> Result<Option<Authenticator>, EdgeError> {
-        match (self.enable_auth, self.jwt_secret.as_deref()) {
-            (false, _) => Ok(None),
-            (true, Some(secret)) if !secret.is_empty() => {
-                Ok(Some(Authenticator::hs256(secret.as_bytes())))
-            }
-            (true, _) => Err(EdgeError::Config(
-                "authentication is on but no JWT secret is set: set ARQONBUS_AUTH_JWT_SECRET \
-                 (or --jwt-secret), or turn authentication off with ARQONBUS_ENABLE_AUTH=false \
-                 for local development"
-                    .to_owned(),
-            )),
-        }
+    /// Checks the settings without touching the network (a JWKS is fetched only when the
+    /// edge starts): a bad configuration stops the process before it connects anywhere.
+    pub fn validate(&self) -> Result<(), EdgeError> {
+        crate::auth::key_spec(self).map(|_| ())
     }
 
     pub fn pipeline_timeout(&self) -> Duration {
         Duration::from_millis(self.pipeline_timeout_ms)
     }
-}
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+    pub fn ping_interval(&self) -> Duration {
+        Duration::from_secs(self.ping_interval_seconds)
+    }
 
-    #[test]
-    fn authentication_on_without_a_secret_is_refused() {
-        let mut config = EdgeConfig::with_secret("s");
-        assert!(config.authenticator().unwrap().is_some());
-        config.jwt_secret = None;
-        let err = config.authenticator().unwrap_err().to_string();
-        assert!(err.contains("ARQONBUS_AUTH_JWT_SECRET"), "{err}");
-        config.jwt_secret = Some(String::new());
-        assert!(config.authenticator().is_err());
-        config.enable_auth = false;
-        assert!(config.authenticator().unwrap().is_none());
+    pub fn pong_timeout(&self) -> Duration {
+        Duration::from_secs(self.pong_timeout_seconds)
+    }
+
+    pub fn leeway(&self) -> Duration {
+        Duration::from_secs(self.jwt_leeway_seconds)
+    }
+
+    pub fn jwks_refresh(&self) -> Duration {
+        Duration::from_secs(self.jwks_refresh_seconds)
     }
 }

@@ -1,34 +1,54 @@
 //! One WebSocket connection: reads envelopes into the pipeline one at a time, writes what
-//! the bus sends it, and applies the memberships the dispatcher decides.
+//! the bus sends it, applies the memberships the dispatcher decides, and enforces the
+//! connection's limits (rate, queue, liveness, token lifetime).
 
 use std::collections::HashSet;
+use std::num::NonZeroU32;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures_util::SinkExt;
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use prometheus_client::metrics::counter::Counter;
 use tokio::sync::mpsc;
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use arqon_proto::model::{EdgeDelivery, Inbound, MembershipChange};
 use arqon_protocol::{
-    ClientId, CommandReply, Envelope, ErrorCode, Identity, MessageId, Topic, subject,
+    ClientId, CommandReply, Envelope, ErrorCode, Identity, MessageId, MessageType, Topic, subject,
 };
 
 use crate::Shared;
 use crate::auth::Grant;
+use crate::metrics::Disconnect;
 
-/// Close codes the edge uses besides the standard ones.
+/// Close codes the edge sends.
 pub mod close_code {
     /// The server is shutting down: reconnect, possibly elsewhere.
     pub const GOING_AWAY: u16 = 1001;
+    /// The client kept sending above its rate limit.
+    pub const POLICY_VIOLATION: u16 = 1008;
     /// The client sent a message larger than `ARQONBUS_MAX_MESSAGE_SIZE`.
     pub const MESSAGE_TOO_BIG: u16 = 1009;
+    /// The token expired and no `refresh` replaced it.
+    pub const TOKEN_EXPIRED: u16 = 4001;
+    /// The client did not answer a ping in time.
+    pub const PING_TIMEOUT: u16 = 4002;
     /// The client did not read its frames fast enough and its queue filled up.
     pub const TOO_SLOW: u16 = 4008;
 }
+
+/// The command a client sends to replace its token before it expires. The edge answers
+/// it itself: the token never enters the pipeline.
+const REFRESH_COMMAND: &str = "refresh";
+
+/// Frames written per flush when the queue holds many.
+const WRITE_BATCH: usize = 64;
 
 /// Frames queued for one connection.
 #[derive(Debug)]
@@ -39,29 +59,62 @@ pub(crate) enum Outbound {
     Delivery(EdgeDelivery),
 }
 
+impl Outbound {
+    fn len(&self) -> usize {
+        match self {
+            Outbound::Frame(frame) => frame.len(),
+            Outbound::Delivery(delivery) => delivery.frames.iter().map(|f| f.len()).sum(),
+        }
+    }
+}
+
 /// The handle by which rooms and the pipeline reach a connection.
 #[derive(Debug, Clone)]
-pub(crate) struct Peer {
-    pub(crate) client_id: ClientId,
+pub(crate) struct Peer(Arc<PeerState>);
+
+#[derive(Debug)]
+struct PeerState {
+    client_id: ClientId,
     queue: mpsc::Sender<Outbound>,
     too_slow: CancellationToken,
+    queued_bytes: AtomicUsize,
+    max_bytes: usize,
+    drops: Counter,
 }
 
 impl Peer {
-    /// Queues without waiting. A full queue marks the connection too slow; it is closed
-    /// rather than allowed to hold memory without bound.
+    pub(crate) fn client_id(&self) -> &ClientId {
+        &self.0.client_id
+    }
+
+    /// Queues without waiting. A full queue (by count or bytes) marks the connection too
+    /// slow; it is closed rather than allowed to hold memory without bound.
     pub(crate) fn send(&self, outbound: Outbound) {
-        match self.queue.try_send(outbound) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                if !self.too_slow.is_cancelled() {
-                    warn!(client_id = %self.client_id, "outbound queue full: disconnecting slow client");
-                    self.too_slow.cancel();
+        let state = &self.0;
+        let len = outbound.len();
+        let queued = state.queued_bytes.fetch_add(len, Ordering::Relaxed) + len;
+        let accepted = queued <= state.max_bytes
+            && match state.queue.try_send(outbound) {
+                Ok(()) => true,
+                Err(mpsc::error::TrySendError::Full(_)) => false,
+                // The connection is already gone.
+                Err(mpsc::error::TrySendError::Closed(_)) => {
+                    state.queued_bytes.fetch_sub(len, Ordering::Relaxed);
+                    return;
                 }
+            };
+        if !accepted {
+            state.queued_bytes.fetch_sub(len, Ordering::Relaxed);
+            state.drops.inc();
+            if !state.too_slow.is_cancelled() {
+                warn!(client_id = %state.client_id, "outbound queue full: disconnecting slow client");
+                state.too_slow.cancel();
             }
-            // The connection is already gone.
-            Err(mpsc::error::TrySendError::Closed(_)) => {}
         }
+    }
+
+    fn written(&self, len: usize) {
+        self.0.queued_bytes.fetch_sub(len, Ordering::Relaxed);
     }
 }
 
@@ -70,8 +123,25 @@ impl Peer {
 struct InFlight {
     sequence: u64,
     id: MessageId,
-    deadline: Instant,
+    sent_at: Instant,
 }
+
+/// What woke the connection up.
+enum Event {
+    Shutdown,
+    TooSlow,
+    Outbound(Outbound),
+    Timer,
+    Frame(Option<Result<Message, axum::Error>>),
+}
+
+/// Why the connection ends.
+enum End {
+    ClientClosed,
+    Close(Disconnect, u16, &'static str),
+}
+
+type Step = Result<Option<End>, axum::Error>;
 
 struct Connection {
     shared: Arc<Shared>,
@@ -82,20 +152,13 @@ struct Connection {
     joined: HashSet<Topic>,
     sequence: u64,
     in_flight: Option<InFlight>,
-}
-
-/// What woke the connection up.
-enum Event {
-    Close(u16, &'static str),
-    Outbound(Outbound),
-    Timeout,
-    Frame(Option<Result<Message, axum::Error>>),
-}
-
-/// Why the read loop ended.
-enum End {
-    ClientClosed,
-    Close(u16, &'static str),
+    limiter: Option<DefaultDirectRateLimiter>,
+    strikes: u32,
+    /// One timer for every deadline; re-armed to the earliest.
+    timer: Pin<Box<Sleep>>,
+    next_ping: Instant,
+    pong_due: Option<Instant>,
+    expires_at: Option<Instant>,
 }
 
 pub(crate) async fn run(socket: WebSocket, shared: Arc<Shared>, grant: Grant) {
@@ -106,12 +169,23 @@ pub(crate) async fn run(socket: WebSocket, shared: Arc<Shared>, grant: Grant) {
         role: grant.role,
         edge_id: shared.edge_id.clone(),
     };
-    let (queue, mut outbound) = mpsc::channel(shared.config.outbound_queue as usize);
-    let peer = Peer {
+    let config = &shared.config;
+    let (queue, mut outbound) = mpsc::channel(config.outbound_queue as usize);
+    let peer = Peer(Arc::new(PeerState {
         client_id: identity.client_id.clone(),
         queue,
         too_slow: CancellationToken::new(),
-    };
+        queued_bytes: AtomicUsize::new(0),
+        max_bytes: config.outbound_queue_bytes as usize,
+        drops: shared.metrics.queue_drops.clone(),
+    }));
+    let limiter = NonZeroU32::new(config.rate_limit_per_second).map(|rate| {
+        let burst = NonZeroU32::new(config.rate_limit_burst).unwrap_or(rate);
+        RateLimiter::direct(Quota::per_second(rate).allow_burst(burst))
+    });
+    let now = Instant::now();
+    let next_ping = now + config.ping_interval();
+    let expires_at = grant.expires_at.map(|exp| deadline(exp, config.leeway()));
     shared.connections.insert(peer.clone());
     info!(client_id = %identity.client_id, tenant = %identity.tenant, "client connected");
     let mut connection = Connection {
@@ -123,65 +197,195 @@ pub(crate) async fn run(socket: WebSocket, shared: Arc<Shared>, grant: Grant) {
         joined: HashSet::new(),
         sequence: 0,
         in_flight: None,
+        limiter,
+        strikes: 0,
+        timer: Box::pin(tokio::time::sleep_until(next_ping)),
+        next_ping,
+        pong_due: None,
+        expires_at,
     };
     let end = connection.serve(&mut outbound).await;
-    connection.finish(end).await;
+    connection.finish(end, &mut outbound).await;
+}
+
+/// The instant a token expiring at `exp` (Unix seconds) stops being accepted.
+fn deadline(exp: u64, leeway: Duration) -> Instant {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let left = Duration::from_secs(exp).saturating_sub(now) + leeway;
+    Instant::now() + left
 }
 
 impl Connection {
     async fn serve(&mut self, outbound: &mut mpsc::Receiver<Outbound>) -> End {
         let welcome = Envelope::welcome(&self.identity.client_id);
-        if self.write_envelope(&welcome).await.is_err() {
+        if self.write_envelopes(&[welcome]).await.is_err() {
             return End::ClientClosed;
         }
         let shutdown = self.shared.shutdown.clone();
-        let too_slow = self.peer.too_slow.clone();
+        let too_slow = self.peer.0.too_slow.clone();
         loop {
-            let deadline = self.in_flight.as_ref().map(|f| f.deadline);
+            let next = self.next_deadline();
+            if self.timer.deadline() != next {
+                self.timer.as_mut().reset(next);
+            }
             let reading = self.in_flight.is_none();
             let event = tokio::select! {
                 biased;
-                () = shutdown.cancelled() => Event::Close(close_code::GOING_AWAY, "server shutting down"),
-                () = too_slow.cancelled() => Event::Close(close_code::TOO_SLOW, "too slow: outbound queue full"),
+                () = shutdown.cancelled() => Event::Shutdown,
+                () = too_slow.cancelled() => Event::TooSlow,
                 Some(first) = outbound.recv() => Event::Outbound(first),
-                () = sleep_until(deadline), if deadline.is_some() => Event::Timeout,
+                () = &mut self.timer => Event::Timer,
                 frame = self.socket.recv(), if reading => Event::Frame(frame),
             };
             let step = match event {
-                Event::Close(code, reason) => return End::Close(code, reason),
-                Event::Outbound(first) => self.write_outbound(first, outbound).await,
-                Event::Timeout => self.time_out().await,
-                Event::Frame(Some(Ok(Message::Text(text)))) => self.on_text(text).await,
-                Event::Frame(Some(Ok(Message::Binary(_)))) => {
-                    let reply = Envelope::error_reply(
-                        None,
-                        ErrorCode::ValidationError,
-                        "Binary frames are not supported: send one JSON envelope per text frame",
+                Event::Shutdown => {
+                    return End::Close(
+                        Disconnect::Shutdown,
+                        close_code::GOING_AWAY,
+                        "server shutting down",
                     );
-                    self.write_envelope(&reply).await
                 }
-                Event::Frame(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => Ok(()),
-                Event::Frame(Some(Ok(Message::Close(_))) | None) => return End::ClientClosed,
-                Event::Frame(Some(Err(e))) => {
-                    debug!(client_id = %self.identity.client_id, error = %e, "read failed");
-                    return if is_too_big(e) {
-                        End::Close(close_code::MESSAGE_TOO_BIG, "message too big")
-                    } else {
-                        End::ClientClosed
-                    };
+                Event::TooSlow => {
+                    return End::Close(
+                        Disconnect::TooSlow,
+                        close_code::TOO_SLOW,
+                        "too slow: outbound queue full",
+                    );
                 }
+                Event::Outbound(first) => self.write_outbound(first, outbound).await.map(|()| None),
+                Event::Timer => self.on_timer().await,
+                Event::Frame(frame) => self.on_frame(frame).await,
             };
-            if step.is_err() {
-                return End::ClientClosed;
+            match step {
+                Ok(None) => {}
+                Ok(Some(end)) => return end,
+                Err(_) => return End::ClientClosed,
             }
         }
     }
 
-    async fn on_text(&mut self, text: Utf8Bytes) -> Result<(), axum::Error> {
+    fn next_deadline(&self) -> Instant {
+        let in_flight = self
+            .in_flight
+            .as_ref()
+            .map(|f| f.sent_at + self.shared.config.pipeline_timeout());
+        [
+            Some(self.next_ping),
+            self.pong_due,
+            self.expires_at,
+            in_flight,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(self.next_ping)
+    }
+
+    async fn on_timer(&mut self) -> Step {
+        let now = Instant::now();
+        if self.expires_at.is_some_and(|t| t <= now) {
+            return Ok(Some(End::Close(
+                Disconnect::TokenExpired,
+                close_code::TOKEN_EXPIRED,
+                "token expired",
+            )));
+        }
+        if self.pong_due.is_some_and(|t| t <= now) {
+            return Ok(Some(End::Close(
+                Disconnect::PingTimeout,
+                close_code::PING_TIMEOUT,
+                "ping timeout",
+            )));
+        }
+        let timeout = self.shared.config.pipeline_timeout();
+        if self
+            .in_flight
+            .as_ref()
+            .is_some_and(|f| f.sent_at + timeout <= now)
+        {
+            self.time_out().await?;
+        }
+        if self.next_ping <= now {
+            self.next_ping = now + self.shared.config.ping_interval();
+            self.pong_due
+                .get_or_insert(now + self.shared.config.pong_timeout());
+            self.socket.send(Message::Ping(Default::default())).await?;
+        }
+        Ok(None)
+    }
+
+    async fn on_frame(&mut self, frame: Option<Result<Message, axum::Error>>) -> Step {
+        // Any frame shows the client is alive.
+        self.pong_due = None;
+        match frame {
+            Some(Ok(Message::Text(text))) => self.on_text(text).await,
+            Some(Ok(Message::Binary(_))) => {
+                self.shared.metrics.invalid_frames.inc();
+                let reply = Envelope::error_reply(
+                    None,
+                    ErrorCode::ValidationError,
+                    "Binary frames are not supported: send one JSON envelope per text frame",
+                );
+                self.write_envelopes(&[reply]).await.map(|()| None)
+            }
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => Ok(None),
+            Some(Ok(Message::Close(_))) | None => Ok(Some(End::ClientClosed)),
+            Some(Err(e)) => {
+                debug!(client_id = %self.identity.client_id, error = %e, "read failed");
+                Ok(Some(if is_too_big(e) {
+                    End::Close(
+                        Disconnect::TooBig,
+                        close_code::MESSAGE_TOO_BIG,
+                        "message too big",
+                    )
+                } else {
+                    End::ClientClosed
+                }))
+            }
+        }
+    }
+
+    async fn on_text(&mut self, text: Utf8Bytes) -> Step {
+        let metrics = &self.shared.metrics;
+        metrics.frames_in.inc();
+        metrics.bytes_in.inc_by(text.len() as u64);
         let mut envelope = match Envelope::from_client_json(text.as_str()) {
             Ok(envelope) => envelope,
-            Err(e) => return self.write_envelope(&e.to_envelope()).await,
+            Err(e) => {
+                metrics.invalid_frames.inc();
+                return self
+                    .write_envelopes(&[e.to_envelope()])
+                    .await
+                    .map(|()| None);
+            }
         };
+        if let Some(limiter) = &self.limiter
+            && limiter.check().is_err()
+        {
+            metrics.rate_limited.inc();
+            self.strikes += 1;
+            if self.strikes >= self.shared.config.rate_limit_strikes {
+                return Ok(Some(End::Close(
+                    Disconnect::RateLimited,
+                    close_code::POLICY_VIOLATION,
+                    "rate limit exceeded",
+                )));
+            }
+            let reply = Envelope::error_reply(
+                Some(envelope.id.as_str()),
+                ErrorCode::RateLimited,
+                "Rate limit exceeded: the envelope was dropped; slow down and retry",
+            );
+            return self.write_envelopes(&[reply]).await.map(|()| None);
+        }
+        self.strikes = 0;
+        if envelope.kind == MessageType::Command
+            && envelope.command.as_deref() == Some(REFRESH_COMMAND)
+        {
+            return self.refresh(&envelope).await.map(|()| None);
+        }
         // Identity comes from the connection, never from the frame.
         envelope.sender = Some(self.identity.client_id.as_str().to_owned());
         self.sequence += 1;
@@ -202,58 +406,91 @@ impl Connection {
                 self.in_flight = Some(InFlight {
                     sequence: self.sequence,
                     id,
-                    deadline: Instant::now() + self.shared.config.pipeline_timeout(),
+                    sent_at: Instant::now(),
                 });
-                Ok(())
+                Ok(None)
             }
             Err(e) => {
+                self.shared.metrics.publish_errors.inc();
                 warn!(client_id = %self.identity.client_id, error = %e, "ingress publish failed");
                 let reply = Envelope::error_reply(
                     Some(id.as_str()),
                     ErrorCode::Unavailable,
                     "The bus is unavailable; the envelope was not accepted. Retry later.",
                 );
-                self.write_envelope(&reply).await
+                self.write_envelopes(&[reply]).await.map(|()| None)
             }
         }
+    }
+
+    /// Replaces the connection's token: same tenant and subject, a later expiry.
+    async fn refresh(&mut self, command: &Envelope) -> Result<(), axum::Error> {
+        let reply = match verify_refresh(&self.shared, &self.identity, command).await {
+            Ok(grant) => {
+                self.identity.role = grant.role;
+                self.expires_at = grant
+                    .expires_at
+                    .map(|exp| deadline(exp, self.shared.config.leeway()));
+                let mut data = serde_json::Map::new();
+                data.insert("expires_at".into(), serde_json::json!(grant.expires_at));
+                CommandReply::success("Token refreshed", data)
+            }
+            Err(reply) => reply,
+        };
+        let frames = [
+            reply.into_envelope(command.id.as_str()),
+            command.command_ack(),
+        ];
+        self.write_envelopes(&frames).await
     }
 
     async fn time_out(&mut self) -> Result<(), axum::Error> {
         let Some(in_flight) = self.in_flight.take() else {
             return Ok(());
         };
+        self.shared.metrics.pipeline_timeouts.inc();
         warn!(client_id = %self.identity.client_id, id = %in_flight.id, "pipeline did not answer in time");
         let reply = Envelope::error_reply(
             Some(in_flight.id.as_str()),
             ErrorCode::Timeout,
             "The bus did not confirm the envelope in time; it may or may not have been delivered",
         );
-        self.write_envelope(&reply).await
+        self.write_envelopes(&[reply]).await
     }
 
-    /// Writes `first` and whatever else is already queued, then flushes once.
+    /// Writes `first` and whatever else is already queued (up to a batch), then flushes.
     async fn write_outbound(
         &mut self,
         first: Outbound,
         outbound: &mut mpsc::Receiver<Outbound>,
     ) -> Result<(), axum::Error> {
-        const BATCH: usize = 64;
+        let (mut frames, mut bytes) = (0u64, 0u64);
         let mut next = Some(first);
-        let mut written = 0;
+        let mut taken = 0;
         while let Some(item) = next.take() {
+            let len = item.len();
             match item {
-                Outbound::Frame(frame) => self.socket.feed(Message::Text(frame)).await?,
-                Outbound::Delivery(delivery) => self.deliver(delivery).await?,
+                Outbound::Frame(frame) => {
+                    self.socket.feed(Message::Text(frame)).await?;
+                    frames += 1;
+                }
+                Outbound::Delivery(delivery) => frames += self.deliver(delivery).await?,
             }
-            written += 1;
-            if written < BATCH {
+            self.peer.written(len);
+            bytes += len as u64;
+            taken += 1;
+            if taken < WRITE_BATCH {
                 next = outbound.try_recv().ok();
             }
         }
-        self.socket.flush().await
+        self.socket.flush().await?;
+        self.shared.metrics.frames_out.inc_by(frames);
+        self.shared.metrics.bytes_out.inc_by(bytes);
+        Ok(())
     }
 
-    async fn deliver(&mut self, delivery: EdgeDelivery) -> Result<(), axum::Error> {
+    /// Applies a delivery's membership change and feeds its frames; returns how many.
+    async fn deliver(&mut self, delivery: EdgeDelivery) -> Result<u64, axum::Error> {
         let mut frames = delivery.frames;
         match delivery.membership {
             Some(MembershipChange::Join(topic)) if !self.joined.contains(&topic) => {
@@ -296,41 +533,107 @@ impl Connection {
         if let (Some(done), Some(in_flight)) = (delivery.completes, &self.in_flight)
             && done == in_flight.sequence
         {
+            self.shared
+                .metrics
+                .pipeline_latency
+                .observe(in_flight.sent_at.elapsed().as_secs_f64());
             self.in_flight = None;
         }
+        let mut written = 0;
         for frame in frames {
             match Utf8Bytes::try_from(frame) {
-                Ok(text) => self.socket.feed(Message::Text(text)).await?,
+                Ok(text) => {
+                    self.socket.feed(Message::Text(text)).await?;
+                    written += 1;
+                }
                 Err(_) => {
                     warn!(client_id = %self.identity.client_id, "delivery frame is not UTF-8")
                 }
             }
         }
+        Ok(written)
+    }
+
+    async fn write_envelopes(&mut self, envelopes: &[Envelope]) -> Result<(), axum::Error> {
+        for envelope in envelopes {
+            self.socket
+                .feed(Message::Text(envelope.to_json().into()))
+                .await?;
+        }
+        self.socket.flush().await?;
+        self.shared
+            .metrics
+            .frames_out
+            .inc_by(envelopes.len() as u64);
         Ok(())
     }
 
-    async fn write_envelope(&mut self, envelope: &Envelope) -> Result<(), axum::Error> {
-        self.socket
-            .send(Message::Text(envelope.to_json().into()))
-            .await
-    }
-
-    async fn finish(mut self, end: End) {
-        if let End::Close(code, reason) = end {
-            let frame = CloseFrame {
-                code,
-                reason: Utf8Bytes::from_static(reason),
-            };
-            let _ = self.socket.send(Message::Close(Some(frame))).await;
-        }
+    async fn finish(mut self, end: End, outbound: &mut mpsc::Receiver<Outbound>) {
+        let reason = match end {
+            End::ClientClosed => Disconnect::ByClient,
+            End::Close(reason, code, text) => {
+                if reason == Disconnect::Shutdown {
+                    // Frames already queued go out before the close.
+                    while let Ok(item) = outbound.try_recv() {
+                        if self.write_outbound(item, outbound).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+                let frame = CloseFrame {
+                    code,
+                    reason: Utf8Bytes::from_static(text),
+                };
+                let _ = self.socket.send(Message::Close(Some(frame))).await;
+                reason
+            }
+        };
+        self.shared.metrics.closed(reason);
         for topic in self.joined.drain() {
             self.shared
                 .rooms
                 .leave(&self.identity.tenant, &topic, &self.identity.client_id);
         }
         self.shared.connections.remove(&self.identity.client_id);
-        info!(client_id = %self.identity.client_id, "client disconnected");
+        info!(client_id = %self.identity.client_id, ?reason, "client disconnected");
     }
+}
+
+/// Checks a `refresh` command's token: valid, and for the same tenant and subject.
+async fn verify_refresh(
+    shared: &Shared,
+    identity: &Identity,
+    command: &Envelope,
+) -> Result<Grant, CommandReply> {
+    let Some(auth) = &shared.auth else {
+        return Err(CommandReply::error(
+            ErrorCode::FeatureDisabled,
+            "Authentication is off: there is no token to refresh",
+        ));
+    };
+    let token = command
+        .args
+        .get("token")
+        .and_then(|t| t.as_str().map(str::to_owned))
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| {
+            CommandReply::error(
+                ErrorCode::ValidationError,
+                "Validation error: Missing required arguments: token",
+            )
+        })?;
+    let grant = auth.verify(&token).await.map_err(|e| {
+        shared.metrics.auth_failure(e.reason);
+        info!(client_id = %identity.client_id, reason = %e, "refresh refused");
+        CommandReply::error(ErrorCode::AuthenticationFailed, "Invalid token")
+    })?;
+    if grant.tenant != identity.tenant || grant.subject != identity.subject {
+        return Err(CommandReply::error(
+            ErrorCode::AuthorizationError,
+            "A refreshed token must be for the same tenant and subject",
+        ));
+    }
+    Ok(grant)
 }
 
 /// Whether a read failed because the message or a frame exceeded the configured limit.
@@ -340,13 +643,6 @@ fn is_too_big(error: axum::Error) -> bool {
         error.into_inner().downcast_ref::<Error>(),
         Some(Error::Capacity(_))
     )
-}
-
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(deadline) => tokio::time::sleep_until(deadline).await,
-        None => std::future::pending().await,
-    }
 }
 
 fn unix_micros() -> i64 {

@@ -23,7 +23,7 @@ impl Connections {
         self.peers
             .write()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert(peer.client_id.clone(), peer);
+            .insert(peer.client_id().clone(), peer);
     }
 
     pub(crate) fn remove(&self, client_id: &ClientId) {

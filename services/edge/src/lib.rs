@@ -1,11 +1,11 @@
 //! The edge: the WebSocket gateway clients connect to.
 //!
-//! It owns the connections: it authenticates upgrades, reads and validates client
-//! envelopes, stamps them with the connection's identity and publishes them to the
-//! tenant's ingress subject; it holds one subscription per room with local members and
-//! writes what arrives to those members; and it applies the joins and leaves the
-//! dispatcher decides. It keeps no state another replica needs: a client that reconnects
-//! to another edge loses nothing but its connection.
+//! It owns the connections: it authenticates upgrades, enforces the connection limits,
+//! reads and validates client envelopes, stamps them with the connection's identity and
+//! publishes them to the tenant's ingress subject; it holds one subscription per room with
+//! local members and writes what arrives to those members; and it applies the joins and
+//! leaves the dispatcher decides. It keeps no state another replica needs: a client that
+//! reconnects to another edge loses nothing but its connection.
 //!
 //! It must not decide anything about routing or permissions; that is the dispatcher's.
 
@@ -13,15 +13,18 @@ mod auth;
 mod config;
 mod connection;
 mod connections;
+mod metrics;
 mod rooms;
+mod status;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::State;
 use axum::extract::ws::{WebSocketUpgrade, rejection::WebSocketUpgradeRejection};
-use axum::http::{HeaderMap, Uri};
+use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use tokio::net::TcpListener;
@@ -31,12 +34,15 @@ use tracing::{info, warn};
 
 use arqon_bus::{Bus, BusError};
 use arqon_protocol::{EdgeId, subject};
+use arqon_telemetry::metrics::HttpMetrics;
 
-pub use auth::{AuthError, Authenticator, Grant};
-pub use config::EdgeConfig;
+pub use auth::{AuthError, Authenticator, Grant, Reason};
+pub use config::{EdgeConfig, JwtAlgorithm};
 pub use connection::close_code;
+pub use metrics::EdgeMetrics;
 
 use connections::Connections;
+use metrics::Upgrade;
 use rooms::Rooms;
 
 /// Buffer sizes of each socket. Small buffers keep an idle connection at a few KiB;
@@ -57,6 +63,12 @@ pub enum EdgeError {
     Io(#[from] std::io::Error),
 }
 
+/// Installs ring as the process's TLS crypto provider (what async-nats uses), so every
+/// rustls user in the process agrees; a provider installed earlier is kept.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 pub(crate) struct Shared {
     config: EdgeConfig,
     bus: Bus,
@@ -64,8 +76,13 @@ pub(crate) struct Shared {
     auth: Option<Authenticator>,
     rooms: Rooms,
     connections: Connections,
+    /// Upgrades accepted and not yet finished, counted before the upgrade completes so
+    /// the limit cannot be overshot by concurrent upgrades.
+    admitted: AtomicUsize,
+    metrics: EdgeMetrics,
     tasks: TaskTracker,
     shutdown: CancellationToken,
+    started: Instant,
 }
 
 /// A running edge. Cheap to clone.
@@ -83,14 +100,15 @@ impl std::fmt::Debug for Edge {
 }
 
 impl Edge {
-    /// Checks the configuration and subscribes to this edge's delivery subject. The edge
-    /// stops when `shutdown` is cancelled.
+    /// Checks the configuration, prepares token verification, and subscribes to this
+    /// edge's delivery subject. The edge stops when `shutdown` is cancelled.
     pub async fn start(
         config: EdgeConfig,
         bus: Bus,
+        metrics: EdgeMetrics,
         shutdown: CancellationToken,
     ) -> Result<Self, EdgeError> {
-        let auth = config.authenticator()?;
+        let auth = Authenticator::from_config(&config).await?;
         if auth.is_none() {
             warn!("authentication is off: every connection is accepted in the default tenant");
         }
@@ -99,14 +117,17 @@ impl Edge {
         bus.flush().await?;
         let tasks = TaskTracker::new();
         let shared = Arc::new(Shared {
-            rooms: Rooms::new(bus.clone(), tasks.clone(), JOIN_TIMEOUT),
+            rooms: Rooms::new(bus.clone(), tasks.clone(), JOIN_TIMEOUT, &metrics),
             connections: Connections::default(),
+            admitted: AtomicUsize::new(0),
             config,
             bus,
             edge_id,
             auth,
+            metrics,
             tasks,
             shutdown,
+            started: Instant::now(),
         });
         let router = Arc::clone(&shared);
         shared.tasks.spawn(async move {
@@ -115,23 +136,34 @@ impl Edge {
                 .route(deliveries, router.shutdown.clone())
                 .await;
         });
+        if let Some(jwks) = shared.auth.as_ref().and_then(Authenticator::jwks) {
+            shared
+                .tasks
+                .spawn(Arc::clone(jwks).refresh_periodically(shared.shutdown.clone()));
+        }
         info!(edge_id = %shared.edge_id, "edge started");
         Ok(Self { shared })
     }
 
     /// The WebSocket routes: `GET /ws` and, for clients of the original, `GET /`.
-    pub fn router(&self) -> Router {
-        Router::new()
+    pub fn router(&self, http: &HttpMetrics) -> Router {
+        let routes = Router::new()
             .route("/ws", any(upgrade))
             .route("/", any(upgrade))
-            .with_state(Arc::clone(&self.shared))
+            .with_state(Arc::clone(&self.shared));
+        http.instrument(routes)
+    }
+
+    /// `GET /status`: connections, rooms, traffic, uptime, version.
+    pub fn status_router(&self, version: &'static str) -> Router {
+        status::router(Arc::clone(&self.shared), version)
     }
 
     /// Serves WebSocket upgrades on `listener` until shutdown, then closes every
-    /// connection with 1001 and waits for them to finish.
-    pub async fn serve(self, listener: TcpListener) -> Result<(), EdgeError> {
+    /// connection with 1001 (after writing what was queued for it) and waits for them.
+    pub async fn serve(self, listener: TcpListener, http: &HttpMetrics) -> Result<(), EdgeError> {
         let shutdown = self.shared.shutdown.clone();
-        axum::serve(listener, self.router())
+        axum::serve(listener, self.router(http))
             .with_graceful_shutdown(shutdown.cancelled_owned())
             .await?;
         self.shared.tasks.close();
@@ -144,15 +176,35 @@ impl Edge {
         &self.shared.edge_id
     }
 
-    /// Connections currently open.
-    pub fn connection_count(&self) -> usize {
-        self.shared.connections.len()
+    /// Why the edge cannot take connections now (for `/ready`); empty when it can.
+    pub fn unready_reasons(&self) -> Vec<String> {
+        let mut reasons = Vec::new();
+        if self.shared.shutdown.is_cancelled() {
+            reasons.push("edge is shutting down".to_owned());
+        }
+        if self.shared.auth.as_ref().is_some_and(|a| !a.is_ready()) {
+            reasons.push("token keys (JWKS) are not available".to_owned());
+        }
+        reasons
     }
+}
 
-    /// Rooms with at least one local member (one bus subscription each).
-    pub fn room_count(&self) -> usize {
-        self.shared.rooms.len()
+/// Releases an admission when the connection (or a failed upgrade) ends.
+struct Admission(Arc<Shared>);
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        self.0.admitted.fetch_sub(1, Ordering::AcqRel);
+        self.0.metrics.connections.dec();
     }
+}
+
+fn unavailable(details: &str) -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        axum::Json(serde_json::json!({ "error": "Service Unavailable", "details": details })),
+    )
+        .into_response()
 }
 
 async fn upgrade(
@@ -161,16 +213,24 @@ async fn upgrade(
     uri: Uri,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
+    let metrics = &shared.metrics;
+    if shared.shutdown.is_cancelled() {
+        metrics.upgrade(Upgrade::Draining);
+        return unavailable("Server is shutting down");
+    }
     let grant = match &shared.auth {
         None => Grant::anonymous(),
         Some(auth) => {
-            let verified = auth::extract_token(&headers, &uri)
-                .ok_or(AuthError::Missing)
-                .and_then(|token| auth.verify(&token));
+            let verified = match auth::extract_token(&headers, &uri) {
+                None => Err(AuthError::new(Reason::Missing, "no token in the request")),
+                Some(token) => auth.verify(&token).await,
+            };
             match verified {
                 Ok(grant) => grant,
                 Err(e) => {
                     info!(reason = %e, "upgrade refused");
+                    metrics.upgrade(Upgrade::Unauthorized);
+                    metrics.auth_failure(e.reason);
                     return e.into_response();
                 }
             }
@@ -178,8 +238,20 @@ async fn upgrade(
     };
     let ws = match ws {
         Ok(ws) => ws,
-        Err(rejection) => return rejection.into_response(),
+        Err(rejection) => {
+            metrics.upgrade(Upgrade::NotWebSocket);
+            return rejection.into_response();
+        }
     };
+    let limit = shared.config.max_connections as usize;
+    if shared.admitted.fetch_add(1, Ordering::AcqRel) >= limit {
+        shared.admitted.fetch_sub(1, Ordering::AcqRel);
+        metrics.upgrade(Upgrade::OverCapacity);
+        return unavailable("Too many connections on this edge; try again or connect elsewhere");
+    }
+    metrics.connections.inc();
+    let admission = Admission(Arc::clone(&shared));
+    metrics.upgrade(Upgrade::Accepted);
     let max = shared.config.max_message_size as usize;
     let connection_shared = Arc::clone(&shared);
     ws.read_buffer_size(SOCKET_BUFFER)
@@ -188,8 +260,9 @@ async fn upgrade(
         .max_message_size(max)
         .max_frame_size(max)
         .on_upgrade(move |socket| {
-            shared
-                .tasks
-                .track_future(connection::run(socket, connection_shared, grant))
+            shared.tasks.track_future(async move {
+                connection::run(socket, connection_shared, grant).await;
+                drop(admission);
+            })
         })
 }

@@ -10,6 +10,8 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use axum::extract::ws::Utf8Bytes;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -20,6 +22,7 @@ use arqon_proto::model::RoomDelivery;
 use arqon_protocol::{ClientId, TenantId, Topic, subject};
 
 use crate::connection::{Outbound, Peer};
+use crate::metrics::EdgeMetrics;
 
 /// A room is identified by its tenant and topic: tenants never share one.
 type RoomKey = (TenantId, Topic);
@@ -46,15 +49,25 @@ pub(crate) struct Rooms {
     rooms: Mutex<HashMap<RoomKey, Arc<Room>>>,
     tasks: TaskTracker,
     join_timeout: Duration,
+    /// The number of rooms, and frames queued to members.
+    gauge: Gauge,
+    deliveries: Counter,
 }
 
 impl Rooms {
-    pub(crate) fn new(bus: Bus, tasks: TaskTracker, join_timeout: Duration) -> Self {
+    pub(crate) fn new(
+        bus: Bus,
+        tasks: TaskTracker,
+        join_timeout: Duration,
+        metrics: &EdgeMetrics,
+    ) -> Self {
         Self {
             bus,
             rooms: Mutex::new(HashMap::new()),
             tasks,
             join_timeout,
+            gauge: metrics.rooms.clone(),
+            deliveries: metrics.fanout_deliveries.clone(),
         }
     }
 
@@ -67,7 +80,7 @@ impl Rooms {
         peer: Peer,
     ) -> Result<(), JoinError> {
         let key = (tenant.clone(), topic.clone());
-        let client_id = peer.client_id.clone();
+        let client_id = peer.client_id().clone();
         let room = {
             let mut rooms = self.rooms.lock().unwrap_or_else(PoisonError::into_inner);
             let room = rooms.entry(key.clone()).or_insert_with(|| {
@@ -78,8 +91,13 @@ impl Rooms {
                     ready: ready_rx,
                     stop: CancellationToken::new(),
                 });
-                self.tasks
-                    .spawn(run_room(self.bus.clone(), Arc::clone(&room), ready_tx));
+                self.tasks.spawn(run_room(
+                    self.bus.clone(),
+                    Arc::clone(&room),
+                    ready_tx,
+                    self.deliveries.clone(),
+                ));
+                self.gauge.inc();
                 room
             });
             write(&room.members).push(peer);
@@ -109,12 +127,13 @@ impl Rooms {
         let Some(room) = rooms.get(&key) else { return };
         let empty = {
             let mut members = write(&room.members);
-            members.retain(|m| &m.client_id != client_id);
+            members.retain(|m| m.client_id() != client_id);
             members.is_empty()
         };
         if empty {
             room.stop.cancel();
             rooms.remove(&key);
+            self.gauge.dec();
         }
     }
 
@@ -131,7 +150,12 @@ fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
     lock.write().unwrap_or_else(PoisonError::into_inner)
 }
 
-async fn run_room(bus: Bus, room: Arc<Room>, ready: watch::Sender<Option<Result<(), String>>>) {
+async fn run_room(
+    bus: Bus,
+    room: Arc<Room>,
+    ready: watch::Sender<Option<Result<(), String>>>,
+    deliveries: Counter,
+) {
     let subscribed = async {
         let subscription = bus.subscribe(room.subject.clone()).await?;
         // The join is confirmed to the client only after the server knows the
@@ -159,25 +183,31 @@ async fn run_room(bus: Bus, room: Arc<Room>, ready: watch::Sender<Option<Result<
         };
         let Some(message) = message else { break };
         match RoomDelivery::decode(message.payload) {
-            Ok(delivery) => fan_out(&room, delivery),
+            Ok(delivery) => {
+                deliveries.inc_by(fan_out(&room, delivery));
+            }
             Err(e) => warn!(subject = %room.subject, error = %e, "undecodable room delivery"),
         }
     }
     debug!(subject = %room.subject, "room unsubscribed");
 }
 
-fn fan_out(room: &Room, delivery: RoomDelivery) {
+/// Queues the frame to every member but the sender; returns how many got it.
+fn fan_out(room: &Room, delivery: RoomDelivery) -> u64 {
     let frame = match Utf8Bytes::try_from(delivery.frame) {
         Ok(frame) => frame,
         Err(_) => {
             warn!(subject = %room.subject, "room delivery is not UTF-8");
-            return;
+            return 0;
         }
     };
     let members = room.members.read().unwrap_or_else(PoisonError::into_inner);
+    let mut queued = 0;
     for member in members.iter() {
-        if delivery.exclude.as_ref() != Some(&member.client_id) {
+        if delivery.exclude.as_ref() != Some(member.client_id()) {
             member.send(Outbound::Frame(frame.clone()));
+            queued += 1;
         }
     }
+    queued
 }

@@ -6,9 +6,8 @@
 //! subject. This stage will run CASIL; today it checks that an envelope is well formed
 //! and that its tenant matches the subject it arrived on, and forwards it unchanged.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
@@ -45,14 +44,33 @@ pub enum PolicyError {
 }
 
 /// Counters of this replica.
-#[derive(Debug, Default)]
-pub struct PolicyStats {
-    /// Envelopes forwarded to the dispatcher.
-    pub forwarded: AtomicU64,
-    /// Internal messages that could not be decoded or whose tenant did not match.
-    pub rejected: AtomicU64,
-    /// Forwards that failed because the bus was unavailable.
-    pub publish_errors: AtomicU64,
+#[derive(Debug, Clone, Default)]
+pub struct PolicyMetrics {
+    forwarded: Counter,
+    rejected: Counter,
+    publish_errors: Counter,
+}
+
+impl PolicyMetrics {
+    pub fn register(registry: &mut Registry) -> Self {
+        let metrics = Self::default();
+        registry.register(
+            "arqonbus_policy_forwarded",
+            "Envelopes forwarded to the dispatcher",
+            metrics.forwarded.clone(),
+        );
+        registry.register(
+            "arqonbus_policy_rejected",
+            "Internal messages dropped as undecodable or with a tenant that does not match their subject",
+            metrics.rejected.clone(),
+        );
+        registry.register(
+            "arqonbus_policy_publish_errors",
+            "Forwards the bus did not accept",
+            metrics.publish_errors.clone(),
+        );
+        metrics
+    }
 }
 
 /// A running policy stage.
@@ -74,7 +92,7 @@ impl Policy {
 pub async fn start(
     config: PolicyConfig,
     bus: Bus,
-    stats: Arc<PolicyStats>,
+    metrics: PolicyMetrics,
     shutdown: CancellationToken,
 ) -> Result<Policy, PolicyError> {
     let tasks = TaskTracker::new();
@@ -82,7 +100,7 @@ pub async fn start(
         let subscription = bus
             .queue_subscribe(subject::INGRESS_ALL, subject::POLICY_QUEUE)
             .await?;
-        let (bus, stats, shutdown) = (bus.clone(), Arc::clone(&stats), shutdown.clone());
+        let (bus, metrics, shutdown) = (bus.clone(), metrics.clone(), shutdown.clone());
         tasks.spawn(async move {
             let mut subscription = subscription;
             loop {
@@ -91,7 +109,7 @@ pub async fn start(
                     message = subscription.next() => message,
                 };
                 let Some(message) = message else { break };
-                inspect(&bus, &stats, message).await;
+                inspect(&bus, &metrics, message).await;
             }
         });
     }
@@ -101,17 +119,17 @@ pub async fn start(
     Ok(Policy { tasks })
 }
 
-async fn inspect(bus: &Bus, stats: &PolicyStats, message: Message) {
+async fn inspect(bus: &Bus, metrics: &PolicyMetrics, message: Message) {
     let inbound = match Inbound::decode(message.payload.clone()) {
         Ok(inbound) => inbound,
         Err(e) => {
-            stats.rejected.fetch_add(1, Ordering::Relaxed);
+            metrics.rejected.inc();
             warn!(subject = %message.subject, error = %e, "undecodable inbound envelope");
             return;
         }
     };
     if subject::tenant_of(&message.subject).as_ref() != Some(&inbound.identity.tenant) {
-        stats.rejected.fetch_add(1, Ordering::Relaxed);
+        metrics.rejected.inc();
         warn!(subject = %message.subject, tenant = %inbound.identity.tenant, "tenant does not match the subject");
         return;
     }
@@ -119,10 +137,10 @@ async fn inspect(bus: &Bus, stats: &PolicyStats, message: Message) {
     let target = subject::dispatch(&inbound.identity.tenant);
     match bus.publish(target, message.payload).await {
         Ok(()) => {
-            stats.forwarded.fetch_add(1, Ordering::Relaxed);
+            metrics.forwarded.inc();
         }
         Err(e) => {
-            stats.publish_errors.fetch_add(1, Ordering::Relaxed);
+            metrics.publish_errors.inc();
             warn!(client_id = %inbound.identity.client_id, error = %e, "forward to dispatcher failed");
         }
     }

@@ -1,14 +1,25 @@
 //! Authentication of upgrade requests: where the token is read from, how it is verified,
 //! and what a refusal looks like.
 
+mod jwks;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
 use axum::Json;
 use axum::extract::Query;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
+use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
-use serde::Deserialize;
+use serde_json::{Map, Value};
 
 use arqon_protocol::{Role, TenantId};
+
+use crate::EdgeError;
+use crate::config::{EdgeConfig, JwtAlgorithm};
+
+pub(crate) use jwks::Jwks;
 
 /// Query parameters that may carry a token, for browsers that cannot set headers.
 const TOKEN_QUERY_PARAMS: [&str; 2] = ["token", "access_token"];
@@ -19,6 +30,9 @@ pub struct Grant {
     pub tenant: TenantId,
     pub subject: Option<String>,
     pub role: Role,
+    /// The token's `exp`, in seconds since the Unix epoch; `None` when authentication
+    /// is off.
+    pub expires_at: Option<u64>,
 }
 
 impl Grant {
@@ -28,24 +42,70 @@ impl Grant {
             tenant: TenantId::default_tenant(),
             subject: None,
             role: Role::user(),
+            expires_at: None,
         }
     }
 }
 
-/// Why an upgrade was refused. The client sees only the category; the detail is logged.
+arqon_telemetry::label_values! {
+    /// Why a token was refused: a closed list, used as a metric label. Clients are told
+    /// only "Missing bearer token" or "Invalid token".
+    pub enum Reason {
+        Missing => "missing",
+        Malformed => "malformed",
+        BadSignature => "bad_signature",
+        Expired => "expired",
+        NotYetValid => "not_yet_valid",
+        WrongAlgorithm => "wrong_algorithm",
+        BadAudience => "bad_audience",
+        BadIssuer => "bad_issuer",
+        BadClaims => "bad_claims",
+        UnknownKey => "unknown_key",
+        KeysUnavailable => "keys_unavailable",
+    }
+}
+
+/// A refused token: the reason (for metrics) and the detail (for logs).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum AuthError {
-    #[error("missing bearer token")]
-    Missing,
-    #[error("invalid token: {0}")]
-    Invalid(String),
+#[error("{reason:?}: {detail}")]
+pub struct AuthError {
+    pub reason: Reason,
+    pub detail: String,
+}
+
+impl AuthError {
+    pub(crate) fn new(reason: Reason, detail: impl Into<String>) -> Self {
+        Self {
+            reason,
+            detail: detail.into(),
+        }
+    }
+
+    fn from_jwt(error: &jsonwebtoken::errors::Error) -> Self {
+        let reason = match error.kind() {
+            ErrorKind::InvalidSignature => Reason::BadSignature,
+            ErrorKind::ExpiredSignature => Reason::Expired,
+            ErrorKind::ImmatureSignature => Reason::NotYetValid,
+            ErrorKind::InvalidAlgorithm
+            | ErrorKind::MissingAlgorithm
+            | ErrorKind::InvalidAlgorithmName
+            | ErrorKind::UnsupportedAlgorithm => Reason::WrongAlgorithm,
+            ErrorKind::InvalidAudience => Reason::BadAudience,
+            ErrorKind::InvalidIssuer => Reason::BadIssuer,
+            ErrorKind::MissingRequiredClaim(_)
+            | ErrorKind::InvalidClaimFormat(_)
+            | ErrorKind::InvalidSubject => Reason::BadClaims,
+            _ => Reason::Malformed,
+        };
+        Self::new(reason, error.to_string())
+    }
 }
 
 impl IntoResponse for AuthError {
     fn into_response(self) -> Response {
-        let details = match self {
-            AuthError::Missing => "Missing bearer token",
-            AuthError::Invalid(_) => "Invalid token",
+        let details = match self.reason {
+            Reason::Missing => "Missing bearer token",
+            _ => "Invalid token",
         };
         let mut response = (
             StatusCode::UNAUTHORIZED,
@@ -60,55 +120,196 @@ impl IntoResponse for AuthError {
     }
 }
 
-#[derive(Deserialize)]
-struct Claims {
-    sub: Option<String>,
-    tenant_id: Option<String>,
-    role: Option<String>,
+enum Keys {
+    Static(DecodingKey),
+    Jwks(Arc<Jwks>),
 }
 
-/// Verifies HS256 tokens signed with the shared secret.
-#[derive(Clone)]
+/// Verifies tokens: one algorithm, a secret, a PEM key or a JWKS, `exp` required, `nbf`
+/// checked, optional `aud` and `iss`, a small leeway.
 pub struct Authenticator {
-    key: DecodingKey,
+    keys: Keys,
     validation: Validation,
+    tenant_claim: String,
 }
 
 impl std::fmt::Debug for Authenticator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Authenticator").finish_non_exhaustive()
+        f.debug_struct("Authenticator")
+            .field("algorithms", &self.validation.algorithms)
+            .finish_non_exhaustive()
     }
 }
 
 impl Authenticator {
-    /// `exp` is required and checked with no leeway; `nbf` is checked when present. Only
-    /// HS256 is accepted, so `alg: none` and every other algorithm are refused.
-    pub fn hs256(secret: &[u8]) -> Self {
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.leeway = 0;
+    /// The verifier `config` asks for: `None` when authentication is off. A missing or
+    /// unreadable key is an error: the edge refuses to start rather than accept anyone.
+    /// With a JWKS URL the keys are fetched now; if that fails the edge starts, refuses
+    /// tokens and reports not ready until a later fetch succeeds.
+    pub async fn from_config(config: &EdgeConfig) -> Result<Option<Self>, EdgeError> {
+        let Some((algorithm, spec)) = key_spec(config)? else {
+            return Ok(None);
+        };
+        let keys = match spec {
+            KeySpec::Static(key) => Keys::Static(key),
+            KeySpec::Jwks(url) => {
+                Keys::Jwks(Jwks::start(&url, algorithm, config.jwks_refresh()).await?)
+            }
+        };
+        let mut validation = Validation::new(algorithm);
+        validation.leeway = config.jwt_leeway_seconds;
         validation.validate_nbf = true;
-        Self {
-            key: DecodingKey::from_secret(secret),
+        validation.required_spec_claims = HashSet::from(["exp".to_owned()]);
+        validation.validate_aud = config.jwt_audience.is_some();
+        // A configured audience or issuer must be present, not just right when present.
+        if let Some(audience) = &config.jwt_audience {
+            validation.set_audience(&[audience]);
+            validation.required_spec_claims.insert("aud".to_owned());
+        }
+        if let Some(issuer) = &config.jwt_issuer {
+            validation.set_issuer(&[issuer]);
+            validation.required_spec_claims.insert("iss".to_owned());
+        }
+        Ok(Some(Self {
+            keys,
             validation,
+            tenant_claim: config.tenant_claim.clone(),
+        }))
+    }
+
+    /// The JWKS, when keys come from one (it is refreshed in the background).
+    pub(crate) fn jwks(&self) -> Option<&Arc<Jwks>> {
+        match &self.keys {
+            Keys::Jwks(jwks) => Some(jwks),
+            Keys::Static(_) => None,
         }
     }
 
-    pub fn verify(&self, token: &str) -> Result<Grant, AuthError> {
-        let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation)
-            .map_err(|e| AuthError::Invalid(e.to_string()))?;
-        let claims = data.claims;
-        let tenant = match claims.tenant_id {
-            None => TenantId::default_tenant(),
-            Some(tenant) => {
-                TenantId::parse(&tenant).map_err(|e| AuthError::Invalid(e.to_string()))?
+    /// Whether tokens can be verified now (a JWKS has been fetched).
+    pub fn is_ready(&self) -> bool {
+        self.jwks().is_none_or(|jwks| jwks.has_keys())
+    }
+
+    pub async fn verify(&self, token: &str) -> Result<Grant, AuthError> {
+        let key = match &self.keys {
+            Keys::Static(key) => key.clone(),
+            Keys::Jwks(jwks) => {
+                let header =
+                    jsonwebtoken::decode_header(token).map_err(|e| AuthError::from_jwt(&e))?;
+                if !self.validation.algorithms.contains(&header.alg) {
+                    return Err(AuthError::new(
+                        Reason::WrongAlgorithm,
+                        format!("token algorithm {:?} is not the configured one", header.alg),
+                    ));
+                }
+                jwks.key(header.kid.as_deref()).await?
             }
         };
+        let data = jsonwebtoken::decode::<Map<String, Value>>(token, &key, &self.validation)
+            .map_err(|e| AuthError::from_jwt(&e))?;
+        self.grant(data.claims)
+    }
+
+    fn grant(&self, mut claims: Map<String, Value>) -> Result<Grant, AuthError> {
+        let text = |claims: &mut Map<String, Value>, name: &str| match claims.remove(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s)),
+            Some(_) => Err(AuthError::new(
+                Reason::BadClaims,
+                format!("claim {name} is not a string"),
+            )),
+        };
+        let tenant = match text(&mut claims, &self.tenant_claim)? {
+            None => TenantId::default_tenant(),
+            Some(tenant) => TenantId::parse(&tenant)
+                .map_err(|e| AuthError::new(Reason::BadClaims, e.to_string()))?,
+        };
+        let subject = text(&mut claims, "sub")?;
+        let role = text(&mut claims, "role")?
+            .map(Role::new)
+            .unwrap_or_else(Role::user);
+        let expires_at = claims
+            .get("exp")
+            .and_then(Value::as_f64)
+            .map(|exp| exp.max(0.0) as u64);
         Ok(Grant {
             tenant,
-            subject: claims.sub,
-            role: claims.role.map(Role::new).unwrap_or_else(Role::user),
+            subject,
+            role,
+            expires_at,
         })
     }
+}
+
+/// Where verification keys come from, as configured.
+pub(crate) enum KeySpec {
+    Static(DecodingKey),
+    Jwks(String),
+}
+
+/// Checks the authentication settings without touching the network: the algorithm, and
+/// exactly one usable key source for it. `None` when authentication is off.
+pub(crate) fn key_spec(config: &EdgeConfig) -> Result<Option<(Algorithm, KeySpec)>, EdgeError> {
+    if !config.enable_auth {
+        return Ok(None);
+    }
+    let algorithm = match config.jwt_algorithm {
+        JwtAlgorithm::Hs256 => {
+            let secret = config
+                .jwt_secret
+                .as_deref()
+                .filter(|s| !s.is_empty())
+                .ok_or_else(|| {
+                    EdgeError::Config(
+                    "authentication is on but no JWT secret is set: set ARQONBUS_AUTH_JWT_SECRET \
+                     (or --jwt-secret), or turn authentication off with ARQONBUS_ENABLE_AUTH=false \
+                     for local development"
+                        .to_owned(),
+                )
+                })?;
+            let key = DecodingKey::from_secret(secret.as_bytes());
+            return Ok(Some((Algorithm::HS256, KeySpec::Static(key))));
+        }
+        JwtAlgorithm::Rs256 => Algorithm::RS256,
+        JwtAlgorithm::Es256 => Algorithm::ES256,
+    };
+    let pem = match (&config.jwt_public_key, &config.jwt_public_key_file) {
+        (Some(pem), _) => Some(pem.clone()),
+        (None, Some(path)) => Some(std::fs::read_to_string(path).map_err(|e| {
+            EdgeError::Config(format!(
+                "cannot read ARQONBUS_AUTH_JWT_PUBLIC_KEY_FILE {}: {e}",
+                path.display()
+            ))
+        })?),
+        (None, None) => None,
+    };
+    let spec = match (pem, &config.jwks_url) {
+        (Some(pem), None) => {
+            let key = match algorithm {
+                Algorithm::RS256 => DecodingKey::from_rsa_pem(pem.as_bytes()),
+                _ => DecodingKey::from_ec_pem(pem.as_bytes()),
+            }
+            .map_err(|e| {
+                EdgeError::Config(format!(
+                    "the JWT public key is not a valid {algorithm:?} PEM key: {e}"
+                ))
+            })?;
+            KeySpec::Static(key)
+        }
+        (None, Some(url)) => KeySpec::Jwks(url.clone()),
+        (Some(_), Some(_)) => {
+            return Err(EdgeError::Config(
+                "set either a JWT public key or a JWKS URL, not both".to_owned(),
+            ));
+        }
+        (None, None) => {
+            return Err(EdgeError::Config(format!(
+                "{algorithm:?} needs a public key: set ARQONBUS_AUTH_JWT_PUBLIC_KEY, \
+                 ARQONBUS_AUTH_JWT_PUBLIC_KEY_FILE or ARQONBUS_AUTH_JWKS_URL"
+            )));
+        }
+    };
+    Ok(Some((algorithm, spec)))
 }
 
 /// The token of an upgrade request: `Authorization: Bearer <token>` (scheme matched

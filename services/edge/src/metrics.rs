@@ -1,0 +1,189 @@
+//! The edge's metrics. Labels are closed enums: no client ids, rooms or tenants.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+use crate::auth::Reason;
+
+arqon_telemetry::label_values! {
+    /// What happened to an upgrade request.
+    pub(crate) enum Upgrade {
+        Accepted => "accepted",
+        Unauthorized => "unauthorized",
+        OverCapacity => "over_capacity",
+        Draining => "draining",
+        NotWebSocket => "not_websocket",
+    }
+}
+
+arqon_telemetry::label_values! {
+    /// Why a connection ended.
+    pub(crate) enum Disconnect {
+        ByClient => "client",
+        Shutdown => "shutdown",
+        TooSlow => "too_slow",
+        RateLimited => "rate_limited",
+        TooBig => "message_too_big",
+        PingTimeout => "ping_timeout",
+        TokenExpired => "token_expired",
+    }
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabel {
+    outcome: Upgrade,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: Reason,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ClosedLabel {
+    reason: Disconnect,
+}
+
+/// Counters, gauges and histograms of one edge.
+#[derive(Debug, Clone)]
+pub struct EdgeMetrics {
+    pub(crate) connections: Gauge,
+    pub(crate) rooms: Gauge,
+    upgrades: Family<OutcomeLabel, Counter>,
+    auth_failures: Family<ReasonLabel, Counter>,
+    closed: Family<ClosedLabel, Counter>,
+    pub(crate) frames_in: Counter,
+    pub(crate) bytes_in: Counter,
+    pub(crate) frames_out: Counter,
+    pub(crate) bytes_out: Counter,
+    pub(crate) queue_drops: Counter,
+    pub(crate) rate_limited: Counter,
+    pub(crate) invalid_frames: Counter,
+    pub(crate) publish_errors: Counter,
+    pub(crate) pipeline_timeouts: Counter,
+    pub(crate) pipeline_latency: Histogram,
+    pub(crate) fanout_deliveries: Counter,
+}
+
+impl EdgeMetrics {
+    pub fn register(registry: &mut Registry) -> Self {
+        let metrics = Self {
+            connections: Gauge::default(),
+            rooms: Gauge::default(),
+            upgrades: Family::default(),
+            auth_failures: Family::default(),
+            closed: Family::default(),
+            frames_in: Counter::default(),
+            bytes_in: Counter::default(),
+            frames_out: Counter::default(),
+            bytes_out: Counter::default(),
+            queue_drops: Counter::default(),
+            rate_limited: Counter::default(),
+            invalid_frames: Counter::default(),
+            publish_errors: Counter::default(),
+            pipeline_timeouts: Counter::default(),
+            pipeline_latency: arqon_telemetry::metrics::latency_histogram(),
+            fanout_deliveries: Counter::default(),
+        };
+        let r = registry;
+        r.register(
+            "arqonbus_edge_connections",
+            "Open WebSocket connections",
+            metrics.connections.clone(),
+        );
+        r.register(
+            "arqonbus_edge_rooms",
+            "Rooms with local members (one bus subscription each)",
+            metrics.rooms.clone(),
+        );
+        r.register(
+            "arqonbus_edge_upgrades",
+            "Upgrade requests by outcome",
+            metrics.upgrades.clone(),
+        );
+        r.register(
+            "arqonbus_edge_auth_failures",
+            "Refused tokens by reason",
+            metrics.auth_failures.clone(),
+        );
+        r.register(
+            "arqonbus_edge_disconnects",
+            "Closed connections by reason",
+            metrics.closed.clone(),
+        );
+        r.register(
+            "arqonbus_edge_frames_in",
+            "Text frames received from clients",
+            metrics.frames_in.clone(),
+        );
+        r.register(
+            "arqonbus_edge_bytes_in",
+            "Bytes of text frames received from clients",
+            metrics.bytes_in.clone(),
+        );
+        r.register(
+            "arqonbus_edge_frames_out",
+            "Frames written to clients",
+            metrics.frames_out.clone(),
+        );
+        r.register(
+            "arqonbus_edge_bytes_out",
+            "Bytes of frames written to clients",
+            metrics.bytes_out.clone(),
+        );
+        r.register(
+            "arqonbus_edge_queue_drops",
+            "Frames dropped because a client's outbound queue was full (the client is then disconnected)",
+            metrics.queue_drops.clone(),
+        );
+        r.register(
+            "arqonbus_edge_rate_limited",
+            "Envelopes refused with RATE_LIMITED",
+            metrics.rate_limited.clone(),
+        );
+        r.register(
+            "arqonbus_edge_invalid_frames",
+            "Frames answered with VALIDATION_ERROR at the edge",
+            metrics.invalid_frames.clone(),
+        );
+        r.register(
+            "arqonbus_edge_publish_errors",
+            "Envelopes the bus did not accept (the client got UNAVAILABLE)",
+            metrics.publish_errors.clone(),
+        );
+        r.register(
+            "arqonbus_edge_pipeline_timeouts",
+            "Envelopes the pipeline did not answer in time (the client got TIMEOUT)",
+            metrics.pipeline_timeouts.clone(),
+        );
+        r.register(
+            "arqonbus_edge_pipeline_latency_seconds",
+            "From publishing an envelope to the pipeline until its answer reached the edge",
+            metrics.pipeline_latency.clone(),
+        );
+        r.register(
+            "arqonbus_edge_fanout_deliveries",
+            "Room frames queued to local members",
+            metrics.fanout_deliveries.clone(),
+        );
+        metrics
+    }
+
+    pub(crate) fn upgrade(&self, outcome: Upgrade) {
+        self.upgrades.get_or_create(&OutcomeLabel { outcome }).inc();
+    }
+
+    pub(crate) fn auth_failure(&self, reason: Reason) {
+        self.auth_failures
+            .get_or_create(&ReasonLabel { reason })
+            .inc();
+    }
+
+    pub(crate) fn closed(&self, reason: Disconnect) {
+        self.closed.get_or_create(&ClosedLabel { reason }).inc();
+    }
+}
