@@ -4,27 +4,41 @@
 // Scenario helpers are plain async functions; a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
 
+mod auth;
 mod handshake;
+mod lifecycle;
+mod limits;
+mod observability;
 mod routing;
 mod validation;
 
 /// Defines `<name>::standalone` and `<name>::distributed` for a scenario written once as
 /// `async fn <name>(cluster: &Cluster)`.
+/// `$name: $config` starts the clusters with the edge settings `$config()`.
 macro_rules! both_modes {
-    ($($name:ident),* $(,)?) => {$(
+    ($($name:ident $(: $config:expr)?),* $(,)?) => {$(
         mod $name {
-            use arqon_e2e::Cluster;
+            use arqon_e2e::{Cluster, Mode};
+            #[allow(unused_imports)]
+            use arqon_edge::EdgeConfig;
+
+            #[allow(unused_variables)]
+            fn config() -> arqon_edge::EdgeConfig {
+                let config = arqon_e2e::edge_config();
+                $(let config = $config(config);)?
+                config
+            }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn standalone() {
-                let cluster = Cluster::standalone().await;
+                let cluster = Cluster::start(Mode::Standalone, config()).await;
                 super::$name(&cluster).await;
                 cluster.stop().await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn distributed() {
-                let cluster = Cluster::distributed().await;
+                let cluster = Cluster::start(Mode::Distributed, config()).await;
                 super::$name(&cluster).await;
                 cluster.stop().await;
             }

@@ -174,14 +174,21 @@ pub async fn serve(
         .merge(ops::router(component, VERSION, ready))
         .merge(metrics_router(Arc::new(registry)));
     let http = http_metrics.instrument(http);
-    let http_shutdown = shutdown.clone();
-    tasks.push(Box::pin(async move {
-        axum::serve(listeners.http, http)
-            .with_graceful_shutdown(http_shutdown.cancelled_owned())
-            .await
-            .context("serving HTTP")
-    }));
+    // The HTTP endpoints stay up while the services drain, so probes see `/ready` turn
+    // 503 and `/metrics` stays scrapable until the end.
+    let http_stop = CancellationToken::new();
+    let http_server = axum::serve(listeners.http, http)
+        .with_graceful_shutdown(http_stop.clone().cancelled_owned());
     info!(component, version = VERSION, "running");
-    futures_util::future::try_join_all(tasks).await?;
+    let services = async {
+        let result = futures_util::future::try_join_all(tasks).await;
+        http_stop.cancel();
+        result
+    };
+    let (services, served) = tokio::join!(services, async {
+        http_server.await.context("serving HTTP")
+    });
+    services?;
+    served?;
     Ok(())
 }

@@ -283,3 +283,107 @@ async fn next_json(
         }
     }
 }
+
+/// The open-files limit of this process (the server inherits it).
+fn open_files_limit() -> usize {
+    let limits = std::fs::read_to_string("/proc/self/limits").expect("read /proc/self/limits");
+    limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .and_then(|l| l.split_whitespace().nth(3))
+        .and_then(|soft| soft.parse().ok())
+        .expect("the open files limit")
+}
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn joined_client(url: String, room: usize) -> Socket {
+    let (mut socket, _) = tokio_tungstenite::connect_async(url.as_str())
+        .await
+        .expect("connect");
+    next_json(&mut socket).await;
+    let join = json!({"type": "command", "command": "join_channel", "args": {"room": format!("r{room}"), "channel": "c"}});
+    socket
+        .send(Message::text(join.to_string()))
+        .await
+        .expect("join");
+    assert_eq!(next_json(&mut socket).await["status"], "success");
+    next_json(&mut socket).await;
+    socket
+}
+
+/// Other gateways stall new upgrades while cleaning up after a mass disconnect; here the
+/// 10,001st client must connect and get an answer while 10,000 are being cleaned up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_clients_dropping_at_once_do_not_block_new_upgrades() {
+    use futures_util::stream::{self, StreamExt as _};
+    const CLIENTS: usize = 10_000;
+    let limit = open_files_limit();
+    assert!(
+        limit >= CLIENTS + 1_000,
+        "this test needs an open-files limit of at least {} (ulimit -n), not {limit}",
+        CLIENTS + 1_000
+    );
+    let secret = "mass-disconnect-secret";
+    let mut bus = Process::spawn(
+        &["standalone", "--port", "0", "--http-port", "0"],
+        &[
+            ("ARQONBUS_AUTH_JWT_SECRET", secret),
+            ("ARQONBUS_MAX_CONNECTIONS", "20000"),
+        ],
+    );
+    let ws = bus.log_event("WebSocket listener bound")["addr"]
+        .as_str()
+        .expect("addr")
+        .to_owned();
+    let http = bus.log_event("HTTP listener bound")["addr"]
+        .as_str()
+        .expect("addr")
+        .to_owned();
+    let token = mint_hs256(
+        secret.as_bytes(),
+        &Claims::new("m", "t-a", "user", Duration::from_secs(600)),
+    )
+    .expect("token");
+    let url = format!("ws://{ws}/ws?token={token}");
+
+    let clients: Vec<Socket> = stream::iter(0..CLIENTS)
+        .map(|n| joined_client(url.clone(), n % 100))
+        .buffer_unordered(256)
+        .collect()
+        .await;
+    assert_eq!(clients.len(), CLIENTS);
+    let (_, status) = http_get(&http, "/status");
+    assert_eq!(status["connections"]["open"], CLIENTS);
+    assert_eq!(status["rooms"], 100);
+
+    drop(clients);
+    let started = Instant::now();
+    let mut newcomer = joined_client(url.clone(), 7).await;
+    newcomer
+        .send(Message::text(
+            json!({"type": "command", "command": "ping"}).to_string(),
+        ))
+        .await
+        .expect("ping");
+    assert_eq!(next_json(&mut newcomer).await["status"], "success");
+    println!(
+        "new upgrade + join + ping during the mass disconnect: {:?}",
+        started.elapsed()
+    );
+
+    let deadline = Instant::now() + 3 * WAIT;
+    loop {
+        let (_, status) = http_get(&http, "/status");
+        if status["connections"]["open"] == 1 {
+            assert_eq!(status["rooms"], 1);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "cleanup did not finish: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -50,6 +50,13 @@ const REFRESH_COMMAND: &str = "refresh";
 /// Frames written per flush when the queue holds many.
 const WRITE_BATCH: usize = 64;
 
+/// One step (a write, a join) that makes no progress for this long closes the connection
+/// as too slow: a client that stops reading must not hold its connection forever.
+const STALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Bounds the last writes (queued frames, the close frame) to a client being closed.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// Frames queued for one connection.
 #[derive(Debug)]
 pub(crate) enum Outbound {
@@ -187,7 +194,7 @@ pub(crate) async fn run(socket: WebSocket, shared: Arc<Shared>, grant: Grant) {
     let next_ping = now + config.ping_interval();
     let expires_at = grant.expires_at.map(|exp| deadline(exp, config.leeway()));
     shared.connections.insert(peer.clone());
-    info!(client_id = %identity.client_id, tenant = %identity.tenant, "client connected");
+    debug!(client_id = %identity.client_id, tenant = %identity.tenant, "client connected");
     let mut connection = Connection {
         ingress_subject: subject::ingress(&identity.tenant),
         shared,
@@ -239,24 +246,39 @@ impl Connection {
                 () = &mut self.timer => Event::Timer,
                 frame = self.socket.recv(), if reading => Event::Frame(frame),
             };
-            let step = match event {
-                Event::Shutdown => {
-                    return End::Close(
+            let handled = async {
+                match event {
+                    Event::Shutdown => Ok(Some(End::Close(
                         Disconnect::Shutdown,
                         close_code::GOING_AWAY,
                         "server shutting down",
-                    );
-                }
-                Event::TooSlow => {
-                    return End::Close(
+                    ))),
+                    Event::TooSlow => Ok(Some(End::Close(
                         Disconnect::TooSlow,
                         close_code::TOO_SLOW,
                         "too slow: outbound queue full",
-                    );
+                    ))),
+                    Event::Outbound(first) => {
+                        self.write_outbound(first, outbound).await.map(|()| None)
+                    }
+                    Event::Timer => self.on_timer().await,
+                    Event::Frame(frame) => self.on_frame(frame).await,
                 }
-                Event::Outbound(first) => self.write_outbound(first, outbound).await.map(|()| None),
-                Event::Timer => self.on_timer().await,
-                Event::Frame(frame) => self.on_frame(frame).await,
+            };
+            // A write to a client that does not read blocks; it must not block the
+            // edge from closing that client.
+            let step = tokio::select! {
+                biased;
+                step = handled => step,
+                () = too_slow.cancelled() => {
+                    return End::Close(Disconnect::TooSlow, close_code::TOO_SLOW, "too slow: outbound queue full");
+                }
+                () = shutdown.cancelled() => {
+                    return End::Close(Disconnect::Shutdown, close_code::GOING_AWAY, "server shutting down");
+                }
+                () = tokio::time::sleep(STALL_TIMEOUT) => {
+                    return End::Close(Disconnect::TooSlow, close_code::TOO_SLOW, "too slow: writes stalled");
+                }
             };
             match step {
                 Ok(None) => {}
@@ -572,19 +594,27 @@ impl Connection {
         let reason = match end {
             End::ClientClosed => Disconnect::ByClient,
             End::Close(reason, code, text) => {
-                if reason == Disconnect::Shutdown {
-                    // Frames already queued go out before the close.
-                    while let Ok(item) = outbound.try_recv() {
-                        if self.write_outbound(item, outbound).await.is_err() {
-                            break;
+                let last_writes = async {
+                    if reason == Disconnect::Shutdown {
+                        // Frames already queued go out before the close.
+                        while let Ok(item) = outbound.try_recv() {
+                            if self.write_outbound(item, outbound).await.is_err() {
+                                return;
+                            }
                         }
                     }
-                }
-                let frame = CloseFrame {
-                    code,
-                    reason: Utf8Bytes::from_static(text),
+                    let frame = CloseFrame {
+                        code,
+                        reason: Utf8Bytes::from_static(text),
+                    };
+                    let _ = self.socket.send(Message::Close(Some(frame))).await;
                 };
-                let _ = self.socket.send(Message::Close(Some(frame))).await;
+                if tokio::time::timeout(CLOSE_TIMEOUT, last_writes)
+                    .await
+                    .is_err()
+                {
+                    debug!(client_id = %self.identity.client_id, "client did not take its last frames");
+                }
                 reason
             }
         };
@@ -595,7 +625,7 @@ impl Connection {
                 .leave(&self.identity.tenant, &topic, &self.identity.client_id);
         }
         self.shared.connections.remove(&self.identity.client_id);
-        info!(client_id = %self.identity.client_id, ?reason, "client disconnected");
+        debug!(client_id = %self.identity.client_id, reason = reason.as_str(), "client disconnected");
     }
 }
 

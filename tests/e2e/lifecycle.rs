@@ -1,0 +1,121 @@
+//! Shutdown and the loss of NATS.
+
+use serde_json::{Map, Value, json};
+
+use arqon_e2e::{Cluster, close_code, eventually, next_json, send_json};
+use arqon_edge::close_code as code;
+use arqon_protocol::{ErrorCode, MessageType, Status};
+use arqon_sdk::SdkError;
+
+use crate::both_modes;
+
+both_modes!(shutdown_writes_queued_frames_then_closes_with_1001_and_refuses_upgrades);
+
+async fn status(cluster: &Cluster) -> Value {
+    let (code, body) = cluster.http_get("/status").await;
+    assert_eq!(code, 200);
+    serde_json::from_str(&body).unwrap()
+}
+
+async fn shutdown_writes_queued_frames_then_closes_with_1001_and_refuses_upgrades(
+    cluster: &Cluster,
+) {
+    const COUNT: u64 = 50;
+    let mut reader = cluster.raw_client("t-a").await;
+    let join = json!({"type": "command", "command": "join_channel", "args": {"room": "drain", "channel": "c"}});
+    send_json(&mut reader, &join).await;
+    assert_eq!(next_json(&mut reader).await["status"], "success");
+    assert_eq!(next_json(&mut reader).await["type"], "command_response");
+
+    let publisher = cluster.client("t-a").await;
+    for n in 0..COUNT {
+        publisher
+            .publish("drain", "c", json!({ "n": n }))
+            .await
+            .unwrap();
+    }
+    // Every message is queued for the reader, which has read none of them yet.
+    eventually("all messages reach the reader's queue", || async {
+        status(cluster).await["messages"]["fanout_deliveries"].as_u64() >= Some(COUNT)
+    })
+    .await;
+
+    cluster.begin_shutdown();
+    for n in 0..COUNT {
+        assert_eq!(next_json(&mut reader).await["payload"]["n"], n);
+    }
+    assert_eq!(close_code(&mut reader).await, Some(code::GOING_AWAY));
+    // No new connections once shutdown has begun.
+    let url = cluster.url_with_token(&cluster.token("t-a", "user"));
+    assert!(tokio_tungstenite::connect_async(url).await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nats_outage_keeps_sockets_tells_senders_and_recovers() {
+    let mut cluster = Cluster::distributed().await;
+    let a = cluster.client("t-a").await;
+    let b = cluster.client("t-a").await;
+    a.join("science", "general").await.unwrap();
+    b.join("science", "general").await.unwrap();
+    a.publish("science", "general", json!({"content": "before"}))
+        .await
+        .unwrap();
+    assert_eq!(
+        b.recv(arqon_e2e::WAIT)
+            .await
+            .unwrap()
+            .payload
+            .get("content"),
+        Some(json!("before"))
+    );
+
+    cluster.nats().stop();
+    eventually("the edge reports not ready", || async {
+        cluster.http_get("/ready").await.0 == 503
+    })
+    .await;
+    let (_, ready) = cluster.http_get("/ready").await;
+    assert!(ready.contains("bus is not connected"), "{ready}");
+
+    // What a client sends now is refused with an error, never dropped in silence.
+    match a
+        .publish("science", "general", json!({"content": "lost?"}))
+        .await
+    {
+        Err(SdkError::Rejected { code, .. }) => {
+            assert!(
+                code == ErrorCode::Unavailable.as_str() || code == ErrorCode::Timeout.as_str(),
+                "{code}"
+            );
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    // The socket stays open: the edge still answers what it can answer alone.
+    a.send_text("not json".to_owned()).await.unwrap();
+    let reply = a.recv(arqon_e2e::WAIT).await.unwrap();
+    assert_eq!(reply.kind, MessageType::Error);
+    assert!(reply.has_error_code(ErrorCode::ValidationError));
+
+    cluster.nats().restart();
+    eventually("the edge is ready again", || async {
+        cluster.http_get("/ready").await.0 == 200
+    })
+    .await;
+    eventually("the pipeline answers again", || async {
+        matches!(a.command("ping", Map::new()).await, Ok(r) if r.status == Some(Status::Success))
+    })
+    .await;
+    // The room subscription came back by itself: nobody joined again.
+    a.publish("science", "general", json!({"content": "after"}))
+        .await
+        .unwrap();
+    assert_eq!(
+        b.recv(arqon_e2e::WAIT)
+            .await
+            .unwrap()
+            .payload
+            .get("content"),
+        Some(json!("after"))
+    );
+    cluster.stop().await;
+}

@@ -1,0 +1,229 @@
+//! Every limit of the edge gives a clear error or close code, and is counted.
+
+use std::time::Duration;
+
+use serde_json::{Map, Value, json};
+
+use arqon_e2e::{
+    Cluster, RawSocket, WAIT, close_code, eventually, metric_value, next_json, send_json,
+};
+use arqon_edge::close_code as code;
+use arqon_protocol::{ErrorCode, Status};
+use arqon_sdk::token::{Claims, mint_hs256};
+
+use crate::both_modes;
+
+both_modes!(
+    connections_above_the_limit_get_503: |c| EdgeConfig { max_connections: 2, ..c },
+    senders_above_their_rate_are_refused_then_closed: |c| EdgeConfig {
+        rate_limit_per_second: 5,
+        rate_limit_burst: 5,
+        rate_limit_strikes: 3,
+        ..c
+    },
+    clients_that_stop_reading_are_disconnected_as_too_slow: |c| EdgeConfig { outbound_queue: 16, ..c },
+    clients_that_do_not_answer_pings_are_closed: |c| EdgeConfig {
+        ping_interval_seconds: 1,
+        pong_timeout_seconds: 1,
+        ..c
+    },
+    expired_tokens_close_the_connection_unless_refreshed: |c| EdgeConfig { jwt_leeway_seconds: 0, ..c },
+);
+
+async fn upgrade_status(cluster: &Cluster) -> Result<RawSocket, u16> {
+    let url = cluster.url_with_token(&cluster.token("t-a", "user"));
+    match tokio_tungstenite::connect_async(url).await {
+        Ok((socket, _)) => Ok(socket),
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            Err(response.status().as_u16())
+        }
+        Err(e) => panic!("unexpected failure: {e}"),
+    }
+}
+
+async fn connections_above_the_limit_get_503(cluster: &Cluster) {
+    // The cluster's own readiness probe has come and gone; two slots are free.
+    eventually("the probe connection is released", || async {
+        metric_value(&cluster.metrics().await, "arqonbus_edge_connections") == Some(0.0)
+    })
+    .await;
+    let first = cluster.raw_client("t-a").await;
+    let _second = cluster.raw_client("t-a").await;
+    assert_eq!(upgrade_status(cluster).await.err(), Some(503));
+    drop(first);
+    // The slot comes back once the first connection is cleaned up.
+    eventually("a slot is free again", || async {
+        upgrade_status(cluster).await.is_ok()
+    })
+    .await;
+    let metrics = cluster.metrics().await;
+    let refused = metric_value(
+        &metrics,
+        r#"arqonbus_edge_upgrades_total{outcome="over_capacity"}"#,
+    );
+    assert!(refused >= Some(1.0), "{metrics}");
+}
+
+async fn senders_above_their_rate_are_refused_then_closed(cluster: &Cluster) {
+    let mut socket = cluster.raw_client("t-a").await;
+    let mut refused = 0;
+    let mut answered = 0;
+    for n in 0..20 {
+        let id = format!("arq_1_{n}_abcdef");
+        send_json(
+            &mut socket,
+            &json!({"id": id, "type": "command", "command": "ping"}),
+        )
+        .await;
+    }
+    let code = loop {
+        match tokio::time::timeout(WAIT, futures_util::StreamExt::next(&mut socket)).await {
+            Ok(Some(Ok(tokio_tungstenite::tungstenite::Message::Text(text)))) => {
+                let frame: Value = serde_json::from_str(text.as_str()).unwrap();
+                match frame["type"].as_str() {
+                    Some("error") => {
+                        assert_eq!(frame["error_code"], ErrorCode::RateLimited.as_str());
+                        assert!(frame["request_id"].as_str().unwrap().starts_with("arq_1_"));
+                        refused += 1;
+                    }
+                    Some("response") => answered += 1,
+                    _ => {}
+                }
+            }
+            Ok(Some(Ok(tokio_tungstenite::tungstenite::Message::Close(frame)))) => {
+                break frame.map(|f| u16::from(f.code));
+            }
+            Ok(Some(Ok(_))) => {}
+            other => panic!("expected frames then a close, got {other:?}"),
+        }
+    };
+    assert_eq!(code, Some(code::POLICY_VIOLATION));
+    assert_eq!(answered, 5, "the burst passes");
+    assert_eq!(refused, 2, "then refusals, until the third strike closes");
+    let metrics = cluster.metrics().await;
+    assert!(
+        metrics.contains("arqonbus_edge_rate_limited_total 3"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"arqonbus_edge_disconnects_total{reason="rate_limited"} 1"#),
+        "{metrics}"
+    );
+}
+
+async fn clients_that_stop_reading_are_disconnected_as_too_slow(cluster: &Cluster) {
+    let mut slow = cluster.raw_client("t-a").await;
+    let join = json!({"type": "command", "command": "join_channel", "args": {"room": "flood", "channel": "c"}});
+    send_json(&mut slow, &join).await;
+    assert_eq!(next_json(&mut slow).await["status"], "success");
+    // From here on the slow client reads nothing. 60 frames of 512 KiB are far more than
+    // the kernel buffers hold, so its queue (16 frames) fills up.
+    let publisher = cluster.client("t-a").await;
+    let chunk = "x".repeat(512 * 1024);
+    for n in 0..60 {
+        publisher
+            .publish("flood", "c", json!({"n": n, "data": chunk}))
+            .await
+            .unwrap();
+    }
+    eventually("the slow client is disconnected", || async {
+        cluster
+            .metrics()
+            .await
+            .contains(r#"arqonbus_edge_disconnects_total{reason="too_slow"} 1"#)
+    })
+    .await;
+    let metrics = cluster.metrics().await;
+    assert!(
+        !metrics.contains("arqonbus_edge_queue_drops_total 0"),
+        "{metrics}"
+    );
+    // What the client finds when it reads again: what fitted in the buffers, then the
+    // end of the connection (with 4008 if the close frame could still be written).
+    let code = close_code(&mut slow).await;
+    assert!(matches!(code, None | Some(code::TOO_SLOW)), "{code:?}");
+    // The publisher was never slowed down or disconnected.
+    let pong = publisher.command("ping", Map::new()).await.unwrap();
+    assert_eq!(pong.status, Some(Status::Success));
+}
+
+async fn clients_that_do_not_answer_pings_are_closed(cluster: &Cluster) {
+    let mut silent = cluster.raw_client("t-a").await;
+    // An SDK client reads all the time, so it answers pings.
+    let alive = cluster.client("t-a").await;
+    // Not reading means not answering: after a ping (1 s) and the timeout (1 s), closed.
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    assert_eq!(close_code(&mut silent).await, Some(code::PING_TIMEOUT));
+    let pong = alive.command("ping", Map::new()).await.unwrap();
+    assert_eq!(pong.status, Some(Status::Success));
+    let metrics = cluster.metrics().await;
+    assert!(
+        metrics.contains(r#"arqonbus_edge_disconnects_total{reason="ping_timeout"} 1"#),
+        "{metrics}"
+    );
+}
+
+fn token(cluster: &Cluster, tenant: &str, ttl: Duration) -> String {
+    let _ = cluster;
+    mint_hs256(
+        arqon_e2e::SECRET.as_bytes(),
+        &Claims::new("e2e", tenant, "user", ttl),
+    )
+    .unwrap()
+}
+
+async fn connect(cluster: &Cluster, token: &str) -> RawSocket {
+    let (mut socket, _) = tokio_tungstenite::connect_async(cluster.url_with_token(token))
+        .await
+        .unwrap();
+    next_json(&mut socket).await;
+    socket
+}
+
+async fn refresh(socket: &mut RawSocket, token: &str) -> Value {
+    send_json(
+        socket,
+        &json!({"type": "command", "command": "refresh", "args": {"token": token}}),
+    )
+    .await;
+    let response = next_json(socket).await;
+    assert_eq!(next_json(socket).await["type"], "command_response");
+    response
+}
+
+async fn expired_tokens_close_the_connection_unless_refreshed(cluster: &Cluster) {
+    let short = Duration::from_secs(2);
+    let mut expiring = connect(cluster, &token(cluster, "t-a", short)).await;
+    let mut refreshed = connect(cluster, &token(cluster, "t-a", short)).await;
+
+    let foreign = refresh(
+        &mut refreshed,
+        &token(cluster, "t-b", Duration::from_secs(3600)),
+    )
+    .await;
+    assert_eq!(
+        foreign["error_code"],
+        ErrorCode::AuthorizationError.as_str()
+    );
+    let garbage = refresh(&mut refreshed, "invalid.token.value").await;
+    assert_eq!(
+        garbage["error_code"],
+        ErrorCode::AuthenticationFailed.as_str()
+    );
+    let fresh = refresh(
+        &mut refreshed,
+        &token(cluster, "t-a", Duration::from_secs(3600)),
+    )
+    .await;
+    assert_eq!(fresh["status"], "success", "{fresh}");
+    assert!(fresh["payload"]["data"]["expires_at"].as_u64().is_some());
+
+    assert_eq!(close_code(&mut expiring).await, Some(code::TOKEN_EXPIRED));
+    // The refreshed connection outlives its first token.
+    send_json(
+        &mut refreshed,
+        &json!({"type": "command", "command": "ping"}),
+    )
+    .await;
+    assert_eq!(next_json(&mut refreshed).await["status"], "success");
+}
