@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::Parser;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
@@ -117,10 +117,27 @@ async fn run(command: Command) -> anyhow::Result<()> {
     drain(serving, &shutdown, &common).await
 }
 
+/// Connections waiting to be accepted. Bursts of thousands of clients (a reconnect storm)
+/// overflow the usual 128 and their SYNs are retried only after a second; the kernel caps
+/// this at `net.core.somaxconn`.
+const LISTEN_BACKLOG: u32 = 4096;
+
 async fn bind(addr: &str, what: &str) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(addr)
+    let context = || format!("binding the {what} listener to {addr} (is the port in use?)");
+    let address = tokio::net::lookup_host(addr)
         .await
-        .with_context(|| format!("binding the {what} listener to {addr} (is the port in use?)"))
+        .with_context(context)?
+        .next()
+        .with_context(context)?;
+    let socket = if address.is_ipv4() {
+        TcpSocket::new_v4()
+    } else {
+        TcpSocket::new_v6()
+    }
+    .with_context(context)?;
+    socket.set_reuseaddr(true).with_context(context)?;
+    socket.bind(address).with_context(context)?;
+    socket.listen(LISTEN_BACKLOG).with_context(context)
 }
 
 /// Runs until `serving` ends or shutdown is requested, then gives it the grace period.

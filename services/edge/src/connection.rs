@@ -62,8 +62,9 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 pub(crate) enum Outbound {
     /// A frame shared by every member of a room.
     Frame(Utf8Bytes),
-    /// A delivery addressed to this connection by the pipeline.
-    Delivery(EdgeDelivery),
+    /// A delivery addressed to this connection by the pipeline (boxed: it is rare, and
+    /// the queue's slots are sized by the largest variant).
+    Delivery(Box<EdgeDelivery>),
 }
 
 impl Outbound {
@@ -496,7 +497,7 @@ impl Connection {
                     self.socket.feed(Message::Text(frame)).await?;
                     frames += 1;
                 }
-                Outbound::Delivery(delivery) => frames += self.deliver(delivery).await?,
+                Outbound::Delivery(delivery) => frames += self.deliver(*delivery).await?,
             }
             self.peer.written(len);
             bytes += len as u64;

@@ -58,7 +58,7 @@ impl Connections {
             let Some(message) = message else { break };
             match EdgeDelivery::decode(message.payload) {
                 Ok(delivery) => match self.get(&delivery.client_id) {
-                    Some(peer) => peer.send(Outbound::Delivery(delivery)),
+                    Some(peer) => peer.send(Outbound::Delivery(Box::new(delivery))),
                     None => {
                         debug!(client_id = %delivery.client_id, "delivery for a connection that is gone")
                     }

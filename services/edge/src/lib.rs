@@ -27,10 +27,11 @@ use axum::extract::ws::{WebSocketUpgrade, rejection::WebSocketUpgradeRejection};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use arqon_bus::{Bus, BusError};
 use arqon_protocol::{EdgeId, subject};
@@ -163,6 +164,13 @@ impl Edge {
     /// connection with 1001 (after writing what was queued for it) and waits for them.
     pub async fn serve(self, listener: TcpListener, http: &HttpMetrics) -> Result<(), EdgeError> {
         let shutdown = self.shared.shutdown.clone();
+        // Small frames (the welcome, acknowledgements) go out at once, not after the
+        // client's delayed ACK of the previous segment.
+        let listener = listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                debug!(error = %e, "cannot set TCP_NODELAY");
+            }
+        });
         axum::serve(listener, self.router(http))
             .with_graceful_shutdown(shutdown.cancelled_owned())
             .await?;
