@@ -24,10 +24,13 @@ struct Args {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:9200")]
     listen: String,
-    /// Read and write buffer size per connection; 0 keeps tungstenite's defaults
-    /// (128 KiB each).
+    /// Read buffer per connection (ArqonBus's edge uses the same); 0 keeps
+    /// tungstenite's default (128 KiB).
+    #[arg(long, default_value_t = 2048)]
+    read_buffer: usize,
+    /// Bytes gathered before a write (as ArqonBus's edge); 0 keeps tungstenite's default.
     #[arg(long, default_value_t = 4096)]
-    buffer_size: usize,
+    write_buffer: usize,
     /// Frames queued per connection before a frame is dropped for it.
     #[arg(long, default_value_t = 1024)]
     queue: usize,
@@ -52,10 +55,11 @@ async fn main() -> anyhow::Result<()> {
     let peers: Peers = Arc::default();
     let ids = Arc::new(AtomicU64::new(0));
     let mut config = WebSocketConfig::default();
-    if args.buffer_size > 0 {
-        config = config
-            .read_buffer_size(args.buffer_size)
-            .write_buffer_size(args.buffer_size);
+    if args.read_buffer > 0 {
+        config = config.read_buffer_size(args.read_buffer);
+    }
+    if args.write_buffer > 0 {
+        config = config.write_buffer_size(args.write_buffer);
     }
     loop {
         let (stream, _) = listener.accept().await?;

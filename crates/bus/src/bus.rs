@@ -109,7 +109,9 @@ impl Bus {
         subject::validate_publish(&subject)?;
         self.check_size(&headers, &payload)?;
         let result = match &self.inner {
-            Inner::Nats(nats) => nats.publish(subject, reply, headers, payload).await,
+            // Boxed: async-nats's publish future is ~2 KiB, and callers keep this future
+            // in long-lived state machines (one per WebSocket connection).
+            Inner::Nats(nats) => Box::pin(nats.publish(subject, reply, headers, payload)).await,
             Inner::Embedded(embedded) => {
                 embedded.publish(Message {
                     subject,
@@ -175,7 +177,9 @@ impl Bus {
         group: Option<String>,
     ) -> Result<Subscription, BusError> {
         let inner = match &self.inner {
-            Inner::Nats(nats) => SubInner::Nats(nats.subscribe(subject.clone(), group).await?),
+            Inner::Nats(nats) => {
+                SubInner::Nats(Box::pin(nats.subscribe(subject.clone(), group)).await?)
+            }
             Inner::Embedded(embedded) => {
                 SubInner::Embedded(embedded.subscribe(subject.clone(), group))
             }
@@ -208,7 +212,7 @@ impl Bus {
         subject::validate_publish(&subject)?;
         self.check_size(&headers, &payload)?;
         match &self.inner {
-            Inner::Nats(nats) => nats.request(subject, headers, payload, timeout).await,
+            Inner::Nats(nats) => Box::pin(nats.request(subject, headers, payload, timeout)).await,
             Inner::Embedded(embedded) => embedded.request(subject, headers, payload, timeout).await,
         }
     }
@@ -218,7 +222,7 @@ impl Bus {
     /// is synchronous, so this returns at once.
     pub async fn flush(&self) -> Result<(), BusError> {
         match &self.inner {
-            Inner::Nats(nats) => nats.flush().await,
+            Inner::Nats(nats) => Box::pin(nats.flush()).await,
             Inner::Embedded(_) => Ok(()),
         }
     }

@@ -3,19 +3,16 @@
 //! connection's limits (rate, queue, liveness, token lifetime).
 
 use std::collections::HashSet;
+use std::future::Future;
 use std::num::NonZeroU32;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures_util::SinkExt;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use prometheus_client::metrics::counter::Counter;
-use tokio::sync::mpsc;
 use tokio::time::{Instant, Sleep};
-use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use arqon_proto::model::{EdgeDelivery, Inbound, MembershipChange};
@@ -26,6 +23,7 @@ use arqon_protocol::{
 use crate::Shared;
 use crate::auth::Grant;
 use crate::metrics::Disconnect;
+use crate::peer::{Outbound, Peer};
 
 /// Close codes the edge sends.
 pub mod close_code {
@@ -57,75 +55,6 @@ const STALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// Bounds the last writes (queued frames, the close frame) to a client being closed.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// Frames queued for one connection.
-#[derive(Debug)]
-pub(crate) enum Outbound {
-    /// A frame shared by every member of a room.
-    Frame(Utf8Bytes),
-    /// A delivery addressed to this connection by the pipeline (boxed: it is rare, and
-    /// the queue's slots are sized by the largest variant).
-    Delivery(Box<EdgeDelivery>),
-}
-
-impl Outbound {
-    fn len(&self) -> usize {
-        match self {
-            Outbound::Frame(frame) => frame.len(),
-            Outbound::Delivery(delivery) => delivery.frames.iter().map(|f| f.len()).sum(),
-        }
-    }
-}
-
-/// The handle by which rooms and the pipeline reach a connection.
-#[derive(Debug, Clone)]
-pub(crate) struct Peer(Arc<PeerState>);
-
-#[derive(Debug)]
-struct PeerState {
-    client_id: ClientId,
-    queue: mpsc::Sender<Outbound>,
-    too_slow: CancellationToken,
-    queued_bytes: AtomicUsize,
-    max_bytes: usize,
-    drops: Counter,
-}
-
-impl Peer {
-    pub(crate) fn client_id(&self) -> &ClientId {
-        &self.0.client_id
-    }
-
-    /// Queues without waiting. A full queue (by count or bytes) marks the connection too
-    /// slow; it is closed rather than allowed to hold memory without bound.
-    pub(crate) fn send(&self, outbound: Outbound) {
-        let state = &self.0;
-        let len = outbound.len();
-        let queued = state.queued_bytes.fetch_add(len, Ordering::Relaxed) + len;
-        let accepted = queued <= state.max_bytes
-            && match state.queue.try_send(outbound) {
-                Ok(()) => true,
-                Err(mpsc::error::TrySendError::Full(_)) => false,
-                // The connection is already gone.
-                Err(mpsc::error::TrySendError::Closed(_)) => {
-                    state.queued_bytes.fetch_sub(len, Ordering::Relaxed);
-                    return;
-                }
-            };
-        if !accepted {
-            state.queued_bytes.fetch_sub(len, Ordering::Relaxed);
-            state.drops.inc();
-            if !state.too_slow.is_cancelled() {
-                warn!(client_id = %state.client_id, "outbound queue full: disconnecting slow client");
-                state.too_slow.cancel();
-            }
-        }
-    }
-
-    fn written(&self, len: usize) {
-        self.0.queued_bytes.fetch_sub(len, Ordering::Relaxed);
-    }
-}
-
 /// The envelope waiting for the pipeline's answer. The connection's next frame is read
 /// only after it, which keeps one client's envelopes in order through replicated stages.
 struct InFlight {
@@ -141,6 +70,20 @@ enum Event {
     Outbound(Outbound),
     Timer,
     Frame(Option<Result<Message, axum::Error>>),
+}
+
+/// What a text frame leads to.
+enum Accepted {
+    /// An error the edge answers itself.
+    Reply(Utf8Bytes),
+    /// The envelope goes into the pipeline.
+    Publish {
+        id: MessageId,
+        payload: bytes::Bytes,
+    },
+    /// A token refresh, answered by the edge.
+    Refresh(Box<Envelope>),
+    Close(End),
 }
 
 /// Why the connection ends.
@@ -169,51 +112,63 @@ struct Connection {
     expires_at: Option<Instant>,
 }
 
-pub(crate) async fn run(socket: WebSocket, shared: Arc<Shared>, grant: Grant) {
-    let identity = Identity {
-        tenant: grant.tenant,
-        client_id: ClientId::generate(),
-        subject: grant.subject,
-        role: grant.role,
-        edge_id: shared.edge_id.clone(),
-    };
-    let config = &shared.config;
-    let (queue, mut outbound) = mpsc::channel(config.outbound_queue as usize);
-    let peer = Peer(Arc::new(PeerState {
-        client_id: identity.client_id.clone(),
-        queue,
-        too_slow: CancellationToken::new(),
-        queued_bytes: AtomicUsize::new(0),
-        max_bytes: config.outbound_queue_bytes as usize,
-        drops: shared.metrics.queue_drops.clone(),
-    }));
-    let limiter = NonZeroU32::new(config.rate_limit_per_second).map(|rate| {
-        let burst = NonZeroU32::new(config.rate_limit_burst).unwrap_or(rate);
-        RateLimiter::direct(Quota::per_second(rate).allow_burst(burst))
-    });
-    let now = Instant::now();
-    let next_ping = now + config.ping_interval();
-    let expires_at = grant.expires_at.map(|exp| deadline(exp, config.leeway()));
-    shared.connections.insert(peer.clone());
-    debug!(client_id = %identity.client_id, tenant = %identity.tenant, "client connected");
-    let mut connection = Connection {
-        ingress_subject: subject::ingress(&identity.tenant),
-        shared,
-        socket,
-        identity,
-        peer,
-        joined: HashSet::new(),
-        sequence: 0,
-        in_flight: None,
-        limiter,
-        strikes: 0,
-        timer: Box::pin(tokio::time::sleep_until(next_ping)),
-        next_ping,
-        pong_due: None,
-        expires_at,
-    };
-    let end = connection.serve(&mut outbound).await;
-    connection.finish(end, &mut outbound).await;
+/// Sets the connection up, then returns the future that serves it. Built this way (not
+/// as an `async fn`) so the future holds only the boxed connection: every open connection
+/// keeps its future in memory, and an `async fn` would also keep room for its arguments.
+pub(crate) fn run(
+    socket: WebSocket,
+    shared: Arc<Shared>,
+    grant: Grant,
+) -> impl Future<Output = ()> + Send {
+    let mut connection = Connection::new(socket, shared, grant);
+    async move {
+        let end = connection.serve().await;
+        // Boxed: it runs once, at the end, and would otherwise size the whole state.
+        Box::pin(connection.finish(end)).await;
+    }
+}
+
+impl Connection {
+    fn new(socket: WebSocket, shared: Arc<Shared>, grant: Grant) -> Box<Self> {
+        let identity = Identity {
+            tenant: grant.tenant,
+            client_id: ClientId::generate(),
+            subject: grant.subject,
+            role: grant.role,
+            edge_id: shared.edge_id.clone(),
+        };
+        let config = &shared.config;
+        let peer = Peer::new(
+            identity.client_id.clone(),
+            config.outbound_queue as usize,
+            config.outbound_queue_bytes as usize,
+            shared.metrics.queue_drops.clone(),
+        );
+        let limiter = NonZeroU32::new(config.rate_limit_per_second).map(|rate| {
+            let burst = NonZeroU32::new(config.rate_limit_burst).unwrap_or(rate);
+            RateLimiter::direct(Quota::per_second(rate).allow_burst(burst))
+        });
+        let next_ping = Instant::now() + config.ping_interval();
+        let expires_at = grant.expires_at.map(|exp| deadline(exp, config.leeway()));
+        shared.connections.insert(peer.clone());
+        debug!(client_id = %identity.client_id, tenant = %identity.tenant, "client connected");
+        Box::new(Connection {
+            ingress_subject: subject::ingress(&identity.tenant),
+            shared,
+            socket,
+            identity,
+            peer,
+            joined: HashSet::new(),
+            sequence: 0,
+            in_flight: None,
+            limiter,
+            strikes: 0,
+            timer: Box::pin(tokio::time::sleep_until(next_ping)),
+            next_ping,
+            pong_due: None,
+            expires_at,
+        })
+    }
 }
 
 /// The instant a token expiring at `exp` (Unix seconds) stops being accepted.
@@ -226,28 +181,45 @@ fn deadline(exp: u64, leeway: Duration) -> Instant {
 }
 
 impl Connection {
-    async fn serve(&mut self, outbound: &mut mpsc::Receiver<Outbound>) -> End {
-        let welcome = Envelope::welcome(&self.identity.client_id);
-        if self.write_envelopes(&[welcome]).await.is_err() {
+    async fn serve(&mut self) -> End {
+        let welcome = Envelope::welcome(&self.identity.client_id).to_json().into();
+        if self.write_frames([welcome]).await.is_err() {
             return End::ClientClosed;
         }
         let shutdown = self.shared.shutdown.clone();
-        let too_slow = self.peer.0.too_slow.clone();
+        let peer = self.peer.clone();
+        let too_slow = peer.too_slow().clone();
         loop {
             let next = self.next_deadline();
             if self.timer.deadline() != next {
                 self.timer.as_mut().reset(next);
             }
             let reading = self.in_flight.is_none();
-            let event = tokio::select! {
-                biased;
-                () = shutdown.cancelled() => Event::Shutdown,
-                () = too_slow.cancelled() => Event::TooSlow,
-                Some(first) = outbound.recv() => Event::Outbound(first),
-                () = &mut self.timer => Event::Timer,
-                frame = self.socket.recv(), if reading => Event::Frame(frame),
+            // Registered before looking at the queue, so nothing queued in between is
+            // missed.
+            let ready = peer.ready();
+            tokio::pin!(ready);
+            ready.as_mut().enable();
+            // Shutting down or too slow: `finish` decides what is still written.
+            let event = if shutdown.is_cancelled() {
+                Event::Shutdown
+            } else if too_slow.is_cancelled() {
+                Event::TooSlow
+            } else if let Some(first) = peer.pop() {
+                Event::Outbound(first)
+            } else {
+                tokio::select! {
+                    biased;
+                    () = shutdown.cancelled() => Event::Shutdown,
+                    () = too_slow.cancelled() => Event::TooSlow,
+                    () = &mut ready => continue,
+                    () = &mut self.timer => Event::Timer,
+                    frame = self.socket.recv(), if reading => Event::Frame(frame),
+                }
             };
-            let handled = async {
+            // Boxed: it lives only while one event is handled, where inline it would be
+            // part of every connection's state all the time.
+            let handled = Box::pin(async {
                 match event {
                     Event::Shutdown => Ok(Some(End::Close(
                         Disconnect::Shutdown,
@@ -259,13 +231,11 @@ impl Connection {
                         close_code::TOO_SLOW,
                         "too slow: outbound queue full",
                     ))),
-                    Event::Outbound(first) => {
-                        self.write_outbound(first, outbound).await.map(|()| None)
-                    }
+                    Event::Outbound(first) => self.write_outbound(first).await.map(|()| None),
                     Event::Timer => self.on_timer().await,
                     Event::Frame(frame) => self.on_frame(frame).await,
                 }
-            };
+            });
             // A write to a client that does not read blocks; it must not block the
             // edge from closing that client.
             let step = tokio::select! {
@@ -351,7 +321,9 @@ impl Connection {
                     ErrorCode::ValidationError,
                     "Binary frames are not supported: send one JSON envelope per text frame",
                 );
-                self.write_envelopes(&[reply]).await.map(|()| None)
+                self.write_frames([reply.to_json().into()])
+                    .await
+                    .map(|()| None)
             }
             Some(Ok(Message::Ping(_) | Message::Pong(_))) => Ok(None),
             Some(Ok(Message::Close(_))) | None => Ok(Some(End::ClientClosed)),
@@ -371,17 +343,56 @@ impl Connection {
     }
 
     async fn on_text(&mut self, text: Utf8Bytes) -> Step {
+        match self.accept(text.as_str()) {
+            Accepted::Reply(reply) => self.write_frames([reply]).await.map(|()| None),
+            Accepted::Close(end) => Ok(Some(end)),
+            // Boxed: a rare path whose future (token verification, maybe a JWKS fetch)
+            // would otherwise enlarge every connection's state.
+            Accepted::Refresh(command) => Box::pin(self.refresh(*command)).await.map(|()| None),
+            Accepted::Publish { id, payload } => {
+                let published = self
+                    .shared
+                    .bus
+                    .publish(self.ingress_subject.clone(), payload)
+                    .await;
+                match published {
+                    Ok(()) => {
+                        self.in_flight = Some(InFlight {
+                            sequence: self.sequence,
+                            id,
+                            sent_at: Instant::now(),
+                        });
+                        Ok(None)
+                    }
+                    Err(e) => {
+                        self.shared.metrics.publish_errors.inc();
+                        warn!(client_id = %self.identity.client_id, error = %e, "ingress publish failed");
+                        let reply = Envelope::error_reply(
+                            Some(id.as_str()),
+                            ErrorCode::Unavailable,
+                            "The bus is unavailable; the envelope was not accepted. Retry later.",
+                        );
+                        self.write_frames([reply.to_json().into()])
+                            .await
+                            .map(|()| None)
+                    }
+                }
+            }
+        }
+    }
+
+    /// Decides what a text frame leads to. Synchronous on purpose: envelopes are large,
+    /// and nothing that lives across an await may be, since every open connection keeps
+    /// its state in memory.
+    fn accept(&mut self, text: &str) -> Accepted {
         let metrics = &self.shared.metrics;
         metrics.frames_in.inc();
         metrics.bytes_in.inc_by(text.len() as u64);
-        let mut envelope = match Envelope::from_client_json(text.as_str()) {
+        let mut envelope = match Envelope::from_client_json(text) {
             Ok(envelope) => envelope,
             Err(e) => {
                 metrics.invalid_frames.inc();
-                return self
-                    .write_envelopes(&[e.to_envelope()])
-                    .await
-                    .map(|()| None);
+                return Accepted::Reply(e.to_envelope().to_json().into());
             }
         };
         if let Some(limiter) = &self.limiter
@@ -390,24 +401,24 @@ impl Connection {
             metrics.rate_limited.inc();
             self.strikes += 1;
             if self.strikes >= self.shared.config.rate_limit_strikes {
-                return Ok(Some(End::Close(
+                return Accepted::Close(End::Close(
                     Disconnect::RateLimited,
                     close_code::POLICY_VIOLATION,
                     "rate limit exceeded",
-                )));
+                ));
             }
             let reply = Envelope::error_reply(
                 Some(envelope.id.as_str()),
                 ErrorCode::RateLimited,
                 "Rate limit exceeded: the envelope was dropped; slow down and retry",
             );
-            return self.write_envelopes(&[reply]).await.map(|()| None);
+            return Accepted::Reply(reply.to_json().into());
         }
         self.strikes = 0;
         if envelope.kind == MessageType::Command
             && envelope.command.as_deref() == Some(REFRESH_COMMAND)
         {
-            return self.refresh(&envelope).await.map(|()| None);
+            return Accepted::Refresh(Box::new(envelope));
         }
         // Identity comes from the connection, never from the frame.
         envelope.sender = Some(self.identity.client_id.as_str().to_owned());
@@ -419,36 +430,15 @@ impl Connection {
             received_at_unix_micros: unix_micros(),
             sequence: self.sequence,
         };
-        let published = self
-            .shared
-            .bus
-            .publish(self.ingress_subject.clone(), inbound.encode())
-            .await;
-        match published {
-            Ok(()) => {
-                self.in_flight = Some(InFlight {
-                    sequence: self.sequence,
-                    id,
-                    sent_at: Instant::now(),
-                });
-                Ok(None)
-            }
-            Err(e) => {
-                self.shared.metrics.publish_errors.inc();
-                warn!(client_id = %self.identity.client_id, error = %e, "ingress publish failed");
-                let reply = Envelope::error_reply(
-                    Some(id.as_str()),
-                    ErrorCode::Unavailable,
-                    "The bus is unavailable; the envelope was not accepted. Retry later.",
-                );
-                self.write_envelopes(&[reply]).await.map(|()| None)
-            }
+        Accepted::Publish {
+            id,
+            payload: inbound.encode(),
         }
     }
 
     /// Replaces the connection's token: same tenant and subject, a later expiry.
-    async fn refresh(&mut self, command: &Envelope) -> Result<(), axum::Error> {
-        let reply = match verify_refresh(&self.shared, &self.identity, command).await {
+    async fn refresh(&mut self, command: Envelope) -> Result<(), axum::Error> {
+        let reply = match verify_refresh(&self.shared, &self.identity, &command).await {
             Ok(grant) => {
                 self.identity.role = grant.role;
                 self.expires_at = grant
@@ -461,10 +451,10 @@ impl Connection {
             Err(reply) => reply,
         };
         let frames = [
-            reply.into_envelope(command.id.as_str()),
-            command.command_ack(),
+            reply.into_envelope(command.id.as_str()).to_json().into(),
+            command.command_ack().to_json().into(),
         ];
-        self.write_envelopes(&frames).await
+        self.write_frames(frames).await
     }
 
     async fn time_out(&mut self) -> Result<(), axum::Error> {
@@ -478,15 +468,11 @@ impl Connection {
             ErrorCode::Timeout,
             "The bus did not confirm the envelope in time; it may or may not have been delivered",
         );
-        self.write_envelopes(&[reply]).await
+        self.write_frames([reply.to_json().into()]).await
     }
 
     /// Writes `first` and whatever else is already queued (up to a batch), then flushes.
-    async fn write_outbound(
-        &mut self,
-        first: Outbound,
-        outbound: &mut mpsc::Receiver<Outbound>,
-    ) -> Result<(), axum::Error> {
+    async fn write_outbound(&mut self, first: Outbound) -> Result<(), axum::Error> {
         let (mut frames, mut bytes) = (0u64, 0u64);
         let mut next = Some(first);
         let mut taken = 0;
@@ -499,11 +485,10 @@ impl Connection {
                 }
                 Outbound::Delivery(delivery) => frames += self.deliver(*delivery).await?,
             }
-            self.peer.written(len);
             bytes += len as u64;
             taken += 1;
             if taken < WRITE_BATCH {
-                next = outbound.try_recv().ok();
+                next = self.peer.pop();
             }
         }
         self.socket.flush().await?;
@@ -517,11 +502,13 @@ impl Connection {
         let mut frames = delivery.frames;
         match delivery.membership {
             Some(MembershipChange::Join(topic)) if !self.joined.contains(&topic) => {
-                let joined = self
-                    .shared
-                    .rooms
-                    .join(&self.identity.tenant, &topic, self.peer.clone())
-                    .await;
+                // Boxed: joins are rare, and their future would size every connection.
+                let joined = Box::pin(self.shared.rooms.join(
+                    &self.identity.tenant,
+                    &topic,
+                    self.peer.clone(),
+                ))
+                .await;
                 match joined {
                     Ok(()) => {
                         self.joined.insert(topic);
@@ -577,29 +564,29 @@ impl Connection {
         Ok(written)
     }
 
-    async fn write_envelopes(&mut self, envelopes: &[Envelope]) -> Result<(), axum::Error> {
-        for envelope in envelopes {
-            self.socket
-                .feed(Message::Text(envelope.to_json().into()))
-                .await?;
+    /// Writes frames the edge itself answers with (already encoded: no `Envelope` may
+    /// live in the connection's state across an await).
+    async fn write_frames<const N: usize>(
+        &mut self,
+        frames: [Utf8Bytes; N],
+    ) -> Result<(), axum::Error> {
+        for frame in frames {
+            self.socket.feed(Message::Text(frame)).await?;
         }
         self.socket.flush().await?;
-        self.shared
-            .metrics
-            .frames_out
-            .inc_by(envelopes.len() as u64);
+        self.shared.metrics.frames_out.inc_by(N as u64);
         Ok(())
     }
 
-    async fn finish(mut self, end: End, outbound: &mut mpsc::Receiver<Outbound>) {
+    async fn finish(mut self: Box<Self>, end: End) {
         let reason = match end {
             End::ClientClosed => Disconnect::ByClient,
             End::Close(reason, code, text) => {
                 let last_writes = async {
                     if reason == Disconnect::Shutdown {
                         // Frames already queued go out before the close.
-                        while let Ok(item) = outbound.try_recv() {
-                            if self.write_outbound(item, outbound).await.is_err() {
+                        while let Some(item) = self.peer.pop() {
+                            if self.write_outbound(item).await.is_err() {
                                 return;
                             }
                         }
@@ -620,6 +607,7 @@ impl Connection {
             }
         };
         self.shared.metrics.closed(reason);
+        self.peer.close();
         for topic in self.joined.drain() {
             self.shared
                 .rooms

@@ -11,7 +11,7 @@ use arqon_proto::model::EdgeDelivery;
 use arqon_protocol::ClientId;
 use tokio_util::sync::CancellationToken;
 
-use crate::connection::{Outbound, Peer};
+use crate::peer::{Outbound, Peer};
 
 #[derive(Debug, Default)]
 pub(crate) struct Connections {

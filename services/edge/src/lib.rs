@@ -14,6 +14,7 @@ mod config;
 mod connection;
 mod connections;
 mod metrics;
+mod peer;
 mod rooms;
 mod status;
 
@@ -46,9 +47,14 @@ use connections::Connections;
 use metrics::Upgrade;
 use rooms::Rooms;
 
-/// Buffer sizes of each socket. Small buffers keep an idle connection at a few KiB;
-/// tungstenite's 128 KiB defaults would cost ~138 KB per connection.
-const SOCKET_BUFFER: usize = 4 * 1024;
+/// Each socket's read buffer, allocated up front: small keeps an idle connection at a
+/// few KiB (tungstenite's 128 KiB default would cost ~138 KB per connection); larger
+/// messages grow it as they arrive.
+const READ_BUFFER: usize = 2 * 1024;
+
+/// Frames are gathered up to this many bytes before a write (the buffer grows only as
+/// frames are queued, so it costs an idle connection nothing).
+const WRITE_BUFFER: usize = 4 * 1024;
 
 /// How long a join waits for its room subscription.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -262,9 +268,9 @@ async fn upgrade(
     metrics.upgrade(Upgrade::Accepted);
     let max = shared.config.max_message_size as usize;
     let connection_shared = Arc::clone(&shared);
-    ws.read_buffer_size(SOCKET_BUFFER)
-        .write_buffer_size(SOCKET_BUFFER)
-        .max_write_buffer_size(SOCKET_BUFFER + 2 * max)
+    ws.read_buffer_size(READ_BUFFER)
+        .write_buffer_size(WRITE_BUFFER)
+        .max_write_buffer_size(WRITE_BUFFER + 2 * max)
         .max_message_size(max)
         .max_frame_size(max)
         .on_upgrade(move |socket| {

@@ -21,8 +21,8 @@ use arqon_bus::Bus;
 use arqon_proto::model::RoomDelivery;
 use arqon_protocol::{ClientId, TenantId, Topic, subject};
 
-use crate::connection::{Outbound, Peer};
 use crate::metrics::EdgeMetrics;
+use crate::peer::{Outbound, Peer};
 
 /// A room is identified by its tenant and topic: tenants never share one.
 type RoomKey = (TenantId, Topic);

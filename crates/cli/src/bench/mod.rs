@@ -72,10 +72,14 @@ pub(crate) struct BenchArgs {
     /// Messages per second over all publishers; 0 for as fast as possible.
     #[arg(long, default_value_t = 0.0)]
     rate: f64,
-    /// Unacknowledged messages per publisher (WebSocket), or messages between flushes
-    /// divided by 64 (NATS).
+    /// Unacknowledged messages per WebSocket publisher.
     #[arg(long, default_value_t = 8)]
     in_flight: usize,
+    /// Without `--rate`: messages per publisher whose deliveries may be on their way at
+    /// once; publishers wait beyond it, so "as fast as possible" is a rate the bus
+    /// sustains.
+    #[arg(long, default_value_t = 16)]
+    window: u64,
     /// Payload size in bytes.
     #[arg(long, default_value_t = 64)]
     payload_size: usize,
@@ -279,9 +283,22 @@ async fn publish(args: &BenchArgs, plan: &Plan, sockets: Vec<Socket>) -> anyhow:
         Via::Ws => ws_publishers.len(),
         Via::Nats => plan.nats_targets.len(),
     };
+    let recipients_per_message = match args.via {
+        Via::Ws => ws_publishers
+            .iter()
+            .map(|&i| plan.recipients(&plan.room_of[i], true))
+            .max(),
+        Via::Nats => plan
+            .nats_targets
+            .iter()
+            .map(|room| plan.recipients(room, false))
+            .max(),
+    }
+    .unwrap_or(1);
     let pace = Pace {
         rate: (args.rate > 0.0).then(|| args.rate / publisher_count.max(1) as f64),
         in_flight: args.in_flight.max(1),
+        window: args.window.max(1) * recipients_per_message * publisher_count.max(1) as u64,
     };
 
     let mut readers = Vec::new();
@@ -319,6 +336,7 @@ async fn publish(args: &BenchArgs, plan: &Plan, sockets: Vec<Socket>) -> anyhow:
                 sink,
                 Job {
                     room: plan.room_of[i].clone(),
+                    recipients: plan.recipients(&plan.room_of[i], true),
                     run: run.clone(),
                     size: args.payload_size,
                     pace,
@@ -345,6 +363,7 @@ async fn publish(args: &BenchArgs, plan: &Plan, sockets: Vec<Socket>) -> anyhow:
             );
             let job = Job {
                 room: room.clone(),
+                recipients: plan.recipients(room, false),
                 run: run.clone(),
                 size: args.payload_size,
                 pace,
@@ -355,7 +374,6 @@ async fn publish(args: &BenchArgs, plan: &Plan, sockets: Vec<Socket>) -> anyhow:
                 bus.clone(),
                 subject::room(&tenant, &topic),
                 job,
-                plan.recipients(room, false),
             )));
         }
     }
@@ -367,7 +385,7 @@ async fn publish(args: &BenchArgs, plan: &Plan, sockets: Vec<Socket>) -> anyhow:
         bar.set_message(format!(
             "{} sent, {} delivered",
             counters.sent.load(Ordering::Relaxed),
-            counters.delivered.load(Ordering::Relaxed)
+            counters.delivered()
         ));
     }
     bar.finish_and_clear();
@@ -384,10 +402,10 @@ async fn publish(args: &BenchArgs, plan: &Plan, sockets: Vec<Socket>) -> anyhow:
         }
     }
     let drain_deadline = Instant::now() + Duration::from_secs(10);
-    let mut last = counters.delivered.load(Ordering::Relaxed);
+    let mut last = counters.delivered();
     let mut last_progress = Instant::now();
     while Instant::now() < drain_deadline {
-        let delivered = counters.delivered.load(Ordering::Relaxed);
+        let delivered = counters.delivered();
         let answered =
             counters.acked.load(Ordering::Relaxed) + counters.errors.load(Ordering::Relaxed);
         if delivered >= counters.expected.load(Ordering::Relaxed)
@@ -411,7 +429,7 @@ async fn publish(args: &BenchArgs, plan: &Plan, sockets: Vec<Socket>) -> anyhow:
     drop(idle_sinks);
     let histogram = latencies.merged()?;
     let sent = counters.sent.load(Ordering::Relaxed);
-    let delivered = counters.delivered.load(Ordering::Relaxed);
+    let delivered = counters.delivered();
     let expected = counters.expected.load(Ordering::Relaxed);
     // From the first publish to the last delivery (or the end of the drain).
     let seconds = (last_progress - started)

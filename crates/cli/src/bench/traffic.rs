@@ -30,7 +30,33 @@ pub(crate) struct Counters {
     pub(crate) errors: AtomicU64,
     /// Deliveries the acknowledged (or, over NATS, published) messages should cause.
     pub(crate) expected: AtomicU64,
-    pub(crate) delivered: AtomicU64,
+    /// Deliveries, counted in shards: a thousand readers on one counter would contend.
+    delivered: [Padded; SHARDS],
+    /// Deliveries the sent messages should cause, counted when sent, less those of
+    /// messages the bus refused: with `delivered`, what is still on its way.
+    pub(crate) promised: AtomicU64,
+    pub(crate) refused: AtomicU64,
+}
+
+/// A counter on a cache line of its own.
+#[derive(Debug, Default)]
+#[repr(align(64))]
+struct Padded(AtomicU64);
+
+impl Counters {
+    pub(crate) fn delivered(&self) -> u64 {
+        self.delivered
+            .iter()
+            .map(|c| c.0.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    fn outstanding(&self) -> u64 {
+        self.promised
+            .load(Ordering::Relaxed)
+            .saturating_sub(self.delivered())
+            .saturating_sub(self.refused.load(Ordering::Relaxed))
+    }
 }
 
 /// Latency histograms, sharded to keep receivers from contending.
@@ -117,9 +143,14 @@ pub(crate) async fn read(
 ) -> SplitStream<Socket> {
     let marker = format!(r#""run":"{}""#, reader.run);
     let mut samples = Vec::new();
+    let delivered = &counters.delivered[reader.index % SHARDS].0;
+    // Created once: re-arming a wait on a shared channel per frame costs more than the
+    // frame.
+    let stopped = stop.wait_for(|s| *s);
+    tokio::pin!(stopped);
     loop {
         let frame = tokio::select! {
-            _ = stop.wait_for(|s| *s) => break,
+            _ = &mut stopped => break,
             frame = stream.next() => frame,
         };
         let Some(Ok(Message::Text(text))) = frame else {
@@ -130,7 +161,7 @@ pub(crate) async fn read(
         };
         match classify(text.as_str(), &marker) {
             (Some("message"), Some(sent_at)) => {
-                counters.delivered.fetch_add(1, Ordering::Relaxed);
+                delivered.fetch_add(1, Ordering::Relaxed);
                 samples.push(unix_nanos().saturating_sub(sent_at) / 1000);
                 if samples.len() >= BATCH {
                     latencies.record(reader.index, &mut samples);
@@ -147,6 +178,9 @@ pub(crate) async fn read(
             }
             (Some("error"), _) => {
                 counters.errors.fetch_add(1, Ordering::Relaxed);
+                counters
+                    .refused
+                    .fetch_add(reader.recipients, Ordering::Relaxed);
                 if let Some(permits) = &reader.permits {
                     permits.add_permits(1);
                 }
@@ -161,14 +195,27 @@ pub(crate) async fn read(
 /// How fast one publisher sends.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Pace {
-    /// Messages per second, or `None` for as fast as `in_flight` allows.
+    /// Messages per second (open loop: latency and loss show what the bus could not
+    /// take), or `None` for as fast as deliveries keep up.
     pub(crate) rate: Option<f64>,
+    /// Unacknowledged messages per WebSocket publisher.
     pub(crate) in_flight: usize,
+    /// Without a rate: deliveries still on their way (over all publishers) above which
+    /// publishers wait, so the measured rate is one the bus sustains.
+    pub(crate) window: u64,
 }
 
-async fn tick(interval: &mut Option<tokio::time::Interval>) {
-    if let Some(interval) = interval {
-        interval.tick().await;
+/// Waits for the next send: the rate's next tick, or room in the delivery window.
+async fn pace(interval: &mut Option<tokio::time::Interval>, pace: Pace, counters: &Counters) {
+    match interval {
+        Some(interval) => {
+            interval.tick().await;
+        }
+        None => {
+            while counters.outstanding() > pace.window {
+                tokio::time::sleep(Duration::from_micros(500)).await;
+            }
+        }
     }
 }
 
@@ -183,6 +230,8 @@ fn interval(pace: Pace) -> Option<tokio::time::Interval> {
 /// What every publisher knows: where, what, how fast, and when to stop.
 pub(crate) struct Job {
     pub(crate) room: String,
+    /// Receivers of each message.
+    pub(crate) recipients: u64,
     pub(crate) run: String,
     pub(crate) size: usize,
     pub(crate) pace: Pace,
@@ -199,7 +248,7 @@ pub(crate) async fn publish_ws(
 ) -> SplitSink<Socket, Message> {
     let mut ticker = interval(job.pace);
     while !*job.stop.borrow() {
-        tick(&mut ticker).await;
+        pace(&mut ticker, job.pace, &job.counters).await;
         let permit = tokio::select! {
             permit = permits.acquire() => permit,
             () = tokio::time::sleep(Duration::from_millis(100)) => continue,
@@ -211,6 +260,9 @@ pub(crate) async fn publish_ws(
             job.room,
             payload(&job.run, job.size)
         );
+        job.counters
+            .promised
+            .fetch_add(job.recipients, Ordering::Relaxed);
         if sink.send(Message::text(frame)).await.is_err() {
             break;
         }
@@ -225,12 +277,11 @@ pub(crate) async fn publish_nats(
     bus: arqon_bus::Bus,
     subject: String,
     job: Job,
-    recipients: u64,
 ) -> anyhow::Result<()> {
     let mut ticker = interval(job.pace);
     let mut since_flush = 0;
     while !*job.stop.borrow() {
-        tick(&mut ticker).await;
+        pace(&mut ticker, job.pace, &job.counters).await;
         let mut envelope = Envelope::new(MessageType::Message);
         envelope.room = Some(job.room.clone());
         envelope.channel = Some(TRAFFIC_CHANNEL.to_owned());
@@ -240,14 +291,19 @@ pub(crate) async fn publish_nats(
             frame: bytes::Bytes::from(envelope.to_json()),
             exclude: None,
         };
-        bus.publish(subject.clone(), delivery.encode()).await?;
         let counters = &job.counters;
+        counters
+            .promised
+            .fetch_add(job.recipients, Ordering::Relaxed);
+        bus.publish(subject.clone(), delivery.encode()).await?;
         counters.sent.fetch_add(1, Ordering::Relaxed);
         counters.acked.fetch_add(1, Ordering::Relaxed);
-        counters.expected.fetch_add(recipients, Ordering::Relaxed);
+        counters
+            .expected
+            .fetch_add(job.recipients, Ordering::Relaxed);
         since_flush += 1;
-        // Without acknowledgements, flushing now and then bounds what is buffered.
-        if since_flush >= job.pace.in_flight.max(1) * 64 {
+        // Nothing acknowledges a core publish: flushing now and then bounds the buffer.
+        if since_flush >= 64 {
             bus.flush().await?;
             since_flush = 0;
         }

@@ -1,0 +1,176 @@
+#!/usr/bin/env bash
+# Edge benchmarks (docs/BENCHMARKS.md): memory per idle connection, upgrades per second
+# with JWT verification, and fan-out from one subject to 1,000 local sockets. Each
+# ArqonBus figure is measured next to the bare tokio-tungstenite baseline
+# (benches/baseline-ws) in the same run.
+#
+# Usage: scripts/bench-edge.sh [--quick]
+#   --quick  1,000 connections and 3 s of traffic instead of 10,000 and 10 s.
+# Needs: release builds (done here), nats-server (scripts/install-nats.sh), and an
+# open-files limit of at least 12,000 (ulimit -n).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+connections=10000
+seconds=10
+if [ "${1:-}" = "--quick" ]; then
+  connections=1000
+  seconds=3
+fi
+secret="bench-secret-$$"
+work="$(mktemp -d)"
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+cargo build --release --quiet -p arqonbus -p arqon-cli -p arqon-baseline-ws
+bin=target/release
+nats_server="$(scripts/install-nats.sh)"
+
+# Waits for "$2" in log file "$1" and prints the JSON field "$3" of that line.
+log_field() {
+  local log="$1" message="$2" field="$3"
+  for _ in $(seq 1 100); do
+    local line
+    line="$(grep -F "\"message\":\"$message\"" "$log" | head -n 1 || true)"
+    if [ -n "$line" ]; then
+      python3 -c 'import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$line" "$field"
+      return
+    fi
+    sleep 0.1
+  done
+  echo "no '$message' in $log" >&2
+  cat "$log" >&2
+  exit 1
+}
+
+start_nats() {
+  mkdir -p "$work/nats"
+  "$nats_server" -a 127.0.0.1 -p -1 -js -sd "$work/nats/js" --ports_file_dir "$work/nats" -l "$work/nats/log" &
+  pids+=($!)
+  local ports=""
+  for _ in $(seq 1 100); do
+    ports="$(ls "$work"/nats/*.ports 2>/dev/null | head -n 1 || true)"
+    [ -n "$ports" ] && break
+    sleep 0.1
+  done
+  python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["nats"][0])' "$ports"
+}
+
+# Starts arqonbus standalone (on NATS when $1 is a URL); prints "pid ws-address".
+start_bus() {
+  local log="$work/bus-$RANDOM.log"
+  local env=(ARQONBUS_AUTH_JWT_SECRET="$secret" ARQONBUS_RATE_LIMIT_PER_SECOND=0
+    ARQONBUS_MAX_CONNECTIONS=20000 ARQONBUS_LOG_FORMAT=json ARQONBUS_LOG_LEVEL=info
+    ARQONBUS_SERVER_PORT=0 ARQONBUS_HTTP_PORT=0)
+  [ -n "${1:-}" ] && env+=(ARQONBUS_NATS_URL="$1")
+  env "${env[@]}" "$bin/arqonbus" standalone >"$log" 2>&1 &
+  local pid=$!
+  pids+=("$pid")
+  local addr
+  addr="$(log_field "$log" "WebSocket listener bound" addr)"
+  log_field "$log" "running" message >/dev/null
+  echo "$pid $addr"
+}
+
+start_baseline() {
+  local log="$work/baseline-$RANDOM.log"
+  "$bin/baseline-ws" --listen 127.0.0.1:0 >"$log" 2>&1 &
+  local pid=$!
+  pids+=("$pid")
+  for _ in $(seq 1 100); do
+    if grep -q "listening on" "$log"; then
+      echo "$pid $(sed -n 's|.*ws://||p' "$log" | head -n 1)"
+      return
+    fi
+    sleep 0.1
+  done
+  cat "$log" >&2
+  exit 1
+}
+
+stop() { kill "$1"; wait "$1" 2>/dev/null || true; }
+
+bench() { "$bin/arqon" bench --json "$@"; }
+
+echo "== memory per idle connection: $connections connections, 2 channels each"
+read -r pid addr < <(start_bus)
+bench --ws-url "ws://$addr/ws" --secret "$secret" -n "$connections" --channels 2 \
+  --pattern rooms --room-size 100 --duration 0 --hold 2 --server-pid "$pid" >"$work/mem-bus.json"
+stop "$pid"
+read -r pid addr < <(start_baseline)
+bench --ws-url "ws://$addr/ws" -n "$connections" --channels 2 --pattern rooms --room-size 100 \
+  --duration 0 --hold 2 --server-pid "$pid" >"$work/mem-base.json"
+stop "$pid"
+
+echo "== upgrades per second (JWT verified per connection), best of 3"
+for i in 1 2 3; do
+  read -r pid addr < <(start_bus)
+  bench --ws-url "ws://$addr/ws" --secret "$secret" -n "$connections" --channels 0 \
+    --connect-concurrency 128 --duration 0 >"$work/connect-bus-$i.json"
+  stop "$pid"
+  read -r pid addr < <(start_baseline)
+  bench --ws-url "ws://$addr/ws" -n "$connections" --channels 0 --connect-concurrency 128 \
+    --duration 0 >"$work/connect-base-$i.json"
+  stop "$pid"
+done
+
+echo "== fan-out: 1 publisher to 1,000 sockets in one room, 64-byte payloads, ${seconds}s"
+nats_url="$(start_nats)"
+read -r pid addr < <(start_bus "$nats_url")
+bench --ws-url "ws://$addr/ws" --secret "$secret" -n 1000 --pattern one-room --via nats \
+  --nats-url "$nats_url" --in-flight 16 --duration "$seconds" >"$work/fanout-nats.json"
+bench --ws-url "ws://$addr/ws" --secret "$secret" -n 1000 --pattern one-room --via nats \
+  --nats-url "$nats_url" --rate 500 --duration "$seconds" >"$work/fanout-nats-500.json"
+stop "$pid"
+read -r pid addr < <(start_bus)
+bench --ws-url "ws://$addr/ws" --secret "$secret" -n 1000 --pattern one-room --in-flight 8 \
+  --duration "$seconds" >"$work/fanout-ws.json"
+stop "$pid"
+read -r pid addr < <(start_baseline)
+bench --ws-url "ws://$addr/ws" -n 1000 --pattern one-room --in-flight 8 --duration "$seconds" \
+  >"$work/fanout-base.json"
+bench --ws-url "ws://$addr/ws" -n 1000 --pattern one-room --rate 500 --duration "$seconds" \
+  >"$work/fanout-base-500.json"
+stop "$pid"
+
+python3 - "$work" <<'PY'
+import json, sys, glob, os
+work = sys.argv[1]
+load = lambda name: json.load(open(os.path.join(work, name)))
+def best(prefix):
+    runs = [json.load(open(p)) for p in sorted(glob.glob(os.path.join(work, prefix + "-*.json")))]
+    return max(runs, key=lambda r: r["connections"]["per_second"])
+mem_bus, mem_base = load("mem-bus.json"), load("mem-base.json")
+con_bus, con_base = best("connect-bus"), best("connect-base")
+rows = []
+def row(what, bus, base, unit, fmt="{:.0f}"):
+    ratio = bus / base if base else float("nan")
+    rows.append((what, fmt.format(bus) + " " + unit, fmt.format(base) + " " + unit, "{:.2f}".format(ratio)))
+row("RSS per idle connection (2 channels)", mem_bus["memory"]["per_connection_kib"], mem_base["memory"]["per_connection_kib"], "KiB", "{:.1f}")
+row("upgrades per second", con_bus["connections"]["per_second"], con_base["connections"]["per_second"], "/s")
+for name, base_name, label in [
+    ("fanout-nats.json", "fanout-base.json", "fan-out, max rate, edge only (NATS subject)"),
+    ("fanout-ws.json", "fanout-base.json", "fan-out, max rate, full pipeline (WebSocket)"),
+    ("fanout-nats-500.json", "fanout-base-500.json", "fan-out, 500 msg/s, edge only"),
+]:
+    t, b = load(name)["traffic"], load(base_name)["traffic"]
+    row(label + ": deliveries/s", t["deliveries_per_second"], b["deliveries_per_second"], "/s")
+    row(label + ": p50 latency", t["latency_us"]["p50"], b["latency_us"]["p50"], "µs")
+    row(label + ": p99 latency", t["latency_us"]["p99"], b["latency_us"]["p99"], "µs")
+    rows.append((label + ": lost", str(t["lost"]), str(b["lost"]), ""))
+print()
+print("| measure | ArqonBus | baseline (bare tokio-tungstenite) | ratio |")
+print("|---|---|---|---|")
+for r in rows:
+    print("| " + " | ".join(r) + " |")
+print()
+for name in sorted(os.listdir(work)):
+    if name.endswith(".json"):
+        r = load(name)
+        print(f"{name}: client CPU {r['client_cpu']['cores']:.2f} cores")
+PY
