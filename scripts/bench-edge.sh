@@ -48,9 +48,11 @@ log_field() {
   exit 1
 }
 
+# Starts nats-server on a port it picks; sets $nats_url.
 start_nats() {
   mkdir -p "$work/nats"
-  "$nats_server" -a 127.0.0.1 -p -1 -js -sd "$work/nats/js" --ports_file_dir "$work/nats" -l "$work/nats/log" &
+  "$nats_server" -a 127.0.0.1 -p -1 -js -sd "$work/nats/js" --ports_file_dir "$work/nats" \
+    -l "$work/nats/log" >/dev/null 2>&1 &
   pids+=($!)
   local ports=""
   for _ in $(seq 1 100); do
@@ -58,7 +60,7 @@ start_nats() {
     [ -n "$ports" ] && break
     sleep 0.1
   done
-  python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["nats"][0])' "$ports"
+  nats_url="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["nats"][0])' "$ports")"
 }
 
 # Starts arqonbus standalone (on NATS when $1 is a URL); prints "pid ws-address".
@@ -119,23 +121,29 @@ for i in 1 2 3; do
   stop "$pid"
 done
 
-echo "== fan-out: 1 publisher to 1,000 sockets in one room, 64-byte payloads, ${seconds}s"
-nats_url="$(start_nats)"
+echo "== fan-out: 1 publisher to 1,000 sockets in one room, 64-byte payloads, ${seconds}s per run"
+# "window N": as fast as deliveries keep up with at most N messages on their way;
+# "rate R": R messages per second, open loop.
+start_nats
 read -r pid addr < <(start_bus "$nats_url")
-bench --ws-url "ws://$addr/ws" --secret "$secret" -n 1000 --pattern one-room --via nats \
-  --nats-url "$nats_url" --in-flight 16 --duration "$seconds" >"$work/fanout-nats.json"
-bench --ws-url "ws://$addr/ws" --secret "$secret" -n 1000 --pattern one-room --via nats \
-  --nats-url "$nats_url" --rate 500 --duration "$seconds" >"$work/fanout-nats-500.json"
+for load in "--window 16" "--window 64" "--rate 500" "--rate 1000"; do
+  name="fanout-nats-$(echo "$load" | tr -d ' -')"
+  # shellcheck disable=SC2086
+  bench --ws-url "ws://$addr/ws" --secret "$secret" -n 1000 --pattern one-room --via nats \
+    --nats-url "$nats_url" $load --duration "$seconds" >"$work/$name.json"
+done
 stop "$pid"
 read -r pid addr < <(start_bus)
-bench --ws-url "ws://$addr/ws" --secret "$secret" -n 1000 --pattern one-room --in-flight 8 \
-  --duration "$seconds" >"$work/fanout-ws.json"
+bench --ws-url "ws://$addr/ws" --secret "$secret" -n 1000 --pattern one-room --window 16 \
+  --duration "$seconds" >"$work/fanout-ws-window16.json"
 stop "$pid"
 read -r pid addr < <(start_baseline)
-bench --ws-url "ws://$addr/ws" -n 1000 --pattern one-room --in-flight 8 --duration "$seconds" \
-  >"$work/fanout-base.json"
-bench --ws-url "ws://$addr/ws" -n 1000 --pattern one-room --rate 500 --duration "$seconds" \
-  >"$work/fanout-base-500.json"
+for load in "--window 16" "--window 64" "--rate 500" "--rate 1000"; do
+  name="fanout-base-$(echo "$load" | tr -d ' -')"
+  # shellcheck disable=SC2086
+  bench --ws-url "ws://$addr/ws" -n 1000 --pattern one-room $load --duration "$seconds" \
+    >"$work/$name.json"
+done
 stop "$pid"
 
 python3 - "$work" <<'PY'
@@ -154,9 +162,11 @@ def row(what, bus, base, unit, fmt="{:.0f}"):
 row("RSS per idle connection (2 channels)", mem_bus["memory"]["per_connection_kib"], mem_base["memory"]["per_connection_kib"], "KiB", "{:.1f}")
 row("upgrades per second", con_bus["connections"]["per_second"], con_base["connections"]["per_second"], "/s")
 for name, base_name, label in [
-    ("fanout-nats.json", "fanout-base.json", "fan-out, max rate, edge only (NATS subject)"),
-    ("fanout-ws.json", "fanout-base.json", "fan-out, max rate, full pipeline (WebSocket)"),
-    ("fanout-nats-500.json", "fanout-base-500.json", "fan-out, 500 msg/s, edge only"),
+    ("fanout-nats-window16.json", "fanout-base-window16.json", "fan-out, window 16, edge only (NATS subject)"),
+    ("fanout-nats-window64.json", "fanout-base-window64.json", "fan-out, window 64, edge only"),
+    ("fanout-ws-window16.json", "fanout-base-window16.json", "fan-out, window 16, full pipeline (WebSocket publisher)"),
+    ("fanout-nats-rate500.json", "fanout-base-rate500.json", "fan-out, 500 msg/s, edge only"),
+    ("fanout-nats-rate1000.json", "fanout-base-rate1000.json", "fan-out, 1000 msg/s, edge only"),
 ]:
     t, b = load(name)["traffic"], load(base_name)["traffic"]
     row(label + ": deliveries/s", t["deliveries_per_second"], b["deliveries_per_second"], "/s")
