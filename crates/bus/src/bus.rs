@@ -217,6 +217,56 @@ impl Bus {
         }
     }
 
+    /// Scatter-gather: sends one request to `subject` from a fresh reply inbox and
+    /// gathers the replies of every responder until `max_replies` have arrived or
+    /// `timeout` has passed, whichever comes first (`max_replies == 0`: no count limit,
+    /// gather for the whole `timeout`). Replies come in arrival order; each
+    /// [`Message::respond`] of a responder is one reply.
+    ///
+    /// Nobody answering in time is not an error: the result is whatever arrived, possibly
+    /// nothing. When nobody at all is subscribed to `subject`, it returns an empty `Vec`
+    /// at once instead of waiting (NATS reports "no responders" for a request nobody
+    /// received); when someone received it but does not answer, it waits the whole
+    /// `timeout`. The inbox is subscribed before the request is published, so no early
+    /// reply is missed, and unsubscribed when this returns; later replies are dropped.
+    ///
+    /// On NATS, a JetStream stream whose subjects cover `subject` stores the request and
+    /// answers it with its publish acknowledgement (as for [`Bus::request`]): keep
+    /// request subjects out of history namespaces.
+    pub async fn request_many(
+        &self,
+        subject: impl Into<String>,
+        payload: Bytes,
+        max_replies: usize,
+        timeout: Duration,
+    ) -> Result<Vec<Message>, BusError> {
+        self.request_many_with_headers(subject, Headers::new(), payload, max_replies, timeout)
+            .await
+    }
+
+    /// [`Bus::request_many`] with headers (e.g. the W3C `traceparent`).
+    pub async fn request_many_with_headers(
+        &self,
+        subject: impl Into<String>,
+        headers: Headers,
+        payload: Bytes,
+        max_replies: usize,
+        timeout: Duration,
+    ) -> Result<Vec<Message>, BusError> {
+        let subject = subject.into();
+        subject::validate_publish(&subject)?;
+        self.check_size(&headers, &payload)?;
+        let deadline = tokio::time::Instant::now() + timeout;
+        match &self.inner {
+            Inner::Nats(nats) => {
+                Box::pin(nats.request_many(subject, headers, payload, max_replies, deadline)).await
+            }
+            Inner::Embedded(embedded) => Ok(embedded
+                .request_many(subject, headers, payload, max_replies, deadline)
+                .await),
+        }
+    }
+
     /// Returns once everything published and subscribed before has reached the server
     /// (NATS: a PING/PONG round trip, bounded by the request timeout). Embedded: delivery
     /// is synchronous, so this returns at once.
@@ -263,7 +313,10 @@ impl Bus {
 
     /// Creates the history stream, or opens it (updating its configuration if it
     /// changed). Fails with [`BusError::InvalidConfig`] when its subjects overlap another
-    /// stream's.
+    /// stream's. Idempotent: services that open the same stream with the same
+    /// configuration, at once or one after the other, all succeed and change nothing (with
+    /// different ones, all succeed and the last applied wins). To use a stream without
+    /// deciding its configuration, see [`Bus::open_history`].
     pub async fn history(&self, config: HistoryConfig) -> Result<HistoryStore, BusError> {
         config.validate()?;
         let stats = self.stats();
@@ -278,6 +331,27 @@ impl Bus {
             Inner::Embedded(embedded) => {
                 HistoryStore::embedded(embedded.history(&config)?, config, stats, max_payload)
             }
+        };
+        Ok(store)
+    }
+
+    /// Opens the existing history stream `name` as it is, without changing its
+    /// configuration (another service owns it and decides it); `None` if there is no
+    /// such stream. Reads and appends work as on a store from [`Bus::history`]; appends
+    /// are checked against the subjects the stream had when opened. On NATS, a stream
+    /// created elsewhere without direct gets is read through the stream leader's API.
+    /// [`BusError::InvalidConfig`] for a name that is not a valid stream name.
+    pub async fn open_history(&self, name: &str) -> Result<Option<HistoryStore>, BusError> {
+        subject::validate_name("stream", name)?;
+        let stats = self.stats();
+        let max_payload = self.max_payload();
+        let store = match &self.inner {
+            Inner::Nats(nats) => Box::pin(nats.open_history(name))
+                .await?
+                .map(|(history, config)| HistoryStore::nats(history, config, stats, max_payload)),
+            Inner::Embedded(embedded) => embedded.open_history(name).map(|(history, config)| {
+                HistoryStore::embedded(history, config, stats, max_payload)
+            }),
         };
         Ok(store)
     }
@@ -351,6 +425,8 @@ mod tests {
         send(&bus.flush());
         send(&bus.key_value(KvConfig::new("b")));
         send(&bus.history(HistoryConfig::new("H", vec!["h.>".into()])));
+        send(&bus.open_history("H"));
+        send(&bus.request_many("a", Bytes::new(), 2, Duration::from_secs(1)));
         let sub = bus.subscribe("a").await.unwrap();
         send(&sub);
         let kv = bus.key_value(KvConfig::new("b")).await.unwrap();
@@ -359,6 +435,7 @@ mod tests {
         send(&kv.put("k", Bytes::new()));
         send(&kv.update("k", Bytes::new(), 0));
         send(&kv.keys());
+        send(&kv.keys_matching("a.*"));
         send(&kv.watch_all());
         let watch: KvWatch = kv.watch_all().await.unwrap();
         send(&watch);
@@ -371,6 +448,9 @@ mod tests {
         send(&history.read("h.a", crate::ReadFrom::Sequence(1), 1));
         send(&history.get(1));
         send(&history.last("h.a"));
+        send(&history.tail("h.a", 1));
+        send(&history.count("h.>"));
+        send(&history.purge("h.>"));
         send_sync(&*bus.stats());
     }
 

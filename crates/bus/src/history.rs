@@ -4,7 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SecondsFormat, Utc};
 
 use crate::config::{HistoryConfig, MAX_READ_LIMIT, ReadFrom};
 use crate::embedded::EmbeddedHistory;
@@ -33,12 +33,16 @@ pub struct StoredMessage {
 /// A history stream.
 ///
 /// Sequences start at 1 and increase by one with every append on any subject; they are
-/// never reused. Retention discards, per subject, the oldest messages beyond
-/// `max_msgs_per_subject`, and any message older than `max_age`; a discarded sequence
-/// reads as `None` and is skipped by [`HistoryStore::read`].
+/// never reused, not even after a [`HistoryStore::purge`]. Retention discards, per
+/// subject, the oldest messages beyond `max_msgs_per_subject`, and any message older
+/// than `max_age`; a discarded sequence reads as `None` and is skipped by
+/// [`HistoryStore::read`]. A sequence means something only together with the
+/// [`HistoryStore::epoch`] of the stream it came from.
 #[derive(Clone)]
 pub struct HistoryStore {
     inner: Inner,
+    /// The configuration it was created with, or (opened with
+    /// [`crate::Bus::open_history`]) the one it had when opened.
     config: Arc<HistoryConfig>,
     stats: Arc<BusStats>,
     max_payload: usize,
@@ -54,6 +58,7 @@ impl fmt::Debug for HistoryStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HistoryStore")
             .field("config", &self.config)
+            .field("epoch", &self.epoch())
             .finish_non_exhaustive()
     }
 }
@@ -90,6 +95,23 @@ impl HistoryStore {
     /// The stream name.
     pub fn name(&self) -> &str {
         &self.config.stream
+    }
+
+    /// Identifies this incarnation of the stream: the time it was created, as RFC 3339
+    /// in UTC with nanoseconds (`2025-01-31T12:00:00.123456789Z`). Sequences restart at 1
+    /// when a stream is deleted and created again under the same name, so a position
+    /// kept by a client (`since`) is only valid with the epoch it was read under.
+    ///
+    /// It is read when the store is created or opened and does not change afterwards:
+    /// to notice that the stream was recreated behind a long-lived handle, open it again
+    /// and compare. NATS: the stream's `created` time, kept by the server across restarts
+    /// (file storage). Embedded: the instant the stream was created in this process,
+    /// unique among its streams.
+    pub fn epoch(&self) -> &str {
+        match &self.inner {
+            Inner::Nats(nats) => nats.epoch(),
+            Inner::Embedded(embedded) => embedded.epoch(),
+        }
     }
 
     /// Stores a message on `subject` (literal, one of the stream's subjects) and returns
@@ -163,5 +185,67 @@ impl HistoryStore {
             Inner::Nats(nats) => nats.last(subject).await,
             Inner::Embedded(embedded) => Ok(embedded.last(subject)),
         }
+    }
+
+    /// The last `n` (at most [`MAX_READ_LIMIT`]) messages stored on `subject` (literal),
+    /// oldest first; fewer if it has fewer.
+    ///
+    /// NATS: reads consumers filtered on `subject`, so the cost is in proportion to the
+    /// messages kept on that subject (bounded by `max_msgs_per_subject`), never to the
+    /// rest of the stream; only the last `n` are read with their payloads.
+    pub async fn tail(&self, subject: &str, n: usize) -> Result<Vec<StoredMessage>, BusError> {
+        subject::validate_publish(subject)?;
+        let n = n.min(MAX_READ_LIMIT);
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        match &self.inner {
+            // Boxed: consumer round trips are a large future.
+            Inner::Nats(nats) => Box::pin(nats.tail(subject, n)).await,
+            Inner::Embedded(embedded) => Ok(embedded.tail(subject, n)),
+        }
+    }
+
+    /// How many messages are stored on subjects matching `filter` (wildcards allowed).
+    ///
+    /// NATS: the stream's per-subject counts, so the cost is in proportion to the number
+    /// of distinct subjects matching, not of messages.
+    pub async fn count(&self, filter: &str) -> Result<u64, BusError> {
+        subject::validate_subscribe(filter)?;
+        match &self.inner {
+            Inner::Nats(nats) => Box::pin(nats.count(filter)).await,
+            Inner::Embedded(embedded) => Ok(embedded.count(filter)),
+        }
+    }
+
+    /// Deletes every message on subjects matching `filter` (wildcards allowed) and
+    /// returns how many. Sequences go on from where they were: the next append gets the
+    /// next one, never a purged one.
+    pub async fn purge(&self, filter: &str) -> Result<u64, BusError> {
+        subject::validate_subscribe(filter)?;
+        match &self.inner {
+            Inner::Nats(nats) => Box::pin(nats.purge(filter)).await,
+            Inner::Embedded(embedded) => Ok(embedded.purge(filter)),
+        }
+    }
+}
+
+/// The epoch string of a stream created at `created` (see [`HistoryStore::epoch`]).
+pub(crate) fn epoch_of(created: DateTime<Utc>) -> String {
+    created.to_rfc3339_opts(SecondsFormat::Nanos, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn epochs_are_rfc3339_with_nanoseconds() {
+        let created = DateTime::from_timestamp_nanos(1_700_000_000_000_000_007);
+        assert_eq!(epoch_of(created), "2023-11-14T22:13:20.000000007Z");
+        assert_eq!(
+            DateTime::parse_from_rfc3339(&epoch_of(created)).unwrap(),
+            created
+        );
     }
 }

@@ -153,6 +153,25 @@ impl KvStore {
         Ok(keys)
     }
 
+    /// The keys that have a value and match `filter`, sorted. The filter works on the
+    /// `.`-separated tokens of keys as a NATS subject filter does: `*` matches exactly one
+    /// token, a final `>` one or more (`rooms.*.members`, `tenant-a.>`; a filter without
+    /// wildcards matches that one key). [`BusError::InvalidKey`] for a malformed filter.
+    ///
+    /// NATS: one ephemeral consumer filtered on the matching subjects, latest record per
+    /// key, headers only, so the work is in proportion to the matching keys, not to the
+    /// bucket.
+    pub async fn keys_matching(&self, filter: &str) -> Result<Vec<String>, BusError> {
+        subject::validate_key_filter(filter)?;
+        let mut keys: Vec<String> = match &self.inner {
+            // Boxed: a consumer round trip is a large future.
+            Inner::Nats(kv) => Box::pin(kv.keys_matching(filter)).await?,
+            Inner::Embedded(kv) => kv.keys_matching(filter),
+        };
+        keys.sort_unstable();
+        Ok(keys)
+    }
+
     /// Changes made after this call returns, in revision order.
     pub async fn watch_all(&self) -> Result<KvWatch, BusError> {
         let stream = dispatch!(self, kv => kv.watch(false))?;

@@ -111,6 +111,32 @@ pub(crate) fn validate_key(key: &str) -> Result<(), BusError> {
     }
 }
 
+/// Checks a filter over KV keys: like a key, but a token may be `*` (exactly one token)
+/// and the last token may be `>` (one or more tokens).
+pub(crate) fn validate_key_filter(filter: &str) -> Result<(), BusError> {
+    let mut tokens = filter.split('.').peekable();
+    let mut valid = !filter.is_empty() && filter.len() <= MAX_SUBJECT_LEN / 2;
+    while valid && let Some(token) = tokens.next() {
+        valid = match token {
+            "*" => true,
+            ">" => tokens.peek().is_none(),
+            _ => {
+                !token.is_empty()
+                    && token
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-/_=".contains(&b))
+            }
+        };
+    }
+    if valid {
+        Ok(())
+    } else {
+        Err(BusError::InvalidKey(format!(
+            "{filter:?}: a key filter is key tokens, `*` tokens and a final `>`"
+        )))
+    }
+}
+
 /// Checks a bucket or stream name: `[a-zA-Z0-9_-]+`, at most 128 characters.
 pub(crate) fn validate_name(what: &str, name: &str) -> Result<(), BusError> {
     let valid = !name.is_empty()
@@ -211,6 +237,27 @@ mod tests {
                 "{bad:?}"
             );
         }
+        for ok in [
+            "k",
+            ">",
+            "*",
+            "a.*",
+            "a.>",
+            "*.b.>",
+            "rooms.*.members",
+            "A-z_0=9/x.*",
+        ] {
+            assert!(validate_key_filter(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "", ".a", "a.", "a..b", "a b", "a*", "a>", ">.a", "a.>.b", "**", "é", "a:b",
+        ] {
+            assert!(
+                matches!(validate_key_filter(bad), Err(BusError::InvalidKey(_))),
+                "{bad:?}"
+            );
+        }
+        assert!(validate_key_filter(&"a".repeat(MAX_SUBJECT_LEN)).is_err());
         assert!(validate_name("bucket", "policy_v1-a").is_ok());
         for bad in ["", "a.b", "a b", "a*", "a/b"] {
             assert!(

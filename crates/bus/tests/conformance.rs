@@ -40,6 +40,8 @@ mod support;
 
 #[path = "conformance/history.rs"]
 mod history;
+#[path = "conformance/history_queries.rs"]
+mod history_queries;
 #[path = "conformance/kv.rs"]
 mod kv;
 #[path = "conformance/nats_only.rs"]

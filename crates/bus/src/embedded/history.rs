@@ -1,6 +1,7 @@
 //! Embedded history stream: messages by sequence, with JetStream's limits retention.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use bytes::Bytes;
@@ -9,7 +10,7 @@ use chrono::{DateTime, Utc};
 use crate::config::{HistoryConfig, ReadFrom};
 use crate::error::BusError;
 use crate::headers::Headers;
-use crate::history::StoredMessage;
+use crate::history::{StoredMessage, epoch_of};
 use crate::subject;
 
 struct State {
@@ -21,10 +22,16 @@ struct State {
     by_subject: HashMap<String, VecDeque<u64>>,
 }
 
+/// The creation instant of the latest stream, in nanoseconds since the epoch: keeps
+/// epochs unique within the process even when two streams are created in the same
+/// clock tick.
+static LAST_EPOCH_NANOS: AtomicI64 = AtomicI64::new(i64::MIN);
+
 /// Handle to an embedded history stream.
 #[derive(Clone)]
 pub(crate) struct EmbeddedHistory {
     state: Arc<Mutex<State>>,
+    epoch: Arc<str>,
 }
 
 impl EmbeddedHistory {
@@ -37,7 +44,12 @@ impl EmbeddedHistory {
                 messages: BTreeMap::new(),
                 by_subject: HashMap::new(),
             })),
+            epoch: epoch_of(unique_now()).into(),
         }
+    }
+
+    pub(crate) fn epoch(&self) -> &str {
+        &self.epoch
     }
 
     pub(crate) fn config(&self) -> HistoryConfig {
@@ -102,6 +114,54 @@ impl EmbeddedHistory {
         state.messages.get(seq).cloned()
     }
 
+    pub(crate) fn tail(&self, subject: &str, n: usize) -> Vec<StoredMessage> {
+        let state = self.lock();
+        let Some(seqs) = state.by_subject.get(subject) else {
+            return Vec::new();
+        };
+        seqs.range(seqs.len().saturating_sub(n)..)
+            .filter_map(|seq| state.messages.get(seq).cloned())
+            .collect()
+    }
+
+    pub(crate) fn count(&self, filter: &str) -> u64 {
+        let state = self.lock();
+        let stored: usize = if subject::is_literal(filter) {
+            state.by_subject.get(filter).map_or(0, VecDeque::len)
+        } else {
+            state
+                .by_subject
+                .iter()
+                .filter(|(subject, _)| subject::matches(filter, subject))
+                .map(|(_, seqs)| seqs.len())
+                .sum()
+        };
+        stored as u64
+    }
+
+    /// Removes the messages on subjects matching `filter`; `last_seq` stays, so
+    /// sequences are not reused.
+    pub(crate) fn purge(&self, filter: &str) -> u64 {
+        let mut state = self.lock();
+        let State {
+            messages,
+            by_subject,
+            ..
+        } = &mut *state;
+        let mut purged = 0u64;
+        by_subject.retain(|subject, seqs| {
+            if !subject::matches(filter, subject) {
+                return true;
+            }
+            for seq in seqs.iter() {
+                messages.remove(seq);
+            }
+            purged += seqs.len() as u64;
+            false
+        });
+        purged
+    }
+
     pub(crate) fn read(&self, filter: &str, from: ReadFrom, limit: usize) -> Vec<StoredMessage> {
         let state = self.lock();
         if subject::is_literal(filter) {
@@ -140,6 +200,17 @@ impl EmbeddedHistory {
                 .collect(),
         }
     }
+}
+
+/// Now, or just after the previous stream's creation if the clock has not moved on.
+fn unique_now() -> DateTime<Utc> {
+    let now = Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
+    let previous = LAST_EPOCH_NANOS
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |last| {
+            Some(now.max(last.saturating_add(1)))
+        })
+        .unwrap_or(now);
+    DateTime::from_timestamp_nanos(now.max(previous.saturating_add(1)))
 }
 
 impl State {
@@ -217,6 +288,30 @@ mod tests {
         assert_eq!(all, vec![3, 4]);
         assert_eq!(h.last("h.a").map(|m| m.seq), Some(3));
         assert!(h.last("h.c").is_none());
+    }
+
+    #[test]
+    fn tail_count_and_purge() {
+        let h = stream(0);
+        for subject in ["h.a", "h.b", "h.a", "h.c.d", "h.a"] {
+            h.append(subject, Headers::new(), Bytes::new()).unwrap();
+        }
+        let seqs =
+            |messages: Vec<StoredMessage>| messages.iter().map(|m| m.seq).collect::<Vec<_>>();
+        assert_eq!(seqs(h.tail("h.a", 2)), [3, 5]);
+        assert_eq!(seqs(h.tail("h.a", 10)), [1, 3, 5]);
+        assert!(h.tail("h.none", 10).is_empty());
+        assert_eq!((h.count("h.a"), h.count("h.*"), h.count("h.>")), (3, 4, 5));
+        assert_eq!(h.purge("h.*"), 4);
+        assert_eq!(h.count("h.>"), 1);
+        assert!(h.last("h.a").is_none());
+        assert_eq!(h.append("h.a", Headers::new(), Bytes::new()).unwrap(), 6);
+    }
+
+    #[test]
+    fn epochs_differ_per_stream() {
+        let epochs: Vec<String> = (0..100).map(|_| stream(0).epoch().to_owned()).collect();
+        assert!(epochs.windows(2).all(|w| w[0] < w[1]), "{epochs:?}");
     }
 
     #[test]

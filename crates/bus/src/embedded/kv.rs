@@ -23,6 +23,7 @@ use tokio::sync::watch;
 use crate::config::KvConfig;
 use crate::error::BusError;
 use crate::kv::{KvEntry, KvEvent};
+use crate::subject;
 
 /// Records a watcher takes from the log per lock.
 const WATCH_BATCH: usize = 256;
@@ -147,6 +148,18 @@ impl EmbeddedKv {
             .filter(|key| state.latest(key).is_some_and(|(_, r)| r.value.is_some()))
             .map(|key| key.to_string())
             .collect())
+    }
+
+    /// Live keys matching the (validated) key filter, unsorted.
+    pub(crate) fn keys_matching(&self, filter: &str) -> Vec<String> {
+        let state = self.lock();
+        state
+            .by_key
+            .keys()
+            .filter(|key| subject::matches(filter, key))
+            .filter(|key| state.latest(key).is_some_and(|(_, r)| r.value.is_some()))
+            .map(|key| key.to_string())
+            .collect()
     }
 
     /// A watch from the next revision on; with `history`, first the latest record of

@@ -122,11 +122,7 @@ impl EmbeddedBus {
         payload: Bytes,
         timeout: Duration,
     ) -> Result<Message, BusError> {
-        let inbox = format!(
-            "_INBOX.{}.{}",
-            self.shared.bus_id,
-            self.shared.next_id.fetch_add(1, Ordering::Relaxed)
-        );
+        let inbox = self.new_inbox();
         let mut replies = self.subscribe(inbox.clone(), None);
         let matched = self.publish(Message {
             subject,
@@ -143,6 +139,46 @@ impl EmbeddedBus {
             Ok(None) => Err(BusError::Unavailable("reply subscription closed".into())),
             Err(_) => Err(BusError::Timeout),
         }
+    }
+
+    /// Sends one request and gathers replies until `max_replies` (0: no limit) arrived
+    /// or `deadline` passed; none at once when nobody is subscribed to `subject`.
+    pub(crate) async fn request_many(
+        &self,
+        subject: String,
+        headers: Headers,
+        payload: Bytes,
+        max_replies: usize,
+        deadline: tokio::time::Instant,
+    ) -> Vec<Message> {
+        let inbox = self.new_inbox();
+        let mut replies = self.subscribe(inbox.clone(), None);
+        let matched = self.publish(Message {
+            subject,
+            reply: Some(inbox),
+            headers,
+            payload,
+        });
+        let mut gathered = Vec::new();
+        if matched == 0 {
+            return gathered;
+        }
+        while max_replies == 0 || gathered.len() < max_replies {
+            let reply = std::future::poll_fn(|cx| replies.poll_recv(cx));
+            match tokio::time::timeout_at(deadline, reply).await {
+                Ok(Some(message)) => gathered.push(message),
+                Ok(None) | Err(_) => break,
+            }
+        }
+        gathered
+    }
+
+    fn new_inbox(&self) -> String {
+        format!(
+            "_INBOX.{}.{}",
+            self.shared.bus_id,
+            self.shared.next_id.fetch_add(1, Ordering::Relaxed)
+        )
     }
 
     pub(crate) fn key_value(&self, config: &KvConfig) -> EmbeddedKv {
@@ -162,6 +198,17 @@ impl EmbeddedBus {
                 kv
             }
         }
+    }
+
+    /// The stream `name` and its configuration, untouched; `None` if there is none.
+    pub(crate) fn open_history(&self, name: &str) -> Option<(EmbeddedHistory, HistoryConfig)> {
+        let streams = self
+            .shared
+            .streams
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        let entry = streams.iter().find(|s| s.name == name)?;
+        Some((entry.history.clone(), entry.history.config()))
     }
 
     pub(crate) fn history(&self, config: &HistoryConfig) -> Result<EmbeddedHistory, BusError> {

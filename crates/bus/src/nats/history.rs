@@ -1,25 +1,31 @@
 //! History streams on JetStream: publish with ack, direct get, and ephemeral pull
-//! consumers for ranged reads.
+//! consumers for ranged reads and tails.
 
+use std::collections::VecDeque;
 use std::time::Duration;
 
-use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, pull};
-use async_nats::jetstream::context::CreateStreamErrorKind;
+use async_nats::jetstream::consumer::DeliverPolicy;
+use async_nats::jetstream::context::{
+    CreateStreamError, CreateStreamErrorKind, GetStreamErrorKind,
+};
 use async_nats::jetstream::message::StreamMessage;
-use async_nats::jetstream::stream::{self, DirectGetErrorKind, DiscardPolicy};
+use async_nats::jetstream::stream::{
+    self, DirectGetErrorKind, DiscardPolicy, LastRawMessageErrorKind, StorageType,
+};
 use async_nats::jetstream::{self, ErrorCode};
 use bytes::Bytes;
 use futures_util::StreamExt;
 
+use super::consumer::ReadConsumer;
 use super::{bounded, ensure_connected, to_chrono};
-use crate::config::{HistoryConfig, ReadFrom};
+use crate::config::{HistoryConfig, ReadFrom, Storage};
 use crate::error::BusError;
 use crate::headers::Headers;
-use crate::history::StoredMessage;
+use crate::history::{StoredMessage, epoch_of};
 use crate::nats::kv::storage_type;
 
-/// A read consumer the server removes by itself if we could not delete it.
-const READ_CONSUMER_INACTIVE: Duration = Duration::from_secs(30);
+/// Messages per fetch when a read goes through more than one batch (`tail`).
+const TAIL_BATCH: usize = 1000;
 
 /// A JetStream stream used as history.
 #[derive(Clone)]
@@ -28,9 +34,14 @@ pub(crate) struct NatsHistory {
     js: jetstream::Context,
     stream: stream::Stream<()>,
     timeout: Duration,
+    /// Whether the stream serves direct gets (ours do; a stream another service owns
+    /// may not, and then `get` and `last` go through the stream leader's API).
+    direct: bool,
+    epoch: String,
 }
 
 impl NatsHistory {
+    /// Creates the stream, or updates it to `config`.
     pub(crate) async fn open(
         client: async_nats::Client,
         js: &jetstream::Context,
@@ -53,8 +64,8 @@ impl NatsHistory {
             allow_direct: true,
             ..Default::default()
         };
-        let stream = bounded(timeout, async {
-            js.create_or_update_stream(stream_config)
+        let info = bounded(timeout, async {
+            create_or_update(js, stream_config)
                 .await
                 .map_err(|err| match err.kind() {
                     CreateStreamErrorKind::JetStream(js_err)
@@ -66,18 +77,78 @@ impl NatsHistory {
                         ))
                     }
                     _ => BusError::Backend(format!("cannot open stream {}: {err}", config.stream)),
-                })?;
-            js.get_stream_no_info(&config.stream)
-                .await
-                .map_err(|err| BusError::Backend(format!("cannot open stream: {err}")))
+                })
         })
         .await?;
+        NatsHistory::from_info(client, js, &info, timeout).await
+    }
+
+    /// Opens the stream `name` as it is, with the configuration it has; `None` if there
+    /// is no such stream.
+    pub(crate) async fn open_existing(
+        client: async_nats::Client,
+        js: &jetstream::Context,
+        name: &str,
+        timeout: Duration,
+    ) -> Result<Option<(NatsHistory, HistoryConfig)>, BusError> {
+        let info = bounded(timeout, async {
+            match js.get_stream(name).await {
+                Ok(stream) => Ok(Some(stream.cached_info().clone())),
+                Err(err) => match err.kind() {
+                    GetStreamErrorKind::JetStream(js_err)
+                        if js_err.error_code() == ErrorCode::STREAM_NOT_FOUND =>
+                    {
+                        Ok(None)
+                    }
+                    _ => Err(BusError::Backend(format!(
+                        "cannot open stream {name}: {err}"
+                    ))),
+                },
+            }
+        })
+        .await?;
+        let Some(info) = info else {
+            return Ok(None);
+        };
+        let config = HistoryConfig {
+            stream: info.config.name.clone(),
+            subjects: info.config.subjects.clone(),
+            max_msgs_per_subject: info.config.max_messages_per_subject,
+            max_age: info.config.max_age,
+            storage: match info.config.storage {
+                StorageType::File => Storage::File,
+                StorageType::Memory => Storage::Memory,
+            },
+            replicas: info.config.num_replicas,
+        };
+        let history = NatsHistory::from_info(client, js, &info, timeout).await?;
+        Ok(Some((history, config)))
+    }
+
+    async fn from_info(
+        client: async_nats::Client,
+        js: &jetstream::Context,
+        info: &stream::Info,
+        timeout: Duration,
+    ) -> Result<NatsHistory, BusError> {
+        // A handle without a round trip: the info is already here.
+        let stream = js
+            .get_stream_no_info(&info.config.name)
+            .await
+            .map_err(|err| BusError::Backend(format!("cannot open stream: {err}")))?;
         Ok(NatsHistory {
             client,
             js: js.clone(),
             stream,
             timeout,
+            direct: info.config.allow_direct,
+            epoch: epoch_of(to_chrono(info.created)),
         })
+    }
+
+    /// The stream's creation time: it identifies this incarnation of the stream.
+    pub(crate) fn epoch(&self) -> &str {
+        &self.epoch
     }
 
     pub(crate) async fn append(
@@ -107,7 +178,11 @@ impl NatsHistory {
     pub(crate) async fn get(&self, seq: u64) -> Result<Option<StoredMessage>, BusError> {
         ensure_connected(&self.client)?;
         bounded(self.timeout, async {
-            direct_result(self.stream.direct_get(seq).await)
+            if self.direct {
+                direct_result(self.stream.direct_get(seq).await)
+            } else {
+                raw_result(self.stream.get_raw_message(seq).await)
+            }
         })
         .await
     }
@@ -115,14 +190,97 @@ impl NatsHistory {
     pub(crate) async fn last(&self, subject: &str) -> Result<Option<StoredMessage>, BusError> {
         ensure_connected(&self.client)?;
         bounded(self.timeout, async {
-            direct_result(self.stream.direct_get_last_for_subject(subject).await)
+            if self.direct {
+                direct_result(self.stream.direct_get_last_for_subject(subject).await)
+            } else {
+                raw_result(self.stream.get_last_raw_message_by_subject(subject).await)
+            }
         })
         .await
     }
 
-    /// One ephemeral pull consumer per read: filtered, starting where asked, no acks,
-    /// one fetch of `limit` messages that ends as soon as no more are available; then
-    /// deleted (the server would also drop it after a short inactivity).
+    /// Messages stored on subjects matching `filter`: the stream's per-subject counts
+    /// (stream info with a subjects filter, paged), summed. The answer is in proportion
+    /// to the number of distinct matching subjects, not of messages.
+    pub(crate) async fn count(&self, filter: &str) -> Result<u64, BusError> {
+        ensure_connected(&self.client)?;
+        let failed =
+            |err: &dyn std::fmt::Display| BusError::Backend(format!("history count failed: {err}"));
+        bounded(self.timeout, async {
+            let mut subjects = self
+                .stream
+                .info_with_subjects(filter)
+                .await
+                .map_err(|err| failed(&err))?;
+            let mut total = 0u64;
+            while let Some(subject) = subjects.next().await {
+                let (_, count) = subject.map_err(|err| failed(&err))?;
+                total = total.saturating_add(count as u64);
+            }
+            Ok(total)
+        })
+        .await
+    }
+
+    /// Purges the messages on subjects matching `filter`; the stream's sequence goes on.
+    pub(crate) async fn purge(&self, filter: &str) -> Result<u64, BusError> {
+        ensure_connected(&self.client)?;
+        bounded(self.timeout, async {
+            self.stream
+                .purge()
+                .filter(filter)
+                .await
+                .map(|response| response.purged)
+                .map_err(|err| BusError::Backend(format!("history purge failed: {err}")))
+        })
+        .await
+    }
+
+    /// The last `n` messages on `subject`, in two reads filtered on it: first headers
+    /// only, to find where the last `n` begin, then those messages (and any appended
+    /// meanwhile, of which the last `n` are kept).
+    pub(crate) async fn tail(
+        &self,
+        subject: &str,
+        n: usize,
+    ) -> Result<Vec<StoredMessage>, BusError> {
+        ensure_connected(&self.client)?;
+        bounded(self.timeout, async {
+            let Some(deliver_policy) = self.tail_start(subject, n).await? else {
+                return Ok(Vec::new());
+            };
+            let consumer = ReadConsumer::create(
+                &self.stream,
+                subject.to_owned(),
+                deliver_policy,
+                false,
+                "history tail",
+            )
+            .await?;
+            let last = last_n(&consumer, n).await;
+            consumer.delete(&self.stream).await;
+            last
+        })
+        .await
+    }
+
+    /// Where the last `n` messages on `subject` begin; `None` when it has none.
+    async fn tail_start(&self, subject: &str, n: usize) -> Result<Option<DeliverPolicy>, BusError> {
+        let consumer = ReadConsumer::create(
+            &self.stream,
+            subject.to_owned(),
+            DeliverPolicy::All,
+            true,
+            "history tail",
+        )
+        .await?;
+        let start = skip_to_last_n(&consumer, n).await;
+        consumer.delete(&self.stream).await;
+        start
+    }
+
+    /// One ephemeral pull consumer per read: filtered, starting where asked, one fetch
+    /// of `limit` messages that ends as soon as no more are available.
     pub(crate) async fn read(
         &self,
         filter: &str,
@@ -140,62 +298,136 @@ impl NatsHistory {
                 DeliverPolicy::ByStartTime { start_time }
             }
         };
-        let config = pull::Config {
-            deliver_policy,
-            filter_subject: filter.to_owned(),
-            ack_policy: AckPolicy::None,
-            inactive_threshold: READ_CONSUMER_INACTIVE,
-            memory_storage: true,
-            num_replicas: 1,
-            ..Default::default()
-        };
         bounded(self.timeout, async {
-            let consumer = self
-                .stream
-                .create_consumer(config)
-                .await
-                .map_err(|err| BusError::Backend(format!("history read failed: {err}")))?;
-            let fetched = fetch(&consumer, limit).await;
-            let name = consumer.cached_info().name.clone();
-            if let Err(err) = self.stream.delete_consumer(&name).await {
-                tracing::debug!(error = %err, consumer = %name, "read consumer not deleted; it will expire");
-            }
-            fetched
+            let consumer = ReadConsumer::create(
+                &self.stream,
+                filter.to_owned(),
+                deliver_policy,
+                false,
+                "history read",
+            )
+            .await?;
+            let mut messages = Vec::with_capacity(limit.min(64));
+            let fetched = consumer
+                .fetch(limit, |message| {
+                    messages.push(stored(&consumer, message)?);
+                    Ok(())
+                })
+                .await;
+            consumer.delete(&self.stream).await;
+            fetched.map(|_| messages)
         })
         .await
     }
 }
 
-async fn fetch(
-    consumer: &jetstream::consumer::Consumer<pull::Config>,
-    limit: usize,
-) -> Result<Vec<StoredMessage>, BusError> {
-    let read_error =
-        |err: &dyn std::fmt::Display| BusError::Backend(format!("history read failed: {err}"));
-    let mut batch = consumer
-        .fetch()
-        .max_messages(limit)
-        .messages()
-        .await
-        .map_err(|err| read_error(&err))?;
-    let mut messages = Vec::with_capacity(limit.min(64));
-    while let Some(message) = batch.next().await {
-        let message = message.map_err(|err| read_error(&err))?;
-        let info = message.info().map_err(|err| read_error(&err))?;
-        messages.push(StoredMessage {
-            seq: info.stream_sequence,
-            subject: message.subject.to_string(),
-            headers: message
-                .headers
-                .as_ref()
-                .map(Headers::from_nats)
-                .unwrap_or_default()
-                .without_reserved(),
-            payload: message.payload.clone(),
-            time: to_chrono(info.published),
-        });
+/// Creates the stream or updates it to `config`. Two services opening the same stream
+/// at once must both succeed: if the stream appears between the update (not found) and
+/// the create (name taken, with another configuration), the update is tried again. An
+/// identical configuration is never a conflict: the server accepts it as is.
+async fn create_or_update(
+    js: &jetstream::Context,
+    config: stream::Config,
+) -> Result<stream::Info, CreateStreamError> {
+    match js.update_stream(&config).await {
+        Err(err) if err.kind() == CreateStreamErrorKind::NotFound => {
+            match js.create_stream(config.clone()).await {
+                Ok(stream) => Ok(stream.cached_info().clone()),
+                Err(err)
+                    if matches!(
+                        err.kind(),
+                        CreateStreamErrorKind::JetStream(js_err)
+                            if js_err.error_code() == ErrorCode::STREAM_NAME_EXIST
+                    ) =>
+                {
+                    js.update_stream(&config).await
+                }
+                Err(err) => Err(err),
+            }
+        }
+        result => result,
     }
-    Ok(messages)
+}
+
+/// Reads the headers of the messages before the last `n` (as the consumer sees them)
+/// and returns where the last `n` begin: the first message with fewer than `n` after it.
+async fn skip_to_last_n(
+    consumer: &ReadConsumer,
+    n: usize,
+) -> Result<Option<DeliverPolicy>, BusError> {
+    let pending = consumer.pending_at_start();
+    if pending == 0 {
+        return Ok(None);
+    }
+    let n = n as u64;
+    if pending <= n {
+        return Ok(Some(DeliverPolicy::All));
+    }
+    // Enough to reach the first of the last `n`, unless messages are removed meanwhile.
+    let mut to_skip = pending - n;
+    loop {
+        let mut start = None;
+        let batch = usize::try_from(to_skip + 1).map_or(TAIL_BATCH, |b| b.min(TAIL_BATCH));
+        let fetched = consumer
+            .fetch(batch, |message| {
+                let info = message.info().map_err(|err| consumer.failed(&err))?;
+                if start.is_none() && info.pending < n {
+                    start = Some(info.stream_sequence);
+                }
+                Ok(())
+            })
+            .await?;
+        if let Some(start_sequence) = start {
+            return Ok(Some(DeliverPolicy::ByStartSequence { start_sequence }));
+        }
+        if fetched == 0 {
+            // Everything was removed while we read.
+            return Ok(None);
+        }
+        to_skip = to_skip.saturating_sub(fetched as u64).max(1);
+    }
+}
+
+/// Reads everything the consumer had pending when created, keeping the last `n`.
+async fn last_n(consumer: &ReadConsumer, n: usize) -> Result<Vec<StoredMessage>, BusError> {
+    let mut remaining = consumer.pending_at_start();
+    let mut last = VecDeque::with_capacity(n.min(64));
+    while remaining > 0 {
+        let batch = usize::try_from(remaining).map_or(TAIL_BATCH, |r| r.min(TAIL_BATCH));
+        let fetched = consumer
+            .fetch(batch, |message| {
+                if last.len() == n {
+                    last.pop_front();
+                }
+                last.push_back(stored(consumer, message)?);
+                Ok(())
+            })
+            .await?;
+        if fetched == 0 {
+            break;
+        }
+        remaining = remaining.saturating_sub(fetched as u64);
+    }
+    Ok(last.into())
+}
+
+/// A message delivered by a read consumer, as stored.
+fn stored(consumer: &ReadConsumer, message: jetstream::Message) -> Result<StoredMessage, BusError> {
+    let info = message.info().map_err(|err| consumer.failed(&err))?;
+    let (seq, time) = (info.stream_sequence, to_chrono(info.published));
+    let message = message.message;
+    Ok(StoredMessage {
+        seq,
+        subject: message.subject.to_string(),
+        headers: message
+            .headers
+            .as_ref()
+            .map(Headers::from_nats)
+            .unwrap_or_default()
+            .without_reserved(),
+        payload: message.payload,
+        time,
+    })
 }
 
 fn direct_result(
@@ -210,6 +442,16 @@ fn direct_result(
             time: to_chrono(message.time),
         })),
         Err(err) if err.kind() == DirectGetErrorKind::NotFound => Ok(None),
+        Err(err) => Err(BusError::Backend(format!("history get failed: {err}"))),
+    }
+}
+
+fn raw_result(
+    result: Result<StreamMessage, stream::RawMessageError>,
+) -> Result<Option<StoredMessage>, BusError> {
+    match result {
+        Ok(message) => direct_result(Ok(message)),
+        Err(err) if err.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(None),
         Err(err) => Err(BusError::Backend(format!("history get failed: {err}"))),
     }
 }

@@ -2,12 +2,15 @@
 
 use std::time::Duration;
 
+use async_nats::header::NATS_MARKER_REASON;
+use async_nats::jetstream::consumer::DeliverPolicy;
 use async_nats::jetstream::kv::{self, Operation};
 use async_nats::jetstream::{self, stream::StorageType};
 use bytes::Bytes;
 use futures_util::stream::BoxStream;
 use futures_util::{StreamExt, TryStreamExt};
 
+use super::consumer::ReadConsumer;
 use super::{bounded, ensure_connected};
 use crate::config::{KV_HEADER_ALLOWANCE, KvConfig, Storage};
 use crate::error::BusError;
@@ -16,6 +19,12 @@ use crate::kv::{KvEntry, KvEvent};
 /// The bucket's JetStream message size limit leaves room for the headers of a
 /// compare-and-set write; the value limit itself is enforced exactly by `KvStore`.
 const HEADER_ALLOWANCE: i32 = KV_HEADER_ALLOWANCE as i32;
+
+/// Header that marks a KV delete or purge (async-nats keeps its constant private).
+const KV_OPERATION: &str = "KV-Operation";
+const KV_OPERATION_PUT: &str = "PUT";
+/// Keys read per fetch by `keys_matching`.
+const KEYS_BATCH: usize = 1000;
 
 /// A JetStream KV bucket.
 #[derive(Clone)]
@@ -144,6 +153,28 @@ impl NatsKv {
         .await
     }
 
+    /// Live keys matching `filter`, unsorted: the latest record of every matching key,
+    /// headers only, as of the consumer's creation.
+    pub(crate) async fn keys_matching(&self, filter: &str) -> Result<Vec<String>, BusError> {
+        ensure_connected(&self.client)?;
+        let stream = &self.store.stream;
+        let prefix = self.store.prefix.as_str();
+        bounded(self.timeout, async {
+            let consumer = ReadConsumer::create(
+                stream,
+                format!("{prefix}{filter}"),
+                DeliverPolicy::LastPerSubject,
+                true,
+                "kv keys",
+            )
+            .await?;
+            let listed = live_keys(&consumer, prefix).await;
+            consumer.delete(stream).await;
+            listed
+        })
+        .await
+    }
+
     pub(crate) async fn watch(
         &self,
         history: bool,
@@ -170,6 +201,36 @@ impl NatsKv {
             })
             .boxed())
     }
+}
+
+/// Reads the latest record of each key the consumer delivers (exactly as many as it had
+/// pending when created, so writes made meanwhile neither add to nor prolong the read).
+async fn live_keys(consumer: &ReadConsumer, prefix: &str) -> Result<Vec<String>, BusError> {
+    let mut remaining = consumer.pending_at_start();
+    let mut keys = Vec::with_capacity(usize::try_from(remaining).unwrap_or(0).min(1024));
+    while remaining > 0 {
+        let batch = usize::try_from(remaining).map_or(KEYS_BATCH, |r| r.min(KEYS_BATCH));
+        let fetched = consumer
+            .fetch(batch, |message| {
+                let live = message.headers.as_ref().is_none_or(|headers| {
+                    headers
+                        .get(KV_OPERATION)
+                        .is_none_or(|op| op.as_str() == KV_OPERATION_PUT)
+                        // The server's own markers (e.g. a value removed by a TTL).
+                        && headers.get(NATS_MARKER_REASON).is_none()
+                });
+                if live && let Some(key) = message.subject.strip_prefix(prefix) {
+                    keys.push(key.to_owned());
+                }
+                Ok(())
+            })
+            .await?;
+        if fetched == 0 {
+            break;
+        }
+        remaining = remaining.saturating_sub(fetched as u64);
+    }
+    Ok(keys)
 }
 
 fn update_error(err: kv::UpdateError) -> BusError {

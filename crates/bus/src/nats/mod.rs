@@ -4,6 +4,7 @@
 //! calls fail fast with `Unavailable` while the client is disconnected instead of
 //! queueing behind a reconnect.
 
+mod consumer;
 mod history;
 mod kv;
 
@@ -12,8 +13,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::connection::State;
-use async_nats::{ConnectOptions, Event, jetstream};
+use async_nats::{ConnectOptions, Event, StatusCode, jetstream};
 use bytes::Bytes;
+use futures_util::StreamExt;
 
 use crate::config::{HistoryConfig, KvConfig, NatsOptions};
 use crate::error::BusError;
@@ -168,6 +170,38 @@ impl NatsBus {
         .await
     }
 
+    /// Sends one request from a fresh inbox and gathers replies until `max_replies` (0:
+    /// no limit) arrived or `deadline` passed. The inbox is subscribed before the request
+    /// goes out (same connection, so the server sees the SUB first); dropping the
+    /// subscriber at the end unsubscribes it.
+    pub(crate) async fn request_many(
+        &self,
+        subject: String,
+        headers: Headers,
+        payload: Bytes,
+        max_replies: usize,
+        deadline: tokio::time::Instant,
+    ) -> Result<Vec<Message>, BusError> {
+        ensure_connected(&self.client)?;
+        let inbox = self.client.new_inbox();
+        let mut replies = self.subscribe(inbox.clone(), None).await?;
+        self.publish(subject, Some(inbox), headers, payload).await?;
+        let mut gathered = Vec::new();
+        while max_replies == 0 || gathered.len() < max_replies {
+            match tokio::time::timeout_at(deadline, replies.next()).await {
+                Ok(Some(message)) => match message.status {
+                    None => gathered.push(convert_message(message)),
+                    // The server answers a request nobody received with a 503 status:
+                    // no reply can come.
+                    Some(StatusCode::NO_RESPONDERS) => break,
+                    Some(_) => {}
+                },
+                Ok(None) | Err(_) => break,
+            }
+        }
+        Ok(gathered)
+    }
+
     pub(crate) async fn flush(&self) -> Result<(), BusError> {
         ensure_connected(&self.client)?;
         let client = &self.client;
@@ -188,6 +222,14 @@ impl NatsBus {
     pub(crate) async fn history(&self, config: &HistoryConfig) -> Result<NatsHistory, BusError> {
         ensure_connected(&self.client)?;
         NatsHistory::open(self.client.clone(), &self.js, config, self.timeout).await
+    }
+
+    pub(crate) async fn open_history(
+        &self,
+        name: &str,
+    ) -> Result<Option<(NatsHistory, HistoryConfig)>, BusError> {
+        ensure_connected(&self.client)?;
+        NatsHistory::open_existing(self.client.clone(), &self.js, name, self.timeout).await
     }
 }
 

@@ -1,5 +1,5 @@
 //! History streams: append/get/read/last, retention by count and age, capture of core
-//! publishes, configuration.
+//! publishes (room subjects included), create-or-open and configuration.
 
 use std::time::Duration;
 
@@ -19,23 +19,25 @@ conformance!(
     history_captures_core_publishes,
     history_overlapping_streams_are_refused,
     history_reopen_updates_retention,
+    history_create_or_open_is_idempotent,
+    history_stores_core_publishes_on_room_subjects,
 );
 
-fn config(name: &str, subjects: &[&str]) -> HistoryConfig {
+pub(crate) fn config(name: &str, subjects: &[&str]) -> HistoryConfig {
     let mut config = HistoryConfig::new(name, subjects.iter().map(|s| (*s).to_owned()).collect());
     config.storage = Storage::Memory;
     config
 }
 
-async fn stream(bus: &Bus, name: &str, subjects: &[&str]) -> HistoryStore {
+pub(crate) async fn stream(bus: &Bus, name: &str, subjects: &[&str]) -> HistoryStore {
     bus.history(config(name, subjects)).await.unwrap()
 }
 
-fn b(s: &str) -> Bytes {
+pub(crate) fn b(s: &str) -> Bytes {
     Bytes::from(s.to_owned())
 }
 
-fn seqs(messages: &[arqon_bus::StoredMessage]) -> Vec<u64> {
+pub(crate) fn seqs(messages: &[arqon_bus::StoredMessage]) -> Vec<u64> {
     messages.iter().map(|m| m.seq).collect()
 }
 
@@ -327,4 +329,64 @@ async fn history_reopen_updates_retention(bus: Bus) {
     assert_eq!(seqs(&kept), [5, 6]);
     // The old handle sees the same stream.
     assert_eq!(hist.get(4).await.unwrap(), None);
+}
+
+async fn history_create_or_open_is_idempotent(bus: Bus) {
+    // Two services opening the same stream at once, with the same configuration.
+    let (first, second) = tokio::join!(
+        bus.history(config("SHARED", &["shared.>"])),
+        bus.history(config("SHARED", &["shared.>"]))
+    );
+    let (first, second) = (first.unwrap(), second.unwrap());
+    assert_eq!(first.epoch(), second.epoch(), "one stream, not two");
+    let seq = first
+        .append("shared.a", Headers::new(), b("x"))
+        .await
+        .unwrap();
+    assert_eq!(
+        second.get(seq).await.unwrap().map(|m| m.payload),
+        Some(b("x"))
+    );
+    // Opening it again later changes nothing either.
+    let again = stream(&bus, "SHARED", &["shared.>"]).await;
+    assert_eq!(again.epoch(), first.epoch());
+    assert_eq!(again.count("shared.>").await.unwrap(), 1);
+
+    // Racing with different configurations: both succeed (one of them is applied).
+    let mut tight = config("RACE", &["race.>"]);
+    tight.max_msgs_per_subject = 2;
+    let (a, b) = tokio::join!(bus.history(config("RACE", &["race.>"])), bus.history(tight));
+    assert_eq!(a.unwrap().epoch(), b.unwrap().epoch());
+}
+
+async fn history_stores_core_publishes_on_room_subjects(bus: Bus) {
+    let hist = stream(&bus, "ROOMS", &["arqon.room.>"]).await;
+    let mut live = bus.subscribe("arqon.room.>").await.unwrap();
+    bus.flush().await.unwrap();
+    for i in 1..=3 {
+        bus.publish("arqon.room.t1.lobby", Bytes::from(format!("m{i}")))
+            .await
+            .unwrap();
+    }
+    bus.publish("arqon.room.t2.lobby", b("other tenant"))
+        .await
+        .unwrap();
+    bus.publish("arqon.rooms.t1", b("not a room subject"))
+        .await
+        .unwrap();
+    // Delivered live, and stored.
+    assert_eq!(
+        crate::support::recv_payloads(&mut live, 4).await,
+        ["m1", "m2", "m3", "other tenant"]
+    );
+    eventually(WAIT, "core publishes stored", || async {
+        (hist.count("arqon.room.>").await.unwrap() == 4).then_some(())
+    })
+    .await;
+    let tail = hist.tail("arqon.room.t1.lobby", 2).await.unwrap();
+    let payloads: Vec<String> = tail.iter().map(|m| text(&m.payload)).collect();
+    assert_eq!(payloads, ["m2", "m3"]);
+    assert_eq!(seqs(&tail), [2, 3]);
+    assert_eq!(hist.count("arqon.room.t1.>").await.unwrap(), 3);
+    assert_eq!(hist.count("arqon.rooms.>").await.unwrap(), 0);
 }

@@ -11,6 +11,8 @@ conformance!(
     kv_compare_and_set,
     kv_create_conflicts_only_with_a_live_value,
     kv_keys_are_sorted_and_skip_deleted,
+    kv_keys_matching_filters_on_tokens,
+    kv_keys_matching_reads_past_one_batch,
     kv_invalid_keys_are_refused,
     kv_watch_sees_changes_after_the_call,
     kv_watch_with_history_starts_from_the_latest_values,
@@ -141,6 +143,94 @@ async fn kv_keys_are_sorted_and_skip_deleted(bus: Bus) {
     assert_eq!(kv.keys().await.unwrap(), ["alpha", "m.a", "m.x", "zeta"]);
 }
 
+async fn kv_keys_matching_filters_on_tokens(bus: Bus) {
+    let mut config = KvConfig::new("presence");
+    config.storage = Storage::Memory;
+    // Several revisions per key: each key is listed once, by its latest record.
+    config.history = 5;
+    let kv = bus.key_value(config).await.unwrap();
+    assert!(kv.keys_matching(">").await.unwrap().is_empty());
+    for key in [
+        "rooms.b.members",
+        "rooms.a.members",
+        "rooms.a.topic",
+        "rooms.c.members",
+        "rooms.a.members.extra",
+        "rooms",
+        "solo",
+        "other.a.members",
+    ] {
+        kv.put(key, b("v1")).await.unwrap();
+    }
+    kv.put("rooms.a.members", b("v2")).await.unwrap();
+    kv.delete("rooms.c.members").await.unwrap();
+    kv.put("gone", b("x")).await.unwrap();
+    kv.delete("gone").await.unwrap();
+
+    let matching = |filter: &'static str| {
+        let kv = kv.clone();
+        async move { kv.keys_matching(filter).await.unwrap() }
+    };
+    assert_eq!(
+        matching("rooms.*.members").await,
+        ["rooms.a.members", "rooms.b.members"],
+        "`*` is one token; deleted keys are left out"
+    );
+    assert_eq!(
+        matching("rooms.>").await,
+        [
+            "rooms.a.members",
+            "rooms.a.members.extra",
+            "rooms.a.topic",
+            "rooms.b.members"
+        ],
+        "`>` is one or more tokens"
+    );
+    assert_eq!(matching("rooms.a.>").await.len(), 3);
+    assert_eq!(matching("*").await, ["rooms", "solo"]);
+    assert_eq!(
+        matching("*.a.members").await,
+        ["other.a.members", "rooms.a.members"]
+    );
+    assert_eq!(matching("rooms").await, ["rooms"]);
+    assert_eq!(matching("rooms.a.topic").await, ["rooms.a.topic"]);
+    assert!(matching("rooms.c.members").await.is_empty());
+    assert!(matching("gone").await.is_empty());
+    assert!(matching("nothing.>").await.is_empty());
+    assert_eq!(matching(">").await, kv.keys().await.unwrap());
+
+    // A deleted key written again is live again.
+    kv.put("rooms.c.members", b("back")).await.unwrap();
+    assert_eq!(matching("rooms.*.members").await.len(), 3);
+
+    for filter in [
+        "", ".a", "a.", "a..b", "a.>.b", ">.a", "a*", "a>", "a b", "$KV.x", "ü",
+    ] {
+        let err = kv.keys_matching(filter).await.unwrap_err();
+        assert!(
+            matches!(err, BusError::InvalidKey(_)),
+            "{filter:?}: {err:?}"
+        );
+    }
+}
+
+async fn kv_keys_matching_reads_past_one_batch(bus: Bus) {
+    let kv = bucket(&bus, "many").await;
+    for i in 0..1100 {
+        kv.put(&format!("bulk.{i:04}"), Bytes::new()).await.unwrap();
+    }
+    kv.put("bulk.0007.deeper", Bytes::new()).await.unwrap();
+    kv.put("else", Bytes::new()).await.unwrap();
+    let keys = kv.keys_matching("bulk.*").await.unwrap();
+    assert_eq!(keys.len(), 1100);
+    assert_eq!(
+        (keys[0].as_str(), keys[1099].as_str()),
+        ("bulk.0000", "bulk.1099")
+    );
+    assert!(keys.windows(2).all(|w| w[0] < w[1]), "sorted");
+    assert_eq!(kv.keys_matching("bulk.>").await.unwrap().len(), 1101);
+}
+
 async fn kv_invalid_keys_are_refused(bus: Bus) {
     let kv = bucket(&bus, "badkeys").await;
     for key in [
@@ -224,6 +314,7 @@ async fn kv_values_expire_with_max_age(bus: Bus) {
     })
     .await;
     assert!(kv.keys().await.unwrap().is_empty());
+    assert!(kv.keys_matching(">").await.unwrap().is_empty());
     // Once expired, the key counts as never written for compare-and-set.
     assert_eq!(
         kv.update("k", b("late"), revision).await,

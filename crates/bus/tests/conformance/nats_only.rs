@@ -83,6 +83,18 @@ async fn outage_is_reported_and_the_client_recovers() {
     assert!(err.is_transient(), "{err:?}");
     let err = fails("open bucket", bus.key_value(KvConfig::new("other"))).await;
     assert!(err.is_transient(), "{err:?}");
+    let err = fails("kv keys matching", kv.keys_matching("k.>")).await;
+    assert!(err.is_transient(), "{err:?}");
+    let err = fails("request many", bus.request_many("svc", payload(), 0, WAIT)).await;
+    assert!(err.is_transient(), "{err:?}");
+    let err = fails("history tail", hist.tail("dur.a", 5)).await;
+    assert!(err.is_transient(), "{err:?}");
+    let err = fails("history count", hist.count("dur.>")).await;
+    assert!(err.is_transient(), "{err:?}");
+    let err = fails("history purge", hist.purge("dur.x")).await;
+    assert!(err.is_transient(), "{err:?}");
+    let err = fails("open history", bus.open_history("DURABLE")).await;
+    assert!(err.is_transient(), "{err:?}");
     let stats = bus.stats();
     assert!(stats.disconnects() >= 1);
     assert!(
@@ -141,4 +153,129 @@ async fn connect_fails_clearly_when_nothing_listens() {
     let message = err.to_string();
     assert!(message.contains(&format!("127.0.0.1:{port}")), "{message}");
     assert!(!message.contains("secret"), "credentials leak: {message}");
+}
+
+/// A raw JetStream context on the test server, standing for another service (or an
+/// operator with the `nats` CLI) managing streams behind our back.
+async fn raw_jetstream(server: &NatsServer) -> async_nats::jetstream::Context {
+    let client = async_nats::connect(server.url()).await.unwrap();
+    async_nats::jetstream::new(client)
+}
+
+#[tokio::test]
+async fn epoch_changes_when_the_stream_is_recreated() {
+    let server = NatsServer::start();
+    let bus = Bus::connect_nats(&server.url(), nats_options(DEFAULT_SUBSCRIPTION_CAPACITY))
+        .await
+        .unwrap();
+    let config = HistoryConfig::new("REBORN", vec!["reborn.>".into()]);
+    let first = bus.history(config.clone()).await.unwrap();
+    let seq = first
+        .append("reborn.a", Headers::new(), Bytes::from_static(b"old"))
+        .await
+        .unwrap();
+    assert_eq!(seq, 1);
+    let js = raw_jetstream(&server).await;
+    let created = js.get_stream("REBORN").await.unwrap().cached_info().created;
+    let created = chrono::DateTime::from_timestamp_nanos(
+        i64::try_from(created.unix_timestamp_nanos()).unwrap(),
+    );
+    assert_eq!(
+        first.epoch(),
+        created.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+        "the stream's `created` time"
+    );
+
+    js.delete_stream("REBORN").await.unwrap();
+    assert!(bus.open_history("REBORN").await.unwrap().is_none());
+    let second = bus.history(config).await.unwrap();
+    assert_ne!(second.epoch(), first.epoch(), "a new incarnation");
+    // Sequences start over: the same number now names another message, which is what
+    // the epoch tells apart.
+    let again = second
+        .append("reborn.a", Headers::new(), Bytes::from_static(b"new"))
+        .await
+        .unwrap();
+    assert_eq!(again, 1);
+    let opened = bus.open_history("REBORN").await.unwrap().unwrap();
+    assert_eq!(opened.epoch(), second.epoch());
+    // The epoch survives a server restart (file storage keeps `created`).
+    let mut server = server;
+    server.restart();
+    let reopened = eventually(RECONNECT_WAIT, "stream back after restart", || async {
+        bus.open_history("REBORN").await.ok().flatten()
+    })
+    .await;
+    assert_eq!(reopened.epoch(), second.epoch());
+}
+
+#[tokio::test]
+async fn open_history_reads_a_stream_configured_elsewhere() {
+    use async_nats::jetstream::stream;
+
+    let server = NatsServer::start();
+    let js = raw_jetstream(&server).await;
+    // Owned by another service: no direct gets, settings we do not know about.
+    js.create_stream(stream::Config {
+        name: "FOREIGN".into(),
+        subjects: vec!["foreign.>".into()],
+        description: Some("owned by someone else".into()),
+        max_messages_per_subject: 2,
+        max_messages: 1000,
+        duplicate_window: Duration::from_secs(30),
+        storage: stream::StorageType::Memory,
+        allow_direct: false,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let before = js
+        .get_stream("FOREIGN")
+        .await
+        .unwrap()
+        .cached_info()
+        .config
+        .clone();
+
+    let bus = Bus::connect_nats(&server.url(), nats_options(DEFAULT_SUBSCRIPTION_CAPACITY))
+        .await
+        .unwrap();
+    let hist = bus.open_history("FOREIGN").await.unwrap().unwrap();
+    for i in 1..=3 {
+        hist.append("foreign.a", Headers::new(), Bytes::from(i.to_string()))
+            .await
+            .unwrap();
+    }
+    // `get` and `last` work without direct gets.
+    assert_eq!(
+        hist.get(1).await.unwrap(),
+        None,
+        "max 2 per subject applies"
+    );
+    let second = hist.get(2).await.unwrap().unwrap();
+    assert_eq!(text(&second.payload), "2");
+    assert_eq!(
+        hist.last("foreign.a").await.unwrap().map(|m| m.seq),
+        Some(3)
+    );
+    assert_eq!(hist.last("foreign.none").await.unwrap(), None);
+    assert_eq!(hist.get(99).await.unwrap(), None);
+    assert_eq!(
+        hist.read("foreign.>", ReadFrom::Sequence(1), 10)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    assert_eq!(hist.tail("foreign.a", 5).await.unwrap().len(), 2);
+    assert_eq!(hist.count("foreign.>").await.unwrap(), 2);
+
+    let after = js
+        .get_stream("FOREIGN")
+        .await
+        .unwrap()
+        .cached_info()
+        .config
+        .clone();
+    assert_eq!(after, before, "opening it changed nothing");
 }
