@@ -80,6 +80,8 @@ error_codes! {
     HistoryError = "HISTORY_ERROR",
     HelpError = "HELP_ERROR",
     CommandNotFound = "COMMAND_NOT_FOUND",
+    /// A private message named a client that is not connected in the sender's tenant.
+    TargetNotFound = "TARGET_NOT_FOUND",
 }
 
 /// A string that is not one of the codes.

@@ -98,17 +98,35 @@ fn is_ulid(s: &str) -> bool {
         })
 }
 
-/// The id of one WebSocket connection: `arq_client_<32 lowercase hex>`, new per connection.
+/// The id of one WebSocket connection: `arq_client_<32 lowercase hex>`, new per connection,
+/// the format of the original.
 ///
-/// It is also a safe subject token, so it can appear in NATS subjects.
+/// The first 16 hex digits are those of the edge holding the connection, so anything that
+/// knows a client id knows where to send it a frame (private messages), without a
+/// directory to keep up to date. The last 16 are random. It is also a safe subject token.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ClientId(String);
 
 impl ClientId {
     pub const PREFIX: &'static str = "arq_client_";
 
-    pub fn generate() -> Self {
-        Self(format!("{}{:032x}", Self::PREFIX, rand::random::<u128>()))
+    /// A new id for a connection held by `edge`.
+    pub fn generate_on(edge: &EdgeId) -> Self {
+        let edge_hex = &edge.0[EdgeId::PREFIX.len()..];
+        Self(format!(
+            "{}{edge_hex}{:016x}",
+            Self::PREFIX,
+            rand::random::<u64>()
+        ))
+    }
+
+    /// The edge that holds (or held) this connection.
+    pub fn edge(&self) -> EdgeId {
+        EdgeId(format!(
+            "{}{}",
+            EdgeId::PREFIX,
+            &self.0[Self::PREFIX.len()..Self::PREFIX.len() + 16]
+        ))
     }
 
     /// Accepts a client id in the generated format.
@@ -211,11 +229,13 @@ mod tests {
 
     #[test]
     fn client_and_edge_ids_round_trip() {
-        let c = ClientId::generate();
-        assert_eq!(c.as_str().len(), ClientId::PREFIX.len() + 32);
-        assert_eq!(ClientId::parse(c.as_str()), Some(c));
-        assert_eq!(ClientId::parse("arq_client_XYZ"), None);
         let e = EdgeId::generate();
+        let c = ClientId::generate_on(&e);
+        assert_eq!(c.as_str().len(), ClientId::PREFIX.len() + 32);
+        assert_eq!(ClientId::parse(c.as_str()), Some(c.clone()));
+        assert_eq!(c.edge(), e);
+        assert_ne!(ClientId::generate_on(&e), c, "the random half differs");
+        assert_eq!(ClientId::parse("arq_client_XYZ"), None);
         assert_eq!(EdgeId::parse(e.as_str()), Some(e));
         assert_eq!(EdgeId::parse("edge_.>"), None);
     }

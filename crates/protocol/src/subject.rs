@@ -11,6 +11,15 @@
 //! | `arqon.dispatch.<tenant>` | policy → dispatcher (queue group) | `Inbound` |
 //! | `arqon.room.<tenant>.<room>.<channel>` | dispatcher → every edge with members | `RoomDelivery` |
 //! | `arqon.edge.<edge_id>` | dispatcher → the edge holding a connection | `EdgeDelivery` |
+//! | `arqon.edge.<edge_id>.direct` | dispatcher → an edge, request/reply: a private message | `DirectDelivery` |
+//! | `arqon.presence.query` | dispatcher → every edge, scatter-gather | `PresenceQuery` |
+//! | `arqon.presence.events.<tenant>.<room>.<channel>` | an edge → every edge (join/leave events) | `RoomDelivery` |
+//!
+//! The history stream captures the room subjects themselves (`arqon.room.>`): a message
+//! is stored by publishing it to its room, at no cost to the dispatcher.
+//!
+//! KV buckets: `arqon_channels` (the channel registry, keys `<tenant>.<room>.<channel>`)
+//! and `arqon_edges` (edges alive, keys `<edge_id>`, expiring unless renewed).
 
 use crate::{ChannelName, EdgeId, RoomName, TenantId, Topic};
 
@@ -23,6 +32,25 @@ pub const DISPATCH_ALL: &str = "arqon.dispatch.*";
 pub const POLICY_QUEUE: &str = "arqon-policy";
 /// The queue group of dispatcher replicas: each envelope is routed once.
 pub const DISPATCHER_QUEUE: &str = "arqon-dispatcher";
+
+/// Every room subject, captured by the history stream.
+pub const ROOM_ALL: &str = "arqon.room.>";
+/// Where the dispatcher asks every edge who is connected and joined where.
+pub const PRESENCE_QUERY: &str = "arqon.presence.query";
+/// Every presence event subject, which every edge subscribes to.
+pub const PRESENCE_EVENTS_ALL: &str = "arqon.presence.events.>";
+const PRESENCE_EVENTS_PREFIX: &str = "arqon.presence.events.";
+/// The history stream.
+pub const HISTORY_STREAM: &str = "ARQON_HISTORY";
+/// The channel registry bucket.
+pub const CHANNELS_BUCKET: &str = "arqon_channels";
+/// The bucket of live edges: each edge renews its key every [`EDGE_HEARTBEAT`]; a key
+/// not renewed for [`EDGE_TTL`] disappears.
+pub const EDGES_BUCKET: &str = "arqon_edges";
+/// How often an edge renews its key in [`EDGES_BUCKET`].
+pub const EDGE_HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(5);
+/// How long an edge that stopped renewing counts as alive.
+pub const EDGE_TTL: std::time::Duration = std::time::Duration::from_secs(15);
 
 const INGRESS_PREFIX: &str = "arqon.ingress.";
 const DISPATCH_PREFIX: &str = "arqon.dispatch.";
@@ -47,6 +75,58 @@ pub fn room(tenant: &TenantId, topic: &Topic) -> String {
 /// Where replies and private deliveries for connections held by one edge go.
 pub fn edge(edge: &EdgeId) -> String {
     format!("{EDGE_PREFIX}{edge}")
+}
+
+/// Where one edge takes private messages for its connections (request/reply).
+pub fn edge_direct(edge: &EdgeId) -> String {
+    format!("{EDGE_PREFIX}{edge}.direct")
+}
+
+/// Where join and leave events of one channel go (not the room subject, so they are not
+/// stored in history).
+pub fn presence_events(tenant: &TenantId, topic: &Topic) -> String {
+    format!(
+        "{PRESENCE_EVENTS_PREFIX}{tenant}.{}.{}",
+        topic.room, topic.channel
+    )
+}
+
+/// The tenant and topic of a presence event subject.
+pub fn parse_presence_events(subject: &str) -> Option<(TenantId, Topic)> {
+    let rest = subject.strip_prefix(PRESENCE_EVENTS_PREFIX)?;
+    parse_room(&format!("{ROOM_PREFIX}{rest}"))
+}
+
+/// Every room subject of one room of one tenant (all its channels).
+pub fn room_channels(tenant: &TenantId, room: &RoomName) -> String {
+    format!("{ROOM_PREFIX}{tenant}.{room}.*")
+}
+
+/// Every room subject of one tenant.
+pub fn tenant_rooms(tenant: &TenantId) -> String {
+    format!("{ROOM_PREFIX}{tenant}.>")
+}
+
+/// The registry key of a channel: `<tenant>.<room>.<channel>`.
+pub fn channel_key(tenant: &TenantId, topic: &Topic) -> String {
+    format!("{tenant}.{}.{}", topic.room, topic.channel)
+}
+
+/// The registry keys of every channel of a room.
+pub fn room_keys(tenant: &TenantId, room: &RoomName) -> String {
+    format!("{tenant}.{room}.*")
+}
+
+/// The registry keys of every channel of a tenant.
+pub fn tenant_keys(tenant: &TenantId) -> String {
+    format!("{tenant}.*.*")
+}
+
+/// The topic of a registry key of `tenant`.
+pub fn parse_channel_key(tenant: &TenantId, key: &str) -> Option<Topic> {
+    let rest = key.strip_prefix(tenant.as_str())?.strip_prefix('.')?;
+    let (room, channel) = rest.split_once('.')?;
+    Topic::parse(room, channel).ok()
 }
 
 /// The tenant of an ingress or dispatch subject.
@@ -92,6 +172,26 @@ mod tests {
         assert_eq!(tenant_of("arqon.other.t-a"), None);
         let e = EdgeId::generate();
         assert_eq!(edge(&e), format!("arqon.edge.{e}"));
+        assert_eq!(edge_direct(&e), format!("arqon.edge.{e}.direct"));
+        let room_name = RoomName::parse("science").unwrap();
+        assert_eq!(
+            room_channels(&tenant("t-a"), &room_name),
+            "arqon.room.t-a.science.*"
+        );
+        assert_eq!(tenant_rooms(&tenant("t-a")), "arqon.room.t-a.>");
+        let key = channel_key(&tenant("t-a"), &topic);
+        assert_eq!(key, "t-a.science.general");
+        assert_eq!(parse_channel_key(&tenant("t-a"), &key), Some(topic.clone()));
+        assert_eq!(parse_channel_key(&tenant("t-b"), &key), None);
+        assert_eq!(room_keys(&tenant("t-a"), &room_name), "t-a.science.*");
+        assert_eq!(tenant_keys(&tenant("t-a")), "t-a.*.*");
+        let events = presence_events(&tenant("t-a"), &topic);
+        assert_eq!(events, "arqon.presence.events.t-a.science.general");
+        assert_eq!(
+            parse_presence_events(&events),
+            Some((tenant("t-a"), topic.clone()))
+        );
+        assert_eq!(parse_presence_events("arqon.presence.events.t-a.x"), None);
     }
 
     fn token() -> impl Strategy<Value = String> {

@@ -22,7 +22,7 @@ pub enum ModelError {
     Invalid { field: &'static str, reason: String },
 }
 
-fn invalid(field: &'static str, reason: impl ToString) -> ModelError {
+pub(crate) fn invalid(field: &'static str, reason: impl ToString) -> ModelError {
     ModelError::Invalid {
         field,
         reason: reason.to_string(),
@@ -76,6 +76,8 @@ fn identity_to_pb(identity: &Identity) -> pb::Identity {
         subject: identity.subject.clone().unwrap_or_default(),
         role: identity.role.as_str().to_owned(),
         edge_id: identity.edge_id.as_str().to_owned(),
+        permissions: identity.permissions.clone().unwrap_or_default(),
+        has_permissions: identity.permissions.is_some(),
     }
 }
 
@@ -88,6 +90,7 @@ fn identity_from_pb(identity: pb::Identity) -> Result<Identity, ModelError> {
         role: Role::new(identity.role),
         edge_id: EdgeId::parse(&identity.edge_id)
             .ok_or_else(|| invalid("edge_id", &identity.edge_id))?,
+        permissions: identity.has_permissions.then_some(identity.permissions),
     })
 }
 
@@ -201,6 +204,8 @@ pub struct RoomDelivery {
     pub frame: Bytes,
     /// The sender, which does not receive its own message.
     pub exclude: Option<ClientId>,
+    /// The channel was deleted: after the frame, every local member leaves it.
+    pub close_room: bool,
 }
 
 impl RoomDelivery {
@@ -212,6 +217,7 @@ impl RoomDelivery {
                 .as_ref()
                 .map(|c| c.as_str().to_owned())
                 .unwrap_or_default(),
+            close_room: self.close_room,
         };
         Bytes::from(message.encode_to_vec())
     }
@@ -225,14 +231,27 @@ impl RoomDelivery {
         Ok(Self {
             frame: message.frame,
             exclude,
+            close_room: message.close_room,
         })
     }
+}
+
+/// Where a joining client left off, to recover what it missed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recovery {
+    /// After the message with this id.
+    AfterId(String),
+    /// After this history offset, valid only in this history epoch.
+    AfterOffset { epoch: String, offset: u64 },
 }
 
 /// A join or leave decided by a dispatcher and applied by the edge.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MembershipChange {
-    Join(Topic),
+    Join {
+        topic: Topic,
+        recover: Option<Recovery>,
+    },
     Leave(Topic),
 }
 
@@ -252,14 +271,27 @@ impl EdgeDelivery {
     pub fn encode(&self) -> Bytes {
         use pb::membership_change::Action;
         let membership = self.membership.as_ref().map(|change| {
-            let (action, topic) = match change {
-                MembershipChange::Join(topic) => (Action::Join, topic),
-                MembershipChange::Leave(topic) => (Action::Leave, topic),
+            let (action, topic, recover) = match change {
+                MembershipChange::Join { topic, recover } => {
+                    (Action::Join, topic, recover.as_ref())
+                }
+                MembershipChange::Leave(topic) => (Action::Leave, topic, None),
             };
             pb::MembershipChange {
                 action: action.into(),
                 room: topic.room.as_str().to_owned(),
                 channel: topic.channel.as_str().to_owned(),
+                recover: recover.map(|r| match r {
+                    Recovery::AfterId(id) => pb::Recovery {
+                        after_id: id.clone(),
+                        ..Default::default()
+                    },
+                    Recovery::AfterOffset { epoch, offset } => pb::Recovery {
+                        after_offset: *offset,
+                        epoch: epoch.clone(),
+                        ..Default::default()
+                    },
+                }),
             }
         });
         let message = pb::EdgeDelivery {
@@ -279,8 +311,18 @@ impl EdgeDelivery {
             Some(change) => {
                 let topic = Topic::parse(&change.room, &change.channel)
                     .map_err(|e| invalid("membership", format!("{e:?}")))?;
+                let recover = change.recover.map(|r| {
+                    if r.after_id.is_empty() {
+                        Recovery::AfterOffset {
+                            epoch: r.epoch,
+                            offset: r.after_offset,
+                        }
+                    } else {
+                        Recovery::AfterId(r.after_id)
+                    }
+                });
                 match Action::try_from(change.action).map_err(|e| invalid("action", e))? {
-                    Action::Join => Some(MembershipChange::Join(topic)),
+                    Action::Join => Some(MembershipChange::Join { topic, recover }),
                     Action::Leave => Some(MembershipChange::Leave(topic)),
                     Action::Unspecified => return Err(ModelError::Missing("action")),
                 }
@@ -295,6 +337,12 @@ impl EdgeDelivery {
         })
     }
 }
+
+mod presence;
+
+pub use presence::{
+    ChannelPresence, DirectAck, DirectDelivery, Member, PresenceQuery, PresenceReply,
+};
 
 #[cfg(test)]
 mod tests;

@@ -6,10 +6,11 @@ use super::*;
 fn identity() -> Identity {
     Identity {
         tenant: TenantId::parse("t-a").unwrap(),
-        client_id: ClientId::generate(),
+        client_id: ClientId::generate_on(&EdgeId::generate()),
         subject: Some("alice".into()),
         role: Role::user(),
         edge_id: EdgeId::generate(),
+        permissions: None,
     }
 }
 
@@ -34,6 +35,27 @@ fn inbound_round_trips() {
     let back = Inbound::decode(inbound.encode()).unwrap();
     assert_eq!(back, inbound);
     assert_eq!(back.envelope.to_json(), inbound.envelope.to_json());
+}
+
+#[test]
+fn permissions_survive_the_round_trip_including_an_empty_list() {
+    for permissions in [None, Some(vec![]), Some(vec!["channel_view".to_owned()])] {
+        let mut id = identity();
+        id.permissions = permissions.clone();
+        let inbound = Inbound {
+            identity: id,
+            envelope: Envelope::new(MessageType::Telemetry),
+            received_at_unix_micros: 0,
+            sequence: 1,
+        };
+        assert_eq!(
+            Inbound::decode(inbound.encode())
+                .unwrap()
+                .identity
+                .permissions,
+            permissions
+        );
+    }
 }
 
 #[test]
@@ -91,23 +113,48 @@ fn garbage_and_incomplete_messages_are_refused() {
 fn deliveries_round_trip() {
     let room = RoomDelivery {
         frame: Bytes::from_static(b"{\"type\":\"message\"}"),
-        exclude: Some(ClientId::generate()),
+        exclude: Some(ClientId::generate_on(&EdgeId::generate())),
+        close_room: false,
     };
     assert_eq!(RoomDelivery::decode(room.encode()).unwrap(), room);
     let server = RoomDelivery {
         frame: Bytes::from_static(b"{}"),
         exclude: None,
+        close_room: true,
     };
     assert_eq!(RoomDelivery::decode(server.encode()).unwrap(), server);
 
     let topic = Topic::parse("science", "general").unwrap();
     for (membership, completes) in [
         (None, None),
-        (Some(MembershipChange::Join(topic.clone())), Some(3)),
+        (
+            Some(MembershipChange::Join {
+                topic: topic.clone(),
+                recover: None,
+            }),
+            Some(3),
+        ),
+        (
+            Some(MembershipChange::Join {
+                topic: topic.clone(),
+                recover: Some(Recovery::AfterId("arq_1_2_abcdef".into())),
+            }),
+            Some(4),
+        ),
+        (
+            Some(MembershipChange::Join {
+                topic: topic.clone(),
+                recover: Some(Recovery::AfterOffset {
+                    epoch: "e1".into(),
+                    offset: 42,
+                }),
+            }),
+            None,
+        ),
         (Some(MembershipChange::Leave(topic)), Some(u64::MAX)),
     ] {
         let edge = EdgeDelivery {
-            client_id: ClientId::generate(),
+            client_id: ClientId::generate_on(&EdgeId::generate()),
             membership,
             frames: vec![Bytes::from_static(b"{\"a\":1}"), Bytes::from_static(b"{}")],
             completes,

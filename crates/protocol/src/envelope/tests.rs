@@ -2,7 +2,7 @@ use proptest::prelude::*;
 use serde_json::{Value, json};
 
 use super::*;
-use crate::{ClientId, CommandReply, SERVER_SENDER};
+use crate::{ClientId, CommandReply, EdgeId, SERVER_SENDER};
 
 fn decode(value: Value) -> Result<Envelope, DecodeError> {
     Envelope::from_client_json(&value.to_string())
@@ -254,7 +254,7 @@ fn legacy_client_fields_are_carried() {
 
 #[test]
 fn welcome_and_command_reply_shapes() {
-    let client = ClientId::generate();
+    let client = ClientId::generate_on(&EdgeId::generate());
     let welcome: Value = serde_json::from_str(&Envelope::welcome(&client).to_json()).unwrap();
     assert_eq!(welcome["type"], "message");
     assert_eq!(welcome["sender"], "arqonbus");
