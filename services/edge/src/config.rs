@@ -190,6 +190,17 @@ pub struct EdgeConfig {
     )]
     pub pong_timeout_seconds: u64,
 
+    /// Tell a channel's members when someone joins or leaves it (a `telemetry` envelope
+    /// with `payload.presence`).
+    #[arg(
+        long = "presence-events",
+        env = "ARQONBUS_PRESENCE_EVENTS",
+        default_value_t = false,
+        action = clap::ArgAction::Set,
+        value_parser = BoolishValueParser::new(),
+    )]
+    pub presence_events: bool,
+
     /// How long the edge waits for the pipeline to answer one envelope before telling
     /// the client it timed out, in milliseconds.
     #[arg(
@@ -225,6 +236,7 @@ impl EdgeConfig {
             outbound_queue_bytes: 4 * 1024 * 1024,
             ping_interval_seconds: 20,
             pong_timeout_seconds: 10,
+            presence_events: false,
             pipeline_timeout_ms: 5000,
         }
     }

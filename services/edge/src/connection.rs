@@ -105,6 +105,8 @@ struct Connection {
     in_flight: Option<InFlight>,
     limiter: Option<DefaultDirectRateLimiter>,
     strikes: u32,
+    /// After a recovery, the ids it wrote, until the frames queued meanwhile are out.
+    recovered_ids: Option<HashSet<String>>,
     /// One timer for every deadline; re-armed to the earliest.
     timer: Pin<Box<Sleep>>,
     next_ping: Instant,
@@ -132,14 +134,15 @@ impl Connection {
     fn new(socket: WebSocket, shared: Arc<Shared>, grant: Grant) -> Box<Self> {
         let identity = Identity {
             tenant: grant.tenant,
-            client_id: ClientId::generate(),
+            client_id: ClientId::generate_on(&shared.edge_id),
             subject: grant.subject,
             role: grant.role,
             edge_id: shared.edge_id.clone(),
+            permissions: grant.permissions,
         };
         let config = &shared.config;
         let peer = Peer::new(
-            identity.client_id.clone(),
+            &identity,
             config.outbound_queue as usize,
             config.outbound_queue_bytes as usize,
             shared.metrics.queue_drops.clone(),
@@ -163,6 +166,7 @@ impl Connection {
             in_flight: None,
             limiter,
             strikes: 0,
+            recovered_ids: None,
             timer: Box::pin(tokio::time::sleep_until(next_ping)),
             next_ping,
             pong_due: None,
@@ -479,6 +483,7 @@ impl Connection {
         while let Some(item) = next.take() {
             let len = item.len();
             match item {
+                Outbound::Frame(frame) if self.is_recovered_duplicate(&frame) => {}
                 Outbound::Frame(frame) => {
                     self.socket.feed(Message::Text(frame)).await?;
                     frames += 1;
@@ -489,6 +494,10 @@ impl Connection {
             taken += 1;
             if taken < WRITE_BATCH {
                 next = self.peer.pop();
+                if next.is_none() {
+                    // Everything queued while recovering has been seen.
+                    self.recovered_ids = None;
+                }
             }
         }
         self.socket.flush().await?;
@@ -497,20 +506,49 @@ impl Connection {
         Ok(())
     }
 
+    /// Whether a live frame was already written by the last recovery.
+    fn is_recovered_duplicate(&self, frame: &Utf8Bytes) -> bool {
+        self.recovered_ids.as_ref().is_some_and(|ids| {
+            crate::recovery::frame_id(frame.as_bytes()).is_some_and(|id| ids.contains(id))
+        })
+    }
+
     /// Applies a delivery's membership change and feeds its frames; returns how many.
     async fn deliver(&mut self, delivery: EdgeDelivery) -> Result<u64, axum::Error> {
         let mut frames = delivery.frames;
         match delivery.membership {
-            Some(MembershipChange::Join(topic)) if !self.joined.contains(&topic) => {
-                // Boxed: joins are rare, and their future would size every connection.
-                let joined = Box::pin(self.shared.rooms.join(
-                    &self.identity.tenant,
-                    &topic,
-                    self.peer.clone(),
-                ))
-                .await;
+            Some(MembershipChange::Join { topic, recover }) => {
+                let joined = if self.joined.contains(&topic) {
+                    Ok(())
+                } else {
+                    // Boxed: joins are rare, and their future would size every connection.
+                    Box::pin(self.shared.rooms.join(
+                        &self.identity.tenant,
+                        &topic,
+                        self.peer.clone(),
+                    ))
+                    .await
+                };
                 match joined {
                     Ok(()) => {
+                        if let Some(from) = recover {
+                            // After subscribing: what follows is queued behind us.
+                            let recovered = Box::pin(self.shared.history.recover(
+                                &self.identity.tenant,
+                                &topic,
+                                &from,
+                            ))
+                            .await;
+                            frames = with_recovery(frames, &recovered);
+                            self.recovered_ids = Some(recovered.ids);
+                        }
+                        Box::pin(crate::cluster::announce(
+                            &self.shared,
+                            &self.identity,
+                            &topic,
+                            "join",
+                        ))
+                        .await;
                         self.joined.insert(topic);
                     }
                     Err(e) => {
@@ -529,16 +567,21 @@ impl Connection {
                     }
                 }
             }
-            Some(MembershipChange::Leave(topic)) => {
-                if self.joined.remove(&topic) {
-                    self.shared.rooms.leave(
-                        &self.identity.tenant,
-                        &topic,
-                        &self.identity.client_id,
-                    );
-                }
+            Some(MembershipChange::Leave(topic)) if self.joined.remove(&topic) => {
+                self.shared.rooms.leave(
+                    &self.identity.tenant,
+                    &topic,
+                    &self.identity.client_id,
+                );
+                Box::pin(crate::cluster::announce(
+                    &self.shared,
+                    &self.identity,
+                    &topic,
+                    "leave",
+                ))
+                .await;
             }
-            Some(MembershipChange::Join(_)) | None => {}
+            Some(MembershipChange::Leave(_)) | None => {}
         }
         if let (Some(done), Some(in_flight)) = (delivery.completes, &self.in_flight)
             && done == in_flight.sequence
@@ -608,14 +651,30 @@ impl Connection {
         };
         self.shared.metrics.closed(reason);
         self.peer.close();
-        for topic in self.joined.drain() {
+        for topic in std::mem::take(&mut self.joined) {
             self.shared
                 .rooms
                 .leave(&self.identity.tenant, &topic, &self.identity.client_id);
+            crate::cluster::announce(&self.shared, &self.identity, &topic, "leave").await;
         }
         self.shared.connections.remove(&self.identity.client_id);
         debug!(client_id = %self.identity.client_id, reason = reason.as_str(), "client disconnected");
     }
+}
+
+/// The join's frames (the response, then its acknowledgement) with the recovery: the
+/// response says whether it was complete, and the recovered messages follow.
+fn with_recovery(
+    mut frames: Vec<bytes::Bytes>,
+    recovered: &crate::recovery::Recovered,
+) -> Vec<bytes::Bytes> {
+    if let Some(first) = frames.first_mut()
+        && let Some(annotated) = crate::recovery::annotate_response(first, recovered)
+    {
+        *first = annotated;
+    }
+    frames.extend(recovered.frames.iter().cloned());
+    frames
 }
 
 /// Checks a `refresh` command's token: valid, and for the same tenant and subject.

@@ -8,7 +8,7 @@ use tracing::{debug, warn};
 
 use arqon_bus::Subscription;
 use arqon_proto::model::EdgeDelivery;
-use arqon_protocol::ClientId;
+use arqon_protocol::{ClientId, TenantId};
 use tokio_util::sync::CancellationToken;
 
 use crate::peer::{Outbound, Peer};
@@ -33,12 +33,24 @@ impl Connections {
             .remove(client_id);
     }
 
-    fn get(&self, client_id: &ClientId) -> Option<Peer> {
+    pub(crate) fn get(&self, client_id: &ClientId) -> Option<Peer> {
         self.peers
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .get(client_id)
             .cloned()
+    }
+
+    /// Open connections per tenant (only `tenant`'s when given).
+    pub(crate) fn per_tenant(&self, tenant: Option<&TenantId>) -> Vec<(TenantId, u64)> {
+        let peers = self.peers.read().unwrap_or_else(PoisonError::into_inner);
+        let mut counts: HashMap<&TenantId, u64> = HashMap::new();
+        for peer in peers.values() {
+            if tenant.is_none_or(|t| t == peer.tenant()) {
+                *counts.entry(peer.tenant()).or_default() += 1;
+            }
+        }
+        counts.into_iter().map(|(t, n)| (t.clone(), n)).collect()
     }
 
     pub(crate) fn len(&self) -> usize {

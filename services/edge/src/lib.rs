@@ -10,11 +10,13 @@
 //! It must not decide anything about routing or permissions; that is the dispatcher's.
 
 mod auth;
+mod cluster;
 mod config;
 mod connection;
 mod connections;
 mod metrics;
 mod peer;
+mod recovery;
 mod rooms;
 mod status;
 
@@ -82,6 +84,7 @@ pub(crate) struct Shared {
     edge_id: EdgeId,
     auth: Option<Authenticator>,
     rooms: Rooms,
+    history: recovery::History,
     connections: Connections,
     /// Upgrades accepted and not yet finished, counted before the upgrade completes so
     /// the limit cannot be overshot by concurrent upgrades.
@@ -121,10 +124,18 @@ impl Edge {
         }
         let edge_id = EdgeId::generate();
         let deliveries = bus.subscribe(subject::edge(&edge_id)).await?;
+        let (presence, direct) = cluster::subscribe(&bus, &edge_id).await?;
+        let presence_events = if config.presence_events {
+            Some(bus.subscribe(subject::PRESENCE_EVENTS_ALL).await?)
+        } else {
+            None
+        };
+        let edges = bus.key_value(cluster::edges_bucket()).await?;
         bus.flush().await?;
         let tasks = TaskTracker::new();
         let shared = Arc::new(Shared {
             rooms: Rooms::new(bus.clone(), tasks.clone(), JOIN_TIMEOUT, &metrics),
+            history: recovery::History::new(bus.clone()),
             connections: Connections::default(),
             admitted: AtomicUsize::new(0),
             config,
@@ -143,6 +154,27 @@ impl Edge {
                 .route(deliveries, router.shutdown.clone())
                 .await;
         });
+        let stop = shared.shutdown.clone();
+        shared.tasks.spawn(cluster::answer_presence(
+            Arc::clone(&shared),
+            presence,
+            stop.clone(),
+        ));
+        shared.tasks.spawn(cluster::take_direct(
+            Arc::clone(&shared),
+            direct,
+            stop.clone(),
+        ));
+        if let Some(events) = presence_events {
+            shared.tasks.spawn(cluster::relay_presence(
+                Arc::clone(&shared),
+                events,
+                stop.clone(),
+            ));
+        }
+        shared
+            .tasks
+            .spawn(cluster::heartbeat(Arc::clone(&shared), edges, stop));
         if let Some(jwks) = shared.auth.as_ref().and_then(Authenticator::jwks) {
             shared
                 .tasks

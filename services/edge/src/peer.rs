@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 use arqon_proto::model::EdgeDelivery;
-use arqon_protocol::ClientId;
+use arqon_protocol::{ClientId, Identity, TenantId};
 
 /// After a burst, a queue that grew beyond this is shrunk once it is empty again.
 const SHRINK_ABOVE: usize = 32;
@@ -51,6 +51,9 @@ struct Queue {
 #[derive(Debug)]
 struct PeerState {
     client_id: ClientId,
+    tenant: TenantId,
+    /// The token's `sub`, reported by presence.
+    subject: Option<String>,
     queue: Mutex<Queue>,
     ready: Notify,
     too_slow: CancellationToken,
@@ -65,13 +68,15 @@ pub(crate) struct Peer(Arc<PeerState>);
 
 impl Peer {
     pub(crate) fn new(
-        client_id: ClientId,
+        identity: &Identity,
         max_frames: usize,
         max_bytes: usize,
         drops: Counter,
     ) -> Self {
         Self(Arc::new(PeerState {
-            client_id,
+            client_id: identity.client_id.clone(),
+            tenant: identity.tenant.clone(),
+            subject: identity.subject.clone(),
             queue: Mutex::new(Queue::default()),
             ready: Notify::new(),
             too_slow: CancellationToken::new(),
@@ -83,6 +88,14 @@ impl Peer {
 
     pub(crate) fn client_id(&self) -> &ClientId {
         &self.0.client_id
+    }
+
+    pub(crate) fn tenant(&self) -> &TenantId {
+        &self.0.tenant
+    }
+
+    pub(crate) fn subject(&self) -> Option<&str> {
+        self.0.subject.as_deref()
     }
 
     fn queue(&self) -> MutexGuard<'_, Queue> {
@@ -147,15 +160,28 @@ impl Peer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use arqon_protocol::{EdgeId, Role};
 
     fn frame(text: &'static str) -> Outbound {
         Outbound::Frame(Utf8Bytes::from_static(text))
     }
 
+    fn identity() -> Identity {
+        let edge_id = EdgeId::generate();
+        Identity {
+            tenant: TenantId::default_tenant(),
+            client_id: ClientId::generate_on(&edge_id),
+            subject: None,
+            role: Role::user(),
+            edge_id,
+            permissions: None,
+        }
+    }
+
     #[tokio::test]
     async fn bounded_by_frames_and_bytes_then_too_slow() {
         let drops = Counter::default();
-        let peer = Peer::new(ClientId::generate(), 2, 10, drops.clone());
+        let peer = Peer::new(&identity(), 2, 10, drops.clone());
         peer.send(frame("aaaa"));
         peer.send(frame("bbbb"));
         assert!(!peer.too_slow().is_cancelled());
@@ -167,7 +193,7 @@ mod tests {
         assert_eq!(drops.get(), 1);
         assert!(matches!(peer.pop(), Some(Outbound::Frame(f)) if f == "aaaa"));
 
-        let peer = Peer::new(ClientId::generate(), 100, 10, Counter::default());
+        let peer = Peer::new(&identity(), 100, 10, Counter::default());
         peer.send(frame("123456"));
         peer.send(frame("123456"));
         assert!(
@@ -178,7 +204,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_waiter_is_woken_and_closed_queues_take_nothing() {
-        let peer = Peer::new(ClientId::generate(), 8, 1024, Counter::default());
+        let peer = Peer::new(&identity(), 8, 1024, Counter::default());
         let ready = peer.ready();
         tokio::pin!(ready);
         ready.as_mut().enable();
@@ -196,7 +222,7 @@ mod tests {
 
     #[test]
     fn a_drained_queue_gives_its_memory_back() {
-        let peer = Peer::new(ClientId::generate(), 1000, 1 << 20, Counter::default());
+        let peer = Peer::new(&identity(), 1000, 1 << 20, Counter::default());
         for _ in 0..200 {
             peer.send(frame("x"));
         }

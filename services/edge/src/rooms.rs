@@ -18,7 +18,9 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
 use arqon_bus::Bus;
-use arqon_proto::model::RoomDelivery;
+use arqon_proto::model::{
+    ChannelPresence, EdgeDelivery, Member, MembershipChange, PresenceQuery, RoomDelivery,
+};
 use arqon_protocol::{ClientId, TenantId, Topic, subject};
 
 use crate::metrics::EdgeMetrics;
@@ -36,6 +38,7 @@ pub(crate) struct JoinError {
 }
 
 struct Room {
+    topic: Topic,
     subject: String,
     members: RwLock<Vec<Peer>>,
     /// `None` until the subscription is registered with the server, then its outcome.
@@ -86,6 +89,7 @@ impl Rooms {
             let room = rooms.entry(key.clone()).or_insert_with(|| {
                 let (ready_tx, ready_rx) = watch::channel(None);
                 let room = Arc::new(Room {
+                    topic: topic.clone(),
                     subject: subject::room(tenant, topic),
                     members: RwLock::new(Vec::new()),
                     ready: ready_rx,
@@ -137,6 +141,46 @@ impl Rooms {
         }
     }
 
+    /// Writes `delivery` to this edge's members of the room, if it has any.
+    pub(crate) fn deliver(&self, tenant: &TenantId, topic: &Topic, delivery: RoomDelivery) {
+        let room = {
+            let rooms = self.rooms.lock().unwrap_or_else(PoisonError::into_inner);
+            rooms.get(&(tenant.clone(), topic.clone())).cloned()
+        };
+        if let Some(room) = room {
+            self.deliveries.inc_by(fan_out(&room, delivery));
+        }
+    }
+
+    /// The memberships matching `query`, per channel.
+    pub(crate) fn presence(&self, query: &PresenceQuery) -> Vec<ChannelPresence> {
+        let rooms = self.rooms.lock().unwrap_or_else(PoisonError::into_inner);
+        rooms
+            .iter()
+            .filter(|((tenant, topic), _)| query.matches(tenant, topic))
+            .map(|((tenant, topic), room)| {
+                let members = read(&room.members);
+                let member_list = if query.with_members {
+                    members
+                        .iter()
+                        .map(|peer| Member {
+                            client_id: peer.client_id().clone(),
+                            subject: peer.subject().map(str::to_owned),
+                        })
+                        .collect()
+                } else {
+                    Vec::new()
+                };
+                ChannelPresence {
+                    tenant: tenant.clone(),
+                    topic: topic.clone(),
+                    members: members.len() as u64,
+                    member_list,
+                }
+            })
+            .collect()
+    }
+
     /// Number of rooms with local members.
     pub(crate) fn len(&self) -> usize {
         self.rooms
@@ -148,6 +192,25 @@ impl Rooms {
 
 fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
     lock.write().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Tells every member the channel is gone: the notice, and a leave each connection
+/// applies itself (so its own record of what it joined stays true).
+fn close(room: &Room, notice: bytes::Bytes) -> u64 {
+    let members = read(&room.members);
+    for member in members.iter() {
+        member.send(Outbound::Delivery(Box::new(EdgeDelivery {
+            client_id: member.client_id().clone(),
+            membership: Some(MembershipChange::Leave(room.topic.clone())),
+            frames: vec![notice.clone()],
+            completes: None,
+        })));
+    }
+    members.len() as u64
 }
 
 async fn run_room(
@@ -192,8 +255,12 @@ async fn run_room(
     debug!(subject = %room.subject, "room unsubscribed");
 }
 
-/// Queues the frame to every member but the sender; returns how many got it.
+/// Queues the frame to every member but the sender; returns how many got it. When the
+/// channel was deleted, every member also gets a leave to apply.
 fn fan_out(room: &Room, delivery: RoomDelivery) -> u64 {
+    if delivery.close_room {
+        return close(room, delivery.frame);
+    }
     let frame = match Utf8Bytes::try_from(delivery.frame) {
         Ok(frame) => frame,
         Err(_) => {
@@ -201,7 +268,7 @@ fn fan_out(room: &Room, delivery: RoomDelivery) -> u64 {
             return 0;
         }
     };
-    let members = room.members.read().unwrap_or_else(PoisonError::into_inner);
+    let members = read(&room.members);
     let mut queued = 0;
     for member in members.iter() {
         if delivery.exclude.as_ref() != Some(member.client_id()) {

@@ -290,6 +290,7 @@ pub(crate) async fn publish_nats(
         let delivery = arqon_proto::model::RoomDelivery {
             frame: bytes::Bytes::from(envelope.to_json()),
             exclude: None,
+            close_room: false,
         };
         let counters = &job.counters;
         counters

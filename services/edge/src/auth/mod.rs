@@ -33,6 +33,8 @@ pub struct Grant {
     /// The token's `exp`, in seconds since the Unix epoch; `None` when authentication
     /// is off.
     pub expires_at: Option<u64>,
+    /// The token's `permissions` claim, when it had one.
+    pub permissions: Option<Vec<String>>,
 }
 
 impl Grant {
@@ -43,6 +45,7 @@ impl Grant {
             subject: None,
             role: Role::user(),
             expires_at: None,
+            permissions: None,
         }
     }
 }
@@ -232,13 +235,34 @@ impl Authenticator {
             .get("exp")
             .and_then(Value::as_f64)
             .map(|exp| exp.max(0.0) as u64);
+        let permissions = match claims.remove("permissions") {
+            None | Some(Value::Null) => None,
+            Some(Value::Array(items)) => Some(
+                items
+                    .into_iter()
+                    .map(|item| match item {
+                        Value::String(p) => Ok(p),
+                        _ => Err(not_a_list()),
+                    })
+                    .collect::<Result<Vec<_>, _>>()?,
+            ),
+            Some(_) => return Err(not_a_list()),
+        };
         Ok(Grant {
             tenant,
             subject,
             role,
             expires_at,
+            permissions,
         })
     }
+}
+
+fn not_a_list() -> AuthError {
+    AuthError::new(
+        Reason::BadClaims,
+        "claim permissions is not a list of strings",
+    )
 }
 
 /// Where verification keys come from, as configured.

@@ -81,6 +81,23 @@ async fn a_valid_token_grants_its_claims() {
 }
 
 #[tokio::test]
+async fn permissions_are_read_when_present() {
+    let auth = hs().await;
+    let grant = auth
+        .verify(&hs256(
+            json!({"exp": now() + 60, "permissions": ["channel_view"]}),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(grant.permissions, Some(vec!["channel_view".to_owned()]));
+    let grant = auth
+        .verify(&hs256(json!({"exp": now() + 60})))
+        .await
+        .unwrap();
+    assert_eq!(grant.permissions, None);
+}
+
+#[tokio::test]
 async fn missing_claims_get_safe_defaults() {
     let grant = hs()
         .await

@@ -1,0 +1,183 @@
+//! How an edge takes part in the cluster: it renews its key in the bucket of live edges,
+//! answers presence queries about its connections, and takes private messages for them.
+
+use std::sync::Arc;
+
+use axum::extract::ws::Utf8Bytes;
+use bytes::Bytes;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+use arqon_bus::{Bus, KvConfig, KvStore, Storage, Subscription};
+use serde_json::Value;
+
+use arqon_proto::model::{DirectAck, DirectDelivery, PresenceQuery, PresenceReply, RoomDelivery};
+use arqon_protocol::{Envelope, Identity, JsonObject, MessageType, SERVER_SENDER, Topic, subject};
+
+use crate::Shared;
+use crate::peer::Outbound;
+
+/// The bucket of live edges, as every service opens it.
+pub(crate) fn edges_bucket() -> KvConfig {
+    KvConfig {
+        max_age: Some(subject::EDGE_TTL),
+        storage: Storage::Memory,
+        ..KvConfig::new(subject::EDGES_BUCKET)
+    }
+}
+
+/// Renews this edge's key until `stop`, then removes it.
+pub(crate) async fn heartbeat(shared: Arc<Shared>, edges: KvStore, stop: CancellationToken) {
+    let key = shared.edge_id.as_str().to_owned();
+    loop {
+        let value = serde_json::json!({ "connections": shared.connections.len() });
+        if let Err(e) = edges.put(&key, Bytes::from(value.to_string())).await {
+            warn!(error = %e, "cannot renew this edge's liveness key");
+        }
+        tokio::select! {
+            () = stop.cancelled() => break,
+            () = tokio::time::sleep(subject::EDGE_HEARTBEAT) => {}
+        }
+    }
+    if let Err(e) = edges.delete(&key).await {
+        debug!(error = %e, "cannot remove this edge's liveness key");
+    }
+}
+
+/// Answers presence queries with this edge's memberships, until `stop`.
+pub(crate) async fn answer_presence(
+    shared: Arc<Shared>,
+    mut queries: Subscription,
+    stop: CancellationToken,
+) {
+    loop {
+        let message = tokio::select! {
+            () = stop.cancelled() => break,
+            message = queries.next() => message,
+        };
+        let Some(message) = message else { break };
+        let query = match PresenceQuery::decode(message.payload.clone()) {
+            Ok(query) => query,
+            Err(e) => {
+                warn!(error = %e, "undecodable presence query");
+                continue;
+            }
+        };
+        let reply = PresenceReply {
+            edge_id: shared.edge_id.clone(),
+            channels: shared.rooms.presence(&query),
+            connections: shared.connections.per_tenant(query.tenant.as_ref()),
+        };
+        if let Err(e) = message.respond(&shared.bus, reply.encode()).await {
+            debug!(error = %e, "cannot answer a presence query");
+        }
+    }
+}
+
+/// Writes private messages to their connection, answering whether it was here.
+pub(crate) async fn take_direct(
+    shared: Arc<Shared>,
+    mut deliveries: Subscription,
+    stop: CancellationToken,
+) {
+    loop {
+        let message = tokio::select! {
+            () = stop.cancelled() => break,
+            message = deliveries.next() => message,
+        };
+        let Some(message) = message else { break };
+        let delivered = match DirectDelivery::decode(message.payload.clone()) {
+            Ok(direct) => deliver(&shared, direct),
+            Err(e) => {
+                warn!(error = %e, "undecodable private delivery");
+                false
+            }
+        };
+        if let Err(e) = message
+            .respond(&shared.bus, DirectAck { delivered }.encode())
+            .await
+        {
+            debug!(error = %e, "cannot acknowledge a private delivery");
+        }
+    }
+}
+
+/// Only a connection of the sender's own tenant gets it: another tenant's client id is
+/// answered exactly as an unknown one.
+fn deliver(shared: &Shared, direct: DirectDelivery) -> bool {
+    let Some(peer) = shared.connections.get(&direct.client_id) else {
+        return false;
+    };
+    if peer.tenant() != &direct.tenant {
+        return false;
+    }
+    match Utf8Bytes::try_from(direct.frame) {
+        Ok(frame) => {
+            peer.send(Outbound::Frame(frame));
+            true
+        }
+        Err(_) => {
+            warn!("private delivery frame is not UTF-8");
+            false
+        }
+    }
+}
+
+/// Announces that a connection joined or left a channel, to every edge with members.
+pub(crate) async fn announce(shared: &Shared, identity: &Identity, topic: &Topic, action: &str) {
+    if !shared.config.presence_events {
+        return;
+    }
+    let mut event = Envelope::new(MessageType::Telemetry);
+    event.room = Some(topic.room.to_string());
+    event.channel = Some(topic.channel.to_string());
+    event.sender = Some(SERVER_SENDER.to_owned());
+    let mut presence = serde_json::Map::new();
+    presence.insert("action".into(), Value::from(action));
+    presence.insert("client_id".into(), Value::from(identity.client_id.as_str()));
+    presence.insert("subject".into(), Value::from(identity.subject.clone()));
+    let mut payload = serde_json::Map::new();
+    payload.insert("presence".into(), Value::Object(presence));
+    event.payload = JsonObject::from_map(&payload);
+    let delivery = RoomDelivery {
+        frame: Bytes::from(event.to_json()),
+        exclude: Some(identity.client_id.clone()),
+        close_room: false,
+    };
+    let target = subject::presence_events(&identity.tenant, topic);
+    if let Err(e) = shared.bus.publish(target, delivery.encode()).await {
+        debug!(error = %e, "cannot announce a presence change");
+    }
+}
+
+/// Writes presence events to this edge's members of their channel, until `stop`.
+pub(crate) async fn relay_presence(
+    shared: Arc<Shared>,
+    mut events: Subscription,
+    stop: CancellationToken,
+) {
+    loop {
+        let message = tokio::select! {
+            () = stop.cancelled() => break,
+            message = events.next() => message,
+        };
+        let Some(message) = message else { break };
+        let Some((tenant, topic)) = subject::parse_presence_events(&message.subject) else {
+            continue;
+        };
+        match RoomDelivery::decode(message.payload) {
+            Ok(delivery) => shared.rooms.deliver(&tenant, &topic, delivery),
+            Err(e) => warn!(error = %e, "undecodable presence event"),
+        }
+    }
+}
+
+/// Subscribes to what the cluster asks of this edge.
+pub(crate) async fn subscribe(
+    bus: &Bus,
+    edge_id: &arqon_protocol::EdgeId,
+) -> Result<(Subscription, Subscription), arqon_bus::BusError> {
+    let presence = bus.subscribe(subject::PRESENCE_QUERY).await?;
+    let direct = bus.subscribe(subject::edge_direct(edge_id)).await?;
+    Ok((presence, direct))
+}
