@@ -8,19 +8,27 @@
 //! decided here and applied by the edge.
 
 mod commands;
+mod grpc;
 mod route;
+mod state;
 
+use std::fmt;
 use std::sync::Arc;
 use std::time::Instant;
 
 use prometheus_client::metrics::counter::Counter;
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::Registry as Metrics;
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::info;
 
 use arqon_bus::{Bus, BusError};
 use arqon_protocol::subject;
+
+pub use grpc::ServiceToken;
+pub use state::HistoryConfig;
+use state::{History, Presence, Registry};
 
 /// Settings of the dispatcher.
 #[derive(Debug, Clone, clap::Args)]
@@ -34,11 +42,27 @@ pub struct DispatcherConfig {
         value_parser = clap::value_parser!(u16).range(1..=256),
     )]
     pub workers: u16,
+
+    #[command(flatten)]
+    pub history: HistoryConfig,
+
+    /// The token backends present to the gRPC API (`authorization: Bearer <token>`). The
+    /// API is only served when it is set; it is trusted for every tenant.
+    #[arg(
+        long = "service-token",
+        env = "ARQONBUS_SERVICE_TOKEN",
+        hide_env_values = true
+    )]
+    pub service_token: Option<ServiceToken>,
 }
 
 impl Default for DispatcherConfig {
     fn default() -> Self {
-        Self { workers: 2 }
+        Self {
+            workers: 2,
+            history: HistoryConfig::default(),
+            service_token: None,
+        }
     }
 }
 
@@ -47,6 +71,12 @@ impl Default for DispatcherConfig {
 pub enum DispatcherError {
     #[error("bus: {0}")]
     Bus(#[from] BusError),
+    #[error("ARQONBUS_SERVICE_TOKEN (--service-token): {0}")]
+    InvalidServiceToken(&'static str),
+    #[error("the gRPC API needs a service token: set ARQONBUS_SERVICE_TOKEN (or --service-token)")]
+    NoServiceToken,
+    #[error("gRPC server: {0}")]
+    Grpc(#[from] tonic::transport::Error),
 }
 
 /// Counters of this replica.
@@ -59,7 +89,7 @@ pub struct DispatcherMetrics {
 }
 
 impl DispatcherMetrics {
-    pub fn register(registry: &mut Registry) -> Self {
+    pub fn register(registry: &mut Metrics) -> Self {
         let metrics = Self::default();
         registry.register(
             "arqonbus_dispatcher_routed",
@@ -83,21 +113,62 @@ impl DispatcherMetrics {
         );
         metrics
     }
+
+    pub(crate) fn routed(&self) -> u64 {
+        self.routed.get()
+    }
+
+    pub(crate) fn commands(&self) -> u64 {
+        self.commands.get()
+    }
 }
 
 pub(crate) struct Context {
     bus: Bus,
     metrics: DispatcherMetrics,
     started: Instant,
+    /// This replica, in `status`.
+    replica: String,
+    registry: Registry,
+    presence: Presence,
+    history: History,
 }
 
 /// A running dispatcher.
-#[derive(Debug)]
 pub struct Dispatcher {
     tasks: TaskTracker,
+    context: Arc<Context>,
+    service_token: Option<ServiceToken>,
+}
+
+impl fmt::Debug for Dispatcher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Dispatcher")
+            .field("tasks", &self.tasks)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Dispatcher {
+    /// Serves the gRPC API (`arqon.dispatcher.v1.Bus`) on `listener` until `shutdown`,
+    /// then lets the calls in flight finish. Fails at once without a service token: the
+    /// API is never served unauthenticated.
+    pub fn serve_grpc(
+        &self,
+        listener: TcpListener,
+        shutdown: CancellationToken,
+    ) -> impl Future<Output = Result<(), DispatcherError>> + Send + use<> {
+        let api = self
+            .service_token
+            .clone()
+            .map(|token| (Arc::clone(&self.context), token));
+        async move {
+            let (context, token) = api.ok_or(DispatcherError::NoServiceToken)?;
+            grpc::serve(context, token, listener, shutdown).await?;
+            Ok(())
+        }
+    }
+
     /// Waits until the dispatcher has stopped (after `shutdown`).
     pub async fn wait(self) {
         self.tasks.wait().await;
@@ -113,10 +184,19 @@ pub async fn start(
     metrics: DispatcherMetrics,
     shutdown: CancellationToken,
 ) -> Result<Dispatcher, DispatcherError> {
+    if let Some(token) = &config.service_token {
+        token
+            .check()
+            .map_err(DispatcherError::InvalidServiceToken)?;
+    }
     let context = Arc::new(Context {
+        registry: Registry::open(&bus).await?,
+        presence: Presence::open(&bus).await?,
+        history: History::open(&bus, &config.history).await?,
         bus: bus.clone(),
         metrics,
         started: Instant::now(),
+        replica: format!("dispatcher_{:016x}", rand::random::<u64>()),
     });
     let tasks = TaskTracker::new();
     for _ in 0..config.workers {
@@ -138,5 +218,9 @@ pub async fn start(
     bus.flush().await?;
     tasks.close();
     info!(workers = config.workers, "dispatcher started");
-    Ok(Dispatcher { tasks })
+    Ok(Dispatcher {
+        tasks,
+        context,
+        service_token: config.service_token,
+    })
 }

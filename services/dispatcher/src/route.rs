@@ -3,9 +3,13 @@
 use bytes::Bytes;
 use tracing::warn;
 
-use arqon_bus::Message;
-use arqon_proto::model::{EdgeDelivery, Inbound, MembershipChange, RoomDelivery};
-use arqon_protocol::{Envelope, ErrorCode, Identity, MessageType, Topic, subject};
+use std::time::Duration;
+
+use arqon_bus::{BusError, Message};
+use arqon_proto::model::{
+    DirectAck, DirectDelivery, EdgeDelivery, Inbound, MembershipChange, RoomDelivery,
+};
+use arqon_protocol::{ClientId, Envelope, ErrorCode, Identity, MessageType, Topic, subject};
 
 use crate::Context;
 use crate::commands;
@@ -54,7 +58,7 @@ pub(crate) async fn handle(context: &Context, message: Message) {
         }
         MessageType::Command => {
             context.metrics.commands.inc();
-            let outcome = commands::execute(context, &inbound);
+            let outcome = commands::execute(context, &inbound).await;
             let id = inbound.envelope.id.as_str();
             Answer {
                 frames: vec![
@@ -84,6 +88,9 @@ fn topic_of(envelope: &Envelope) -> Option<Topic> {
 
 async fn route_message(context: &Context, inbound: &Inbound) -> Answer {
     let envelope = &inbound.envelope;
+    if let Some(target) = &envelope.to_client {
+        return route_private(context, inbound, target).await;
+    }
     let Some(topic) = topic_of(envelope) else {
         return Answer::frames(vec![Envelope::error_reply(
             Some(envelope.id.as_str()),
@@ -94,6 +101,7 @@ async fn route_message(context: &Context, inbound: &Inbound) -> Answer {
     let delivery = RoomDelivery {
         frame: Bytes::from(envelope.to_json()),
         exclude: Some(inbound.identity.client_id.clone()),
+        close_room: false,
     };
     let target = subject::room(&inbound.identity.tenant, &topic);
     match context.bus.publish(target, delivery.encode()).await {
@@ -104,6 +112,56 @@ async fn route_message(context: &Context, inbound: &Inbound) -> Answer {
         Err(e) => {
             context.metrics.publish_errors.inc();
             warn!(client_id = %inbound.identity.client_id, error = %e, "room publish failed");
+            Answer::frames(vec![Envelope::error_reply(
+                Some(envelope.id.as_str()),
+                ErrorCode::Unavailable,
+                "The bus is unavailable; the message was not delivered. Retry later.",
+            )])
+        }
+    }
+}
+
+/// How long the target's edge has to take a private message.
+const DIRECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A private message: to the edge that holds the target (its client id says which),
+/// which writes it only if the target is connected there in the sender's tenant. Not
+/// stored in history.
+async fn route_private(context: &Context, inbound: &Inbound, target: &str) -> Answer {
+    let envelope = &inbound.envelope;
+    let not_found = || {
+        Answer::frames(vec![Envelope::error_reply(
+            Some(envelope.id.as_str()),
+            ErrorCode::TargetNotFound,
+            format!("Client '{target}' is not connected"),
+        )])
+    };
+    let Some(client_id) = ClientId::parse(target) else {
+        return not_found();
+    };
+    let direct = DirectDelivery {
+        tenant: inbound.identity.tenant.clone(),
+        client_id: client_id.clone(),
+        frame: Bytes::from(envelope.to_json()),
+    };
+    let answer = context
+        .bus
+        .request(
+            subject::edge_direct(&client_id.edge()),
+            direct.encode(),
+            DIRECT_TIMEOUT,
+        )
+        .await;
+    match answer.map(|m| DirectAck::decode(m.payload)) {
+        Ok(Ok(DirectAck { delivered: true })) => {
+            context.metrics.routed.inc();
+            Answer::frames(vec![envelope.message_ack()])
+        }
+        // No such connection, another tenant's, or an edge that is gone.
+        Ok(Ok(_)) | Ok(Err(_)) | Err(BusError::NoResponders | BusError::Timeout) => not_found(),
+        Err(e) => {
+            context.metrics.publish_errors.inc();
+            warn!(error = %e, "private delivery failed");
             Answer::frames(vec![Envelope::error_reply(
                 Some(envelope.id.as_str()),
                 ErrorCode::Unavailable,

@@ -1,40 +1,122 @@
 //! Reading command arguments, with the original's error texts.
 
+use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
-use arqon_protocol::{CommandReply, ErrorCode, Topic};
+use arqon_proto::model::Recovery;
+use arqon_protocol::{CommandReply, ErrorCode, RoomName, Timestamp, Topic};
 
-/// The `room` and `channel` arguments, as a validated topic.
-pub(crate) fn topic(args: &Map<String, Value>) -> Result<Topic, CommandReply> {
-    let room = args
-        .get("room")
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty());
-    let channel = args
-        .get("channel")
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty());
-    let missing: Vec<&str> = [("room", room), ("channel", channel)]
-        .into_iter()
-        .filter_map(|(name, value)| value.is_none().then_some(name))
-        .collect();
-    if !missing.is_empty() {
-        return Err(validation(format!(
-            "Missing required arguments: {}",
-            missing.join(", ")
-        )));
-    }
-    Topic::parse(room.unwrap_or_default(), channel.unwrap_or_default()).map_err(|errors| {
-        let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
-        validation(text.join("; "))
-    })
-}
+/// A command's `args`.
+pub(crate) struct Args(Map<String, Value>);
 
-fn validation(detail: String) -> CommandReply {
+pub(crate) fn validation(detail: impl std::fmt::Display) -> CommandReply {
     CommandReply::error(
         ErrorCode::ValidationError,
         format!("Validation error: {detail}"),
     )
+}
+
+fn missing(names: &[&str]) -> CommandReply {
+    validation(format!("Missing required arguments: {}", names.join(", ")))
+}
+
+impl Args {
+    pub(crate) fn new(map: Map<String, Value>) -> Self {
+        Self(map)
+    }
+
+    /// A string argument; absent, null and "" are `None`; another type is an error.
+    pub(crate) fn text(&self, name: &str) -> Result<Option<&str>, CommandReply> {
+        match self.0.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) if s.is_empty() => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s)),
+            Some(_) => Err(validation(format!("'{name}' must be a string"))),
+        }
+    }
+
+    pub(crate) fn flag(&self, name: &str) -> Result<bool, CommandReply> {
+        match self.0.get(name) {
+            None | Some(Value::Null) => Ok(false),
+            Some(Value::Bool(b)) => Ok(*b),
+            Some(_) => Err(validation(format!("'{name}' must be a boolean"))),
+        }
+    }
+
+    /// The `room` argument.
+    pub(crate) fn room(&self) -> Result<RoomName, CommandReply> {
+        let room = self.text("room")?.ok_or_else(|| missing(&["room"]))?;
+        RoomName::parse(room).map_err(validation)
+    }
+
+    /// `room` and `channel` (or, for `create_channel`, `name` in place of `channel`).
+    pub(crate) fn topic(&self, channel_aliases: &[&str]) -> Result<Topic, CommandReply> {
+        let room = self.text("room")?;
+        let mut channel = self.text("channel")?;
+        for alias in channel_aliases {
+            if channel.is_none() {
+                channel = self.text(alias)?;
+            }
+        }
+        match (room, channel) {
+            (Some(room), Some(channel)) => Topic::parse(room, channel).map_err(|errors| {
+                let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
+                validation(text.join("; "))
+            }),
+            (None, None) => Err(missing(&["room", "channel"])),
+            (None, Some(_)) => Err(missing(&["room"])),
+            (Some(_), None) => Err(missing(&["channel"])),
+        }
+    }
+
+    /// A positive integer no larger than `max`, `default` when absent.
+    pub(crate) fn limit(&self, default: usize, max: usize) -> Result<usize, CommandReply> {
+        match self.0.get("limit") {
+            None | Some(Value::Null) => Ok(default),
+            Some(value) => match value.as_u64() {
+                Some(n) if n >= 1 && n <= max as u64 => Ok(n as usize),
+                _ => Err(validation(format!(
+                    "'limit' must be an integer from 1 to {max}"
+                ))),
+            },
+        }
+    }
+
+    /// An ISO 8601 timestamp (`Z` accepted; naive means UTC).
+    pub(crate) fn timestamp(&self, name: &str) -> Result<Option<DateTime<Utc>>, CommandReply> {
+        let invalid = || {
+            CommandReply::error(
+                ErrorCode::InvalidTimestamp,
+                format!("Invalid '{name}' timestamp format"),
+            )
+        };
+        match self.0.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(text)) => Timestamp::parse(text)
+                .map(|t| Some(t.to_utc()))
+                .map_err(|_| invalid()),
+            Some(_) => Err(invalid()),
+        }
+    }
+
+    /// Where a joining client left off: `since_id`, or `since_offset` with `epoch`.
+    pub(crate) fn recovery(&self) -> Result<Option<Recovery>, CommandReply> {
+        if let Some(id) = self.text("since_id")? {
+            return Ok(Some(Recovery::AfterId(id.to_owned())));
+        }
+        match (self.0.get("since_offset"), self.text("epoch")?) {
+            (None | Some(Value::Null), None) => Ok(None),
+            (None | Some(Value::Null), Some(_)) => Err(missing(&["since_offset"])),
+            (Some(offset), Some(epoch)) => match offset.as_u64() {
+                Some(offset) => Ok(Some(Recovery::AfterOffset {
+                    epoch: epoch.to_owned(),
+                    offset,
+                })),
+                None => Err(validation("'since_offset' must be a non-negative integer")),
+            },
+            (Some(_), None) => Err(missing(&["epoch"])),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -42,34 +124,46 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn args(value: Value) -> Map<String, Value> {
-        value.as_object().unwrap().clone()
+    fn args(value: Value) -> Args {
+        Args::new(value.as_object().unwrap().clone())
     }
 
     #[test]
-    fn reads_a_topic() {
-        let topic = topic(&args(json!({"room": "science", "channel": "general"}))).unwrap();
+    fn reads_a_topic_with_aliases() {
+        let topic = args(json!({"room": "science", "channel": "general"}))
+            .topic(&[])
+            .unwrap();
         assert_eq!(topic.to_string(), "science:general");
+        let topic = args(json!({"room": "science", "name": "lab"}))
+            .topic(&["name"])
+            .unwrap();
+        assert_eq!(topic.to_string(), "science:lab");
     }
 
     #[test]
     fn names_every_missing_argument() {
-        let reply = topic(&args(json!({"channel": ""}))).unwrap_err();
+        let reply = args(json!({"channel": ""})).topic(&[]).unwrap_err();
         assert_eq!(reply.error_code, Some(ErrorCode::ValidationError));
         assert_eq!(
             reply.message,
             "Validation error: Missing required arguments: room, channel"
         );
-        let reply = topic(&args(json!({"room": 5, "channel": "c"}))).unwrap_err();
+        let reply = args(json!({"room": 5, "channel": "c"}))
+            .topic(&[])
+            .unwrap_err();
+        assert_eq!(reply.message, "Validation error: 'room' must be a string");
+        let reply = args(json!({"room": "r"})).topic(&[]).unwrap_err();
         assert_eq!(
             reply.message,
-            "Validation error: Missing required arguments: room"
+            "Validation error: Missing required arguments: channel"
         );
     }
 
     #[test]
     fn refuses_unsafe_names() {
-        let reply = topic(&args(json!({"room": "a.b", "channel": "c"}))).unwrap_err();
+        let reply = args(json!({"room": "a.b", "channel": "c"}))
+            .topic(&[])
+            .unwrap_err();
         assert!(
             reply
                 .message
@@ -77,5 +171,45 @@ mod tests {
             "{}",
             reply.message
         );
+    }
+
+    #[test]
+    fn limits_timestamps_and_recovery() {
+        assert_eq!(args(json!({})).limit(50, 1000).unwrap(), 50);
+        assert_eq!(args(json!({"limit": 7})).limit(50, 1000).unwrap(), 7);
+        for bad in [json!(0), json!(1001), json!("7"), json!(-1)] {
+            assert!(
+                args(json!({ "limit": bad })).limit(50, 1000).is_err(),
+                "{bad}"
+            );
+        }
+        assert!(
+            args(json!({"since": "2026-01-01T00:00:00Z"}))
+                .timestamp("since")
+                .unwrap()
+                .is_some()
+        );
+        let reply = args(json!({"since": "yesterday"}))
+            .timestamp("since")
+            .unwrap_err();
+        assert_eq!(reply.error_code, Some(ErrorCode::InvalidTimestamp));
+        assert_eq!(reply.message, "Invalid 'since' timestamp format");
+        assert_eq!(
+            args(json!({"since_id": "arq_1_1_abcdef"}))
+                .recovery()
+                .unwrap(),
+            Some(Recovery::AfterId("arq_1_1_abcdef".into()))
+        );
+        assert_eq!(
+            args(json!({"since_offset": 9, "epoch": "e"}))
+                .recovery()
+                .unwrap(),
+            Some(Recovery::AfterOffset {
+                epoch: "e".into(),
+                offset: 9
+            })
+        );
+        assert!(args(json!({"since_offset": 9})).recovery().is_err());
+        assert_eq!(args(json!({})).recovery().unwrap(), None);
     }
 }

@@ -1,49 +1,359 @@
-//! `join_channel` and `leave_channel`.
+//! Channel commands: create, delete, join, leave, list, info.
 //!
-//! Joining creates the channel on demand: a room exists while it has a channel, and a
-//! channel while anyone uses it. The edge applies the membership when it relays the
+//! Rooms and channels are names. A room exists while it has a channel. `join_channel`
+//! creates the channel on demand; the edge applies the membership when it relays the
 //! successful response, so a client never subscribes itself.
 
+use bytes::Bytes;
 use serde_json::{Map, Value, json};
 
-use arqon_proto::model::{Inbound, MembershipChange};
-use arqon_protocol::{CommandReply, Timestamp, Topic};
+use arqon_proto::model::{MembershipChange, RoomDelivery};
+use arqon_protocol::{
+    CommandReply, Envelope, ErrorCode, JsonObject, MessageType, RoomName, SERVER_SENDER, Timestamp,
+    Topic, subject,
+};
 
-use super::{Outcome, args};
+use super::{Call, Outcome, failed};
+use crate::state::ChannelRecord;
 
-pub(crate) fn join(inbound: &Inbound) -> Outcome {
-    let topic = match args::topic(&inbound.envelope.args.to_map()) {
-        Ok(topic) => topic,
-        Err(reply) => return reply.into(),
-    };
-    let data = record(&topic, inbound, ["joined_by", "joined_at", "room_joined"]);
-    Outcome {
-        reply: CommandReply::success(format!("Joined channel '{topic}'"), data),
-        membership: Some(MembershipChange::Join(topic)),
+fn data(entries: Value) -> Map<String, Value> {
+    match entries {
+        Value::Object(map) => map,
+        _ => Map::new(),
     }
 }
 
-pub(crate) fn leave(inbound: &Inbound) -> Outcome {
-    let topic = match args::topic(&inbound.envelope.args.to_map()) {
+fn try_topic(call: &Call<'_>, aliases: &[&str]) -> Result<Topic, CommandReply> {
+    call.args.topic(aliases)
+}
+
+/// The channel's record, or the original's not-found errors.
+async fn existing(
+    call: &Call<'_>,
+    topic: &Topic,
+    code: ErrorCode,
+    verb: &str,
+) -> Result<ChannelRecord, CommandReply> {
+    let tenant = &call.inbound.identity.tenant;
+    let registry = &call.context.registry;
+    match registry.get(tenant, topic).await {
+        Ok(Some(record)) => Ok(record),
+        Ok(None) => match registry.channels(tenant, &topic.room).await {
+            Ok(channels) if channels.is_empty() => Err(room_not_found(&topic.room)),
+            Ok(_) => Err(CommandReply::error(
+                ErrorCode::ChannelNotFound,
+                format!(
+                    "Channel '{}' not found in room '{}'",
+                    topic.channel, topic.room
+                ),
+            )),
+            Err(e) => Err(failed(code, verb, &e)),
+        },
+        Err(e) => Err(failed(code, verb, &e)),
+    }
+}
+
+fn room_not_found(room: &RoomName) -> CommandReply {
+    CommandReply::error(ErrorCode::RoomNotFound, format!("Room '{room}' not found"))
+}
+
+pub(crate) async fn create(call: &Call<'_>) -> CommandReply {
+    let topic = match try_topic(call, &["name"]) {
+        Ok(topic) => topic,
+        Err(reply) => return reply,
+    };
+    let description = match call.args.text("description") {
+        Ok(d) => d.unwrap_or_default().to_owned(),
+        Err(reply) => return reply,
+    };
+    let tenant = &call.inbound.identity.tenant;
+    match call
+        .context
+        .registry
+        .create(tenant, &topic, call.client(), &description)
+        .await
+    {
+        Ok(Some(record)) => CommandReply::success(
+            format!(
+                "Channel '{}' created in room '{}'",
+                topic.channel, topic.room
+            ),
+            data(json!({
+                "room_id": topic.room.as_str(),
+                "channel_id": topic.channel.as_str(),
+                "channel_name": topic.channel.as_str(),
+                "description": record.description,
+                "created_by": record.created_by,
+                "created_at": record.created_at,
+            })),
+        ),
+        Ok(None) => CommandReply::error(
+            ErrorCode::ChannelExists,
+            format!(
+                "Channel '{}' already exists in room '{}'",
+                topic.channel, topic.room
+            ),
+        ),
+        Err(e) => failed(ErrorCode::CreateChannelError, "create channel", &e),
+    }
+}
+
+pub(crate) async fn delete(call: &Call<'_>) -> CommandReply {
+    let (topic, force) = match (try_topic(call, &[]), call.args.flag("force")) {
+        (Ok(topic), Ok(force)) => (topic, force),
+        (Err(reply), _) | (_, Err(reply)) => return reply,
+    };
+    let identity = &call.inbound.identity;
+    if force && !identity.role.is_admin() {
+        return CommandReply::error(
+            ErrorCode::AuthorizationError,
+            "Only admin clients can force a channel delete",
+        );
+    }
+    if let Err(reply) = existing(
+        call,
+        &topic,
+        ErrorCode::DeleteChannelError,
+        "delete channel",
+    )
+    .await
+    {
+        return reply;
+    }
+    let context = call.context;
+    let members = match context.presence.members(&identity.tenant, &topic).await {
+        Ok(members) => members,
+        Err(e) => return failed(ErrorCode::DeleteChannelError, "delete channel", &e),
+    };
+    if !members.is_empty() && !force {
+        return CommandReply::error(
+            ErrorCode::DeleteChannelError,
+            format!(
+                "Failed to delete channel: it has {} members (an admin may force the delete)",
+                members.len()
+            ),
+        );
+    }
+    if let Err(e) = context.registry.delete(&identity.tenant, &topic).await {
+        return failed(ErrorCode::DeleteChannelError, "delete channel", &e);
+    }
+    if !members.is_empty()
+        && let Err(e) = close_room(call, &topic).await
+    {
+        return failed(ErrorCode::DeleteChannelError, "delete channel", &e);
+    }
+    if let Err(e) = context.history.purge(&identity.tenant, &topic).await {
+        return failed(ErrorCode::DeleteChannelError, "delete channel", &e);
+    }
+    CommandReply::success(
+        format!(
+            "Channel '{}' deleted from room '{}'",
+            topic.channel, topic.room
+        ),
+        data(json!({
+            "room_id": topic.room.as_str(),
+            "channel_id": topic.channel.as_str(),
+            "channel_name": topic.channel.as_str(),
+            "deleted_by": call.client(),
+            "deleted_at": Timestamp::now().to_rfc3339(),
+            "removed_members": members.len(),
+        })),
+    )
+}
+
+/// Tells every edge with members that the channel is gone; they remove the members.
+async fn close_room(call: &Call<'_>, topic: &Topic) -> Result<(), arqon_bus::BusError> {
+    let mut notice = Envelope::new(MessageType::Telemetry);
+    notice.room = Some(topic.room.to_string());
+    notice.channel = Some(topic.channel.to_string());
+    notice.sender = Some(SERVER_SENDER.to_owned());
+    notice.payload = JsonObject::from_map(&data(json!({
+        "event": "channel_deleted",
+        "room": topic.room.as_str(),
+        "channel": topic.channel.as_str(),
+        "deleted_by": call.client(),
+    })));
+    let delivery = RoomDelivery {
+        frame: Bytes::from(notice.to_json()),
+        exclude: None,
+        close_room: true,
+    };
+    let bus = &call.context.bus;
+    bus.publish(
+        subject::room(&call.inbound.identity.tenant, topic),
+        delivery.encode(),
+    )
+    .await?;
+    // Reached the server (and the history stream) before the purge that follows.
+    bus.flush().await
+}
+
+pub(crate) async fn join(call: &Call<'_>) -> Outcome {
+    let (topic, recover) = match (try_topic(call, &[]), call.args.recovery()) {
+        (Ok(topic), Ok(recover)) => (topic, recover),
+        (Err(reply), _) | (_, Err(reply)) => return reply.into(),
+    };
+    let tenant = &call.inbound.identity.tenant;
+    let created = match call
+        .context
+        .registry
+        .create(tenant, &topic, call.client(), "")
+        .await
+    {
+        Ok(created) => created.is_some(),
+        Err(e) => return failed(ErrorCode::JoinChannelError, "join channel", &e).into(),
+    };
+    let reply = CommandReply::success(
+        format!(
+            "Joined channel '{}' in room '{}'",
+            topic.channel, topic.room
+        ),
+        data(json!({
+            "room_id": topic.room.as_str(),
+            "channel_id": topic.channel.as_str(),
+            "channel_name": topic.channel.as_str(),
+            "joined_by": call.client(),
+            "joined_at": Timestamp::now().to_rfc3339(),
+            "room_joined": topic.room.as_str(),
+            "created": created,
+        })),
+    );
+    Outcome {
+        reply,
+        membership: Some(MembershipChange::Join { topic, recover }),
+    }
+}
+
+pub(crate) async fn leave(call: &Call<'_>) -> Outcome {
+    let topic = match try_topic(call, &[]) {
         Ok(topic) => topic,
         Err(reply) => return reply.into(),
     };
-    let data = record(&topic, inbound, ["left_by", "left_at", "room_left"]);
+    if let Err(reply) = existing(call, &topic, ErrorCode::LeaveChannelError, "leave channel").await
+    {
+        return reply.into();
+    }
+    let reply = CommandReply::success(
+        format!("Left channel '{}' in room '{}'", topic.channel, topic.room),
+        data(json!({
+            "room_id": topic.room.as_str(),
+            "channel_id": topic.channel.as_str(),
+            "channel_name": topic.channel.as_str(),
+            "left_by": call.client(),
+            "left_at": Timestamp::now().to_rfc3339(),
+            "room_left": topic.room.as_str(),
+        })),
+    );
     Outcome {
-        reply: CommandReply::success(format!("Left channel '{topic}'"), data),
+        reply,
         membership: Some(MembershipChange::Leave(topic)),
     }
 }
 
-/// The original's response fields, with names where it had internal ids.
-/// `keys` names who acted, when, and the room, for this command.
-fn record(topic: &Topic, inbound: &Inbound, [by, at, room]: [&str; 3]) -> Map<String, Value> {
-    let mut data = Map::new();
-    data.insert("room_id".into(), json!(topic.room.as_str()));
-    data.insert("channel_id".into(), json!(topic.channel.as_str()));
-    data.insert("channel_name".into(), json!(topic.channel.as_str()));
-    data.insert(by.into(), json!(inbound.identity.client_id.as_str()));
-    data.insert(at.into(), json!(Timestamp::now().to_rfc3339()));
-    data.insert(room.into(), json!(topic.room.as_str()));
-    data
+pub(crate) async fn list(call: &Call<'_>) -> CommandReply {
+    let room = match call.args.room() {
+        Ok(room) => room,
+        Err(reply) => return reply,
+    };
+    let context = call.context;
+    let tenant = &call.inbound.identity.tenant;
+    let channels = match context.registry.channels(tenant, &room).await {
+        Ok(channels) if channels.is_empty() => return room_not_found(&room),
+        Ok(channels) => channels,
+        Err(e) => return failed(ErrorCode::ListChannelsError, "list channels", &e),
+    };
+    let counts = match context.presence.counts(tenant, &room).await {
+        Ok(counts) => counts,
+        Err(e) => return failed(ErrorCode::ListChannelsError, "list channels", &e),
+    };
+    let mut listed = Vec::with_capacity(channels.len());
+    for topic in &channels {
+        let (record, last) = match (
+            context.registry.get(tenant, topic).await,
+            context.history.last_activity(tenant, topic).await,
+        ) {
+            (Ok(record), Ok(last)) => (record, last),
+            (Err(e), _) | (_, Err(e)) => {
+                return failed(ErrorCode::ListChannelsError, "list channels", &e);
+            }
+        };
+        let record = record.unwrap_or_else(|| ChannelRecord {
+            description: String::new(),
+            created_by: String::new(),
+            created_at: String::new(),
+        });
+        listed.push(json!({
+            "channel_id": topic.channel.as_str(),
+            "name": topic.channel.as_str(),
+            "description": record.description,
+            "member_count": counts.get(&topic.channel).copied().unwrap_or(0),
+            "created_at": record.created_at,
+            "created_by": record.created_by,
+            "last_activity": last.map(|t| Timestamp::from(t).to_rfc3339()),
+        }));
+    }
+    let mut reply = data(json!({
+        "room_id": room.as_str(),
+        "room_name": room.as_str(),
+        "total_channels": listed.len(),
+        "channels": listed,
+    }));
+    call.queried(&mut reply);
+    CommandReply::success(
+        format!("Found {} channels in room '{room}'", channels.len()),
+        reply,
+    )
+}
+
+pub(crate) async fn info(call: &Call<'_>) -> CommandReply {
+    let topic = match try_topic(call, &[]) {
+        Ok(topic) => topic,
+        Err(reply) => return reply,
+    };
+    let record = match existing(
+        call,
+        &topic,
+        ErrorCode::ChannelInfoError,
+        "read channel info",
+    )
+    .await
+    {
+        Ok(record) => record,
+        Err(reply) => return reply,
+    };
+    let context = call.context;
+    let tenant = &call.inbound.identity.tenant;
+    let (members, count, last) = match (
+        context.presence.members(tenant, &topic).await,
+        context.history.count(tenant, &topic).await,
+        context.history.last_activity(tenant, &topic).await,
+    ) {
+        (Ok(members), Ok(count), Ok(last)) => (members, count, last),
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
+            return failed(ErrorCode::ChannelInfoError, "read channel info", &e);
+        }
+    };
+    let member_ids: Vec<&str> = members.iter().map(|m| m.client_id.as_str()).collect();
+    let mut reply = data(json!({
+        "room_id": topic.room.as_str(),
+        "room_name": topic.room.as_str(),
+        "channel_id": topic.channel.as_str(),
+        "name": topic.channel.as_str(),
+        "description": record.description,
+        "member_count": members.len(),
+        "members": member_ids,
+        "created_at": record.created_at,
+        "created_by": record.created_by,
+        "last_activity": last.map(|t| Timestamp::from(t).to_rfc3339()),
+        "statistics": {
+            "message_count": count,
+            "member_count": members.len(),
+            "history": context.history.enabled(),
+        },
+    }));
+    call.queried(&mut reply);
+    CommandReply::success(
+        format!("Channel '{}' in room '{}'", topic.channel, topic.room),
+        reply,
+    )
 }

@@ -2,13 +2,20 @@
 //! membership change the edge applies).
 
 mod args;
+mod catalog;
 mod channels;
+mod history;
 mod system;
 
+use serde_json::{Map, Value};
+use tracing::warn;
+
+use arqon_bus::BusError;
 use arqon_proto::model::{Inbound, MembershipChange};
-use arqon_protocol::{CommandReply, ErrorCode};
+use arqon_protocol::{CommandReply, ErrorCode, Timestamp};
 
 use crate::Context;
+use args::Args;
 
 /// The result of one command.
 pub(crate) struct Outcome {
@@ -25,14 +32,80 @@ impl From<CommandReply> for Outcome {
     }
 }
 
-pub(crate) fn execute(context: &Context, inbound: &Inbound) -> Outcome {
-    let Some(name) = inbound.envelope.command.as_deref() else {
+/// What a command handler sees.
+pub(crate) struct Call<'a> {
+    pub(crate) context: &'a Context,
+    pub(crate) inbound: &'a Inbound,
+    pub(crate) args: Args,
+}
+
+impl Call<'_> {
+    fn client(&self) -> &str {
+        self.inbound.identity.client_id.as_str()
+    }
+
+    /// `queried_by` and `queried_at`, as the original's read commands report.
+    fn queried(&self, data: &mut Map<String, Value>) {
+        data.insert("queried_by".into(), Value::from(self.client()));
+        data.insert(
+            "queried_at".into(),
+            Value::from(Timestamp::now().to_rfc3339()),
+        );
+    }
+}
+
+/// A bus failure inside a command: the client learns the command failed, the log why.
+fn failed(code: ErrorCode, verb: &str, error: &BusError) -> CommandReply {
+    warn!(%error, verb, "command failed on the bus");
+    CommandReply::error(code, format!("Failed to {verb}: the bus is unavailable"))
+}
+
+pub(crate) async fn execute(context: &Context, inbound: &Inbound) -> Outcome {
+    let name = inbound
+        .envelope
+        .command
+        .as_deref()
+        .map(str::trim)
+        .unwrap_or_default();
+    if name.is_empty() {
         return CommandReply::error(ErrorCode::MissingCommand, "Command name is required").into();
+    }
+    let Some(spec) = catalog::find(name) else {
+        return CommandReply::error(
+            ErrorCode::UnknownCommand,
+            format!("Unknown command: {name}"),
+        )
+        .into();
     };
-    match name {
-        "ping" => system::ping(context, inbound).into(),
-        "join_channel" => channels::join(inbound),
-        "leave_channel" => channels::leave(inbound),
+    if let Some(permission) = spec.permission
+        && !inbound.identity.may(permission)
+    {
+        return CommandReply::error(
+            ErrorCode::AuthorizationError,
+            format!(
+                "Authorization error: '{name}' needs the '{}' permission",
+                permission.as_str()
+            ),
+        )
+        .into();
+    }
+    let call = Call {
+        context,
+        inbound,
+        args: Args::new(inbound.envelope.args.to_map()),
+    };
+    match spec.name {
+        "ping" => system::ping(&call).into(),
+        "status" => system::status(&call).await.into(),
+        "help" => system::help(&call).into(),
+        "create_channel" => channels::create(&call).await.into(),
+        "delete_channel" => channels::delete(&call).await.into(),
+        "join_channel" => channels::join(&call).await,
+        "leave_channel" => channels::leave(&call).await,
+        "list_channels" => channels::list(&call).await.into(),
+        "channel_info" => channels::info(&call).await.into(),
+        "history" => history::history(&call).await.into(),
+        // `refresh` is answered by the edge; reaching here means an edge forwarded it.
         other => CommandReply::error(
             ErrorCode::UnknownCommand,
             format!("Unknown command: {other}"),

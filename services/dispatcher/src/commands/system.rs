@@ -1,32 +1,140 @@
-//! `ping`.
+//! `ping`, `status` and `help`.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use serde_json::{Map, json};
+use serde_json::{Map, Value, json};
 
-use arqon_proto::model::Inbound;
-use arqon_protocol::{CommandReply, Timestamp};
+use arqon_protocol::{CommandReply, ErrorCode, Timestamp};
 
-use crate::Context;
+use super::catalog::{self, Spec};
+use super::{Call, failed};
+
+fn object(value: Value) -> Map<String, Value> {
+    match value {
+        Value::Object(map) => map,
+        _ => Map::new(),
+    }
+}
 
 /// Answers with the time the envelope spent between the edge and here.
-pub(crate) fn ping(context: &Context, inbound: &Inbound) -> CommandReply {
+pub(crate) fn ping(call: &Call<'_>) -> CommandReply {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_micros() as f64)
         .unwrap_or_default();
-    let latency_ms = ((now - inbound.received_at_unix_micros as f64) / 1000.0).max(0.0);
+    let latency_ms = ((now - call.inbound.received_at_unix_micros as f64) / 1000.0).max(0.0);
     let latency_ms = (latency_ms * 100.0).round() / 100.0;
-    let mut data = Map::new();
-    data.insert("latency_ms".into(), json!(latency_ms));
-    data.insert(
-        "client_id".into(),
-        json!(inbound.identity.client_id.as_str()),
-    );
-    data.insert("timestamp".into(), json!(Timestamp::now().to_rfc3339()));
-    data.insert(
-        "uptime_seconds".into(),
-        json!(context.started.elapsed().as_secs()),
-    );
+    let data = object(json!({
+        "latency_ms": latency_ms,
+        "client_id": call.client(),
+        "timestamp": Timestamp::now().to_rfc3339(),
+        "uptime_seconds": call.context.started.elapsed().as_secs(),
+    }));
     CommandReply::success(format!("Pong! Latency: {latency_ms}ms"), data)
+}
+
+/// The bus as the dispatcher sees it. Counts are the caller's tenant's; an admin sees
+/// connected clients of every tenant.
+pub(crate) async fn status(call: &Call<'_>) -> CommandReply {
+    let context = call.context;
+    let identity = &call.inbound.identity;
+    let scope = (!identity.role.is_admin()).then_some(&identity.tenant);
+    let gathered = async {
+        Ok::<_, arqon_bus::BusError>((
+            context.presence.connections(scope).await?,
+            context.presence.edges().await?,
+            context.registry.all(&identity.tenant).await?,
+            context.history.count_tenant(&identity.tenant).await?,
+        ))
+    };
+    let (clients, edges, channels, stored) = match gathered.await {
+        Ok(gathered) => gathered,
+        Err(e) => return failed(ErrorCode::StatusError, "read status", &e),
+    };
+    let rooms: std::collections::BTreeSet<&str> =
+        channels.iter().map(|t| t.room.as_str()).collect();
+    let clients: Map<String, Value> = clients
+        .into_iter()
+        .map(|(tenant, n)| (tenant.to_string(), Value::from(n)))
+        .collect();
+    let data = object(json!({
+        "server": {
+            "status": "running",
+            "version": env!("CARGO_PKG_VERSION"),
+            "uptime_seconds": context.started.elapsed().as_secs(),
+            "replica": context.replica.as_str(),
+            "edges": edges,
+        },
+        "clients": clients,
+        "rooms": rooms.len(),
+        "channels": channels.len(),
+        "messages": {
+            "routed_by_this_replica": context.metrics.routed(),
+            "commands_by_this_replica": context.metrics.commands(),
+            "stored": stored,
+            "history": context.history.enabled(),
+        },
+        "timestamp": Timestamp::now().to_rfc3339(),
+    }));
+    CommandReply::success("Bus status", data)
+}
+
+fn describe(spec: &Spec) -> Value {
+    let arguments: Vec<Value> = spec
+        .arguments
+        .iter()
+        .map(|a| json!({"name": a.name, "required": a.required, "description": a.description}))
+        .collect();
+    json!({
+        "name": spec.name,
+        "description": spec.description,
+        "category": spec.category,
+        "usage": spec.example,
+        "permissions": spec.permission.map(|p| vec![p.as_str()]).unwrap_or_default(),
+        "arguments": arguments,
+        "examples": [spec.example],
+    })
+}
+
+/// Every command, or one.
+pub(crate) fn help(call: &Call<'_>) -> CommandReply {
+    let wanted = match call.args.text("command") {
+        Ok(wanted) => wanted,
+        Err(reply) => return reply,
+    };
+    if let Some(name) = wanted {
+        return match catalog::find(name) {
+            Some(spec) => {
+                CommandReply::success(format!("Help for '{name}'"), object(describe(spec)))
+            }
+            None => CommandReply::error(
+                ErrorCode::CommandNotFound,
+                format!("Command not found: {name}"),
+            ),
+        };
+    }
+    let mut categories: Map<String, Value> = Map::new();
+    for spec in catalog::COMMANDS {
+        if let Value::Array(names) = categories
+            .entry(spec.category)
+            .or_insert_with(|| Value::Array(Vec::new()))
+        {
+            names.push(Value::from(spec.name));
+        }
+    }
+    let commands: Map<String, Value> = catalog::COMMANDS
+        .iter()
+        .map(|spec| (spec.name.to_owned(), describe(spec)))
+        .collect();
+    let mut data = object(json!({
+        "available_commands": catalog::COMMANDS.iter().map(|s| s.name).collect::<Vec<_>>(),
+        "commands": commands,
+        "categories": categories,
+        "usage": "Send {\"type\":\"command\",\"command\":\"<name>\",\"args\":{...}}; help with args {\"command\":\"<name>\"} describes one",
+    }));
+    call.queried(&mut data);
+    CommandReply::success(
+        format!("{} commands available", catalog::COMMANDS.len()),
+        data,
+    )
 }

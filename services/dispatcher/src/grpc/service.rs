@@ -1,0 +1,246 @@
+//! The handlers of `arqon.dispatcher.v1.Bus`.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tonic::{Code, Request, Response, Status};
+use tracing::{Span, field, instrument};
+
+use arqon_proto::dispatcher::v1 as pb;
+use arqon_proto::model::{Member, RoomDelivery};
+use arqon_protocol::{
+    Envelope, ErrorCode, MessageType, SERVER_SENDER, TenantId, Timestamp, subject,
+};
+
+use super::request::{ChannelRef, HistoryQuery, Publish, RoomRef};
+use super::status::{self, invalid, lookup};
+use crate::Context;
+use crate::state::{ChannelRecord, Views};
+
+/// `created_by` of a channel that a Publish created.
+pub(super) const CREATED_BY: &str = "server";
+
+pub(super) struct BusApi {
+    pub(super) context: Arc<Context>,
+}
+
+impl BusApi {
+    fn views(&self) -> Views<'_> {
+        Views {
+            registry: &self.context.registry,
+            presence: &self.context.presence,
+            history: &self.context.history,
+        }
+    }
+}
+
+fn record_tenant(tenant: &TenantId) {
+    Span::current().record("tenant", tenant.as_str());
+}
+
+fn rfc3339(t: chrono::DateTime<chrono::Utc>) -> String {
+    Timestamp::from(t).to_rfc3339()
+}
+
+fn channel(
+    name: &str,
+    record: ChannelRecord,
+    member_count: u64,
+    last: Option<chrono::DateTime<chrono::Utc>>,
+) -> pb::Channel {
+    pb::Channel {
+        name: name.to_owned(),
+        description: record.description,
+        created_by: record.created_by,
+        created_at: record.created_at,
+        member_count,
+        last_activity: last.map(rfc3339),
+    }
+}
+
+fn members(members: Vec<Member>) -> Vec<pb::Member> {
+    members
+        .into_iter()
+        .map(|m| pb::Member {
+            client_id: m.client_id.as_str().to_owned(),
+            subject: m.subject,
+        })
+        .collect()
+}
+
+#[tonic::async_trait]
+impl pb::bus_server::Bus for BusApi {
+    #[instrument(name = "grpc.Publish", skip_all, fields(tenant = field::Empty))]
+    async fn publish(
+        &self,
+        request: Request<pb::PublishRequest>,
+    ) -> Result<Response<pb::PublishResponse>, Status> {
+        let Publish {
+            target: ChannelRef { tenant, topic },
+            payload,
+            metadata,
+        } = request.into_inner().try_into()?;
+        record_tenant(&tenant);
+        let context = &self.context;
+        // The same envelope and delivery `route` makes of a client's message, from the
+        // server and excluding nobody; trusted callers skip the policy stage.
+        let mut envelope = Envelope::new(MessageType::Message);
+        envelope.room = Some(topic.room.to_string());
+        envelope.channel = Some(topic.channel.to_string());
+        envelope.sender = Some(SERVER_SENDER.to_owned());
+        envelope.payload = payload;
+        envelope.metadata = metadata;
+        let delivery = RoomDelivery {
+            frame: Bytes::from(envelope.to_json()),
+            exclude: None,
+            close_room: false,
+        }
+        .encode();
+        // Refused before the channel is created for it.
+        let max = context.bus.max_payload();
+        if delivery.len() > max {
+            return Err(invalid(
+                ErrorCode::ValidationError,
+                format!(
+                    "The message is {} bytes; the bus accepts at most {max}",
+                    delivery.len()
+                ),
+            ));
+        }
+        context
+            .registry
+            .create(&tenant, &topic, CREATED_BY, "")
+            .await
+            .map_err(|e| status::bus("publish", &e))?;
+        if let Err(e) = context
+            .bus
+            .publish(subject::room(&tenant, &topic), delivery)
+            .await
+        {
+            context.metrics.publish_errors.inc();
+            return Err(status::bus("publish", &e));
+        }
+        context.metrics.routed.inc();
+        Ok(Response::new(pb::PublishResponse {
+            message_id: envelope.id.as_str().to_owned(),
+        }))
+    }
+
+    #[instrument(name = "grpc.ListChannels", skip_all, fields(tenant = field::Empty))]
+    async fn list_channels(
+        &self,
+        request: Request<pb::ListChannelsRequest>,
+    ) -> Result<Response<pb::ListChannelsResponse>, Status> {
+        let RoomRef { tenant, room } = request.into_inner().try_into()?;
+        record_tenant(&tenant);
+        let summaries = self
+            .views()
+            .room(&tenant, &room)
+            .await
+            .map_err(|e| lookup("list channels", e))?;
+        let channels = summaries
+            .into_iter()
+            .map(|s| {
+                channel(
+                    s.topic.channel.as_str(),
+                    s.record,
+                    s.member_count,
+                    s.last_activity,
+                )
+            })
+            .collect();
+        Ok(Response::new(pb::ListChannelsResponse { channels }))
+    }
+
+    #[instrument(name = "grpc.ChannelInfo", skip_all, fields(tenant = field::Empty))]
+    async fn channel_info(
+        &self,
+        request: Request<pb::ChannelInfoRequest>,
+    ) -> Result<Response<pb::ChannelInfoResponse>, Status> {
+        let ChannelRef { tenant, topic } = request.into_inner().try_into()?;
+        record_tenant(&tenant);
+        let detail = self
+            .views()
+            .channel(&tenant, &topic)
+            .await
+            .map_err(|e| lookup("read channel info", e))?;
+        let member_count = detail.members.len() as u64;
+        Ok(Response::new(pb::ChannelInfoResponse {
+            channel: Some(channel(
+                topic.channel.as_str(),
+                detail.record,
+                member_count,
+                detail.last_activity,
+            )),
+            members: members(detail.members),
+            message_count: detail.message_count,
+        }))
+    }
+
+    #[instrument(name = "grpc.Presence", skip_all, fields(tenant = field::Empty))]
+    async fn presence(
+        &self,
+        request: Request<pb::PresenceRequest>,
+    ) -> Result<Response<pb::PresenceResponse>, Status> {
+        let ChannelRef { tenant, topic } = request.into_inner().try_into()?;
+        record_tenant(&tenant);
+        let context = &self.context;
+        context
+            .registry
+            .existing(&tenant, &topic)
+            .await
+            .map_err(|e| lookup("read presence", e))?;
+        let found = context
+            .presence
+            .members(&tenant, &topic)
+            .await
+            .map_err(|e| status::bus("read presence", &e))?;
+        Ok(Response::new(pb::PresenceResponse {
+            members: members(found),
+        }))
+    }
+
+    #[instrument(name = "grpc.History", skip_all, fields(tenant = field::Empty))]
+    async fn history(
+        &self,
+        request: Request<pb::HistoryRequest>,
+    ) -> Result<Response<pb::HistoryResponse>, Status> {
+        let HistoryQuery {
+            target: ChannelRef { tenant, topic },
+            limit,
+            since,
+            until,
+        } = request.into_inner().try_into()?;
+        record_tenant(&tenant);
+        let context = &self.context;
+        let Some(epoch) = context.history.epoch() else {
+            return Err(status::status(
+                Code::FailedPrecondition,
+                ErrorCode::FeatureDisabled,
+                "History is off on this bus (ARQONBUS_ENABLE_PERSISTENCE=false)",
+            ));
+        };
+        context
+            .registry
+            .existing(&tenant, &topic)
+            .await
+            .map_err(|e| lookup("read history", e))?;
+        let stored = context
+            .history
+            .read(&tenant, &topic, since, until, limit)
+            .await
+            .map_err(|e| status::bus("read history", &e))?;
+        let messages = stored
+            .into_iter()
+            .map(|s| pb::StoredMessage {
+                offset: s.offset,
+                stored_at: rfc3339(s.stored_at),
+                envelope_json: Bytes::from(s.envelope.to_json()),
+            })
+            .collect();
+        Ok(Response::new(pb::HistoryResponse {
+            epoch: epoch.to_owned(),
+            messages,
+        }))
+    }
+}

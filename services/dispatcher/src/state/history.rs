@@ -1,0 +1,197 @@
+//! The history stream: it captures every room subject, so a message is stored by being
+//! published to its room, off the fan-out path. Positions are the stream's sequence
+//! numbers (`offset`: increasing within a channel, not contiguous) with the stream's
+//! `epoch`.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tracing::warn;
+
+use arqon_bus::{Bus, BusError, HistoryStore, MAX_READ_LIMIT, ReadFrom, Storage};
+use arqon_proto::model::RoomDelivery;
+use arqon_protocol::{Envelope, TenantId, Topic, subject};
+
+/// Settings of the history stream.
+#[derive(Debug, Clone, clap::Args)]
+pub struct HistoryConfig {
+    /// Keep a history of every room's messages (for `history` and recovery on join).
+    #[arg(
+        id = "history_enabled",
+        long = "enable-persistence",
+        env = "ARQONBUS_ENABLE_PERSISTENCE",
+        default_value_t = true,
+        action = clap::ArgAction::Set,
+        value_parser = clap::builder::BoolishValueParser::new(),
+    )]
+    pub enabled: bool,
+
+    /// Messages kept per channel (the oldest go first).
+    #[arg(
+        long = "max-history-size",
+        env = "ARQONBUS_MAX_HISTORY_SIZE",
+        default_value_t = 1000,
+        value_parser = clap::value_parser!(u32).range(1..),
+    )]
+    pub max_per_channel: u32,
+
+    /// Seconds a message is kept.
+    #[arg(
+        long = "history-max-age-seconds",
+        env = "ARQONBUS_HISTORY_MAX_AGE_SECONDS",
+        default_value_t = 86_400,
+        value_parser = clap::value_parser!(u64).range(1..),
+    )]
+    pub max_age_seconds: u64,
+}
+
+impl Default for HistoryConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_per_channel: 1000,
+            max_age_seconds: 86_400,
+        }
+    }
+}
+
+/// Messages one history read returns when the caller names no limit.
+pub(crate) const DEFAULT_LIMIT: usize = 50;
+/// Most messages one history read returns.
+pub(crate) const MAX_LIMIT: usize = 1000;
+
+/// A stored message.
+#[derive(Debug, Clone)]
+pub(crate) struct Stored {
+    pub(crate) offset: u64,
+    pub(crate) stored_at: DateTime<Utc>,
+    pub(crate) envelope: Envelope,
+}
+
+#[derive(Clone)]
+pub(crate) struct History {
+    store: Option<HistoryStore>,
+}
+
+impl History {
+    /// Creates (or opens) the stream; `None` inside when history is off.
+    pub(crate) async fn open(bus: &Bus, config: &HistoryConfig) -> Result<Self, BusError> {
+        if !config.enabled {
+            return Ok(Self { store: None });
+        }
+        let storage = if bus.backend() == "nats" {
+            Storage::File
+        } else {
+            Storage::Memory
+        };
+        let stream = arqon_bus::HistoryConfig {
+            max_msgs_per_subject: i64::from(config.max_per_channel),
+            max_age: Duration::from_secs(config.max_age_seconds),
+            storage,
+            ..arqon_bus::HistoryConfig::new(
+                subject::HISTORY_STREAM,
+                vec![subject::ROOM_ALL.to_owned()],
+            )
+        };
+        Ok(Self {
+            store: Some(bus.history(stream).await?),
+        })
+    }
+
+    pub(crate) fn enabled(&self) -> bool {
+        self.store.is_some()
+    }
+
+    pub(crate) fn epoch(&self) -> Option<&str> {
+        self.store.as_ref().map(HistoryStore::epoch)
+    }
+
+    /// Messages stored for the channel.
+    pub(crate) async fn count(&self, tenant: &TenantId, topic: &Topic) -> Result<u64, BusError> {
+        match &self.store {
+            Some(store) => store.count(&subject::room(tenant, topic)).await,
+            None => Ok(0),
+        }
+    }
+
+    /// Messages stored for every channel of a tenant.
+    pub(crate) async fn count_tenant(&self, tenant: &TenantId) -> Result<u64, BusError> {
+        match &self.store {
+            Some(store) => store.count(&subject::tenant_rooms(tenant)).await,
+            None => Ok(0),
+        }
+    }
+
+    /// When the channel's last message was stored.
+    pub(crate) async fn last_activity(
+        &self,
+        tenant: &TenantId,
+        topic: &Topic,
+    ) -> Result<Option<DateTime<Utc>>, BusError> {
+        match &self.store {
+            Some(store) => Ok(store
+                .last(&subject::room(tenant, topic))
+                .await?
+                .map(|m| m.time)),
+            None => Ok(None),
+        }
+    }
+
+    /// The channel's messages stored at or after `since` (or its last ones without
+    /// `since`) and before `until`, oldest first, at most `limit`.
+    pub(crate) async fn read(
+        &self,
+        tenant: &TenantId,
+        topic: &Topic,
+        since: Option<DateTime<Utc>>,
+        until: Option<DateTime<Utc>>,
+        limit: usize,
+    ) -> Result<Vec<Stored>, BusError> {
+        let Some(store) = &self.store else {
+            return Ok(Vec::new());
+        };
+        let room = subject::room(tenant, topic);
+        let messages = match since {
+            Some(since) => {
+                store
+                    .read(&room, ReadFrom::Time(since), MAX_READ_LIMIT)
+                    .await?
+            }
+            None => store.tail(&room, MAX_READ_LIMIT).await?,
+        };
+        let before_until = messages
+            .into_iter()
+            .filter(|m| until.is_none_or(|until| m.time < until));
+        let mut stored: Vec<Stored> = before_until
+            .filter_map(|m| {
+                let delivery = RoomDelivery::decode(m.payload).ok()?;
+                let text = std::str::from_utf8(&delivery.frame).ok()?;
+                match Envelope::from_server_json(text) {
+                    Ok(envelope) => Some(Stored {
+                        offset: m.seq,
+                        stored_at: m.time,
+                        envelope,
+                    }),
+                    Err(e) => {
+                        warn!(error = %e, seq = m.seq, "unreadable stored message");
+                        None
+                    }
+                }
+            })
+            .collect();
+        if since.is_some() {
+            stored.truncate(limit);
+        } else if stored.len() > limit {
+            stored.drain(..stored.len() - limit);
+        }
+        Ok(stored)
+    }
+
+    /// Removes the channel's messages (when it is deleted).
+    pub(crate) async fn purge(&self, tenant: &TenantId, topic: &Topic) -> Result<u64, BusError> {
+        match &self.store {
+            Some(store) => store.purge(&subject::room(tenant, topic)).await,
+            None => Ok(0),
+        }
+    }
+}

@@ -1,0 +1,13 @@
+//! The shared state the dispatcher reads and writes, all of it in the bus (JetStream KV
+//! and streams, or their embedded equivalents), so any replica can answer any command.
+
+pub(crate) mod history;
+mod presence;
+mod registry;
+mod views;
+
+pub(crate) use history::History;
+pub use history::HistoryConfig;
+pub(crate) use presence::Presence;
+pub(crate) use registry::{ChannelRecord, LookupError, Registry};
+pub(crate) use views::Views;

@@ -1,0 +1,95 @@
+//! What a reader sees of a room or a channel, gathered from the registry, presence and
+//! history. One place for it, so the WebSocket commands and the gRPC API agree.
+
+use chrono::{DateTime, Utc};
+use futures_util::future::try_join_all;
+
+use arqon_proto::model::Member;
+use arqon_protocol::{RoomName, TenantId, Topic};
+
+use super::{ChannelRecord, History, LookupError, Presence, Registry};
+
+/// One channel of a room.
+#[derive(Debug)]
+pub(crate) struct ChannelSummary {
+    pub(crate) topic: Topic,
+    pub(crate) record: ChannelRecord,
+    /// Members over every edge.
+    pub(crate) member_count: u64,
+    /// When its last stored message was stored.
+    pub(crate) last_activity: Option<DateTime<Utc>>,
+}
+
+/// One channel, with who is in it.
+#[derive(Debug)]
+pub(crate) struct ChannelDetail {
+    pub(crate) record: ChannelRecord,
+    /// By client id.
+    pub(crate) members: Vec<Member>,
+    /// Messages in the history.
+    pub(crate) message_count: u64,
+    pub(crate) last_activity: Option<DateTime<Utc>>,
+}
+
+/// The stores a view reads.
+#[derive(Clone, Copy)]
+pub(crate) struct Views<'a> {
+    pub(crate) registry: &'a Registry,
+    pub(crate) presence: &'a Presence,
+    pub(crate) history: &'a History,
+}
+
+impl Views<'_> {
+    /// The channels of a room, by name; `RoomNotFound` when it has none.
+    pub(crate) async fn room(
+        self,
+        tenant: &TenantId,
+        room: &RoomName,
+    ) -> Result<Vec<ChannelSummary>, LookupError> {
+        let topics = self.registry.channels(tenant, room).await?;
+        if topics.is_empty() {
+            return Err(LookupError::RoomNotFound(room.clone()));
+        }
+        let counts = &self.presence.counts(tenant, room).await?;
+        let described = try_join_all(topics.into_iter().map(|topic| async move {
+            let (record, last_activity) = tokio::try_join!(
+                self.registry.get(tenant, &topic),
+                self.history.last_activity(tenant, &topic),
+            )?;
+            Ok::<_, LookupError>(record.map(|record| ChannelSummary {
+                member_count: counts.get(&topic.channel).copied().unwrap_or(0),
+                topic,
+                record,
+                last_activity,
+            }))
+        }))
+        .await?;
+        // A channel deleted while this was read is left out.
+        let mut channels: Vec<ChannelSummary> = described.into_iter().flatten().collect();
+        if channels.is_empty() {
+            return Err(LookupError::RoomNotFound(room.clone()));
+        }
+        channels.sort_by(|a, b| a.topic.channel.cmp(&b.topic.channel));
+        Ok(channels)
+    }
+
+    /// One channel; `RoomNotFound` or `ChannelNotFound` when it does not exist.
+    pub(crate) async fn channel(
+        self,
+        tenant: &TenantId,
+        topic: &Topic,
+    ) -> Result<ChannelDetail, LookupError> {
+        let record = self.registry.existing(tenant, topic).await?;
+        let (members, message_count, last_activity) = tokio::try_join!(
+            self.presence.members(tenant, topic),
+            self.history.count(tenant, topic),
+            self.history.last_activity(tenant, topic),
+        )?;
+        Ok(ChannelDetail {
+            record,
+            members,
+            message_count,
+            last_activity,
+        })
+    }
+}
