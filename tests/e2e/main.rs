@@ -5,10 +5,13 @@
 #![allow(clippy::unwrap_used)]
 
 mod auth;
+mod channels;
+mod grpc;
 mod handshake;
 mod lifecycle;
 mod limits;
 mod observability;
+mod replicas;
 mod routing;
 mod validation;
 

@@ -34,14 +34,35 @@ pub const WAIT: Duration = Duration::from_secs(5);
 /// How long a test waits before concluding that something did not arrive.
 pub const QUIET: Duration = Duration::from_millis(300);
 
-/// A running bus.
-pub struct Cluster {
+/// One service task of a cluster, with its own shutdown token.
+#[derive(Debug)]
+struct Node {
+    stop: CancellationToken,
+    task: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+/// An edge of a cluster.
+#[derive(Debug, Clone)]
+pub struct EdgeAddr {
     /// `ws://127.0.0.1:<port>/ws`
     pub ws_url: String,
-    /// The HTTP endpoints of the edge (or of the standalone process).
+    /// Its HTTP endpoints.
     pub http_addr: SocketAddr,
+}
+
+/// A running bus.
+pub struct Cluster {
+    /// The first edge's `ws://127.0.0.1:<port>/ws`.
+    pub ws_url: String,
+    /// The HTTP endpoints of the first edge (or of the standalone process).
+    pub http_addr: SocketAddr,
+    edges: Vec<EdgeAddr>,
     shutdown: CancellationToken,
-    services: Vec<JoinHandle<anyhow::Result<()>>>,
+    /// Edges, then dispatchers, then the other services.
+    nodes: Vec<Node>,
+    dispatchers: Vec<usize>,
+    /// The first dispatcher's gRPC API, when the topology sets a service token.
+    grpc_addr: Option<SocketAddr>,
     // Dropped last: the services disconnect before the server goes away.
     nats: Option<NatsServer>,
 }
@@ -70,6 +91,36 @@ pub fn edge_config() -> EdgeConfig {
     }
 }
 
+/// What to start. Standalone always has one edge and one dispatcher.
+#[derive(Debug, Clone)]
+pub struct Topology {
+    pub mode: Mode,
+    pub edges: usize,
+    pub dispatchers: usize,
+    pub edge: EdgeConfig,
+    pub dispatcher: DispatcherConfig,
+}
+
+impl Topology {
+    pub fn new(mode: Mode) -> Self {
+        Self {
+            mode,
+            edges: 1,
+            dispatchers: 1,
+            edge: edge_config(),
+            dispatcher: DispatcherConfig::default(),
+        }
+    }
+}
+
+fn probe_token() -> String {
+    mint_hs256(
+        SECRET.as_bytes(),
+        &Claims::new("probe", "default", "user", Duration::from_secs(3600)),
+    )
+    .expect("mint a token")
+}
+
 impl Cluster {
     pub async fn standalone() -> Self {
         Self::start(Mode::Standalone, edge_config()).await
@@ -81,130 +132,204 @@ impl Cluster {
 
     /// Starts a bus in `mode` with these edge settings (HS256 with [`SECRET`]).
     pub async fn start(mode: Mode, edge: EdgeConfig) -> Self {
-        let probe = mint_hs256(
-            SECRET.as_bytes(),
-            &Claims::new("probe", "default", "user", Duration::from_secs(3600)),
-        )
-        .expect("mint a token");
-        Self::start_with_probe(mode, edge, probe).await
+        Self::launch(Topology {
+            edge,
+            ..Topology::new(mode)
+        })
+        .await
     }
 
     /// Starts a bus and waits until a client with `probe_token` gets an answer.
     pub async fn start_with_probe(mode: Mode, edge: EdgeConfig, probe_token: String) -> Self {
-        let cluster = match mode {
-            Mode::Standalone => Self::start_standalone(edge).await,
-            Mode::Distributed => Self::start_distributed(edge).await,
+        let topology = Topology {
+            edge,
+            ..Topology::new(mode)
         };
-        cluster.wait_until_accepting(probe_token).await;
+        Self::launch_with_probe(topology, probe_token).await
+    }
+
+    /// Starts `topology` and waits until every edge answers.
+    pub async fn launch(topology: Topology) -> Self {
+        Self::launch_with_probe(topology, probe_token()).await
+    }
+
+    async fn launch_with_probe(topology: Topology, probe_token: String) -> Self {
+        let cluster = match topology.mode {
+            Mode::Standalone => Self::start_standalone(topology).await,
+            Mode::Distributed => Self::start_distributed(topology).await,
+        };
+        for edge in &cluster.edges {
+            wait_until_accepting(&edge.ws_url, &probe_token).await;
+        }
         cluster
     }
 
-    async fn start_standalone(edge: EdgeConfig) -> Self {
-        let shutdown = CancellationToken::new();
+    fn spawn(
+        &mut self,
+        name: &'static str,
+        services: Services,
+        bus: arqon_bus::Bus,
+        listeners: Listeners,
+    ) {
+        let stop = self.shutdown.child_token();
+        let task = tokio::spawn(serve(name, services, bus, listeners, stop.clone()));
+        self.nodes.push(Node {
+            stop,
+            task: Some(task),
+        });
+    }
+
+    fn empty(nats: Option<NatsServer>) -> Self {
+        Self {
+            ws_url: String::new(),
+            http_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            edges: Vec::new(),
+            shutdown: CancellationToken::new(),
+            nodes: Vec::new(),
+            dispatchers: Vec::new(),
+            grpc_addr: None,
+            nats,
+        }
+    }
+
+    fn add_edge_addr(&mut self, websocket: &TcpListener, http: &TcpListener) {
+        let edge = EdgeAddr {
+            ws_url: format!("ws://{}/ws", websocket.local_addr().expect("addr")),
+            http_addr: http.local_addr().expect("addr"),
+        };
+        if self.edges.is_empty() {
+            self.ws_url = edge.ws_url.clone();
+            self.http_addr = edge.http_addr;
+        }
+        self.edges.push(edge);
+    }
+
+    /// A gRPC listener for the first dispatcher when `config` has a service token.
+    async fn grpc_listener(&mut self, config: &DispatcherConfig) -> Option<TcpListener> {
+        if self.grpc_addr.is_some() || config.service_token.is_none() {
+            return None;
+        }
+        let grpc = listener().await;
+        self.grpc_addr = Some(grpc.local_addr().expect("addr"));
+        Some(grpc)
+    }
+
+    async fn start_standalone(topology: Topology) -> Self {
+        let mut cluster = Self::empty(None);
         let bus = connect_bus(None, "standalone", true)
             .await
             .expect("embedded bus");
         let (websocket, http) = (listener().await, listener().await);
-        let ws_url = format!("ws://{}/ws", websocket.local_addr().expect("addr"));
-        let http_addr = http.local_addr().expect("addr");
-        let services = Services::all(edge, PolicyConfig::default(), DispatcherConfig::default());
+        cluster.add_edge_addr(&websocket, &http);
+        let grpc = cluster.grpc_listener(&topology.dispatcher).await;
+        let services = Services::all(topology.edge, PolicyConfig::default(), topology.dispatcher);
         let listeners = Listeners {
             websocket: Some(websocket),
             http,
+            grpc,
         };
-        let task = tokio::spawn(serve(
-            "standalone",
-            services,
-            bus,
-            listeners,
-            shutdown.clone(),
-        ));
-        Self {
-            ws_url,
-            http_addr,
-            shutdown,
-            services: vec![task],
-            nats: None,
-        }
+        cluster.dispatchers.push(0);
+        cluster.spawn("standalone", services, bus, listeners);
+        cluster
     }
 
-    async fn start_distributed(edge: EdgeConfig) -> Self {
+    async fn start_distributed(topology: Topology) -> Self {
         let nats = NatsServer::start();
-        let shutdown = CancellationToken::new();
-        let mut services = Vec::new();
-        // Policy and dispatcher first, as a deployment's readiness gates would order them.
-        let backends = [
-            (
-                "policy",
-                Services {
-                    policy: Some(PolicyConfig::default()),
-                    ..Services::default()
-                },
-            ),
-            (
-                "dispatcher",
-                Services {
-                    dispatcher: Some(DispatcherConfig::default()),
-                    ..Services::default()
-                },
-            ),
-            (
-                "operators",
-                Services {
-                    operators: true,
-                    ..Services::default()
-                },
-            ),
-        ];
-        for (name, wanted) in backends {
-            let bus = connect_bus(Some(&nats.url()), name, false)
-                .await
-                .expect("connect to nats-server");
-            let listeners = Listeners {
+        let url = nats.url();
+        let mut cluster = Self::empty(Some(nats));
+        let connect = |name: &'static str| {
+            let url = url.clone();
+            async move {
+                connect_bus(Some(&url), name, false)
+                    .await
+                    .expect("connect to nats-server")
+            }
+        };
+        let http_only = || async {
+            Listeners {
                 websocket: None,
                 http: listener().await,
-            };
-            services.push(tokio::spawn(serve(
-                name,
-                wanted,
-                bus,
-                listeners,
-                shutdown.clone(),
-            )));
-        }
-        let bus = connect_bus(Some(&nats.url()), "edge", false)
-            .await
-            .expect("connect to nats-server");
-        let (websocket, http) = (listener().await, listener().await);
-        let ws_url = format!("ws://{}/ws", websocket.local_addr().expect("addr"));
-        let http_addr = http.local_addr().expect("addr");
-        let edge = Services {
-            edge: Some(edge),
+                grpc: None,
+            }
+        };
+        // Policy and dispatchers first, as a deployment's readiness gates would order them.
+        let policy = Services {
+            policy: Some(PolicyConfig::default()),
             ..Services::default()
         };
-        let listeners = Listeners {
-            websocket: Some(websocket),
-            http,
-        };
-        services.push(tokio::spawn(serve(
-            "edge",
-            edge,
-            bus,
-            listeners,
-            shutdown.clone(),
-        )));
-        Self {
-            ws_url,
-            http_addr,
-            shutdown,
-            services,
-            nats: Some(nats),
+        cluster.spawn("policy", policy, connect("policy").await, http_only().await);
+        for _ in 0..topology.dispatchers.max(1) {
+            let dispatcher = Services {
+                dispatcher: Some(topology.dispatcher.clone()),
+                ..Services::default()
+            };
+            cluster.dispatchers.push(cluster.nodes.len());
+            let listeners = Listeners {
+                grpc: cluster.grpc_listener(&topology.dispatcher).await,
+                ..http_only().await
+            };
+            cluster.spawn(
+                "dispatcher",
+                dispatcher,
+                connect("dispatcher").await,
+                listeners,
+            );
         }
+        let operators = Services {
+            operators: true,
+            ..Services::default()
+        };
+        cluster.spawn(
+            "operators",
+            operators,
+            connect("operators").await,
+            http_only().await,
+        );
+        for _ in 0..topology.edges.max(1) {
+            let (websocket, http) = (listener().await, listener().await);
+            cluster.add_edge_addr(&websocket, &http);
+            let edge = Services {
+                edge: Some(topology.edge.clone()),
+                ..Services::default()
+            };
+            let listeners = Listeners {
+                websocket: Some(websocket),
+                http,
+                grpc: None,
+            };
+            cluster.spawn("edge", edge, connect("edge").await, listeners);
+        }
+        cluster
     }
 
     /// The nats-server of a distributed cluster, to stop and restart it.
     pub fn nats(&mut self) -> &mut NatsServer {
         self.nats.as_mut().expect("a distributed cluster")
+    }
+
+    /// `http://<addr>` of the first dispatcher's gRPC API; panics when the topology set no
+    /// service token.
+    pub fn grpc_endpoint(&self) -> String {
+        let addr = self.grpc_addr.expect("a topology with a service token");
+        format!("http://{addr}")
+    }
+
+    /// The edges, in start order.
+    pub fn edges(&self) -> &[EdgeAddr] {
+        &self.edges
+    }
+
+    /// Stops dispatcher replica `i` (gracefully) and waits for it.
+    pub async fn stop_dispatcher(&mut self, i: usize) {
+        let node = &mut self.nodes[self.dispatchers[i]];
+        node.stop.cancel();
+        if let Some(task) = node.task.take() {
+            let result = tokio::time::timeout(WAIT, task)
+                .await
+                .expect("the dispatcher did not stop in time")
+                .expect("the dispatcher panicked");
+            result.expect("the dispatcher failed");
+        }
     }
 
     /// Cancels the shutdown token, as SIGTERM does, without waiting.
@@ -226,46 +351,42 @@ impl Cluster {
         format!("{}?token={token}", self.ws_url)
     }
 
-    /// Waits (bounded) until a client can connect and the pipeline answers a ping: every
-    /// service has subscribed.
-    async fn wait_until_accepting(&self, token: String) {
-        let deadline = tokio::time::Instant::now() + 2 * WAIT;
-        let options = ConnectOptions {
-            request_timeout: WAIT,
-            connect_timeout: WAIT,
-            ..ConnectOptions::with_token(token)
-        };
-        loop {
-            if let Ok(client) = Client::connect(&self.ws_url, options.clone()).await
-                && client.command("ping", Default::default()).await.is_ok()
-            {
-                return;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "the bus did not start answering within {WAIT:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
     /// A token for `tenant` with `role`, valid for an hour.
     pub fn token(&self, tenant: &str, role: &str) -> String {
         let claims = Claims::new("e2e", tenant, role, Duration::from_secs(3600));
         mint_hs256(SECRET.as_bytes(), &claims).expect("mint a token")
     }
 
-    fn options(&self, tenant: &str, role: &str) -> ConnectOptions {
-        ConnectOptions {
-            request_timeout: WAIT,
-            connect_timeout: WAIT,
-            ..ConnectOptions::with_token(self.token(tenant, role))
+    /// A token with any claims (an `exp` an hour from now is added when absent).
+    pub fn token_with(&self, mut claims: serde_json::Value) -> String {
+        if claims.get("exp").is_none() {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .expect("clock after 1970")
+                .as_secs();
+            claims["exp"] = serde_json::Value::from(now + 3600);
         }
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::default(),
+            &claims,
+            &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+        )
+        .expect("mint a token")
     }
 
-    /// A connected client of `tenant` (role `user`).
+    /// A connected client of `tenant` (role `user`) on the first edge.
     pub async fn client(&self, tenant: &str) -> Client {
-        Client::connect(&self.ws_url, self.options(tenant, "user"))
+        self.client_on(0, &self.token(tenant, "user")).await
+    }
+
+    /// A connected client with `token` on edge `i`.
+    pub async fn client_on(&self, i: usize, token: &str) -> Client {
+        let options = ConnectOptions {
+            request_timeout: WAIT,
+            connect_timeout: WAIT,
+            ..ConnectOptions::with_token(token)
+        };
+        Client::connect(&self.edges[i].ws_url, options)
             .await
             .expect("connect a client")
     }
@@ -273,13 +394,38 @@ impl Cluster {
     /// Stops every service and checks that each stopped cleanly within the wait bound.
     pub async fn stop(mut self) {
         self.shutdown.cancel();
-        for service in self.services.drain(..) {
-            let result = tokio::time::timeout(WAIT, service)
-                .await
-                .expect("a service did not stop in time")
-                .expect("a service panicked");
-            result.expect("a service failed");
+        for node in &mut self.nodes {
+            if let Some(task) = node.task.take() {
+                let result = tokio::time::timeout(WAIT, task)
+                    .await
+                    .expect("a service did not stop in time")
+                    .expect("a service panicked");
+                result.expect("a service failed");
+            }
         }
+    }
+}
+
+/// Waits (bounded) until a client can connect and the pipeline answers a ping: every
+/// service has subscribed.
+async fn wait_until_accepting(ws_url: &str, token: &str) {
+    let deadline = tokio::time::Instant::now() + 2 * WAIT;
+    let options = ConnectOptions {
+        request_timeout: WAIT,
+        connect_timeout: WAIT,
+        ..ConnectOptions::with_token(token)
+    };
+    loop {
+        if let Ok(client) = Client::connect(ws_url, options.clone()).await
+            && client.command("ping", Default::default()).await.is_ok()
+        {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the bus did not start answering within {WAIT:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 

@@ -115,6 +115,27 @@ impl WebSocketListen {
     }
 }
 
+/// Where the dispatcher's gRPC API (`arqon.dispatcher.v1.Bus`) listens. Bound only when a
+/// service token is configured (`ARQONBUS_SERVICE_TOKEN`); without one the API is off.
+#[derive(Debug, Clone, Args)]
+pub struct GrpcListen {
+    #[arg(
+        long = "grpc-host",
+        env = "ARQONBUS_GRPC_HOST",
+        default_value = "127.0.0.1"
+    )]
+    pub grpc_host: String,
+
+    #[arg(long = "grpc-port", env = "ARQONBUS_GRPC_PORT", default_value_t = 9200)]
+    pub grpc_port: u16,
+}
+
+impl GrpcListen {
+    pub fn addr(&self) -> String {
+        join_host_port(&self.grpc_host, self.grpc_port)
+    }
+}
+
 fn join_host_port(host: &str, port: u16) -> String {
     match host.parse::<std::net::IpAddr>() {
         Ok(ip) => SocketAddr::new(ip, port).to_string(),
@@ -134,6 +155,8 @@ pub struct StandaloneArgs {
     pub policy: PolicyConfig,
     #[command(flatten)]
     pub dispatcher: DispatcherConfig,
+    #[command(flatten)]
+    pub grpc: GrpcListen,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -160,6 +183,8 @@ pub struct DispatcherArgs {
     pub common: Common,
     #[command(flatten)]
     pub dispatcher: DispatcherConfig,
+    #[command(flatten)]
+    pub grpc: GrpcListen,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -61,6 +61,8 @@ pub struct Listeners {
     pub websocket: Option<TcpListener>,
     /// `/health`, `/ready`, `/version`.
     pub http: TcpListener,
+    /// The dispatcher's gRPC API; needs the dispatcher and a service token.
+    pub grpc: Option<TcpListener>,
 }
 
 /// Connects to NATS when `url` is set; otherwise the embedded bus if `embedded_allowed`.
@@ -120,6 +122,12 @@ pub async fn serve(
         let dispatcher = arqon_dispatcher::start(config, bus.clone(), metrics, shutdown.clone())
             .await
             .context("starting the dispatcher")?;
+        if let Some(listener) = listeners.grpc {
+            let grpc = dispatcher.serve_grpc(listener, shutdown.clone());
+            tasks.push(Box::pin(async move {
+                grpc.await.context("serving the dispatcher gRPC API")
+            }));
+        }
         tasks.push(Box::pin(async move {
             dispatcher.wait().await;
             Ok(())

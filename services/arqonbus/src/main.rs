@@ -8,7 +8,7 @@ use tokio::net::{TcpListener, TcpSocket};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use arqonbus::cli::{Cli, Command, Common, WebSocketListen};
+use arqonbus::cli::{Cli, Command, Common, GrpcListen, WebSocketListen};
 use arqonbus::{Listeners, Services, connect_bus, dev_credentials, serve};
 
 #[tokio::main]
@@ -35,13 +35,17 @@ async fn run(command: Command) -> anyhow::Result<()> {
     tokio::spawn(cancel_on_signal(shutdown.clone()));
 
     let common = command.common().clone();
+    let mut grpc_listen: Option<GrpcListen> = None;
     let (component, services, listen): (&'static str, Services, Option<WebSocketListen>) =
         match command {
-            Command::Standalone(a) => (
-                "standalone",
-                Services::all(a.edge, a.policy, a.dispatcher),
-                Some(a.listen),
-            ),
+            Command::Standalone(a) => {
+                grpc_listen = Some(a.grpc);
+                (
+                    "standalone",
+                    Services::all(a.edge, a.policy, a.dispatcher),
+                    Some(a.listen),
+                )
+            }
             Command::Edge(a) => (
                 "edge",
                 Services {
@@ -58,14 +62,17 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 },
                 None,
             ),
-            Command::Dispatcher(a) => (
-                "dispatcher",
-                Services {
-                    dispatcher: Some(a.dispatcher),
-                    ..Services::default()
-                },
-                None,
-            ),
+            Command::Dispatcher(a) => {
+                grpc_listen = Some(a.grpc);
+                (
+                    "dispatcher",
+                    Services {
+                        dispatcher: Some(a.dispatcher),
+                        ..Services::default()
+                    },
+                    None,
+                )
+            }
             Command::Operators(_) => (
                 "operators",
                 Services {
@@ -106,12 +113,28 @@ async fn run(command: Command) -> anyhow::Result<()> {
         }
     }
     info!(addr = %http.local_addr()?, "HTTP listener bound");
+    let grpc = match (&grpc_listen, &services.dispatcher) {
+        (Some(listen), Some(dispatcher)) if dispatcher.service_token.is_some() => {
+            let listener = bind(&listen.addr(), "gRPC").await?;
+            info!(addr = %listener.local_addr()?, "gRPC listener bound");
+            Some(listener)
+        }
+        (Some(_), Some(_)) => {
+            info!("gRPC API off: set ARQONBUS_SERVICE_TOKEN to serve it");
+            None
+        }
+        _ => None,
+    };
 
     let serving = serve(
         component,
         services,
         bus,
-        Listeners { websocket, http },
+        Listeners {
+            websocket,
+            http,
+            grpc,
+        },
         shutdown.clone(),
     );
     drain(serving, &shutdown, &common).await

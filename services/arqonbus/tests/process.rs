@@ -267,6 +267,81 @@ async fn four_processes_on_one_nats_server_carry_a_message() {
     }
 }
 
+/// An edge killed with SIGKILL says nothing on its way out; its clients must still drop
+/// out of presence, within the edge liveness TTL, and the surviving edge keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashed_edge_drops_out_of_presence() {
+    let nats = NatsServer::start();
+    let secret = "process-test-secret";
+    let env = [
+        ("ARQONBUS_NATS_URL", nats.url()),
+        ("ARQONBUS_AUTH_JWT_SECRET", secret.to_owned()),
+        ("ARQONBUS_HTTP_PORT", "0".to_owned()),
+    ];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut backends = Vec::new();
+    for service in ["policy", "dispatcher"] {
+        let mut process = Process::spawn(&[service], &env);
+        process.log_event("running");
+        backends.push(process);
+    }
+    let token = mint_hs256(
+        secret.as_bytes(),
+        &Claims::new("p", "t-a", "user", Duration::from_secs(60)),
+    )
+    .expect("token");
+    let mut edges = Vec::new();
+    let mut sockets = Vec::new();
+    for _ in 0..2 {
+        let mut edge = Process::spawn(&["edge", "--port", "0"], &env);
+        let ws = edge.log_event("WebSocket listener bound")["addr"]
+            .as_str()
+            .expect("addr")
+            .to_owned();
+        edge.log_event("running");
+        sockets.push(joined_client(format!("ws://{ws}/ws?token={token}"), 0).await);
+        edges.push(edge);
+    }
+    let [_doomed, survivor] = &mut sockets[..] else {
+        unreachable!("two sockets")
+    };
+    let survivor_id = command(survivor, "ping", json!({})).await["client_id"].clone();
+    let before = members(survivor).await;
+    assert_eq!(before.len(), 2, "{before:?}");
+
+    drop(edges.remove(0)); // SIGKILL, then reaped: no goodbye reaches the bus
+    // Bounded by the liveness TTL (15 s) plus the 1 s query wait, with room to spare.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let now = members(survivor).await;
+        if now.len() < 2 {
+            assert_eq!(now, [survivor_id.as_str().expect("client_id")]);
+            break;
+        }
+        assert!(Instant::now() < deadline, "still listed: {now:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Runs a command and returns its `data`, asserting success.
+async fn command(socket: &mut Socket, name: &str, args: Value) -> Value {
+    let request = json!({"type": "command", "command": name, "args": args});
+    socket
+        .send(Message::text(request.to_string()))
+        .await
+        .expect("send a command");
+    let response = next_json(socket).await;
+    assert_eq!(response["status"], "success", "{response}");
+    next_json(socket).await; // command_response
+    response["payload"]["data"].clone()
+}
+
+/// The `members` of `r0`/`c` from `channel_info`.
+async fn members(socket: &mut Socket) -> Vec<String> {
+    let data = command(socket, "channel_info", json!({"room": "r0", "channel": "c"})).await;
+    serde_json::from_value(data["members"].clone()).expect("members")
+}
+
 async fn next_json(
     socket: &mut tokio_tungstenite::WebSocketStream<
         tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,

@@ -1,0 +1,555 @@
+//! Channel commands over the wire: every success and every error code, per tenant.
+
+use serde_json::{Map, Value, json};
+
+use arqon_e2e::{Cluster, QUIET, WAIT};
+use arqon_protocol::{ErrorCode, MessageType, Status};
+use arqon_sdk::{Client, SdkError};
+
+use crate::both_modes;
+
+both_modes!(
+    channels_are_created_listed_described_and_deleted,
+    permissions_follow_the_token,
+    tenants_never_see_each_other,
+    system_commands_answer,
+    private_messages_reach_exactly_their_target,
+    presence_events_tell_members_who_comes_and_goes: |c| EdgeConfig { presence_events: true, ..c },
+);
+
+fn args(value: Value) -> Map<String, Value> {
+    value.as_object().cloned().unwrap_or_default()
+}
+
+/// Runs a command and returns its `response` (whatever its status).
+async fn run(client: &Client, name: &str, value: Value) -> arqon_protocol::Envelope {
+    client.command(name, args(value)).await.unwrap()
+}
+
+fn data(response: &arqon_protocol::Envelope) -> Value {
+    response.payload.get("data").unwrap_or(Value::Null)
+}
+
+fn assert_error(response: &arqon_protocol::Envelope, code: ErrorCode) {
+    assert_eq!(
+        response.status,
+        Some(Status::Error),
+        "{}",
+        response.to_json()
+    );
+    assert!(
+        response.has_error_code(code),
+        "expected {code}: {}",
+        response.to_json()
+    );
+}
+
+async fn connect(cluster: &Cluster, claims: Value) -> Client {
+    cluster.client_on(0, &cluster.token_with(claims)).await
+}
+
+async fn channels_are_created_listed_described_and_deleted(cluster: &Cluster) {
+    let admin = connect(
+        cluster,
+        json!({"sub": "root", "tenant_id": "t-a", "role": "admin"}),
+    )
+    .await;
+    let manager = connect(
+        cluster,
+        json!({"sub": "m", "tenant_id": "t-a", "permissions": ["channel_management", "channel_access", "channel_view"]}),
+    )
+    .await;
+    let member = cluster.client("t-a").await;
+
+    let created = run(
+        &manager,
+        "create_channel",
+        json!({"room": "lab", "name": "notes", "description": "lab notes"}),
+    )
+    .await;
+    assert_eq!(
+        created.status,
+        Some(Status::Success),
+        "{}",
+        created.to_json()
+    );
+    let d = data(&created);
+    assert_eq!(
+        (d["room_id"].as_str(), d["channel_name"].as_str()),
+        (Some("lab"), Some("notes"))
+    );
+    assert_eq!(d["description"], "lab notes");
+    assert_eq!(d["created_by"], manager.client_id());
+    assert_error(
+        &run(
+            &manager,
+            "create_channel",
+            json!({"room": "lab", "channel": "notes"}),
+        )
+        .await,
+        ErrorCode::ChannelExists,
+    );
+    assert_error(
+        &run(&manager, "create_channel", json!({"room": "lab"})).await,
+        ErrorCode::ValidationError,
+    );
+
+    // Joining creates a channel on demand.
+    let joined = member.join("lab", "chat").await.unwrap();
+    assert_eq!(data(&joined)["created"], true);
+    member.join("lab", "notes").await.unwrap();
+
+    let listed = run(&member, "list_channels", json!({"room": "lab"})).await;
+    assert_eq!(listed.status, Some(Status::Success));
+    let d = data(&listed);
+    assert_eq!(d["total_channels"], 2);
+    assert_eq!(
+        listed.payload.get("message"),
+        Some(json!("Found 2 channels in room 'lab'"))
+    );
+    let notes = d["channels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "notes")
+        .unwrap()
+        .clone();
+    assert_eq!(notes["member_count"], 1);
+    assert_eq!(notes["description"], "lab notes");
+    assert_eq!(d["queried_by"], member.client_id());
+
+    let info = run(
+        &member,
+        "channel_info",
+        json!({"room": "lab", "channel": "notes"}),
+    )
+    .await;
+    let d = data(&info);
+    assert_eq!(d["member_count"], 1);
+    assert_eq!(d["members"], json!([member.client_id()]));
+    assert_eq!(d["created_by"], manager.client_id());
+
+    assert_error(
+        &run(&member, "list_channels", json!({"room": "nowhere"})).await,
+        ErrorCode::RoomNotFound,
+    );
+    assert_error(
+        &run(
+            &member,
+            "channel_info",
+            json!({"room": "nowhere", "channel": "x"}),
+        )
+        .await,
+        ErrorCode::RoomNotFound,
+    );
+    assert_error(
+        &run(
+            &member,
+            "channel_info",
+            json!({"room": "lab", "channel": "none"}),
+        )
+        .await,
+        ErrorCode::ChannelNotFound,
+    );
+    assert_error(
+        &run(
+            &member,
+            "leave_channel",
+            json!({"room": "lab", "channel": "none"}),
+        )
+        .await,
+        ErrorCode::ChannelNotFound,
+    );
+
+    // A channel with members is kept, unless an admin forces the delete.
+    let refused = run(
+        &manager,
+        "delete_channel",
+        json!({"room": "lab", "channel": "notes"}),
+    )
+    .await;
+    assert_error(&refused, ErrorCode::DeleteChannelError);
+    assert_error(
+        &run(
+            &manager,
+            "delete_channel",
+            json!({"room": "lab", "channel": "notes", "force": true}),
+        )
+        .await,
+        ErrorCode::AuthorizationError,
+    );
+    let deleted = run(
+        &admin,
+        "delete_channel",
+        json!({"room": "lab", "channel": "notes", "force": true}),
+    )
+    .await;
+    assert_eq!(
+        deleted.status,
+        Some(Status::Success),
+        "{}",
+        deleted.to_json()
+    );
+    assert_eq!(data(&deleted)["removed_members"], 1);
+    // The member is told and removed: nothing published there reaches it any more.
+    let notice = member.recv(WAIT).await.unwrap();
+    assert_eq!(notice.kind, MessageType::Telemetry);
+    assert_eq!(notice.payload.get("event"), Some(json!("channel_deleted")));
+    assert_error(
+        &run(
+            &member,
+            "channel_info",
+            json!({"room": "lab", "channel": "notes"}),
+        )
+        .await,
+        ErrorCode::ChannelNotFound,
+    );
+    admin
+        .publish("lab", "notes", json!({"after": "delete"}))
+        .await
+        .unwrap();
+    assert_eq!(member.recv(QUIET).await.unwrap_err(), SdkError::Timeout);
+
+    // An empty channel goes without force; the room goes with its last channel.
+    member.leave("lab", "chat").await.unwrap();
+    let removed = run(
+        &manager,
+        "delete_channel",
+        json!({"room": "lab", "channel": "chat"}),
+    )
+    .await;
+    assert_eq!(
+        removed.status,
+        Some(Status::Success),
+        "{}",
+        removed.to_json()
+    );
+    let gone = run(
+        &member,
+        "delete_channel",
+        json!({"room": "lab", "channel": "chat"}),
+    )
+    .await;
+    assert_error(&gone, ErrorCode::AuthorizationError);
+    assert_error(
+        &run(
+            &manager,
+            "delete_channel",
+            json!({"room": "lab", "channel": "chat"}),
+        )
+        .await,
+        ErrorCode::RoomNotFound,
+    );
+}
+
+async fn permissions_follow_the_token(cluster: &Cluster) {
+    // No permissions claim: everything but channel management.
+    let plain = cluster.client("t-a").await;
+    let refused = run(
+        &plain,
+        "create_channel",
+        json!({"room": "r", "channel": "c"}),
+    )
+    .await;
+    assert_error(&refused, ErrorCode::AuthorizationError);
+    assert!(
+        refused
+            .payload
+            .get("message")
+            .unwrap()
+            .as_str()
+            .unwrap()
+            .contains("channel_management")
+    );
+    plain.join("r", "c").await.unwrap();
+
+    // A permissions claim grants exactly what it lists.
+    let viewer = connect(
+        cluster,
+        json!({"sub": "v", "tenant_id": "t-a", "permissions": ["channel_view"]}),
+    )
+    .await;
+    assert_error(
+        &run(
+            &viewer,
+            "join_channel",
+            json!({"room": "r", "channel": "c"}),
+        )
+        .await,
+        ErrorCode::AuthorizationError,
+    );
+    assert_eq!(
+        run(&viewer, "list_channels", json!({"room": "r"}))
+            .await
+            .status,
+        Some(Status::Success)
+    );
+    let nothing = connect(
+        cluster,
+        json!({"sub": "n", "tenant_id": "t-a", "permissions": []}),
+    )
+    .await;
+    assert_error(
+        &run(&nothing, "history", json!({"room": "r", "channel": "c"})).await,
+        ErrorCode::AuthorizationError,
+    );
+    // Commands without a permission need none.
+    assert_eq!(
+        run(&nothing, "ping", json!({})).await.status,
+        Some(Status::Success)
+    );
+}
+
+async fn tenants_never_see_each_other(cluster: &Cluster) {
+    let a = cluster.client("t-a").await;
+    let b = cluster.client("t-b").await;
+    let b_admin = connect(
+        cluster,
+        json!({"sub": "b", "tenant_id": "t-b", "role": "admin"}),
+    )
+    .await;
+    a.join("secret-room", "plans").await.unwrap();
+    a.publish("secret-room", "plans", json!({"plan": "A"}))
+        .await
+        .unwrap();
+
+    assert_error(
+        &run(&b, "list_channels", json!({"room": "secret-room"})).await,
+        ErrorCode::RoomNotFound,
+    );
+    assert_error(
+        &run(
+            &b,
+            "channel_info",
+            json!({"room": "secret-room", "channel": "plans"}),
+        )
+        .await,
+        ErrorCode::RoomNotFound,
+    );
+    assert_error(
+        &run(
+            &b,
+            "history",
+            json!({"room": "secret-room", "channel": "plans"}),
+        )
+        .await,
+        ErrorCode::ChannelNotFound,
+    );
+    assert_error(
+        &run(
+            &b_admin,
+            "delete_channel",
+            json!({"room": "secret-room", "channel": "plans", "force": true}),
+        )
+        .await,
+        ErrorCode::RoomNotFound,
+    );
+    assert_error(
+        &run(
+            &b,
+            "leave_channel",
+            json!({"room": "secret-room", "channel": "plans"}),
+        )
+        .await,
+        ErrorCode::RoomNotFound,
+    );
+    // The same names are a different channel for tenant B, empty and separate.
+    let created = run(
+        &b_admin,
+        "create_channel",
+        json!({"room": "secret-room", "channel": "plans"}),
+    )
+    .await;
+    assert_eq!(
+        created.status,
+        Some(Status::Success),
+        "{}",
+        created.to_json()
+    );
+    let b_history = run(
+        &b_admin,
+        "history",
+        json!({"room": "secret-room", "channel": "plans"}),
+    )
+    .await;
+    assert_eq!(data(&b_history)["history"], json!([]));
+    let b_info = run(
+        &b_admin,
+        "channel_info",
+        json!({"room": "secret-room", "channel": "plans"}),
+    )
+    .await;
+    assert_eq!(data(&b_info)["member_count"], 0);
+    // Status counts are the caller's own.
+    let a_status = data(&run(&a, "status", json!({})).await);
+    let b_status = data(&run(&b, "status", json!({})).await);
+    assert!(a_status["clients"].get("t-b").is_none(), "{a_status}");
+    assert!(b_status["clients"].get("t-a").is_none(), "{b_status}");
+    assert_eq!(a_status["rooms"], 1);
+    // A's channel is untouched.
+    let a_history = run(
+        &a,
+        "history",
+        json!({"room": "secret-room", "channel": "plans"}),
+    )
+    .await;
+    assert_eq!(
+        data(&a_history)["history"][0]["payload"],
+        json!({"plan": "A"})
+    );
+}
+
+async fn system_commands_answer(cluster: &Cluster) {
+    let client = cluster.client("t-a").await;
+    client.join("sys", "c").await.unwrap();
+    let status = run(&client, "status", json!({})).await;
+    assert_eq!(status.status, Some(Status::Success), "{}", status.to_json());
+    let d = data(&status);
+    assert_eq!(d["server"]["status"], "running");
+    assert!(d["server"]["uptime_seconds"].is_u64());
+    assert_eq!(d["clients"]["t-a"], 1);
+    assert_eq!(
+        (d["rooms"].as_u64(), d["channels"].as_u64()),
+        (Some(1), Some(1))
+    );
+
+    let help = run(&client, "help", json!({})).await;
+    let d = data(&help);
+    for name in [
+        "ping",
+        "status",
+        "help",
+        "join_channel",
+        "history",
+        "refresh",
+        "delete_channel",
+    ] {
+        assert!(
+            d["available_commands"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|c| c == name),
+            "{name}"
+        );
+    }
+    let one = data(&run(&client, "help", json!({"command": "create_channel"})).await);
+    assert_eq!(one["permissions"], json!(["channel_management"]));
+    assert_eq!(one["arguments"][0]["name"], "room");
+    assert_error(
+        &run(&client, "help", json!({"command": "fly"})).await,
+        ErrorCode::CommandNotFound,
+    );
+
+    assert_error(
+        &run(&client, "   ", json!({})).await,
+        ErrorCode::MissingCommand,
+    );
+    assert_error(
+        &run(&client, "fly", json!({})).await,
+        ErrorCode::UnknownCommand,
+    );
+    let bad_since = run(
+        &client,
+        "history",
+        json!({"room": "sys", "channel": "c", "since": "last tuesday"}),
+    )
+    .await;
+    assert_error(&bad_since, ErrorCode::InvalidTimestamp);
+    assert_error(
+        &run(
+            &client,
+            "history",
+            json!({"room": "sys", "channel": "c", "limit": 5000}),
+        )
+        .await,
+        ErrorCode::ValidationError,
+    );
+}
+
+async fn private_messages_reach_exactly_their_target(cluster: &Cluster) {
+    let alice = cluster.client("t-a").await;
+    let bob = cluster.client("t-a").await;
+    let carol = cluster.client("t-a").await;
+    let mallory = cluster.client("t-b").await;
+
+    let mut private = arqon_protocol::Envelope::new(MessageType::Message);
+    private.to_client = Some(bob.client_id().to_owned());
+    private.payload = arqon_protocol::JsonObject::from_map(&args(json!({"secret": "for bob"})));
+    alice.send(&private).await.unwrap();
+    let received = bob.recv(WAIT).await.unwrap();
+    assert_eq!(received.payload.get("secret"), Some(json!("for bob")));
+    assert_eq!(received.sender.as_deref(), Some(alice.client_id()));
+    assert_eq!(
+        alice.recv(WAIT).await.unwrap().kind,
+        MessageType::MessageResponse
+    );
+    assert_eq!(carol.recv(QUIET).await.unwrap_err(), SdkError::Timeout);
+
+    // Another tenant's client is answered exactly like one that does not exist.
+    for target in [
+        bob.client_id().to_owned(),
+        "arq_client_0123456789abcdef0123456789abcdef".to_owned(),
+        "nobody".to_owned(),
+    ] {
+        let mut attempt = arqon_protocol::Envelope::new(MessageType::Message);
+        attempt.to_client = Some(target.clone());
+        attempt.payload = arqon_protocol::JsonObject::from_map(&args(json!({"x": 1})));
+        mallory.send(&attempt).await.unwrap();
+        let error = mallory.recv(WAIT).await.unwrap();
+        assert!(
+            error.has_error_code(ErrorCode::TargetNotFound),
+            "{target}: {}",
+            error.to_json()
+        );
+        assert_eq!(error.request_id.as_deref(), Some(attempt.id.as_str()));
+    }
+    assert_eq!(bob.recv(QUIET).await.unwrap_err(), SdkError::Timeout);
+}
+
+async fn presence_events_tell_members_who_comes_and_goes(cluster: &Cluster) {
+    let watcher = cluster.client("t-a").await;
+    watcher.join("hall", "main").await.unwrap();
+    let event = |envelope: arqon_protocol::Envelope| {
+        assert_eq!(
+            envelope.kind,
+            MessageType::Telemetry,
+            "{}",
+            envelope.to_json()
+        );
+        let presence = envelope.payload.get("presence").unwrap();
+        (
+            presence["action"].as_str().unwrap().to_owned(),
+            presence["client_id"].as_str().unwrap().to_owned(),
+        )
+    };
+    let visitor = cluster.client("t-a").await;
+    visitor.join("hall", "main").await.unwrap();
+    assert_eq!(
+        event(watcher.recv(WAIT).await.unwrap()),
+        ("join".to_owned(), visitor.client_id().to_owned())
+    );
+    assert_eq!(
+        visitor.recv(QUIET).await.unwrap_err(),
+        SdkError::Timeout,
+        "no event about oneself"
+    );
+    visitor.leave("hall", "main").await.unwrap();
+    assert_eq!(
+        event(watcher.recv(WAIT).await.unwrap()),
+        ("leave".to_owned(), visitor.client_id().to_owned())
+    );
+
+    let passer = cluster.client("t-a").await;
+    passer.join("hall", "main").await.unwrap();
+    assert_eq!(event(watcher.recv(WAIT).await.unwrap()).0, "join");
+    passer.close().await.unwrap();
+    assert_eq!(
+        event(watcher.recv(WAIT).await.unwrap()),
+        ("leave".to_owned(), passer.client_id().to_owned())
+    );
+    // Nothing leaks to other tenants' channels of the same name.
+    let other = cluster.client("t-b").await;
+    other.join("hall", "main").await.unwrap();
+    assert_eq!(watcher.recv(QUIET).await.unwrap_err(), SdkError::Timeout);
+}

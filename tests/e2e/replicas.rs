@@ -1,0 +1,361 @@
+//! Two edges and two dispatcher replicas on one nats-server; history and recovery.
+
+use serde_json::{Map, Value, json};
+
+use arqon_dispatcher::{DispatcherConfig, HistoryConfig};
+use arqon_e2e::{Cluster, Mode, QUIET, Topology, WAIT};
+use arqon_protocol::{Envelope, Status};
+use arqon_sdk::{Client, SdkError};
+
+use crate::both_modes;
+
+fn args(value: Value) -> Map<String, Value> {
+    value.as_object().cloned().unwrap_or_default()
+}
+
+async fn command(client: &Client, name: &str, value: Value) -> Envelope {
+    let response = client.command(name, args(value)).await.unwrap();
+    assert_eq!(
+        response.status,
+        Some(Status::Success),
+        "{}",
+        response.to_json()
+    );
+    response
+}
+
+fn data(response: &Envelope) -> Value {
+    response.payload.get("data").unwrap_or(Value::Null)
+}
+
+async fn two_by_two() -> Cluster {
+    Cluster::launch(Topology {
+        edges: 2,
+        dispatchers: 2,
+        ..Topology::new(Mode::Distributed)
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_on_two_edges_share_a_channel_and_every_replica_agrees() {
+    let cluster = two_by_two().await;
+    let token = |n: &str| cluster.token_with(json!({"sub": n, "tenant_id": "t-a"}));
+    let on_first = cluster.client_on(0, &token("one")).await;
+    let on_second = cluster.client_on(1, &token("two")).await;
+    let also_second = cluster.client_on(1, &token("three")).await;
+    for client in [&on_first, &on_second, &also_second] {
+        client.join("science", "general").await.unwrap();
+    }
+    on_first
+        .publish("science", "general", json!({"from": "edge 1"}))
+        .await
+        .unwrap();
+    for client in [&on_second, &also_second] {
+        assert_eq!(
+            client.recv(WAIT).await.unwrap().payload.get("from"),
+            Some(json!("edge 1"))
+        );
+    }
+    on_second
+        .publish("science", "general", json!({"from": "edge 2"}))
+        .await
+        .unwrap();
+    assert_eq!(
+        on_first.recv(WAIT).await.unwrap().payload.get("from"),
+        Some(json!("edge 2"))
+    );
+    assert_eq!(
+        also_second.recv(WAIT).await.unwrap().payload.get("from"),
+        Some(json!("edge 2"))
+    );
+
+    // The queue group spreads these over both replicas; every answer is the same.
+    let mut expected: Vec<&str> = vec![
+        on_first.client_id(),
+        on_second.client_id(),
+        also_second.client_id(),
+    ];
+    expected.sort_unstable();
+    for _ in 0..8 {
+        let info = data(
+            &command(
+                &on_first,
+                "channel_info",
+                json!({"room": "science", "channel": "general"}),
+            )
+            .await,
+        );
+        assert_eq!(info["member_count"], 3);
+        assert_eq!(info["members"], json!(expected));
+        let listed = data(&command(&on_second, "list_channels", json!({"room": "science"})).await);
+        assert_eq!(listed["channels"][0]["member_count"], 3);
+        let status = data(&command(&also_second, "status", json!({})).await);
+        assert_eq!(status["clients"]["t-a"], 3);
+        assert_eq!(status["server"]["edges"], 2);
+    }
+
+    // A client that leaves (or disconnects) is out of every answer at once.
+    also_second.close().await.unwrap();
+    on_second.leave("science", "general").await.unwrap();
+    arqon_e2e::eventually("presence drops the closed connection", || async {
+        let info = data(
+            &command(
+                &on_first,
+                "channel_info",
+                json!({"room": "science", "channel": "general"}),
+            )
+            .await,
+        );
+        info["members"] == json!([on_first.client_id()])
+    })
+    .await;
+    cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_survives_the_loss_of_a_dispatcher_replica() {
+    let mut cluster = two_by_two().await;
+    let writer = cluster.client("t-a").await;
+    writer.join("log", "events").await.unwrap();
+    for n in 0..10 {
+        writer
+            .publish("log", "events", json!({ "n": n }))
+            .await
+            .unwrap();
+    }
+    cluster.stop_dispatcher(0).await;
+    let reader = cluster.client_on(1, &cluster.token("t-a", "user")).await;
+    let history = data(
+        &command(
+            &reader,
+            "history",
+            json!({"room": "log", "channel": "events"}),
+        )
+        .await,
+    );
+    let ns: Vec<Value> = history["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["payload"]["n"].clone())
+        .collect();
+    assert_eq!(ns, (0..10).map(Value::from).collect::<Vec<_>>());
+    let offsets: Vec<u64> = history["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["offset"].as_u64().unwrap())
+        .collect();
+    assert!(offsets.windows(2).all(|w| w[0] < w[1]), "{offsets:?}");
+    assert!(history["epoch"].is_string());
+    assert_eq!(history["total_messages"], 10);
+    // Still answering and routing with one replica.
+    writer
+        .publish("log", "events", json!({"n": 10}))
+        .await
+        .unwrap();
+    let last = data(
+        &command(
+            &reader,
+            "history",
+            json!({"room": "log", "channel": "events", "limit": 1}),
+        )
+        .await,
+    );
+    assert_eq!(last["history"][0]["payload"]["n"], 10);
+    cluster.stop().await;
+}
+
+both_modes!(
+    history_filters_by_time_and_limit,
+    a_returning_client_recovers_exactly_what_it_missed
+);
+
+async fn history_filters_by_time_and_limit(cluster: &Cluster) {
+    let writer = cluster.client("t-a").await;
+    writer.join("log", "t").await.unwrap();
+    for n in 0..5 {
+        writer.publish("log", "t", json!({ "n": n })).await.unwrap();
+    }
+    let all = data(&command(&writer, "history", json!({"room": "log", "channel": "t"})).await);
+    let entries = all["history"].as_array().unwrap().clone();
+    assert_eq!(entries.len(), 5);
+    assert_eq!(entries[0]["sender"], writer.client_id());
+    assert_eq!(entries[0]["type"], "message");
+    let third = entries[2]["stored_at"].as_str().unwrap().to_owned();
+    let since = data(
+        &command(
+            &writer,
+            "history",
+            json!({"room": "log", "channel": "t", "since": third}),
+        )
+        .await,
+    );
+    assert_eq!(since["history"][0]["payload"]["n"], 2);
+    let until = data(
+        &command(
+            &writer,
+            "history",
+            json!({"room": "log", "channel": "t", "until": third}),
+        )
+        .await,
+    );
+    assert_eq!(until["history"].as_array().unwrap().len(), 2);
+    let last_two = data(
+        &command(
+            &writer,
+            "history",
+            json!({"room": "log", "channel": "t", "limit": 2}),
+        )
+        .await,
+    );
+    let ns: Vec<Value> = last_two["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["payload"]["n"].clone())
+        .collect();
+    assert_eq!(ns, vec![json!(3), json!(4)]);
+}
+
+async fn a_returning_client_recovers_exactly_what_it_missed(cluster: &Cluster) {
+    let writer = cluster.client("t-a").await;
+    writer.join("feed", "news").await.unwrap();
+    let reader = cluster.client("t-a").await;
+    reader.join("feed", "news").await.unwrap();
+    writer
+        .publish("feed", "news", json!({"n": -1}))
+        .await
+        .unwrap();
+    let last_seen = reader.recv(WAIT).await.unwrap();
+    reader.close().await.unwrap();
+    drop(reader);
+
+    for n in 0..50 {
+        writer
+            .publish("feed", "news", json!({ "n": n }))
+            .await
+            .unwrap();
+    }
+    let back = cluster.client("t-a").await;
+    let joined = command(
+        &back,
+        "join_channel",
+        json!({"room": "feed", "channel": "news", "since_id": last_seen.id.as_str()}),
+    )
+    .await;
+    assert_eq!(data(&joined)["recovered"], true, "{}", joined.to_json());
+    assert_eq!(data(&joined)["recovered_count"], 50);
+    for n in 0..50 {
+        let message = back.recv(WAIT).await.unwrap();
+        assert_eq!(message.payload.get("n"), Some(json!(n)));
+    }
+    // Then live delivery goes on, with nothing twice.
+    writer
+        .publish("feed", "news", json!({"n": 50}))
+        .await
+        .unwrap();
+    assert_eq!(
+        back.recv(WAIT).await.unwrap().payload.get("n"),
+        Some(json!(50))
+    );
+    assert_eq!(back.recv(QUIET).await.unwrap_err(), SdkError::Timeout);
+
+    // Positions from `history` work too.
+    let history = data(
+        &command(
+            &back,
+            "history",
+            json!({"room": "feed", "channel": "news", "limit": 3}),
+        )
+        .await,
+    );
+    let third_last = &history["history"][0];
+    let again = cluster.client("t-a").await;
+    let joined = command(
+        &again,
+        "join_channel",
+        json!({"room": "feed", "channel": "news", "since_offset": third_last["offset"], "epoch": history["epoch"]}),
+    )
+    .await;
+    assert_eq!(data(&joined)["recovered"], true, "{}", joined.to_json());
+    let ns = [
+        again.recv(WAIT).await.unwrap(),
+        again.recv(WAIT).await.unwrap(),
+    ];
+    assert_eq!(
+        ns.map(|m| m.payload.get("n")),
+        [Some(json!(49)), Some(json!(50))]
+    );
+    // A position from another epoch, or an id that is not there, is not recovered.
+    for recover in [
+        json!({"since_offset": 1, "epoch": "another-epoch"}),
+        json!({"since_id": "arq_1_1_abcdef"}),
+    ] {
+        let mut join = json!({"room": "feed", "channel": "news"});
+        join.as_object_mut().unwrap().extend(args(recover));
+        let late = cluster.client("t-a").await;
+        let joined = command(&late, "join_channel", join).await;
+        assert_eq!(data(&joined)["recovered"], false, "{}", joined.to_json());
+        assert_eq!(late.recv(QUIET).await.unwrap_err(), SdkError::Timeout);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_position_older_than_the_retention_is_not_recovered() {
+    for mode in [Mode::Standalone, Mode::Distributed] {
+        let cluster = Cluster::launch(Topology {
+            dispatcher: DispatcherConfig {
+                history: HistoryConfig {
+                    max_per_channel: 10,
+                    ..HistoryConfig::default()
+                },
+                ..DispatcherConfig::default()
+            },
+            ..Topology::new(mode)
+        })
+        .await;
+        let writer = cluster.client("t-a").await;
+        writer.join("short", "memory").await.unwrap();
+        let first = writer
+            .publish("short", "memory", json!({"n": 0}))
+            .await
+            .unwrap();
+        for n in 1..=30 {
+            writer
+                .publish("short", "memory", json!({ "n": n }))
+                .await
+                .unwrap();
+        }
+        let late = cluster.client("t-a").await;
+        let joined = command(
+            &late,
+            "join_channel",
+            json!({"room": "short", "channel": "memory", "since_id": first}),
+        )
+        .await;
+        assert_eq!(
+            data(&joined)["recovered"],
+            false,
+            "{mode:?}: {}",
+            joined.to_json()
+        );
+        assert_eq!(
+            late.recv(QUIET).await.unwrap_err(),
+            SdkError::Timeout,
+            "{mode:?}: no partial gap"
+        );
+        let history = data(
+            &command(
+                &late,
+                "history",
+                json!({"room": "short", "channel": "memory", "limit": 1000}),
+            )
+            .await,
+        );
+        assert_eq!(history["history"].as_array().unwrap().len(), 10, "{mode:?}");
+        assert_eq!(history["history"][0]["payload"]["n"], 21, "{mode:?}");
+        cluster.stop().await;
+    }
+}
