@@ -267,10 +267,13 @@ async fn four_processes_on_one_nats_server_carry_a_message() {
     }
 }
 
-/// An edge killed with SIGKILL says nothing on its way out; its clients must still drop
-/// out of presence, within the edge liveness TTL, and the surviving edge keeps serving.
+/// Two edge processes and two dispatcher processes on one nats-server. Clients on either
+/// edge share a channel; every replica gives the same presence; after one dispatcher is
+/// killed with SIGKILL the other serves every message and the history holds each one
+/// that was acknowledged; after an edge is killed its client drops out of presence
+/// within the liveness TTL while the other edge keeps serving.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_crashed_edge_drops_out_of_presence() {
+async fn two_edges_and_two_dispatchers_survive_kill_9() {
     let nats = NatsServer::start();
     let secret = "process-test-secret";
     let env = [
@@ -280,7 +283,7 @@ async fn a_crashed_edge_drops_out_of_presence() {
     ];
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let mut backends = Vec::new();
-    for service in ["policy", "dispatcher"] {
+    for service in ["policy", "dispatcher", "dispatcher"] {
         let mut process = Process::spawn(&[service], &env);
         process.log_event("running");
         backends.push(process);
@@ -302,24 +305,94 @@ async fn a_crashed_edge_drops_out_of_presence() {
         sockets.push(joined_client(format!("ws://{ws}/ws?token={token}"), 0).await);
         edges.push(edge);
     }
-    let [_doomed, survivor] = &mut sockets[..] else {
+    let [first, second] = &mut sockets[..] else {
         unreachable!("two sockets")
     };
-    let survivor_id = command(survivor, "ping", json!({})).await["client_id"].clone();
-    let before = members(survivor).await;
-    assert_eq!(before.len(), 2, "{before:?}");
+    let second_id = command(second, "ping", json!({})).await["client_id"].clone();
 
-    drop(edges.remove(0)); // SIGKILL, then reaped: no goodbye reaches the bus
+    assert!(
+        send_message(first, 0).await,
+        "acknowledged with both replicas up"
+    );
+    assert_eq!(next_json(second).await["payload"]["n"], 0);
+    // Queue groups spread commands over both replicas; each answer must be the same.
+    let mut seen = Vec::new();
+    for _ in 0..6 {
+        let mut listed = members(first).await;
+        listed.sort();
+        seen.push(listed);
+    }
+    assert!(
+        seen.iter().all(|m| m.len() == 2 && *m == seen[0]),
+        "{seen:?}"
+    );
+
+    drop(backends.remove(1)); // SIGKILL one dispatcher, then reap it
+    // A message in flight to the killed replica is answered TIMEOUT: the sender is told.
+    let mut acknowledged = vec![0];
+    for n in 1..=10 {
+        if send_message(first, n).await {
+            acknowledged.push(n);
+            assert_eq!(next_json(second).await["payload"]["n"], n);
+        }
+    }
+    assert!(acknowledged.len() > 5, "the surviving replica took over");
+    // JetStream stores a message moments after it is routed; wait for the last one.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let stored = stored_numbers(second).await;
+        if stored.len() >= acknowledged.len() || Instant::now() > deadline {
+            assert_eq!(stored, acknowledged);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    drop(edges.remove(0)); // SIGKILL the first edge: no goodbye reaches the bus
     // Bounded by the liveness TTL (15 s) plus the 1 s query wait, with room to spare.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let now = members(survivor).await;
+        let now = members(second).await;
         if now.len() < 2 {
-            assert_eq!(now, [survivor_id.as_str().expect("client_id")]);
+            assert_eq!(now, [second_id.as_str().expect("client_id")]);
             break;
         }
         assert!(Instant::now() < deadline, "still listed: {now:?}");
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The `n` of every message stored in `r0`/`c`, oldest first.
+async fn stored_numbers(socket: &mut Socket) -> Vec<i64> {
+    let history = command(
+        socket,
+        "history",
+        json!({"room": "r0", "channel": "c", "limit": 100}),
+    )
+    .await;
+    history["history"]
+        .as_array()
+        .expect("history")
+        .iter()
+        .filter_map(|m| m["payload"]["n"].as_i64())
+        .collect()
+}
+
+/// Publishes `{"n": n}` to `r0`/`c`: true when acknowledged, false when answered with
+/// `TIMEOUT` (any other answer fails the test).
+async fn send_message(socket: &mut Socket, n: i64) -> bool {
+    let message = json!({"type": "message", "room": "r0", "channel": "c", "payload": {"n": n}});
+    socket
+        .send(Message::text(message.to_string()))
+        .await
+        .expect("send a message");
+    let answer = next_json(socket).await;
+    match answer["type"].as_str() {
+        Some("message_response") => true,
+        _ => {
+            assert_eq!(answer["error_code"], "TIMEOUT", "{answer}");
+            false
+        }
     }
 }
 
@@ -338,7 +411,12 @@ async fn command(socket: &mut Socket, name: &str, args: Value) -> Value {
 
 /// The `members` of `r0`/`c` from `channel_info`.
 async fn members(socket: &mut Socket) -> Vec<String> {
-    let data = command(socket, "channel_info", json!({"room": "r0", "channel": "c"})).await;
+    let data = command(
+        socket,
+        "channel_info",
+        json!({"room": "r0", "channel": "c"}),
+    )
+    .await;
     serde_json::from_value(data["members"].clone()).expect("members")
 }
 
