@@ -122,6 +122,7 @@ impl Args {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::state::history::{DEFAULT_LIMIT, MAX_LIMIT};
     use serde_json::json;
 
     fn args(value: Value) -> Args {
@@ -175,11 +176,15 @@ mod tests {
 
     #[test]
     fn limits_timestamps_and_recovery() {
-        assert_eq!(args(json!({})).limit(50, 1000).unwrap(), 50);
-        assert_eq!(args(json!({"limit": 7})).limit(50, 1000).unwrap(), 7);
-        for bad in [json!(0), json!(1001), json!("7"), json!(-1)] {
-            assert!(
-                args(json!({ "limit": bad })).limit(50, 1000).is_err(),
+        let limit = |value: Value| args(value).limit(DEFAULT_LIMIT, MAX_LIMIT);
+        assert_eq!(limit(json!({})).unwrap(), DEFAULT_LIMIT);
+        assert_eq!(limit(json!({"limit": 7})).unwrap(), 7);
+        assert_eq!(limit(json!({ "limit": MAX_LIMIT })).unwrap(), MAX_LIMIT);
+        for bad in [json!(0), json!(MAX_LIMIT + 1), json!("7"), json!(-1)] {
+            let reply = limit(json!({ "limit": bad })).unwrap_err();
+            assert_eq!(
+                reply.message,
+                format!("Validation error: 'limit' must be an integer from 1 to {MAX_LIMIT}"),
                 "{bad}"
             );
         }

@@ -175,6 +175,7 @@ pub(crate) fn find(name: &str) -> Option<&'static Spec> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::state::history::{DEFAULT_LIMIT, MAX_LIMIT};
     use std::collections::HashSet;
 
     #[test]
@@ -185,7 +186,15 @@ mod tests {
             let example: serde_json::Value = serde_json::from_str(spec.example).unwrap();
             assert_eq!(example["command"], spec.name);
         }
-        assert!(find("history").is_some());
         assert!(find("nope").is_none());
+        // The help text states the limits the command applies.
+        let history = find("history").unwrap();
+        let limit = history
+            .arguments
+            .iter()
+            .find(|a| a.name == "limit")
+            .unwrap();
+        let stated = format!("default {DEFAULT_LIMIT}, at most {MAX_LIMIT}");
+        assert!(limit.description.contains(&stated), "{}", limit.description);
     }
 }

@@ -5,60 +5,19 @@
 //! successful response, so a client never subscribes itself.
 
 use bytes::Bytes;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use arqon_proto::model::{MembershipChange, RoomDelivery};
 use arqon_protocol::{
-    CommandReply, Envelope, ErrorCode, JsonObject, MessageType, RoomName, SERVER_SENDER, Timestamp,
-    Topic, subject,
+    CommandReply, Envelope, ErrorCode, JsonObject, MessageType, SERVER_SENDER, Timestamp, Topic,
+    subject,
 };
 
-use super::{Call, Outcome, failed};
-use crate::state::ChannelRecord;
-
-fn data(entries: Value) -> Map<String, Value> {
-    match entries {
-        Value::Object(map) => map,
-        _ => Map::new(),
-    }
-}
-
-fn try_topic(call: &Call<'_>, aliases: &[&str]) -> Result<Topic, CommandReply> {
-    call.args.topic(aliases)
-}
-
-/// The channel's record, or the original's not-found errors.
-async fn existing(
-    call: &Call<'_>,
-    topic: &Topic,
-    code: ErrorCode,
-    verb: &str,
-) -> Result<ChannelRecord, CommandReply> {
-    let tenant = &call.inbound.identity.tenant;
-    let registry = &call.context.registry;
-    match registry.get(tenant, topic).await {
-        Ok(Some(record)) => Ok(record),
-        Ok(None) => match registry.channels(tenant, &topic.room).await {
-            Ok(channels) if channels.is_empty() => Err(room_not_found(&topic.room)),
-            Ok(_) => Err(CommandReply::error(
-                ErrorCode::ChannelNotFound,
-                format!(
-                    "Channel '{}' not found in room '{}'",
-                    topic.channel, topic.room
-                ),
-            )),
-            Err(e) => Err(failed(code, verb, &e)),
-        },
-        Err(e) => Err(failed(code, verb, &e)),
-    }
-}
-
-fn room_not_found(room: &RoomName) -> CommandReply {
-    CommandReply::error(ErrorCode::RoomNotFound, format!("Room '{room}' not found"))
-}
+use super::{Call, Outcome, failed, lookup_failed, object};
+use crate::state::Views;
 
 pub(crate) async fn create(call: &Call<'_>) -> CommandReply {
-    let topic = match try_topic(call, &["name"]) {
+    let topic = match call.args.topic(&["name"]) {
         Ok(topic) => topic,
         Err(reply) => return reply,
     };
@@ -78,7 +37,7 @@ pub(crate) async fn create(call: &Call<'_>) -> CommandReply {
                 "Channel '{}' created in room '{}'",
                 topic.channel, topic.room
             ),
-            data(json!({
+            object(json!({
                 "room_id": topic.room.as_str(),
                 "channel_id": topic.channel.as_str(),
                 "channel_name": topic.channel.as_str(),
@@ -99,7 +58,7 @@ pub(crate) async fn create(call: &Call<'_>) -> CommandReply {
 }
 
 pub(crate) async fn delete(call: &Call<'_>) -> CommandReply {
-    let (topic, force) = match (try_topic(call, &[]), call.args.flag("force")) {
+    let (topic, force) = match (call.args.topic(&[]), call.args.flag("force")) {
         (Ok(topic), Ok(force)) => (topic, force),
         (Err(reply), _) | (_, Err(reply)) => return reply,
     };
@@ -110,17 +69,10 @@ pub(crate) async fn delete(call: &Call<'_>) -> CommandReply {
             "Only admin clients can force a channel delete",
         );
     }
-    if let Err(reply) = existing(
-        call,
-        &topic,
-        ErrorCode::DeleteChannelError,
-        "delete channel",
-    )
-    .await
-    {
-        return reply;
-    }
     let context = call.context;
+    if let Err(e) = context.registry.existing(&identity.tenant, &topic).await {
+        return lookup_failed(ErrorCode::DeleteChannelError, "delete channel", &e);
+    }
     let members = match context.presence.members(&identity.tenant, &topic).await {
         Ok(members) => members,
         Err(e) => return failed(ErrorCode::DeleteChannelError, "delete channel", &e),
@@ -150,7 +102,7 @@ pub(crate) async fn delete(call: &Call<'_>) -> CommandReply {
             "Channel '{}' deleted from room '{}'",
             topic.channel, topic.room
         ),
-        data(json!({
+        object(json!({
             "room_id": topic.room.as_str(),
             "channel_id": topic.channel.as_str(),
             "channel_name": topic.channel.as_str(),
@@ -167,7 +119,7 @@ async fn close_room(call: &Call<'_>, topic: &Topic) -> Result<(), arqon_bus::Bus
     notice.room = Some(topic.room.to_string());
     notice.channel = Some(topic.channel.to_string());
     notice.sender = Some(SERVER_SENDER.to_owned());
-    notice.payload = JsonObject::from_map(&data(json!({
+    notice.payload = JsonObject::from_map(&object(json!({
         "event": "channel_deleted",
         "room": topic.room.as_str(),
         "channel": topic.channel.as_str(),
@@ -189,7 +141,7 @@ async fn close_room(call: &Call<'_>, topic: &Topic) -> Result<(), arqon_bus::Bus
 }
 
 pub(crate) async fn join(call: &Call<'_>) -> Outcome {
-    let (topic, recover) = match (try_topic(call, &[]), call.args.recovery()) {
+    let (topic, recover) = match (call.args.topic(&[]), call.args.recovery()) {
         (Ok(topic), Ok(recover)) => (topic, recover),
         (Err(reply), _) | (_, Err(reply)) => return reply.into(),
     };
@@ -208,7 +160,7 @@ pub(crate) async fn join(call: &Call<'_>) -> Outcome {
             "Joined channel '{}' in room '{}'",
             topic.channel, topic.room
         ),
-        data(json!({
+        object(json!({
             "room_id": topic.room.as_str(),
             "channel_id": topic.channel.as_str(),
             "channel_name": topic.channel.as_str(),
@@ -225,17 +177,17 @@ pub(crate) async fn join(call: &Call<'_>) -> Outcome {
 }
 
 pub(crate) async fn leave(call: &Call<'_>) -> Outcome {
-    let topic = match try_topic(call, &[]) {
+    let topic = match call.args.topic(&[]) {
         Ok(topic) => topic,
         Err(reply) => return reply.into(),
     };
-    if let Err(reply) = existing(call, &topic, ErrorCode::LeaveChannelError, "leave channel").await
-    {
-        return reply.into();
+    let tenant = &call.inbound.identity.tenant;
+    if let Err(e) = call.context.registry.existing(tenant, &topic).await {
+        return lookup_failed(ErrorCode::LeaveChannelError, "leave channel", &e).into();
     }
     let reply = CommandReply::success(
         format!("Left channel '{}' in room '{}'", topic.channel, topic.room),
-        data(json!({
+        object(json!({
             "room_id": topic.room.as_str(),
             "channel_id": topic.channel.as_str(),
             "channel_name": topic.channel.as_str(),
@@ -255,44 +207,26 @@ pub(crate) async fn list(call: &Call<'_>) -> CommandReply {
         Ok(room) => room,
         Err(reply) => return reply,
     };
-    let context = call.context;
     let tenant = &call.inbound.identity.tenant;
-    let channels = match context.registry.channels(tenant, &room).await {
-        Ok(channels) if channels.is_empty() => return room_not_found(&room),
+    let channels = match Views::from(call.context).room(tenant, &room).await {
         Ok(channels) => channels,
-        Err(e) => return failed(ErrorCode::ListChannelsError, "list channels", &e),
+        Err(e) => return lookup_failed(ErrorCode::ListChannelsError, "list channels", &e),
     };
-    let counts = match context.presence.counts(tenant, &room).await {
-        Ok(counts) => counts,
-        Err(e) => return failed(ErrorCode::ListChannelsError, "list channels", &e),
-    };
-    let mut listed = Vec::with_capacity(channels.len());
-    for topic in &channels {
-        let (record, last) = match (
-            context.registry.get(tenant, topic).await,
-            context.history.last_activity(tenant, topic).await,
-        ) {
-            (Ok(record), Ok(last)) => (record, last),
-            (Err(e), _) | (_, Err(e)) => {
-                return failed(ErrorCode::ListChannelsError, "list channels", &e);
-            }
-        };
-        let record = record.unwrap_or_else(|| ChannelRecord {
-            description: String::new(),
-            created_by: String::new(),
-            created_at: String::new(),
-        });
-        listed.push(json!({
-            "channel_id": topic.channel.as_str(),
-            "name": topic.channel.as_str(),
-            "description": record.description,
-            "member_count": counts.get(&topic.channel).copied().unwrap_or(0),
-            "created_at": record.created_at,
-            "created_by": record.created_by,
-            "last_activity": last.map(|t| Timestamp::from(t).to_rfc3339()),
-        }));
-    }
-    let mut reply = data(json!({
+    let listed: Vec<Value> = channels
+        .iter()
+        .map(|c| {
+            json!({
+                "channel_id": c.topic.channel.as_str(),
+                "name": c.topic.channel.as_str(),
+                "description": c.record.description,
+                "member_count": c.member_count,
+                "created_at": c.record.created_at,
+                "created_by": c.record.created_by,
+                "last_activity": c.last_activity.map(|t| Timestamp::from(t).to_rfc3339()),
+            })
+        })
+        .collect();
+    let mut reply = object(json!({
         "room_id": room.as_str(),
         "room_name": room.as_str(),
         "total_channels": listed.len(),
@@ -306,49 +240,35 @@ pub(crate) async fn list(call: &Call<'_>) -> CommandReply {
 }
 
 pub(crate) async fn info(call: &Call<'_>) -> CommandReply {
-    let topic = match try_topic(call, &[]) {
+    let topic = match call.args.topic(&[]) {
         Ok(topic) => topic,
         Err(reply) => return reply,
     };
-    let record = match existing(
-        call,
-        &topic,
-        ErrorCode::ChannelInfoError,
-        "read channel info",
-    )
-    .await
-    {
-        Ok(record) => record,
-        Err(reply) => return reply,
-    };
-    let context = call.context;
     let tenant = &call.inbound.identity.tenant;
-    let (members, count, last) = match (
-        context.presence.members(tenant, &topic).await,
-        context.history.count(tenant, &topic).await,
-        context.history.last_activity(tenant, &topic).await,
-    ) {
-        (Ok(members), Ok(count), Ok(last)) => (members, count, last),
-        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
-            return failed(ErrorCode::ChannelInfoError, "read channel info", &e);
-        }
+    let channel = match Views::from(call.context).channel(tenant, &topic).await {
+        Ok(channel) => channel,
+        Err(e) => return lookup_failed(ErrorCode::ChannelInfoError, "read channel info", &e),
     };
-    let member_ids: Vec<&str> = members.iter().map(|m| m.client_id.as_str()).collect();
-    let mut reply = data(json!({
+    let member_ids: Vec<&str> = channel
+        .members
+        .iter()
+        .map(|m| m.client_id.as_str())
+        .collect();
+    let mut reply = object(json!({
         "room_id": topic.room.as_str(),
         "room_name": topic.room.as_str(),
         "channel_id": topic.channel.as_str(),
         "name": topic.channel.as_str(),
-        "description": record.description,
-        "member_count": members.len(),
+        "description": channel.record.description,
+        "member_count": channel.members.len(),
         "members": member_ids,
-        "created_at": record.created_at,
-        "created_by": record.created_by,
-        "last_activity": last.map(|t| Timestamp::from(t).to_rfc3339()),
+        "created_at": channel.record.created_at,
+        "created_by": channel.record.created_by,
+        "last_activity": channel.last_activity.map(|t| Timestamp::from(t).to_rfc3339()),
         "statistics": {
-            "message_count": count,
-            "member_count": members.len(),
-            "history": context.history.enabled(),
+            "message_count": channel.message_count,
+            "member_count": channel.members.len(),
+            "history": call.context.history.enabled(),
         },
     }));
     call.queried(&mut reply);

@@ -4,11 +4,10 @@ use serde_json::{Value, json};
 
 use arqon_protocol::{CommandReply, ErrorCode, Timestamp};
 
-use super::{Call, failed};
-
-/// Most messages one `history` call returns.
-const MAX_LIMIT: usize = 1000;
-const DEFAULT_LIMIT: usize = 50;
+use super::args::validation;
+use super::{Call, failed, lookup_failed, object};
+use crate::state::LookupError;
+use crate::state::history::{DEFAULT_LIMIT, HISTORY_OFF, MAX_LIMIT};
 
 pub(crate) async fn history(call: &Call<'_>) -> CommandReply {
     let parsed = (|| {
@@ -26,29 +25,20 @@ pub(crate) async fn history(call: &Call<'_>) -> CommandReply {
     if let (Some(since), Some(until)) = (since, until)
         && until < since
     {
-        return CommandReply::error(
-            ErrorCode::ValidationError,
-            "Validation error: 'until' must not be before 'since'",
-        );
+        return validation("'until' must not be before 'since'");
     }
     let context = call.context;
     if !context.history.enabled() {
-        return CommandReply::error(
-            ErrorCode::HistoryError,
-            "History is off on this bus (ARQONBUS_ENABLE_PERSISTENCE=false)",
-        );
+        return CommandReply::error(ErrorCode::HistoryError, HISTORY_OFF);
     }
     let tenant = &call.inbound.identity.tenant;
+    // Not `Registry::existing`: here the original reports a missing room as a missing
+    // channel.
     match context.registry.get(tenant, &topic).await {
         Ok(Some(_)) => {}
         Ok(None) => {
-            return CommandReply::error(
-                ErrorCode::ChannelNotFound,
-                format!(
-                    "Channel '{}' not found in room '{}'",
-                    topic.channel, topic.room
-                ),
-            );
+            let missing = LookupError::ChannelNotFound(topic);
+            return lookup_failed(ErrorCode::HistoryError, "read history", &missing);
         }
         Err(e) => return failed(ErrorCode::HistoryError, "read history", &e),
     }
@@ -78,7 +68,7 @@ pub(crate) async fn history(call: &Call<'_>) -> CommandReply {
             })
         })
         .collect();
-    let mut data = match json!({
+    let mut data = object(json!({
         "room_id": topic.room.as_str(),
         "room_name": topic.room.as_str(),
         "channel_id": topic.channel.as_str(),
@@ -89,10 +79,7 @@ pub(crate) async fn history(call: &Call<'_>) -> CommandReply {
         "since": since.map(|t| Timestamp::from(t).to_rfc3339()),
         "until": until.map(|t| Timestamp::from(t).to_rfc3339()),
         "history": entries,
-    }) {
-        Value::Object(map) => map,
-        _ => serde_json::Map::new(),
-    };
+    }));
     call.queried(&mut data);
     CommandReply::success(
         format!("Found {} messages in '{}'", stored.len(), topic),

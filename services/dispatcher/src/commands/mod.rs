@@ -10,11 +10,11 @@ mod system;
 use serde_json::{Map, Value};
 use tracing::warn;
 
-use arqon_bus::BusError;
 use arqon_proto::model::{Inbound, MembershipChange};
 use arqon_protocol::{CommandReply, ErrorCode, Timestamp};
 
 use crate::Context;
+use crate::state::LookupError;
 use args::Args;
 
 /// The result of one command.
@@ -54,10 +54,27 @@ impl Call<'_> {
     }
 }
 
+/// The `data` of a reply, from a `json!` object.
+fn object(value: Value) -> Map<String, Value> {
+    match value {
+        Value::Object(map) => map,
+        _ => Map::new(),
+    }
+}
+
 /// A bus failure inside a command: the client learns the command failed, the log why.
-fn failed(code: ErrorCode, verb: &str, error: &BusError) -> CommandReply {
+fn failed(code: ErrorCode, verb: &str, error: &dyn std::fmt::Display) -> CommandReply {
     warn!(%error, verb, "command failed on the bus");
     CommandReply::error(code, format!("Failed to {verb}: the bus is unavailable"))
+}
+
+/// A room or channel that is not there, with its own code and text; or a bus failure,
+/// reported as `code`.
+fn lookup_failed(code: ErrorCode, verb: &str, error: &LookupError) -> CommandReply {
+    match error.not_found_code() {
+        Some(not_found) => CommandReply::error(not_found, error.to_string()),
+        None => failed(code, verb, error),
+    }
 }
 
 pub(crate) async fn execute(context: &Context, inbound: &Inbound) -> Outcome {

@@ -7,14 +7,7 @@ use serde_json::{Map, Value, json};
 use arqon_protocol::{CommandReply, ErrorCode, Timestamp};
 
 use super::catalog::{self, Spec};
-use super::{Call, failed};
-
-fn object(value: Value) -> Map<String, Value> {
-    match value {
-        Value::Object(map) => map,
-        _ => Map::new(),
-    }
-}
+use super::{Call, failed, object};
 
 /// Answers with the time the envelope spent between the edge and here.
 pub(crate) fn ping(call: &Call<'_>) -> CommandReply {

@@ -17,6 +17,8 @@ mod request;
 mod service;
 mod status;
 #[cfg(test)]
+mod test_harness;
+#[cfg(test)]
 mod tests;
 
 use std::sync::Arc;

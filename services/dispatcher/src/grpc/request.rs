@@ -180,6 +180,7 @@ impl TryFrom<pb::HistoryRequest> for HistoryQuery {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::grpc::status::ERROR_CODE_METADATA;
     use bytes::Bytes;
     use tonic::Code;
 
@@ -267,7 +268,7 @@ mod tests {
         let status = history(5, Some("yesterday"), None).unwrap_err();
         assert_eq!(status.code(), Code::InvalidArgument);
         assert_eq!(
-            status.metadata().get("arqon-error-code").unwrap(),
+            status.metadata().get(ERROR_CODE_METADATA).unwrap(),
             ErrorCode::InvalidTimestamp.as_str()
         );
         let status = history(

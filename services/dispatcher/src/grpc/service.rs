@@ -15,6 +15,7 @@ use arqon_protocol::{
 use super::request::{ChannelRef, HistoryQuery, Publish, RoomRef};
 use super::status::{self, invalid, lookup};
 use crate::Context;
+use crate::state::history::HISTORY_OFF;
 use crate::state::{ChannelRecord, Views};
 
 /// `created_by` of a channel that a Publish created.
@@ -26,11 +27,7 @@ pub(super) struct BusApi {
 
 impl BusApi {
     fn views(&self) -> Views<'_> {
-        Views {
-            registry: &self.context.registry,
-            presence: &self.context.presence,
-            history: &self.context.history,
-        }
+        Views::from(self.context.as_ref())
     }
 }
 
@@ -217,7 +214,7 @@ impl pb::bus_server::Bus for BusApi {
             return Err(status::status(
                 Code::FailedPrecondition,
                 ErrorCode::FeatureDisabled,
-                "History is off on this bus (ARQONBUS_ENABLE_PERSISTENCE=false)",
+                HISTORY_OFF,
             ));
         };
         context

@@ -8,7 +8,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tracing::warn;
 
-use arqon_bus::{Bus, BusError, HistoryStore, MAX_READ_LIMIT, ReadFrom, Storage};
+use arqon_bus::{Bus, BusError, HistoryStore, MAX_READ_LIMIT, ReadFrom};
 use arqon_proto::model::RoomDelivery;
 use arqon_protocol::{Envelope, TenantId, Topic, subject};
 
@@ -59,6 +59,9 @@ impl Default for HistoryConfig {
 pub(crate) const DEFAULT_LIMIT: usize = 50;
 /// Most messages one history read returns.
 pub(crate) const MAX_LIMIT: usize = 1000;
+/// What a client reading the history is told when it is off.
+pub(crate) const HISTORY_OFF: &str =
+    "History is off on this bus (ARQONBUS_ENABLE_PERSISTENCE=false)";
 
 /// A stored message.
 #[derive(Debug, Clone)]
@@ -79,15 +82,10 @@ impl History {
         if !config.enabled {
             return Ok(Self { store: None });
         }
-        let storage = if bus.backend() == "nats" {
-            Storage::File
-        } else {
-            Storage::Memory
-        };
         let stream = arqon_bus::HistoryConfig {
             max_msgs_per_subject: i64::from(config.max_per_channel),
             max_age: Duration::from_secs(config.max_age_seconds),
-            storage,
+            storage: super::storage(bus),
             ..arqon_bus::HistoryConfig::new(
                 subject::HISTORY_STREAM,
                 vec![subject::ROOM_ALL.to_owned()],

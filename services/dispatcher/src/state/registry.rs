@@ -4,7 +4,7 @@
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use arqon_bus::{Bus, BusError, KvConfig, KvStore, Storage};
+use arqon_bus::{Bus, BusError, KvConfig, KvStore};
 use arqon_protocol::{ErrorCode, RoomName, TenantId, Timestamp, Topic, subject};
 
 /// What the registry keeps about a channel.
@@ -47,13 +47,8 @@ pub(crate) struct Registry {
 
 impl Registry {
     pub(crate) async fn open(bus: &Bus) -> Result<Self, BusError> {
-        let storage = if bus.backend() == "nats" {
-            Storage::File
-        } else {
-            Storage::Memory
-        };
         let config = KvConfig {
-            storage,
+            storage: super::storage(bus),
             ..KvConfig::new(subject::CHANNELS_BUCKET)
         };
         Ok(Self {
@@ -121,19 +116,18 @@ impl Registry {
         tenant: &TenantId,
         room: &RoomName,
     ) -> Result<Vec<Topic>, BusError> {
-        let keys = self
-            .kv
-            .keys_matching(&subject::room_keys(tenant, room))
-            .await?;
-        Ok(keys
-            .iter()
-            .filter_map(|k| subject::parse_channel_key(tenant, k))
-            .collect())
+        self.matching(tenant, &subject::room_keys(tenant, room))
+            .await
     }
 
     /// Every channel of a tenant.
     pub(crate) async fn all(&self, tenant: &TenantId) -> Result<Vec<Topic>, BusError> {
-        let keys = self.kv.keys_matching(&subject::tenant_keys(tenant)).await?;
+        self.matching(tenant, &subject::tenant_keys(tenant)).await
+    }
+
+    /// The channels of `tenant` whose keys match `filter`.
+    async fn matching(&self, tenant: &TenantId, filter: &str) -> Result<Vec<Topic>, BusError> {
+        let keys = self.kv.keys_matching(filter).await?;
         Ok(keys
             .iter()
             .filter_map(|k| subject::parse_channel_key(tenant, k))

@@ -8,6 +8,7 @@ use arqon_proto::model::Member;
 use arqon_protocol::{RoomName, TenantId, Topic};
 
 use super::{ChannelRecord, History, LookupError, Presence, Registry};
+use crate::Context;
 
 /// One channel of a room.
 #[derive(Debug)]
@@ -34,9 +35,19 @@ pub(crate) struct ChannelDetail {
 /// The stores a view reads.
 #[derive(Clone, Copy)]
 pub(crate) struct Views<'a> {
-    pub(crate) registry: &'a Registry,
-    pub(crate) presence: &'a Presence,
-    pub(crate) history: &'a History,
+    registry: &'a Registry,
+    presence: &'a Presence,
+    history: &'a History,
+}
+
+impl<'a> From<&'a Context> for Views<'a> {
+    fn from(context: &'a Context) -> Self {
+        Self {
+            registry: &context.registry,
+            presence: &context.presence,
+            history: &context.history,
+        }
+    }
 }
 
 impl Views<'_> {
