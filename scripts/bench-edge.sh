@@ -17,87 +17,17 @@ if [ "${1:-}" = "--quick" ]; then
   connections=1000
   seconds=3
 fi
-secret="bench-secret-$$"
-work="$(mktemp -d)"
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-cargo build --release --quiet -p arqonbus -p arqon-cli -p arqon-baseline-ws
-bin=target/release
-nats_server="$(scripts/install-nats.sh)"
-
-# Waits for "$2" in log file "$1" and prints the JSON field "$3" of that line.
-log_field() {
-  local log="$1" message="$2" field="$3"
-  for _ in $(seq 1 100); do
-    local line
-    line="$(grep -F "\"message\":\"$message\"" "$log" | head -n 1 || true)"
-    if [ -n "$line" ]; then
-      python3 -c 'import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$line" "$field"
-      return
-    fi
-    sleep 0.1
-  done
-  echo "no '$message' in $log" >&2
-  cat "$log" >&2
-  exit 1
-}
-
-# Starts nats-server on a port it picks; sets $nats_url.
-start_nats() {
-  mkdir -p "$work/nats"
-  "$nats_server" -a 127.0.0.1 -p -1 -js -sd "$work/nats/js" --ports_file_dir "$work/nats" \
-    -l "$work/nats/log" >/dev/null 2>&1 &
-  pids+=($!)
-  local ports=""
-  for _ in $(seq 1 100); do
-    ports="$(ls "$work"/nats/*.ports 2>/dev/null | head -n 1 || true)"
-    [ -n "$ports" ] && break
-    sleep 0.1
-  done
-  nats_url="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["nats"][0])' "$ports")"
-}
+source scripts/lib/bench.sh
+build_release
 
 # Starts arqonbus standalone (on NATS when $1 is a URL); prints "pid ws-address".
 start_bus() {
-  local log="$work/bus-$RANDOM.log"
-  local env=(ARQONBUS_AUTH_JWT_SECRET="$secret" ARQONBUS_RATE_LIMIT_PER_SECOND=0
-    ARQONBUS_MAX_CONNECTIONS=20000 ARQONBUS_LOG_FORMAT=json ARQONBUS_LOG_LEVEL=info
-    ARQONBUS_SERVER_PORT=0 ARQONBUS_HTTP_PORT=0)
-  [ -n "${1:-}" ] && env+=(ARQONBUS_NATS_URL="$1")
-  env "${env[@]}" "$bin/arqonbus" standalone >"$log" 2>&1 &
-  local pid=$!
-  pids+=("$pid")
-  local addr
-  addr="$(log_field "$log" "WebSocket listener bound" addr)"
-  log_field "$log" "running" message >/dev/null
-  echo "$pid $addr"
+  if [ -n "${1:-}" ]; then
+    start_arqonbus standalone ARQONBUS_NATS_URL="$1"
+  else
+    start_arqonbus standalone
+  fi
 }
-
-start_baseline() {
-  local log="$work/baseline-$RANDOM.log"
-  "$bin/baseline-ws" --listen 127.0.0.1:0 >"$log" 2>&1 &
-  local pid=$!
-  pids+=("$pid")
-  for _ in $(seq 1 100); do
-    if grep -q "listening on" "$log"; then
-      echo "$pid $(sed -n 's|.*ws://||p' "$log" | head -n 1)"
-      return
-    fi
-    sleep 0.1
-  done
-  cat "$log" >&2
-  exit 1
-}
-
-stop() { kill "$1"; wait "$1" 2>/dev/null || true; }
-
-bench() { "$bin/arqon" bench --json "$@"; }
 
 echo "== memory per idle connection: $connections connections, 2 channels each"
 read -r pid addr < <(start_bus)

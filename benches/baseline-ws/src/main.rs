@@ -1,11 +1,12 @@
 //! The baseline ArqonBus's WebSocket figures are compared with: a bare tokio-tungstenite
 //! server that broadcasts every message to every other connection. No authentication,
-//! no validation, no rooms, no bus: the cost of WebSockets alone on this machine.
+//! no validation, no bus: the cost of WebSockets alone on this machine.
 //!
 //! It answers just enough of the ArqonBus protocol for `arqon bench` to drive it: a
-//! welcome frame, a success `response` and `command_response` to every command (joins
-//! included; rooms are ignored, everyone is in one room), and a `message_response` to the
-//! sender of every message.
+//! welcome frame, a success `response` and `command_response` to every command, and a
+//! `message_response` to the sender of every message. Rooms are ignored (everyone is in
+//! one room) unless `--rooms`: then a message goes to the other connections that joined
+//! its `room` and `channel`, as a minimal in-process room relay would.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -34,9 +35,25 @@ struct Args {
     /// Frames queued per connection before a frame is dropped for it.
     #[arg(long, default_value_t = 1024)]
     queue: usize,
+    /// Route messages to the members of their room and channel instead of to everyone.
+    #[arg(long)]
+    rooms: bool,
+    /// Set `TCP_NODELAY` on every connection, as the edge does: small frames leave at
+    /// once instead of waiting up to 40 ms (Nagle's algorithm with delayed ACKs).
+    #[arg(long)]
+    nodelay: bool,
 }
 
 type Peers = Arc<RwLock<HashMap<u64, mpsc::Sender<Utf8Bytes>>>>;
+
+/// With `--rooms`: the members of each `room:channel`.
+type Rooms = Arc<RwLock<HashMap<String, Vec<u64>>>>;
+
+#[derive(Clone)]
+struct Shared {
+    peers: Peers,
+    rooms: Option<Rooms>,
+}
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -52,7 +69,10 @@ async fn main() -> anyhow::Result<()> {
     socket.bind(address)?;
     let listener = socket.listen(4096)?;
     eprintln!("baseline-ws listening on ws://{}", listener.local_addr()?);
-    let peers: Peers = Arc::default();
+    let shared = Shared {
+        peers: Arc::default(),
+        rooms: args.rooms.then(Rooms::default),
+    };
     let ids = Arc::new(AtomicU64::new(0));
     let mut config = WebSocketConfig::default();
     if args.read_buffer > 0 {
@@ -63,18 +83,23 @@ async fn main() -> anyhow::Result<()> {
     }
     loop {
         let (stream, _) = listener.accept().await?;
+        if args.nodelay {
+            stream.set_nodelay(true)?;
+        }
         let id = ids.fetch_add(1, Ordering::Relaxed);
-        tokio::spawn(serve(stream, id, config, args.queue, Arc::clone(&peers)));
+        tokio::spawn(serve(stream, id, config, args.queue, shared.clone()));
     }
 }
 
-async fn serve(stream: TcpStream, id: u64, config: WebSocketConfig, queue: usize, peers: Peers) {
+async fn serve(stream: TcpStream, id: u64, config: WebSocketConfig, queue: usize, shared: Shared) {
     let Ok(mut socket) = tokio_tungstenite::accept_async_with_config(stream, Some(config)).await
     else {
         return;
     };
     let (tx, mut rx) = mpsc::channel::<Utf8Bytes>(queue);
-    peers
+    let mut joined = Vec::new();
+    shared
+        .peers
         .write()
         .unwrap_or_else(PoisonError::into_inner)
         .insert(id, tx);
@@ -101,7 +126,7 @@ async fn serve(stream: TcpStream, id: u64, config: WebSocketConfig, queue: usize
                 }
                 frame = socket.next() => match frame {
                     Some(Ok(Message::Text(text))) => {
-                        for reply in handle(id, text, &peers) {
+                        for reply in handle(id, text, &shared, &mut joined) {
                             if socket.feed(Message::text(reply)).await.is_err() {
                                 break;
                             }
@@ -116,18 +141,42 @@ async fn serve(stream: TcpStream, id: u64, config: WebSocketConfig, queue: usize
             }
         }
     }
-    peers
+    shared
+        .peers
         .write()
         .unwrap_or_else(PoisonError::into_inner)
         .remove(&id);
+    if let Some(rooms) = &shared.rooms {
+        let mut rooms = rooms.write().unwrap_or_else(PoisonError::into_inner);
+        for key in joined {
+            if let Some(members) = rooms.get_mut(&key) {
+                members.retain(|m| *m != id);
+            }
+        }
+    }
 }
 
-/// Broadcasts a message to every other connection, or answers a command; returns the
-/// frames for the sender.
-fn handle(id: u64, text: Utf8Bytes, peers: &Peers) -> Vec<String> {
+/// `room:channel` of a frame, when it names both.
+fn room_key(frame: &Value) -> Option<String> {
+    let (room, channel) = (frame["room"].as_str()?, frame["channel"].as_str()?);
+    Some(format!("{room}:{channel}"))
+}
+
+/// Sends a message to the other connections (of its room with `--rooms`), or answers a
+/// command; returns the frames for the sender.
+fn handle(id: u64, text: Utf8Bytes, shared: &Shared, joined: &mut Vec<String>) -> Vec<String> {
     if text.as_str().contains(r#""type":"command""#) {
         let command: Value = serde_json::from_str(text.as_str()).unwrap_or_default();
         let request = command["id"].as_str().unwrap_or_default();
+        if let (Some(rooms), Some("join_channel"), Some(key)) = (
+            &shared.rooms,
+            command["command"].as_str(),
+            room_key(&command["args"]),
+        ) {
+            let mut rooms = rooms.write().unwrap_or_else(PoisonError::into_inner);
+            rooms.entry(key.clone()).or_default().push(id);
+            joined.push(key);
+        }
         return vec![
             json!({"type": "response", "request_id": request, "status": "success", "payload": {}})
                 .to_string(),
@@ -135,10 +184,25 @@ fn handle(id: u64, text: Utf8Bytes, peers: &Peers) -> Vec<String> {
                 .to_string(),
         ];
     }
-    for (peer, queue) in peers.read().unwrap_or_else(PoisonError::into_inner).iter() {
-        if *peer != id {
-            // A full queue drops the frame, as a bare broadcast server does.
-            let _ = queue.try_send(text.clone());
+    let peers = shared.peers.read().unwrap_or_else(PoisonError::into_inner);
+    // A full queue drops the frame, as a bare broadcast server does.
+    match &shared.rooms {
+        Some(rooms) => {
+            let message: Value = serde_json::from_str(text.as_str()).unwrap_or_default();
+            let rooms = rooms.read().unwrap_or_else(PoisonError::into_inner);
+            let members = room_key(&message).and_then(|key| rooms.get(&key));
+            for peer in members.into_iter().flatten().filter(|p| **p != id) {
+                if let Some(queue) = peers.get(peer) {
+                    let _ = queue.try_send(text.clone());
+                }
+            }
+        }
+        None => {
+            for (peer, queue) in peers.iter() {
+                if *peer != id {
+                    let _ = queue.try_send(text.clone());
+                }
+            }
         }
     }
     vec![r#"{"type":"message_response"}"#.to_owned()]

@@ -568,11 +568,9 @@ impl Connection {
                 }
             }
             Some(MembershipChange::Leave(topic)) if self.joined.remove(&topic) => {
-                self.shared.rooms.leave(
-                    &self.identity.tenant,
-                    &topic,
-                    &self.identity.client_id,
-                );
+                self.shared
+                    .rooms
+                    .leave(&self.identity.tenant, &topic, &self.identity.client_id);
                 Box::pin(crate::cluster::announce(
                     &self.shared,
                     &self.identity,

@@ -1,0 +1,97 @@
+# Shared by the benchmark scripts: a work directory cleaned up on exit, nats-server,
+# arqonbus and baseline processes on ports they pick, and `arqon bench`.
+# Source it from a script that has `set -euo pipefail` and runs at the repository root.
+
+work="$(mktemp -d)"
+# Starters run in subshells (`read … < <(start_…)`), so pids go to a file.
+track() { echo "$1" >>"$work/pids"; }
+cleanup() {
+  if [ -f "$work/pids" ]; then
+    while read -r pid; do kill "$pid" 2>/dev/null || true; done <"$work/pids"
+  fi
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+bin=target/release
+secret="bench-secret-$$"
+
+build_release() {
+  cargo build --release --quiet -p arqonbus -p arqon-cli -p arqon-baseline-ws
+  nats_server="$(scripts/install-nats.sh)"
+}
+
+# Waits for "$2" in log file "$1" and prints the JSON field "$3" of that line.
+log_field() {
+  local log="$1" message="$2" field="$3"
+  for _ in $(seq 1 100); do
+    local line
+    line="$(grep -F "\"message\":\"$message\"" "$log" | head -n 1 || true)"
+    if [ -n "$line" ]; then
+      python3 -c 'import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$line" "$field"
+      return
+    fi
+    sleep 0.1
+  done
+  echo "no '$message' in $log" >&2
+  cat "$log" >&2
+  exit 1
+}
+
+# Starts nats-server (JetStream on) on a port it picks; sets $nats_url.
+start_nats() {
+  local dir="$work/nats-$RANDOM"
+  mkdir -p "$dir"
+  "$nats_server" -a 127.0.0.1 -p -1 -js -sd "$dir/js" --ports_file_dir "$dir" \
+    -l "$dir/log" >/dev/null 2>&1 &
+  track $!
+  local ports=""
+  for _ in $(seq 1 100); do
+    ports="$(ls "$dir"/*.ports 2>/dev/null | head -n 1 || true)"
+    [ -n "$ports" ] && break
+    sleep 0.1
+  done
+  nats_url="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["nats"][0])' "$ports")"
+}
+
+# Starts `arqonbus <service>` with the bench settings plus any VAR=value arguments after
+# the service; prints "pid ws-address" (the address is empty for services without one).
+start_arqonbus() {
+  local service="$1"
+  shift
+  local log="$work/$service-$RANDOM.log"
+  local env=(ARQONBUS_AUTH_JWT_SECRET="$secret" ARQONBUS_RATE_LIMIT_PER_SECOND=0
+    ARQONBUS_MAX_CONNECTIONS=20000 ARQONBUS_LOG_FORMAT=json ARQONBUS_LOG_LEVEL=info
+    ARQONBUS_SERVER_PORT=0 ARQONBUS_HTTP_PORT=0 "$@")
+  env "${env[@]}" "$bin/arqonbus" "$service" >"$log" 2>&1 &
+  local pid=$!
+  track "$pid"
+  local addr=""
+  if [ "$service" = standalone ] || [ "$service" = edge ]; then
+    addr="$(log_field "$log" "WebSocket listener bound" addr)"
+  fi
+  log_field "$log" "running" message >/dev/null
+  echo "$pid $addr"
+}
+
+# Starts the baseline with any extra flags; prints "pid ws-address".
+start_baseline() {
+  local log="$work/baseline-$RANDOM.log"
+  "$bin/baseline-ws" --listen 127.0.0.1:0 "$@" >"$log" 2>&1 &
+  local pid=$!
+  track "$pid"
+  for _ in $(seq 1 100); do
+    if grep -q "listening on" "$log"; then
+      echo "$pid $(sed -n 's|.*ws://||p' "$log" | head -n 1)"
+      return
+    fi
+    sleep 0.1
+  done
+  cat "$log" >&2
+  exit 1
+}
+
+stop() { kill "$1"; wait "$1" 2>/dev/null || true; }
+
+bench() { "$bin/arqon" bench --json "$@"; }
