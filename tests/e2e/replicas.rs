@@ -359,3 +359,66 @@ async fn a_position_older_than_the_retention_is_not_recovered() {
         cluster.stop().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_history_off_history_is_refused_and_joins_recover_nothing() {
+    for mode in [Mode::Standalone, Mode::Distributed] {
+        let cluster = Cluster::launch(Topology {
+            dispatcher: DispatcherConfig {
+                history: HistoryConfig {
+                    enabled: false,
+                    ..HistoryConfig::default()
+                },
+                ..DispatcherConfig::default()
+            },
+            ..Topology::new(mode)
+        })
+        .await;
+        let writer = cluster.client("t-a").await;
+        writer.join("quiet", "room").await.unwrap();
+        let first = writer
+            .publish("quiet", "room", json!({"n": 0}))
+            .await
+            .unwrap();
+        writer
+            .publish("quiet", "room", json!({"n": 1}))
+            .await
+            .unwrap();
+
+        let refused = writer
+            .command("history", args(json!({"room": "quiet", "channel": "room"})))
+            .await
+            .unwrap();
+        assert!(
+            refused.has_error_code(arqon_protocol::ErrorCode::HistoryError),
+            "{mode:?}: {}",
+            refused.to_json()
+        );
+
+        let late = cluster.client("t-a").await;
+        let joined = command(
+            &late,
+            "join_channel",
+            json!({"room": "quiet", "channel": "room", "since_id": first}),
+        )
+        .await;
+        assert_eq!(
+            data(&joined)["recovered"],
+            false,
+            "{mode:?}: {}",
+            joined.to_json()
+        );
+        assert_eq!(late.recv(QUIET).await.unwrap_err(), SdkError::Timeout);
+        // Live delivery does not need history.
+        writer
+            .publish("quiet", "room", json!({"n": 2}))
+            .await
+            .unwrap();
+        assert_eq!(
+            late.recv(WAIT).await.unwrap().payload.get("n"),
+            Some(json!(2)),
+            "{mode:?}"
+        );
+        cluster.stop().await;
+    }
+}

@@ -80,6 +80,15 @@ impl History {
     /// Creates (or opens) the stream; `None` inside when history is off.
     pub(crate) async fn open(bus: &Bus, config: &HistoryConfig) -> Result<Self, BusError> {
         if !config.enabled {
+            // Turning history off here does not remove a stream made while it was on:
+            // it would go on storing every room's messages. Deleting it is the
+            // operator's call (one misconfigured replica must not erase the history).
+            if bus.open_history(subject::HISTORY_STREAM).await.is_ok() {
+                warn!(
+                    stream = subject::HISTORY_STREAM,
+                    "history is off, but the history stream exists and still stores room messages; delete it to stop storing"
+                );
+            }
             return Ok(Self { store: None });
         }
         let stream = arqon_bus::HistoryConfig {
