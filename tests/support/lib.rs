@@ -37,6 +37,8 @@ pub const QUIET: Duration = Duration::from_millis(300);
 /// One service task of a cluster, with its own shutdown token.
 #[derive(Debug)]
 struct Node {
+    /// Its HTTP endpoints.
+    http: SocketAddr,
     stop: CancellationToken,
     task: Option<JoinHandle<anyhow::Result<()>>>,
 }
@@ -172,8 +174,10 @@ impl Cluster {
         listeners: Listeners,
     ) {
         let stop = self.shutdown.child_token();
+        let http = listeners.http.local_addr().expect("addr");
         let task = tokio::spawn(serve(name, services, bus, listeners, stop.clone()));
         self.nodes.push(Node {
+            http,
             stop,
             task: Some(task),
         });
@@ -285,6 +289,11 @@ impl Cluster {
             connect("operators").await,
             http_only().await,
         );
+        // A service answers HTTP once it has started (subscribed); an edge started
+        // earlier would accept envelopes nobody consumes yet.
+        for node in &cluster.nodes {
+            wait_until_ready(node.http).await;
+        }
         for _ in 0..topology.edges.max(1) {
             let (websocket, http) = (listener().await, listener().await);
             cluster.add_edge_addr(&websocket, &http);
@@ -408,6 +417,17 @@ impl Cluster {
 
 /// Waits (bounded) until a client can connect and the pipeline answers a ping: every
 /// service has subscribed.
+/// Polls `GET /ready` on `addr` until it answers 200 (bounded).
+async fn wait_until_ready(addr: SocketAddr) {
+    eventually("a service reports ready", || async move {
+        tokio::task::spawn_blocking(move || arqon_testkit::http::get(addr, "/ready", WAIT))
+            .await
+            .expect("HTTP task")
+            .is_ok_and(|(status, _)| status == 200)
+    })
+    .await;
+}
+
 async fn wait_until_accepting(ws_url: &str, token: &str) {
     let deadline = tokio::time::Instant::now() + 2 * WAIT;
     let options = ConnectOptions {
