@@ -1,0 +1,46 @@
+//! CASIL, the content-aware safety and inspection layer: the policy document and the
+//! engine that applies it to one payload at a time.
+//!
+//! This crate owns the policy format (YAML or JSON, and the flat names `op.casil.get` and
+//! `op.casil.reload` use), its validation, and the decision for a payload: allow, allow
+//! with redaction, or block, with the reason code, the classification, the redacted copy
+//! for transport and the copy that logs and telemetry may carry.
+//!
+//! It must stay a pure library: no I/O, no runtime, no logging, no environment. The
+//! policy service reads files and variables, swaps engines, logs and emits telemetry; the
+//! engine only computes. An [`Engine`] is compiled once (every regex and glob checked
+//! then), immutable, and shared between threads in an `Arc`.
+//!
+//! `docs/casil.md` describes the behaviour and every difference from the original.
+
+mod changes;
+mod compile;
+mod detect;
+mod document;
+mod error;
+mod event;
+mod inspect;
+mod redact;
+mod scope;
+mod word_boundary;
+
+#[cfg(test)]
+mod examples_tests;
+#[cfg(test)]
+mod proptests;
+#[cfg(test)]
+mod test_support;
+
+pub use compile::Engine;
+pub use detect::BUILTIN_PATTERNS;
+pub use document::{
+    DefaultDecision, Limits, MetadataTargets, Mode, Policy, Redaction, Rules, Scope,
+};
+pub use error::PolicyError;
+pub use event::{DECISION_EVENT, decision_event};
+pub use inspect::{
+    Classification, ContentKind, Decision, Flags, Input, Kind, Outcome, Reason, RiskLevel,
+};
+
+/// What replaces a redacted value, and the whole payload where it must never be logged.
+pub const REDACTED: &str = "***REDACTED***";
