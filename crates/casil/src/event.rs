@@ -86,7 +86,7 @@ mod tests {
         );
         assert_eq!(event["metadata"]["flags"]["contains_probable_secret"], true);
         assert_eq!(event["metadata"]["room"], Value::Null);
-        assert_eq!(event["payload"], json!({REDACTED: REDACTED}));
+        assert_eq!(event["payload"], json!({"password": REDACTED}));
         assert!(!event.to_string().contains("hunter2"));
     }
 

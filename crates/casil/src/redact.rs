@@ -1,11 +1,11 @@
 //! The redacted copy: configured keys' values replaced, then every matched pattern
-//! replaced in every key and string of the parsed payload, so the copy is always JSON.
+//! replaced in every string (and number) of the parsed payload, so the copy is always
+//! JSON with the shape of the original: keys are never rewritten.
 
 use std::borrow::Cow;
-use std::collections::HashSet;
 
 use regex::{NoExpand, Regex};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::REDACTED;
 
@@ -13,25 +13,29 @@ use crate::REDACTED;
 /// 0; every object or array level adds one), as in the original.
 pub(crate) const MAX_PATH_DEPTH: usize = 10;
 
-/// The `redaction.paths` keys, with what a cheap look at the raw text needs to rule them
-/// out before paying for a parse.
+/// The `redaction.paths` keys (matched regardless of case: `Password` is a password),
+/// with what a cheap look at the raw text needs to rule them out before a parse.
 #[derive(Debug, Clone)]
 pub(crate) struct PathKeys {
-    keys: HashSet<String>,
-    /// Each key as a JSON string (`"password"`), as a serializer writes it.
-    needles: Vec<String>,
+    keys: Vec<String>,
+    /// Every key as a JSON string (`"password"`), case-insensitive, in one matcher.
+    needles: Option<Regex>,
     /// Some key holds a `/`, which JSON may also write as `\/`.
     has_slash: bool,
 }
 
 impl PathKeys {
     pub(crate) fn new(paths: &[String]) -> PathKeys {
+        let alternatives: Vec<String> = paths
+            .iter()
+            .map(|p| regex::escape(&Value::from(p.as_str()).to_string()))
+            .collect();
         PathKeys {
-            keys: paths.iter().cloned().collect(),
-            needles: paths
-                .iter()
-                .map(|p| Value::from(p.as_str()).to_string())
-                .collect(),
+            keys: paths.to_vec(),
+            // Escaped literals always compile.
+            needles: (!paths.is_empty())
+                .then(|| Regex::new(&format!("(?i){}", alternatives.join("|"))).ok())
+                .flatten(),
             has_slash: paths.iter().any(|p| p.contains('/')),
         }
     }
@@ -39,19 +43,22 @@ impl PathKeys {
     /// `false` only when no key can be in `payload`. A key written with escapes
     /// (`"pass\u0077ord"`) is a key all the same, so escapes make the answer `true`.
     pub(crate) fn may_appear_in(&self, payload: &str) -> bool {
-        !self.keys.is_empty()
-            && (self.needles.iter().any(|n| payload.contains(n.as_str()))
+        self.needles.as_ref().is_some_and(|needles| {
+            needles.is_match(payload)
                 || payload.contains("\\u")
-                || (self.has_slash && payload.contains("\\/")))
+                || (self.has_slash && payload.contains("\\/"))
+        })
     }
 
     fn contains(&self, key: &str) -> bool {
-        self.keys.contains(key)
+        self.keys
+            .iter()
+            .any(|k| k.to_lowercase() == key.to_lowercase())
     }
 }
 
 /// Redacts `value` in place: values under a key in `paths`, then every match of
-/// `patterns` in keys, strings and numbers. Returns whether a path was redacted.
+/// `patterns` in strings and numbers. Returns whether a path was redacted.
 pub(crate) fn redact(value: &mut Value, paths: &PathKeys, patterns: &[&Regex]) -> bool {
     let mut path_hit = false;
     walk(value, 0, paths, patterns, &mut path_hit);
@@ -62,31 +69,13 @@ fn walk(value: &mut Value, depth: usize, paths: &PathKeys, patterns: &[&Regex], 
     match value {
         Value::Object(map) => {
             let check_keys = depth <= MAX_PATH_DEPTH && !paths.keys.is_empty();
-            let redact_value = |key: &str, child: &mut Value, hit: &mut bool| {
+            for (key, child) in map.iter_mut() {
                 if check_keys && paths.contains(key) {
                     *child = Value::from(REDACTED);
                     *hit = true;
                 } else {
                     walk(child, depth + 1, paths, patterns, hit);
                 }
-            };
-            if patterns.is_empty() {
-                for (key, child) in map.iter_mut() {
-                    redact_value(key, child, hit);
-                }
-            } else {
-                // Keys may change, so the object is rebuilt. Two keys that become the
-                // same text merge (the later one wins); both were redacted anyway.
-                let mut rebuilt = Map::new();
-                for (key, mut child) in std::mem::take(map) {
-                    redact_value(&key, &mut child, hit);
-                    let key = match replace_all(&key, patterns) {
-                        Cow::Borrowed(_) => key,
-                        Cow::Owned(changed) => changed,
-                    };
-                    rebuilt.insert(key, child);
-                }
-                *map = rebuilt;
             }
         }
         Value::Array(items) => {
@@ -159,14 +148,15 @@ mod tests {
     }
 
     #[test]
-    fn keys_match_exactly() {
+    fn keys_match_whole_but_regardless_of_case() {
         let (out, hit) = run(
             json!({"Password": "x", "password_hint": "y"}),
             &["password"],
             &[],
         );
-        assert!(!hit);
-        assert_eq!(out, json!({"Password": "x", "password_hint": "y"}));
+        assert!(hit);
+        assert_eq!(out, json!({"Password": REDACTED, "password_hint": "y"}));
+        assert!(keys(&["password"]).may_appear_in(r#"{"PASSWORD":"x"}"#));
     }
 
     #[test]
@@ -189,7 +179,7 @@ mod tests {
     }
 
     #[test]
-    fn patterns_apply_to_keys_strings_and_numbers_but_never_break_json() {
+    fn patterns_apply_to_strings_and_numbers_never_to_keys() {
         let (out, hit) = run(
             json!({"api_key": "x", "note": "a \"secret\" here", "card": 4111111111111111_u64,
                    "n": 42, "ok": true, "nested": [{"SECRET": null}]}),
@@ -199,8 +189,8 @@ mod tests {
         assert!(!hit, "no path configured");
         assert_eq!(
             out,
-            json!({REDACTED: "x", "note": "a \"***REDACTED***\" here", "card": REDACTED,
-                   "n": 42, "ok": true, "nested": [{REDACTED: null}]})
+            json!({"api_key": "x", "note": "a \"***REDACTED***\" here", "card": REDACTED,
+                   "n": 42, "ok": true, "nested": [{"SECRET": null}]})
         );
     }
 
@@ -212,10 +202,7 @@ mod tests {
             &["(?i)token"],
         );
         assert!(hit);
-        assert_eq!(
-            out,
-            json!({REDACTED: REDACTED, "msg": "***REDACTED***-123"})
-        );
+        assert_eq!(out, json!({"token": REDACTED, "msg": "***REDACTED***-123"}));
     }
 
     #[test]

@@ -210,8 +210,9 @@ fn item_20_path_redaction() {
         r#"{"user":"ann","password":"hunter2"}"#,
     ));
     let observed: Value = serde_json::from_str(out.observed_payload.as_deref().unwrap()).unwrap();
-    // The key itself matches the built-in `(?i)password` pattern and is redacted too.
-    assert_eq!(observed, json!({"user": "ann", REDACTED: REDACTED}));
+    // The original also rewrote the key (it substituted patterns in the serialized
+    // text); keys are kept here, so the copy keeps its shape.
+    assert_eq!(observed, json!({"user": "ann", "password": REDACTED}));
     assert!(out.classification.unwrap().flags.redacted_paths);
 }
 
@@ -334,6 +335,6 @@ fn item_31_enforce_with_transport_redaction_replaces_it() {
     let out = e.inspect(&message(Some("r"), Some("c"), r#"{"token":"abc","n":1}"#));
     assert_eq!(out.decision, Decision::AllowWithRedaction);
     let routed: Value = serde_json::from_str(out.transport_payload.as_deref().unwrap()).unwrap();
-    assert_eq!(routed, json!({REDACTED: REDACTED, "n": 1}));
+    assert_eq!(routed, json!({"token": REDACTED, "n": 1}));
     assert!(!out.transport_payload.unwrap().contains("abc"));
 }
