@@ -70,6 +70,15 @@ impl Bus {
         }
     }
 
+    /// Where state meant to outlive a process goes: files on a NATS server; memory on
+    /// the embedded bus, which has nothing else (it lives and dies with its process).
+    pub fn durable_storage(&self) -> crate::Storage {
+        match &self.inner {
+            Inner::Nats(_) => crate::Storage::File,
+            Inner::Embedded(_) => crate::Storage::Memory,
+        }
+    }
+
     /// `"nats"` or `"embedded"`, for logs and status pages.
     pub fn backend(&self) -> &'static str {
         match &self.inner {

@@ -1,6 +1,7 @@
-//! The service token: the one credential of the gRPC API.
+//! What every gRPC API of ArqonBus shares: the service token that authenticates callers,
+//! and failed calls that carry the bus's own error code.
 //!
-//! Backends send `authorization: Bearer <token>`. The comparison is constant-time, so
+//! Callers send `authorization: Bearer <token>`. The comparison is constant-time, so
 //! response times do not tell a caller how much of a guess was right (only whether its
 //! length was). No refusal repeats or hints at the token.
 
@@ -8,16 +9,52 @@ use std::fmt;
 use std::sync::Arc;
 
 use subtle::ConstantTimeEq;
-use tonic::metadata::MetadataMap;
-use tonic::{Request, Status};
+use tonic::metadata::{MetadataMap, MetadataValue};
+use tonic::{Code, Request, Status};
 use tracing::info;
 
 use arqon_protocol::ErrorCode;
 
-use super::status::status;
+/// The longest any call may take; every service bounds its own work more tightly.
+pub const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Serves `routes` on `listener` until `shutdown` resolves, then stops accepting and lets
+/// the calls in flight finish.
+pub async fn serve(
+    routes: tonic::service::Routes,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), tonic::transport::Error> {
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    tonic::transport::Server::builder()
+        .timeout(CALL_TIMEOUT)
+        .add_routes(routes)
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await
+}
 
 /// The metadata key that carries the token.
-pub(super) const AUTHORIZATION: &str = "authorization";
+pub const AUTHORIZATION: &str = "authorization";
+
+/// The trailer that carries the [`ErrorCode`] of a failed call.
+pub const ERROR_CODE_METADATA: &str = "arqon-error-code";
+
+/// A failed call: `code` for gRPC clients, `error` in the [`ERROR_CODE_METADATA`] trailer
+/// (the one list shared with WebSocket error envelopes).
+pub fn status(code: Code, error: ErrorCode, message: impl Into<String>) -> Status {
+    let mut status = Status::new(code, message);
+    status.metadata_mut().insert(
+        ERROR_CODE_METADATA,
+        MetadataValue::from_static(error.as_str()),
+    );
+    status
+}
+
+/// The [`ErrorCode`] a failed call carries, if it carries a known one.
+pub fn error_code(status: &Status) -> Option<ErrorCode> {
+    let value = status.metadata().get(ERROR_CODE_METADATA)?.to_str().ok()?;
+    value.parse().ok()
+}
 
 /// The shared secret backends present to the gRPC API. Its `Debug` does not show it.
 #[derive(Clone, PartialEq, Eq)]
@@ -35,7 +72,7 @@ impl ServiceToken {
 
     /// Why the token cannot be used, if it cannot. It travels in a metadata value after
     /// `Bearer `, so it must be one run of visible ASCII.
-    pub(crate) fn check(&self) -> Result<(), &'static str> {
+    pub fn check(&self) -> Result<(), &'static str> {
         if self.0.is_empty() {
             Err("the service token is empty")
         } else if !self.0.bytes().all(|b| b.is_ascii_graphic()) {
@@ -68,8 +105,8 @@ impl fmt::Debug for ServiceToken {
     }
 }
 
-/// The interceptor every call passes before its request is decoded.
-pub(super) fn require(
+/// The server-side interceptor every call passes before its request is decoded.
+pub fn require(
     token: ServiceToken,
 ) -> impl FnMut(Request<()>) -> Result<Request<()>, Status> + Clone + Send + Sync + 'static {
     move |request: Request<()>| match authenticate(&token, request.metadata()) {
@@ -77,11 +114,33 @@ pub(super) fn require(
         Err(refusal) => {
             info!(peer = ?request.remote_addr(), refusal, "gRPC call refused");
             Err(status(
-                tonic::Code::Unauthenticated,
+                Code::Unauthenticated,
                 ErrorCode::AuthenticationFailed,
                 refusal,
             ))
         }
+    }
+}
+
+/// The client-side interceptor: adds the token to every call.
+#[derive(Clone, Debug)]
+pub struct Bearer(MetadataValue<tonic::metadata::Ascii>);
+
+impl Bearer {
+    /// `Err` when the token cannot travel in metadata (see [`ServiceToken::check`]).
+    pub fn new(token: &ServiceToken) -> Result<Self, &'static str> {
+        token.check()?;
+        format!("Bearer {}", token.expose())
+            .parse()
+            .map(Self)
+            .map_err(|_| "the service token cannot be sent as gRPC metadata")
+    }
+}
+
+impl tonic::service::Interceptor for Bearer {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        request.metadata_mut().insert(AUTHORIZATION, self.0.clone());
+        Ok(request)
     }
 }
 

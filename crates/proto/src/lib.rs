@@ -5,6 +5,7 @@
 //! which validates once on receipt (`TryFrom`) and hands out `arqon_protocol` types; no
 //! service reads a generated struct field by field.
 
+pub mod grpc;
 pub mod model;
 
 /// Generated code for `proto/arqon/envelope/v1`.

@@ -82,6 +82,8 @@ error_codes! {
     CommandNotFound = "COMMAND_NOT_FOUND",
     /// A private message named a client that is not connected in the sender's tenant.
     TargetNotFound = "TARGET_NOT_FOUND",
+    /// A change was based on a version that is no longer the live one; read and retry.
+    Conflict = "CONFLICT",
 }
 
 /// A string that is not one of the codes.

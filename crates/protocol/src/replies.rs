@@ -52,6 +52,19 @@ impl Envelope {
         envelope
     }
 
+    /// What the sender of an envelope CASIL blocked gets instead of any answer:
+    /// `error="CASIL blocked message"`, the reason as `error_code` and `payload.reason`,
+    /// the envelope's id as `request_id`, its room and channel echoed.
+    pub fn casil_blocked(&self, reason: ErrorCode) -> Self {
+        let mut envelope =
+            Envelope::error_reply(Some(self.id.as_str()), reason, "CASIL blocked message");
+        envelope.room = self.room.clone();
+        envelope.channel = self.channel.clone();
+        envelope.payload =
+            JsonObject::from_value(&json!({ "reason": reason.as_str() })).unwrap_or_default();
+        envelope
+    }
+
     /// The legacy acknowledgement of an accepted `message`: same id, the payload as routed.
     pub fn message_ack(&self) -> Self {
         let mut envelope = server(MessageType::MessageResponse);

@@ -51,6 +51,13 @@ pub const EDGES_BUCKET: &str = "arqon_edges";
 pub const EDGE_HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(5);
 /// How long an edge that stopped renewing counts as alive.
 pub const EDGE_TTL: std::time::Duration = std::time::Duration::from_secs(15);
+/// The bucket of the CASIL policy: one key, [`CASIL_POLICY_KEY`], one version per value.
+pub const CASIL_BUCKET: &str = "arqon_casil";
+/// The key of the live CASIL policy in [`CASIL_BUCKET`].
+pub const CASIL_POLICY_KEY: &str = "policy";
+/// Every CASIL decision event, of every tenant.
+pub const CASIL_EVENTS_ALL: &str = "arqon.telemetry.casil.>";
+const CASIL_EVENTS_PREFIX: &str = "arqon.telemetry.casil.";
 
 const INGRESS_PREFIX: &str = "arqon.ingress.";
 const DISPATCH_PREFIX: &str = "arqon.dispatch.";
@@ -89,6 +96,12 @@ pub fn presence_events(tenant: &TenantId, topic: &Topic) -> String {
         "{PRESENCE_EVENTS_PREFIX}{tenant}.{}.{}",
         topic.room, topic.channel
     )
+}
+
+/// Where the policy stage publishes a tenant's CASIL decision events (JSON), for
+/// operators and dashboards to subscribe to.
+pub fn casil_events(tenant: &TenantId) -> String {
+    format!("{CASIL_EVENTS_PREFIX}{tenant}")
 }
 
 /// The tenant and topic of a presence event subject.
@@ -192,6 +205,7 @@ mod tests {
             Some((tenant("t-a"), topic.clone()))
         );
         assert_eq!(parse_presence_events("arqon.presence.events.t-a.x"), None);
+        assert_eq!(casil_events(&tenant("t-a")), "arqon.telemetry.casil.t-a");
     }
 
     fn token() -> impl Strategy<Value = String> {

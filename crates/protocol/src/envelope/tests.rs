@@ -361,3 +361,26 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_casil_block_answers_with_the_reason_and_the_envelope_it_blocked() {
+    let mut blocked = Envelope::new(MessageType::Message);
+    blocked.room = Some("science".into());
+    blocked.channel = Some("general".into());
+    let frame: Value = serde_json::from_str(
+        &blocked
+            .casil_blocked(ErrorCode::CasilPolicyBlockedSecret)
+            .to_json(),
+    )
+    .unwrap();
+    assert_eq!(frame["type"], "error");
+    assert_eq!(frame["error"], "CASIL blocked message");
+    assert_eq!(frame["error_code"], "CASIL_POLICY_BLOCKED_SECRET");
+    assert_eq!(frame["payload"]["reason"], "CASIL_POLICY_BLOCKED_SECRET");
+    assert_eq!(frame["request_id"], blocked.id.as_str());
+    assert_eq!(
+        (&frame["room"], &frame["channel"]),
+        (&json!("science"), &json!("general"))
+    );
+    assert_eq!(frame["sender"], "arqonbus");
+}
