@@ -1,20 +1,36 @@
 //! The policy stage: every inbound envelope passes here between the edge and the
-//! dispatcher.
+//! dispatcher, and CASIL decides what becomes of it.
 //!
 //! Policy replicas share one queue group on the ingress subjects, so each envelope is
-//! inspected by exactly one of them, and forward what they accept to the tenant's dispatch
-//! subject. This stage will run CASIL; today it checks that an envelope is well formed
-//! and that its tenant matches the subject it arrived on, and forwards it unchanged.
+//! inspected by exactly one of them. An envelope that passes goes on to the tenant's
+//! dispatch subject (unchanged, or redacted and annotated); a blocked one goes nowhere and
+//! its sender gets one error. The policy itself is stored on the bus ([`live`]): every
+//! replica applies the newest version, and a reload through the gRPC API ([`grpc`])
+//! reaches all of them.
 
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::registry::Registry;
+mod grpc;
+mod inspect;
+mod live;
+mod metrics;
+mod settings;
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{info, warn};
+use tracing::info;
 
-use arqon_bus::{Bus, BusError, Message};
-use arqon_proto::model::Inbound;
+use arqon_bus::{Bus, BusError};
+use arqon_proto::grpc::{ServiceToken, require};
+use arqon_proto::policy::v1::policy_server::PolicyServer;
 use arqon_protocol::subject;
+
+pub use grpc::PolicyApi;
+pub use live::OpenError;
+pub use metrics::PolicyMetrics;
+pub use settings::{CasilSettings, SettingsError};
 
 /// Settings of the policy service.
 #[derive(Debug, Clone, clap::Args)]
@@ -28,58 +44,69 @@ pub struct PolicyConfig {
         value_parser = clap::value_parser!(u16).range(1..=256),
     )]
     pub workers: u16,
+
+    #[command(flatten)]
+    pub casil: CasilSettings,
+
+    /// The token callers of the gRPC API present (set by the binary from
+    /// `ARQONBUS_SERVICE_TOKEN`); without it the API is not served over the network.
+    #[arg(skip)]
+    pub service_token: Option<ServiceToken>,
 }
 
 impl Default for PolicyConfig {
     fn default() -> Self {
-        Self { workers: 2 }
+        Self {
+            workers: 2,
+            casil: CasilSettings::default(),
+            service_token: None,
+        }
     }
 }
 
-/// Why the policy service stopped.
+/// Why the policy service stopped, or could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum PolicyError {
     #[error("bus: {0}")]
     Bus(#[from] BusError),
+    #[error(transparent)]
+    Settings(#[from] SettingsError),
+    #[error(transparent)]
+    Store(#[from] OpenError),
 }
 
-/// Counters of this replica.
-#[derive(Debug, Clone, Default)]
-pub struct PolicyMetrics {
-    forwarded: Counter,
-    rejected: Counter,
-    publish_errors: Counter,
-}
-
-impl PolicyMetrics {
-    pub fn register(registry: &mut Registry) -> Self {
-        let metrics = Self::default();
-        registry.register(
-            "arqonbus_policy_forwarded",
-            "Envelopes forwarded to the dispatcher",
-            metrics.forwarded.clone(),
-        );
-        registry.register(
-            "arqonbus_policy_rejected",
-            "Internal messages dropped as undecodable or with a tenant that does not match their subject",
-            metrics.rejected.clone(),
-        );
-        registry.register(
-            "arqonbus_policy_publish_errors",
-            "Forwards the bus did not accept",
-            metrics.publish_errors.clone(),
-        );
-        metrics
-    }
+/// What every worker shares.
+#[derive(Debug)]
+struct Context {
+    bus: Bus,
+    metrics: PolicyMetrics,
+    store: live::Store,
 }
 
 /// A running policy stage.
 #[derive(Debug)]
 pub struct Policy {
     tasks: TaskTracker,
+    api: PolicyApi,
+    service_token: Option<ServiceToken>,
 }
 
 impl Policy {
+    /// The control API, to call in process (a standalone dispatcher does).
+    pub fn api(&self) -> PolicyApi {
+        self.api.clone()
+    }
+
+    /// Adds the gRPC API, behind the service token, to `routes`; nothing without a token.
+    pub fn add_grpc(&self, routes: &mut tonic::service::RoutesBuilder) {
+        if let Some(token) = &self.service_token {
+            routes.add_service(PolicyServer::with_interceptor(
+                self.api.clone(),
+                require(token.clone()),
+            ));
+        }
+    }
+
     /// Waits until the stage has stopped (after `shutdown`).
     pub async fn wait(self) {
         self.tasks.wait().await;
@@ -87,20 +114,30 @@ impl Policy {
     }
 }
 
-/// Joins the policy queue group; returns once the subscriptions are registered with the
-/// bus, so envelopes published from then on are inspected. Runs until `shutdown`.
+/// Loads the live policy (storing the one from the settings if the bus has none), joins
+/// the policy queue group and follows reloads; returns once the subscriptions are
+/// registered with the bus, so envelopes published from then on are inspected. Runs
+/// until `shutdown`.
 pub async fn start(
     config: PolicyConfig,
     bus: Bus,
     metrics: PolicyMetrics,
     shutdown: CancellationToken,
 ) -> Result<Policy, PolicyError> {
+    let seed = config.casil.policy()?;
+    let (store, watch) = live::Store::open(&bus, seed, metrics.clone()).await?;
     let tasks = TaskTracker::new();
+    tasks.spawn(store.clone().follow(watch, shutdown.clone()));
+    let context = Arc::new(Context {
+        bus: bus.clone(),
+        metrics,
+        store: store.clone(),
+    });
     for _ in 0..config.workers {
         let subscription = bus
             .queue_subscribe(subject::INGRESS_ALL, subject::POLICY_QUEUE)
             .await?;
-        let (bus, metrics, shutdown) = (bus.clone(), metrics.clone(), shutdown.clone());
+        let (context, shutdown) = (Arc::clone(&context), shutdown.clone());
         tasks.spawn(async move {
             let mut subscription = subscription;
             loop {
@@ -109,39 +146,16 @@ pub async fn start(
                     message = subscription.next() => message,
                 };
                 let Some(message) = message else { break };
-                inspect(&bus, &metrics, message).await;
+                inspect::handle(&context, message).await;
             }
         });
     }
     bus.flush().await?;
     tasks.close();
     info!(workers = config.workers, "policy stage started");
-    Ok(Policy { tasks })
-}
-
-async fn inspect(bus: &Bus, metrics: &PolicyMetrics, message: Message) {
-    let inbound = match Inbound::decode(message.payload.clone()) {
-        Ok(inbound) => inbound,
-        Err(e) => {
-            metrics.rejected.inc();
-            warn!(subject = %message.subject, error = %e, "undecodable inbound envelope");
-            return;
-        }
-    };
-    if subject::tenant_of(&message.subject).as_ref() != Some(&inbound.identity.tenant) {
-        metrics.rejected.inc();
-        warn!(subject = %message.subject, tenant = %inbound.identity.tenant, "tenant does not match the subject");
-        return;
-    }
-    // Accepted envelopes go on unchanged: the bytes are forwarded, not re-encoded.
-    let target = subject::dispatch(&inbound.identity.tenant);
-    match bus.publish(target, message.payload).await {
-        Ok(()) => {
-            metrics.forwarded.inc();
-        }
-        Err(e) => {
-            metrics.publish_errors.inc();
-            warn!(client_id = %inbound.identity.client_id, error = %e, "forward to dispatcher failed");
-        }
-    }
+    Ok(Policy {
+        tasks,
+        api: PolicyApi { store },
+        service_token: config.service_token,
+    })
 }

@@ -1,0 +1,130 @@
+//! `arqon.policy.v1.Policy` (`proto/arqon/policy/v1/policy.proto`): the live policy, a
+//! check of a candidate, and a reload. The same object serves remote calls (behind the
+//! service token) and in-process ones (the dispatcher of a standalone process).
+
+use serde_json::{Map, Value};
+use tonic::{Code, Request, Response, Status};
+use tracing::warn;
+
+use arqon_casil::{Engine, Policy, PolicyError as Invalid};
+use arqon_proto::grpc::status;
+use arqon_proto::policy::v1 as pb;
+use arqon_protocol::ErrorCode;
+
+use crate::live::{Live, ReloadError, Store};
+
+/// The implementation of the service.
+#[derive(Debug, Clone)]
+pub struct PolicyApi {
+    pub(crate) store: Store,
+}
+
+/// A candidate as the caller gave it.
+enum Candidate {
+    Document(String),
+    Changes(Map<String, Value>),
+}
+
+impl Candidate {
+    fn from_pb(candidate: Option<pb::Candidate>) -> Result<Self, Status> {
+        use pb::candidate::Source;
+        match candidate.and_then(|c| c.source) {
+            Some(Source::Document(text)) => Ok(Self::Document(text)),
+            Some(Source::ChangesJson(text)) => match serde_json::from_str(&text) {
+                Ok(Value::Object(changes)) => Ok(Self::Changes(changes)),
+                _ => Err(invalid("'changes_json' must be a JSON object")),
+            },
+            None => Err(invalid(
+                "a candidate is required: 'document' or 'changes_json'",
+            )),
+        }
+    }
+
+    /// The policy this candidate makes of `live`.
+    fn apply(&self, live: &Policy) -> Result<Policy, Invalid> {
+        match self {
+            Self::Document(text) => Policy::from_yaml(text),
+            Self::Changes(changes) => live.with_changes(changes),
+        }
+    }
+}
+
+fn invalid(message: impl Into<String>) -> Status {
+    status(Code::InvalidArgument, ErrorCode::ValidationError, message)
+}
+
+fn snapshot(live: &Live) -> pb::PolicySnapshot {
+    pb::PolicySnapshot {
+        version: live.record.version,
+        document_json: live.record.policy.to_json(),
+        updated_at: live.record.updated_at.clone(),
+        updated_by: live.record.updated_by.clone(),
+    }
+}
+
+#[tonic::async_trait]
+impl pb::policy_server::Policy for PolicyApi {
+    async fn get_policy(
+        &self,
+        _request: Request<pb::GetPolicyRequest>,
+    ) -> Result<Response<pb::PolicySnapshot>, Status> {
+        Ok(Response::new(snapshot(&self.store.current())))
+    }
+
+    async fn validate_policy(
+        &self,
+        request: Request<pb::ValidatePolicyRequest>,
+    ) -> Result<Response<pb::ValidatePolicyResponse>, Status> {
+        let candidate = Candidate::from_pb(request.into_inner().candidate)?;
+        let live = self.store.current();
+        let checked = candidate
+            .apply(live.engine.policy())
+            .and_then(|policy| Engine::compile(policy.clone()).map(|_| policy));
+        Ok(Response::new(match checked {
+            Ok(policy) => pb::ValidatePolicyResponse {
+                valid: true,
+                problems: Vec::new(),
+                document_json: policy.to_json(),
+            },
+            Err(e) => pb::ValidatePolicyResponse {
+                valid: false,
+                problems: e.problems().to_vec(),
+                document_json: String::new(),
+            },
+        }))
+    }
+
+    async fn reload_policy(
+        &self,
+        request: Request<pb::ReloadPolicyRequest>,
+    ) -> Result<Response<pb::PolicySnapshot>, Status> {
+        let request = request.into_inner();
+        let candidate = Candidate::from_pb(request.candidate)?;
+        let actor = if request.actor.trim().is_empty() {
+            "unknown"
+        } else {
+            request.actor.trim()
+        };
+        let reloaded = self
+            .store
+            .reload(request.expected_version, actor, |live| {
+                candidate.apply(live)
+            })
+            .await;
+        match reloaded {
+            Ok(live) => Ok(Response::new(snapshot(&live))),
+            Err(ReloadError::Invalid(e)) => Err(invalid(format!("Validation error: {e}"))),
+            Err(e @ ReloadError::Conflict { .. }) => {
+                Err(status(Code::Aborted, ErrorCode::Conflict, e.to_string()))
+            }
+            Err(e) => {
+                warn!(error = %e, "CASIL reload failed");
+                Err(status(
+                    Code::Unavailable,
+                    ErrorCode::Unavailable,
+                    "The policy could not be stored: the bus is unavailable. Retry later.",
+                ))
+            }
+        }
+    }
+}

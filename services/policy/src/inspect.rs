@@ -1,0 +1,201 @@
+//! One inbound envelope through CASIL: forwarded (unchanged, or redacted and annotated),
+//! or blocked with one error back to its sender.
+
+use std::time::Instant;
+
+use bytes::Bytes;
+use serde_json::Value;
+use tracing::{info, warn};
+
+use arqon_bus::Message;
+use arqon_casil::{Decision, Engine, Input, Kind, Outcome, decision_event};
+use arqon_proto::model::{EdgeDelivery, Inbound};
+use arqon_protocol::{Envelope, ErrorCode, JsonObject, MessageType, subject};
+
+use crate::Context;
+use crate::metrics::DecisionLabels;
+
+/// The commands CASIL never inspects: the ones that read and repair the policy, so a
+/// policy that would block its own reload can always be fixed (reload is admin-only).
+const EXEMPT_COMMAND_PREFIX: &str = "op.casil.";
+
+pub(crate) async fn handle(context: &Context, message: Message) {
+    let metrics = &context.metrics;
+    let inbound = match Inbound::decode(message.payload.clone()) {
+        Ok(inbound) => inbound,
+        Err(e) => {
+            metrics.rejected.inc();
+            warn!(subject = %message.subject, error = %e, "undecodable inbound envelope");
+            return;
+        }
+    };
+    if subject::tenant_of(&message.subject).as_ref() != Some(&inbound.identity.tenant) {
+        metrics.rejected.inc();
+        warn!(subject = %message.subject, tenant = %inbound.identity.tenant, "tenant does not match the subject");
+        return;
+    }
+    let live = context.store.current();
+    let started = Instant::now();
+    let outcome = inspect(&live.engine, &inbound.envelope);
+    metrics.inspection.observe(started.elapsed().as_secs_f64());
+    metrics
+        .decisions
+        .get_or_create(&DecisionLabels {
+            decision: outcome.decision.as_str(),
+            reason: outcome.reason.as_str(),
+        })
+        .inc();
+    let policy = live.engine.policy();
+    if outcome.inspected && policy.metadata.to_telemetry {
+        publish_event(context, &inbound, &outcome).await;
+    }
+    if policy.metadata.to_logs {
+        log(&inbound, &outcome);
+    }
+    if outcome.decision == Decision::Block {
+        block(context, &inbound, &outcome).await;
+        return;
+    }
+    let forward = match rewrite(inbound, &outcome) {
+        Some(rewritten) => rewritten,
+        // Unchanged envelopes go on as they came: the bytes are forwarded, not re-encoded.
+        None => message.payload,
+    };
+    forward_to_dispatcher(context, &message.subject, forward).await;
+}
+
+/// What the policy decides for `envelope`. Exempt commands ([`EXEMPT_COMMAND_PREFIX`])
+/// are given to the engine as a kind it does not inspect, so they are counted alike.
+fn inspect(engine: &Engine, envelope: &Envelope) -> Outcome {
+    let (kind, payload) = match envelope.kind {
+        MessageType::Message => (Kind::Message, &envelope.payload),
+        MessageType::Telemetry => (Kind::Telemetry, &envelope.payload),
+        MessageType::Command => (Kind::Command, &envelope.args),
+        _ => (Kind::Other, &envelope.payload),
+    };
+    let exempt = kind == Kind::Command
+        && envelope
+            .command
+            .as_deref()
+            .is_some_and(|c| c.starts_with(EXEMPT_COMMAND_PREFIX));
+    // A command names its room and channel in its arguments.
+    let from_args = |name: &str| match envelope.args.get(name) {
+        Some(Value::String(text)) if kind == Kind::Command => Some(text),
+        _ => None,
+    };
+    let room = envelope.room.clone().or_else(|| from_args("room"));
+    let channel = envelope.channel.clone().or_else(|| from_args("channel"));
+    let input = Input {
+        kind: if exempt { Kind::Other } else { kind },
+        room: room.as_deref(),
+        channel: channel.as_deref(),
+        payload: payload.as_str(),
+    };
+    engine.inspect(&input)
+}
+
+/// The envelope to forward when CASIL changed it: the redacted payload (or arguments)
+/// and `metadata.casil`.
+fn rewrite(mut inbound: Inbound, outcome: &Outcome) -> Option<Bytes> {
+    if outcome.transport_payload.is_none() && outcome.envelope_metadata.is_none() {
+        return None;
+    }
+    let envelope = &mut inbound.envelope;
+    if let Some(redacted) = outcome
+        .transport_payload
+        .as_deref()
+        .and_then(|text| JsonObject::parse(text).ok())
+    {
+        match envelope.kind {
+            MessageType::Command => envelope.args = redacted,
+            _ => envelope.payload = redacted,
+        }
+    }
+    if let Some(casil) = &outcome.envelope_metadata {
+        let mut metadata = envelope.metadata.to_map();
+        metadata.insert("casil".to_owned(), casil.clone());
+        envelope.metadata = JsonObject::from_map(&metadata);
+    }
+    Some(inbound.encode())
+}
+
+async fn forward_to_dispatcher(context: &Context, ingress: &str, bytes: Bytes) {
+    let Some(tenant) = subject::tenant_of(ingress) else {
+        return;
+    };
+    match context.bus.publish(subject::dispatch(&tenant), bytes).await {
+        Ok(()) => {
+            context.metrics.forwarded.inc();
+        }
+        Err(e) => {
+            context.metrics.publish_errors.inc();
+            // The edge tells the client when no answer arrives.
+            warn!(error = %e, "forward to dispatcher failed");
+        }
+    }
+}
+
+/// The sender gets one error; nothing else happens to the envelope.
+async fn block(context: &Context, inbound: &Inbound, outcome: &Outcome) {
+    let reason = outcome
+        .reason
+        .as_str()
+        .parse()
+        .unwrap_or(ErrorCode::CasilInternalError);
+    let frame = inbound.envelope.casil_blocked(reason);
+    let delivery = EdgeDelivery {
+        client_id: inbound.identity.client_id.clone(),
+        membership: None,
+        frames: vec![Bytes::from(frame.to_json())],
+        completes: Some(inbound.sequence),
+    };
+    let target = subject::edge(&inbound.identity.edge_id);
+    if let Err(e) = context.bus.publish(target, delivery.encode()).await {
+        context.metrics.publish_errors.inc();
+        warn!(client_id = %inbound.identity.client_id, error = %e, "answer to a blocked sender failed");
+    }
+}
+
+async fn publish_event(context: &Context, inbound: &Inbound, outcome: &Outcome) {
+    let envelope = &inbound.envelope;
+    let event = decision_event(
+        outcome,
+        inbound.identity.client_id.as_str(),
+        envelope.id.as_str(),
+        envelope.room.as_deref(),
+        envelope.channel.as_deref(),
+    );
+    let target = subject::casil_events(&inbound.identity.tenant);
+    if let Err(e) = context
+        .bus
+        .publish(target, Bytes::from(event.to_string()))
+        .await
+    {
+        // Telemetry never affects the message.
+        context.metrics.publish_errors.inc();
+        warn!(error = %e, "CASIL decision event not published");
+    }
+}
+
+/// Blocks at warning, redactions at info: ids and the reason, never a payload.
+fn log(inbound: &Inbound, outcome: &Outcome) {
+    let envelope = &inbound.envelope;
+    let (id, client_id) = (envelope.id.as_str(), inbound.identity.client_id.as_str());
+    let (room, channel) = (envelope.room.as_deref(), envelope.channel.as_deref());
+    let reason = outcome.reason.as_str();
+    match outcome.decision {
+        Decision::Block => {
+            warn!(
+                message_id = id,
+                client_id, room, channel, reason, "CASIL blocked an envelope"
+            );
+        }
+        Decision::AllowWithRedaction => {
+            info!(
+                message_id = id,
+                client_id, room, channel, reason, "CASIL redacted an envelope"
+            );
+        }
+        Decision::Allow => {}
+    }
+}

@@ -1,0 +1,330 @@
+//! The live policy: one key of a KV bucket holds it with its version, every replica
+//! follows that key and swaps its compiled engine atomically when it changes.
+//!
+//! A reload is a compare-and-set on the key, so two reloads never both win and versions
+//! never repeat. An inspection loads the engine once ([`Store::current`]), so no message
+//! sees half of a policy.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use arqon_bus::{Bus, BusError, KvConfig, KvStore, KvWatch};
+use arqon_casil::{Engine, Policy, PolicyError as Invalid};
+use arqon_protocol::subject::{CASIL_BUCKET, CASIL_POLICY_KEY};
+
+use crate::metrics::PolicyMetrics;
+
+/// How long a replica waits for the bus to show it the stored policy (at start) or its
+/// own reload (before answering).
+const APPLY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Reloads racing for the same version are retried this many times.
+const RELOAD_ATTEMPTS: usize = 5;
+/// Versions kept in the bucket, for operators to look back at.
+const HISTORY: u8 = 16;
+
+/// One stored version of the policy.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Record {
+    pub(crate) version: u64,
+    /// RFC 3339.
+    pub(crate) updated_at: String,
+    /// Who made this version: `settings` for the seed, else the reloading caller.
+    pub(crate) updated_by: String,
+    pub(crate) policy: Policy,
+}
+
+impl Record {
+    fn encode(&self) -> Bytes {
+        // A record is plain data: serializing it cannot fail.
+        Bytes::from(serde_json::to_vec(self).unwrap_or_default())
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Self, String> {
+        serde_json::from_slice(bytes).map_err(|e| e.to_string())
+    }
+}
+
+/// The policy this replica applies now.
+#[derive(Debug)]
+pub(crate) struct Live {
+    pub(crate) record: Record,
+    pub(crate) engine: Engine,
+}
+
+/// Why a reload was refused.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ReloadError {
+    /// The candidate is not a valid policy; the live one is untouched.
+    #[error("{0}")]
+    Invalid(#[from] Invalid),
+    /// The caller asked to replace a version that is no longer live.
+    #[error("the live policy is version {live}, not {expected}")]
+    Conflict { expected: u64, live: u64 },
+    #[error("bus: {0}")]
+    Bus(#[from] BusError),
+    #[error("the stored policy cannot be read: {0}")]
+    Corrupt(String),
+}
+
+/// The bucket, and this replica's view of it.
+#[derive(Clone)]
+pub(crate) struct Store {
+    kv: KvStore,
+    live: Arc<ArcSwap<Live>>,
+    applied: watch::Sender<u64>,
+    metrics: PolicyMetrics,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("version", &self.current().record.version)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why the store could not open.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("bus: {0}")]
+    Bus(#[from] BusError),
+    #[error("the CASIL policy from the settings is invalid: {0}")]
+    InvalidSeed(Invalid),
+    #[error("the stored CASIL policy (version {version}) is invalid: {problems}")]
+    InvalidStored { version: u64, problems: String },
+    #[error("the stored CASIL policy cannot be read: {0}")]
+    Corrupt(String),
+    #[error("the bus did not show the stored CASIL policy within {0:?}")]
+    Timeout(Duration),
+}
+
+fn now() -> String {
+    Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+impl Store {
+    /// Stores `seed` as version 1 if the bus has no policy, then loads the stored one.
+    /// Returns the store and the watch [`Store::follow`] consumes.
+    pub(crate) async fn open(
+        bus: &Bus,
+        seed: Policy,
+        metrics: PolicyMetrics,
+    ) -> Result<(Self, KvWatch), OpenError> {
+        Engine::compile(seed.clone()).map_err(OpenError::InvalidSeed)?;
+        let kv = bus
+            .key_value(KvConfig {
+                history: HISTORY,
+                storage: bus.durable_storage(),
+                ..KvConfig::new(CASIL_BUCKET)
+            })
+            .await?;
+        let first = Record {
+            version: 1,
+            updated_at: now(),
+            updated_by: "settings".to_owned(),
+            policy: seed,
+        };
+        match kv.create(CASIL_POLICY_KEY, first.encode()).await {
+            Ok(_) => {
+                info!("no CASIL policy on the bus: stored the one from the settings as version 1")
+            }
+            Err(BusError::AlreadyExists) => {
+                info!(
+                    "using the CASIL policy stored on the bus (ARQONBUS_CASIL_* settings only seed a bus that has none)"
+                );
+            }
+            Err(e) => return Err(e.into()),
+        }
+        // Watch first, so no version written from now on is missed.
+        let mut watch = kv.watch_all_with_history().await?;
+        let stored = tokio::time::timeout(APPLY_TIMEOUT, first_record(&mut watch))
+            .await
+            .map_err(|_| OpenError::Timeout(APPLY_TIMEOUT))??;
+        let engine =
+            Engine::compile(stored.policy.clone()).map_err(|e| OpenError::InvalidStored {
+                version: stored.version,
+                problems: e.to_string(),
+            })?;
+        let version = stored.version;
+        metrics
+            .version
+            .set(i64::try_from(version).unwrap_or(i64::MAX));
+        info!(version, "CASIL policy applied");
+        let store = Self {
+            kv,
+            live: Arc::new(ArcSwap::from_pointee(Live {
+                record: stored,
+                engine,
+            })),
+            applied: watch::Sender::new(version),
+            metrics,
+        };
+        Ok((store, watch))
+    }
+
+    /// The policy to inspect the next envelope with.
+    pub(crate) fn current(&self) -> Arc<Live> {
+        self.live.load_full()
+    }
+
+    /// Applies every new version the bus shows, until `shutdown`.
+    pub(crate) async fn follow(self, mut watch: KvWatch, shutdown: CancellationToken) {
+        loop {
+            let event = tokio::select! {
+                () = shutdown.cancelled() => break,
+                event = watch.next() => event,
+            };
+            match event {
+                Some(Ok(event)) if event.key == CASIL_POLICY_KEY => {
+                    if let Some(value) = event.value {
+                        self.apply(&value);
+                    }
+                }
+                Some(Ok(_)) => {}
+                Some(Err(e)) => {
+                    warn!(error = %e, "CASIL policy watch interrupted; it resumes by itself")
+                }
+                None => {
+                    error!("CASIL policy watch ended: this replica no longer follows reloads");
+                    break;
+                }
+            }
+        }
+    }
+
+    fn apply(&self, value: &[u8]) {
+        let record = match Record::decode(value) {
+            Ok(record) => record,
+            Err(e) => {
+                self.metrics
+                    .reloads
+                    .get_or_create(&outcome("unreadable"))
+                    .inc();
+                error!(error = %e, "a stored CASIL policy cannot be read; keeping the live one");
+                return;
+            }
+        };
+        let live = self.current().record.version;
+        if record.version <= live {
+            return;
+        }
+        match Engine::compile(record.policy.clone()) {
+            Ok(engine) => {
+                let version = record.version;
+                if let Some(age) = age(&record.updated_at) {
+                    self.metrics.propagation.observe(age.as_secs_f64());
+                }
+                self.live.store(Arc::new(Live { record, engine }));
+                self.metrics
+                    .version
+                    .set(i64::try_from(version).unwrap_or(i64::MAX));
+                self.metrics
+                    .reloads
+                    .get_or_create(&outcome("applied"))
+                    .inc();
+                self.applied.send_replace(version);
+                info!(version, "CASIL policy applied");
+            }
+            Err(e) => {
+                self.metrics
+                    .reloads
+                    .get_or_create(&outcome("invalid"))
+                    .inc();
+                error!(version = record.version, error = %e, "a stored CASIL policy is invalid here; keeping the live one");
+            }
+        }
+    }
+
+    /// Stores the policy `change` makes of the live one as the next version and waits
+    /// until this replica applies it. With `expected`, only if that version is live.
+    pub(crate) async fn reload(
+        &self,
+        expected: Option<u64>,
+        actor: &str,
+        change: impl Fn(&Policy) -> Result<Policy, Invalid>,
+    ) -> Result<Arc<Live>, ReloadError> {
+        let mut attempt = 0;
+        let version = loop {
+            attempt += 1;
+            let (stored, revision) = self.stored().await?;
+            if let Some(expected) = expected.filter(|v| *v != stored.version) {
+                return Err(ReloadError::Conflict {
+                    expected,
+                    live: stored.version,
+                });
+            }
+            let policy = change(&stored.policy)?;
+            Engine::compile(policy.clone())?;
+            let next = Record {
+                version: stored.version + 1,
+                updated_at: now(),
+                updated_by: actor.to_owned(),
+                policy,
+            };
+            match self
+                .kv
+                .update(CASIL_POLICY_KEY, next.encode(), revision)
+                .await
+            {
+                Ok(_) => break next.version,
+                Err(BusError::WrongRevision) if attempt < RELOAD_ATTEMPTS => {}
+                Err(BusError::WrongRevision) => {
+                    return Err(ReloadError::Conflict {
+                        expected: stored.version,
+                        live: stored.version + 1,
+                    });
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
+        info!(version, actor, "CASIL policy reloaded");
+        let mut applied = self.applied.subscribe();
+        let reached =
+            tokio::time::timeout(APPLY_TIMEOUT, applied.wait_for(|v| *v >= version)).await;
+        if !matches!(reached, Ok(Ok(_))) {
+            warn!(version, "stored, but not yet applied here; it will be");
+        }
+        Ok(self.current())
+    }
+
+    async fn stored(&self) -> Result<(Record, u64), ReloadError> {
+        let entry = self
+            .kv
+            .get(CASIL_POLICY_KEY)
+            .await?
+            .ok_or_else(|| ReloadError::Corrupt("the policy key is missing".to_owned()))?;
+        let record = Record::decode(&entry.value).map_err(ReloadError::Corrupt)?;
+        Ok((record, entry.revision))
+    }
+}
+
+async fn first_record(watch: &mut KvWatch) -> Result<Record, OpenError> {
+    while let Some(event) = watch.next().await {
+        let event = event?;
+        if event.key == CASIL_POLICY_KEY
+            && let Some(value) = event.value
+        {
+            return Record::decode(&value).map_err(OpenError::Corrupt);
+        }
+    }
+    Err(OpenError::Corrupt("the policy watch ended".to_owned()))
+}
+
+fn outcome(outcome: &'static str) -> crate::metrics::ReloadLabels {
+    crate::metrics::ReloadLabels { outcome }
+}
+
+/// How long ago `updated_at` was (None if unreadable or in the future).
+fn age(updated_at: &str) -> Option<Duration> {
+    let at = DateTime::parse_from_rfc3339(updated_at).ok()?;
+    (Utc::now() - at.with_timezone(&Utc)).to_std().ok()
+}
