@@ -9,6 +9,7 @@
 
 mod commands;
 mod grpc;
+mod policy_control;
 mod route;
 mod state;
 
@@ -18,7 +19,6 @@ use std::time::Instant;
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::registry::Registry as Metrics;
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::info;
@@ -26,7 +26,8 @@ use tracing::info;
 use arqon_bus::{Bus, BusError};
 use arqon_protocol::subject;
 
-pub use grpc::ServiceToken;
+pub use arqon_proto::grpc::ServiceToken;
+pub use policy_control::{PolicyControl, PolicyControlError};
 pub use state::HistoryConfig;
 use state::{History, Presence, Registry};
 
@@ -46,14 +47,20 @@ pub struct DispatcherConfig {
     #[command(flatten)]
     pub history: HistoryConfig,
 
-    /// The token backends present to the gRPC API (`authorization: Bearer <token>`). The
-    /// API is only served when it is set; it is trusted for every tenant.
-    #[arg(
-        long = "service-token",
-        env = "ARQONBUS_SERVICE_TOKEN",
-        hide_env_values = true
-    )]
+    /// The policy service's gRPC API, for `op.casil.get` and `op.casil.reload`, e.g.
+    /// `http://policy:9200` (needs the service token). Standalone calls it in process.
+    #[arg(long = "policy-url", env = "ARQONBUS_POLICY_URL")]
+    pub policy_url: Option<String>,
+
+    /// The token backends present to the gRPC API (`authorization: Bearer <token>`), set
+    /// by the binary from `ARQONBUS_SERVICE_TOKEN`. The API is only served when it is
+    /// set; it is trusted for every tenant.
+    #[arg(skip)]
     pub service_token: Option<ServiceToken>,
+
+    /// The policy control API in this process (standalone); wins over `policy_url`.
+    #[arg(skip)]
+    pub policy_control: Option<PolicyControl>,
 }
 
 impl Default for DispatcherConfig {
@@ -61,7 +68,9 @@ impl Default for DispatcherConfig {
         Self {
             workers: 2,
             history: HistoryConfig::default(),
+            policy_url: None,
             service_token: None,
+            policy_control: None,
         }
     }
 }
@@ -73,10 +82,8 @@ pub enum DispatcherError {
     Bus(#[from] BusError),
     #[error("ARQONBUS_SERVICE_TOKEN (--service-token): {0}")]
     InvalidServiceToken(&'static str),
-    #[error("the gRPC API needs a service token: set ARQONBUS_SERVICE_TOKEN (or --service-token)")]
-    NoServiceToken,
-    #[error("gRPC server: {0}")]
-    Grpc(#[from] tonic::transport::Error),
+    #[error(transparent)]
+    PolicyControl(#[from] PolicyControlError),
 }
 
 /// Counters of this replica.
@@ -132,6 +139,8 @@ pub(crate) struct Context {
     registry: Registry,
     presence: Presence,
     history: History,
+    /// The policy service's control API, when configured.
+    policy: Option<PolicyControl>,
 }
 
 /// A running dispatcher.
@@ -150,22 +159,11 @@ impl fmt::Debug for Dispatcher {
 }
 
 impl Dispatcher {
-    /// Serves the gRPC API (`arqon.dispatcher.v1.Bus`) on `listener` until `shutdown`,
-    /// then lets the calls in flight finish. Fails at once without a service token: the
-    /// API is never served unauthenticated.
-    pub fn serve_grpc(
-        &self,
-        listener: TcpListener,
-        shutdown: CancellationToken,
-    ) -> impl Future<Output = Result<(), DispatcherError>> + Send + use<> {
-        let api = self
-            .service_token
-            .clone()
-            .map(|token| (Arc::clone(&self.context), token));
-        async move {
-            let (context, token) = api.ok_or(DispatcherError::NoServiceToken)?;
-            grpc::serve(context, token, listener, shutdown).await?;
-            Ok(())
+    /// Adds the gRPC API (`arqon.dispatcher.v1.Bus`), behind the service token, to
+    /// `routes`; nothing without a token: the API is never served unauthenticated.
+    pub fn add_grpc(&self, routes: &mut tonic::service::RoutesBuilder) {
+        if let Some(token) = &self.service_token {
+            grpc::add(Arc::clone(&self.context), token.clone(), routes);
         }
     }
 
@@ -189,7 +187,13 @@ pub async fn start(
             .check()
             .map_err(DispatcherError::InvalidServiceToken)?;
     }
+    let policy = match (config.policy_control, &config.policy_url) {
+        (Some(control), _) => Some(control),
+        (None, Some(url)) => Some(PolicyControl::remote(url, config.service_token.as_ref())?),
+        (None, None) => None,
+    };
     let context = Arc::new(Context {
+        policy,
         registry: Registry::open(&bus).await?,
         presence: Presence::open(&bus).await?,
         history: History::open(&bus, &config.history).await?,

@@ -18,6 +18,8 @@ pub(crate) struct Spec {
     pub(crate) category: &'static str,
     pub(crate) description: &'static str,
     pub(crate) permission: Option<Permission>,
+    /// Admins only; the refusal everyone else gets.
+    pub(crate) admin_only: Option<&'static str>,
     pub(crate) arguments: &'static [Arg],
     pub(crate) example: &'static str,
 }
@@ -39,6 +41,7 @@ pub(crate) const COMMANDS: &[Spec] = &[
         category: "system",
         description: "Checks the connection; answers with the time the command took to reach the dispatcher",
         permission: None,
+        admin_only: None,
         arguments: &[],
         example: r#"{"type":"command","command":"ping"}"#,
     },
@@ -47,6 +50,7 @@ pub(crate) const COMMANDS: &[Spec] = &[
         category: "system",
         description: "The bus as the dispatcher sees it: uptime, version, connected clients, rooms, channels, messages",
         permission: None,
+        admin_only: None,
         arguments: &[],
         example: r#"{"type":"command","command":"status"}"#,
     },
@@ -55,6 +59,7 @@ pub(crate) const COMMANDS: &[Spec] = &[
         category: "system",
         description: "Every command, or one with its arguments and the permission it needs",
         permission: None,
+        admin_only: None,
         arguments: &[arg("command", false, "the command to describe")],
         example: r#"{"type":"command","command":"help","args":{"command":"history"}}"#,
     },
@@ -63,6 +68,7 @@ pub(crate) const COMMANDS: &[Spec] = &[
         category: "system",
         description: "Replaces the connection's token before it expires (answered by the edge)",
         permission: None,
+        admin_only: None,
         arguments: &[arg(
             "token",
             true,
@@ -75,6 +81,7 @@ pub(crate) const COMMANDS: &[Spec] = &[
         category: "channel",
         description: "Creates a channel (and its room, if new)",
         permission: Some(Permission::ChannelManagement),
+        admin_only: None,
         arguments: &[
             ROOM,
             arg("channel", true, "channel name (or `name`)"),
@@ -87,6 +94,7 @@ pub(crate) const COMMANDS: &[Spec] = &[
         category: "channel",
         description: "Deletes a channel and its history; refused while it has members unless an admin forces it",
         permission: Some(Permission::ChannelManagement),
+        admin_only: None,
         arguments: &[
             ROOM,
             CHANNEL,
@@ -103,6 +111,7 @@ pub(crate) const COMMANDS: &[Spec] = &[
         category: "channel",
         description: "Joins a channel, creating it on demand; with since_id (or since_offset and epoch), recovers the messages missed",
         permission: Some(Permission::ChannelAccess),
+        admin_only: None,
         arguments: &[
             ROOM,
             CHANNEL,
@@ -125,6 +134,7 @@ pub(crate) const COMMANDS: &[Spec] = &[
         category: "channel",
         description: "Leaves a channel",
         permission: Some(Permission::ChannelAccess),
+        admin_only: None,
         arguments: &[ROOM, CHANNEL],
         example: r#"{"type":"command","command":"leave_channel","args":{"room":"science","channel":"general"}}"#,
     },
@@ -133,6 +143,7 @@ pub(crate) const COMMANDS: &[Spec] = &[
         category: "room",
         description: "The channels of a room, with their member counts",
         permission: Some(Permission::ChannelView),
+        admin_only: None,
         arguments: &[ROOM],
         example: r#"{"type":"command","command":"list_channels","args":{"room":"science"}}"#,
     },
@@ -141,6 +152,7 @@ pub(crate) const COMMANDS: &[Spec] = &[
         category: "channel",
         description: "A channel's members, creation, last activity and message count",
         permission: Some(Permission::ChannelView),
+        admin_only: None,
         arguments: &[ROOM, CHANNEL],
         example: r#"{"type":"command","command":"channel_info","args":{"room":"science","channel":"general"}}"#,
     },
@@ -149,6 +161,7 @@ pub(crate) const COMMANDS: &[Spec] = &[
         category: "channel",
         description: "A channel's stored messages, oldest first, with their offsets",
         permission: Some(Permission::ChannelView),
+        admin_only: None,
         arguments: &[
             ROOM,
             CHANNEL,
@@ -165,6 +178,37 @@ pub(crate) const COMMANDS: &[Spec] = &[
             arg("until", false, "ISO 8601: messages stored before it"),
         ],
         example: r#"{"type":"command","command":"history","args":{"room":"science","channel":"general","limit":20}}"#,
+    },
+    Spec {
+        name: "op.casil.get",
+        category: "casil",
+        description: "The live CASIL policy, with its version",
+        permission: None,
+        admin_only: None,
+        arguments: &[],
+        example: r#"{"type":"command","command":"op.casil.get"}"#,
+    },
+    Spec {
+        name: "op.casil.reload",
+        category: "casil",
+        description: "Changes the live CASIL policy on every policy replica; the arguments are the settings to change (as op.casil.get names them), the rest is kept",
+        permission: None,
+        admin_only: Some("Only admin clients can reload CASIL policy"),
+        arguments: &[
+            arg("mode", false, "monitor or enforce"),
+            arg("enabled", false, "inspect at all"),
+            arg(
+                "block_on_probable_secret",
+                false,
+                "block (in enforce mode) payloads with a probable secret",
+            ),
+            arg(
+                "redaction_patterns",
+                false,
+                "secret patterns (regexes), a string or a list",
+            ),
+        ],
+        example: r#"{"type":"command","command":"op.casil.reload","args":{"mode":"enforce","block_on_probable_secret":true}}"#,
     },
 ];
 

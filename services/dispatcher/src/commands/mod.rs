@@ -2,6 +2,7 @@
 //! membership change the edge applies).
 
 mod args;
+mod casil;
 mod catalog;
 mod channels;
 mod history;
@@ -106,6 +107,11 @@ pub(crate) async fn execute(context: &Context, inbound: &Inbound) -> Outcome {
         )
         .into();
     }
+    if let Some(refusal) = spec.admin_only
+        && !inbound.identity.role.is_admin()
+    {
+        return CommandReply::error(ErrorCode::AuthorizationError, refusal).into();
+    }
     let call = Call {
         context,
         inbound,
@@ -122,6 +128,8 @@ pub(crate) async fn execute(context: &Context, inbound: &Inbound) -> Outcome {
         "list_channels" => channels::list(&call).await.into(),
         "channel_info" => channels::info(&call).await.into(),
         "history" => history::history(&call).await.into(),
+        "op.casil.get" => casil::get(&call).await.into(),
+        "op.casil.reload" => casil::reload(&call).await.into(),
         // `refresh` is answered by the edge; reaching here means an edge forwarded it.
         other => CommandReply::error(
             ErrorCode::UnknownCommand,

@@ -83,7 +83,12 @@ fn describe(spec: &Spec) -> Value {
         "description": spec.description,
         "category": spec.category,
         "usage": spec.example,
-        "permissions": spec.permission.map(|p| vec![p.as_str()]).unwrap_or_default(),
+        "permissions": spec
+            .permission
+            .map(|p| p.as_str())
+            .into_iter()
+            .chain(spec.admin_only.map(|_| "admin"))
+            .collect::<Vec<_>>(),
         "arguments": arguments,
         "examples": [spec.example],
     })

@@ -3,7 +3,7 @@
 //! WebSocket.
 //!
 //! Callers are trusted backends. Each call presents the service token
-//! (`authorization: Bearer <token>`, checked in [`auth`] before the request is read) and
+//! (`authorization: Bearer <token>`, checked by `arqon_proto::grpc::require` before the request is read) and
 //! names its tenant; the token is good for every tenant. A Publish skips the policy
 //! (CASIL) stage and a client's permissions: it is routed exactly as [`crate::route`]
 //! routes an accepted client message, so WebSocket members receive it and the history
@@ -12,7 +12,6 @@
 //! Reads go through the same state views as the WebSocket commands (`crate::state`), so
 //! both answer alike; failures map to gRPC codes in [`status`].
 
-mod auth;
 mod request;
 mod service;
 mod status;
@@ -22,40 +21,18 @@ mod test_harness;
 mod tests;
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
-use tonic::transport::Server;
-use tonic::transport::server::TcpIncoming;
-use tracing::info;
+use tonic::service::RoutesBuilder;
 
 use arqon_proto::dispatcher::v1::bus_server::BusServer;
+use arqon_proto::grpc::{ServiceToken, require};
 
 use crate::Context;
 
-pub use auth::ServiceToken;
-
-/// The longest a call may take. Every bus operation has its own, shorter bound; this one
-/// catches the rest.
-const CALL_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Serves the API on `listener` until `shutdown`, then stops accepting and lets the calls
-/// in flight finish.
-pub(crate) async fn serve(
-    context: Arc<Context>,
-    token: ServiceToken,
-    listener: TcpListener,
-    shutdown: CancellationToken,
-) -> Result<(), tonic::transport::Error> {
-    let address = listener.local_addr().ok();
-    let api = BusServer::with_interceptor(service::BusApi { context }, auth::require(token));
-    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-    info!(?address, "gRPC API listening");
-    Server::builder()
-        .timeout(CALL_TIMEOUT)
-        .serve_with_incoming_shutdown(api, incoming, shutdown.cancelled_owned())
-        .await?;
-    info!("gRPC API stopped");
-    Ok(())
+/// Adds the API, behind `token`, to `routes`.
+pub(crate) fn add(context: Arc<Context>, token: ServiceToken, routes: &mut RoutesBuilder) {
+    routes.add_service(BusServer::with_interceptor(
+        service::BusApi { context },
+        require(token),
+    ));
 }

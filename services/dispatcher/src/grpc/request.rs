@@ -180,7 +180,7 @@ impl TryFrom<pb::HistoryRequest> for HistoryQuery {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::grpc::status::ERROR_CODE_METADATA;
+    use arqon_proto::grpc::ERROR_CODE_METADATA;
     use bytes::Bytes;
     use tonic::Code;
 

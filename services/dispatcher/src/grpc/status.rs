@@ -1,7 +1,6 @@
 //! gRPC statuses: the status code for the kind of failure, and the bus's own error code
 //! (the one list shared with WebSocket error envelopes) in the `arqon-error-code` trailer.
 
-use tonic::metadata::MetadataValue;
 use tonic::{Code, Status};
 use tracing::{debug, warn};
 
@@ -10,17 +9,7 @@ use arqon_protocol::ErrorCode;
 
 use crate::state::LookupError;
 
-/// The trailer that carries the [`ErrorCode`] of a failed call.
-pub(super) const ERROR_CODE_METADATA: &str = "arqon-error-code";
-
-pub(super) fn status(code: Code, error: ErrorCode, message: impl Into<String>) -> Status {
-    let mut status = Status::new(code, message);
-    status.metadata_mut().insert(
-        ERROR_CODE_METADATA,
-        MetadataValue::from_static(error.as_str()),
-    );
-    status
-}
+pub(super) use arqon_proto::grpc::status;
 
 /// A request the caller must fix.
 pub(super) fn invalid(error: ErrorCode, message: impl Into<String>) -> Status {

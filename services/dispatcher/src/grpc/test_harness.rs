@@ -18,8 +18,19 @@ use arqon_proto::dispatcher::v1 as pb;
 use arqon_proto::dispatcher::v1::bus_client::BusClient;
 use arqon_protocol::{Envelope, ErrorCode};
 
-use super::status::ERROR_CODE_METADATA;
-use crate::{DispatcherConfig, DispatcherError, DispatcherMetrics, ServiceToken};
+use crate::{Dispatcher, DispatcherConfig, DispatcherMetrics, ServiceToken};
+use arqon_proto::grpc::ERROR_CODE_METADATA;
+
+/// Serves what `dispatcher` adds to a gRPC router on `listener`, until `shutdown`.
+pub(super) fn serve(
+    dispatcher: &Dispatcher,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> impl Future<Output = Result<(), tonic::transport::Error>> + use<> {
+    let mut routes = tonic::service::RoutesBuilder::default();
+    dispatcher.add_grpc(&mut routes);
+    arqon_proto::grpc::serve(routes.routes(), listener, shutdown.cancelled_owned())
+}
 
 pub(super) const TOKEN: &str = "test-service-token-0123456789";
 pub(super) const WAIT: Duration = Duration::from_secs(5);
@@ -47,7 +58,7 @@ pub(super) struct Harness {
     pub(super) metrics: DispatcherMetrics,
     channel: Channel,
     shutdown: CancellationToken,
-    served: JoinHandle<Result<(), DispatcherError>>,
+    served: JoinHandle<Result<(), tonic::transport::Error>>,
 }
 
 impl Harness {
@@ -68,7 +79,7 @@ impl Harness {
             .unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
-        let served = tokio::spawn(dispatcher.serve_grpc(listener, shutdown.clone()));
+        let served = tokio::spawn(serve(&dispatcher, listener, shutdown.clone()));
         let channel = Channel::from_shared(format!("http://{address}"))
             .unwrap()
             .connect_timeout(WAIT)

@@ -94,7 +94,7 @@ impl History {
         let stream = arqon_bus::HistoryConfig {
             max_msgs_per_subject: i64::from(config.max_per_channel),
             max_age: Duration::from_secs(config.max_age_seconds),
-            storage: super::storage(bus),
+            storage: bus.durable_storage(),
             ..arqon_bus::HistoryConfig::new(
                 subject::HISTORY_STREAM,
                 vec![subject::ROOM_ALL.to_owned()],

@@ -11,15 +11,3 @@ pub use history::HistoryConfig;
 pub(crate) use presence::Presence;
 pub(crate) use registry::{ChannelRecord, LookupError, Registry};
 pub(crate) use views::Views;
-
-use arqon_bus::{Bus, Storage};
-
-/// Where the registry and the history keep their data: on disk with a NATS server, in
-/// memory on the embedded bus.
-fn storage(bus: &Bus) -> Storage {
-    if bus.backend() == "nats" {
-        Storage::File
-    } else {
-        Storage::Memory
-    }
-}

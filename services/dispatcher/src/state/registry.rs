@@ -48,7 +48,7 @@ pub(crate) struct Registry {
 impl Registry {
     pub(crate) async fn open(bus: &Bus) -> Result<Self, BusError> {
         let config = KvConfig {
-            storage: super::storage(bus),
+            storage: bus.durable_storage(),
             ..KvConfig::new(subject::CHANNELS_BUCKET)
         };
         Ok(Self {

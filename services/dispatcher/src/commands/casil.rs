@@ -1,0 +1,104 @@
+//! `op.casil.get` and `op.casil.reload`: calls to the policy service's control API.
+
+use serde_json::Value;
+use tonic::Status;
+use tracing::warn;
+
+use arqon_casil::Policy;
+use arqon_proto::grpc::error_code;
+use arqon_proto::policy::v1 as pb;
+use arqon_protocol::{CommandReply, ErrorCode};
+
+use super::Call;
+use crate::policy_control::PolicyControl;
+
+fn control<'a>(call: &Call<'a>) -> Result<&'a PolicyControl, CommandReply> {
+    call.context.policy.as_ref().ok_or_else(|| {
+        CommandReply::error(
+            ErrorCode::FeatureDisabled,
+            "CASIL control is not configured on this dispatcher (set ARQONBUS_POLICY_URL and ARQONBUS_SERVICE_TOKEN)",
+        )
+    })
+}
+
+/// The original's flat snapshot of the policy, with its `version`.
+fn snapshot(snapshot: &pb::PolicySnapshot) -> Result<serde_json::Map<String, Value>, CommandReply> {
+    let policy = Policy::from_json(&snapshot.document_json).map_err(|e| {
+        warn!(error = %e, "the policy service sent a policy this dispatcher cannot read");
+        CommandReply::error(
+            ErrorCode::InternalError,
+            "The policy service sent a policy this dispatcher cannot read",
+        )
+    })?;
+    let mut data = policy.snapshot();
+    data.insert("version".into(), Value::from(snapshot.version));
+    data.insert(
+        "updated_at".into(),
+        Value::from(snapshot.updated_at.clone()),
+    );
+    data.insert(
+        "updated_by".into(),
+        Value::from(snapshot.updated_by.clone()),
+    );
+    Ok(data)
+}
+
+/// A failed control call as the client sees it.
+fn refused(verb: &str, status: &Status) -> CommandReply {
+    match error_code(status) {
+        Some(code @ (ErrorCode::ValidationError | ErrorCode::Conflict)) => {
+            CommandReply::error(code, status.message())
+        }
+        _ => {
+            warn!(verb, code = ?status.code(), message = status.message(), "CASIL control call failed");
+            CommandReply::error(
+                ErrorCode::Unavailable,
+                format!("Failed to {verb}: the policy service is unavailable"),
+            )
+        }
+    }
+}
+
+pub(super) async fn get(call: &Call<'_>) -> CommandReply {
+    let control = match control(call) {
+        Ok(control) => control,
+        Err(reply) => return reply,
+    };
+    match control.get().await {
+        Ok(live) => match snapshot(&live) {
+            Ok(data) => CommandReply::success("CASIL policy snapshot", data),
+            Err(reply) => reply,
+        },
+        Err(status) => refused("read the CASIL policy", &status),
+    }
+}
+
+/// Admin only (checked before the call, from the catalog); the arguments are the
+/// changes, applied to the live policy by the policy service.
+pub(super) async fn reload(call: &Call<'_>) -> CommandReply {
+    let control = match control(call) {
+        Ok(control) => control,
+        Err(reply) => return reply,
+    };
+    let identity = &call.inbound.identity;
+    let actor = match &identity.subject {
+        Some(subject) => format!("{subject} ({})", identity.client_id),
+        None => identity.client_id.to_string(),
+    };
+    let request = pb::ReloadPolicyRequest {
+        candidate: Some(pb::Candidate {
+            source: Some(pb::candidate::Source::ChangesJson(
+                call.inbound.envelope.args.as_str().to_owned(),
+            )),
+        }),
+        expected_version: None,
+        actor,
+    };
+    match control.reload(request).await {
+        Ok(live) => match snapshot(&live) {
+            Ok(data) => CommandReply::success("CASIL policy reloaded", data),
+            Err(reply) => reply,
+        },
+        Err(status) => refused("reload the CASIL policy", &status),
+    }
+}
