@@ -7,13 +7,10 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
 
-use arqon_dispatcher::{DispatcherConfig, ServiceToken};
-use arqon_e2e::{Cluster, Mode, Topology, WAIT, eventually};
+use arqon_e2e::{Cluster, Mode, SERVICE_TOKEN as TOKEN, Topology, WAIT, eventually};
 use arqon_proto::dispatcher::v1 as pb;
 use arqon_proto::dispatcher::v1::bus_client::BusClient;
 use arqon_protocol::{Envelope, MessageType};
-
-const TOKEN: &str = "e2e-service-token-0123456789";
 
 #[derive(Clone)]
 struct Bearer(&'static str);
@@ -31,14 +28,7 @@ impl Interceptor for Bearer {
 type Client = BusClient<InterceptedService<Channel, Bearer>>;
 
 async fn launch(mode: Mode) -> Cluster {
-    Cluster::launch(Topology {
-        dispatcher: DispatcherConfig {
-            service_token: Some(ServiceToken::new(TOKEN)),
-            ..DispatcherConfig::default()
-        },
-        ..Topology::new(mode)
-    })
-    .await
+    Cluster::launch(Topology::new(mode)).await
 }
 
 async fn client(cluster: &Cluster, token: &'static str) -> Client {

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod auth;
+mod casil;
 mod channels;
 mod grpc;
 mod handshake;

@@ -17,7 +17,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tokio_util::sync::CancellationToken;
 
-use arqon_dispatcher::DispatcherConfig;
+use arqon_dispatcher::{DispatcherConfig, ServiceToken};
 use arqon_edge::EdgeConfig;
 use arqon_policy::PolicyConfig;
 use arqon_sdk::token::{Claims, mint_hs256};
@@ -63,8 +63,14 @@ pub struct Cluster {
     /// Edges, then dispatchers, then the other services.
     nodes: Vec<Node>,
     dispatchers: Vec<usize>,
-    /// The first dispatcher's gRPC API, when the topology sets a service token.
+    policies: Vec<usize>,
+    /// The gRPC APIs of the first dispatcher (or the standalone process).
     grpc_addr: Option<SocketAddr>,
+    /// The NATS URL and policy settings, to start policy replicas later.
+    nats_url: Option<String>,
+    /// The standalone process's embedded bus.
+    embedded: Option<arqon_bus::Bus>,
+    policy: PolicyConfig,
     // Dropped last: the services disconnect before the server goes away.
     nats: Option<NatsServer>,
 }
@@ -93,13 +99,19 @@ pub fn edge_config() -> EdgeConfig {
     }
 }
 
-/// What to start. Standalone always has one edge and one dispatcher.
+/// The service token of every test cluster: its gRPC APIs are served, and dispatchers
+/// reach the policy service's control API with it.
+pub const SERVICE_TOKEN: &str = "e2e-service-token-0123456789";
+
+/// What to start. Standalone always has one edge, one policy stage and one dispatcher.
 #[derive(Debug, Clone)]
 pub struct Topology {
     pub mode: Mode,
     pub edges: usize,
+    pub policies: usize,
     pub dispatchers: usize,
     pub edge: EdgeConfig,
+    pub policy: PolicyConfig,
     pub dispatcher: DispatcherConfig,
 }
 
@@ -108,8 +120,10 @@ impl Topology {
         Self {
             mode,
             edges: 1,
+            policies: 1,
             dispatchers: 1,
             edge: edge_config(),
+            policy: PolicyConfig::default(),
             dispatcher: DispatcherConfig::default(),
         }
     }
@@ -175,6 +189,7 @@ impl Cluster {
     ) {
         let stop = self.shutdown.child_token();
         let http = listeners.http.local_addr().expect("addr");
+        let services = services.with_service_token(Some(ServiceToken::new(SERVICE_TOKEN)));
         let task = tokio::spawn(serve(name, services, bus, listeners, stop.clone()));
         self.nodes.push(Node {
             http,
@@ -191,7 +206,11 @@ impl Cluster {
             shutdown: CancellationToken::new(),
             nodes: Vec::new(),
             dispatchers: Vec::new(),
+            policies: Vec::new(),
             grpc_addr: None,
+            nats_url: nats.as_ref().map(NatsServer::url),
+            embedded: None,
+            policy: PolicyConfig::default(),
             nats,
         }
     }
@@ -208,47 +227,66 @@ impl Cluster {
         self.edges.push(edge);
     }
 
-    /// A gRPC listener for the first dispatcher when `config` has a service token.
-    async fn grpc_listener(&mut self, config: &DispatcherConfig) -> Option<TcpListener> {
-        if self.grpc_addr.is_some() || config.service_token.is_none() {
-            return None;
-        }
-        let grpc = listener().await;
-        self.grpc_addr = Some(grpc.local_addr().expect("addr"));
-        Some(grpc)
-    }
-
     async fn start_standalone(topology: Topology) -> Self {
         let mut cluster = Self::empty(None);
         let bus = connect_bus(None, "standalone", true)
             .await
             .expect("embedded bus");
-        let (websocket, http) = (listener().await, listener().await);
+        let (websocket, http, grpc) = (listener().await, listener().await, listener().await);
         cluster.add_edge_addr(&websocket, &http);
-        let grpc = cluster.grpc_listener(&topology.dispatcher).await;
-        let services = Services::all(topology.edge, PolicyConfig::default(), topology.dispatcher);
+        cluster.grpc_addr = Some(grpc.local_addr().expect("addr"));
+        let services = Services::all(topology.edge, topology.policy, topology.dispatcher);
         let listeners = Listeners {
             websocket: Some(websocket),
             http,
-            grpc,
+            grpc: Some(grpc),
         };
         cluster.dispatchers.push(0);
+        cluster.policies.push(0);
+        cluster.embedded = Some(bus.clone());
         cluster.spawn("standalone", services, bus, listeners);
         cluster
     }
 
+    /// A connection to the cluster's bus, to watch subjects: the standalone process's
+    /// embedded bus, or a new connection to the nats-server.
+    pub async fn bus(&self) -> arqon_bus::Bus {
+        match &self.embedded {
+            Some(bus) => bus.clone(),
+            None => self.connect("observer").await,
+        }
+    }
+
+    async fn connect(&self, name: &'static str) -> arqon_bus::Bus {
+        let url = self.nats_url.as_deref().expect("a distributed cluster");
+        connect_bus(Some(url), name, false)
+            .await
+            .expect("connect to nats-server")
+    }
+
+    /// Starts a policy replica (with its gRPC API); returns the API's address.
+    async fn spawn_policy(&mut self) -> SocketAddr {
+        let grpc = listener().await;
+        let address = grpc.local_addr().expect("addr");
+        let services = Services {
+            policy: Some(self.policy.clone()),
+            ..Services::default()
+        };
+        let listeners = Listeners {
+            websocket: None,
+            http: listener().await,
+            grpc: Some(grpc),
+        };
+        self.policies.push(self.nodes.len());
+        let bus = self.connect("policy").await;
+        self.spawn("policy", services, bus, listeners);
+        address
+    }
+
     async fn start_distributed(topology: Topology) -> Self {
         let nats = NatsServer::start();
-        let url = nats.url();
         let mut cluster = Self::empty(Some(nats));
-        let connect = |name: &'static str| {
-            let url = url.clone();
-            async move {
-                connect_bus(Some(&url), name, false)
-                    .await
-                    .expect("connect to nats-server")
-            }
-        };
+        cluster.policy = topology.policy.clone();
         let http_only = || async {
             Listeners {
                 websocket: None,
@@ -257,38 +295,35 @@ impl Cluster {
             }
         };
         // Policy and dispatchers first, as a deployment's readiness gates would order them.
-        let policy = Services {
-            policy: Some(PolicyConfig::default()),
-            ..Services::default()
-        };
-        cluster.spawn("policy", policy, connect("policy").await, http_only().await);
+        let mut policy_url = None;
+        for _ in 0..topology.policies.max(1) {
+            let address = cluster.spawn_policy().await;
+            policy_url.get_or_insert(format!("http://{address}"));
+        }
         for _ in 0..topology.dispatchers.max(1) {
             let dispatcher = Services {
-                dispatcher: Some(topology.dispatcher.clone()),
+                dispatcher: Some(DispatcherConfig {
+                    policy_url: policy_url.clone(),
+                    ..topology.dispatcher.clone()
+                }),
                 ..Services::default()
             };
             cluster.dispatchers.push(cluster.nodes.len());
-            let listeners = Listeners {
-                grpc: cluster.grpc_listener(&topology.dispatcher).await,
-                ..http_only().await
-            };
-            cluster.spawn(
-                "dispatcher",
-                dispatcher,
-                connect("dispatcher").await,
-                listeners,
-            );
+            let mut listeners = http_only().await;
+            if cluster.grpc_addr.is_none() {
+                let grpc = listener().await;
+                cluster.grpc_addr = Some(grpc.local_addr().expect("addr"));
+                listeners.grpc = Some(grpc);
+            }
+            let bus = cluster.connect("dispatcher").await;
+            cluster.spawn("dispatcher", dispatcher, bus, listeners);
         }
         let operators = Services {
             operators: true,
             ..Services::default()
         };
-        cluster.spawn(
-            "operators",
-            operators,
-            connect("operators").await,
-            http_only().await,
-        );
+        let bus = cluster.connect("operators").await;
+        cluster.spawn("operators", operators, bus, http_only().await);
         // A service answers HTTP once it has started (subscribed); an edge started
         // earlier would accept envelopes nobody consumes yet.
         for node in &cluster.nodes {
@@ -306,7 +341,8 @@ impl Cluster {
                 http,
                 grpc: None,
             };
-            cluster.spawn("edge", edge, connect("edge").await, listeners);
+            let bus = cluster.connect("edge").await;
+            cluster.spawn("edge", edge, bus, listeners);
         }
         cluster
     }
@@ -316,10 +352,9 @@ impl Cluster {
         self.nats.as_mut().expect("a distributed cluster")
     }
 
-    /// `http://<addr>` of the first dispatcher's gRPC API; panics when the topology set no
-    /// service token.
+    /// `http://<addr>` of the first dispatcher's (or the standalone process's) gRPC APIs.
     pub fn grpc_endpoint(&self) -> String {
-        let addr = self.grpc_addr.expect("a topology with a service token");
+        let addr = self.grpc_addr.expect("every cluster serves gRPC");
         format!("http://{addr}")
     }
 
@@ -330,15 +365,42 @@ impl Cluster {
 
     /// Stops dispatcher replica `i` (gracefully) and waits for it.
     pub async fn stop_dispatcher(&mut self, i: usize) {
-        let node = &mut self.nodes[self.dispatchers[i]];
+        self.stop_node(self.dispatchers[i]).await;
+    }
+
+    /// Stops policy replica `i` (gracefully), waits for it, and starts a new replica in
+    /// its place (as a restarted pod would be), which is then replica `i`.
+    pub async fn restart_policy(&mut self, i: usize) {
+        let stopped = self.policies[i];
+        self.stop_node(stopped).await;
+        self.spawn_policy().await;
+        let restarted = self.policies.pop().expect("the new replica");
+        self.policies[i] = restarted;
+        wait_until_ready(self.nodes[restarted].http).await;
+    }
+
+    async fn stop_node(&mut self, index: usize) {
+        let node = &mut self.nodes[index];
         node.stop.cancel();
         if let Some(task) = node.task.take() {
             let result = tokio::time::timeout(WAIT, task)
                 .await
-                .expect("the dispatcher did not stop in time")
-                .expect("the dispatcher panicked");
-            result.expect("the dispatcher failed");
+                .expect("the service did not stop in time")
+                .expect("the service panicked");
+            result.expect("the service failed");
         }
+    }
+
+    /// The Prometheus exposition of policy replica `i`.
+    pub async fn policy_metrics(&self, i: usize) -> String {
+        let addr = self.nodes[self.policies[i]].http;
+        let (status, body) =
+            tokio::task::spawn_blocking(move || arqon_testkit::http::get(addr, "/metrics", WAIT))
+                .await
+                .expect("HTTP task")
+                .expect("HTTP GET");
+        assert_eq!(status, 200);
+        body
     }
 
     /// Cancels the shutdown token, as SIGTERM does, without waiting.

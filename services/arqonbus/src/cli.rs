@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use arqon_dispatcher::DispatcherConfig;
+use arqon_dispatcher::{DispatcherConfig, ServiceToken};
 use arqon_edge::EdgeConfig;
 use arqon_policy::PolicyConfig;
 use arqon_telemetry::LogFormat;
@@ -21,7 +21,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Runs all four services in one process, on an embedded bus unless a NATS URL is set.
-    Standalone(StandaloneArgs),
+    Standalone(Box<StandaloneArgs>),
     /// Runs the WebSocket edge (needs NATS).
     Edge(EdgeArgs),
     /// Runs the policy stage (needs NATS).
@@ -76,6 +76,15 @@ pub struct Common {
     pub log_level: String,
 
     /// After SIGTERM, how long to wait for connections and in-flight work to finish.
+    /// The token callers of the gRPC APIs present (`authorization: Bearer <token>`), and
+    /// the one a dispatcher presents to the policy service. Trusted for every tenant.
+    #[arg(
+        long = "service-token",
+        env = "ARQONBUS_SERVICE_TOKEN",
+        hide_env_values = true
+    )]
+    pub service_token: Option<ServiceToken>,
+
     #[arg(
         long = "shutdown-grace-seconds",
         env = "ARQONBUS_SHUTDOWN_GRACE_SECONDS",
@@ -115,8 +124,9 @@ impl WebSocketListen {
     }
 }
 
-/// Where the dispatcher's gRPC API (`arqon.dispatcher.v1.Bus`) listens. Bound only when a
-/// service token is configured (`ARQONBUS_SERVICE_TOKEN`); without one the API is off.
+/// Where the process serves the gRPC APIs of its services (`arqon.dispatcher.v1.Bus`,
+/// `arqon.policy.v1.Policy`). Bound only when a service token is configured
+/// (`ARQONBUS_SERVICE_TOKEN`); without one the APIs are off.
 #[derive(Debug, Clone, Args)]
 pub struct GrpcListen {
     #[arg(
@@ -175,6 +185,8 @@ pub struct PolicyArgs {
     pub common: Common,
     #[command(flatten)]
     pub policy: PolicyConfig,
+    #[command(flatten)]
+    pub grpc: GrpcListen,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -213,6 +225,17 @@ mod tests {
         assert_eq!(args.common.http_addr(), "127.0.0.1:8080");
         assert!(args.edge.enable_auth);
         assert_eq!(args.edge.max_message_size, 1_048_576);
+    }
+
+    #[test]
+    fn the_service_token_is_a_flag_and_is_never_printed() {
+        let cli =
+            Cli::try_parse_from(["arqonbus", "policy", "--service-token", "s3cret-token"]).unwrap();
+        let token = cli.command.common().service_token.clone().unwrap();
+        assert_eq!(token.expose(), "s3cret-token");
+        assert!(!format!("{cli:?}").contains("s3cret"));
+        let cli = Cli::try_parse_from(["arqonbus", "dispatcher"]).unwrap();
+        assert!(cli.command.common().service_token.is_none());
     }
 
     #[test]

@@ -20,7 +20,7 @@ use tracing::info;
 use axum::Router;
 
 use arqon_bus::{Bus, NatsOptions};
-use arqon_dispatcher::{DispatcherConfig, DispatcherMetrics};
+use arqon_dispatcher::{DispatcherConfig, DispatcherMetrics, PolicyControl, ServiceToken};
 use arqon_edge::{Edge, EdgeConfig, EdgeMetrics};
 use arqon_policy::{PolicyConfig, PolicyMetrics};
 use arqon_telemetry::metrics::{HttpMetrics, Registry, metrics_router};
@@ -52,6 +52,18 @@ impl Services {
             operators: true,
         }
     }
+
+    /// Gives `token` to the services with a gRPC API (they serve it only with one) and to
+    /// the dispatcher (it presents it to the policy service).
+    pub fn with_service_token(mut self, token: Option<ServiceToken>) -> Self {
+        if let Some(policy) = self.policy.as_mut() {
+            policy.service_token.clone_from(&token);
+        }
+        if let Some(dispatcher) = self.dispatcher.as_mut() {
+            dispatcher.service_token = token;
+        }
+        self
+    }
 }
 
 /// Listeners bound by the caller.
@@ -61,7 +73,7 @@ pub struct Listeners {
     pub websocket: Option<TcpListener>,
     /// `/health`, `/ready`, `/version`.
     pub http: TcpListener,
-    /// The dispatcher's gRPC API; needs the dispatcher and a service token.
+    /// The gRPC APIs of the policy stage and the dispatcher (those with a service token).
     pub grpc: Option<TcpListener>,
 }
 
@@ -107,30 +119,42 @@ pub async fn serve(
     let http_metrics = HttpMetrics::register(&mut registry);
     registry.register_collector(Box::new(BusCollector(bus.clone())));
     let mut tasks: Vec<Task> = Vec::new();
+    let mut grpc = tonic::service::RoutesBuilder::default();
+    let mut policy_api = None;
     if let Some(config) = services.policy {
         let metrics = PolicyMetrics::register(&mut registry);
         let policy = arqon_policy::start(config, bus.clone(), metrics, shutdown.clone())
             .await
             .context("starting the policy stage")?;
+        policy.add_grpc(&mut grpc);
+        policy_api = Some(policy.api());
         tasks.push(Box::pin(async move {
             policy.wait().await;
             Ok(())
         }));
     }
-    if let Some(config) = services.dispatcher {
+    if let Some(mut config) = services.dispatcher {
+        // With the policy stage in this process, its control API is called in process.
+        if let Some(api) = policy_api
+            && config.policy_url.is_none()
+        {
+            config.policy_control = Some(PolicyControl::in_process(api));
+        }
         let metrics = DispatcherMetrics::register(&mut registry);
         let dispatcher = arqon_dispatcher::start(config, bus.clone(), metrics, shutdown.clone())
             .await
             .context("starting the dispatcher")?;
-        if let Some(listener) = listeners.grpc {
-            let grpc = dispatcher.serve_grpc(listener, shutdown.clone());
-            tasks.push(Box::pin(async move {
-                grpc.await.context("serving the dispatcher gRPC API")
-            }));
-        }
+        dispatcher.add_grpc(&mut grpc);
         tasks.push(Box::pin(async move {
             dispatcher.wait().await;
             Ok(())
+        }));
+    }
+    if let Some(listener) = listeners.grpc {
+        let stop = shutdown.clone();
+        let served = arqon_proto::grpc::serve(grpc.routes(), listener, stop.cancelled_owned());
+        tasks.push(Box::pin(async move {
+            served.await.context("serving the gRPC APIs")
         }));
     }
     if services.operators {

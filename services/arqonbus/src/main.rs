@@ -19,7 +19,7 @@ async fn main() -> ExitCode {
         eprintln!("arqonbus: {e}");
         return ExitCode::FAILURE;
     }
-    match run(cli.command).await {
+    match Box::pin(run(cli.command)).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             error!(error = format!("{e:#}"), "arqonbus stopped with an error");
@@ -54,14 +54,17 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 },
                 Some(a.listen),
             ),
-            Command::Policy(a) => (
-                "policy",
-                Services {
-                    policy: Some(a.policy),
-                    ..Services::default()
-                },
-                None,
-            ),
+            Command::Policy(a) => {
+                grpc_listen = Some(a.grpc);
+                (
+                    "policy",
+                    Services {
+                        policy: Some(a.policy),
+                        ..Services::default()
+                    },
+                    None,
+                )
+            }
             Command::Dispatcher(a) => {
                 grpc_listen = Some(a.grpc);
                 (
@@ -82,7 +85,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 None,
             ),
         };
-    let mut services = services;
+    let mut services = services.with_service_token(common.service_token.clone());
     let standalone = component == "standalone";
     let mut dev_token = None;
     if let Some(edge) = services.edge.as_mut()
@@ -113,17 +116,17 @@ async fn run(command: Command) -> anyhow::Result<()> {
         }
     }
     info!(addr = %http.local_addr()?, "HTTP listener bound");
-    let grpc = match (&grpc_listen, &services.dispatcher) {
-        (Some(listen), Some(dispatcher)) if dispatcher.service_token.is_some() => {
+    let grpc = match (&grpc_listen, &common.service_token) {
+        (Some(listen), Some(_)) => {
             let listener = bind(&listen.addr(), "gRPC").await?;
             info!(addr = %listener.local_addr()?, "gRPC listener bound");
             Some(listener)
         }
-        (Some(_), Some(_)) => {
-            info!("gRPC API off: set ARQONBUS_SERVICE_TOKEN to serve it");
+        (Some(_), None) => {
+            info!("gRPC APIs off: set ARQONBUS_SERVICE_TOKEN to serve them");
             None
         }
-        _ => None,
+        (None, _) => None,
     };
 
     let serving = serve(
@@ -137,7 +140,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         },
         shutdown.clone(),
     );
-    drain(serving, &shutdown, &common).await
+    Box::pin(drain(serving, &shutdown, &common)).await
 }
 
 /// Connections waiting to be accepted. Bursts of thousands of clients (a reconnect storm)

@@ -1,0 +1,376 @@
+//! CASIL over the wire: monitor and enforce, live reloads reaching every policy replica,
+//! who may reload, what a blocked sender and its receivers see, redaction, and the
+//! decision events.
+
+use serde_json::{Map, Value, json};
+
+use arqon_casil::{Mode, Policy};
+use arqon_e2e::{Cluster, Mode as Deployment, QUIET, RawSocket, Topology, WAIT, eventually};
+use arqon_e2e::{metric_value, next_json, send_json};
+use arqon_policy::{CasilSettings, PolicyConfig};
+use arqon_protocol::{ErrorCode, MessageId, Status, subject};
+use arqon_sdk::{Client, SdkError};
+
+fn args(value: Value) -> Map<String, Value> {
+    value.as_object().cloned().unwrap_or_default()
+}
+
+/// A cluster whose policy stage starts from `policy`.
+async fn launch(mode: Deployment, policies: usize, policy: &Policy) -> Cluster {
+    Cluster::launch(Topology {
+        policies,
+        policy: PolicyConfig {
+            casil: CasilSettings::from_policy(policy),
+            ..PolicyConfig::default()
+        },
+        ..Topology::new(mode)
+    })
+    .await
+}
+
+fn monitor() -> Policy {
+    Policy {
+        enabled: true,
+        ..Policy::default()
+    }
+}
+
+async fn admin(cluster: &Cluster) -> Client {
+    cluster.client_on(0, &cluster.token("t-a", "admin")).await
+}
+
+/// A message id of the required format.
+fn id() -> String {
+    MessageId::generate().to_string()
+}
+
+/// Sends `content` from a raw socket and returns the one answer.
+async fn send(socket: &mut RawSocket, id: &str, content: &str) -> Value {
+    let message = json!({"id": id, "type": "message", "room": "lab", "channel": "notes", "payload": {"content": content}});
+    send_json(socket, &message).await;
+    next_json(socket).await
+}
+
+async fn raw_sender(cluster: &Cluster) -> RawSocket {
+    let mut socket = cluster.raw_client("t-a").await;
+    let join = json!({"type": "command", "command": "join_channel", "args": {"room": "lab", "channel": "notes"}});
+    send_json(&mut socket, &join).await;
+    assert_eq!(next_json(&mut socket).await["status"], "success");
+    next_json(&mut socket).await; // command_response
+    socket
+}
+
+async fn reload(client: &Client, changes: Value) -> Result<Value, SdkError> {
+    let response = client.command("op.casil.reload", args(changes)).await?;
+    if response.status == Some(Status::Success) {
+        Ok(response.payload.get("data").unwrap_or(Value::Null))
+    } else {
+        Err(SdkError::Rejected {
+            code: response.error_code.clone().unwrap_or_default(),
+            message: response.to_json(),
+        })
+    }
+}
+
+async fn live_mode(client: &Client) -> (String, u64) {
+    let response = client.command("op.casil.get", Map::new()).await.unwrap();
+    assert_eq!(
+        response.status,
+        Some(Status::Success),
+        "{}",
+        response.to_json()
+    );
+    let data = response.payload.get("data").unwrap();
+    (
+        data["mode"].as_str().unwrap().to_owned(),
+        data["version"].as_u64().unwrap(),
+    )
+}
+
+fn rejected_with(result: Result<Value, SdkError>, code: ErrorCode) -> String {
+    match result {
+        Err(SdkError::Rejected { code: got, message }) => {
+            assert_eq!(got, code.as_str(), "{message}");
+            message
+        }
+        other => panic!("expected {code}, got {other:?}"),
+    }
+}
+
+fn block_count(metrics: &str) -> f64 {
+    metric_value(
+        metrics,
+        r#"arqonbus_policy_decisions_total{decision="BLOCK",reason="CASIL_POLICY_BLOCKED_SECRET"}"#,
+    )
+    .unwrap_or(0.0)
+}
+
+/// The acceptance scenario: two policy replicas on nats-server, monitor then enforce,
+/// refusals that leave the live policy alone, and a restarted replica that enforces.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_to_enforce_reaches_every_policy_replica() {
+    let mut cluster = launch(Deployment::Distributed, 2, &monitor()).await;
+    let receiver = cluster.client("t-a").await;
+    receiver.join("lab", "notes").await.unwrap();
+    let mut sender = raw_sender(&cluster).await;
+    let admin = admin(&cluster).await;
+    let user = cluster.client("t-a").await;
+
+    // Monitor mode delivers, and reports what it would have done.
+    let first = id();
+    let ack = send(&mut sender, &first, "token-value-123").await;
+    assert_eq!(
+        (ack["type"].as_str(), ack["id"].as_str()),
+        (Some("message_response"), Some(first.as_str()))
+    );
+    assert_eq!(
+        receiver.recv(WAIT).await.unwrap().payload.get("content"),
+        Some(json!("token-value-123"))
+    );
+    assert_eq!(live_mode(&admin).await, ("monitor".to_owned(), 1));
+
+    // Refused reloads leave the live policy untouched.
+    let message = rejected_with(
+        reload(&user, json!({"mode": "enforce"})).await,
+        ErrorCode::AuthorizationError,
+    );
+    assert!(
+        message.contains("Only admin clients can reload CASIL policy"),
+        "{message}"
+    );
+    let message = rejected_with(
+        reload(&admin, json!({"mode": "audit"})).await,
+        ErrorCode::ValidationError,
+    );
+    assert!(message.contains("Invalid CASIL mode: audit"), "{message}");
+    let message = rejected_with(
+        reload(&admin, json!({"redaction_patterns": ["("]})).await,
+        ErrorCode::ValidationError,
+    );
+    assert!(message.contains('('), "{message}");
+    assert_eq!(live_mode(&user).await, ("monitor".to_owned(), 1));
+
+    let data = reload(
+        &admin,
+        json!({"mode": "enforce", "block_on_probable_secret": true}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (data["mode"].as_str(), data["version"].as_u64()),
+        (Some("enforce"), Some(2))
+    );
+    for i in 0..2 {
+        let cluster = &cluster;
+        eventually("every replica applies version 2", || async move {
+            metric_value(&cluster.policy_metrics(i).await, "arqonbus_policy_version") == Some(2.0)
+        })
+        .await;
+    }
+
+    // Enforced, whichever replica inspects: enough messages that both do.
+    for n in 0..24 {
+        let id = id();
+        let error = send(&mut sender, &id, &format!("token-value-456-{n}")).await;
+        assert_eq!(error["type"], "error", "{error}");
+        assert_eq!(error["error"], "CASIL blocked message");
+        assert_eq!(error["error_code"], "CASIL_POLICY_BLOCKED_SECRET");
+        assert_eq!(error["request_id"], id.as_str());
+    }
+    assert_eq!(receiver.recv(QUIET).await.unwrap_err(), SdkError::Timeout);
+    for i in 0..2 {
+        let blocks = block_count(&cluster.policy_metrics(i).await);
+        assert!(blocks > 0.0, "replica {i} blocked nothing");
+    }
+    // A clean message still goes through.
+    let ack = send(&mut sender, &id(), "hello").await;
+    assert_eq!(ack["type"], "message_response", "{ack}");
+    assert_eq!(
+        receiver.recv(WAIT).await.unwrap().payload.get("content"),
+        Some(json!("hello"))
+    );
+
+    // A replica started after the reload takes the stored version and enforces it.
+    cluster.restart_policy(1).await;
+    assert_eq!(
+        metric_value(&cluster.policy_metrics(1).await, "arqonbus_policy_version"),
+        Some(2.0)
+    );
+    let mut n = 0;
+    while block_count(&cluster.policy_metrics(1).await) == 0.0 {
+        n += 1;
+        assert!(n < 64, "the restarted replica never inspected a message");
+        let error = send(&mut sender, &id(), "token-value-789").await;
+        assert_eq!(
+            error["error_code"], "CASIL_POLICY_BLOCKED_SECRET",
+            "{error}"
+        );
+    }
+    assert_eq!(receiver.recv(QUIET).await.unwrap_err(), SdkError::Timeout);
+    cluster.stop().await;
+}
+
+fn enforcing() -> Policy {
+    let mut policy = monitor();
+    policy.mode = Mode::Enforce;
+    policy.policies.block_on_probable_secret = true;
+    policy
+}
+
+/// A command with a secret in its arguments is blocked and not executed; so is client
+/// telemetry bound for a room (the original inspected neither).
+async fn commands_and_telemetry_are_inspected(cluster: &Cluster) {
+    let member = cluster.client("t-a").await;
+    member.join("lab", "notes").await.unwrap();
+    let blocked = member
+        .command(
+            "create_channel",
+            args(json!({"room": "vault", "channel": "keys", "description": "password: hunter2"})),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&blocked, SdkError::Rejected { code, .. } if code == "CASIL_POLICY_BLOCKED_SECRET"),
+        "{blocked:?}"
+    );
+    let listed = member
+        .command("list_channels", args(json!({"room": "vault"})))
+        .await
+        .unwrap();
+    assert!(
+        listed.has_error_code(ErrorCode::RoomNotFound),
+        "{}",
+        listed.to_json()
+    );
+
+    let mut sender = raw_sender(cluster).await;
+    let telemetry = json!({"id": id(), "type": "telemetry", "room": "lab", "channel": "notes", "payload": {"api_key": "abc"}});
+    send_json(&mut sender, &telemetry).await;
+    let error = next_json(&mut sender).await;
+    assert_eq!(
+        error["error_code"], "CASIL_POLICY_BLOCKED_SECRET",
+        "{error}"
+    );
+    assert_eq!(member.recv(QUIET).await.unwrap_err(), SdkError::Timeout);
+
+    // The policy commands themselves are never inspected, so an admin can always repair.
+    let admin = admin(cluster).await;
+    let data = reload(
+        &admin,
+        json!({"redaction_patterns": ["token"], "mode": "monitor"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(data["mode"], "monitor");
+}
+
+/// Defines `<name>::standalone` and `<name>::distributed` for a scenario run on a
+/// cluster whose policy stage starts from `$policy()`.
+macro_rules! with_policy {
+    ($policy:ident: $($name:ident),* $(,)?) => {$(
+        mod $name {
+            use arqon_e2e::Mode;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn standalone() {
+                let cluster = super::launch(Mode::Standalone, 1, &super::$policy()).await;
+                super::$name(&cluster).await;
+                cluster.stop().await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn distributed() {
+                let cluster = super::launch(Mode::Distributed, 1, &super::$policy()).await;
+                super::$name(&cluster).await;
+                cluster.stop().await;
+            }
+        }
+    )*};
+}
+
+with_policy!(enforcing:
+    commands_and_telemetry_are_inspected,
+    blocks_are_reported_on_the_decision_subject,
+);
+
+with_policy!(redacting: transport_redaction_replaces_what_receivers_and_history_see);
+
+fn redacting() -> Policy {
+    let mut policy = monitor();
+    policy.mode = Mode::Enforce;
+    policy.policies.redaction.transport_redaction = true;
+    policy.metadata.to_envelope = true;
+    policy
+}
+
+async fn transport_redaction_replaces_what_receivers_and_history_see(cluster: &Cluster) {
+    let receiver = cluster.client("t-a").await;
+    receiver.join("lab", "notes").await.unwrap();
+    let sender = cluster.client("t-a").await;
+    sender.join("lab", "notes").await.unwrap();
+    sender
+        .publish(
+            "lab",
+            "notes",
+            json!({"user": "ada", "password": "hunter2", "note": "hi"}),
+        )
+        .await
+        .unwrap();
+    let delivered = receiver.recv(WAIT).await.unwrap();
+    assert_eq!(
+        delivered.payload.get("password"),
+        Some(json!("***REDACTED***"))
+    );
+    assert_eq!(delivered.payload.get("note"), Some(json!("hi")));
+    let casil = delivered.metadata.get("casil").unwrap();
+    assert_eq!(casil["decision"], "ALLOW_WITH_REDACTION");
+    eventually("history keeps the redacted copy", || async {
+        let history = receiver
+            .command("history", args(json!({"room": "lab", "channel": "notes"})))
+            .await
+            .unwrap();
+        let data = history.payload.get("data").unwrap_or(Value::Null);
+        data["history"][0]["payload"]["password"] == "***REDACTED***"
+    })
+    .await;
+    // Switched to monitor, nothing delivered is altered any more.
+    let admin = admin(cluster).await;
+    reload(&admin, json!({"mode": "monitor"})).await.unwrap();
+    sender
+        .publish("lab", "notes", json!({"password": "hunter3"}))
+        .await
+        .unwrap();
+    let delivered = receiver.recv(WAIT).await.unwrap();
+    assert_eq!(delivered.payload.get("password"), Some(json!("hunter3")));
+}
+
+async fn blocks_are_reported_on_the_decision_subject(cluster: &Cluster) {
+    let bus = cluster.bus().await;
+    let mut events = bus.subscribe(subject::CASIL_EVENTS_ALL).await.unwrap();
+    bus.flush().await.unwrap();
+    let mut sender = raw_sender(cluster).await;
+    let secret = id();
+    let error = send(&mut sender, &secret, "the key is AKIAIOSFODNN7EXAMPLE").await;
+    assert_eq!(error["error_code"], "CASIL_POLICY_BLOCKED_SECRET");
+    let event = loop {
+        let message = tokio::time::timeout(WAIT, events.next())
+            .await
+            .expect("a decision event in time")
+            .expect("the subscription is open");
+        let event: Value = serde_json::from_slice(&message.payload).unwrap();
+        if event["message_id"] == secret.as_str() {
+            let tenant = arqon_protocol::TenantId::parse("t-a").unwrap();
+            assert_eq!(message.subject, subject::casil_events(&tenant));
+            break event;
+        }
+    };
+    assert_eq!(event["event"], "casil_decision");
+    assert_eq!(event["severity"], "warning");
+    assert_eq!(event["metadata"]["decision"], "BLOCK");
+    assert_eq!(
+        event["metadata"]["reason_code"],
+        "CASIL_POLICY_BLOCKED_SECRET"
+    );
+    // The event shows the redacted copy, never the secret.
+    assert_eq!(event["payload"]["content"], "the key is ***REDACTED***");
+}
