@@ -30,7 +30,7 @@ start_bus() {
 }
 
 echo "== memory per idle connection: $connections connections, 2 channels each"
-read -r pid addr < <(start_bus)
+read -r pid addr _ < <(start_bus)
 bench --ws-url "ws://$addr/ws" --secret "$secret" -n "$connections" --channels 2 \
   --pattern rooms --room-size 100 --duration 0 --hold 2 --server-pid "$pid" >"$work/mem-bus.json"
 stop "$pid"
@@ -41,7 +41,7 @@ stop "$pid"
 
 echo "== upgrades per second (JWT verified per connection), best of 3"
 for i in 1 2 3; do
-  read -r pid addr < <(start_bus)
+  read -r pid addr _ < <(start_bus)
   bench --ws-url "ws://$addr/ws" --secret "$secret" -n "$connections" --channels 0 \
     --connect-concurrency 128 --duration 0 >"$work/connect-bus-$i.json"
   stop "$pid"
@@ -55,7 +55,7 @@ echo "== fan-out: 1 publisher to 1,000 sockets in one room, 64-byte payloads, ${
 # "window N": as fast as deliveries keep up with at most N messages on their way;
 # "rate R": R messages per second, open loop.
 start_nats
-read -r pid addr < <(start_bus "$nats_url")
+read -r pid addr _ < <(start_bus "$nats_url")
 for load in "--window 16" "--window 64" "--rate 500" "--rate 1000"; do
   name="fanout-nats-$(echo "$load" | tr -d ' -')"
   # shellcheck disable=SC2086
@@ -63,7 +63,7 @@ for load in "--window 16" "--window 64" "--rate 500" "--rate 1000"; do
     --nats-url "$nats_url" $load --duration "$seconds" >"$work/$name.json"
 done
 stop "$pid"
-read -r pid addr < <(start_bus)
+read -r pid addr _ < <(start_bus)
 bench --ws-url "ws://$addr/ws" --secret "$secret" -n 1000 --pattern one-room --window 16 \
   --duration "$seconds" >"$work/fanout-ws-window16.json"
 stop "$pid"

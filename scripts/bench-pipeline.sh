@@ -21,28 +21,15 @@ rates="5000 20000"
 source scripts/lib/bench.sh
 build_release
 
-# Runs the loads against ws://$1/ws, writing $2-max.json and $2-rate<R>.json. "max": as
-# fast as acknowledgements and deliveries keep up; "rate R": R messages/s in all.
-loads() {
-  local addr="$1" name="$2"
-  shift 2
-  bench --ws-url "ws://$addr/ws" -n "$connections" --pattern pairs --duration "$seconds" \
-    "$@" >"$work/$name-max.json"
-  for rate in $rates; do
-    bench --ws-url "ws://$addr/ws" -n "$connections" --pattern pairs --duration "$seconds" \
-      --rate "$rate" "$@" >"$work/$name-rate$rate.json"
-  done
-}
-
 echo "== baseline: bare tokio-tungstenite relaying by room"
 read -r pid addr < <(start_baseline --rooms --nodelay)
-loads "$addr" baseline
+pairs_loads "$addr" baseline
 stop "$pid"
 
 for history in true false; do
   echo "== standalone on the embedded bus, history $history"
-  read -r pid addr < <(start_arqonbus standalone ARQONBUS_ENABLE_PERSISTENCE="$history")
-  loads "$addr" "standalone-history-$history" --secret "$secret"
+  read -r pid addr _ < <(start_arqonbus standalone ARQONBUS_ENABLE_PERSISTENCE="$history")
+  pairs_loads "$addr" "standalone-history-$history" --secret "$secret"
   stop "$pid"
 
   echo "== policy, dispatcher, edge as processes on nats-server, history $history"
@@ -50,8 +37,8 @@ for history in true false; do
   service=(ARQONBUS_NATS_URL="$nats_url" ARQONBUS_ENABLE_PERSISTENCE="$history")
   read -r policy _ < <(start_arqonbus policy "${service[@]}")
   read -r dispatcher _ < <(start_arqonbus dispatcher "${service[@]}")
-  read -r edge addr < <(start_arqonbus edge "${service[@]}")
-  loads "$addr" "distributed-history-$history" --secret "$secret"
+  read -r edge addr _ < <(start_arqonbus edge "${service[@]}")
+  pairs_loads "$addr" "distributed-history-$history" --secret "$secret"
   for p in "$edge" "$dispatcher" "$policy"; do stop "$p"; done
 done
 

@@ -56,23 +56,28 @@ start_nats() {
 }
 
 # Starts `arqonbus <service>` with the bench settings plus any VAR=value arguments after
-# the service; prints "pid ws-address" (the address is empty for services without one).
+# the service; prints "pid ws-address http-address grpc-address" ("-" for a listener the
+# service does not have; gRPC is bound only when ARQONBUS_SERVICE_TOKEN is given).
 start_arqonbus() {
   local service="$1"
   shift
   local log="$work/$service-$RANDOM.log"
   local env=(ARQONBUS_AUTH_JWT_SECRET="$secret" ARQONBUS_RATE_LIMIT_PER_SECOND=0
     ARQONBUS_MAX_CONNECTIONS=20000 ARQONBUS_LOG_FORMAT=json ARQONBUS_LOG_LEVEL=info
-    ARQONBUS_SERVER_PORT=0 ARQONBUS_HTTP_PORT=0 "$@")
+    ARQONBUS_SERVER_PORT=0 ARQONBUS_HTTP_PORT=0 ARQONBUS_GRPC_PORT=0 "$@")
   env "${env[@]}" "$bin/arqonbus" "$service" >"$log" 2>&1 &
   local pid=$!
   track "$pid"
-  local addr=""
+  local ws="-" grpc="-" http
   if [ "$service" = standalone ] || [ "$service" = edge ]; then
-    addr="$(log_field "$log" "WebSocket listener bound" addr)"
+    ws="$(log_field "$log" "WebSocket listener bound" addr)"
+  fi
+  http="$(log_field "$log" "HTTP listener bound" addr)"
+  if grep -q "ARQONBUS_SERVICE_TOKEN=" <<<"$*" && [ "$service" != edge ]; then
+    grpc="$(log_field "$log" "gRPC listener bound" addr)"
   fi
   log_field "$log" "running" message >/dev/null
-  echo "$pid $addr"
+  echo "$pid $ws $http $grpc"
 }
 
 # Starts the baseline with any extra flags; prints "pid ws-address".
@@ -95,3 +100,18 @@ start_baseline() {
 stop() { kill "$1"; wait "$1" 2>/dev/null || true; }
 
 bench() { "$bin/arqon" bench --json "$@"; }
+
+# The pipeline loads: `arqon bench --pattern pairs` with $connections connections for
+# $seconds s against ws://$1/ws, writing $work/$2-max.json (as fast as acknowledgements and
+# deliveries keep up) and $work/$2-rate<R>.json for each R in $rates (R messages/s in all).
+# Further arguments go to every run.
+pairs_loads() {
+  local addr="$1" name="$2"
+  shift 2
+  bench --ws-url "ws://$addr/ws" -n "$connections" --pattern pairs --duration "$seconds" \
+    "$@" >"$work/$name-max.json"
+  for rate in $rates; do
+    bench --ws-url "ws://$addr/ws" -n "$connections" --pattern pairs --duration "$seconds" \
+      --rate "$rate" "$@" >"$work/$name-rate$rate.json"
+  done
+}

@@ -4,6 +4,7 @@
 #![allow(clippy::print_stdout)]
 
 mod bench;
+mod policy;
 
 use std::process::ExitCode;
 
@@ -22,6 +23,8 @@ enum Command {
     /// Opens many WebSocket connections, joins them to rooms, publishes, and reports
     /// connection rate, deliveries per second, loss and latency.
     Bench(bench::BenchArgs),
+    /// Reads, checks and reloads the live CASIL policy (the policy service's gRPC API).
+    Policy(policy::PolicyArgs),
 }
 
 #[tokio::main]
@@ -29,6 +32,7 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Bench(args) => bench::run(args).await,
+        Command::Policy(args) => policy::run(args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
