@@ -64,7 +64,10 @@ fn client(args: &PolicyArgs) -> anyhow::Result<Client> {
         .with_context(|| format!("{:?} is not a URL", args.url))?
         .connect_timeout(Duration::from_secs(5))
         .timeout(Duration::from_secs(15));
-    Ok(PolicyClient::with_interceptor(endpoint.connect_lazy(), bearer))
+    Ok(PolicyClient::with_interceptor(
+        endpoint.connect_lazy(),
+        bearer,
+    ))
 }
 
 fn read(file: &PathBuf) -> anyhow::Result<String> {

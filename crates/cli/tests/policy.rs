@@ -7,8 +7,8 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use arqon_bus::{Bus, EmbeddedOptions};
-use arqon_proto::grpc::ServiceToken;
 use arqon_policy::{PolicyConfig, PolicyMetrics};
+use arqon_proto::grpc::ServiceToken;
 
 const TOKEN: &str = "cli-test-token-0123456789";
 
@@ -60,17 +60,32 @@ async fn get_validate_and_reload() {
 
     let live = arqon(&url, TOKEN, &["get"]).await;
     assert!(live.status.success(), "{}", stderr(&live));
-    assert!(stdout(&live).starts_with("# version 1 "), "{}", stdout(&live));
+    assert!(
+        stdout(&live).starts_with("# version 1 "),
+        "{}",
+        stdout(&live)
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.yaml");
-    std::fs::write(&bad, "enabled: true\nmode: enforce\npolicies: {redaction: {patterns: ['(']}}\n")
-        .unwrap();
+    std::fs::write(
+        &bad,
+        "enabled: true\nmode: enforce\npolicies: {redaction: {patterns: ['(']}}\n",
+    )
+    .unwrap();
     let checked = arqon(&url, TOKEN, &["validate", bad.to_str().unwrap()]).await;
     assert!(!checked.status.success());
-    assert!(stderr(&checked).contains("invalid policy"), "{}", stderr(&checked));
+    assert!(
+        stderr(&checked).contains("invalid policy"),
+        "{}",
+        stderr(&checked)
+    );
     let refused = arqon(&url, TOKEN, &["reload", "--file", bad.to_str().unwrap()]).await;
-    assert!(stderr(&refused).contains("VALIDATION_ERROR"), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("VALIDATION_ERROR"),
+        "{}",
+        stderr(&refused)
+    );
 
     let good = dir.path().join("good.yaml");
     std::fs::write(&good, "enabled: true\nmode: enforce\n").unwrap();
@@ -78,19 +93,41 @@ async fn get_validate_and_reload() {
     assert!(checked.status.success(), "{}", stderr(&checked));
     let reloaded = arqon(&url, TOKEN, &["reload", "--file", good.to_str().unwrap()]).await;
     assert!(reloaded.status.success(), "{}", stderr(&reloaded));
-    assert!(stdout(&reloaded).contains("version 2 "), "{}", stdout(&reloaded));
-    assert!(stdout(&reloaded).contains(r#""mode": "enforce""#), "{}", stdout(&reloaded));
+    assert!(
+        stdout(&reloaded).contains("version 2 "),
+        "{}",
+        stdout(&reloaded)
+    );
+    assert!(
+        stdout(&reloaded).contains(r#""mode": "enforce""#),
+        "{}",
+        stdout(&reloaded)
+    );
 
     let changed = arqon(
         &url,
         TOKEN,
-        &["reload", "--changes", r#"{"mode":"monitor"}"#, "--expected-version", "1"],
+        &[
+            "reload",
+            "--changes",
+            r#"{"mode":"monitor"}"#,
+            "--expected-version",
+            "1",
+        ],
     )
     .await;
-    assert!(stderr(&changed).contains("CONFLICT"), "{}", stderr(&changed));
+    assert!(
+        stderr(&changed).contains("CONFLICT"),
+        "{}",
+        stderr(&changed)
+    );
 
     let wrong = arqon(&url, "not-the-token", &["get"]).await;
     assert!(!wrong.status.success());
-    assert!(stderr(&wrong).contains("AUTHENTICATION_FAILED"), "{}", stderr(&wrong));
+    assert!(
+        stderr(&wrong).contains("AUTHENTICATION_FAILED"),
+        "{}",
+        stderr(&wrong)
+    );
     shutdown.cancel();
 }
