@@ -1,6 +1,9 @@
 //! `arqon policy` against a real policy stage (on the embedded bus) serving its gRPC API
 //! on a loopback port.
 
+// Test helpers: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
 use std::process::{Command, Output};
 
 use tokio::net::TcpListener;
