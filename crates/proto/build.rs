@@ -9,7 +9,11 @@ const PROTOS: &[&str] = &[
     "arqon/envelope/v1/envelope.proto",
     "arqon/policy/v1/policy.proto",
     "arqon/dispatcher/v1/bus.proto",
+    "arqon/operators/v1/common.proto",
     "arqon/operators/v1/store.proto",
+    "arqon/operators/v1/webhook.proto",
+    "arqon/operators/v1/cron.proto",
+    "arqon/operators/v1/omega.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

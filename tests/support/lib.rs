@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use arqon_dispatcher::{DispatcherConfig, ServiceToken};
 use arqon_edge::EdgeConfig;
+use arqon_operators::OperatorsConfig;
 use arqon_policy::PolicyConfig;
 use arqon_sdk::token::{Claims, mint_hs256};
 use arqon_sdk::{Client, ConnectOptions};
@@ -64,10 +65,12 @@ pub struct Cluster {
     nodes: Vec<Node>,
     dispatchers: Vec<usize>,
     policies: Vec<usize>,
+    operators: Vec<usize>,
     /// The gRPC APIs of the first dispatcher (or the standalone process).
     grpc_addr: Option<SocketAddr>,
-    /// The NATS URL and policy settings, to start policy replicas later.
+    /// The NATS URL and policy and operators settings, to start replicas later.
     nats_url: Option<String>,
+    operator: OperatorsConfig,
     /// The standalone process's embedded bus.
     embedded: Option<arqon_bus::Bus>,
     policy: PolicyConfig,
@@ -110,9 +113,11 @@ pub struct Topology {
     pub edges: usize,
     pub policies: usize,
     pub dispatchers: usize,
+    pub operators: usize,
     pub edge: EdgeConfig,
     pub policy: PolicyConfig,
     pub dispatcher: DispatcherConfig,
+    pub operator: OperatorsConfig,
 }
 
 impl Topology {
@@ -122,9 +127,11 @@ impl Topology {
             edges: 1,
             policies: 1,
             dispatchers: 1,
+            operators: 1,
             edge: edge_config(),
             policy: PolicyConfig::default(),
             dispatcher: DispatcherConfig::default(),
+            operator: OperatorsConfig::default(),
         }
     }
 }
@@ -207,10 +214,12 @@ impl Cluster {
             nodes: Vec::new(),
             dispatchers: Vec::new(),
             policies: Vec::new(),
+            operators: Vec::new(),
             grpc_addr: None,
             nats_url: nats.as_ref().map(NatsServer::url),
             embedded: None,
             policy: PolicyConfig::default(),
+            operator: OperatorsConfig::default(),
             nats,
         }
     }
@@ -235,7 +244,12 @@ impl Cluster {
         let (websocket, http, grpc) = (listener().await, listener().await, listener().await);
         cluster.add_edge_addr(&websocket, &http);
         cluster.grpc_addr = Some(grpc.local_addr().expect("addr"));
-        let services = Services::all(topology.edge, topology.policy, topology.dispatcher);
+        let services = Services::all(
+            topology.edge,
+            topology.policy,
+            topology.dispatcher,
+            topology.operator,
+        );
         let listeners = Listeners {
             websocket: Some(websocket),
             http,
@@ -243,6 +257,7 @@ impl Cluster {
         };
         cluster.dispatchers.push(0);
         cluster.policies.push(0);
+        cluster.operators.push(0);
         cluster.embedded = Some(bus.clone());
         cluster.spawn("standalone", services, bus, listeners);
         cluster
@@ -283,10 +298,30 @@ impl Cluster {
         address
     }
 
+    /// Starts an operators replica (with its gRPC APIs); returns the APIs' address.
+    async fn spawn_operators(&mut self) -> SocketAddr {
+        let grpc = listener().await;
+        let address = grpc.local_addr().expect("addr");
+        let services = Services {
+            operators: Some(self.operator.clone()),
+            ..Services::default()
+        };
+        let listeners = Listeners {
+            websocket: None,
+            http: listener().await,
+            grpc: Some(grpc),
+        };
+        self.operators.push(self.nodes.len());
+        let bus = self.connect("operators").await;
+        self.spawn("operators", services, bus, listeners);
+        address
+    }
+
     async fn start_distributed(topology: Topology) -> Self {
         let nats = NatsServer::start();
         let mut cluster = Self::empty(Some(nats));
         cluster.policy = topology.policy.clone();
+        cluster.operator = topology.operator.clone();
         let http_only = || async {
             Listeners {
                 websocket: None,
@@ -300,10 +335,16 @@ impl Cluster {
             let address = cluster.spawn_policy().await;
             policy_url.get_or_insert(format!("http://{address}"));
         }
+        let mut operators_url = None;
+        for _ in 0..topology.operators.max(1) {
+            let address = cluster.spawn_operators().await;
+            operators_url.get_or_insert(format!("http://{address}"));
+        }
         for _ in 0..topology.dispatchers.max(1) {
             let dispatcher = Services {
                 dispatcher: Some(DispatcherConfig {
                     policy_url: policy_url.clone(),
+                    operators_url: operators_url.clone(),
                     ..topology.dispatcher.clone()
                 }),
                 ..Services::default()
@@ -318,12 +359,6 @@ impl Cluster {
             let bus = cluster.connect("dispatcher").await;
             cluster.spawn("dispatcher", dispatcher, bus, listeners);
         }
-        let operators = Services {
-            operators: true,
-            ..Services::default()
-        };
-        let bus = cluster.connect("operators").await;
-        cluster.spawn("operators", operators, bus, http_only().await);
         // A service answers HTTP once it has started (subscribed); an edge started
         // earlier would accept envelopes nobody consumes yet.
         for node in &cluster.nodes {
@@ -391,9 +426,18 @@ impl Cluster {
         }
     }
 
-    /// The Prometheus exposition of policy replica `i`.
-    pub async fn policy_metrics(&self, i: usize) -> String {
-        let addr = self.nodes[self.policies[i]].http;
+    /// Stops operators replica `i` (gracefully) and waits for it; it is not replaced.
+    pub async fn stop_operators(&mut self, i: usize) {
+        self.stop_node(self.operators[i]).await;
+    }
+
+    /// The Prometheus exposition of operators replica `i`.
+    pub async fn operators_metrics(&self, i: usize) -> String {
+        self.node_metrics(self.operators[i]).await
+    }
+
+    async fn node_metrics(&self, index: usize) -> String {
+        let addr = self.nodes[index].http;
         let (status, body) =
             tokio::task::spawn_blocking(move || arqon_testkit::http::get(addr, "/metrics", WAIT))
                 .await
@@ -401,6 +445,11 @@ impl Cluster {
                 .expect("HTTP GET");
         assert_eq!(status, 200);
         body
+    }
+
+    /// The Prometheus exposition of policy replica `i`.
+    pub async fn policy_metrics(&self, i: usize) -> String {
+        self.node_metrics(self.policies[i]).await
     }
 
     /// Cancels the shutdown token, as SIGTERM does, without waiting.

@@ -111,6 +111,20 @@ impl CommandReply {
         }
     }
 
+    /// An error whose `data` says what it was about (e.g. `{"rule_id": …}` for a
+    /// `NOT_FOUND`), as the original's operators answered.
+    pub fn error_with_data(
+        code: ErrorCode,
+        message: impl Into<String>,
+        data: Map<String, Value>,
+    ) -> Self {
+        Self {
+            error_code: Some(code),
+            message: message.into(),
+            data,
+        }
+    }
+
     pub fn is_success(&self) -> bool {
         self.error_code.is_none()
     }

@@ -55,6 +55,29 @@ pub const EDGE_TTL: std::time::Duration = std::time::Duration::from_secs(15);
 pub const CASIL_BUCKET: &str = "arqon_casil";
 /// The key of the live CASIL policy in [`CASIL_BUCKET`].
 pub const CASIL_POLICY_KEY: &str = "policy";
+/// The webhook rules: keys `<tenant>.<rule_id>`.
+pub const WEBHOOKS_BUCKET: &str = "arqon_webhooks";
+/// The work-queue stream of messages waiting for webhook delivery.
+pub const WEBHOOK_QUEUE_STREAM: &str = "ARQON_WEBHOOK_QUEUE";
+/// Every subject [`WEBHOOK_QUEUE_STREAM`] captures.
+pub const WEBHOOK_QUEUE_ALL: &str = "arqon.webhook.queue.>";
+const WEBHOOK_QUEUE_PREFIX: &str = "arqon.webhook.queue.";
+/// Every dead letter (a webhook delivery that ran out of attempts), of every tenant.
+pub const WEBHOOK_DEAD_ALL: &str = "arqon.webhook.dead.>";
+const WEBHOOK_DEAD_PREFIX: &str = "arqon.webhook.dead.";
+/// The cron jobs: keys `<tenant>.<job_id>`.
+pub const CRON_BUCKET: &str = "arqon_cron";
+/// The cron scheduler's lease: one key, held by the replica that fires.
+pub const CRON_LEASE_BUCKET: &str = "arqon_cron_lease";
+/// The tenant key-value store (`op.store.*`).
+pub const STORE_BUCKET: &str = "arqon_store";
+/// Tier-Omega substrates.
+pub const OMEGA_SUBSTRATES_BUCKET: &str = "arqon_omega_substrates";
+/// Tier-Omega events.
+pub const OMEGA_EVENTS_BUCKET: &str = "arqon_omega_events";
+/// Every "a client disconnected" notice (payload: its client id), of every tenant.
+pub const CLIENTS_GONE_ALL: &str = "arqon.clients.gone.*";
+const CLIENTS_GONE_PREFIX: &str = "arqon.clients.gone.";
 /// Every CASIL decision event, of every tenant.
 pub const CASIL_EVENTS_ALL: &str = "arqon.telemetry.casil.>";
 const CASIL_EVENTS_PREFIX: &str = "arqon.telemetry.casil.";
@@ -96,6 +119,23 @@ pub fn presence_events(tenant: &TenantId, topic: &Topic) -> String {
         "{PRESENCE_EVENTS_PREFIX}{tenant}.{}.{}",
         topic.room, topic.channel
     )
+}
+
+/// Where a tenant's routed messages wait for webhook delivery (the dispatcher and the
+/// cron scheduler publish a copy here when the tenant has rules).
+pub fn webhook_queue(tenant: &TenantId) -> String {
+    format!("{WEBHOOK_QUEUE_PREFIX}{tenant}")
+}
+
+/// Where a tenant's dead letters go: deliveries that ran out of attempts.
+pub fn webhook_dead(tenant: &TenantId) -> String {
+    format!("{WEBHOOK_DEAD_PREFIX}{tenant}")
+}
+
+/// Where an edge says that one of a tenant's clients disconnected, so what it owned
+/// (webhook rules, cron jobs) can go.
+pub fn client_gone(tenant: &TenantId) -> String {
+    format!("{CLIENTS_GONE_PREFIX}{tenant}")
 }
 
 /// Where the policy stage publishes a tenant's CASIL decision events (JSON), for

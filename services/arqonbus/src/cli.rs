@@ -7,6 +7,7 @@ use clap::{Args, Parser, Subcommand};
 
 use arqon_dispatcher::{DispatcherConfig, ServiceToken};
 use arqon_edge::EdgeConfig;
+use arqon_operators::OperatorsConfig;
 use arqon_policy::PolicyConfig;
 use arqon_telemetry::LogFormat;
 
@@ -166,6 +167,8 @@ pub struct StandaloneArgs {
     #[command(flatten)]
     pub dispatcher: DispatcherConfig,
     #[command(flatten)]
+    pub operators: OperatorsConfig,
+    #[command(flatten)]
     pub grpc: GrpcListen,
 }
 
@@ -203,6 +206,10 @@ pub struct DispatcherArgs {
 pub struct OperatorsArgs {
     #[command(flatten)]
     pub common: Common,
+    #[command(flatten)]
+    pub operators: OperatorsConfig,
+    #[command(flatten)]
+    pub grpc: GrpcListen,
 }
 
 #[cfg(test)]

@@ -20,8 +20,11 @@ use tracing::info;
 use axum::Router;
 
 use arqon_bus::{Bus, NatsOptions};
-use arqon_dispatcher::{DispatcherConfig, DispatcherMetrics, PolicyControl, ServiceToken};
+use arqon_dispatcher::{
+    DispatcherConfig, DispatcherMetrics, OperatorsControl, PolicyControl, ServiceToken,
+};
 use arqon_edge::{Edge, EdgeConfig, EdgeMetrics};
+use arqon_operators::{OperatorsConfig, OperatorsMetrics};
 use arqon_policy::{PolicyConfig, PolicyMetrics};
 use arqon_telemetry::metrics::{HttpMetrics, Registry, metrics_router};
 use arqon_telemetry::ops;
@@ -39,17 +42,22 @@ pub struct Services {
     pub edge: Option<EdgeConfig>,
     pub policy: Option<PolicyConfig>,
     pub dispatcher: Option<DispatcherConfig>,
-    pub operators: bool,
+    pub operators: Option<OperatorsConfig>,
 }
 
 impl Services {
     /// All four, as `arqonbus standalone` runs them.
-    pub fn all(edge: EdgeConfig, policy: PolicyConfig, dispatcher: DispatcherConfig) -> Self {
+    pub fn all(
+        edge: EdgeConfig,
+        policy: PolicyConfig,
+        dispatcher: DispatcherConfig,
+        operators: OperatorsConfig,
+    ) -> Self {
         Self {
             edge: Some(edge),
             policy: Some(policy),
             dispatcher: Some(dispatcher),
-            operators: true,
+            operators: Some(operators),
         }
     }
 
@@ -58,6 +66,9 @@ impl Services {
     pub fn with_service_token(mut self, token: Option<ServiceToken>) -> Self {
         if let Some(policy) = self.policy.as_mut() {
             policy.service_token.clone_from(&token);
+        }
+        if let Some(operators) = self.operators.as_mut() {
+            operators.service_token.clone_from(&token);
         }
         if let Some(dispatcher) = self.dispatcher.as_mut() {
             dispatcher.service_token = token;
@@ -133,12 +144,35 @@ pub async fn serve(
             Ok(())
         }));
     }
+    let mut operators_apis = None;
+    if let Some(config) = services.operators {
+        let metrics = OperatorsMetrics::register(&mut registry);
+        let operators = arqon_operators::start(config, bus.clone(), metrics, shutdown.clone())
+            .await
+            .context("starting the operators")?;
+        operators.add_grpc(&mut grpc);
+        operators_apis = Some(operators.apis());
+        tasks.push(Box::pin(async move {
+            operators.wait().await;
+            Ok(())
+        }));
+    }
     if let Some(mut config) = services.dispatcher {
-        // With the policy stage in this process, its control API is called in process.
+        // Services in this process are called in process.
         if let Some(api) = policy_api
             && config.policy_url.is_none()
         {
             config.policy_control = Some(PolicyControl::in_process(api));
+        }
+        if let Some(apis) = operators_apis
+            && config.operators_url.is_none()
+        {
+            config.operators_control = Some(OperatorsControl::in_process(
+                apis.store,
+                apis.webhook,
+                apis.cron,
+                apis.omega,
+            ));
         }
         let metrics = DispatcherMetrics::register(&mut registry);
         let dispatcher = arqon_dispatcher::start(config, bus.clone(), metrics, shutdown.clone())
@@ -155,13 +189,6 @@ pub async fn serve(
         let served = arqon_proto::grpc::serve(grpc.routes(), listener, stop.cancelled_owned());
         tasks.push(Box::pin(async move {
             served.await.context("serving the gRPC APIs")
-        }));
-    }
-    if services.operators {
-        let (bus, shutdown) = (bus.clone(), shutdown.clone());
-        tasks.push(Box::pin(async move {
-            arqon_operators::run(bus, shutdown).await;
-            Ok(())
         }));
     }
     let mut http = Router::new();

@@ -42,7 +42,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 grpc_listen = Some(a.grpc);
                 (
                     "standalone",
-                    Services::all(a.edge, a.policy, a.dispatcher),
+                    Services::all(a.edge, a.policy, a.dispatcher, a.operators),
                     Some(a.listen),
                 )
             }
@@ -76,14 +76,17 @@ async fn run(command: Command) -> anyhow::Result<()> {
                     None,
                 )
             }
-            Command::Operators(_) => (
-                "operators",
-                Services {
-                    operators: true,
-                    ..Services::default()
-                },
-                None,
-            ),
+            Command::Operators(a) => {
+                grpc_listen = Some(a.grpc);
+                (
+                    "operators",
+                    Services {
+                        operators: Some(a.operators),
+                        ..Services::default()
+                    },
+                    None,
+                )
+            }
         };
     let mut services = services.with_service_token(common.service_token.clone());
     let standalone = component == "standalone";

@@ -9,6 +9,7 @@
 
 mod commands;
 mod grpc;
+mod operators_control;
 mod policy_control;
 mod route;
 mod state;
@@ -27,6 +28,7 @@ use arqon_bus::{Bus, BusError};
 use arqon_protocol::subject;
 
 pub use arqon_proto::grpc::ServiceToken;
+pub use operators_control::{OperatorsControl, OperatorsControlError};
 pub use policy_control::{PolicyControl, PolicyControlError};
 pub use state::HistoryConfig;
 use state::{History, Presence, Registry};
@@ -61,6 +63,16 @@ pub struct DispatcherConfig {
     /// The policy control API in this process (standalone); wins over `policy_url`.
     #[arg(skip)]
     pub policy_control: Option<PolicyControl>,
+
+    /// The operators service's gRPC APIs, for `op.store.*`, `op.webhook.*`, `op.cron.*`
+    /// and `op.omega.*`, e.g. `http://operators:9200` (needs the service token).
+    /// Standalone calls them in process.
+    #[arg(long = "operators-url", env = "ARQONBUS_OPERATORS_URL")]
+    pub operators_url: Option<String>,
+
+    /// The operators APIs in this process (standalone); wins over `operators_url`.
+    #[arg(skip)]
+    pub operators_control: Option<OperatorsControl>,
 }
 
 impl Default for DispatcherConfig {
@@ -71,6 +83,8 @@ impl Default for DispatcherConfig {
             policy_url: None,
             service_token: None,
             policy_control: None,
+            operators_url: None,
+            operators_control: None,
         }
     }
 }
@@ -84,6 +98,8 @@ pub enum DispatcherError {
     InvalidServiceToken(&'static str),
     #[error(transparent)]
     PolicyControl(#[from] PolicyControlError),
+    #[error(transparent)]
+    OperatorsControl(#[from] OperatorsControlError),
 }
 
 /// Counters of this replica.
@@ -141,6 +157,8 @@ pub(crate) struct Context {
     history: History,
     /// The policy service's control API, when configured.
     policy: Option<PolicyControl>,
+    /// The operators service's APIs, when configured.
+    operators: Option<OperatorsControl>,
 }
 
 /// A running dispatcher.
@@ -192,8 +210,17 @@ pub async fn start(
         (None, Some(url)) => Some(PolicyControl::remote(url, config.service_token.as_ref())?),
         (None, None) => None,
     };
+    let operators = match (config.operators_control, &config.operators_url) {
+        (Some(control), _) => Some(control),
+        (None, Some(url)) => Some(OperatorsControl::remote(
+            url,
+            config.service_token.as_ref(),
+        )?),
+        (None, None) => None,
+    };
     let context = Arc::new(Context {
         policy,
+        operators,
         registry: Registry::open(&bus).await?,
         presence: Presence::open(&bus).await?,
         history: History::open(&bus, &config.history).await?,

@@ -123,6 +123,16 @@ fn deliver(shared: &Shared, direct: DirectDelivery) -> bool {
     }
 }
 
+/// Tells the operators a client is gone, so what it owned without `persistent` goes too.
+/// (A crashed edge says nothing: the operators also check the edges bucket.)
+pub(crate) async fn say_gone(shared: &Shared, identity: &Identity) {
+    let target = subject::client_gone(&identity.tenant);
+    let id = Bytes::from(identity.client_id.as_str().to_owned());
+    if let Err(e) = shared.bus.publish(target, id).await {
+        debug!(error = %e, "cannot announce a disconnect");
+    }
+}
+
 /// Announces that a connection joined or left a channel, to every edge with members.
 pub(crate) async fn announce(shared: &Shared, identity: &Identity, topic: &Topic, action: &str) {
     if !shared.config.presence_events {

@@ -656,6 +656,7 @@ impl Connection {
             crate::cluster::announce(&self.shared, &self.identity, &topic, "leave").await;
         }
         self.shared.connections.remove(&self.identity.client_id);
+        crate::cluster::say_gone(&self.shared, &self.identity).await;
         debug!(client_id = %self.identity.client_id, reason = reason.as_str(), "client disconnected");
     }
 }

@@ -1,22 +1,168 @@
 //! The operators service: webhooks, cron jobs, the tenant key-value store and the
-//! Tier-Omega lane (`op.webhook.*`, `op.cron.*`, `op.store.*`, `op.omega.*`).
+//! Tier-Omega lane (`op.webhook.*`, `op.cron.*`, `op.store.*`, `op.omega.*`), each a
+//! typed gRPC API (`proto/arqon/operators/v1`) that the dispatcher calls for WebSocket
+//! clients and backends may call directly.
 //!
-//! The operators are not implemented yet: the service runs, reports ready while its bus
-//! is connected, and serves nothing. Until they land, the dispatcher answers `op.*`
-//! commands with `UNKNOWN_COMMAND`. All operator state will live in JetStream, so any
-//! replica can answer any call.
+//! All state lives in the bus (JetStream KV and streams, or their embedded equivalents),
+//! so any replica answers any call and losing one loses nothing.
+
+pub mod caller;
+pub mod cron;
+pub mod omega;
+pub mod owners;
+pub mod status;
+pub mod store;
+pub mod webhook;
 
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::info;
 
-use arqon_bus::Bus;
+use arqon_bus::{Bus, BusError};
+use arqon_proto::grpc::{ServiceToken, require};
+use arqon_proto::operators::v1::{
+    cron_server::CronServer, omega_server::OmegaServer, store_server::StoreServer,
+    webhooks_server::WebhooksServer,
+};
+use prometheus_client::registry::Registry;
 
-/// Runs until `shutdown`.
-pub async fn run(bus: Bus, shutdown: CancellationToken) {
-    info!(
-        connected = bus.is_connected(),
-        "operators service started (no operators yet)"
-    );
-    shutdown.cancelled().await;
-    info!("operators service stopped");
+pub use caller::Caller;
+pub use cron::{CronApi, CronSettings};
+pub use omega::{OmegaApi, OmegaSettings};
+pub use owners::Owners;
+pub use store::{StoreApi, StoreSettings};
+pub use webhook::{WebhookApi, WebhookSettings};
+
+/// Settings of the operators service.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct OperatorsConfig {
+    #[command(flatten)]
+    pub store: StoreSettings,
+    #[command(flatten)]
+    pub webhook: WebhookSettings,
+    #[command(flatten)]
+    pub cron: CronSettings,
+    #[command(flatten)]
+    pub omega: OmegaSettings,
+    /// The token callers of the gRPC APIs present (set by the binary from
+    /// `ARQONBUS_SERVICE_TOKEN`); without it the APIs are not served over the network.
+    #[arg(skip)]
+    pub service_token: Option<ServiceToken>,
+}
+
+/// Why the operators service stopped, or could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum OperatorsError {
+    #[error("bus: {0}")]
+    Bus(#[from] BusError),
+    #[error("{0}")]
+    Settings(String),
+}
+
+/// The metrics of every operator.
+#[derive(Debug, Clone, Default)]
+pub struct OperatorsMetrics {
+    pub webhook: webhook::WebhookMetrics,
+    pub cron: cron::CronMetrics,
+}
+
+impl OperatorsMetrics {
+    pub fn register(registry: &mut Registry) -> Self {
+        Self {
+            webhook: webhook::WebhookMetrics::register(registry),
+            cron: cron::CronMetrics::register(registry),
+        }
+    }
+}
+
+/// What the operators share.
+#[derive(Debug, Clone)]
+pub(crate) struct Shared {
+    pub(crate) bus: Bus,
+    pub(crate) owners: Owners,
+    pub(crate) metrics: OperatorsMetrics,
+}
+
+/// The four APIs, to call in process (a standalone dispatcher does).
+#[derive(Debug, Clone)]
+pub struct OperatorsApis {
+    pub store: StoreApi,
+    pub webhook: WebhookApi,
+    pub cron: CronApi,
+    pub omega: OmegaApi,
+}
+
+/// A running operators service.
+#[derive(Debug)]
+pub struct Operators {
+    tasks: TaskTracker,
+    apis: OperatorsApis,
+    service_token: Option<ServiceToken>,
+}
+
+impl Operators {
+    /// The APIs, to call in process.
+    pub fn apis(&self) -> OperatorsApis {
+        self.apis.clone()
+    }
+
+    /// Adds the gRPC APIs, behind the service token, to `routes`; nothing without one.
+    pub fn add_grpc(&self, routes: &mut tonic::service::RoutesBuilder) {
+        let Some(token) = &self.service_token else {
+            return;
+        };
+        let apis = self.apis.clone();
+        routes.add_service(StoreServer::with_interceptor(
+            apis.store,
+            require(token.clone()),
+        ));
+        routes.add_service(WebhooksServer::with_interceptor(
+            apis.webhook,
+            require(token.clone()),
+        ));
+        routes.add_service(CronServer::with_interceptor(
+            apis.cron,
+            require(token.clone()),
+        ));
+        routes.add_service(OmegaServer::with_interceptor(
+            apis.omega,
+            require(token.clone()),
+        ));
+    }
+
+    /// Waits until every operator has stopped (after `shutdown`).
+    pub async fn wait(self) {
+        self.tasks.wait().await;
+        info!("operators service stopped");
+    }
+}
+
+/// Opens every operator's state and starts their background work (webhook delivery, the
+/// cron scheduler); runs until `shutdown`.
+pub async fn start(
+    config: OperatorsConfig,
+    bus: Bus,
+    metrics: OperatorsMetrics,
+    shutdown: CancellationToken,
+) -> Result<Operators, OperatorsError> {
+    let tasks = TaskTracker::new();
+    let owners = Owners::start(&bus, &tasks, shutdown.clone()).await?;
+    let shared = Shared {
+        bus,
+        owners,
+        metrics,
+    };
+    let apis = OperatorsApis {
+        store: store::start(&shared, &config.store).await?,
+        webhook: webhook::start(&shared, &config.webhook, &tasks, shutdown.clone()).await?,
+        cron: cron::start(&shared, &config.cron, &tasks, shutdown.clone()).await?,
+        omega: omega::start(&shared, &config.omega).await?,
+    };
+    tasks.close();
+    info!("operators service started");
+    Ok(Operators {
+        tasks,
+        apis,
+        service_token: config.service_token,
+    })
 }

@@ -24,7 +24,7 @@ pub(crate) struct Spec {
     pub(crate) example: &'static str,
 }
 
-const fn arg(name: &'static str, required: bool, description: &'static str) -> Arg {
+pub(crate) const fn arg(name: &'static str, required: bool, description: &'static str) -> Arg {
     Arg {
         name,
         required,
@@ -32,8 +32,8 @@ const fn arg(name: &'static str, required: bool, description: &'static str) -> A
     }
 }
 
-const ROOM: Arg = arg("room", true, "room name");
-const CHANNEL: Arg = arg("channel", true, "channel name");
+pub(crate) const ROOM: Arg = arg("room", true, "room name");
+pub(crate) const CHANNEL: Arg = arg("channel", true, "channel name");
 
 pub(crate) const COMMANDS: &[Spec] = &[
     Spec {
@@ -212,8 +212,13 @@ pub(crate) const COMMANDS: &[Spec] = &[
     },
 ];
 
+/// Every command: the built-ins, then the operators' (`op.*`).
+pub(crate) fn all() -> impl Iterator<Item = &'static Spec> {
+    COMMANDS.iter().chain(super::ops::specs())
+}
+
 pub(crate) fn find(name: &str) -> Option<&'static Spec> {
-    COMMANDS.iter().find(|c| c.name == name)
+    all().find(|c| c.name == name)
 }
 
 #[cfg(test)]
@@ -225,7 +230,7 @@ mod tests {
     #[test]
     fn names_are_unique_and_examples_name_their_command() {
         let mut seen = HashSet::new();
-        for spec in COMMANDS {
+        for spec in all() {
             assert!(seen.insert(spec.name), "{}", spec.name);
             let example: serde_json::Value = serde_json::from_str(spec.example).unwrap();
             assert_eq!(example["command"], spec.name);

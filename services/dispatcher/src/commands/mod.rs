@@ -6,6 +6,7 @@ mod casil;
 mod catalog;
 mod channels;
 mod history;
+mod ops;
 mod system;
 
 use serde_json::{Map, Value};
@@ -117,6 +118,9 @@ pub(crate) async fn execute(context: &Context, inbound: &Inbound) -> Outcome {
         inbound,
         args: Args::new(inbound.envelope.args.to_map()),
     };
+    if let Some(reply) = ops::execute(&call, spec.name).await {
+        return reply.into();
+    }
     match spec.name {
         "ping" => system::ping(&call).into(),
         "status" => system::status(&call).await.into(),

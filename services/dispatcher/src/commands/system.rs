@@ -112,7 +112,7 @@ pub(crate) fn help(call: &Call<'_>) -> CommandReply {
         };
     }
     let mut categories: Map<String, Value> = Map::new();
-    for spec in catalog::COMMANDS {
+    for spec in catalog::all() {
         if let Value::Array(names) = categories
             .entry(spec.category)
             .or_insert_with(|| Value::Array(Vec::new()))
@@ -120,19 +120,18 @@ pub(crate) fn help(call: &Call<'_>) -> CommandReply {
             names.push(Value::from(spec.name));
         }
     }
-    let commands: Map<String, Value> = catalog::COMMANDS
-        .iter()
+    let commands: Map<String, Value> = catalog::all()
         .map(|spec| (spec.name.to_owned(), describe(spec)))
         .collect();
     let mut data = object(json!({
-        "available_commands": catalog::COMMANDS.iter().map(|s| s.name).collect::<Vec<_>>(),
+        "available_commands": catalog::all().map(|s| s.name).collect::<Vec<_>>(),
         "commands": commands,
         "categories": categories,
         "usage": "Send {\"type\":\"command\",\"command\":\"<name>\",\"args\":{...}}; help with args {\"command\":\"<name>\"} describes one",
     }));
     call.queried(&mut data);
     CommandReply::success(
-        format!("{} commands available", catalog::COMMANDS.len()),
+        format!("{} commands available", catalog::all().count()),
         data,
     )
 }
