@@ -1,10 +1,14 @@
 //! `arqon`: the ArqonBus command line.
 
 // A command-line tool writes its results to stdout.
-#![allow(clippy::print_stdout)]
+#![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod bench;
+mod http;
+mod output;
 mod policy;
+mod session;
+mod token;
 
 use std::process::ExitCode;
 
@@ -20,6 +24,24 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Prints the bus's `/status` (HTTP).
+    Status(http::HttpArgs),
+    /// Prints the bus's `/version` (HTTP).
+    Version(http::HttpArgs),
+    /// Connects, optionally sends one frame, and prints what arrives.
+    Tail(session::TailArgs),
+    /// Mints a development token from the bus's secret.
+    Token(token::TokenArgs),
+    /// Publishes one message to room:channel.
+    Publish(session::PublishArgs),
+    /// Joins room:channel and prints its messages as they arrive.
+    Join(session::JoinArgs),
+    /// Runs any command and prints its response.
+    Command(session::CommandArgs),
+    /// Prints a channel's stored messages.
+    History(session::HistoryArgs),
+    /// Lists a room's channels.
+    Channels(session::ChannelsArgs),
     /// Opens many WebSocket connections, joins them to rooms, publishes, and reports
     /// connection rate, deliveries per second, loss and latency.
     Bench(bench::BenchArgs),
@@ -29,8 +51,19 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // One TLS provider for https and wss URLs, chosen on purpose (ring, as the bus).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Status(args) => http::get(&args, "/status").await,
+        Command::Version(args) => http::get(&args, "/version").await,
+        Command::Tail(args) => session::tail(args).await,
+        Command::Token(args) => token::run(args),
+        Command::Publish(args) => session::publish(args).await,
+        Command::Join(args) => session::join(args).await,
+        Command::Command(args) => session::command(args).await,
+        Command::History(args) => session::history(args).await,
+        Command::Channels(args) => session::channels(args).await,
         Command::Bench(args) => bench::run(args).await,
         Command::Policy(args) => policy::run(args).await,
     };
@@ -38,6 +71,9 @@ async fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("arqon: {e:#}");
+            if let Some(hint) = session::hint(&e) {
+                eprintln!("hint: {hint}");
+            }
             ExitCode::FAILURE
         }
     }
