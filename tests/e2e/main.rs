@@ -18,6 +18,7 @@ mod ops_store;
 mod ops_webhook;
 mod replicas;
 mod routing;
+mod sdk;
 mod validation;
 
 /// Defines `<name>::standalone` and `<name>::distributed` for a scenario written once as

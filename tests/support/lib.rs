@@ -66,6 +66,7 @@ pub struct Cluster {
     dispatchers: Vec<usize>,
     policies: Vec<usize>,
     operators: Vec<usize>,
+    edge_nodes: Vec<usize>,
     /// The gRPC APIs of the first dispatcher (or the standalone process).
     grpc_addr: Option<SocketAddr>,
     /// The NATS URL and policy and operators settings, to start replicas later.
@@ -215,6 +216,7 @@ impl Cluster {
             dispatchers: Vec::new(),
             policies: Vec::new(),
             operators: Vec::new(),
+            edge_nodes: Vec::new(),
             grpc_addr: None,
             nats_url: nats.as_ref().map(NatsServer::url),
             embedded: None,
@@ -377,6 +379,7 @@ impl Cluster {
                 grpc: None,
             };
             let bus = cluster.connect("edge").await;
+            cluster.edge_nodes.push(cluster.nodes.len());
             cluster.spawn("edge", edge, bus, listeners);
         }
         cluster
@@ -424,6 +427,12 @@ impl Cluster {
                 .expect("the service panicked");
             result.expect("the service failed");
         }
+    }
+
+    /// Stops edge `i` of a distributed cluster (its clients are closed with 1001, as on
+    /// SIGTERM) and waits for it.
+    pub async fn stop_edge(&mut self, i: usize) {
+        self.stop_node(self.edge_nodes[i]).await;
     }
 
     /// Stops operators replica `i` (gracefully) and waits for it; it is not replaced.

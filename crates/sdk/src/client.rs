@@ -201,6 +201,56 @@ impl Client {
         }
     }
 
+    /// Sends `payload` (a JSON object) to one client of this tenant, wherever it is
+    /// connected, and waits until the bus confirms it. Returns the message's id; a client
+    /// that is not connected is `Rejected` with `TARGET_NOT_FOUND`.
+    pub async fn send_private(&self, to_client: &str, payload: Value) -> Result<String, SdkError> {
+        let mut envelope = Envelope::new(MessageType::Message);
+        envelope.to_client = Some(to_client.to_owned());
+        envelope.payload = JsonObject::from_value(&payload)
+            .map_err(|_| SdkError::Invalid("the payload must be a JSON object".to_owned()))?;
+        let answer = self.request(&envelope, false).await?;
+        match answer.kind {
+            MessageType::MessageResponse => Ok(envelope.id.to_string()),
+            _ => Err(rejection(&answer)),
+        }
+    }
+
+    /// Replaces this connection's token before it expires (`refresh`); returns the new
+    /// expiry (Unix seconds).
+    pub async fn refresh(&self, token: &str) -> Result<u64, SdkError> {
+        let mut args = Map::new();
+        args.insert("token".to_owned(), Value::from(token));
+        let response = self.command("refresh", args).await?;
+        match response.status {
+            Some(Status::Success) => Ok(response
+                .payload
+                .get("data")
+                .and_then(|d| d.get("expires_at").and_then(Value::as_u64))
+                .unwrap_or_default()),
+            _ => Err(rejection(&response)),
+        }
+    }
+
+    /// Joins `room:channel` and asks for the messages after `since_id` (the last one
+    /// seen) first; returns the join response (`data.recovered`, `data.recovered_count`).
+    pub async fn join_since(
+        &self,
+        room: &str,
+        channel: &str,
+        since_id: &str,
+    ) -> Result<Envelope, SdkError> {
+        let mut args = Map::new();
+        args.insert("room".to_owned(), Value::from(room));
+        args.insert("channel".to_owned(), Value::from(channel));
+        args.insert("since_id".to_owned(), Value::from(since_id));
+        let response = self.command("join_channel", args).await?;
+        match response.status {
+            Some(Status::Success) => Ok(response),
+            _ => Err(rejection(&response)),
+        }
+    }
+
     /// Runs a command and returns its `response` envelope, whatever its status. An
     /// `error` envelope (the command could not be run) is an `Err`.
     pub async fn command(
