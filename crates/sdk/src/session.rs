@@ -20,7 +20,7 @@ use crate::{Client, ConnectOptions, SdkError};
 pub enum Event {
     /// Anything the bus sent that is not an answer to this session's own requests:
     /// messages of joined channels, private messages, telemetry.
-    Message(Envelope),
+    Message(Box<Envelope>),
     /// The connection dropped; the session is reconnecting.
     Disconnected { reason: String },
     /// Connected again (a new `client_id`).
@@ -235,7 +235,7 @@ async fn supervise(
             match client.recv(Duration::from_secs(3600)).await {
                 Ok(envelope) => {
                     remember(&shared, &envelope);
-                    if events.send(Event::Message(envelope)).await.is_err() {
+                    if events.send(Event::Message(Box::new(envelope))).await.is_err() {
                         return;
                     }
                 }
