@@ -10,7 +10,7 @@ use arqon_sdk::{ConnectOptions, Event, Session, SessionOptions};
 use crate::both_modes;
 
 #[path = "../../crates/sdk/examples/hello_world_bot.rs"]
-#[allow(dead_code, clippy::print_stdout)]
+#[allow(dead_code, unreachable_pub)]
 mod hello_world_bot;
 
 both_modes!(the_hello_world_bot_is_heard_in_science_general);
@@ -48,14 +48,13 @@ async fn a_session_survives_the_loss_of_its_edge_and_recovers_what_it_missed() {
     let publisher = cluster.client_on(1, &token).await;
 
     let mut received = Vec::new();
-    let mut next_message = async |session: &mut Session, received: &mut Vec<i64>| loop {
-        match session.next_within(WAIT).await.unwrap() {
-            Event::Message(m) => {
-                received.push(m.payload.get("n").and_then(|n| n.as_i64()).unwrap());
-                return;
-            }
-            other => panic!("unexpected {other:?}"),
-        }
+    let next_message = async |session: &mut Session, received: &mut Vec<i64>| match session
+        .next_within(WAIT)
+        .await
+        .unwrap()
+    {
+        Event::Message(m) => received.push(m.payload.get("n").and_then(|n| n.as_i64()).unwrap()),
+        other => panic!("unexpected {other:?}"),
     };
     for n in 0..5 {
         publisher

@@ -19,11 +19,11 @@ use clap::{Parser, Subcommand};
 #[command(name = "arqon", version, about)]
 struct Cli {
     #[command(subcommand)]
-    command: Command,
+    action: Action,
 }
 
 #[derive(Debug, Subcommand)]
-enum Command {
+enum Action {
     /// Prints the bus's `/status` (HTTP).
     Status(http::HttpArgs),
     /// Prints the bus's `/version` (HTTP).
@@ -54,18 +54,18 @@ async fn main() -> ExitCode {
     // One TLS provider for https and wss URLs, chosen on purpose (ring, as the bus).
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Status(args) => http::get(&args, "/status").await,
-        Command::Version(args) => http::get(&args, "/version").await,
-        Command::Tail(args) => session::tail(args).await,
-        Command::Token(args) => token::run(args),
-        Command::Publish(args) => session::publish(args).await,
-        Command::Join(args) => session::join(args).await,
-        Command::Command(args) => session::command(args).await,
-        Command::History(args) => session::history(args).await,
-        Command::Channels(args) => session::channels(args).await,
-        Command::Bench(args) => bench::run(args).await,
-        Command::Policy(args) => policy::run(args).await,
+    let result = match cli.action {
+        Action::Status(args) => http::get(&args, "/status").await,
+        Action::Version(args) => http::get(&args, "/version").await,
+        Action::Tail(args) => session::tail(args).await,
+        Action::Token(args) => token::run(args),
+        Action::Publish(args) => session::publish(args).await,
+        Action::Join(args) => session::join(args).await,
+        Action::Command(args) => session::command(args).await,
+        Action::History(args) => session::history(args).await,
+        Action::Channels(args) => session::channels(args).await,
+        Action::Bench(args) => bench::run(args).await,
+        Action::Policy(args) => policy::run(args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

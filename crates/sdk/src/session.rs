@@ -235,7 +235,11 @@ async fn supervise(
             match client.recv(Duration::from_secs(3600)).await {
                 Ok(envelope) => {
                     remember(&shared, &envelope);
-                    if events.send(Event::Message(Box::new(envelope))).await.is_err() {
+                    if events
+                        .send(Event::Message(Box::new(envelope)))
+                        .await
+                        .is_err()
+                    {
                         return;
                     }
                 }
