@@ -12,7 +12,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 
-use crate::config::{EmbeddedOptions, HistoryConfig, KvConfig, NatsOptions};
+use crate::config::{EmbeddedOptions, HistoryConfig, KvConfig, NatsOptions, WorkQueueConfig};
 use crate::embedded::{EmbeddedBus, EmbeddedSubscription};
 use crate::error::BusError;
 use crate::headers::Headers;
@@ -22,6 +22,7 @@ use crate::message::Message;
 use crate::nats::NatsBus;
 use crate::stats::BusStats;
 use crate::subject;
+use crate::workqueue::WorkQueue;
 
 /// A connection to the bus. Cheap to clone (all clones share one connection and one
 /// [`BusStats`]); `Send + Sync`.
@@ -344,6 +345,28 @@ impl Bus {
         Ok(store)
     }
 
+    /// Creates the work queue (its stream and its consumer), or opens it (updating their
+    /// configuration if it changed). Fails with [`BusError::InvalidConfig`] when its
+    /// subjects overlap another stream's. Every process that opens the same queue shares
+    /// its jobs: each job goes to one handle at a time (see [`WorkQueue`]).
+    pub async fn work_queue(&self, config: WorkQueueConfig) -> Result<WorkQueue, BusError> {
+        config.validate()?;
+        let max_payload = self.max_payload();
+        match &self.inner {
+            // Boxed: stream and consumer setup is a large future.
+            Inner::Nats(nats) => Ok(WorkQueue::nats(
+                Box::pin(nats.work_queue(&config)).await?,
+                config,
+                max_payload,
+            )),
+            Inner::Embedded(embedded) => Ok(WorkQueue::embedded(
+                embedded.work_queue(&config)?,
+                config,
+                max_payload,
+            )),
+        }
+    }
+
     /// Opens the existing history stream `name` as it is, without changing its
     /// configuration (another service owns it and decides it); `None` if there is no
     /// such stream. Reads and appends work as on a store from [`Bus::history`]; appends
@@ -461,6 +484,16 @@ mod tests {
         send(&history.count("h.>"));
         send(&history.purge("h.>"));
         send_sync(&*bus.stats());
+        let config = crate::WorkQueueConfig::new("Q", vec!["q.>".into()], "c");
+        send(&bus.work_queue(config.clone()));
+        let mut queue = bus.work_queue(config).await.unwrap();
+        send_sync(&queue);
+        send(&queue.push("q.a", Bytes::new(), None));
+        send(&queue.next());
+        queue.push("q.a", Bytes::new(), None).await.unwrap();
+        let job = queue.next().await.unwrap().unwrap();
+        send_sync(&job);
+        send(&job.ack());
     }
 
     #[test]

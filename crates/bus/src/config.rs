@@ -202,6 +202,105 @@ impl HistoryConfig {
     }
 }
 
+/// A durable work queue (a JetStream stream with work-queue retention and one durable
+/// pull consumer on NATS): each job is handed to one [`crate::WorkQueue`] handle at a time
+/// and stays queued until a handle acknowledges it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkQueueConfig {
+    /// Stream name, `[a-zA-Z0-9_-]+`.
+    pub stream: String,
+    /// Subjects it captures, wildcards allowed (e.g. `jobs.>`). They must not overlap
+    /// another stream's; core publishes on them are queued too (as in JetStream).
+    pub subjects: Vec<String>,
+    /// The consumer every handle of this queue shares, `[a-zA-Z0-9_-]+`: handles with the
+    /// same consumer split the jobs between them.
+    pub consumer: String,
+    /// Jobs older than this are dropped, handled or not (at least 100 ms).
+    pub max_age: Duration,
+    /// Jobs queued at most; beyond it new jobs are refused (`<= 0`: unlimited).
+    pub max_jobs: i64,
+    /// Bytes queued at most (subjects and payloads); beyond it new jobs are refused
+    /// (`<= 0`: unlimited).
+    pub max_bytes: i64,
+    /// A job pushed with the id of one pushed less than this long ago is dropped as a
+    /// duplicate (JetStream's duplicate window).
+    pub duplicate_window: Duration,
+    /// A job handed out and neither acknowledged nor refused within this long is handed
+    /// out again (at least 100 ms).
+    pub ack_wait: Duration,
+    /// Times a job is handed out at most; after that it is no longer handed out and stays
+    /// until `max_age` (`<= 0`: unlimited).
+    pub max_deliver: i64,
+    /// How long [`crate::WorkQueue::next`] waits for a job before returning `None`
+    /// (10 ms to 5 minutes).
+    pub poll_wait: Duration,
+    /// Where the queue lives.
+    pub storage: Storage,
+    /// JetStream replicas (1 to 5; 3 in a production cluster). Ignored by the embedded bus.
+    pub replicas: usize,
+}
+
+impl WorkQueueConfig {
+    /// A queue of `stream` over `subjects`, consumed as `consumer`: a day of retention, no
+    /// size limits, a 2-minute duplicate window, 30 s to acknowledge, unlimited
+    /// deliveries, file storage.
+    pub fn new(
+        stream: impl Into<String>,
+        subjects: Vec<String>,
+        consumer: impl Into<String>,
+    ) -> WorkQueueConfig {
+        WorkQueueConfig {
+            stream: stream.into(),
+            subjects,
+            consumer: consumer.into(),
+            max_age: Duration::from_secs(24 * 3600),
+            max_jobs: -1,
+            max_bytes: -1,
+            duplicate_window: Duration::from_secs(120),
+            ack_wait: Duration::from_secs(30),
+            max_deliver: -1,
+            poll_wait: Duration::from_secs(5),
+            storage: Storage::File,
+            replicas: 1,
+        }
+    }
+
+    pub(crate) fn validate(&self) -> Result<(), BusError> {
+        let as_stream = HistoryConfig {
+            max_age: self.max_age,
+            storage: self.storage,
+            replicas: self.replicas,
+            ..HistoryConfig::new(self.stream.clone(), self.subjects.clone())
+        };
+        as_stream.validate()?;
+        subject::validate_name("consumer", &self.consumer)?;
+        let invalid = |why: &str| {
+            Err(BusError::InvalidConfig(format!(
+                "work queue {}: {why}",
+                self.stream
+            )))
+        };
+        if self.max_age < Duration::from_millis(100) {
+            return invalid("max_age must be at least 100ms");
+        }
+        if self.ack_wait < Duration::from_millis(100) {
+            return invalid("ack_wait must be at least 100ms");
+        }
+        if self.duplicate_window > self.max_age {
+            return invalid("duplicate_window must not exceed max_age");
+        }
+        if !(Duration::from_millis(10)..=Duration::from_secs(300)).contains(&self.poll_wait) {
+            return invalid("poll_wait must be 10ms to 5 minutes");
+        }
+        Ok(())
+    }
+
+    /// Whether `subject` (literal) belongs to this queue.
+    pub(crate) fn covers(&self, subject: &str) -> bool {
+        self.subjects.iter().any(|p| subject::matches(p, subject))
+    }
+}
+
 fn validate_replicas(what: &str, name: &str, replicas: usize) -> Result<(), BusError> {
     if (1..=5).contains(&replicas) {
         Ok(())

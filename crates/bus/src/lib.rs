@@ -1,5 +1,5 @@
 //! The message bus every ArqonBus service talks through: publish/subscribe with queue
-//! groups, request/reply, KV buckets and history streams, on one interface ([`Bus`]) with
+//! groups, request/reply, KV buckets, history streams and work queues, on one interface ([`Bus`]) with
 //! two backends: NATS (core + JetStream, via async-nats) and an embedded in-process bus
 //! for `arqonbus standalone` without a NATS server.
 //!
@@ -24,11 +24,12 @@ mod message;
 mod nats;
 mod stats;
 mod subject;
+mod workqueue;
 
 pub use bus::{Bus, Subscription};
 pub use config::{
     DEFAULT_MAX_PAYLOAD, DEFAULT_SUBSCRIPTION_CAPACITY, EmbeddedOptions, HistoryConfig, KvConfig,
-    MAX_READ_LIMIT, NatsOptions, ReadFrom, Storage,
+    MAX_READ_LIMIT, NatsOptions, ReadFrom, Storage, WorkQueueConfig,
 };
 pub use error::BusError;
 pub use headers::{Headers, Iter as HeaderIter};
@@ -36,6 +37,7 @@ pub use history::{HistoryStore, StoredMessage};
 pub use kv::{KvEntry, KvEvent, KvStore, KvWatch};
 pub use message::Message;
 pub use stats::BusStats;
+pub use workqueue::{Job, WorkQueue};
 
 /// Bytes, re-exported so services need not depend on the `bytes` crate to build payloads.
 pub use bytes::Bytes;

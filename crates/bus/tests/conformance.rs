@@ -50,3 +50,5 @@ mod nats_only;
 mod pubsub;
 #[path = "conformance/request.rs"]
 mod request;
+#[path = "conformance/workqueue.rs"]
+mod workqueue;

@@ -3,6 +3,7 @@
 mod history;
 mod kv;
 mod pubsub;
+mod workqueue;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -11,7 +12,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use crate::config::{EmbeddedOptions, HistoryConfig, KvConfig};
+use crate::config::{EmbeddedOptions, HistoryConfig, KvConfig, WorkQueueConfig};
 use crate::error::BusError;
 use crate::headers::Headers;
 use crate::message::Message;
@@ -22,6 +23,10 @@ pub(crate) use history::EmbeddedHistory;
 pub(crate) use kv::EmbeddedKv;
 pub(crate) use pubsub::EmbeddedSubscription;
 use pubsub::{Registry, SharedRegistry};
+pub(crate) use workqueue::{EmbeddedAcker, EmbeddedWorkQueue};
+
+/// The header whose value JetStream takes as a message's id for duplicate detection.
+const JOB_ID_HEADER: &str = "Nats-Msg-Id";
 
 /// Distinguishes the inboxes of several embedded buses in one process (tests).
 static NEXT_BUS_ID: AtomicU64 = AtomicU64::new(1);
@@ -34,6 +39,13 @@ struct StreamEntry {
     history: EmbeddedHistory,
 }
 
+/// A work queue and the subjects it captures, as [`StreamEntry`] for history.
+struct QueueEntry {
+    name: String,
+    subjects: Vec<String>,
+    queue: EmbeddedWorkQueue,
+}
+
 struct Shared {
     options: EmbeddedOptions,
     stats: Arc<BusStats>,
@@ -42,6 +54,8 @@ struct Shared {
     next_id: AtomicU64,
     buckets: Mutex<HashMap<String, EmbeddedKv>>,
     streams: RwLock<Vec<StreamEntry>>,
+    /// Work queues; their subjects overlap no other stream's.
+    work_queues: RwLock<Vec<QueueEntry>>,
 }
 
 /// The embedded bus; clones share everything.
@@ -61,6 +75,7 @@ impl EmbeddedBus {
                 next_id: AtomicU64::new(1),
                 buckets: Mutex::new(HashMap::new()),
                 streams: RwLock::new(Vec::new()),
+                work_queues: RwLock::new(Vec::new()),
             }),
         }
     }
@@ -74,9 +89,10 @@ impl EmbeddedBus {
     }
 
     /// Delivers to subscribers and, like JetStream, stores the message in the history
-    /// stream whose subjects cover it. Returns the number of matching subscriptions.
+    /// stream or work queue whose subjects cover it. Returns the number of matching subscriptions.
     pub(crate) fn publish(&self, message: Message) -> usize {
         self.capture(&message);
+        self.capture_job(&message);
         Registry::publish(&self.shared.registry, message, &self.shared.stats)
     }
 
@@ -102,6 +118,75 @@ impl EmbeddedBus {
                 message.payload.clone(),
             );
         }
+    }
+
+    /// Queues a job published to a work queue's subjects.
+    fn capture_job(&self, message: &Message) {
+        let queues = self
+            .shared
+            .work_queues
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        if queues.is_empty() {
+            return;
+        }
+        let covering = queues.iter().find(|q| {
+            q.subjects
+                .iter()
+                .any(|p| subject::matches(p, &message.subject))
+        });
+        if let Some(entry) = covering {
+            let id = message.headers.get(JOB_ID_HEADER);
+            entry
+                .queue
+                .capture(&message.subject, message.payload.clone(), id);
+        }
+    }
+
+    /// Creates the work queue, or opens it (applying `config`). Its subjects must not
+    /// overlap a history stream's or another work queue's.
+    pub(crate) fn work_queue(
+        &self,
+        config: &WorkQueueConfig,
+    ) -> Result<EmbeddedWorkQueue, BusError> {
+        let streams = self
+            .shared
+            .streams
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        let mut queues = self
+            .shared
+            .work_queues
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        for stream in streams.iter() {
+            check_overlap(
+                &config.stream,
+                &config.subjects,
+                &stream.name,
+                &stream.subjects,
+            )?;
+        }
+        for other in queues.iter().filter(|q| q.name != config.stream) {
+            check_overlap(
+                &config.stream,
+                &config.subjects,
+                &other.name,
+                &other.subjects,
+            )?;
+        }
+        if let Some(existing) = queues.iter_mut().find(|q| q.name == config.stream) {
+            existing.queue.reconfigure(config);
+            existing.subjects.clone_from(&config.subjects);
+            return Ok(existing.queue.clone());
+        }
+        let queue = EmbeddedWorkQueue::new(config);
+        queues.push(QueueEntry {
+            name: config.stream.clone(),
+            subjects: config.subjects.clone(),
+            queue: queue.clone(),
+        });
+        Ok(queue)
     }
 
     pub(crate) fn subscribe(&self, subject: String, queue: Option<String>) -> EmbeddedSubscription {
@@ -217,6 +302,20 @@ impl EmbeddedBus {
             .streams
             .write()
             .unwrap_or_else(PoisonError::into_inner);
+        let queues = self
+            .shared
+            .work_queues
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        for queue in queues.iter() {
+            check_overlap(
+                &config.stream,
+                &config.subjects,
+                &queue.name,
+                &queue.subjects,
+            )?;
+        }
+        drop(queues);
         for other in streams.iter().filter(|s| s.name != config.stream) {
             let clash = config
                 .subjects
@@ -243,5 +342,28 @@ impl EmbeddedBus {
             history: history.clone(),
         });
         Ok(history)
+    }
+}
+
+/// Refuses a stream `name` whose `subjects` overlap those of stream `other`.
+fn check_overlap(
+    name: &str,
+    subjects: &[String],
+    other: &str,
+    other_subjects: &[String],
+) -> Result<(), BusError> {
+    if other == name {
+        return Err(BusError::InvalidConfig(format!(
+            "stream {name} exists as another kind of stream"
+        )));
+    }
+    match subjects
+        .iter()
+        .find(|s| other_subjects.iter().any(|o| subject::overlaps(s, o)))
+    {
+        Some(clash) => Err(BusError::InvalidConfig(format!(
+            "stream {name}: subject {clash} overlaps stream {other}"
+        ))),
+        None => Ok(()),
     }
 }

@@ -325,7 +325,7 @@ impl NatsHistory {
 /// at once must both succeed: if the stream appears between the update (not found) and
 /// the create (name taken, with another configuration), the update is tried again. An
 /// identical configuration is never a conflict: the server accepts it as is.
-async fn create_or_update(
+pub(super) async fn create_or_update(
     js: &jetstream::Context,
     config: stream::Config,
 ) -> Result<stream::Info, CreateStreamError> {

@@ -7,6 +7,7 @@
 mod consumer;
 mod history;
 mod kv;
+mod workqueue;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -17,7 +18,7 @@ use async_nats::{ConnectOptions, Event, StatusCode, jetstream};
 use bytes::Bytes;
 use futures_util::StreamExt;
 
-use crate::config::{HistoryConfig, KvConfig, NatsOptions};
+use crate::config::{HistoryConfig, KvConfig, NatsOptions, WorkQueueConfig};
 use crate::error::BusError;
 use crate::headers::Headers;
 use crate::message::Message;
@@ -25,6 +26,7 @@ use crate::stats::BusStats;
 
 pub(crate) use history::NatsHistory;
 pub(crate) use kv::NatsKv;
+pub(crate) use workqueue::{NatsAcker, NatsWorkQueue};
 
 /// The NATS backend; clones share one client.
 #[derive(Clone)]
@@ -222,6 +224,14 @@ impl NatsBus {
     pub(crate) async fn history(&self, config: &HistoryConfig) -> Result<NatsHistory, BusError> {
         ensure_connected(&self.client)?;
         NatsHistory::open(self.client.clone(), &self.js, config, self.timeout).await
+    }
+
+    pub(crate) async fn work_queue(
+        &self,
+        config: &WorkQueueConfig,
+    ) -> Result<NatsWorkQueue, BusError> {
+        ensure_connected(&self.client)?;
+        NatsWorkQueue::open(self.client.clone(), &self.js, config, self.timeout).await
     }
 
     pub(crate) async fn open_history(
