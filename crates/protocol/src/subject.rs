@@ -65,6 +65,8 @@ const WEBHOOK_QUEUE_PREFIX: &str = "arqon.webhook.queue.";
 /// Every dead letter (a webhook delivery that ran out of attempts), of every tenant.
 pub const WEBHOOK_DEAD_ALL: &str = "arqon.webhook.dead.>";
 const WEBHOOK_DEAD_PREFIX: &str = "arqon.webhook.dead.";
+/// The durable consumer every operators replica shares on [`WEBHOOK_QUEUE_STREAM`].
+pub const WEBHOOK_QUEUE_CONSUMER: &str = "arqon-webhooks";
 /// The cron jobs: keys `<tenant>.<job_id>`.
 pub const CRON_BUCKET: &str = "arqon_cron";
 /// The cron scheduler's lease: one key, held by the replica that fires.
@@ -125,6 +127,26 @@ pub fn presence_events(tenant: &TenantId, topic: &Topic) -> String {
 /// cron scheduler publish a copy here when the tenant has rules).
 pub fn webhook_queue(tenant: &TenantId) -> String {
     format!("{WEBHOOK_QUEUE_PREFIX}{tenant}")
+}
+
+/// Where one delivery (one message to one webhook rule of a tenant) waits for its next
+/// attempt. `rule_id` is a rule id (`wh_` and hex digits, checked by the operators
+/// service), so it is one safe token.
+pub fn webhook_delivery(tenant: &TenantId, rule_id: &str) -> String {
+    format!("{WEBHOOK_QUEUE_PREFIX}{tenant}.{rule_id}")
+}
+
+/// The tenant of a webhook queue subject, and the rule id when it is a delivery's
+/// ([`webhook_delivery`]) rather than a message's ([`webhook_queue`]).
+pub fn parse_webhook_queue(subject: &str) -> Option<(TenantId, Option<&str>)> {
+    let rest = subject.strip_prefix(WEBHOOK_QUEUE_PREFIX)?;
+    match rest.split_once('.') {
+        None => Some((TenantId::parse(rest).ok()?, None)),
+        Some((tenant, rule)) if !rule.is_empty() && !rule.contains('.') => {
+            Some((TenantId::parse(tenant).ok()?, Some(rule)))
+        }
+        Some(_) => None,
+    }
 }
 
 /// Where a tenant's dead letters go: deliveries that ran out of attempts.
@@ -284,5 +306,21 @@ mod tests {
             prop_assert!(RoomName::parse(&name).is_err());
             prop_assert!(ChannelName::parse(&name).is_err());
         }
+    }
+
+    #[test]
+    fn webhook_queue_subjects_name_the_tenant_and_the_rule() {
+        let queue = webhook_queue(&tenant("t-a"));
+        assert_eq!(parse_webhook_queue(&queue), Some((tenant("t-a"), None)));
+        let delivery = webhook_delivery(&tenant("t-a"), "wh_0123456789ab");
+        assert_eq!(delivery, "arqon.webhook.queue.t-a.wh_0123456789ab");
+        assert_eq!(
+            parse_webhook_queue(&delivery),
+            Some((tenant("t-a"), Some("wh_0123456789ab")))
+        );
+        assert_eq!(parse_webhook_queue("arqon.webhook.queue.t-a.x.y"), None);
+        assert_eq!(parse_webhook_queue("arqon.webhook.queue.t-a."), None);
+        assert_eq!(parse_webhook_queue("arqon.room.t-a"), None);
+        assert!(delivery.starts_with(WEBHOOK_QUEUE_ALL.trim_end_matches('>')));
     }
 }

@@ -126,6 +126,9 @@ pub async fn serve(
     listeners: Listeners,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    // As `main` does: the one TLS provider (ring), also when serving in process (tests,
+    // benches); the webhook HTTP client cannot be built without it.
+    arqon_edge::install_crypto_provider();
     let mut registry = Registry::default();
     let http_metrics = HttpMetrics::register(&mut registry);
     registry.register_collector(Box::new(BusCollector(bus.clone())));

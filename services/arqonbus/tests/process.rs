@@ -540,3 +540,130 @@ async fn ten_thousand_clients_dropping_at_once_do_not_block_new_upgrades() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// Two `arqonbus operators` processes on one nats-server share the cron jobs; the one
+/// holding the lease (the one that fires) is killed with SIGKILL in the middle of a job.
+/// The other takes over once the lease expires, and the subscriber receives every
+/// iteration exactly once, in order: none lost, none repeated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cron_firings_survive_kill_9_of_the_firing_operators_process() {
+    const INTERVAL: f64 = 0.5;
+    const REPEAT: u64 = 8;
+    const LEASE: f64 = 1.0;
+    let nats = NatsServer::start();
+    let secret = "process-test-secret";
+    let env = [
+        ("ARQONBUS_NATS_URL", nats.url()),
+        ("ARQONBUS_AUTH_JWT_SECRET", secret.to_owned()),
+        ("ARQONBUS_HTTP_PORT", "0".to_owned()),
+        ("ARQONBUS_GRPC_PORT", "0".to_owned()),
+        (
+            "ARQONBUS_SERVICE_TOKEN",
+            "process-test-service-token-0123456789".to_owned(),
+        ),
+        ("ARQONBUS_CRON_LEASE_SECONDS", LEASE.to_string()),
+        ("ARQONBUS_CRON_MIN_INTERVAL_SECONDS", "0.1".to_owned()),
+    ];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut operators = Vec::new();
+    let mut metrics_addrs = Vec::new();
+    let mut grpc = None;
+    for _ in 0..2 {
+        let mut process = Process::spawn(&["operators"], &env);
+        let http = process.log_event("HTTP listener bound")["addr"]
+            .as_str()
+            .expect("addr")
+            .to_owned();
+        let api = process.log_event("gRPC listener bound")["addr"]
+            .as_str()
+            .expect("addr")
+            .to_owned();
+        process.log_event("running");
+        grpc.get_or_insert(api);
+        metrics_addrs.push(http);
+        operators.push(process);
+    }
+    let operators_url = format!("http://{}", grpc.expect("a gRPC address"));
+    let mut dispatcher_env = env.clone();
+    dispatcher_env.push(("ARQONBUS_OPERATORS_URL", operators_url.as_str()));
+    let mut backends = Vec::new();
+    for (service, env) in [("policy", &env), ("dispatcher", &dispatcher_env)] {
+        let mut process = Process::spawn(&[service], env);
+        process.log_event("running");
+        backends.push(process);
+    }
+    let mut edge = Process::spawn(&["edge", "--port", "0"], &env);
+    let ws = edge.log_event("WebSocket listener bound")["addr"]
+        .as_str()
+        .expect("addr")
+        .to_owned();
+    edge.log_event("running");
+    let token = mint_hs256(
+        secret.as_bytes(),
+        &Claims::new("p", "t-a", "user", Duration::from_secs(120)),
+    )
+    .expect("token");
+    let url = format!("ws://{ws}/ws?token={token}");
+    let mut subscriber = joined_client(url.clone(), 0).await;
+    let (mut owner, _) = tokio_tungstenite::connect_async(url.as_str())
+        .await
+        .expect("connect the owner");
+    next_json(&mut owner).await; // welcome
+    let job = command(
+        &mut owner,
+        "op.cron.schedule",
+        json!({"room": "r0", "channel": "c", "payload": {"kind": "tick"},
+               "delay_seconds": 0.1, "interval_seconds": INTERVAL,
+               "repeat_count": REPEAT, "persistent": true}),
+    )
+    .await;
+    let job_id = job["job_id"].as_str().expect("job_id").to_owned();
+
+    let mut received = Vec::new();
+    let next_iteration = async |socket: &mut Socket, received: &mut Vec<u64>| {
+        let frame = next_json(socket).await;
+        assert_eq!(frame["sender"], "op-cron", "{frame}");
+        assert_eq!(frame["metadata"]["cron_job_id"], job_id.as_str());
+        received.push(frame["metadata"]["iteration"].as_u64().expect("iteration"));
+    };
+    while received.len() < 2 {
+        next_iteration(&mut subscriber, &mut received).await;
+    }
+    let leaders: Vec<usize> = (0..2)
+        .filter(|&i| cron_leader(&metrics_addrs[i]) == Some(1.0))
+        .collect();
+    assert_eq!(leaders.len(), 1, "exactly one operators process fires");
+    let survivor_addr = metrics_addrs[1 - leaders[0]].clone();
+    drop(operators.remove(leaders[0])); // SIGKILL the firing process, then reap it
+
+    // The rest arrive within the lease plus the remaining intervals, with slack.
+    let deadline = Instant::now() + WAIT + Duration::from_secs_f64(LEASE + INTERVAL * 8.0);
+    while received.len() < REPEAT as usize {
+        assert!(
+            Instant::now() < deadline,
+            "only {received:?} arrived in time"
+        );
+        next_iteration(&mut subscriber, &mut received).await;
+    }
+    assert_eq!(
+        received,
+        (1..=REPEAT).collect::<Vec<_>>(),
+        "each iteration once"
+    );
+    let extra = tokio::time::timeout(Duration::from_secs(1), next_json(&mut subscriber)).await;
+    assert!(extra.is_err(), "a firing beyond the last: {extra:?}");
+    assert_eq!(cron_leader(&survivor_addr), Some(1.0), "the survivor fires");
+}
+
+/// `arqonbus_cron_leader` of the process whose HTTP endpoints are at `addr`.
+fn cron_leader(addr: &str) -> Option<f64> {
+    let addr = addr.parse().expect("a socket address");
+    let (status, body) = arqon_testkit::http::get(addr, "/metrics", WAIT).expect("GET /metrics");
+    assert_eq!(status, 200);
+    body.lines().find_map(|line| {
+        line.strip_prefix("arqonbus_cron_leader ")?
+            .trim()
+            .parse()
+            .ok()
+    })
+}

@@ -31,7 +31,7 @@ pub use arqon_proto::grpc::ServiceToken;
 pub use operators_control::{OperatorsControl, OperatorsControlError};
 pub use policy_control::{PolicyControl, PolicyControlError};
 pub use state::HistoryConfig;
-use state::{History, Presence, Registry};
+use state::{History, Presence, Registry, WebhookTenants};
 
 /// Settings of the dispatcher.
 #[derive(Debug, Clone, clap::Args)]
@@ -159,6 +159,8 @@ pub(crate) struct Context {
     policy: Option<PolicyControl>,
     /// The operators service's APIs, when configured.
     operators: Option<OperatorsControl>,
+    /// The tenants whose messages also go to the webhook queue.
+    webhook_tenants: WebhookTenants,
 }
 
 /// A running dispatcher.
@@ -218,7 +220,9 @@ pub async fn start(
         )?),
         (None, None) => None,
     };
+    let tasks = TaskTracker::new();
     let context = Arc::new(Context {
+        webhook_tenants: WebhookTenants::open(&bus, &tasks, shutdown.clone()).await?,
         policy,
         operators,
         registry: Registry::open(&bus).await?,
@@ -229,7 +233,6 @@ pub async fn start(
         started: Instant::now(),
         replica: format!("dispatcher_{:016x}", rand::random::<u64>()),
     });
-    let tasks = TaskTracker::new();
     for _ in 0..config.workers {
         let mut subscription = bus
             .queue_subscribe(subject::DISPATCH_ALL, subject::DISPATCHER_QUEUE)

@@ -103,10 +103,18 @@ async fn route_message(context: &Context, inbound: &Inbound) -> Answer {
         exclude: Some(inbound.identity.client_id.clone()),
         close_room: false,
     };
-    let target = subject::room(&inbound.identity.tenant, &topic);
-    match context.bus.publish(target, delivery.encode()).await {
+    let tenant = &inbound.identity.tenant;
+    let payload = delivery.encode();
+    match context
+        .bus
+        .publish(subject::room(tenant, &topic), payload.clone())
+        .await
+    {
         Ok(()) => {
             context.metrics.routed.inc();
+            if envelope.kind == MessageType::Message && context.webhook_tenants.has_rules(tenant) {
+                queue_for_webhooks(context, inbound, payload).await;
+            }
             Answer::frames(vec![envelope.message_ack()])
         }
         Err(e) => {
@@ -118,6 +126,22 @@ async fn route_message(context: &Context, inbound: &Inbound) -> Answer {
                 "The bus is unavailable; the message was not delivered. Retry later.",
             )])
         }
+    }
+}
+
+/// Hands a routed message of a tenant with webhook rules to the webhook queue, where the
+/// operators service picks it up. Nothing waits for the webhooks: the publish only
+/// queues the message, and a failure costs the webhooks this message, never its
+/// delivery to the room.
+async fn queue_for_webhooks(context: &Context, inbound: &Inbound, payload: Bytes) {
+    let tenant = &inbound.identity.tenant;
+    if let Err(e) = context
+        .bus
+        .publish(subject::webhook_queue(tenant), payload)
+        .await
+    {
+        context.metrics.publish_errors.inc();
+        warn!(client_id = %inbound.identity.client_id, error = %e, "webhook queue publish failed");
     }
 }
 

@@ -1,60 +1,87 @@
-//! Placeholder: being written.
+//! `op.cron`: messages published on a schedule into a room of the owner's tenant, after
+//! a delay and then every interval (the original's jobs), or at the times of a cron
+//! expression in a time zone.
+//!
+//! Jobs live in the `arqon_cron` bucket (`job.rs`), so any replica answers the API
+//! (`api.rs`) and a restart loses nothing. Every replica mirrors the bucket and cleans up
+//! after owners that disconnect (`scheduler.rs`); only the holder of the lease
+//! (`lease.rs`) fires, and each firing is claimed with a compare-and-set before it is
+//! published (`fire.rs`), so an iteration is published at most once even when the
+//! replica that fires dies, and exactly once when the history can tell whether a claimed
+//! message got out. The reasoning is in `docs/operators-cron.md`.
 
-use prometheus_client::registry::Registry;
+mod api;
+mod fire;
+mod job;
+mod lease;
+mod metrics;
+mod request;
+mod scheduler;
+mod settings;
+
+#[cfg(test)]
+mod tests;
+
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use arqon_proto::operators::v1 as pb;
+use arqon_bus::{KvConfig, Storage};
+use arqon_protocol::subject;
 
 use crate::{OperatorsError, Shared};
+use fire::Firing;
+use scheduler::Scheduler;
 
-/// Settings.
-#[derive(Debug, Clone, Default, clap::Args)]
-pub struct CronSettings {}
+pub use api::CronApi;
+pub use metrics::CronMetrics;
+pub use settings::CronSettings;
 
-/// Metrics.
-#[derive(Debug, Clone, Default)]
-pub struct CronMetrics {}
-
-impl CronMetrics {
-    pub fn register(_registry: &mut Registry) -> Self {
-        Self::default()
-    }
-}
-
-/// The API.
-#[derive(Debug, Clone)]
-pub struct CronApi {}
-
+/// Opens the jobs and the lease, and starts this replica's scheduler and lease holder;
+/// both run until `shutdown` (the lease is released once the scheduler has stopped).
 pub(crate) async fn start(
-    _shared: &Shared,
-    _settings: &CronSettings,
-    _tasks: &TaskTracker,
-    _shutdown: CancellationToken,
+    shared: &Shared,
+    settings: &CronSettings,
+    tasks: &TaskTracker,
+    shutdown: CancellationToken,
 ) -> Result<CronApi, OperatorsError> {
-    Ok(CronApi {})
-}
-
-#[tonic::async_trait]
-impl pb::cron_server::Cron for CronApi {
-    async fn schedule(
-        &self,
-        _request: tonic::Request<pb::ScheduleRequest>,
-    ) -> Result<tonic::Response<pb::CronJob>, tonic::Status> {
-        Err(tonic::Status::unimplemented("being written"))
-    }
-
-    async fn list(
-        &self,
-        _request: tonic::Request<pb::ListJobsRequest>,
-    ) -> Result<tonic::Response<pb::ListJobsResponse>, tonic::Status> {
-        Err(tonic::Status::unimplemented("being written"))
-    }
-
-    async fn cancel(
-        &self,
-        _request: tonic::Request<pb::CancelJobRequest>,
-    ) -> Result<tonic::Response<pb::CancelJobResponse>, tonic::Status> {
-        Err(tonic::Status::unimplemented("being written"))
-    }
+    settings.validate().map_err(OperatorsError::Settings)?;
+    let bus = &shared.bus;
+    let jobs = bus
+        .key_value(KvConfig {
+            storage: bus.durable_storage(),
+            ..KvConfig::new(subject::CRON_BUCKET)
+        })
+        .await?;
+    let timings = settings.lease();
+    let lease_bucket = bus
+        .key_value(KvConfig {
+            max_age: Some(timings.ttl),
+            storage: Storage::Memory,
+            ..KvConfig::new(subject::CRON_LEASE_BUCKET)
+        })
+        .await?;
+    let watch = jobs.watch_all_with_history().await?;
+    let metrics = shared.metrics.cron.clone();
+    let (terms, leadership) = watch::channel(None);
+    let release = CancellationToken::new();
+    tasks.spawn(lease::hold(
+        lease_bucket,
+        timings,
+        terms,
+        metrics.clone(),
+        release.clone(),
+    ));
+    let firing = Firing {
+        bus: bus.clone(),
+        jobs: jobs.clone(),
+        metrics,
+    };
+    let notices = shared.owners.subscribe();
+    let scheduler = Scheduler::new(firing, shared.owners.clone(), leadership);
+    tasks.spawn(async move {
+        scheduler.run(watch, notices, shutdown).await;
+        release.cancel();
+    });
+    Ok(CronApi::new(jobs, settings.clone()))
 }

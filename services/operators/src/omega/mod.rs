@@ -1,72 +1,365 @@
-//! Placeholder: being written.
+//! `op.omega.*`: the Tier-Omega experimental lane (§7.5 of the original). Admins register
+//! substrates and emit events from them; anyone may list both while the lane is enabled,
+//! and ask its status at any time.
+//!
+//! Every call but status passes the same gates, in order: the lane is enabled
+//! (`FEATURE_DISABLED`), the caller is an admin for the mutations (`AUTHORIZATION_ERROR`),
+//! then its arguments. The lane is global, as in the original: one set of substrates and
+//! events for every tenant and replica (`lane.rs`). Its only side effect is the
+//! broadcast of each event, as a `telemetry` envelope, to the lab room of the emitting
+//! admin's tenant, emitter included.
 
+mod lane;
+mod settings;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde_json::value::RawValue;
+use tonic::{Request, Response, Status};
+use tracing::warn;
+
+use arqon_bus::{Bus, BusError};
+use arqon_proto::model::RoomDelivery;
 use arqon_proto::operators::v1 as pb;
+use arqon_protocol::{Envelope, JsonObject, MessageType, Timestamp, subject};
 
+use crate::caller::Caller;
+use crate::status::{disabled, forbidden, not_found, unavailable, validation};
 use crate::{OperatorsError, Shared};
+use lane::{Event, Filter, Lane, RegisterError, Substrate};
+use settings::LaneConfig;
+pub use settings::OmegaSettings;
 
-/// Settings.
-#[derive(Debug, Clone, Default, clap::Args)]
-pub struct OmegaSettings {}
+/// The refusal of every call but status while the lane is disabled.
+const DISABLED: &str = "Tier-Omega experimental lane is disabled";
+/// The sender of the lab broadcasts.
+const SENDER: &str = "op-omega";
+/// Events listed when the caller names no limit.
+const DEFAULT_LIMIT: i64 = 50;
 
-/// The API.
+/// The lane's API.
 #[derive(Debug, Clone)]
-pub struct OmegaApi {}
+pub struct OmegaApi {
+    inner: Arc<Inner>,
+}
 
+#[derive(Debug)]
+struct Inner {
+    config: LaneConfig,
+    lane: Lane,
+    bus: Bus,
+}
+
+/// Checks the settings (a bad one stops the service with its message) and opens the
+/// lane's buckets, enabled or not: status counts what they hold either way.
 pub(crate) async fn start(
-    _shared: &Shared,
-    _settings: &OmegaSettings,
+    shared: &Shared,
+    settings: &OmegaSettings,
 ) -> Result<OmegaApi, OperatorsError> {
-    Ok(OmegaApi {})
+    let config = LaneConfig::from_settings(settings).map_err(OperatorsError::Settings)?;
+    let lane = Lane::open(&shared.bus, config.max_events, config.max_substrates).await?;
+    Ok(OmegaApi {
+        inner: Arc::new(Inner {
+            config,
+            lane,
+            bus: shared.bus.clone(),
+        }),
+    })
+}
+
+/// `text`, trimmed; `'<name>' is required` when nothing is left.
+fn required(name: &str, text: &str) -> Result<String, Status> {
+    match text.trim() {
+        "" => Err(validation(format!("'{name}' is required"))),
+        text => Ok(text.to_owned()),
+    }
+}
+
+/// A JSON object argument (`{}` when empty).
+fn object(name: &str, json: &str) -> Result<Box<RawValue>, Status> {
+    let json = match json.trim() {
+        "" => "{}",
+        json => json,
+    };
+    let object =
+        JsonObject::parse(json).map_err(|_| validation(format!("'{name}' must be an object")))?;
+    RawValue::from_string(object.as_str().to_owned())
+        .map_err(|_| validation(format!("'{name}' must be an object")))
+}
+
+/// An optional filter: absent or blank matches everything.
+fn filter(text: Option<String>) -> Option<String> {
+    text.map(|t| t.trim().to_owned()).filter(|t| !t.is_empty())
+}
+
+/// `prefix` and 12 random hex digits.
+fn new_id(prefix: &str) -> String {
+    format!("{prefix}{}", hex::encode(rand::random::<[u8; 6]>()))
+}
+
+fn substrate_pb(substrate: Substrate) -> pb::Substrate {
+    pb::Substrate {
+        substrate_id: substrate.substrate_id,
+        name: substrate.name,
+        kind: substrate.kind,
+        owner_client_id: substrate.owner_client_id,
+        metadata_json: substrate.metadata.get().to_owned(),
+        created_at: substrate.created_at,
+    }
+}
+
+fn event_pb(event: Event) -> pb::OmegaEvent {
+    pb::OmegaEvent {
+        event_id: event.event_id,
+        substrate_id: event.substrate_id,
+        signal: event.signal,
+        payload_json: event.payload.get().to_owned(),
+        emitted_by: event.emitted_by,
+        timestamp: event.timestamp,
+    }
+}
+
+/// A payload beyond the bus's largest value is the caller's to fix.
+fn too_large(name: &str, verb: &str, error: &BusError) -> Status {
+    match error {
+        BusError::PayloadTooLarge { size, max } => validation(format!(
+            "'{name}' is too large: the record is {size} bytes, the limit is {max}"
+        )),
+        other => unavailable(verb, other),
+    }
+}
+
+impl OmegaApi {
+    /// The gates before any argument is read: enabled, then admin for `mutation`s (whose
+    /// refusal it is).
+    fn gate(&self, caller: &Caller, mutation: Option<&str>) -> Result<(), Status> {
+        if !self.inner.config.enabled {
+            return Err(disabled(DISABLED));
+        }
+        match mutation {
+            Some(refusal) if !caller.admin => Err(forbidden(refusal)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Sends `event` to the lab room of `caller`'s tenant. The event is kept whatever
+    /// happens here, so a failure is logged, not returned.
+    async fn broadcast(&self, caller: &Caller, event: &Event) {
+        let lab = &self.inner.config.lab;
+        let mut envelope = Envelope::new(MessageType::Telemetry);
+        envelope.room = Some(lab.room.to_string());
+        envelope.channel = Some(lab.channel.to_string());
+        envelope.sender = Some(SENDER.to_owned());
+        let payload = serde_json::to_string(event)
+            .map(|event| format!(r#"{{"omega_event":{event}}}"#))
+            .ok()
+            .and_then(|text| JsonObject::parse(&text).ok());
+        let Some(payload) = payload else {
+            warn!(
+                event_id = event.event_id,
+                "cannot encode a Tier-Omega event for the lab"
+            );
+            return;
+        };
+        envelope.payload = payload;
+        let delivery = RoomDelivery {
+            frame: Bytes::from(envelope.to_json()),
+            exclude: None,
+            close_room: false,
+        };
+        let room = subject::room(&caller.tenant, lab);
+        if let Err(error) = self.inner.bus.publish(room, delivery.encode()).await {
+            warn!(%error, event_id = event.event_id, "Tier-Omega event not broadcast to the lab");
+        }
+    }
 }
 
 #[tonic::async_trait]
 impl pb::omega_server::Omega for OmegaApi {
     async fn status(
         &self,
-        _request: tonic::Request<pb::OmegaStatusRequest>,
-    ) -> Result<tonic::Response<pb::OmegaStatus>, tonic::Status> {
-        Err(tonic::Status::unimplemented("being written"))
+        request: Request<pb::OmegaStatusRequest>,
+    ) -> Result<Response<pb::OmegaStatus>, Status> {
+        Caller::try_from(request.into_inner().caller)?;
+        let config = &self.inner.config;
+        let lane = &self.inner.lane;
+        let failed = |e: BusError| unavailable("read the Tier-Omega lane", &e);
+        Ok(Response::new(pb::OmegaStatus {
+            enabled: config.enabled,
+            lab_room: config.lab.room.to_string(),
+            lab_channel: config.lab.channel.to_string(),
+            max_events: config.max_events as u64,
+            max_substrates: config.max_substrates as u64,
+            substrate_count: lane.substrate_count().await.map_err(failed)? as u64,
+            event_count: lane.event_count().await.map_err(failed)? as u64,
+        }))
     }
 
     async fn register_substrate(
         &self,
-        _request: tonic::Request<pb::RegisterSubstrateRequest>,
-    ) -> Result<tonic::Response<pb::Substrate>, tonic::Status> {
-        Err(tonic::Status::unimplemented("being written"))
+        request: Request<pb::RegisterSubstrateRequest>,
+    ) -> Result<Response<pb::Substrate>, Status> {
+        let request = request.into_inner();
+        let caller = Caller::try_from(request.caller)?;
+        self.gate(
+            &caller,
+            Some("Only admin clients can register Tier-Omega substrates"),
+        )?;
+        let substrate = Substrate {
+            substrate_id: new_id("omega_sub_"),
+            name: required("name", &request.name)?,
+            kind: required("kind", &request.kind)?,
+            owner_client_id: caller.client_id.to_string(),
+            metadata: object("metadata", &request.metadata_json)?,
+            created_at: Timestamp::now().to_rfc3339(),
+        };
+        match self.inner.lane.register(&substrate).await {
+            Ok(()) => Ok(Response::new(substrate_pb(substrate))),
+            Err(RegisterError::Full) => Err(validation(format!(
+                "Tier-Omega substrate limit reached ({})",
+                self.inner.config.max_substrates
+            ))),
+            Err(RegisterError::Bus(e)) => Err(too_large(
+                "metadata",
+                "register the Tier-Omega substrate",
+                &e,
+            )),
+        }
     }
 
     async fn list_substrates(
         &self,
-        _request: tonic::Request<pb::ListSubstratesRequest>,
-    ) -> Result<tonic::Response<pb::ListSubstratesResponse>, tonic::Status> {
-        Err(tonic::Status::unimplemented("being written"))
+        request: Request<pb::ListSubstratesRequest>,
+    ) -> Result<Response<pb::ListSubstratesResponse>, Status> {
+        let caller = Caller::try_from(request.into_inner().caller)?;
+        self.gate(&caller, None)?;
+        let substrates = self
+            .inner
+            .lane
+            .substrates()
+            .await
+            .map_err(|e| unavailable("list the Tier-Omega substrates", &e))?;
+        Ok(Response::new(pb::ListSubstratesResponse {
+            substrates: substrates.into_iter().map(substrate_pb).collect(),
+        }))
     }
 
     async fn unregister_substrate(
         &self,
-        _request: tonic::Request<pb::UnregisterSubstrateRequest>,
-    ) -> Result<tonic::Response<pb::UnregisterSubstrateResponse>, tonic::Status> {
-        Err(tonic::Status::unimplemented("being written"))
+        request: Request<pb::UnregisterSubstrateRequest>,
+    ) -> Result<Response<pb::UnregisterSubstrateResponse>, Status> {
+        let request = request.into_inner();
+        let caller = Caller::try_from(request.caller)?;
+        self.gate(
+            &caller,
+            Some("Only admin clients can unregister Tier-Omega substrates"),
+        )?;
+        let id = required("substrate_id", &request.substrate_id)?;
+        match self.inner.lane.unregister(&id).await {
+            Ok(Some((substrate, removed_events))) => {
+                Ok(Response::new(pb::UnregisterSubstrateResponse {
+                    substrate_id: substrate.substrate_id,
+                    name: substrate.name,
+                    kind: substrate.kind,
+                    removed_events: removed_events as u64,
+                }))
+            }
+            Ok(None) => Err(not_found(format!("Tier-Omega substrate '{id}' not found"))),
+            Err(e) => Err(unavailable("unregister the Tier-Omega substrate", &e)),
+        }
     }
 
     async fn emit_event(
         &self,
-        _request: tonic::Request<pb::EmitEventRequest>,
-    ) -> Result<tonic::Response<pb::OmegaEvent>, tonic::Status> {
-        Err(tonic::Status::unimplemented("being written"))
+        request: Request<pb::EmitEventRequest>,
+    ) -> Result<Response<pb::OmegaEvent>, Status> {
+        let request = request.into_inner();
+        let caller = Caller::try_from(request.caller)?;
+        self.gate(
+            &caller,
+            Some("Only admin clients can emit Tier-Omega events"),
+        )?;
+        let substrate_id = required("substrate_id", &request.substrate_id)?;
+        let signal = required("signal", &request.signal)?;
+        let payload = object("payload", &request.payload_json)?;
+        let lane = &self.inner.lane;
+        let known = lane
+            .substrate(&substrate_id)
+            .await
+            .map_err(|e| unavailable("emit the Tier-Omega event", &e))?;
+        if known.is_none() {
+            return Err(validation(format!("Unknown substrate_id: {substrate_id}")));
+        }
+        let event = Event {
+            event_id: new_id("omega_evt_"),
+            substrate_id,
+            signal,
+            payload,
+            emitted_by: caller.client_id.to_string(),
+            timestamp: Timestamp::now().to_rfc3339(),
+        };
+        lane.emit(&event)
+            .await
+            .map_err(|e| too_large("payload", "emit the Tier-Omega event", &e))?;
+        self.broadcast(&caller, &event).await;
+        Ok(Response::new(event_pb(event)))
     }
 
     async fn list_events(
         &self,
-        _request: tonic::Request<pb::ListEventsRequest>,
-    ) -> Result<tonic::Response<pb::ListEventsResponse>, tonic::Status> {
-        Err(tonic::Status::unimplemented("being written"))
+        request: Request<pb::ListEventsRequest>,
+    ) -> Result<Response<pb::ListEventsResponse>, Status> {
+        let request = request.into_inner();
+        let caller = Caller::try_from(request.caller)?;
+        self.gate(&caller, None)?;
+        let limit = request.limit.unwrap_or(DEFAULT_LIMIT);
+        if limit < 1 {
+            return Err(validation("'limit' must be >= 1"));
+        }
+        let filter = Filter {
+            substrate_id: filter(request.substrate_id),
+            signal: filter(request.signal),
+        };
+        let events = self
+            .inner
+            .lane
+            .events(&filter, usize::try_from(limit).unwrap_or(usize::MAX))
+            .await
+            .map_err(|e| unavailable("list the Tier-Omega events", &e))?;
+        Ok(Response::new(pb::ListEventsResponse {
+            events: events.into_iter().map(event_pb).collect(),
+            limit: limit.unsigned_abs(),
+            substrate_id: filter.substrate_id,
+            signal: filter.signal,
+        }))
     }
 
     async fn clear_events(
         &self,
-        _request: tonic::Request<pb::ClearEventsRequest>,
-    ) -> Result<tonic::Response<pb::ClearEventsResponse>, tonic::Status> {
-        Err(tonic::Status::unimplemented("being written"))
+        request: Request<pb::ClearEventsRequest>,
+    ) -> Result<Response<pb::ClearEventsResponse>, Status> {
+        let request = request.into_inner();
+        let caller = Caller::try_from(request.caller)?;
+        self.gate(
+            &caller,
+            Some("Only admin clients can clear Tier-Omega events"),
+        )?;
+        let filter = Filter {
+            substrate_id: filter(request.substrate_id),
+            signal: filter(request.signal),
+        };
+        let (removed, remaining) = self
+            .inner
+            .lane
+            .clear(&filter)
+            .await
+            .map_err(|e| unavailable("clear the Tier-Omega events", &e))?;
+        Ok(Response::new(pb::ClearEventsResponse {
+            removed_count: removed as u64,
+            remaining_count: remaining as u64,
+            substrate_id: filter.substrate_id,
+            signal: filter.signal,
+        }))
     }
 }

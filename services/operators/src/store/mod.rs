@@ -1,51 +1,420 @@
-//! Placeholder: being written.
+//! `op.store.*`: a key-value store with namespaces inside each tenant, on the
+//! [`subject::STORE_BUCKET`] bucket (layout in [`keys`]).
+//!
+//! A caller's namespaces are always its tenant's: no namespace is `tenant:<tenant>`, an
+//! explicit one is `tenant:<tenant>/<namespace>`, and only admins may name another tenant
+//! (`tenant`). Limits: key length, value size, keys per tenant. Writes may be
+//! compare-and-set (`expected_revision`) and may expire (`ttl_seconds`): NATS 2.11 has
+//! per-key TTLs only at creation and the bus does not offer them, so the expiry is kept
+//! in the record, an expired value reads as absent everywhere at once, and a periodic
+//! sweep deletes it (`data.rs`).
 
+mod data;
+mod keys;
+mod record;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::value::RawValue;
+use tokio::task::JoinHandle;
+use tonic::{Request, Response, Status};
+
+use arqon_bus::KvConfig;
 use arqon_proto::operators::v1 as pb;
+use arqon_protocol::{TenantId, Timestamp, subject};
 
+use crate::caller::Caller;
+use crate::status::{forbidden, unavailable, validation};
 use crate::{OperatorsError, Shared};
+use data::{Data, Write};
+use keys::Namespace;
 
-/// Settings.
-#[derive(Debug, Clone, Default, clap::Args)]
-pub struct StoreSettings {}
+/// Longest TTL: ten years.
+const MAX_TTL_SECONDS: f64 = 315_360_000.0;
 
-/// The API.
+/// Settings of the store.
+#[derive(Debug, Clone, clap::Args)]
+pub struct StoreSettings {
+    /// Longest key, in bytes (at most 398, so that every key fits the bus).
+    #[arg(
+        id = "store_max_key_bytes",
+        long = "store-max-key-bytes",
+        env = "ARQONBUS_STORE_MAX_KEY_BYTES",
+        default_value_t = 256
+    )]
+    pub max_key_bytes: usize,
+
+    /// Largest value, in bytes of JSON text (it must fit in the bus's largest message).
+    #[arg(
+        id = "store_max_value_bytes",
+        long = "store-max-value-bytes",
+        env = "ARQONBUS_STORE_MAX_VALUE_BYTES",
+        default_value_t = 65_536
+    )]
+    pub max_value_bytes: usize,
+
+    /// Most keys one tenant may have, over all its namespaces.
+    #[arg(
+        id = "store_max_keys_per_tenant",
+        long = "store-max-keys-per-tenant",
+        env = "ARQONBUS_STORE_MAX_KEYS_PER_TENANT",
+        default_value_t = 10_000
+    )]
+    pub max_keys_per_tenant: usize,
+
+    /// How often expired values are deleted, in milliseconds (they read as absent as soon
+    /// as they expire).
+    #[arg(
+        id = "store_sweep_interval_ms",
+        long = "store-sweep-interval-ms",
+        env = "ARQONBUS_STORE_SWEEP_INTERVAL_MS",
+        default_value_t = 1_000
+    )]
+    pub sweep_interval_ms: u64,
+}
+
+impl Default for StoreSettings {
+    fn default() -> Self {
+        Self {
+            max_key_bytes: 256,
+            max_value_bytes: 65_536,
+            max_keys_per_tenant: 10_000,
+            sweep_interval_ms: 1_000,
+        }
+    }
+}
+
+/// The store's API.
 #[derive(Debug, Clone)]
-pub struct StoreApi {}
+pub struct StoreApi {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    data: Data,
+    max_key_bytes: usize,
+    max_value_bytes: usize,
+    _sweeper: Sweeper,
+}
+
+/// The periodic sweep, which lives as long as the API: it has nothing to finish, so it
+/// is stopped when the last handle on the API goes.
+#[derive(Debug)]
+struct Sweeper(JoinHandle<()>);
+
+impl Drop for Sweeper {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
 
 pub(crate) async fn start(
-    _shared: &Shared,
-    _settings: &StoreSettings,
+    shared: &Shared,
+    settings: &StoreSettings,
 ) -> Result<StoreApi, OperatorsError> {
-    Ok(StoreApi {})
+    let kv = shared
+        .bus
+        .key_value(KvConfig {
+            storage: shared.bus.durable_storage(),
+            ..KvConfig::new(subject::STORE_BUCKET)
+        })
+        .await?;
+    check(settings, kv.max_value_size()).map_err(OperatorsError::Settings)?;
+    let sweeper = Sweeper(tokio::spawn(data::sweep_periodically(
+        kv.clone(),
+        Duration::from_millis(settings.sweep_interval_ms),
+    )));
+    Ok(StoreApi {
+        inner: Arc::new(Inner {
+            data: Data {
+                kv,
+                max_keys_per_tenant: settings.max_keys_per_tenant,
+            },
+            max_key_bytes: settings.max_key_bytes,
+            max_value_bytes: settings.max_value_bytes,
+            _sweeper: sweeper,
+        }),
+    })
+}
+
+/// Why `settings` cannot be used with a bucket whose values are at most `max_value`.
+fn check(settings: &StoreSettings, max_value: usize) -> Result<(), String> {
+    let mut errors = Vec::new();
+    if !(1..=keys::LONGEST_KEY_BYTES).contains(&settings.max_key_bytes) {
+        errors.push(format!(
+            "ARQONBUS_STORE_MAX_KEY_BYTES must be 1 to {}",
+            keys::LONGEST_KEY_BYTES
+        ));
+    }
+    let largest = max_value.saturating_sub(record::OVERHEAD);
+    if !(1..=largest).contains(&settings.max_value_bytes) {
+        errors.push(format!(
+            "ARQONBUS_STORE_MAX_VALUE_BYTES must be 1 to {largest} (the bus's largest value, less the record around it)"
+        ));
+    }
+    if settings.max_keys_per_tenant == 0 {
+        errors.push("ARQONBUS_STORE_MAX_KEYS_PER_TENANT must be >= 1".to_owned());
+    }
+    if settings.sweep_interval_ms < 10 {
+        errors.push("ARQONBUS_STORE_SWEEP_INTERVAL_MS must be >= 10".to_owned());
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors.join("; "))
+    }
+}
+
+/// The namespace a call addresses: authorization first, then the name.
+fn resolve(caller: &Caller, namespace: Option<pb::Namespace>) -> Result<Namespace, Status> {
+    let namespace = namespace.unwrap_or_default();
+    let tenant = match namespace.tenant.as_deref().map(str::trim) {
+        None | Some("") => caller.tenant.clone(),
+        Some(name) => {
+            let tenant = TenantId::parse(name).map_err(|e| validation(e.to_string()))?;
+            if tenant != caller.tenant && !caller.admin {
+                return Err(forbidden(
+                    "Only admin clients can use another tenant's store",
+                ));
+            }
+            tenant
+        }
+    };
+    match namespace.namespace.as_deref().map(str::trim) {
+        None | Some("") => Ok(Namespace::root(tenant)),
+        Some(name) => Namespace::sub(tenant, name).map_err(|e| validation(e.to_string())),
+    }
+}
+
+fn rfc3339(ms: i64) -> Option<String> {
+    chrono::DateTime::from_timestamp_millis(ms).map(|t| Timestamp::from(t).to_rfc3339())
+}
+
+impl StoreApi {
+    fn key<'a>(&self, key: &'a str) -> Result<&'a str, Status> {
+        let key = key.trim();
+        if key.is_empty() {
+            return Err(validation("'key' is required"));
+        }
+        let max = self.inner.max_key_bytes;
+        if key.len() > max {
+            return Err(validation(format!(
+                "'key' is too long: {} bytes, the limit is {max}",
+                key.len()
+            )));
+        }
+        Ok(key)
+    }
+
+    fn value(&self, json: &str) -> Result<Box<RawValue>, Status> {
+        let json = json.trim();
+        if json.is_empty() || json == "null" {
+            return Err(validation("'value' is required"));
+        }
+        let max = self.inner.max_value_bytes;
+        if json.len() > max {
+            return Err(validation(format!(
+                "'value' is too large: {} bytes, the limit is {max}",
+                json.len()
+            )));
+        }
+        serde_json::from_str(json).map_err(|_| validation("'value' must be JSON"))
+    }
+}
+
+fn ttl(seconds: Option<f64>) -> Result<Option<Duration>, Status> {
+    match seconds {
+        None => Ok(None),
+        // Also refuses NaN.
+        Some(s) if s.is_nan() || s <= 0.0 => Err(validation("'ttl_seconds' must be > 0")),
+        Some(s) if s > MAX_TTL_SECONDS => Err(validation(format!(
+            "'ttl_seconds' must be at most {MAX_TTL_SECONDS}"
+        ))),
+        Some(s) => Ok(Some(Duration::from_secs_f64(s))),
+    }
 }
 
 #[tonic::async_trait]
 impl pb::store_server::Store for StoreApi {
     async fn set(
         &self,
-        _request: tonic::Request<pb::SetRequest>,
-    ) -> Result<tonic::Response<pb::SetResponse>, tonic::Status> {
-        Err(tonic::Status::unimplemented("being written"))
+        request: Request<pb::SetRequest>,
+    ) -> Result<Response<pb::SetResponse>, Status> {
+        let request = request.into_inner();
+        let caller = Caller::try_from(request.caller)?;
+        let namespace = resolve(&caller, request.namespace)?;
+        let key = self.key(&request.key)?;
+        let value = self.value(&request.value_json)?;
+        let write = Write {
+            key,
+            value: &value,
+            expected_revision: request.expected_revision,
+            ttl: ttl(request.ttl_seconds)?,
+        };
+        let written = self.inner.data.set(&namespace, write).await?;
+        Ok(Response::new(pb::SetResponse {
+            namespace: namespace.to_string(),
+            key: key.to_owned(),
+            updated: written.updated,
+            revision: written.revision,
+            expires_at: written.expires_at_ms.and_then(rfc3339),
+        }))
     }
 
     async fn get(
         &self,
-        _request: tonic::Request<pb::GetRequest>,
-    ) -> Result<tonic::Response<pb::GetResponse>, tonic::Status> {
-        Err(tonic::Status::unimplemented("being written"))
+        request: Request<pb::GetRequest>,
+    ) -> Result<Response<pb::GetResponse>, Status> {
+        let request = request.into_inner();
+        let caller = Caller::try_from(request.caller)?;
+        let namespace = resolve(&caller, request.namespace)?;
+        let key = self.key(&request.key)?;
+        let found = self
+            .inner
+            .data
+            .get(&namespace, key)
+            .await
+            .map_err(|e| unavailable("read the store value", &e))?;
+        let mut response = pb::GetResponse {
+            namespace: namespace.to_string(),
+            key: key.to_owned(),
+            ..pb::GetResponse::default()
+        };
+        if let Some(found) = found {
+            response.found = true;
+            response.value_json = found.value.get().to_owned();
+            response.revision = found.revision;
+            response.expires_at = found.expires_at_ms.and_then(rfc3339);
+        }
+        Ok(Response::new(response))
     }
 
     async fn delete(
         &self,
-        _request: tonic::Request<pb::DeleteRequest>,
-    ) -> Result<tonic::Response<pb::DeleteResponse>, tonic::Status> {
-        Err(tonic::Status::unimplemented("being written"))
+        request: Request<pb::DeleteRequest>,
+    ) -> Result<Response<pb::DeleteResponse>, Status> {
+        let request = request.into_inner();
+        let caller = Caller::try_from(request.caller)?;
+        let namespace = resolve(&caller, request.namespace)?;
+        let key = self.key(&request.key)?;
+        let deleted = self
+            .inner
+            .data
+            .delete(&namespace, key)
+            .await
+            .map_err(|e| unavailable("delete the store value", &e))?;
+        Ok(Response::new(pb::DeleteResponse {
+            namespace: namespace.to_string(),
+            key: key.to_owned(),
+            deleted,
+        }))
     }
 
     async fn list(
         &self,
-        _request: tonic::Request<pb::ListRequest>,
-    ) -> Result<tonic::Response<pb::ListResponse>, tonic::Status> {
-        Err(tonic::Status::unimplemented("being written"))
+        request: Request<pb::ListRequest>,
+    ) -> Result<Response<pb::ListResponse>, Status> {
+        let request = request.into_inner();
+        let caller = Caller::try_from(request.caller)?;
+        let namespace = resolve(&caller, request.namespace)?;
+        let keys = self
+            .inner
+            .data
+            .list(&namespace)
+            .await
+            .map_err(|e| unavailable("list the store keys", &e))?;
+        Ok(Response::new(pb::ListResponse {
+            namespace: namespace.to_string(),
+            keys,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arqon_protocol::{ClientId, EdgeId};
+
+    fn caller(tenant: &str, admin: bool) -> Caller {
+        Caller {
+            tenant: TenantId::parse(tenant).unwrap(),
+            client_id: ClientId::generate_on(&EdgeId::generate()),
+            admin,
+            subject: None,
+        }
+    }
+
+    fn namespace(namespace: Option<&str>, tenant: Option<&str>) -> Option<pb::Namespace> {
+        Some(pb::Namespace {
+            namespace: namespace.map(str::to_owned),
+            tenant: tenant.map(str::to_owned),
+        })
+    }
+
+    #[test]
+    fn namespaces_stay_in_the_callers_tenant_unless_an_admin_says_otherwise() {
+        let user = caller("t-a", false);
+        let resolved = |ns| resolve(&user, ns).map(|n| n.to_string());
+        assert_eq!(resolved(None).unwrap(), "tenant:t-a");
+        assert_eq!(resolved(namespace(Some("  "), None)).unwrap(), "tenant:t-a");
+        assert_eq!(
+            resolved(namespace(Some(" tenant:t-b "), None)).unwrap(),
+            "tenant:t-a/tenant:t-b"
+        );
+        assert_eq!(
+            resolved(namespace(None, Some("t-a"))).unwrap(),
+            "tenant:t-a"
+        );
+        let refused = resolved(namespace(None, Some("t-b"))).unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::PermissionDenied);
+        let refused = resolved(namespace(Some("a\u{7}"), None)).unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+
+        let admin = caller("t-a", true);
+        assert_eq!(
+            resolve(&admin, namespace(Some("cache"), Some("t-b")))
+                .unwrap()
+                .to_string(),
+            "tenant:t-b/cache"
+        );
+        let refused = resolve(&admin, namespace(None, Some("t.b"))).unwrap_err();
+        assert!(
+            refused.message().contains("Invalid tenant name"),
+            "{refused:?}"
+        );
+    }
+
+    #[test]
+    fn settings_must_fit_the_bus() {
+        let defaults = StoreSettings::default();
+        assert_eq!(check(&defaults, 1024 * 1024 - 256), Ok(()));
+        let error = check(&defaults, 32 * 1024).unwrap_err();
+        assert!(
+            error.contains("ARQONBUS_STORE_MAX_VALUE_BYTES must be 1 to"),
+            "{error}"
+        );
+        let bad = StoreSettings {
+            max_key_bytes: keys::LONGEST_KEY_BYTES + 1,
+            max_value_bytes: 0,
+            max_keys_per_tenant: 0,
+            sweep_interval_ms: 0,
+        };
+        let error = check(&bad, 1024 * 1024).unwrap_err();
+        assert_eq!(error.split("; ").count(), 4, "{error}");
+    }
+
+    #[test]
+    fn ttls_are_positive_and_bounded() {
+        assert_eq!(ttl(None).unwrap(), None);
+        assert_eq!(ttl(Some(1.5)).unwrap(), Some(Duration::from_millis(1500)));
+        for bad in [0.0, -1.0, f64::NAN] {
+            assert_eq!(
+                ttl(Some(bad)).unwrap_err().message(),
+                "'ttl_seconds' must be > 0"
+            );
+        }
+        assert!(ttl(Some(f64::INFINITY)).is_err());
     }
 }

@@ -1,60 +1,122 @@
-//! Placeholder: being written.
+//! `op.webhook`: rules that POST a tenant's room messages to a URL, at least once.
+//!
+//! - **Rules** (`rule.rs`, `rules.rs`) live in the `arqon_webhooks` bucket, key
+//!   `<tenant>.<rule_id>`; a rule only ever sees its own tenant's messages. Every replica
+//!   follows the bucket. Rules that are not `persistent` end with their owner's
+//!   connection (`cleanup.rs`).
+//! - **Queue**: the dispatcher follows the same bucket and, after publishing a `message`
+//!   of a tenant that has rules to its room, publishes the same `RoomDelivery` to
+//!   `arqon.webhook.queue.<tenant>` (the cron scheduler does the same for its firings),
+//!   without waiting for anything. The `ARQON_WEBHOOK_QUEUE` work queue keeps those jobs
+//!   until an operators replica acknowledges them; all replicas share its one consumer.
+//! - **Delivery** (`worker.rs`): a replica fans a message out into one delivery job per
+//!   matching rule (`arqon.webhook.queue.<tenant>.<rule_id>`), then POSTs each
+//!   (`post.rs`, signed by `signature.rs`). A failure worth retrying queues the next
+//!   attempt as a new job carrying the failure count and its backoff (`backoff.rs`), so
+//!   progress survives any replica dying; after the last attempt, or a permanent
+//!   failure, the delivery becomes a dead letter on `arqon.webhook.dead.<tenant>`.
+//! - **SSRF guard** (`ssrf.rs`): internal targets are refused at registration and can
+//!   never be connected to at delivery.
+//!
+//! The design and its trade-offs are in `docs/operators-webhook.md`.
 
-use prometheus_client::registry::Registry;
+mod api;
+mod backoff;
+mod cleanup;
+mod job;
+mod metrics;
+mod post;
+mod rule;
+mod rules;
+mod settings;
+mod signature;
+mod ssrf;
+mod worker;
+
+use std::sync::Arc;
+use std::time::Duration;
+
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use arqon_proto::operators::v1 as pb;
+use arqon_bus::{Bus, WorkQueueConfig};
+use arqon_protocol::subject;
 
 use crate::{OperatorsError, Shared};
 
-/// Settings.
-#[derive(Debug, Clone, Default, clap::Args)]
-pub struct WebhookSettings {}
+pub use metrics::WebhookMetrics;
+pub use settings::WebhookSettings;
 
-/// Metrics.
-#[derive(Debug, Clone, Default)]
-pub struct WebhookMetrics {}
+/// Room beyond the longest POST for settling a job, before the queue hands it to another
+/// replica.
+const ACK_MARGIN: Duration = Duration::from_secs(30);
 
-impl WebhookMetrics {
-    pub fn register(_registry: &mut Registry) -> Self {
-        Self::default()
-    }
-}
-
-/// The API.
+/// The `Webhooks` API (`api.rs`).
 #[derive(Debug, Clone)]
-pub struct WebhookApi {}
-
-pub(crate) async fn start(
-    _shared: &Shared,
-    _settings: &WebhookSettings,
-    _tasks: &TaskTracker,
-    _shutdown: CancellationToken,
-) -> Result<WebhookApi, OperatorsError> {
-    Ok(WebhookApi {})
+pub struct WebhookApi {
+    rules: rules::Rules,
+    settings: Arc<WebhookSettings>,
 }
 
-#[tonic::async_trait]
-impl pb::webhooks_server::Webhooks for WebhookApi {
-    async fn register(
-        &self,
-        _request: tonic::Request<pb::RegisterWebhookRequest>,
-    ) -> Result<tonic::Response<pb::WebhookRule>, tonic::Status> {
-        Err(tonic::Status::unimplemented("being written"))
+/// The webhook queue's settings (every replica opens it with the same ones).
+fn queue_config(bus: &Bus, settings: &WebhookSettings) -> WorkQueueConfig {
+    WorkQueueConfig {
+        max_age: settings.queue_max_age(),
+        max_jobs: i64::try_from(settings.queue_max_jobs).unwrap_or(i64::MAX),
+        max_bytes: i64::try_from(settings.queue_max_bytes).unwrap_or(i64::MAX),
+        ack_wait: settings.max_timeout() + ACK_MARGIN,
+        // Attempts are counted in the jobs themselves (a deferral is not an attempt);
+        // jobs that are never settled go with `max_age`.
+        max_deliver: -1,
+        storage: bus.durable_storage(),
+        ..WorkQueueConfig::new(
+            subject::WEBHOOK_QUEUE_STREAM,
+            vec![subject::WEBHOOK_QUEUE_ALL.to_owned()],
+            subject::WEBHOOK_QUEUE_CONSUMER,
+        )
     }
+}
 
-    async fn list(
-        &self,
-        _request: tonic::Request<pb::ListWebhooksRequest>,
-    ) -> Result<tonic::Response<pb::ListWebhooksResponse>, tonic::Status> {
-        Err(tonic::Status::unimplemented("being written"))
-    }
-
-    async fn unregister(
-        &self,
-        _request: tonic::Request<pb::UnregisterWebhookRequest>,
-    ) -> Result<tonic::Response<pb::UnregisterWebhookResponse>, tonic::Status> {
-        Err(tonic::Status::unimplemented("being written"))
-    }
+/// Opens the rules and the queue, and starts following the rules, delivering, and
+/// removing the rules of owners that left; all until `shutdown`.
+pub(crate) async fn start(
+    shared: &Shared,
+    settings: &WebhookSettings,
+    tasks: &TaskTracker,
+    shutdown: CancellationToken,
+) -> Result<WebhookApi, OperatorsError> {
+    settings.check().map_err(OperatorsError::Settings)?;
+    let rules = rules::Rules::open(&shared.bus).await?;
+    rules.follow(tasks, shutdown.clone());
+    let queue = shared
+        .bus
+        .work_queue(queue_config(&shared.bus, settings))
+        .await?;
+    let poster = post::Poster::new(
+        settings.allow_private_targets,
+        settings.concurrency_per_rule as usize,
+    )
+    .map_err(OperatorsError::Settings)?;
+    let worker = Arc::new(worker::Worker {
+        bus: shared.bus.clone(),
+        rules: rules.clone(),
+        queue: queue.clone(),
+        poster,
+        settings: settings.clone(),
+        metrics: shared.metrics.webhook.clone(),
+        rule_slots: worker::RuleSlots::new(settings.concurrency_per_rule as usize),
+        shutdown: shutdown.clone(),
+    });
+    worker::run(worker, queue, tasks);
+    cleanup::start(
+        rules.clone(),
+        shared.owners.clone(),
+        settings.sweep_interval(),
+        tasks,
+        shutdown,
+    );
+    Ok(WebhookApi {
+        rules,
+        settings: Arc::new(settings.clone()),
+    })
 }

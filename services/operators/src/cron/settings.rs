@@ -1,0 +1,182 @@
+//! The `ARQONBUS_CRON_*` settings: the limits every job is checked against, and the
+//! lease that decides which replica fires.
+
+use std::time::Duration;
+
+const MAX_JOBS_PER_TENANT: u32 = 1000;
+const MIN_INTERVAL_SECONDS: f64 = 1.0;
+const MAX_REPEAT_COUNT: u32 = 10_000;
+const MAX_PAYLOAD_BYTES: u32 = 65_536;
+const LEASE_SECONDS: f64 = 5.0;
+/// The shortest lease: the bucket's `max_age` must be at least 100 ms, and renewals need
+/// a few round trips of room inside it.
+const MIN_LEASE_SECONDS: f64 = 0.5;
+
+/// Limits of `op.cron.schedule`, and the scheduler's lease.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CronSettings {
+    /// Most jobs one tenant may have at once (finished and cancelled jobs do not count).
+    #[arg(
+        id = "cron_max_jobs_per_tenant",
+        long = "cron-max-jobs-per-tenant",
+        env = "ARQONBUS_CRON_MAX_JOBS_PER_TENANT",
+        default_value_t = MAX_JOBS_PER_TENANT,
+        value_parser = clap::value_parser!(u32).range(1..),
+    )]
+    pub max_jobs_per_tenant: u32,
+
+    /// Shortest `interval_seconds`, and shortest gap between two times of a cron
+    /// expression.
+    #[arg(
+        id = "cron_min_interval_seconds",
+        long = "cron-min-interval-seconds",
+        env = "ARQONBUS_CRON_MIN_INTERVAL_SECONDS",
+        default_value_t = MIN_INTERVAL_SECONDS,
+        value_parser = positive_seconds,
+    )]
+    pub min_interval_seconds: f64,
+
+    /// Largest `repeat_count`.
+    #[arg(
+        id = "cron_max_repeat_count",
+        long = "cron-max-repeat-count",
+        env = "ARQONBUS_CRON_MAX_REPEAT_COUNT",
+        default_value_t = MAX_REPEAT_COUNT,
+        value_parser = clap::value_parser!(u32).range(1..),
+    )]
+    pub max_repeat_count: u32,
+
+    /// Largest `payload`, in bytes of JSON.
+    #[arg(
+        id = "cron_max_payload_bytes",
+        long = "cron-max-payload-bytes",
+        env = "ARQONBUS_CRON_MAX_PAYLOAD_BYTES",
+        default_value_t = MAX_PAYLOAD_BYTES,
+        value_parser = clap::value_parser!(u32).range(1..=262_144),
+    )]
+    pub max_payload_bytes: u32,
+
+    /// How long the replica that fires holds its lease without renewing it: after it
+    /// dies, another replica fires within about this long.
+    #[arg(
+        id = "cron_lease_seconds",
+        long = "cron-lease-seconds",
+        env = "ARQONBUS_CRON_LEASE_SECONDS",
+        default_value_t = LEASE_SECONDS,
+        value_parser = lease_seconds,
+    )]
+    pub lease_seconds: f64,
+}
+
+impl Default for CronSettings {
+    fn default() -> Self {
+        Self {
+            max_jobs_per_tenant: MAX_JOBS_PER_TENANT,
+            min_interval_seconds: MIN_INTERVAL_SECONDS,
+            max_repeat_count: MAX_REPEAT_COUNT,
+            max_payload_bytes: MAX_PAYLOAD_BYTES,
+            lease_seconds: LEASE_SECONDS,
+        }
+    }
+}
+
+/// The timings of the lease, derived from its length.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct LeaseTimings {
+    /// The bucket's `max_age`: a lease not renewed for this long disappears.
+    pub(crate) ttl: Duration,
+    /// How often the holder renews.
+    pub(crate) renew_every: Duration,
+    /// The holder stops firing this long before its lease could expire (counted from
+    /// the moment it sent the renewal, so the server's expiry is always later).
+    pub(crate) fence_margin: Duration,
+    /// How often the others try to take a lease that may have expired.
+    pub(crate) acquire_every: Duration,
+}
+
+impl CronSettings {
+    /// Refuses settings built in code (tests, embedders) that the flags would refuse.
+    pub(crate) fn validate(&self) -> Result<(), String> {
+        positive_seconds(&self.min_interval_seconds.to_string())?;
+        lease_seconds(&self.lease_seconds.to_string())?;
+        let positive = [
+            ("max_jobs_per_tenant", self.max_jobs_per_tenant),
+            ("max_repeat_count", self.max_repeat_count),
+            ("max_payload_bytes", self.max_payload_bytes),
+        ];
+        match positive.iter().find(|(_, value)| *value == 0) {
+            Some((name, _)) => Err(format!("cron {name} must be at least 1")),
+            None => Ok(()),
+        }
+    }
+
+    pub(crate) fn lease(&self) -> LeaseTimings {
+        let ttl = Duration::from_secs_f64(self.lease_seconds.max(MIN_LEASE_SECONDS));
+        LeaseTimings {
+            ttl,
+            renew_every: ttl / 3,
+            fence_margin: ttl / 5,
+            acquire_every: ttl / 4,
+        }
+    }
+}
+
+fn positive_seconds(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(seconds) if seconds.is_finite() && seconds > 0.0 => Ok(seconds),
+        _ => Err(format!("{text:?} is not a positive number of seconds")),
+    }
+}
+
+fn lease_seconds(text: &str) -> Result<f64, String> {
+    let seconds = positive_seconds(text)?;
+    if (MIN_LEASE_SECONDS..=3600.0).contains(&seconds) {
+        Ok(seconds)
+    } else {
+        Err(format!(
+            "the cron lease must last {MIN_LEASE_SECONDS} to 3600 seconds, not {text}"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_holder_stops_well_before_its_lease_expires() {
+        let timings = CronSettings::default().lease();
+        assert_eq!(timings.ttl, Duration::from_secs(5));
+        // Two renewals fit in the fenced window, so one lost renewal costs nothing.
+        assert!(timings.renew_every * 2 < timings.ttl - timings.fence_margin);
+        assert!(timings.fence_margin >= Duration::from_millis(100));
+    }
+
+    #[test]
+    fn settings_built_in_code_are_checked_like_flags() {
+        assert!(CronSettings::default().validate().is_ok());
+        let bad = [
+            CronSettings {
+                lease_seconds: 0.1,
+                ..CronSettings::default()
+            },
+            CronSettings {
+                min_interval_seconds: 0.0,
+                ..CronSettings::default()
+            },
+            CronSettings {
+                min_interval_seconds: f64::NAN,
+                ..CronSettings::default()
+            },
+            CronSettings {
+                max_repeat_count: 0,
+                ..CronSettings::default()
+            },
+        ];
+        for settings in bad {
+            assert!(settings.validate().is_err(), "{settings:?}");
+        }
+        assert_eq!(positive_seconds(" 0.05 "), Ok(0.05));
+        assert!(lease_seconds("7200").is_err());
+    }
+}

@@ -1,0 +1,637 @@
+//! The store's reads and writes on its bucket, and the sweep of expired values.
+//!
+//! Writes are compare-and-set on the key's revision, even without `expected_revision`:
+//! that is what keeps a sweep from deleting a value written after it looked. The bus can
+//! only delete unconditionally, so a sweep first *claims* an expired value (a
+//! compare-and-set to a sweeping mark) and only then deletes it; a writer that read the
+//! expired value fails its own compare-and-set and reads again, and a writer that reads
+//! the mark waits for the delete. A mark older than [`ABANDONED`] belongs to a sweep
+//! that died between the two steps, and anyone may take it over.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde_json::value::RawValue;
+use tokio::time::Instant;
+use tonic::Status;
+use tracing::{debug, info, warn};
+
+use arqon_bus::{BusError, KvStore};
+
+use super::keys::{self, Namespace};
+use super::record::{self, Record};
+use crate::status::{conflict, unavailable, validation};
+
+/// How long a write waits for a sweep (or for other writers of the same key) before
+/// giving up with `CONFLICT`.
+const WRITE_PATIENCE: Duration = Duration::from_secs(2);
+/// Pause between two attempts of a write.
+const RETRY_PAUSE: Duration = Duration::from_millis(10);
+/// A sweeping mark this old was left by a sweep that stopped between claiming a value
+/// and deleting it (every bus call is bounded well below this).
+const ABANDONED: Duration = Duration::from_secs(30);
+
+pub(crate) fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+fn millis(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// A write, checked.
+#[derive(Debug)]
+pub(crate) struct Write<'a> {
+    pub(crate) key: &'a str,
+    pub(crate) value: &'a RawValue,
+    pub(crate) expected_revision: Option<u64>,
+    pub(crate) ttl: Option<Duration>,
+}
+
+/// What a write did.
+#[derive(Debug)]
+pub(crate) struct Written {
+    pub(crate) updated: bool,
+    pub(crate) revision: u64,
+    pub(crate) expires_at_ms: Option<i64>,
+}
+
+/// A value found.
+#[derive(Debug)]
+pub(crate) struct Found {
+    pub(crate) value: Box<RawValue>,
+    pub(crate) revision: u64,
+    pub(crate) expires_at_ms: Option<i64>,
+}
+
+/// The store's bucket.
+#[derive(Debug, Clone)]
+pub(crate) struct Data {
+    pub(crate) kv: KvStore,
+    pub(crate) max_keys_per_tenant: usize,
+}
+
+/// What a write does next, given what the key holds.
+#[derive(Clone, Copy)]
+enum Step {
+    Create,
+    Replace { revision: u64, updated: bool },
+    Wait,
+}
+
+impl Data {
+    pub(crate) async fn set(&self, ns: &Namespace, write: Write<'_>) -> Result<Written, Status> {
+        let failed = |e: &BusError| unavailable("write the store value", e);
+        let expires_at_ms = write.ttl.map(|ttl| now_ms().saturating_add(millis(ttl)));
+        let record = record::value(write.value, expires_at_ms);
+        let marker = expires_at_ms.map(|at| ns.expiry_key(write.key, at, rand::random()));
+        if let Some(marker) = &marker {
+            // The marker first: a value with a TTL is never unknown to the sweep.
+            self.kv
+                .put(marker, Bytes::from_static(b"1"))
+                .await
+                .map_err(|e| failed(&e))?;
+        }
+        let written = self.write(ns, &write, record, expires_at_ms).await;
+        // A refused write's marker marks nothing (the sweep would remove it only at its
+        // expiry). After a bus failure the write may have landed: the marker stays.
+        if let (Err(refusal), Some(marker)) = (&written, &marker)
+            && refusal.code() != tonic::Code::Unavailable
+            && let Err(error) = self.kv.delete(marker).await
+        {
+            debug!(%error, marker, "the marker of a refused write stays until it expires");
+        }
+        written
+    }
+
+    /// Writes `record` (compare-and-set, retried) once the marker is in place.
+    async fn write(
+        &self,
+        ns: &Namespace,
+        write: &Write<'_>,
+        record: Bytes,
+        expires_at_ms: Option<i64>,
+    ) -> Result<Written, Status> {
+        let failed = |e: &BusError| unavailable("write the store value", e);
+        let value_key = ns.value_key(write.key);
+        let deadline = Instant::now() + WRITE_PATIENCE;
+        loop {
+            let current = self.kv.get(&value_key).await.map_err(|e| failed(&e))?;
+            let now = now_ms();
+            let read = current
+                .as_ref()
+                .map(|entry| (entry.revision, Record::read(&entry.value, now)));
+            if let Some(expected) = write.expected_revision {
+                let actual = match &read {
+                    Some((revision, Some(record))) if record.is_live() => *revision,
+                    _ => 0,
+                };
+                if actual != expected {
+                    return Err(stale(write.key, expected, actual));
+                }
+            }
+            let step = match read {
+                None => Step::Create,
+                Some((revision, Some(Record::Live { .. }))) => Step::Replace {
+                    revision,
+                    updated: true,
+                },
+                Some((_, Some(Record::Sweeping { since_ms })))
+                    if now.saturating_sub(since_ms) < millis(ABANDONED) =>
+                {
+                    Step::Wait
+                }
+                // Expired, abandoned by its sweep, or unreadable: absent to readers.
+                Some((revision, _)) => Step::Replace {
+                    revision,
+                    updated: false,
+                },
+            };
+            let attempt = match step {
+                Step::Wait => Err(BusError::WrongRevision),
+                Step::Create => {
+                    self.check_room(ns, &value_key).await?;
+                    self.kv.create(&value_key, record.clone()).await
+                }
+                Step::Replace { revision, updated } => {
+                    if !updated {
+                        self.check_room(ns, &value_key).await?;
+                    }
+                    self.kv.update(&value_key, record.clone(), revision).await
+                }
+            };
+            match attempt {
+                Ok(revision) => {
+                    return Ok(Written {
+                        updated: matches!(step, Step::Replace { updated: true, .. }),
+                        revision,
+                        expires_at_ms,
+                    });
+                }
+                Err(BusError::WrongRevision | BusError::AlreadyExists) => {
+                    // Someone wrote first: with an expected revision that is a conflict
+                    // (unless a sweep is finishing), otherwise read again.
+                    if write.expected_revision.is_some() && !matches!(step, Step::Wait) {
+                        return Err(conflict(format!(
+                            "Store key '{}' changed while it was written; read it again",
+                            write.key
+                        )));
+                    }
+                    if Instant::now() >= deadline {
+                        return Err(conflict(format!(
+                            "Store key '{}' is busy (other writers, or its expiry being swept); try again",
+                            write.key
+                        )));
+                    }
+                    tokio::time::sleep(RETRY_PAUSE).await;
+                }
+                Err(BusError::PayloadTooLarge { size, max }) => {
+                    return Err(validation(format!(
+                        "'value' is too large for the bus: {size} bytes, the limit is {max}"
+                    )));
+                }
+                Err(e) => return Err(failed(&e)),
+            }
+        }
+    }
+
+    /// Refuses a new key of `ns`'s tenant beyond the limit. Values that expired but were
+    /// not swept yet do not count: at the limit, the tenant's are swept first.
+    async fn check_room(&self, ns: &Namespace, value_key: &str) -> Result<(), Status> {
+        let failed = |e: &BusError| unavailable("write the store value", e);
+        let tenant = ns.tenant();
+        let others = |keys: Vec<String>| keys.iter().filter(|k| *k != value_key).count();
+        let count = others(
+            self.kv
+                .keys_matching(&keys::tenant_values(tenant))
+                .await
+                .map_err(|e| failed(&e))?,
+        );
+        if count < self.max_keys_per_tenant {
+            return Ok(());
+        }
+        sweep(&self.kv, &keys::tenant_expiries(tenant))
+            .await
+            .map_err(|e| failed(&e))?;
+        let count = others(
+            self.kv
+                .keys_matching(&keys::tenant_values(tenant))
+                .await
+                .map_err(|e| failed(&e))?,
+        );
+        if count < self.max_keys_per_tenant {
+            return Ok(());
+        }
+        Err(validation(format!(
+            "Store key limit reached: tenant '{tenant}' has {count} keys, the limit is {}",
+            self.max_keys_per_tenant
+        )))
+    }
+
+    /// The value of `key`, if it has one that has not expired.
+    pub(crate) async fn get(&self, ns: &Namespace, key: &str) -> Result<Option<Found>, BusError> {
+        let value_key = ns.value_key(key);
+        let Some(entry) = self.kv.get(&value_key).await? else {
+            return Ok(None);
+        };
+        Ok(match Record::read(&entry.value, now_ms()) {
+            Some(Record::Live {
+                value,
+                expires_at_ms,
+            }) => Some(Found {
+                value,
+                revision: entry.revision,
+                expires_at_ms,
+            }),
+            Some(_) => None,
+            None => {
+                warn!(
+                    key = value_key,
+                    "unreadable store record; it reads as absent"
+                );
+                None
+            }
+        })
+    }
+
+    /// Deletes `key`'s value; whether it had one.
+    pub(crate) async fn delete(&self, ns: &Namespace, key: &str) -> Result<bool, BusError> {
+        if self.get(ns, key).await?.is_none() {
+            return Ok(false);
+        }
+        self.kv.delete(&ns.value_key(key)).await?;
+        Ok(true)
+    }
+
+    /// The keys of `ns` that have a value, sorted.
+    pub(crate) async fn list(&self, ns: &Namespace) -> Result<Vec<String>, BusError> {
+        let values = self.kv.keys_matching(&ns.values()).await?;
+        let now = now_ms();
+        // Values whose expiry has passed, if their marker is still the latest word.
+        let due: HashSet<String> = self
+            .kv
+            .keys_matching(&ns.expiries())
+            .await?
+            .iter()
+            .filter_map(|marker| keys::parse_expiry(marker))
+            .filter(|(_, at)| *at <= now)
+            .map(|(value_key, _)| value_key)
+            .collect();
+        let mut keys = Vec::with_capacity(values.len());
+        for value_key in values {
+            if due.contains(&value_key) {
+                let live = self
+                    .kv
+                    .get(&value_key)
+                    .await?
+                    .and_then(|entry| Record::read(&entry.value, now))
+                    .is_some_and(|record| record.is_live());
+                if !live {
+                    continue;
+                }
+            }
+            if let Some(key) = keys::key_of_value(&value_key) {
+                keys.push(key);
+            }
+        }
+        keys.sort_unstable();
+        Ok(keys)
+    }
+}
+
+/// The refusal of a compare-and-set that expected `expected` and found `actual` (0: no
+/// value).
+fn stale(key: &str, expected: u64, actual: u64) -> Status {
+    conflict(match (expected, actual) {
+        (0, actual) => format!("Store key '{key}' already has a value (revision {actual})"),
+        (expected, 0) => {
+            format!("Store key '{key}' has no value (expected revision {expected})")
+        }
+        (expected, actual) => {
+            format!("Store key '{key}' is at revision {actual}, not {expected}")
+        }
+    })
+}
+
+/// Deletes the values whose expiry markers (`markers`, a key filter) have come due, and
+/// those markers; returns how many values it deleted.
+pub(crate) async fn sweep(kv: &KvStore, markers: &str) -> Result<usize, BusError> {
+    let mut removed = 0;
+    for marker in kv.keys_matching(markers).await? {
+        let Some((value_key, at)) = keys::parse_expiry(&marker) else {
+            continue;
+        };
+        let now = now_ms();
+        if at > now {
+            continue;
+        }
+        if let Some(entry) = kv.get(&value_key).await? {
+            match Record::read(&entry.value, now) {
+                Some(Record::Expired { expires_at_ms }) if expires_at_ms == at => {
+                    removed += usize::from(claim_and_delete(kv, &value_key, entry.revision).await?);
+                }
+                Some(Record::Sweeping { since_ms })
+                    if now.saturating_sub(since_ms) < millis(ABANDONED) =>
+                {
+                    // Another sweep is deleting it and removes the marker after.
+                    continue;
+                }
+                Some(Record::Sweeping { .. }) => {
+                    removed += usize::from(claim_and_delete(kv, &value_key, entry.revision).await?);
+                }
+                // Written again since: this marker is outdated.
+                _ => {}
+            }
+        }
+        kv.delete(&marker).await?;
+    }
+    Ok(removed)
+}
+
+/// Claims the value at `revision` for deletion, then deletes it; false if it changed
+/// first (a writer won, and its value stays).
+async fn claim_and_delete(kv: &KvStore, value_key: &str, revision: u64) -> Result<bool, BusError> {
+    match kv
+        .update(value_key, record::sweeping(now_ms()), revision)
+        .await
+    {
+        Ok(_) => {
+            kv.delete(value_key).await?;
+            Ok(true)
+        }
+        Err(BusError::WrongRevision) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Sweeps every `every` for as long as it runs.
+pub(crate) async fn sweep_periodically(kv: KvStore, every: Duration) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failing = false;
+    loop {
+        ticks.tick().await;
+        match sweep(&kv, keys::ALL_EXPIRIES).await {
+            Ok(removed) => {
+                if failing {
+                    info!("expired store values are swept again");
+                }
+                failing = false;
+                if removed > 0 {
+                    debug!(removed, "expired store values swept");
+                }
+            }
+            Err(error) => {
+                if !failing {
+                    warn!(%error, "cannot sweep expired store values; retrying every period");
+                }
+                failing = true;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arqon_bus::{Bus, KvConfig};
+    use arqon_protocol::TenantId;
+
+    async fn data(max_keys_per_tenant: usize) -> Data {
+        let bus = Bus::embedded(Default::default());
+        Data {
+            kv: bus.key_value(KvConfig::new("store_test")).await.unwrap(),
+            max_keys_per_tenant,
+        }
+    }
+
+    fn root() -> Namespace {
+        Namespace::root(TenantId::parse("t-a").unwrap())
+    }
+
+    fn json(text: &str) -> Box<RawValue> {
+        RawValue::from_string(text.to_owned()).unwrap()
+    }
+
+    async fn set(
+        data: &Data,
+        key: &str,
+        value: &str,
+        ttl: Option<Duration>,
+    ) -> Result<Written, Status> {
+        let value = json(value);
+        let write = Write {
+            key,
+            value: &value,
+            expected_revision: None,
+            ttl,
+        };
+        data.set(&root(), write).await
+    }
+
+    /// Waits (bounded) until `key` reads as absent.
+    async fn until_expired(data: &Data, key: &str) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while data.get(&root(), key).await.unwrap().is_some() {
+            assert!(Instant::now() < deadline, "{key} did not expire");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn expired_values_read_as_absent_before_any_sweep() {
+        let data = data(10).await;
+        set(&data, "short", "1", Some(Duration::from_millis(1)))
+            .await
+            .unwrap();
+        let long = set(&data, "long", "2", Some(Duration::from_secs(3600)))
+            .await
+            .unwrap();
+        assert!(long.expires_at_ms.is_some());
+        until_expired(&data, "short").await;
+        assert_eq!(data.list(&root()).await.unwrap(), ["long"]);
+        assert!(!data.delete(&root(), "short").await.unwrap());
+        // Writing it again is a new value, not an update.
+        assert!(!set(&data, "short", "3", None).await.unwrap().updated);
+        assert_eq!(sweep(&data.kv, keys::ALL_EXPIRIES).await.unwrap(), 0);
+        assert_eq!(
+            data.get(&root(), "short")
+                .await
+                .unwrap()
+                .unwrap()
+                .value
+                .get(),
+            "3"
+        );
+        assert_eq!(
+            data.kv.keys_matching("x.>").await.unwrap().len(),
+            1,
+            "the long one's marker"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_sweep_deletes_expired_values_and_their_markers() {
+        let data = data(10).await;
+        set(&data, "k", "1", Some(Duration::from_millis(1)))
+            .await
+            .unwrap();
+        until_expired(&data, "k").await;
+        assert_eq!(sweep(&data.kv, keys::ALL_EXPIRIES).await.unwrap(), 1);
+        assert!(data.kv.keys().await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_sweep_never_deletes_a_value_written_after_it_looked() {
+        let data = data(10).await;
+        set(&data, "k", "1", Some(Duration::from_millis(1)))
+            .await
+            .unwrap();
+        until_expired(&data, "k").await;
+        let value_key = root().value_key("k");
+        let seen = data.kv.get(&value_key).await.unwrap().unwrap();
+        // A writer gets in between the sweep's read and its claim.
+        set(&data, "k", "2", None).await.unwrap();
+        assert!(
+            !claim_and_delete(&data.kv, &value_key, seen.revision)
+                .await
+                .unwrap()
+        );
+        assert_eq!(sweep(&data.kv, keys::ALL_EXPIRIES).await.unwrap(), 0);
+        assert_eq!(
+            data.get(&root(), "k").await.unwrap().unwrap().value.get(),
+            "2"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_writer_waits_for_a_sweep_to_finish() {
+        let data = data(10).await;
+        let value_key = root().value_key("k");
+        data.kv
+            .put(&value_key, record::sweeping(now_ms()))
+            .await
+            .unwrap();
+        let writer = tokio::spawn({
+            let data = data.clone();
+            async move { set(&data, "k", "1", None).await }
+        });
+        tokio::time::sleep(RETRY_PAUSE * 3).await;
+        assert!(
+            !writer.is_finished(),
+            "the writer waits while the value is claimed"
+        );
+        data.kv.delete(&value_key).await.unwrap();
+        let written = writer.await.unwrap().unwrap();
+        assert!(!written.updated);
+        assert_eq!(
+            data.get(&root(), "k").await.unwrap().unwrap().value.get(),
+            "1"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_abandoned_claim_is_taken_over() {
+        let data = data(10).await;
+        let value_key = root().value_key("k");
+        let long_ago = now_ms() - millis(ABANDONED) - 1;
+        data.kv
+            .put(&value_key, record::sweeping(long_ago))
+            .await
+            .unwrap();
+        assert!(data.get(&root(), "k").await.unwrap().is_none());
+        assert!(!set(&data, "k", "1", None).await.unwrap().updated);
+        // And by a sweep, through the marker the dead sweep left.
+        data.kv
+            .put(&value_key, record::sweeping(long_ago))
+            .await
+            .unwrap();
+        let marker = root().expiry_key("k", 1, 0);
+        data.kv
+            .put(&marker, Bytes::from_static(b"1"))
+            .await
+            .unwrap();
+        assert_eq!(sweep(&data.kv, keys::ALL_EXPIRIES).await.unwrap(), 1);
+        assert!(data.kv.keys().await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_failed_write_leaves_no_marker() {
+        let data = data(10).await;
+        set(&data, "k", "1", None).await.unwrap();
+        let value = json("2");
+        let write = Write {
+            key: "k",
+            value: &value,
+            expected_revision: Some(0),
+            ttl: Some(Duration::from_secs(3600)),
+        };
+        assert!(data.set(&root(), write).await.is_err());
+        assert!(
+            data.kv
+                .keys_matching(keys::ALL_EXPIRIES)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(
+            data.get(&root(), "k").await.unwrap().unwrap().value.get(),
+            "1"
+        );
+    }
+
+    #[tokio::test]
+    async fn compare_and_set_and_the_key_limit() {
+        let data = data(2).await;
+        let value = json("1");
+        let write = |expected_revision| Write {
+            key: "k",
+            value: &value,
+            expected_revision,
+            ttl: None,
+        };
+        let first = data.set(&root(), write(Some(0))).await.unwrap();
+        let refused = data.set(&root(), write(Some(0))).await.unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::Aborted);
+        assert!(
+            refused.message().contains("already has a value"),
+            "{refused:?}"
+        );
+        let second = data
+            .set(&root(), write(Some(first.revision)))
+            .await
+            .unwrap();
+        assert!(second.updated);
+        let refused = data
+            .set(&root(), write(Some(first.revision)))
+            .await
+            .unwrap_err();
+        assert!(
+            refused
+                .message()
+                .contains(&format!("is at revision {}", second.revision))
+        );
+
+        set(&data, "short", "1", Some(Duration::from_millis(1)))
+            .await
+            .unwrap();
+        let refused = set(&data, "third", "1", None).await;
+        // Either the short one has expired (and is swept to make room), or it still counts.
+        if let Err(refused) = refused {
+            assert!(
+                refused.message().starts_with("Store key limit reached"),
+                "{refused:?}"
+            );
+            until_expired(&data, "short").await;
+            set(&data, "third", "1", None).await.unwrap();
+        }
+        let refused = set(&data, "fourth", "1", None).await.unwrap_err();
+        assert_eq!(
+            refused.message(),
+            "Store key limit reached: tenant 't-a' has 2 keys, the limit is 2"
+        );
+        // Updating a key at the limit is no new key.
+        assert!(set(&data, "k", "2", None).await.unwrap().updated);
+    }
+}

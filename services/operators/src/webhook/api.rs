@@ -1,0 +1,104 @@
+//! The `Webhooks` gRPC API: register, list and unregister rules.
+
+use tonic::{Request, Response, Status};
+use tracing::info;
+
+use arqon_proto::operators::v1 as pb;
+
+use super::WebhookApi;
+use super::rule::{Rule, invalid, is_rule_id};
+use super::ssrf;
+use crate::caller::Caller;
+use crate::status::{forbidden, not_found, unavailable};
+
+#[tonic::async_trait]
+impl pb::webhooks_server::Webhooks for WebhookApi {
+    /// A new rule of the caller's tenant, owned by the caller. The answer is the only
+    /// place its secret is shown.
+    async fn register(
+        &self,
+        request: Request<pb::RegisterWebhookRequest>,
+    ) -> Result<Response<pb::WebhookRule>, Status> {
+        let mut request = request.into_inner();
+        let caller = Caller::try_from(request.caller.take())?;
+        let (rule, url) = Rule::from_request(&caller, request, self.settings.max_timeout_seconds)?;
+        if !self.settings.allow_private_targets {
+            ssrf::check_target(&url).await.map_err(invalid)?;
+        }
+        let verb = "register the webhook rule";
+        let existing = self
+            .rules
+            .ids(&caller.tenant)
+            .await
+            .map_err(|e| unavailable(verb, &e))?;
+        let limit = self.settings.max_rules_per_tenant;
+        if existing.len() >= limit as usize {
+            return Err(invalid(format!(
+                "Webhook rule limit reached ({limit} per tenant)"
+            )));
+        }
+        self.rules
+            .create(&rule)
+            .await
+            .map_err(|e| unavailable(verb, &e))?;
+        info!(rule_id = %rule.rule_id, tenant = %rule.tenant, persistent = rule.persistent, "webhook rule registered");
+        Ok(Response::new(rule.to_pb(true)))
+    }
+
+    /// The caller's own rules; an admin's: every rule of its tenant.
+    async fn list(
+        &self,
+        request: Request<pb::ListWebhooksRequest>,
+    ) -> Result<Response<pb::ListWebhooksResponse>, Status> {
+        let caller = Caller::try_from(request.into_inner().caller)?;
+        let rules = self
+            .rules
+            .list(&caller.tenant)
+            .await
+            .map_err(|e| unavailable("list the webhook rules", &e))?;
+        let rules = rules
+            .iter()
+            .filter(|rule| caller.may_manage(&caller.tenant, &rule.owner_client_id))
+            .map(|rule| rule.to_pb(false))
+            .collect();
+        Ok(Response::new(pb::ListWebhooksResponse { rules }))
+    }
+
+    /// Removes a rule of the caller's tenant: its owner's, or any for an admin.
+    async fn unregister(
+        &self,
+        request: Request<pb::UnregisterWebhookRequest>,
+    ) -> Result<Response<pb::UnregisterWebhookResponse>, Status> {
+        let request = request.into_inner();
+        let caller = Caller::try_from(request.caller)?;
+        let rule_id = request.rule_id.trim();
+        if rule_id.is_empty() {
+            return Err(invalid("'rule_id' is required"));
+        }
+        let missing = || not_found(format!("Webhook rule '{rule_id}' not found"));
+        // Anything else cannot name a rule (nor a key of the bucket).
+        if !is_rule_id(rule_id) {
+            return Err(missing());
+        }
+        let verb = "remove the webhook rule";
+        let rule = self
+            .rules
+            .get(&caller.tenant, rule_id)
+            .await
+            .map_err(|e| unavailable(verb, &e))?
+            .ok_or_else(missing)?;
+        if !caller.may_manage(&caller.tenant, &rule.owner_client_id) {
+            return Err(forbidden(
+                "Cannot remove webhook rule owned by another client",
+            ));
+        }
+        self.rules
+            .delete(&rule.tenant, &rule.rule_id)
+            .await
+            .map_err(|e| unavailable(verb, &e))?;
+        info!(rule_id, tenant = %caller.tenant, "webhook rule removed");
+        Ok(Response::new(pb::UnregisterWebhookResponse {
+            rule_id: rule.rule_id,
+        }))
+    }
+}

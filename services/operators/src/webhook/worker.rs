@@ -1,0 +1,366 @@
+//! Delivery: takes jobs from the webhook queue (one durable consumer shared by every
+//! replica, so each job goes to one replica at a time), fans messages out into one
+//! delivery per matching rule, and attempts deliveries.
+//!
+//! Bounds: a replica holds at most `concurrency` jobs at once (it takes a job only when
+//! it has a free slot), and makes at most `concurrency_per_rule` POSTs at once to one
+//! rule; a delivery whose rule has every slot busy goes back to the queue for a while
+//! instead of waiting in a slot, so a slow or dead endpoint cannot take the slots other
+//! rules need. Nothing here is on the path of live delivery to WebSocket clients.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+use serde::Serialize;
+use serde_json::value::RawValue;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info, warn};
+
+use arqon_bus::{Bus, BusError, Bytes, Job, WorkQueue};
+use arqon_protocol::{TenantId, subject};
+
+use super::backoff;
+use super::job::{self, Delivery, Message};
+use super::metrics::{Outcome, WebhookMetrics};
+use super::post::{Attempt, Poster};
+use super::rule::{Rule, is_rule_id};
+use super::rules::Rules;
+use super::settings::WebhookSettings;
+use super::signature;
+
+/// Pause after the queue failed before asking it again.
+const QUEUE_RETRY: Duration = Duration::from_secs(1);
+/// Per-rule slot tables beyond this many are pruned of idle rules.
+const PRUNE_ABOVE: usize = 1024;
+
+/// One replica's delivery work.
+pub(crate) struct Worker {
+    pub(crate) bus: Bus,
+    pub(crate) rules: Rules,
+    /// For queueing deliveries and retries.
+    pub(crate) queue: WorkQueue,
+    pub(crate) poster: Poster,
+    pub(crate) settings: WebhookSettings,
+    pub(crate) metrics: WebhookMetrics,
+    pub(crate) rule_slots: RuleSlots,
+    pub(crate) shutdown: CancellationToken,
+}
+
+/// The POST slots of each rule on this replica.
+pub(crate) struct RuleSlots {
+    per_rule: usize,
+    slots: Mutex<HashMap<String, Arc<Semaphore>>>,
+}
+
+impl RuleSlots {
+    pub(crate) fn new(per_rule: usize) -> Self {
+        Self {
+            per_rule,
+            slots: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// A slot of `rule_id`, if one is free.
+    fn try_take(&self, rule_id: &str) -> Option<OwnedSemaphorePermit> {
+        let semaphore = {
+            let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+            if slots.len() > PRUNE_ABOVE {
+                let per_rule = self.per_rule;
+                slots.retain(|_, s| s.available_permits() < per_rule);
+            }
+            Arc::clone(
+                slots
+                    .entry(rule_id.to_owned())
+                    .or_insert_with(|| Arc::new(Semaphore::new(self.per_rule))),
+            )
+        };
+        semaphore.try_acquire_owned().ok()
+    }
+}
+
+/// Takes jobs until `shutdown`; each runs as its own tracked task, holding one of the
+/// replica's `concurrency` slots.
+pub(crate) fn run(worker: Arc<Worker>, mut queue: WorkQueue, tasks: &TaskTracker) {
+    let jobs = tasks.clone();
+    tasks.spawn(async move {
+        let slots = Arc::new(Semaphore::new(worker.settings.concurrency as usize));
+        let shutdown = worker.shutdown.clone();
+        let mut failing = false;
+        loop {
+            let slot = tokio::select! {
+                () = shutdown.cancelled() => break,
+                slot = Arc::clone(&slots).acquire_owned() => slot,
+            };
+            let Ok(slot) = slot else { break };
+            let next = tokio::select! {
+                () = shutdown.cancelled() => break,
+                next = queue.next() => next,
+            };
+            match next {
+                None => {}
+                Some(Ok(job)) => {
+                    failing = false;
+                    let worker = Arc::clone(&worker);
+                    jobs.spawn(async move {
+                        worker.handle(job).await;
+                        drop(slot);
+                    });
+                }
+                Some(Err(error)) => {
+                    worker.metrics.queue_error();
+                    if !failing {
+                        warn!(%error, "cannot take webhook jobs from the queue; retrying");
+                        failing = true;
+                    }
+                    tokio::select! {
+                        () = shutdown.cancelled() => break,
+                        () = tokio::time::sleep(QUEUE_RETRY) => {}
+                    }
+                }
+            }
+        }
+    });
+}
+
+impl Worker {
+    async fn handle(&self, job: Job) {
+        match subject::parse_webhook_queue(&job.subject) {
+            Some((tenant, None)) => self.fan_out(&tenant, job).await,
+            Some((tenant, Some(rule_id))) if is_rule_id(rule_id) => {
+                let rule_id = rule_id.to_owned();
+                self.deliver(&tenant, &rule_id, job).await;
+            }
+            _ => {
+                warn!(subject = %job.subject, "a webhook job on an unknown subject; dropped");
+                self.settle("drop", job.term()).await;
+            }
+        }
+    }
+
+    /// One delivery job per rule the message matches; the message job is done once all
+    /// are queued (a repeated fan-out, after a replica died midway, queues each once).
+    async fn fan_out(&self, tenant: &TenantId, job: Job) {
+        let message = match Message::decode(job.payload.clone()) {
+            Ok(message) => message,
+            Err(error) => {
+                warn!(%tenant, %error, "a queued message cannot be delivered to webhooks; dropped");
+                self.settle("drop", job.term()).await;
+                return;
+            }
+        };
+        let rules = match self
+            .rules
+            .matching(tenant, &message.room, &message.channel)
+            .await
+        {
+            Ok(rules) => rules,
+            Err(error) => return self.queue_failed("read the rules", &error, job).await,
+        };
+        for rule in rules {
+            let delivery = Delivery {
+                rule_id: rule.rule_id.clone(),
+                delivery_id: format!("{}-{}", job.sequence, rule.rule_id),
+                failures: 0,
+                not_before_ms: None,
+                sender: message.sender.clone(),
+                envelope: message.envelope.clone(),
+            };
+            let queued = self
+                .queue
+                .push(
+                    &subject::webhook_delivery(tenant, &rule.rule_id),
+                    delivery.encode(),
+                    Some(&delivery.job_id()),
+                )
+                .await;
+            if let Err(error) = queued {
+                return self.queue_failed("queue a delivery", &error, job).await;
+            }
+        }
+        self.settle("acknowledge", job.ack()).await;
+    }
+
+    async fn deliver(&self, tenant: &TenantId, rule_id: &str, job: Job) {
+        let delivery = match Delivery::decode(&job.payload) {
+            Ok(delivery) => delivery,
+            Err(error) => {
+                warn!(%tenant, rule_id, %error, "an unreadable webhook delivery; dropped");
+                self.settle("drop", job.term()).await;
+                return;
+            }
+        };
+        if let Some(wait) = delivery.wait_left() {
+            // Not due yet: a clock far ahead on another replica cannot hold it longer
+            // than the longest backoff.
+            let wait = wait.min(self.settings.backoff_max());
+            self.settle("postpone", job.nak(wait)).await;
+            return;
+        }
+        let rule = match self.rules.current(tenant, rule_id).await {
+            Ok(Some(rule)) => rule,
+            Ok(None) => {
+                self.metrics.delivered(Outcome::Discarded);
+                self.settle("drop", job.ack()).await;
+                return;
+            }
+            Err(error) => return self.queue_failed("read the rule", &error, job).await,
+        };
+        let Some(_rule_slot) = self.rule_slots.try_take(rule_id) else {
+            self.metrics.deferred();
+            self.settle("postpone", job.nak(defer_delay(&rule))).await;
+            return;
+        };
+        let attempt = delivery.failures + 1;
+        let body = signature::body(&delivery.sender, &delivery.envelope);
+        let started = Instant::now();
+        let outcome = tokio::select! {
+            () = self.shutdown.cancelled() => {
+                // Another replica takes it at once; this attempt did not count.
+                self.settle("hand back", job.nak(Duration::ZERO)).await;
+                return;
+            }
+            outcome = self.poster.post(&rule, body, &delivery.delivery_id, attempt) => outcome,
+        };
+        self.metrics.attempt_took(started.elapsed().as_secs_f64());
+        match outcome {
+            Attempt::Delivered => {
+                self.metrics.delivered(Outcome::Success);
+                debug!(%tenant, rule_id, attempt, "webhook delivered");
+                self.settle("acknowledge", job.ack()).await;
+            }
+            Attempt::Failed { error, retry: true } if attempt < self.settings.max_attempts => {
+                self.retry(delivery, attempt, &error, job).await;
+            }
+            Attempt::Failed { error, retry } => {
+                let given_up = GivenUp {
+                    attempts: attempt,
+                    error,
+                    outcome: if retry {
+                        Outcome::DeadLetter
+                    } else {
+                        Outcome::PermanentFailure
+                    },
+                };
+                self.dead_letter(tenant, &rule, &delivery, given_up, job)
+                    .await;
+            }
+        }
+    }
+
+    /// Queues the next attempt (with the failure counted and its backoff), then lets this
+    /// one go.
+    async fn retry(&self, delivery: Delivery, attempt: u32, error: &str, job: Job) {
+        let wait = backoff::delay(
+            attempt,
+            self.settings.backoff_base(),
+            self.settings.backoff_max(),
+        );
+        let next = Delivery {
+            failures: attempt,
+            not_before_ms: Some(job::now_ms() + u64::try_from(wait.as_millis()).unwrap_or(0)),
+            ..delivery
+        };
+        debug!(rule_id = %next.rule_id, attempt, error, ?wait, "webhook attempt failed; retrying");
+        match self
+            .queue
+            .push(&job.subject, next.encode(), Some(&next.job_id()))
+            .await
+        {
+            Ok(_) => {
+                self.metrics.delivered(Outcome::Retry);
+                self.settle("acknowledge", job.ack()).await;
+            }
+            // The failure is not recorded: the same attempt comes back after the wait.
+            Err(queue_error) => {
+                self.metrics.queue_error();
+                warn!(error = %queue_error, "cannot queue a webhook retry; retrying the same attempt later");
+                self.settle("postpone", job.nak(wait)).await;
+            }
+        }
+    }
+
+    /// Publishes the delivery as a dead letter on the tenant's dead-letter subject.
+    async fn dead_letter(
+        &self,
+        tenant: &TenantId,
+        rule: &Rule,
+        delivery: &Delivery,
+        given_up: GivenUp,
+        job: Job,
+    ) {
+        #[derive(Serialize)]
+        struct DeadLetter<'a> {
+            rule_id: &'a str,
+            url: &'a str,
+            delivery_id: &'a str,
+            attempts: u32,
+            last_error: &'a str,
+            body: &'a RawValue,
+        }
+        let body = signature::body(&delivery.sender, &delivery.envelope);
+        let Ok(body) = serde_json::from_slice::<&RawValue>(&body) else {
+            // Bodies are built from valid JSON; nothing to report otherwise.
+            self.settle("drop", job.term()).await;
+            return;
+        };
+        let letter = DeadLetter {
+            rule_id: &rule.rule_id,
+            url: &rule.url,
+            delivery_id: &delivery.delivery_id,
+            attempts: given_up.attempts,
+            last_error: &given_up.error,
+            body,
+        };
+        let letter = Bytes::from(serde_json::to_vec(&letter).unwrap_or_default());
+        match self
+            .bus
+            .publish(subject::webhook_dead(tenant), letter)
+            .await
+        {
+            Ok(()) => {
+                self.metrics.delivered(given_up.outcome);
+                info!(%tenant, rule_id = %rule.rule_id, attempts = given_up.attempts, error = %given_up.error, "webhook delivery given up: dead letter published");
+                self.settle("acknowledge", job.ack()).await;
+            }
+            Err(publish_error) => {
+                self.metrics.queue_error();
+                warn!(error = %publish_error, "cannot publish a webhook dead letter; the last attempt is repeated later");
+                self.settle("postpone", job.nak(self.settings.backoff_base()))
+                    .await;
+            }
+        }
+    }
+
+    async fn queue_failed(&self, verb: &str, error: &BusError, job: Job) {
+        self.metrics.queue_error();
+        warn!(%error, "cannot {verb} for a webhook job; it is handed out again");
+        self.settle("postpone", job.nak(self.settings.backoff_base()))
+            .await;
+    }
+
+    /// Settles a job; a failure only means the job comes back after the ack wait.
+    async fn settle(&self, verb: &str, settled: impl Future<Output = Result<(), BusError>>) {
+        if let Err(error) = settled.await {
+            self.metrics.queue_error();
+            debug!(%error, verb, "a webhook job was not settled; it is handed out again");
+        }
+    }
+}
+
+/// A delivery that will not be attempted again.
+struct GivenUp {
+    attempts: u32,
+    error: String,
+    outcome: Outcome,
+}
+
+/// How long a delivery whose rule is busy waits before it is handed out again: about one
+/// attempt's timeout (when the busy slots are likely free), with jitter.
+fn defer_delay(rule: &Rule) -> Duration {
+    let timeout = Duration::from_secs_f64(rule.timeout_seconds).max(Duration::from_millis(100));
+    timeout + timeout.mul_f64(rand::rng().random_range(0.0..=0.5))
+}
