@@ -15,7 +15,7 @@ use futures_util::StreamExt;
 use hmac::{Hmac, Mac};
 use serde_json::{Map, Value, json};
 use sha2::Sha256;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_tungstenite::tungstenite::Message as Frame;
 
 use arqon_e2e::{
@@ -81,6 +81,7 @@ webhook_modes!(
     messages_of_another_tenant_are_never_posted,
     rules_are_registered_listed_and_unregistered_with_every_error,
     a_rule_ends_with_its_owner_unless_persistent,
+    a_hanging_receiver_delays_neither_the_room_nor_other_rules,
 );
 
 // ---------------------------------------------------------------------------------------
@@ -112,6 +113,8 @@ struct Script {
     statuses: Arc<Mutex<VecDeque<u16>>>,
     then: u16,
     received: mpsc::Sender<Received>,
+    /// When set, every request is recorded, then left unanswered until this turns true.
+    hold: Option<watch::Receiver<bool>>,
 }
 
 /// An HTTP server on 127.0.0.1 that records every POST and answers as scripted.
@@ -128,6 +131,15 @@ impl Drop for Receiver {
 }
 
 async fn receiver(statuses: &[u16], then: u16) -> Receiver {
+    serve(statuses, then, None).await
+}
+
+/// A receiver that records each POST and answers none until `hold` turns true.
+async fn hanging_receiver(hold: watch::Receiver<bool>) -> Receiver {
+    serve(&[], 200, Some(hold)).await
+}
+
+async fn serve(statuses: &[u16], then: u16, hold: Option<watch::Receiver<bool>>) -> Receiver {
     async fn hook(State(script): State<Script>, headers: HeaderMap, body: Bytes) -> StatusCode {
         let status = script
             .statuses
@@ -139,6 +151,10 @@ async fn receiver(statuses: &[u16], then: u16) -> Receiver {
             .received
             .try_send(Received { headers, body })
             .unwrap();
+        if let Some(mut hold) = script.hold {
+            // An error: the test is over and dropped the sender.
+            let _ = hold.wait_for(|released| *released).await;
+        }
         StatusCode::from_u16(status).unwrap()
     }
     let (sender, requests) = mpsc::channel(1024);
@@ -146,6 +162,7 @@ async fn receiver(statuses: &[u16], then: u16) -> Receiver {
         statuses: Arc::new(Mutex::new(statuses.iter().copied().collect())),
         then,
         received: sender,
+        hold,
     };
     let app = axum::Router::new()
         .route("/hook", axum::routing::post(hook))
@@ -864,5 +881,98 @@ async fn the_grpc_api_checks_its_callers() {
         .unwrap()
         .into_inner();
     assert_eq!(removed.rule_id, rule.rule_id);
+    cluster.stop().await;
+}
+
+/// A receiver that takes requests and never answers holds none of the room's members
+/// back, nor another rule's receiver: every message reaches both while the hanging one
+/// still sits on its first requests.
+async fn a_hanging_receiver_delays_neither_the_room_nor_other_rules(cluster: &Cluster) {
+    const MESSAGES: usize = 20;
+    let (release, hold) = watch::channel(false);
+    let mut hanging = hanging_receiver(hold).await;
+    let mut fast = receiver(&[], 200).await;
+    let owner = cluster.client("t-a").await;
+    register(&owner, json!({"url": hanging.url, "timeout_seconds": 30})).await;
+    register(&owner, json!({"url": fast.url})).await;
+    let mut watcher = member(cluster, "t-a").await;
+    let sender = cluster.client("t-a").await;
+    let mut ids = Vec::new();
+    for n in 0..MESSAGES {
+        let id = sender
+            .publish("science", "general", json!({"n": n}))
+            .await
+            .unwrap();
+        ids.push(id);
+    }
+    for id in &ids {
+        frame_of(&mut watcher, id).await;
+    }
+    let mut posted = BTreeSet::new();
+    while posted.len() < MESSAGES {
+        let request = fast.next().await;
+        posted.insert(
+            request.json()["envelope"]["id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    assert_eq!(posted, ids.iter().cloned().collect::<BTreeSet<_>>());
+    // The hanging receiver got requests, and has answered none of them.
+    hanging.next().await;
+    eventually("the fast receiver's successes are counted", || async {
+        outcome_count(cluster, 0, "success").await == MESSAGES as f64
+    })
+    .await;
+    release.send_replace(true);
+}
+
+/// A message CASIL blocks never reaches a webhook; the clean one after it does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blocked_message_is_never_posted() {
+    use arqon_casil::{Mode as CasilMode, Policy};
+    use arqon_policy::{CasilSettings, PolicyConfig};
+
+    let mut policy = Policy {
+        enabled: true,
+        mode: CasilMode::Enforce,
+        ..Policy::default()
+    };
+    policy.policies.block_on_probable_secret = true;
+    let cluster = Cluster::launch(Topology {
+        policy: PolicyConfig {
+            casil: CasilSettings::from_policy(&policy),
+            ..PolicyConfig::default()
+        },
+        operator: OperatorsConfig {
+            webhook: settings(),
+            ..OperatorsConfig::default()
+        },
+        ..Topology::new(Mode::Distributed)
+    })
+    .await;
+    let mut hooks = receiver(&[], 200).await;
+    let owner = cluster.client("t-a").await;
+    register(&owner, json!({"url": hooks.url})).await;
+    let sender = cluster.client("t-a").await;
+    let blocked = sender
+        .publish(
+            "science",
+            "general",
+            json!({"content": "the key is AKIAIOSFODNN7EXAMPLE"}),
+        )
+        .await;
+    assert!(blocked.is_err(), "the sender is told: {blocked:?}");
+    let clean = sender
+        .publish(
+            "science",
+            "general",
+            json!({"content": "hello, nothing to hide"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(hooks.next().await.json()["envelope"]["id"], clean.as_str());
+    hooks.assert_quiet(QUIET * 3).await;
     cluster.stop().await;
 }
