@@ -40,9 +40,16 @@ async fn a_session_survives_the_loss_of_its_edge_and_recovers_what_it_missed() {
     .await;
     let token = cluster.token("t-a", "user");
     let urls: Vec<String> = cluster.edges().iter().map(|e| e.ws_url.clone()).collect();
+    // After losing its edge the session tries a closed port first, then waits its backoff
+    // (a second or more) before the other edge: what is published meanwhile must come
+    // from history.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap();
     let mut options = SessionOptions::new(urls[0].clone(), ConnectOptions::with_token(&token));
+    options.urls.push(format!("ws://{closed}/ws"));
     options.urls.push(urls[1].clone());
-    options.backoff_min = Duration::from_millis(20);
+    options.backoff_min = Duration::from_secs(2);
     let mut session = Session::connect(options).await.unwrap();
     session.join("feed", "live").await.unwrap();
     let publisher = cluster.client_on(1, &token).await;
