@@ -1,32 +1,31 @@
-//! The publishing phase: publishers at a rate or as fast as acknowledgements allow, and
-//! a reader per connection counting deliveries and their latency.
+//! The publishing phase, whatever the transport: the counters, the latency histograms, the
+//! payload, the pacing and the publisher loop. Transports only move bytes (an [`Outlet`]
+//! out, a reader in that hands each payload to a [`Tally`]), so both are measured by
+//! this same code.
 
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
-use tokio::sync::{Semaphore, watch};
-use tokio_tungstenite::tungstenite::Message;
-
-use arqon_protocol::{Envelope, JsonObject, MessageType};
-
-use super::conn::Socket;
-use super::plan::TRAFFIC_CHANNEL;
+use tokio::sync::watch;
 
 /// Latencies are recorded in microseconds up to a minute, with 3 significant digits.
 const MAX_LATENCY_US: u64 = 60_000_000;
 /// Receivers record into a few shared histograms, in batches.
 const SHARDS: usize = 16;
 const BATCH: usize = 256;
+/// How often a publisher over its delivery window looks again.
+const WINDOW_POLL: Duration = Duration::from_micros(500);
 
 /// Counters shared by every task.
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
     pub(crate) sent: AtomicU64,
     pub(crate) acked: AtomicU64,
+    /// Publishes the bus refused (WebSocket), client errors such as slow consumers and
+    /// disconnections (NATS).
     pub(crate) errors: AtomicU64,
     /// Deliveries the acknowledged (or, over NATS, published) messages should cause.
     pub(crate) expected: AtomicU64,
@@ -36,6 +35,8 @@ pub(crate) struct Counters {
     /// messages the bus refused: with `delivered`, what is still on its way.
     pub(crate) promised: AtomicU64,
     pub(crate) refused: AtomicU64,
+    /// What the first error said, shown once at the end.
+    first_error: OnceLock<String>,
 }
 
 /// A counter on a cache line of its own.
@@ -56,6 +57,18 @@ impl Counters {
             .load(Ordering::Relaxed)
             .saturating_sub(self.delivered())
             .saturating_sub(self.refused.load(Ordering::Relaxed))
+    }
+
+    /// Counts an error; the first one's description is kept.
+    pub(crate) fn error(&self, describe: impl FnOnce() -> String) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        if self.first_error.get().is_none() {
+            let _ = self.first_error.set(describe());
+        }
+    }
+
+    pub(crate) fn first_error(&self) -> Option<&str> {
+        self.first_error.get().map(String::as_str)
     }
 }
 
@@ -104,92 +117,75 @@ pub(crate) fn payload(run: &str, size: usize) -> String {
     format!("{head}{}\"}}", "x".repeat(pad))
 }
 
-/// The type of a server frame and, for a message of this run, its send time.
-fn classify<'a>(text: &'a str, run_marker: &str) -> (Option<&'a str>, Option<u64>) {
-    let kind = text
-        .find(r#""type":""#)
-        .and_then(|i| text[i + 8..].split('"').next());
-    let sent_at = if kind == Some("message") && text.contains(run_marker) {
-        text.find(r#""ts":"#).and_then(|i| {
-            let digits: String = text[i + 5..]
-                .chars()
-                .take_while(char::is_ascii_digit)
-                .collect();
-            digits.parse().ok()
-        })
-    } else {
-        None
-    };
-    (kind, sent_at)
+/// The send time of a message of this run (`text` holds [`payload`], whatever frames
+/// it), without parsing the JSON.
+fn sent_at(text: &str, run_marker: &str) -> Option<u64> {
+    if !text.contains(run_marker) {
+        return None;
+    }
+    let i = text.find(r#""ts":"#)?;
+    let digits: String = text[i + 5..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().ok()
 }
 
-/// What a reader needs to know about its connection.
+/// What every reader shares: where it counts, and when it stops.
+#[derive(Debug, Clone)]
 pub(crate) struct Reader {
+    /// The connection's index in the plan.
     pub(crate) index: usize,
     pub(crate) run: String,
-    /// Recipients per message this connection publishes (0 if it does not publish).
-    pub(crate) recipients: u64,
-    /// Released on each acknowledgement or error, for its publisher.
-    pub(crate) permits: Option<Arc<Semaphore>>,
+    pub(crate) counters: Arc<Counters>,
+    pub(crate) latencies: Arc<Latencies>,
+    pub(crate) stop: watch::Receiver<bool>,
 }
 
-/// Reads until `stop`, counting deliveries and acknowledgements.
-pub(crate) async fn read(
-    mut stream: SplitStream<Socket>,
-    reader: Reader,
-    counters: Arc<Counters>,
-    latencies: Arc<Latencies>,
-    mut stop: watch::Receiver<bool>,
-) -> SplitStream<Socket> {
-    let marker = format!(r#""run":"{}""#, reader.run);
-    let mut samples = Vec::new();
-    let delivered = &counters.delivered[reader.index % SHARDS].0;
-    // Created once: re-arming a wait on a shared channel per frame costs more than the
-    // frame.
-    let stopped = stop.wait_for(|s| *s);
-    tokio::pin!(stopped);
-    loop {
-        let frame = tokio::select! {
-            _ = &mut stopped => break,
-            frame = stream.next() => frame,
-        };
-        let Some(Ok(Message::Text(text))) = frame else {
-            if matches!(frame, Some(Ok(_))) {
-                continue;
-            }
-            break;
-        };
-        match classify(text.as_str(), &marker) {
-            (Some("message"), Some(sent_at)) => {
-                delivered.fetch_add(1, Ordering::Relaxed);
-                samples.push(unix_nanos().saturating_sub(sent_at) / 1000);
-                if samples.len() >= BATCH {
-                    latencies.record(reader.index, &mut samples);
-                }
-            }
-            (Some("message_response"), _) => {
-                counters.acked.fetch_add(1, Ordering::Relaxed);
-                counters
-                    .expected
-                    .fetch_add(reader.recipients, Ordering::Relaxed);
-                if let Some(permits) = &reader.permits {
-                    permits.add_permits(1);
-                }
-            }
-            (Some("error"), _) => {
-                counters.errors.fetch_add(1, Ordering::Relaxed);
-                counters
-                    .refused
-                    .fetch_add(reader.recipients, Ordering::Relaxed);
-                if let Some(permits) = &reader.permits {
-                    permits.add_permits(1);
-                }
-            }
-            _ => {}
+impl Reader {
+    pub(crate) fn tally(&self) -> Tally {
+        Tally {
+            index: self.index,
+            marker: format!(r#""run":"{}""#, self.run),
+            counters: Arc::clone(&self.counters),
+            latencies: Arc::clone(&self.latencies),
+            samples: Vec::with_capacity(BATCH),
         }
     }
-    latencies.record(reader.index, &mut samples);
-    stream
+}
+
+/// One reader's count of deliveries and their latencies. Records what is left when
+/// dropped.
+#[derive(Debug)]
+pub(crate) struct Tally {
+    index: usize,
+    marker: String,
+    counters: Arc<Counters>,
+    latencies: Arc<Latencies>,
+    samples: Vec<u64>,
+}
+
+impl Tally {
+    /// Counts `text` if it carries a message of this run.
+    pub(crate) fn message(&mut self, text: &str) {
+        let Some(sent_at) = sent_at(text, &self.marker) else {
+            return;
+        };
+        self.counters.delivered[self.index % SHARDS]
+            .0
+            .fetch_add(1, Ordering::Relaxed);
+        self.samples
+            .push(unix_nanos().saturating_sub(sent_at) / 1000);
+        if self.samples.len() >= BATCH {
+            self.latencies.record(self.index, &mut self.samples);
+        }
+    }
+}
+
+impl Drop for Tally {
+    fn drop(&mut self) {
+        self.latencies.record(self.index, &mut self.samples);
+    }
 }
 
 /// How fast one publisher sends.
@@ -198,22 +194,43 @@ pub(crate) struct Pace {
     /// Messages per second (open loop: latency and loss show what the bus could not
     /// take), or `None` for as fast as deliveries keep up.
     pub(crate) rate: Option<f64>,
-    /// Unacknowledged messages per WebSocket publisher.
-    pub(crate) in_flight: usize,
     /// Without a rate: deliveries still on their way (over all publishers) above which
     /// publishers wait, so the measured rate is one the bus sustains.
     pub(crate) window: u64,
 }
 
-/// Waits for the next send: the rate's next tick, or room in the delivery window.
-async fn pace(interval: &mut Option<tokio::time::Interval>, pace: Pace, counters: &Counters) {
-    match interval {
-        Some(interval) => {
-            interval.tick().await;
-        }
-        None => {
-            while counters.outstanding() > pace.window {
-                tokio::time::sleep(Duration::from_micros(500)).await;
+/// What every publisher knows: how many receive each message, what to send, how fast,
+/// and when to stop.
+#[derive(Debug)]
+pub(crate) struct Job {
+    /// Receivers of each message.
+    pub(crate) recipients: u64,
+    pub(crate) run: String,
+    pub(crate) size: usize,
+    pub(crate) pace: Pace,
+    pub(crate) counters: Arc<Counters>,
+    pub(crate) stop: watch::Receiver<bool>,
+}
+
+impl Job {
+    fn stopped(&self) -> bool {
+        *self.stop.borrow()
+    }
+
+    /// Waits for the next send: the rate's next tick, or room in the delivery window;
+    /// returns early when told to stop.
+    async fn wait_turn(&mut self, interval: &mut Option<tokio::time::Interval>) {
+        match interval {
+            Some(interval) => {
+                tokio::select! {
+                    _ = interval.tick() => {}
+                    _ = self.stop.wait_for(|stop| *stop) => {}
+                }
+            }
+            None => {
+                while self.counters.outstanding() > self.pace.window && !self.stopped() {
+                    tokio::time::sleep(WINDOW_POLL).await;
+                }
             }
         }
     }
@@ -227,90 +244,48 @@ fn interval(pace: Pace) -> Option<tokio::time::Interval> {
     })
 }
 
-/// What every publisher knows: where, what, how fast, and when to stop.
-pub(crate) struct Job {
-    pub(crate) room: String,
-    /// Receivers of each message.
-    pub(crate) recipients: u64,
-    pub(crate) run: String,
-    pub(crate) size: usize,
-    pub(crate) pace: Pace,
-    pub(crate) counters: Arc<Counters>,
-    pub(crate) stop: watch::Receiver<bool>,
-}
+/// One publisher's way out to the bus.
+pub(crate) trait Outlet: Send {
+    /// Whether nothing will acknowledge a message, so it counts as acknowledged once
+    /// sent (its deliveries are then expected).
+    const UNACKNOWLEDGED: bool;
 
-/// Publishes over the WebSocket until `stop`, with at most `pace.in_flight` messages
-/// unacknowledged (`permits` come back as the reader sees acknowledgements).
-pub(crate) async fn publish_ws(
-    mut sink: SplitSink<Socket, Message>,
-    job: Job,
-    permits: Arc<Semaphore>,
-) -> SplitSink<Socket, Message> {
-    let mut ticker = interval(job.pace);
-    while !*job.stop.borrow() {
-        pace(&mut ticker, job.pace, &job.counters).await;
-        let permit = tokio::select! {
-            permit = permits.acquire() => permit,
-            () = tokio::time::sleep(Duration::from_millis(100)) => continue,
-        };
-        let Ok(permit) = permit else { break };
-        permit.forget();
-        let frame = format!(
-            r#"{{"type":"message","room":"{}","channel":"{TRAFFIC_CHANNEL}","payload":{}}}"#,
-            job.room,
-            payload(&job.run, job.size)
-        );
-        job.counters
-            .promised
-            .fetch_add(job.recipients, Ordering::Relaxed);
-        if sink.send(Message::text(frame)).await.is_err() {
-            break;
-        }
-        job.counters.sent.fetch_add(1, Ordering::Relaxed);
+    /// Waits (briefly) until one more message may go; `false` to look at the pace and
+    /// the stop signal again first.
+    fn ready(&mut self) -> impl Future<Output = bool> + Send {
+        async { true }
     }
-    sink
+
+    fn send(&mut self, payload: String) -> impl Future<Output = anyhow::Result<()>> + Send;
+
+    /// After the last message.
+    fn finish(&mut self) -> impl Future<Output = anyhow::Result<()>> + Send {
+        async { Ok(()) }
+    }
 }
 
-/// Publishes straight to the room's NATS `subject` (as a dispatcher does) until `stop`:
-/// the edge's fan-out alone, without the pipeline in front of it.
-pub(crate) async fn publish_nats(
-    bus: arqon_bus::Bus,
-    subject: String,
-    job: Job,
-) -> anyhow::Result<()> {
+/// Publishes through `outlet` until `job.stop`, at the job's pace.
+pub(crate) async fn publish<O: Outlet>(mut outlet: O, mut job: Job) -> anyhow::Result<()> {
     let mut ticker = interval(job.pace);
-    let mut since_flush = 0;
-    while !*job.stop.borrow() {
-        pace(&mut ticker, job.pace, &job.counters).await;
-        let mut envelope = Envelope::new(MessageType::Message);
-        envelope.room = Some(job.room.clone());
-        envelope.channel = Some(TRAFFIC_CHANNEL.to_owned());
-        envelope.sender = Some("arqon-bench".to_owned());
-        envelope.payload = JsonObject::parse(&payload(&job.run, job.size))?;
-        let delivery = arqon_proto::model::RoomDelivery {
-            frame: bytes::Bytes::from(envelope.to_json()),
-            exclude: None,
-            close_room: false,
-        };
+    while !job.stopped() {
+        job.wait_turn(&mut ticker).await;
+        if job.stopped() || !outlet.ready().await {
+            continue;
+        }
         let counters = &job.counters;
         counters
             .promised
             .fetch_add(job.recipients, Ordering::Relaxed);
-        bus.publish(subject.clone(), delivery.encode()).await?;
+        outlet.send(payload(&job.run, job.size)).await?;
         counters.sent.fetch_add(1, Ordering::Relaxed);
-        counters.acked.fetch_add(1, Ordering::Relaxed);
-        counters
-            .expected
-            .fetch_add(job.recipients, Ordering::Relaxed);
-        since_flush += 1;
-        // Nothing acknowledges a core publish: flushing now and then bounds the buffer.
-        if since_flush >= 64 {
-            bus.flush().await?;
-            since_flush = 0;
+        if O::UNACKNOWLEDGED {
+            counters.acked.fetch_add(1, Ordering::Relaxed);
+            counters
+                .expected
+                .fetch_add(job.recipients, Ordering::Relaxed);
         }
     }
-    bus.flush().await?;
-    Ok(())
+    outlet.finish().await
 }
 
 #[cfg(test)]
@@ -330,20 +305,41 @@ mod tests {
     }
 
     #[test]
-    fn frames_are_classified_without_parsing() {
+    fn only_this_runs_messages_are_timed() {
         let marker = r#""run":"r1""#;
-        let message = format!(
-            r#"{{"id":"x","type":"message","payload":{}}}"#,
-            payload("r1", 64)
-        );
-        let (kind, sent_at) = classify(&message, marker);
-        assert_eq!(kind, Some("message"));
-        assert!(sent_at.is_some_and(|t| t > 0));
-        let other_run = format!(r#"{{"type":"message","payload":{}}}"#, payload("r2", 64));
-        assert_eq!(classify(&other_run, marker).1, None);
-        assert_eq!(
-            classify(r#"{"type":"message_response"}"#, marker).0,
-            Some("message_response")
-        );
+        let framed = format!(r#"{{"type":"message","payload":{}}}"#, payload("r1", 64));
+        assert!(sent_at(&framed, marker).is_some_and(|t| t > 0));
+        assert!(sent_at(&payload("r1", 64), marker).is_some_and(|t| t > 0));
+        assert_eq!(sent_at(&payload("r2", 64), marker), None);
+    }
+
+    #[test]
+    fn a_tally_counts_and_times_this_runs_messages() {
+        let counters = Arc::new(Counters::default());
+        let latencies = Arc::new(Latencies::new().unwrap());
+        let (_stop, stopped) = watch::channel(false);
+        let reader = Reader {
+            index: 3,
+            run: "r1".to_owned(),
+            counters: Arc::clone(&counters),
+            latencies: Arc::clone(&latencies),
+            stop: stopped,
+        };
+        let mut tally = reader.tally();
+        tally.message(&payload("r1", 64));
+        tally.message(&payload("r2", 64));
+        tally.message("not json");
+        drop(tally);
+        assert_eq!(counters.delivered(), 1);
+        assert_eq!(latencies.merged().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn the_first_error_is_kept() {
+        let counters = Counters::default();
+        counters.error(|| "first".to_owned());
+        counters.error(|| "second".to_owned());
+        assert_eq!(counters.errors.load(Ordering::Relaxed), 2);
+        assert_eq!(counters.first_error(), Some("first"));
     }
 }
