@@ -50,35 +50,60 @@ pub(crate) struct Worker {
     pub(crate) shutdown: CancellationToken,
 }
 
-/// The POST slots of each rule on this replica.
+/// The POST slots of each rule on this replica, and how long each rule has been
+/// saturated (every slot busy when a delivery came).
 pub(crate) struct RuleSlots {
     per_rule: usize,
-    slots: Mutex<HashMap<String, Arc<Semaphore>>>,
+    rules: Mutex<HashMap<String, RuleState>>,
 }
+
+struct RuleState {
+    slots: Arc<Semaphore>,
+    /// The first deferral of the current run of deferrals.
+    saturated_since: Option<Instant>,
+    /// The latest deferral: a rule with none for [`SATURATION_GAP`] is no longer
+    /// saturated.
+    last_deferral: Instant,
+}
+
+/// A rule whose deliveries found a free slot for this long is no longer saturated.
+const SATURATION_GAP: Duration = Duration::from_secs(1);
+/// The longest a delivery is put back for a saturated rule.
+const MAX_DEFERRAL: Duration = Duration::from_secs(60);
 
 impl RuleSlots {
     pub(crate) fn new(per_rule: usize) -> Self {
         Self {
             per_rule,
-            slots: Mutex::new(HashMap::new()),
+            rules: Mutex::new(HashMap::new()),
         }
     }
 
-    /// A slot of `rule_id`, if one is free.
-    fn try_take(&self, rule_id: &str) -> Option<OwnedSemaphorePermit> {
-        let semaphore = {
-            let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
-            if slots.len() > PRUNE_ABOVE {
-                let per_rule = self.per_rule;
-                slots.retain(|_, s| s.available_permits() < per_rule);
-            }
-            Arc::clone(
-                slots
-                    .entry(rule_id.to_owned())
-                    .or_insert_with(|| Arc::new(Semaphore::new(self.per_rule))),
-            )
+    /// A slot of `rule_id` if one is free; otherwise how long the rule has been saturated.
+    fn try_take(&self, rule_id: &str) -> Result<OwnedSemaphorePermit, Duration> {
+        let now = Instant::now();
+        let mut rules = self.rules.lock().unwrap_or_else(PoisonError::into_inner);
+        if rules.len() > PRUNE_ABOVE {
+            let per_rule = self.per_rule;
+            rules.retain(|_, r| r.slots.available_permits() < per_rule);
+        }
+        let rule = rules
+            .entry(rule_id.to_owned())
+            .or_insert_with(|| RuleState {
+                slots: Arc::new(Semaphore::new(self.per_rule)),
+                saturated_since: None,
+                last_deferral: now,
+            });
+        if let Ok(slot) = Arc::clone(&rule.slots).try_acquire_owned() {
+            return Ok(slot);
+        }
+        let since = match rule.saturated_since {
+            Some(since) if now.duration_since(rule.last_deferral) < SATURATION_GAP => since,
+            _ => now,
         };
-        semaphore.try_acquire_owned().ok()
+        rule.saturated_since = Some(since);
+        rule.last_deferral = now;
+        Err(now.duration_since(since))
     }
 }
 
@@ -209,10 +234,14 @@ impl Worker {
             }
             Err(error) => return self.queue_failed("read the rule", &error, job).await,
         };
-        let Some(_rule_slot) = self.rule_slots.try_take(rule_id) else {
-            self.metrics.deferred();
-            self.settle("postpone", job.nak(defer_delay(&rule))).await;
-            return;
+        let _rule_slot = match self.rule_slots.try_take(rule_id) {
+            Ok(slot) => slot,
+            Err(saturated_for) => {
+                self.metrics.deferred();
+                let delay = defer_delay(rule.timeout_seconds, saturated_for);
+                self.settle("postpone", job.nak(delay)).await;
+                return;
+            }
         };
         let attempt = delivery.failures + 1;
         let body = signature::body(&delivery.sender, &delivery.envelope);
@@ -359,8 +388,56 @@ struct GivenUp {
 }
 
 /// How long a delivery whose rule is busy waits before it is handed out again: about one
-/// attempt's timeout (when the busy slots are likely free), with jitter.
-fn defer_delay(rule: &Rule) -> Duration {
-    let timeout = Duration::from_secs_f64(rule.timeout_seconds).max(Duration::from_millis(100));
-    timeout + timeout.mul_f64(rand::rng().random_range(0.0..=0.5))
+/// attempt's timeout (when the busy slots are likely free), or, when the rule has been
+/// saturated for longer, about that long (at most [`MAX_DEFERRAL`]), with jitter. A rule
+/// that cannot keep up thus costs a few hand-outs of each waiting delivery, not one per
+/// timeout for as long as its backlog lasts.
+fn defer_delay(timeout_seconds: f64, saturated_for: Duration) -> Duration {
+    let timeout = Duration::from_secs_f64(timeout_seconds).max(Duration::from_millis(100));
+    let base = timeout.max(saturated_for).min(MAX_DEFERRAL);
+    base + base.mul_f64(rand::rng().random_range(0.0..=0.5))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rule_stays_saturated_while_deliveries_keep_finding_it_busy() {
+        let slots = RuleSlots::new(1);
+        let held = slots.try_take("wh_a").unwrap();
+        assert_eq!(slots.try_take("wh_a").unwrap_err(), Duration::ZERO);
+        std::thread::sleep(Duration::from_millis(50));
+        let saturated = slots.try_take("wh_a").unwrap_err();
+        assert!(saturated >= Duration::from_millis(50), "{saturated:?}");
+        // Another rule has slots of its own.
+        assert!(slots.try_take("wh_b").is_ok());
+        // A gap without deferrals ends the saturation.
+        drop(held);
+        std::thread::sleep(SATURATION_GAP);
+        let _held = slots.try_take("wh_a").unwrap();
+        assert_eq!(slots.try_take("wh_a").unwrap_err(), Duration::ZERO);
+    }
+
+    #[test]
+    fn deferrals_grow_with_the_saturation_up_to_a_bound() {
+        let within = |delay: Duration, base: Duration| {
+            assert!(
+                delay >= base && delay <= base.mul_f64(1.5),
+                "{delay:?} for {base:?}"
+            );
+        };
+        for _ in 0..100 {
+            within(defer_delay(2.0, Duration::ZERO), Duration::from_secs(2));
+            within(
+                defer_delay(0.01, Duration::ZERO),
+                Duration::from_millis(100),
+            );
+            within(
+                defer_delay(2.0, Duration::from_secs(10)),
+                Duration::from_secs(10),
+            );
+            within(defer_delay(2.0, Duration::from_secs(600)), MAX_DEFERRAL);
+        }
+    }
 }
