@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# The scenarios of docs/BENCHMARKS.md ("Scenarios"), each run by `arqon bench` against
+# four targets in one run, so every ArqonBus figure sits next to its baselines:
+#
+#   ws baseline   benches/baseline-ws --rooms --nodelay: a bare tokio-tungstenite server
+#                 relaying by room (no auth, no validation, no pipeline, no history)
+#   NATS alone    nats-server and NATS clients only (`arqon bench --transport nats`):
+#                 one client connection per simulated client, one subscription per room
+#   standalone    `arqonbus standalone` on its embedded bus
+#   distributed   policy, dispatcher, operators and edge processes on one nats-server
+#
+# Scenarios: pair echo (50 pairs, 8 in flight each) as fast as it keeps up, and at a fixed
+# 20,000 msg/s; fan-out 1 -> 1,000 through the publisher's own connection; 10,000
+# connects (JWT verified per connection, except on the baselines).
+#
+# Usage: scripts/bench-scenarios.sh [--quick]
+#   --quick  3 s of traffic and 2,000 connects instead of 10 s and 10,000.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+seconds=10
+connects=10000
+if [ "${1:-}" = "--quick" ]; then
+  seconds=3
+  connects=2000
+fi
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+source scripts/lib/bench.sh
+build_release
+
+# Runs every scenario with `arqon bench` and the given target arguments; writes
+# $work/<target>-<scenario>.json.
+scenarios() {
+  local target="$1"
+  shift
+  bench "$@" --pattern pairs -n 100 --in-flight 8 --window 8 --duration "$seconds" \
+    >"$work/$target-pairs.json"
+  bench "$@" --pattern pairs -n 100 --in-flight 8 --rate 20000 --duration "$seconds" \
+    >"$work/$target-pairs-20k.json"
+  bench "$@" --pattern one-room -n 1001 --publishers 1 --window 16 --duration "$seconds" \
+    >"$work/$target-fanout.json"
+  bench "$@" -n "$connects" --channels 0 --connect-concurrency 128 --duration 0 \
+    >"$work/$target-connects.json"
+}
+
+echo "== ws baseline"
+read -r pid addr < <(start_baseline --rooms --nodelay)
+scenarios ws --ws-url "ws://$addr/ws"
+stop "$pid"
+
+echo "== NATS alone"
+start_nats
+scenarios nats --transport nats --nats-url "$nats_url"
+
+echo "== standalone"
+read -r pid addr _ < <(start_arqonbus standalone)
+scenarios standalone --ws-url "ws://$addr/ws" --secret "$secret"
+stop "$pid"
+
+echo "== distributed: policy, dispatcher, operators, edge on nats-server"
+start_nats
+pids=()
+for service in policy dispatcher operators; do
+  read -r p _ < <(start_arqonbus "$service" ARQONBUS_NATS_URL="$nats_url")
+  pids+=("$p")
+done
+read -r p addr _ < <(start_arqonbus edge ARQONBUS_NATS_URL="$nats_url")
+pids+=("$p")
+scenarios distributed --ws-url "ws://$addr/ws" --secret "$secret"
+for p in "${pids[@]}"; do stop "$p"; done
+
+python3 - "$work" <<'PY'
+import json, os, sys
+work = sys.argv[1]
+load = lambda target, scenario: json.load(open(os.path.join(work, f"{target}-{scenario}.json")))
+targets = [("ws", "ws baseline"), ("nats", "NATS alone"), ("standalone", "standalone"),
+           ("distributed", "distributed (4 processes)")]
+
+def row(label, value, base_ws, base_nats, fmt):
+    ratio = lambda b: f"{value / b:.2f}" if b else "—"
+    return f"| {label} | {fmt(value)} | {ratio(base_ws)} | {ratio(base_nats)} |"
+
+def table(title, scenario, figures):
+    print(f"\n### {title}\n")
+    for name, pick, fmt in figures:
+        print(f"| {name} | value | × ws baseline | × NATS alone |")
+        print("|---|---:|---:|---:|")
+        ws, nats = pick(load("ws", scenario)), pick(load("nats", scenario))
+        for target, label in targets:
+            print(row(label, pick(load(target, scenario)), ws, nats, fmt))
+        print()
+
+rate = lambda r: f"{r:,.0f} /s"
+ms = lambda v: f"{v / 1000:.2f} ms"
+traffic = lambda key: lambda report: report["traffic"][key]
+latency = lambda key: lambda report: report["traffic"]["latency_us"][key]
+for scenario, title, throughput in [
+    ("pairs", "Pair echo: 50 pairs, 8 in flight each, as fast as it keeps up", "messages_per_second"),
+    ("pairs-20k", "Pair echo at a fixed 20,000 msg/s", "messages_per_second"),
+    ("fanout", "Fan-out 1 → 1,000, publisher on its own connection, window 16", "deliveries_per_second"),
+]:
+    table(title, scenario, [
+        (throughput.replace("_", " "), traffic(throughput), rate),
+        ("p50", latency("p50"), ms),
+        ("p99", latency("p99"), ms),
+    ])
+    for target, label in targets:
+        r = load(target, scenario)
+        print(f"- {label}: {r['traffic']['delivered']:,} of {r['traffic']['expected_deliveries']:,} "
+              f"delivered ({r['traffic']['lost']} lost, {r['traffic']['errors']} errors), "
+              f"client CPU {r['client_cpu']['cores']:.2f} cores")
+table("Connects", "connects", [("connections per second", lambda r: r["connections"]["per_second"], rate)])
+for target, label in targets:
+    r = load(target, "connects")
+    print(f"- {label}: {r['connections']['done']:,} established, {r['connections']['failed']} failed, "
+          f"client CPU {r['client_cpu']['cores']:.2f} cores")
+PY
