@@ -28,7 +28,8 @@ const MAX_JOB_ID_LEN: usize = 256;
 /// that can run twice must not mind.
 ///
 /// Clones share the queue and split its jobs like separate handles; each has its own
-/// pending fetch.
+/// pending fetch. The queue does not cap how many jobs are in flight at once: each handle
+/// takes a job only when it asks for one.
 pub struct WorkQueue {
     inner: Inner,
     config: Arc<WorkQueueConfig>,

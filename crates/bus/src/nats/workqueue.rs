@@ -203,6 +203,10 @@ async fn set_up(
             -1
         },
         num_replicas: config.replicas,
+        // Unlimited: each handle takes only what it can work on, so a cap here (the
+        // server's default is 1,000) would only stall every handle once enough of them
+        // are busy.
+        max_ack_pending: -1,
         ..Default::default()
     };
     bounded(timeout, async {

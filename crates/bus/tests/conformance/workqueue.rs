@@ -24,6 +24,7 @@ conformance!(
     work_queue_captures_core_publishes,
     work_queue_refuses_bad_configs_and_subjects,
     work_queue_reopen_keeps_queued_jobs,
+    work_queue_more_than_a_thousand_jobs_may_be_in_flight,
 );
 
 /// A short poll wait keeps "nothing comes" checks quick; `ack_wait` is set per test.
@@ -384,4 +385,30 @@ async fn work_queue_reopen_keeps_queued_jobs(bus: Bus) {
     let job = next_job(&mut reopened).await;
     assert_eq!(text(&job.payload), "kept");
     job.ack().await.unwrap();
+}
+
+/// Many handles working on jobs at once are not stalled by a cap on jobs in flight
+/// (JetStream's default `max_ack_pending` is 1,000).
+async fn work_queue_more_than_a_thousand_jobs_may_be_in_flight(bus: Bus) {
+    const JOBS: usize = 1100;
+    let mut queue = open(&bus, config("INFLIGHT", Duration::from_secs(60))).await;
+    for n in 0..JOBS {
+        queue
+            .push("inflight.a", b(&n.to_string()), None)
+            .await
+            .unwrap();
+    }
+    let mut held = Vec::with_capacity(JOBS);
+    while held.len() < JOBS {
+        held.push(next_job(&mut queue).await);
+    }
+    let numbers: BTreeSet<usize> = held
+        .iter()
+        .map(|job| text(&job.payload).parse().unwrap())
+        .collect();
+    assert_eq!(numbers.len(), JOBS);
+    for job in held {
+        job.ack().await.unwrap();
+    }
+    assert_empty(&mut queue).await;
 }
