@@ -55,6 +55,11 @@ struct Shared {
     rooms: Option<Rooms>,
 }
 
+/// The global allocator: the one `arqonbus` uses, so a comparison is of the servers, not
+/// of their allocators.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
