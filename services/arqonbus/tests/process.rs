@@ -541,34 +541,83 @@ async fn ten_thousand_clients_dropping_at_once_do_not_block_new_upgrades() {
     }
 }
 
-/// Two `arqonbus operators` processes on one nats-server share the cron jobs; the one
-/// holding the lease (the one that fires) is killed with SIGKILL in the middle of a job.
-/// The other takes over once the lease expires, and the subscriber receives every
-/// iteration exactly once, in order: none lost, none repeated.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cron_firings_survive_kill_9_of_the_firing_operators_process() {
-    const INTERVAL: f64 = 0.5;
-    const REPEAT: u64 = 8;
-    const LEASE: f64 = 1.0;
-    let nats = NatsServer::start();
-    let secret = "process-test-secret";
-    let env = [
-        ("ARQONBUS_NATS_URL", nats.url()),
-        ("ARQONBUS_AUTH_JWT_SECRET", secret.to_owned()),
-        ("ARQONBUS_HTTP_PORT", "0".to_owned()),
-        ("ARQONBUS_GRPC_PORT", "0".to_owned()),
-        (
-            "ARQONBUS_SERVICE_TOKEN",
-            "process-test-service-token-0123456789".to_owned(),
-        ),
-        ("ARQONBUS_CRON_LEASE_SECONDS", LEASE.to_string()),
-        ("ARQONBUS_CRON_MIN_INTERVAL_SECONDS", "0.1".to_owned()),
-    ];
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let mut operators = Vec::new();
-    let mut metrics_addrs = Vec::new();
-    let mut grpc = None;
-    for _ in 0..2 {
+/// Cron jobs on `arqonbus operators` processes: a nats-server, a policy, a dispatcher
+/// (calling the first operators process over gRPC) and an edge.
+struct CronRig {
+    _nats: NatsServer,
+    env: Vec<(&'static str, String)>,
+    operators: Vec<Process>,
+    /// The HTTP address of each operators process, in `operators` order.
+    metrics: Vec<String>,
+    _backends: Vec<Process>,
+    _edge: Process,
+    url: String,
+}
+
+/// How long the cron lease lasts in a [`CronRig`].
+const CRON_LEASE: f64 = 1.0;
+/// Seconds between firings of the jobs of the cron tests.
+const CRON_INTERVAL: f64 = 0.5;
+
+impl CronRig {
+    async fn start(operators: usize) -> Self {
+        let nats = NatsServer::start();
+        let env = vec![
+            ("ARQONBUS_NATS_URL", nats.url()),
+            ("ARQONBUS_AUTH_JWT_SECRET", CRON_SECRET.to_owned()),
+            ("ARQONBUS_HTTP_PORT", "0".to_owned()),
+            ("ARQONBUS_GRPC_PORT", "0".to_owned()),
+            (
+                "ARQONBUS_SERVICE_TOKEN",
+                "process-test-service-token-0123456789".to_owned(),
+            ),
+            ("ARQONBUS_CRON_LEASE_SECONDS", CRON_LEASE.to_string()),
+            ("ARQONBUS_CRON_MIN_INTERVAL_SECONDS", "0.1".to_owned()),
+        ];
+        let mut rig_operators = Vec::new();
+        let mut metrics = Vec::new();
+        let mut grpc = None;
+        for _ in 0..operators {
+            let (process, http, api) = Self::spawn_operators(&env);
+            grpc.get_or_insert(api);
+            metrics.push(http);
+            rig_operators.push(process);
+        }
+        let operators_url = format!("http://{}", grpc.expect("a gRPC address"));
+        let base: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let mut dispatcher_env = base.clone();
+        dispatcher_env.push(("ARQONBUS_OPERATORS_URL", operators_url.as_str()));
+        let mut backends = Vec::new();
+        for (service, env) in [("policy", &base), ("dispatcher", &dispatcher_env)] {
+            let mut process = Process::spawn(&[service], env);
+            process.log_event("running");
+            backends.push(process);
+        }
+        let mut edge = Process::spawn(&["edge", "--port", "0"], &base);
+        let ws = edge.log_event("WebSocket listener bound")["addr"]
+            .as_str()
+            .expect("addr")
+            .to_owned();
+        edge.log_event("running");
+        let token = mint_hs256(
+            CRON_SECRET.as_bytes(),
+            &Claims::new("p", "t-a", "user", Duration::from_secs(120)),
+        )
+        .expect("token");
+        CronRig {
+            _nats: nats,
+            env,
+            operators: rig_operators,
+            metrics,
+            _backends: backends,
+            _edge: edge,
+            url: format!("ws://{ws}/ws?token={token}"),
+        }
+    }
+
+    /// Starts one more operators process; returns it with its HTTP and gRPC addresses.
+    fn spawn_operators(env: &[(&str, String)]) -> (Process, String, String) {
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let mut process = Process::spawn(&["operators"], &env);
         let http = process.log_event("HTTP listener bound")["addr"]
             .as_str()
@@ -579,80 +628,124 @@ async fn cron_firings_survive_kill_9_of_the_firing_operators_process() {
             .expect("addr")
             .to_owned();
         process.log_event("running");
-        grpc.get_or_insert(api);
-        metrics_addrs.push(http);
-        operators.push(process);
+        (process, http, api)
     }
-    let operators_url = format!("http://{}", grpc.expect("a gRPC address"));
-    let mut dispatcher_env = env.clone();
-    dispatcher_env.push(("ARQONBUS_OPERATORS_URL", operators_url.as_str()));
-    let mut backends = Vec::new();
-    for (service, env) in [("policy", &env), ("dispatcher", &dispatcher_env)] {
-        let mut process = Process::spawn(&[service], env);
-        process.log_event("running");
-        backends.push(process);
-    }
-    let mut edge = Process::spawn(&["edge", "--port", "0"], &env);
-    let ws = edge.log_event("WebSocket listener bound")["addr"]
-        .as_str()
-        .expect("addr")
-        .to_owned();
-    edge.log_event("running");
-    let token = mint_hs256(
-        secret.as_bytes(),
-        &Claims::new("p", "t-a", "user", Duration::from_secs(120)),
-    )
-    .expect("token");
-    let url = format!("ws://{ws}/ws?token={token}");
-    let mut subscriber = joined_client(url.clone(), 0).await;
-    let (mut owner, _) = tokio_tungstenite::connect_async(url.as_str())
-        .await
-        .expect("connect the owner");
-    next_json(&mut owner).await; // welcome
-    let job = command(
-        &mut owner,
-        "op.cron.schedule",
-        json!({"room": "r0", "channel": "c", "payload": {"kind": "tick"},
-               "delay_seconds": 0.1, "interval_seconds": INTERVAL,
-               "repeat_count": REPEAT, "persistent": true}),
-    )
-    .await;
-    let job_id = job["job_id"].as_str().expect("job_id").to_owned();
 
-    let mut received = Vec::new();
-    let next_iteration = async |socket: &mut Socket, received: &mut Vec<u64>| {
-        let frame = next_json(socket).await;
-        assert_eq!(frame["sender"], "op-cron", "{frame}");
-        assert_eq!(frame["metadata"]["cron_job_id"], job_id.as_str());
-        received.push(frame["metadata"]["iteration"].as_u64().expect("iteration"));
-    };
-    while received.len() < 2 {
-        next_iteration(&mut subscriber, &mut received).await;
+    /// Schedules a persistent job of `repeat` firings in `r0`/`c` every
+    /// [`CRON_INTERVAL`]; returns its id.
+    async fn schedule(&self, repeat: u64) -> String {
+        let (mut owner, _) = tokio_tungstenite::connect_async(self.url.as_str())
+            .await
+            .expect("connect the owner");
+        next_json(&mut owner).await; // welcome
+        let job = command(
+            &mut owner,
+            "op.cron.schedule",
+            json!({"room": "r0", "channel": "c", "payload": {"kind": "tick"},
+                   "delay_seconds": 0.1, "interval_seconds": CRON_INTERVAL,
+                   "repeat_count": repeat, "persistent": true}),
+        )
+        .await;
+        job["job_id"].as_str().expect("job_id").to_owned()
     }
-    let leaders: Vec<usize> = (0..2)
-        .filter(|&i| cron_leader(&metrics_addrs[i]) == Some(1.0))
-        .collect();
-    assert_eq!(leaders.len(), 1, "exactly one operators process fires");
-    let survivor_addr = metrics_addrs[1 - leaders[0]].clone();
-    drop(operators.remove(leaders[0])); // SIGKILL the firing process, then reap it
+}
 
-    // The rest arrive within the lease plus the remaining intervals, with slack.
-    let deadline = Instant::now() + WAIT + Duration::from_secs_f64(LEASE + INTERVAL * 8.0);
-    while received.len() < REPEAT as usize {
+const CRON_SECRET: &str = "process-test-secret";
+
+/// The iteration of the next frame on `socket`, a firing of `job_id`.
+async fn next_iteration(socket: &mut Socket, job_id: &str) -> u64 {
+    iteration_of(&next_json(socket).await, job_id)
+}
+
+/// The iteration of `frame`, a firing of `job_id`.
+fn iteration_of(frame: &Value, job_id: &str) -> u64 {
+    assert_eq!(frame["sender"], "op-cron", "{frame}");
+    assert_eq!(frame["metadata"]["cron_job_id"], job_id);
+    frame["metadata"]["iteration"].as_u64().expect("iteration")
+}
+
+/// Reads firings of `job_id` until `received` holds `repeat` of them, within `bound`.
+async fn iterations_until(
+    socket: &mut Socket,
+    job_id: &str,
+    received: &mut Vec<u64>,
+    repeat: u64,
+    bound: Duration,
+) {
+    let deadline = Instant::now() + bound;
+    while received.len() < repeat as usize {
         assert!(
             Instant::now() < deadline,
             "only {received:?} arrived in time"
         );
-        next_iteration(&mut subscriber, &mut received).await;
+        received.push(next_iteration(socket, job_id).await);
     }
     assert_eq!(
-        received,
-        (1..=REPEAT).collect::<Vec<_>>(),
-        "each iteration once"
+        *received,
+        (1..=repeat).collect::<Vec<_>>(),
+        "each iteration once, in order"
     );
-    let extra = tokio::time::timeout(Duration::from_secs(1), next_json(&mut subscriber)).await;
+    let extra = tokio::time::timeout(Duration::from_secs(1), next_json(socket)).await;
     assert!(extra.is_err(), "a firing beyond the last: {extra:?}");
+}
+
+/// Two `arqonbus operators` processes on one nats-server share the cron jobs; the one
+/// holding the lease (the one that fires) is killed with SIGKILL in the middle of a job.
+/// The other takes over once the lease expires, and the subscriber receives every
+/// iteration exactly once, in order: none lost, none repeated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cron_firings_survive_kill_9_of_the_firing_operators_process() {
+    const REPEAT: u64 = 8;
+    let mut rig = CronRig::start(2).await;
+    let mut subscriber = joined_client(rig.url.clone(), 0).await;
+    let job_id = rig.schedule(REPEAT).await;
+    let mut received = Vec::new();
+    while received.len() < 2 {
+        received.push(next_iteration(&mut subscriber, &job_id).await);
+    }
+    let leaders: Vec<usize> = (0..2)
+        .filter(|&i| cron_leader(&rig.metrics[i]) == Some(1.0))
+        .collect();
+    assert_eq!(leaders.len(), 1, "exactly one operators process fires");
+    let survivor_addr = rig.metrics[1 - leaders[0]].clone();
+    drop(rig.operators.remove(leaders[0])); // SIGKILL the firing process, then reap it
+
+    // The rest arrive within the lease plus the remaining intervals, with slack.
+    let bound = WAIT + Duration::from_secs_f64(CRON_LEASE + CRON_INTERVAL * 8.0);
+    iterations_until(&mut subscriber, &job_id, &mut received, REPEAT, bound).await;
     assert_eq!(cron_leader(&survivor_addr), Some(1.0), "the survivor fires");
+}
+
+/// The only `arqonbus operators` process is killed with SIGKILL mid-job, and a new one
+/// started: the job goes on from the bus where it stopped, every iteration once, in
+/// order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cron_jobs_go_on_after_every_operators_process_is_replaced() {
+    const REPEAT: u64 = 6;
+    let mut rig = CronRig::start(1).await;
+    let mut subscriber = joined_client(rig.url.clone(), 0).await;
+    let job_id = rig.schedule(REPEAT).await;
+    let mut received = Vec::new();
+    while received.len() < 2 {
+        received.push(next_iteration(&mut subscriber, &job_id).await);
+    }
+    drop(rig.operators.remove(0)); // SIGKILL the only operators process, then reap it
+    // Nothing fires while none runs.
+    let quiet = tokio::time::timeout(Duration::from_secs(2), next_json(&mut subscriber)).await;
+    if let Ok(frame) = quiet {
+        // Only one published just before the kill may still be on its way.
+        received.push(iteration_of(&frame, &job_id));
+        let more = tokio::time::timeout(Duration::from_secs(2), next_json(&mut subscriber)).await;
+        assert!(
+            more.is_err(),
+            "a firing without an operators process: {more:?}"
+        );
+    }
+    let (replacement, http, _) = CronRig::spawn_operators(&rig.env);
+    rig.operators.push(replacement);
+    let bound = WAIT + Duration::from_secs_f64(CRON_LEASE + CRON_INTERVAL * REPEAT as f64);
+    iterations_until(&mut subscriber, &job_id, &mut received, REPEAT, bound).await;
+    assert_eq!(cron_leader(&http), Some(1.0), "the new process fires");
 }
 
 /// `arqonbus_cron_leader` of the process whose HTTP endpoints are at `addr`.
