@@ -529,11 +529,12 @@ async fn presence_events_tell_members_who_comes_and_goes(cluster: &Cluster) {
         event(watcher.recv(WAIT).await.unwrap()),
         ("join".to_owned(), visitor.client_id().to_owned())
     );
-    assert_eq!(
-        visitor.recv(QUIET).await.unwrap_err(),
-        SdkError::Timeout,
-        "no event about oneself"
-    );
+    // No event about oneself. (The watcher's own join may still be on its way to the
+    // room's members when the visitor joins: an event about someone else is fine.)
+    while let Ok(envelope) = visitor.recv(QUIET).await {
+        let (_, about) = event(envelope);
+        assert_ne!(about, visitor.client_id(), "no event about oneself");
+    }
     visitor.leave("hall", "main").await.unwrap();
     assert_eq!(
         event(watcher.recv(WAIT).await.unwrap()),
