@@ -1,7 +1,8 @@
 //! Channel commands over the wire: every success and every error code, per tenant.
 
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
+use arqon_e2e::reply::{args, data, refused as assert_error, run};
 use arqon_e2e::{Cluster, QUIET, WAIT};
 use arqon_protocol::{ErrorCode, MessageType, Status};
 use arqon_sdk::{Client, SdkError};
@@ -16,33 +17,6 @@ both_modes!(
     private_messages_reach_exactly_their_target,
     presence_events_tell_members_who_comes_and_goes: |c| EdgeConfig { presence_events: true, ..c },
 );
-
-fn args(value: Value) -> Map<String, Value> {
-    value.as_object().cloned().unwrap_or_default()
-}
-
-/// Runs a command and returns its `response` (whatever its status).
-async fn run(client: &Client, name: &str, value: Value) -> arqon_protocol::Envelope {
-    client.command(name, args(value)).await.unwrap()
-}
-
-fn data(response: &arqon_protocol::Envelope) -> Value {
-    response.payload.get("data").unwrap_or(Value::Null)
-}
-
-fn assert_error(response: &arqon_protocol::Envelope, code: ErrorCode) {
-    assert_eq!(
-        response.status,
-        Some(Status::Error),
-        "{}",
-        response.to_json()
-    );
-    assert!(
-        response.has_error_code(code),
-        "expected {code}: {}",
-        response.to_json()
-    );
-}
 
 async fn connect(cluster: &Cluster, claims: Value) -> Client {
     cluster.client_on(0, &cluster.token_with(claims)).await

@@ -5,12 +5,13 @@
 
 use std::time::Duration;
 
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
+use arqon_e2e::reply::{assert_refused, data, message, ok, run};
 use arqon_e2e::{Cluster, Mode, QUIET, RawSocket, Topology, WAIT, eventually, metric_value};
 use arqon_e2e::{next_json, send_json};
 use arqon_operators::{CronSettings, OperatorsConfig};
-use arqon_protocol::{Envelope, ErrorCode, MessageType, Status};
+use arqon_protocol::{ErrorCode, MessageType};
 use arqon_sdk::Client;
 
 /// Lower than the defaults so tests run fast, and small enough to reach.
@@ -68,51 +69,6 @@ cron_modes!(
     a_disconnect_cancels_jobs_that_are_not_persistent,
 );
 
-fn args(value: Value) -> Map<String, Value> {
-    value.as_object().cloned().unwrap_or_default()
-}
-
-async fn run(client: &Client, name: &str, value: Value) -> Envelope {
-    client.command(name, args(value)).await.unwrap()
-}
-
-fn data(response: &Envelope) -> Value {
-    response.payload.get("data").unwrap_or(Value::Null)
-}
-
-fn message(response: &Envelope) -> String {
-    response
-        .payload
-        .get("message")
-        .and_then(|m| m.as_str().map(str::to_owned))
-        .unwrap_or_default()
-}
-
-fn assert_success(response: &Envelope, text: &str) {
-    assert_eq!(
-        response.status,
-        Some(Status::Success),
-        "{}",
-        response.to_json()
-    );
-    assert_eq!(message(response), text);
-}
-
-fn assert_refused(response: &Envelope, code: ErrorCode, text: &str) {
-    assert_eq!(
-        response.status,
-        Some(Status::Error),
-        "{}",
-        response.to_json()
-    );
-    assert!(
-        response.has_error_code(code),
-        "expected {code}: {}",
-        response.to_json()
-    );
-    assert_eq!(message(response), text, "{}", response.to_json());
-}
-
 async fn admin(cluster: &Cluster, tenant: &str) -> Client {
     cluster.client_on(0, &cluster.token(tenant, "admin")).await
 }
@@ -120,7 +76,7 @@ async fn admin(cluster: &Cluster, tenant: &str) -> Client {
 /// Schedules and returns the job id.
 async fn schedule(client: &Client, job: Value) -> String {
     let response = run(client, "op.cron.schedule", job).await;
-    assert_success(&response, "Cron job scheduled");
+    ok(&response, "Cron job scheduled");
     data(&response)["job_id"].as_str().unwrap().to_owned()
 }
 
@@ -143,7 +99,7 @@ async fn next_firing(client: &Client, wait: Duration) -> Option<(String, u64)> {
 
 async fn listed(client: &Client) -> Vec<Value> {
     let response = run(client, "op.cron.list", json!({})).await;
-    assert_success(&response, "Cron jobs retrieved");
+    ok(&response, "Cron jobs retrieved");
     let data = data(&response);
     let jobs = data["jobs"].as_array().cloned().unwrap_or_default();
     assert_eq!(data["count"], jobs.len());
@@ -167,7 +123,7 @@ async fn a_scheduled_job_reaches_every_member_in_order(cluster: &Cluster) {
                "delay_seconds": 0.05, "interval_seconds": 0.05, "repeat_count": 3}),
     )
     .await;
-    assert_success(&response, "Cron job scheduled");
+    ok(&response, "Cron job scheduled");
     let job = data(&response);
     let job_id = job["job_id"].as_str().unwrap().to_owned();
     assert!(job_id.starts_with("cron_"), "{job_id}");
@@ -291,7 +247,7 @@ async fn a_cron_expression_fires_at_its_times(cluster: &Cluster) {
                "schedule": "* * * * * *", "timezone": "Europe/Paris", "repeat_count": 2}),
     )
     .await;
-    assert_success(&response, "Cron job scheduled");
+    ok(&response, "Cron job scheduled");
     let job = data(&response);
     assert_eq!(job["schedule"], "* * * * * *");
     assert_eq!(job["timezone"], "Europe/Paris");
@@ -325,7 +281,7 @@ async fn a_cron_expression_fires_at_its_times(cluster: &Cluster) {
         Some((unlimited.clone(), 1))
     );
     let cancelled = run(&owner, "op.cron.cancel", json!({"job_id": unlimited})).await;
-    assert_success(&cancelled, "Cron job cancelled");
+    ok(&cancelled, "Cron job cancelled");
     assert!(listed(&owner).await.is_empty());
 }
 
@@ -377,11 +333,11 @@ async fn only_owners_and_admins_see_and_cancel_jobs(cluster: &Cluster) {
     assert_refused(&missing, ErrorCode::ValidationError, "'job_id' is required");
 
     let cancelled = run(&admin_a, "op.cron.cancel", json!({"job_id": alices})).await;
-    assert_success(&cancelled, "Cron job cancelled");
+    ok(&cancelled, "Cron job cancelled");
     assert_eq!(data(&cancelled), json!({"job_id": alices}));
     assert!(listed(&alice).await.is_empty());
     let own = run(&bob, "op.cron.cancel", json!({"job_id": bobs})).await;
-    assert_success(&own, "Cron job cancelled");
+    ok(&own, "Cron job cancelled");
 }
 
 /// §7.3's messages, the type conversions, the cron extensions and every limit.

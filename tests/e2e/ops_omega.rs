@@ -3,18 +3,17 @@
 
 use std::collections::HashSet;
 
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 use tonic::Request;
 
 use arqon_bus::KvConfig;
+use arqon_e2e::reply::{ok, refused, run};
 use arqon_e2e::{Cluster, Mode, QUIET, Topology, WAIT};
 use arqon_operators::{OmegaSettings, OperatorsConfig, OperatorsMetrics};
 use arqon_proto::operators::v1 as pb;
 use arqon_proto::operators::v1::omega_server::Omega;
-use arqon_protocol::{
-    ClientId, EdgeId, Envelope, ErrorCode, MessageType, Status, Timestamp, subject,
-};
+use arqon_protocol::{ClientId, EdgeId, ErrorCode, MessageType, Timestamp, subject};
 use arqon_sdk::{Client, SdkError};
 
 /// Runs `async fn $name(mode: Mode)` once per deployment.
@@ -68,49 +67,6 @@ async fn launch(mode: Mode, omega: OmegaSettings) -> Cluster {
 
 async fn admin(cluster: &Cluster, tenant: &str) -> Client {
     cluster.client_on(0, &cluster.token(tenant, "admin")).await
-}
-
-async fn run(client: &Client, name: &str, args: Value) -> Envelope {
-    let args: Map<String, Value> = args.as_object().cloned().unwrap_or_default();
-    client.command(name, args).await.unwrap()
-}
-
-/// The `data` of a successful reply with `message`.
-fn ok(response: &Envelope, message: &str) -> Value {
-    assert_eq!(
-        response.status,
-        Some(Status::Success),
-        "{}",
-        response.to_json()
-    );
-    assert_eq!(
-        response.payload.get("message"),
-        Some(json!(message)),
-        "{}",
-        response.to_json()
-    );
-    response.payload.get("data").unwrap_or(Value::Null)
-}
-
-/// The message of a refusal with `code`, and its data.
-fn refused(response: &Envelope, code: ErrorCode) -> (String, Value) {
-    assert_eq!(
-        response.status,
-        Some(Status::Error),
-        "{}",
-        response.to_json()
-    );
-    assert!(
-        response.has_error_code(code),
-        "expected {code}: {}",
-        response.to_json()
-    );
-    let message = response
-        .payload
-        .get("message")
-        .and_then(|m| m.as_str().map(str::to_owned))
-        .unwrap_or_default();
-    (message, response.payload.get("data").unwrap_or(Value::Null))
 }
 
 async fn register(client: &Client, name: &str) -> String {

@@ -2,12 +2,13 @@
 //! never leave their tenant (the original's hole), admins crossing tenants, the limits,
 //! compare-and-set and expiry.
 
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use arqon_bus::KvConfig;
+use arqon_e2e::reply::{ok, refused, run};
 use arqon_e2e::{Cluster, Mode, Topology, eventually};
 use arqon_operators::{OperatorsConfig, StoreSettings};
-use arqon_protocol::{Envelope, ErrorCode, Status, subject};
+use arqon_protocol::{ErrorCode, Status, subject};
 use arqon_sdk::Client;
 
 /// Runs `async fn $name(mode: Mode)` once per deployment.
@@ -47,48 +48,6 @@ async fn launch(mode: Mode, store: StoreSettings) -> Cluster {
         ..Topology::new(mode)
     })
     .await
-}
-
-async fn run(client: &Client, name: &str, args: Value) -> Envelope {
-    let args: Map<String, Value> = args.as_object().cloned().unwrap_or_default();
-    client.command(name, args).await.unwrap()
-}
-
-/// The `data` of a successful reply with `message`.
-fn ok(response: &Envelope, message: &str) -> Value {
-    assert_eq!(
-        response.status,
-        Some(Status::Success),
-        "{}",
-        response.to_json()
-    );
-    assert_eq!(
-        response.payload.get("message"),
-        Some(json!(message)),
-        "{}",
-        response.to_json()
-    );
-    response.payload.get("data").unwrap_or(Value::Null)
-}
-
-/// The message of a refusal with `code`.
-fn refused(response: &Envelope, code: ErrorCode) -> String {
-    assert_eq!(
-        response.status,
-        Some(Status::Error),
-        "{}",
-        response.to_json()
-    );
-    assert!(
-        response.has_error_code(code),
-        "expected {code}: {}",
-        response.to_json()
-    );
-    response
-        .payload
-        .get("message")
-        .and_then(|m| m.as_str().map(str::to_owned))
-        .unwrap_or_default()
 }
 
 async fn set(client: &Client, args: Value) -> Value {
@@ -284,7 +243,7 @@ async fn admins_may_use_another_tenants_store(mode: Mode) {
         ("op.store.delete", json!({"tenant": "t-b", "key": "k"})),
         ("op.store.list", json!({"tenant": "t-b"})),
     ] {
-        let message = refused(
+        let (message, _) = refused(
             &run(&user, command, args).await,
             ErrorCode::AuthorizationError,
         );
@@ -299,7 +258,7 @@ async fn admins_may_use_another_tenants_store(mode: Mode) {
         list(&user, json!({"tenant": "t-a"})).await["namespace"],
         "tenant:t-a"
     );
-    let message = refused(
+    let (message, _) = refused(
         &run(&admin, "op.store.list", json!({"tenant": "t.b"})).await,
         ErrorCode::ValidationError,
     );
@@ -355,7 +314,7 @@ async fn arguments_are_checked(mode: Mode) {
         ),
     ];
     for (command, args, expected) in cases {
-        let message = refused(
+        let (message, _) = refused(
             &run(&client, command, args.clone()).await,
             ErrorCode::ValidationError,
         );
@@ -363,7 +322,7 @@ async fn arguments_are_checked(mode: Mode) {
     }
     let long = "n".repeat(65);
     for namespace in [long.as_str(), "bell\u{7}"] {
-        let message = refused(
+        let (message, _) = refused(
             &run(&client, "op.store.list", json!({"namespace": namespace})).await,
             ErrorCode::ValidationError,
         );
@@ -392,18 +351,18 @@ async fn limits_are_enforced(mode: Mode) {
     let a = cluster.client("t-a").await;
     let b = cluster.client("t-b").await;
 
-    let message = refused(
+    let (message, _) = refused(
         &run(&a, "op.store.set", json!({"key": "123456789", "value": 1})).await,
         ErrorCode::ValidationError,
     );
     assert_eq!(message, "'key' is too long: 9 bytes, the limit is 8");
-    let message = refused(
+    let (message, _) = refused(
         &run(&a, "op.store.get", json!({"key": "ééééé"})).await,
         ErrorCode::ValidationError,
     );
     assert_eq!(message, "'key' is too long: 10 bytes, the limit is 8");
     let big = "x".repeat(31); // 33 bytes of JSON text
-    let message = refused(
+    let (message, _) = refused(
         &run(&a, "op.store.set", json!({"key": "k", "value": big})).await,
         ErrorCode::ValidationError,
     );
@@ -412,13 +371,13 @@ async fn limits_are_enforced(mode: Mode) {
 
     set(&a, json!({"key": "k2", "value": 2})).await;
     let full = "Store key limit reached: tenant 't-a' has 2 keys, the limit is 2";
-    let message = refused(
+    let (message, _) = refused(
         &run(&a, "op.store.set", json!({"key": "k3", "value": 3})).await,
         ErrorCode::ValidationError,
     );
     assert_eq!(message, full);
     // Every namespace of the tenant counts; other tenants have their own.
-    let message = refused(
+    let (message, _) = refused(
         &run(
             &a,
             "op.store.set",
@@ -446,7 +405,7 @@ async fn writes_may_compare_and_set(mode: Mode) {
 
     let created = set(&a, json!({"key": "k", "value": 1, "expected_revision": 0})).await;
     let first = created["revision"].as_u64().unwrap();
-    let message = refused(
+    let (message, _) = refused(
         &run(
             &other,
             "op.store.set",
@@ -468,7 +427,7 @@ async fn writes_may_compare_and_set(mode: Mode) {
     assert_eq!(second["updated"], true);
     let second = second["revision"].as_u64().unwrap();
     assert!(second > first);
-    let message = refused(
+    let (message, _) = refused(
         &run(
             &other,
             "op.store.set",
@@ -488,7 +447,7 @@ async fn writes_may_compare_and_set(mode: Mode) {
     );
 
     run(&a, "op.store.delete", json!({"key": "k"})).await;
-    let message = refused(
+    let (message, _) = refused(
         &run(
             &a,
             "op.store.set",
@@ -573,7 +532,7 @@ async fn without_the_operators_service_commands_are_answered_unavailable() {
     cluster.stop_operators(0).await;
     let response = run(&client, "op.store.get", json!({"key": "k"})).await;
     assert_eq!(
-        refused(&response, ErrorCode::Unavailable),
+        refused(&response, ErrorCode::Unavailable).0,
         "Failed to read the store value: the operators service is unavailable"
     );
     let pong = run(&client, "ping", json!({})).await;

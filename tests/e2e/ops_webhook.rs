@@ -13,16 +13,17 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use futures_util::StreamExt;
 use hmac::{Hmac, Mac};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use sha2::Sha256;
 use tokio::sync::{mpsc, watch};
 use tokio_tungstenite::tungstenite::Message as Frame;
 
+use arqon_e2e::reply::{assert_refused, data, ok, run};
 use arqon_e2e::{
     Cluster, Mode, QUIET, RawSocket, Topology, WAIT, eventually, metric_value, next_json, send_json,
 };
 use arqon_operators::{OperatorsConfig, WebhookSettings};
-use arqon_protocol::{Envelope, ErrorCode, MessageType, Status, TenantId, subject};
+use arqon_protocol::{Envelope, ErrorCode, MessageType, TenantId, subject};
 use arqon_sdk::Client;
 
 /// Delivery settings of these tests: internal targets allowed (the receivers listen on
@@ -202,57 +203,10 @@ impl Receiver {
 // ---------------------------------------------------------------------------------------
 // Helpers.
 
-fn args(value: Value) -> Map<String, Value> {
-    value.as_object().cloned().unwrap_or_default()
-}
-
-async fn run(client: &Client, name: &str, value: Value) -> Envelope {
-    client.command(name, args(value)).await.unwrap()
-}
-
-fn data(response: &Envelope) -> Value {
-    response.payload.get("data").unwrap_or(Value::Null)
-}
-
-fn message(response: &Envelope) -> String {
-    response
-        .payload
-        .get("message")
-        .unwrap_or(Value::Null)
-        .as_str()
-        .unwrap_or_default()
-        .to_owned()
-}
-
-fn assert_success(response: &Envelope, text: &str) {
-    assert_eq!(
-        response.status,
-        Some(Status::Success),
-        "{}",
-        response.to_json()
-    );
-    assert_eq!(message(response), text, "{}", response.to_json());
-}
-
-fn assert_error(response: &Envelope, code: ErrorCode, text: &str) {
-    assert_eq!(
-        response.status,
-        Some(Status::Error),
-        "{}",
-        response.to_json()
-    );
-    assert!(
-        response.has_error_code(code),
-        "expected {code}: {}",
-        response.to_json()
-    );
-    assert_eq!(message(response), text, "{}", response.to_json());
-}
-
 /// Registers a rule and returns its data.
 async fn register(client: &Client, rule: Value) -> Value {
     let response = run(client, "op.webhook.register", rule).await;
-    assert_success(&response, "Webhook rule registered");
+    ok(&response, "Webhook rule registered");
     data(&response)
 }
 
@@ -448,7 +402,7 @@ async fn a_receiver_that_never_succeeds_produces_a_dead_letter(cluster: &Cluster
         json!({"rule_id": rule["rule_id"]}),
     )
     .await;
-    assert_success(&unregister, "Webhook rule removed");
+    ok(&unregister, "Webhook rule removed");
     let mut refusing = receiver(&[], 404).await;
     register(&owner, json!({"url": refusing.url})).await;
     owner
@@ -530,7 +484,7 @@ async fn rules_are_registered_listed_and_unregistered_with_every_error(cluster: 
         ),
     ] {
         let response = run(&owner, "op.webhook.register", rule.clone()).await;
-        assert_error(&response, ErrorCode::ValidationError, text);
+        assert_refused(&response, ErrorCode::ValidationError, text);
     }
 
     let registered = register(
@@ -557,7 +511,7 @@ async fn rules_are_registered_listed_and_unregistered_with_every_error(cluster: 
     );
 
     let listed = run(&owner, "op.webhook.list", json!({})).await;
-    assert_success(&listed, "Webhook rules retrieved");
+    ok(&listed, "Webhook rules retrieved");
     let listed = data(&listed);
     assert_eq!(listed["count"], 1);
     let rule = &listed["rules"][0];
@@ -585,7 +539,7 @@ async fn rules_are_registered_listed_and_unregistered_with_every_error(cluster: 
     // The per-tenant limit (2 in these tests).
     let second = register(&other, json!({"url": hooks.url, "room": "elsewhere"})).await;
     let over = run(&admin, "op.webhook.register", json!({"url": hooks.url})).await;
-    assert_error(
+    assert_refused(
         &over,
         ErrorCode::ValidationError,
         "Validation error: Webhook rule limit reached (2 per tenant)",
@@ -593,7 +547,7 @@ async fn rules_are_registered_listed_and_unregistered_with_every_error(cluster: 
 
     for missing in [json!({}), json!({"rule_id": " "})] {
         let response = run(&owner, "op.webhook.unregister", missing).await;
-        assert_error(
+        assert_refused(
             &response,
             ErrorCode::ValidationError,
             "Validation error: 'rule_id' is required",
@@ -601,7 +555,7 @@ async fn rules_are_registered_listed_and_unregistered_with_every_error(cluster: 
     }
     for unknown in ["wh_000000000000", "no-such-rule"] {
         let response = run(&owner, "op.webhook.unregister", json!({"rule_id": unknown})).await;
-        assert_error(
+        assert_refused(
             &response,
             ErrorCode::NotFound,
             &format!("Webhook rule '{unknown}' not found"),
@@ -609,7 +563,7 @@ async fn rules_are_registered_listed_and_unregistered_with_every_error(cluster: 
         assert_eq!(data(&response), json!({"rule_id": unknown}));
     }
     let response = run(&other, "op.webhook.unregister", json!({"rule_id": rule_id})).await;
-    assert_error(
+    assert_refused(
         &response,
         ErrorCode::AuthorizationError,
         "Cannot remove webhook rule owned by another client",
@@ -621,7 +575,7 @@ async fn rules_are_registered_listed_and_unregistered_with_every_error(cluster: 
         json!({"rule_id": rule_id}),
     )
     .await;
-    assert_error(
+    assert_refused(
         &response,
         ErrorCode::NotFound,
         &format!("Webhook rule '{rule_id}' not found"),
@@ -637,7 +591,7 @@ async fn rules_are_registered_listed_and_unregistered_with_every_error(cluster: 
         "before"
     );
     let response = run(&owner, "op.webhook.unregister", json!({"rule_id": rule_id})).await;
-    assert_success(&response, "Webhook rule removed");
+    ok(&response, "Webhook rule removed");
     assert_eq!(data(&response), json!({"rule_id": rule_id}));
     assert_eq!(
         data(&run(&owner, "op.webhook.list", json!({})).await)["count"],
@@ -656,7 +610,7 @@ async fn rules_are_registered_listed_and_unregistered_with_every_error(cluster: 
         json!({"rule_id": second["rule_id"]}),
     )
     .await;
-    assert_success(&response, "Webhook rule removed");
+    ok(&response, "Webhook rule removed");
     assert_eq!(
         data(&run(&admin, "op.webhook.list", json!({})).await)["count"],
         0
@@ -706,7 +660,7 @@ async fn a_loopback_url_is_refused_by_default() {
         "http://[fd00::1]/",
     ] {
         let response = run(&client, "op.webhook.register", json!({ "url": url })).await;
-        assert_error(
+        assert_refused(
             &response,
             ErrorCode::ValidationError,
             "Validation error: 'url' must not target a loopback, private, link-local or other internal address",

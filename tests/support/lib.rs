@@ -6,6 +6,8 @@
 //!
 //! Listeners are bound to port 0; nothing assumes a fixed port.
 
+pub mod reply;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
