@@ -55,3 +55,22 @@ macro_rules! both_modes {
     )*};
 }
 pub(crate) use both_modes;
+
+/// Defines `<name>::standalone` and `<name>::distributed` for a scenario that starts its
+/// own cluster: `async fn <name>(mode: Mode)`.
+macro_rules! each_mode {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn standalone() {
+                super::$name(arqon_e2e::Mode::Standalone).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn distributed() {
+                super::$name(arqon_e2e::Mode::Distributed).await;
+            }
+        }
+    )*};
+}
+pub(crate) use each_mode;

@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 use tonic::Request;
 
+use crate::each_mode;
 use arqon_bus::KvConfig;
 use arqon_e2e::reply::{ok, refused, run};
 use arqon_e2e::{Cluster, Mode, QUIET, Topology, WAIT};
@@ -16,24 +17,7 @@ use arqon_proto::operators::v1::omega_server::Omega;
 use arqon_protocol::{ClientId, EdgeId, ErrorCode, MessageType, Timestamp, subject};
 use arqon_sdk::{Client, SdkError};
 
-/// Runs `async fn $name(mode: Mode)` once per deployment.
-macro_rules! both {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn standalone() {
-                super::$name(arqon_e2e::Mode::Standalone).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn distributed() {
-                super::$name(arqon_e2e::Mode::Distributed).await;
-            }
-        }
-    )*};
-}
-
-both!(
+each_mode!(
     status_answers_while_disabled,
     everything_else_is_refused_while_disabled,
     admins_register_and_emit_and_the_lab_hears_it,

@@ -4,6 +4,7 @@
 
 use serde_json::{Value, json};
 
+use crate::each_mode;
 use arqon_bus::KvConfig;
 use arqon_e2e::reply::{ok, refused, run};
 use arqon_e2e::{Cluster, Mode, Topology, eventually};
@@ -11,24 +12,7 @@ use arqon_operators::{OperatorsConfig, StoreSettings};
 use arqon_protocol::{ErrorCode, Status, subject};
 use arqon_sdk::Client;
 
-/// Runs `async fn $name(mode: Mode)` once per deployment.
-macro_rules! both {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn standalone() {
-                super::$name(arqon_e2e::Mode::Standalone).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn distributed() {
-                super::$name(arqon_e2e::Mode::Distributed).await;
-            }
-        }
-    )*};
-}
-
-both!(
+each_mode!(
     the_store_round_trips,
     the_default_namespace_is_per_tenant,
     an_explicit_namespace_never_leaves_the_tenant,
