@@ -879,6 +879,12 @@ async fn a_hanging_receiver_delays_neither_the_room_nor_other_rules(cluster: &Cl
         outcome_count(cluster, 0, "success").await == MESSAGES as f64
     })
     .await;
+    // The hanging receiver's deliveries wait in the queue, and its depth says so.
+    eventually("the queue's depth is sampled", || async {
+        let metrics = cluster.operators_metrics(0).await;
+        metric_value(&metrics, "arqonbus_webhook_queue_jobs").unwrap_or(0.0) >= 1.0
+    })
+    .await;
     release.send_replace(true);
 }
 

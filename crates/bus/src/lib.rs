@@ -37,7 +37,7 @@ pub use history::{HistoryStore, StoredMessage};
 pub use kv::{KvEntry, KvEvent, KvStore, KvWatch};
 pub use message::Message;
 pub use stats::BusStats;
-pub use workqueue::{Job, WorkQueue};
+pub use workqueue::{Depth, Job, WorkQueue};
 
 /// Bytes, re-exported so services need not depend on the `bytes` crate to build payloads.
 pub use bytes::Bytes;

@@ -130,6 +130,16 @@ impl WorkQueue {
         }
     }
 
+    /// How much the queue holds: every job not yet acknowledged or dropped (queued, in
+    /// flight, or waiting out a refusal), and their bytes; compare with `max_jobs` and
+    /// `max_bytes`, beyond which new jobs are refused (or, published, dropped).
+    pub async fn depth(&self) -> Result<Depth, BusError> {
+        match &self.inner {
+            Inner::Nats(nats) => Box::pin(nats.depth()).await,
+            Inner::Embedded(embedded) => Ok(embedded.depth()),
+        }
+    }
+
     /// The next job: waits at most `poll_wait` for one, and returns `None` when none came
     /// (call again). An `Err` (NATS: the server could not be reached) does not end the
     /// queue either; the next call tries again. Cancel-safe: a job that arrives for a call
@@ -154,6 +164,15 @@ impl WorkQueue {
             Inner::Embedded(_) => {}
         }
     }
+}
+
+/// What a work queue holds: [`WorkQueue::depth`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Depth {
+    /// Jobs not yet acknowledged or dropped.
+    pub jobs: u64,
+    /// Their bytes (NATS: as the stream counts them, headers and subjects included).
+    pub bytes: u64,
 }
 
 fn validate_job_id(id: &str) -> Result<(), BusError> {

@@ -15,7 +15,7 @@ use tokio::time::Instant;
 
 use crate::config::WorkQueueConfig;
 use crate::error::BusError;
-use crate::workqueue::{Acker, Job, Settle};
+use crate::workqueue::{Acker, Depth, Job, Settle};
 
 struct Entry {
     subject: String,
@@ -120,6 +120,15 @@ impl EmbeddedWorkQueue {
     pub(crate) fn capture(&self, subject: &str, payload: Bytes, id: Option<&str>) {
         // Nobody waits for the answer: a full queue drops the job silently.
         let _ = self.push(subject, payload, id);
+    }
+
+    /// Jobs and bytes held (queued, in flight, or waiting out a refusal).
+    pub(crate) fn depth(&self) -> Depth {
+        let state = self.queue.lock();
+        Depth {
+            jobs: state.jobs.len() as u64,
+            bytes: state.bytes as u64,
+        }
     }
 
     /// The next job within `poll_wait` (the handle's own: handles opened with different

@@ -24,7 +24,7 @@ use super::kv::storage_type;
 use super::{bounded, ensure_connected};
 use crate::config::WorkQueueConfig;
 use crate::error::BusError;
-use crate::workqueue::{Job, Settle};
+use crate::workqueue::{Depth, Job, Settle};
 
 /// Beyond the poll wait, how long a pull request may stay silent before it is given up
 /// (the server answers an expired request itself; this covers a lost answer).
@@ -95,6 +95,23 @@ impl NatsWorkQueue {
             ack.await
                 .map(|ack| ack.sequence)
                 .map_err(|err| BusError::Backend(format!("work queue push refused: {err}")))
+        })
+        .await
+    }
+
+    /// Jobs and bytes in the stream (queued, in flight, or waiting out a refusal).
+    pub(crate) async fn depth(&self) -> Result<Depth, BusError> {
+        ensure_connected(&self.client)?;
+        let name = self.config.stream.clone();
+        bounded(self.timeout, async {
+            let stream = self.js.get_stream(&name).await.map_err(|err| {
+                BusError::Unavailable(format!("work queue {name} is unavailable: {err}"))
+            })?;
+            let info = stream.cached_info();
+            Ok(Depth {
+                jobs: info.state.messages,
+                bytes: info.state.bytes,
+            })
         })
         .await
     }

@@ -25,6 +25,7 @@ conformance!(
     work_queue_refuses_bad_configs_and_subjects,
     work_queue_reopen_keeps_queued_jobs,
     work_queue_more_than_a_thousand_jobs_may_be_in_flight,
+    work_queue_depth_counts_what_is_not_yet_acknowledged,
 );
 
 /// A short poll wait keeps "nothing comes" checks quick; `ack_wait` is set per test.
@@ -411,4 +412,31 @@ async fn work_queue_more_than_a_thousand_jobs_may_be_in_flight(bus: Bus) {
         job.ack().await.unwrap();
     }
     assert_empty(&mut queue).await;
+}
+
+/// The depth counts queued, in-flight and refused jobs, until they are acknowledged.
+async fn work_queue_depth_counts_what_is_not_yet_acknowledged(bus: Bus) {
+    let mut queue = open(&bus, config("DEPTH", Duration::from_secs(60))).await;
+    assert_eq!(queue.depth().await.unwrap().jobs, 0);
+    for n in 0..3 {
+        queue
+            .push("depth.a", b(&format!("job {n}")), None)
+            .await
+            .unwrap();
+    }
+    let full = queue.depth().await.unwrap();
+    assert_eq!(full.jobs, 3);
+    assert!(full.bytes >= 3 * "depth.a".len() as u64 + 15, "{full:?}");
+    let first = next_job(&mut queue).await;
+    let second = next_job(&mut queue).await;
+    second.nak(Duration::from_secs(60)).await.unwrap();
+    assert_eq!(
+        queue.depth().await.unwrap().jobs,
+        3,
+        "in flight and refused still count"
+    );
+    first.ack().await.unwrap();
+    let left = queue.depth().await.unwrap();
+    assert_eq!(left.jobs, 2);
+    assert!(left.bytes < full.bytes);
 }

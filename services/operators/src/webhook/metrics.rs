@@ -1,9 +1,11 @@
 //! The webhook operator's metrics. The one label (`outcome`) is a closed set: no URLs,
 //! rules or tenants.
 
+use arqon_bus::Depth;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -49,6 +51,8 @@ pub struct WebhookMetrics {
     dead_letters: Counter,
     deferred: Counter,
     queue_errors: Counter,
+    queue_jobs: Gauge,
+    queue_bytes: Gauge,
 }
 
 impl Default for WebhookMetrics {
@@ -61,6 +65,8 @@ impl Default for WebhookMetrics {
             dead_letters: Counter::default(),
             deferred: Counter::default(),
             queue_errors: Counter::default(),
+            queue_jobs: Gauge::default(),
+            queue_bytes: Gauge::default(),
         }
     }
 }
@@ -99,7 +105,24 @@ impl WebhookMetrics {
             "Webhook queue operations the bus did not accept (the job is handed out again)",
             metrics.queue_errors.clone(),
         );
+        r.register(
+            "arqonbus_webhook_queue_jobs",
+            "Messages and deliveries in the webhook queue (ARQON_WEBHOOK_QUEUE), sampled; new ones are dropped once it reaches ARQONBUS_WEBHOOK_QUEUE_MAX_JOBS",
+            metrics.queue_jobs.clone(),
+        );
+        r.register(
+            "arqonbus_webhook_queue_bytes",
+            "Bytes in the webhook queue, sampled; new messages are dropped once it reaches ARQONBUS_WEBHOOK_QUEUE_MAX_BYTES",
+            metrics.queue_bytes.clone(),
+        );
         metrics
+    }
+
+    pub(crate) fn queue_depth(&self, depth: Depth) {
+        self.queue_jobs
+            .set(i64::try_from(depth.jobs).unwrap_or(i64::MAX));
+        self.queue_bytes
+            .set(i64::try_from(depth.bytes).unwrap_or(i64::MAX));
     }
 
     pub(crate) fn delivered(&self, outcome: Outcome) {

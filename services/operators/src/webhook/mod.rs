@@ -107,6 +107,12 @@ pub(crate) async fn start(
         rule_slots: worker::RuleSlots::new(settings.concurrency_per_rule as usize),
         shutdown: shutdown.clone(),
     });
+    worker::sample_depth(
+        queue.clone(),
+        shared.metrics.webhook.clone(),
+        tasks,
+        shutdown.clone(),
+    );
     worker::run(worker, queue, tasks);
     cleanup::start(
         rules.clone(),

@@ -107,6 +107,35 @@ impl RuleSlots {
     }
 }
 
+/// How often a replica samples the queue's depth for its metrics.
+const DEPTH_EVERY: Duration = Duration::from_secs(5);
+
+/// Samples the queue's depth into the metrics until `shutdown` (a failed sample keeps
+/// the last value; the queue errors say why).
+pub(crate) fn sample_depth(
+    queue: WorkQueue,
+    metrics: WebhookMetrics,
+    tasks: &TaskTracker,
+    shutdown: CancellationToken,
+) {
+    tasks.spawn(async move {
+        let mut every = tokio::time::interval(DEPTH_EVERY);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                _ = every.tick() => match queue.depth().await {
+                    Ok(depth) => metrics.queue_depth(depth),
+                    Err(error) => {
+                        metrics.queue_error();
+                        debug!(%error, "cannot sample the webhook queue's depth");
+                    }
+                },
+            }
+        }
+    });
+}
+
 /// Takes jobs until `shutdown`; each runs as its own tracked task, holding one of the
 /// replica's `concurrency` slots.
 pub(crate) fn run(worker: Arc<Worker>, mut queue: WorkQueue, tasks: &TaskTracker) {
