@@ -284,7 +284,7 @@ async fn arguments_are_checked(mode: Mode) {
         (
             "op.store.set",
             json!({"key": "k", "value": 1, "ttl_seconds": "soon"}),
-            "'ttl_seconds' must be a number",
+            "'ttl_seconds' must be a number, not 'soon'",
         ),
         (
             "op.store.set",

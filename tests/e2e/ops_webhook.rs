@@ -472,7 +472,7 @@ async fn rules_are_registered_listed_and_unregistered_with_every_error(cluster: 
         ),
         (
             json!({"url": hooks.url, "timeout_seconds": "soon"}),
-            "Validation error: 'timeout_seconds' must be a number",
+            "Validation error: 'timeout_seconds' must be a number, not 'soon'",
         ),
         (
             json!({"url": hooks.url, "persistent": "perhaps"}),

@@ -16,6 +16,51 @@ pub(crate) fn validation(detail: impl std::fmt::Display) -> CommandReply {
     )
 }
 
+/// Lenient readers for the operators' commands, which convert as the original did
+/// (`str(...)`, `float(...)`, truthy words). Each gives the problem as a detail, for the
+/// caller to word as its command family does.
+///
+/// A string as given; a number or boolean as its text; absent or null is `None`.
+pub(crate) fn scalar_text(args: &Map<String, Value>, name: &str) -> Result<Option<String>, String> {
+    match args.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(text)) => Ok(Some(text.clone())),
+        Some(scalar @ (Value::Number(_) | Value::Bool(_))) => Ok(Some(scalar.to_string())),
+        Some(_) => Err(format!("'{name}' must be a string")),
+    }
+}
+
+/// A number, or a string holding one; absent or null is `None`.
+pub(crate) fn number(args: &Map<String, Value>, name: &str) -> Result<Option<f64>, String> {
+    match args.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => Ok(n.as_f64()),
+        Some(Value::String(s)) => s
+            .trim()
+            .parse::<f64>()
+            .map(Some)
+            .map_err(|_| format!("'{name}' must be a number, not '{s}'")),
+        Some(_) => Err(format!("'{name}' must be a number")),
+    }
+}
+
+/// A boolean, a number (non-zero is true), or true/false/yes/no/on/off/1/0 as text;
+/// absent or null is false.
+pub(crate) fn boolean(args: &Map<String, Value>, name: &str) -> Result<bool, String> {
+    let refused = || format!("'{name}' must be a boolean");
+    match args.get(name) {
+        None | Some(Value::Null) => Ok(false),
+        Some(Value::Bool(flag)) => Ok(*flag),
+        Some(Value::Number(n)) => n.as_f64().map(|n| n != 0.0).ok_or_else(refused),
+        Some(Value::String(text)) => match text.trim().to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => Ok(true),
+            "false" | "0" | "no" | "off" => Ok(false),
+            _ => Err(refused()),
+        },
+        Some(_) => Err(refused()),
+    }
+}
+
 fn missing(names: &[&str]) -> CommandReply {
     validation(format!("Missing required arguments: {}", names.join(", ")))
 }

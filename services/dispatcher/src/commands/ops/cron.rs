@@ -10,6 +10,7 @@ use arqon_proto::operators::v1 as pb;
 use arqon_protocol::{CommandReply, ErrorCode};
 
 use super::super::Call;
+use super::super::args::{boolean, number};
 use super::super::catalog::{Spec, arg};
 use super::{caller, refused};
 use crate::operators_control::{OperatorsControl, call};
@@ -185,20 +186,6 @@ fn optional_text(args: &Map<String, Value>, name: &str) -> Result<Option<String>
     }
 }
 
-/// A number, or a string holding one (as the original's `float(...)` accepted).
-fn number(args: &Map<String, Value>, name: &str) -> Result<Option<f64>, String> {
-    match args.get(name) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Number(n)) => Ok(n.as_f64()),
-        Some(Value::String(s)) => s
-            .trim()
-            .parse::<f64>()
-            .map(Some)
-            .map_err(|_| format!("'{name}' must be a number, not '{s}'")),
-        Some(_) => Err(format!("'{name}' must be a number")),
-    }
-}
-
 /// A whole number, or a string holding one.
 fn integer(args: &Map<String, Value>, name: &str) -> Result<Option<i64>, String> {
     let not_integer =
@@ -216,19 +203,6 @@ fn integer(args: &Map<String, Value>, name: &str) -> Result<Option<i64>, String>
             .map(Some)
             .map_err(|_| not_integer(s)),
         Some(_) => Err(format!("'{name}' must be an integer")),
-    }
-}
-
-fn boolean(args: &Map<String, Value>, name: &str) -> Result<bool, String> {
-    match args.get(name) {
-        None | Some(Value::Null) => Ok(false),
-        Some(Value::Bool(b)) => Ok(*b),
-        Some(Value::String(s)) => match s.trim().to_ascii_lowercase().as_str() {
-            "true" | "1" | "yes" | "on" => Ok(true),
-            "false" | "0" | "no" | "off" => Ok(false),
-            _ => Err(format!("'{name}' must be a boolean")),
-        },
-        Some(_) => Err(format!("'{name}' must be a boolean")),
     }
 }
 

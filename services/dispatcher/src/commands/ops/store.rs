@@ -9,6 +9,7 @@ use tonic::Request;
 use arqon_proto::operators::v1 as pb;
 use arqon_protocol::{CommandReply, ErrorCode};
 
+use super::super::args::{number, scalar_text};
 use super::super::catalog::{Arg, Spec, arg};
 use super::super::{Call, object};
 use super::{caller, refused};
@@ -109,12 +110,9 @@ fn invalid(message: impl Into<String>) -> CommandReply {
 
 /// A text argument as the original read it (`str(...)`): absent or null is empty.
 fn text(args: &Map<String, Value>, name: &str) -> Result<String, CommandReply> {
-    match args.get(name) {
-        None | Some(Value::Null) => Ok(String::new()),
-        Some(Value::String(text)) => Ok(text.clone()),
-        Some(scalar @ (Value::Number(_) | Value::Bool(_))) => Ok(scalar.to_string()),
-        Some(_) => Err(invalid(format!("'{name}' must be a string"))),
-    }
+    scalar_text(args, name)
+        .map(Option::unwrap_or_default)
+        .map_err(invalid)
 }
 
 fn namespace(args: &Map<String, Value>) -> Result<Option<pb::Namespace>, CommandReply> {
@@ -147,11 +145,7 @@ async fn set(
                 .ok_or_else(|| invalid("'expected_revision' must be a non-negative integer"))?,
         ),
     };
-    let ttl_seconds = match args.get("ttl_seconds") {
-        None | Some(Value::Null) => None,
-        Some(Value::Number(seconds)) => seconds.as_f64(),
-        Some(_) => return Err(invalid("'ttl_seconds' must be a number")),
-    };
+    let ttl_seconds = number(args, "ttl_seconds").map_err(invalid)?;
     let request = pb::SetRequest {
         caller: caller(call),
         namespace: namespace(args)?,

@@ -11,6 +11,7 @@ use tonic::Request;
 use arqon_proto::operators::v1 as pb;
 use arqon_protocol::{CommandReply, ErrorCode};
 
+use super::super::args::{boolean, number, scalar_text, validation};
 use super::super::catalog::{Spec, arg};
 use super::super::{Call, object};
 use super::{caller, refused};
@@ -95,41 +96,9 @@ pub(super) async fn execute(
     reply.unwrap_or_else(identity)
 }
 
-fn invalid(detail: impl std::fmt::Display) -> CommandReply {
-    CommandReply::error(
-        ErrorCode::ValidationError,
-        format!("Validation error: {detail}"),
-    )
-}
-
-/// A scalar as the original stringified it (`str(...)`); absent or null is `None`.
-fn scalar(value: Option<&Value>) -> Option<String> {
-    match value? {
-        Value::Null => None,
-        Value::String(text) => Some(text.clone()),
-        other => Some(other.to_string()),
-    }
-}
-
-/// A text argument: a string, or a number or boolean as text.
+/// A text argument (a string, or a number or boolean as text).
 fn text(args: &Map<String, Value>, name: &str) -> Result<Option<String>, CommandReply> {
-    match args.get(name) {
-        Some(Value::Array(_) | Value::Object(_)) => {
-            Err(invalid(format!("'{name}' must be a string")))
-        }
-        value => Ok(scalar(value)),
-    }
-}
-
-/// `timeout_seconds`: a number, or a string holding one.
-fn timeout_seconds(args: &Map<String, Value>) -> Result<Option<f64>, CommandReply> {
-    let not_a_number = || invalid("'timeout_seconds' must be a number");
-    match args.get("timeout_seconds") {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Number(n)) => n.as_f64().map(Some).ok_or_else(not_a_number),
-        Some(Value::String(text)) => text.trim().parse().map(Some).map_err(|_| not_a_number()),
-        Some(_) => Err(not_a_number()),
-    }
+    scalar_text(args, name).map_err(validation)
 }
 
 /// `headers`: an object whose values are stringified.
@@ -138,25 +107,15 @@ fn headers(args: &Map<String, Value>) -> Result<HashMap<String, String>, Command
         None | Some(Value::Null) => Ok(HashMap::new()),
         Some(Value::Object(headers)) => Ok(headers
             .iter()
-            .map(|(name, value)| (name.clone(), scalar(Some(value)).unwrap_or_default()))
+            .map(|(name, value)| {
+                let text = match value {
+                    Value::String(text) => text.clone(),
+                    other => other.to_string(),
+                };
+                (name.clone(), text)
+            })
             .collect()),
-        Some(_) => Err(invalid("'headers' must be an object")),
-    }
-}
-
-/// `persistent`: a boolean (or 1/0, or true/false/yes/no/on/off as text).
-fn persistent(args: &Map<String, Value>) -> Result<bool, CommandReply> {
-    let refused = || invalid("'persistent' must be a boolean");
-    match args.get("persistent") {
-        None | Some(Value::Null) => Ok(false),
-        Some(Value::Bool(flag)) => Ok(*flag),
-        Some(Value::Number(n)) => n.as_f64().map(|n| n != 0.0).ok_or_else(refused),
-        Some(Value::String(text)) => match text.trim().to_ascii_lowercase().as_str() {
-            "true" | "1" | "yes" | "on" => Ok(true),
-            "false" | "0" | "no" | "off" => Ok(false),
-            _ => Err(refused()),
-        },
-        Some(_) => Err(refused()),
+        Some(_) => Err(validation("'headers' must be an object")),
     }
 }
 
@@ -184,9 +143,9 @@ async fn register(
         url: text(args, "url")?.unwrap_or_default(),
         room: text(args, "room")?,
         channel: text(args, "channel")?,
-        timeout_seconds: timeout_seconds(args)?,
+        timeout_seconds: number(args, "timeout_seconds").map_err(validation)?,
         headers: headers(args)?,
-        persistent: persistent(args)?,
+        persistent: boolean(args, "persistent").map_err(validation)?,
     };
     let rule = bounded(control.webhook.register(Request::new(request)))
         .await
@@ -266,14 +225,18 @@ mod tests {
             "Validation error: 'o' must be a string"
         );
 
-        let timeout = |v: Value| timeout_seconds(&args(json!({ "timeout_seconds": v })));
+        let timeout = |v: Value| number(&args(json!({ "timeout_seconds": v })), "timeout_seconds");
         assert_eq!(timeout(json!(1.5)).unwrap(), Some(1.5));
         assert_eq!(timeout(json!(" 3 ")).unwrap(), Some(3.0));
         assert_eq!(timeout(json!(null)).unwrap(), None);
-        for bad in [json!("soon"), json!([1]), json!(true)] {
+        assert_eq!(
+            timeout(json!("soon")).unwrap_err(),
+            "'timeout_seconds' must be a number, not 'soon'"
+        );
+        for bad in [json!([1]), json!(true)] {
             assert_eq!(
-                timeout(bad).unwrap_err().message,
-                "Validation error: 'timeout_seconds' must be a number"
+                timeout(bad).unwrap_err(),
+                "'timeout_seconds' must be a number"
             );
         }
 
@@ -293,15 +256,15 @@ mod tests {
             );
         }
 
-        let flag = |v: Value| persistent(&args(json!({ "persistent": v })));
+        let flag = |v: Value| boolean(&args(json!({ "persistent": v })), "persistent");
         assert!(flag(json!(true)).unwrap());
         assert!(flag(json!("yes")).unwrap());
         assert!(flag(json!(1)).unwrap());
+        assert!(!flag(json!(0)).unwrap());
         assert!(!flag(json!("off")).unwrap());
-        assert!(!persistent(&Map::new()).unwrap());
-        assert_eq!(
-            flag(json!("maybe")).unwrap_err().message,
-            "Validation error: 'persistent' must be a boolean"
-        );
+        assert!(!boolean(&Map::new(), "persistent").unwrap());
+        for bad in [json!("maybe"), json!([true])] {
+            assert_eq!(flag(bad).unwrap_err(), "'persistent' must be a boolean");
+        }
     }
 }
