@@ -4,16 +4,21 @@ use std::fmt;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::stream::BoxStream;
 use futures_util::{Stream, StreamExt};
+use tracing::warn;
 
 use crate::config::{KV_HEADER_ALLOWANCE, KvConfig};
 use crate::embedded::EmbeddedKv;
 use crate::error::BusError;
 use crate::nats::NatsKv;
 use crate::subject;
+
+/// How long [`KvStore::follow`] waits before watching again after a watch ended.
+pub(crate) const REWATCH_DELAY: Duration = Duration::from_secs(1);
 
 /// The current value of a key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -184,6 +189,54 @@ impl KvStore {
     pub async fn watch_all_with_history(&self) -> Result<KvWatch, BusError> {
         let stream = dispatch!(self, kv => kv.watch(true))?;
         Ok(KvWatch { stream })
+    }
+
+    /// Follows the bucket until `shutdown` completes: `apply` gets the latest entry of
+    /// every key, then every change ([`KvStore::watch_all_with_history`]). A watch that
+    /// ends (the bus went away) is opened again after [`REWATCH_DELAY`], replaying the
+    /// current state, so `apply` must accept an entry it has seen before. `what` names
+    /// the bucket's contents in the logs.
+    pub async fn follow(
+        &self,
+        what: &str,
+        shutdown: impl Future<Output = ()>,
+        mut apply: impl FnMut(KvEvent),
+    ) {
+        let mut shutdown = std::pin::pin!(shutdown);
+        loop {
+            let watch = tokio::select! {
+                () = &mut shutdown => return,
+                watch = self.watch_all_with_history() => watch,
+            };
+            match watch {
+                Ok(mut watch) => {
+                    let mut failing = false;
+                    loop {
+                        let event = tokio::select! {
+                            () = &mut shutdown => return,
+                            event = watch.next() => event,
+                        };
+                        match event {
+                            Some(Ok(event)) => {
+                                failing = false;
+                                apply(event);
+                            }
+                            Some(Err(error)) if !failing => {
+                                failing = true;
+                                warn!(%error, what, "a bucket watch failed; it resumes by itself");
+                            }
+                            Some(Err(_)) => {}
+                            None => break,
+                        }
+                    }
+                }
+                Err(error) => warn!(%error, what, "cannot watch a bucket; retrying"),
+            }
+            tokio::select! {
+                () = &mut shutdown => return,
+                () = tokio::time::sleep(REWATCH_DELAY) => {}
+            }
+        }
     }
 
     fn check_value(&self, key: &str, value: &Bytes) -> Result<(), BusError> {

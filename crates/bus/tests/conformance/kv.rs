@@ -16,6 +16,7 @@ conformance!(
     kv_invalid_keys_are_refused,
     kv_watch_sees_changes_after_the_call,
     kv_watch_with_history_starts_from_the_latest_values,
+    kv_follow_applies_the_state_then_changes_until_shutdown,
     kv_values_expire_with_max_age,
     kv_reopen_keeps_data_and_updates_config,
     kv_max_value_size_is_enforced,
@@ -379,4 +380,41 @@ async fn kv_invalid_config_is_refused(bus: Bus) {
         bus.key_value(config).await,
         Err(BusError::InvalidConfig(_))
     ));
+}
+
+/// `follow` hands over the latest value of every key, then each change, and returns
+/// when told to stop.
+async fn kv_follow_applies_the_state_then_changes_until_shutdown(bus: Bus) {
+    let kv = bucket(&bus, "follow").await;
+    kv.put("a", b("1")).await.unwrap();
+    kv.put("a", b("2")).await.unwrap();
+    kv.put("b", b("1")).await.unwrap();
+    let (seen, mut events) = tokio::sync::mpsc::unbounded_channel();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let follower = kv.clone();
+    let following = tokio::spawn(async move {
+        follower
+            .follow("test", async { stopped.await.unwrap_or(()) }, |event| {
+                let value = event
+                    .value
+                    .map(|v| String::from_utf8_lossy(&v).into_owned());
+                seen.send((event.key, value)).unwrap();
+            })
+            .await;
+    });
+    let mut next = async || {
+        tokio::time::timeout(WAIT, events.recv())
+            .await
+            .expect("an event in time")
+            .expect("following")
+    };
+    assert_eq!(next().await, ("a".to_owned(), Some("2".to_owned())));
+    assert_eq!(next().await, ("b".to_owned(), Some("1".to_owned())));
+    kv.delete("b").await.unwrap();
+    assert_eq!(next().await, ("b".to_owned(), None));
+    stop.send(()).unwrap();
+    tokio::time::timeout(WAIT, following)
+        .await
+        .expect("follow returns once told to stop")
+        .unwrap();
 }

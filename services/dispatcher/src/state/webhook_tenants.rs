@@ -8,17 +8,12 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, PoisonError, RwLock};
-use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::warn;
 
-use arqon_bus::{Bus, BusError, KvConfig, KvEvent, KvStore};
+use arqon_bus::{Bus, BusError, KvConfig, KvEvent};
 use arqon_protocol::{TenantId, subject};
-
-/// Pause before following the bucket again after its watch ended.
-const REWATCH_DELAY: Duration = Duration::from_secs(1);
 
 /// Rule ids by tenant.
 type Tenants = HashMap<String, HashSet<String>>;
@@ -45,7 +40,12 @@ impl WebhookTenants {
             tenants: Arc::default(),
         };
         let following = tenants.clone();
-        tasks.spawn(async move { following.follow(kv, shutdown).await });
+        tasks.spawn(async move {
+            kv.follow("webhook rules", shutdown.cancelled(), |event| {
+                following.apply(&event);
+            })
+            .await;
+        });
         Ok(tenants)
     }
 
@@ -58,43 +58,6 @@ impl WebhookTenants {
     /// A rule this replica saw registered.
     pub(crate) fn noted(&self, tenant: &TenantId, rule_id: &str) {
         self.add(tenant.as_str(), rule_id);
-    }
-
-    async fn follow(&self, kv: KvStore, shutdown: CancellationToken) {
-        loop {
-            let watch = tokio::select! {
-                () = shutdown.cancelled() => return,
-                watch = kv.watch_all_with_history() => watch,
-            };
-            match watch {
-                Ok(mut watch) => {
-                    let mut failing = false;
-                    loop {
-                        let event = tokio::select! {
-                            () = shutdown.cancelled() => return,
-                            event = watch.next() => event,
-                        };
-                        match event {
-                            Some(Ok(event)) => {
-                                failing = false;
-                                self.apply(&event);
-                            }
-                            Some(Err(error)) if !failing => {
-                                failing = true;
-                                warn!(%error, "the webhook rules watch failed; it resumes by itself");
-                            }
-                            Some(Err(_)) => {}
-                            None => break,
-                        }
-                    }
-                }
-                Err(error) => warn!(%error, "cannot watch the webhook rules; retrying"),
-            }
-            tokio::select! {
-                () = shutdown.cancelled() => return,
-                () = tokio::time::sleep(REWATCH_DELAY) => {}
-            }
-        }
     }
 
     fn apply(&self, event: &KvEvent) {
@@ -127,6 +90,7 @@ impl WebhookTenants {
 mod tests {
     use super::*;
     use arqon_bus::{Bytes, EmbeddedOptions};
+    use std::time::Duration;
 
     async fn eventually(what: &str, check: impl Fn() -> bool) {
         for _ in 0..500 {

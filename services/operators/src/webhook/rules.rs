@@ -9,20 +9,16 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock};
-use std::time::Duration;
 
 use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{debug, warn};
+use tracing::debug;
 
 use arqon_bus::{Bus, BusError, KvConfig, KvEvent, KvStore};
 use arqon_protocol::{TenantId, subject};
 
 use super::rule::{self, Rule};
-
-/// Pause before following the bucket again after its watch ended.
-const REWATCH_DELAY: Duration = Duration::from_secs(1);
 
 /// Rules by tenant, then by id.
 type Local = HashMap<String, HashMap<String, Arc<Rule>>>;
@@ -61,40 +57,11 @@ impl Rules {
     pub(crate) fn follow(&self, tasks: &TaskTracker, shutdown: CancellationToken) {
         let rules = self.clone();
         tasks.spawn(async move {
-            loop {
-                let watch = tokio::select! {
-                    () = shutdown.cancelled() => return,
-                    watch = rules.kv.watch_all_with_history() => watch,
-                };
-                match watch {
-                    Ok(mut watch) => {
-                        let mut failing = false;
-                        loop {
-                            let event = tokio::select! {
-                                () = shutdown.cancelled() => return,
-                                event = watch.next() => event,
-                            };
-                            match event {
-                                Some(Ok(event)) => {
-                                    failing = false;
-                                    rules.apply(event);
-                                }
-                                Some(Err(error)) if !failing => {
-                                    failing = true;
-                                    warn!(%error, "the webhook rules watch failed; it resumes by itself");
-                                }
-                                Some(Err(_)) => {}
-                                None => break,
-                            }
-                        }
-                    }
-                    Err(error) => warn!(%error, "cannot watch the webhook rules; retrying"),
-                }
-                tokio::select! {
-                    () = shutdown.cancelled() => return,
-                    () = tokio::time::sleep(REWATCH_DELAY) => {}
-                }
-            }
+            let kv = rules.kv.clone();
+            kv.follow("webhook rules", shutdown.cancelled(), |event| {
+                rules.apply(event);
+            })
+            .await;
         });
     }
 
