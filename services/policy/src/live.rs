@@ -16,7 +16,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use arqon_bus::{Bus, BusError, KvConfig, KvStore, KvWatch};
+use arqon_bus::{Bus, BusError, KvConfig, KvEvent, KvStore, KvWatch};
 use arqon_casil::{Engine, Policy, PolicyError as Invalid};
 use arqon_protocol::subject::{CASIL_BUCKET, CASIL_POLICY_KEY};
 
@@ -184,20 +184,30 @@ impl Store {
                 event = watch.next() => event,
             };
             match event {
-                Some(Ok(event)) if event.key == CASIL_POLICY_KEY => {
-                    if let Some(value) = event.value {
-                        self.apply(&value);
-                    }
-                }
-                Some(Ok(_)) => {}
+                Some(Ok(event)) => self.on_event(event),
                 Some(Err(e)) => {
                     warn!(error = %e, "CASIL policy watch interrupted; it resumes by itself")
                 }
                 None => {
-                    error!("CASIL policy watch ended: this replica no longer follows reloads");
+                    // The bucket's own follow watches again (from the stored version on,
+                    // which `apply` skips when it is not newer).
+                    warn!("CASIL policy watch ended; following the bucket again");
+                    let kv = self.kv.clone();
+                    kv.follow("CASIL policy", shutdown.cancelled(), |event| {
+                        self.on_event(event);
+                    })
+                    .await;
                     break;
                 }
             }
+        }
+    }
+
+    fn on_event(&self, event: KvEvent) {
+        if event.key == CASIL_POLICY_KEY
+            && let Some(value) = event.value
+        {
+            self.apply(&value);
         }
     }
 
