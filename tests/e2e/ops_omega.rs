@@ -609,9 +609,13 @@ async fn two_replicas_emitting_at_once_keep_exactly_the_newest() {
     let shutdown = CancellationToken::new();
     let mut replicas = Vec::new();
     for _ in 0..2 {
-        let bus = arqonbus::connect_bus(Some(&nats.url()), "operators", false)
-            .await
-            .unwrap();
+        let bus = arqonbus::connect_bus(
+            Some(&nats.url()),
+            arqon_bus::NatsOptions::named("operators"),
+            false,
+        )
+        .await
+        .unwrap();
         let config = OperatorsConfig {
             omega: OmegaSettings {
                 max_events: MAX as i64,
@@ -707,9 +711,13 @@ async fn two_replicas_emitting_at_once_keep_exactly_the_newest() {
         .into_inner();
     assert_eq!(status.event_count, MAX as u64);
     // Not just what readers see: the bucket itself holds exactly that many.
-    let bus = arqonbus::connect_bus(Some(&nats.url()), "observer", false)
-        .await
-        .unwrap();
+    let bus = arqonbus::connect_bus(
+        Some(&nats.url()),
+        arqon_bus::NatsOptions::named("observer"),
+        false,
+    )
+    .await
+    .unwrap();
     let bucket = bus
         .key_value(KvConfig {
             storage: bus.durable_storage(),

@@ -242,7 +242,7 @@ impl Cluster {
 
     async fn start_standalone(topology: Topology) -> Self {
         let mut cluster = Self::empty(None);
-        let bus = connect_bus(None, "standalone", true)
+        let bus = connect_bus(None, arqon_bus::NatsOptions::named("standalone"), true)
             .await
             .expect("embedded bus");
         let (websocket, http, grpc) = (listener().await, listener().await, listener().await);
@@ -278,7 +278,7 @@ impl Cluster {
 
     async fn connect(&self, name: &'static str) -> arqon_bus::Bus {
         let url = self.nats_url.as_deref().expect("a distributed cluster");
-        connect_bus(Some(url), name, false)
+        connect_bus(Some(url), arqon_bus::NatsOptions::named(name), false)
             .await
             .expect("connect to nats-server")
     }

@@ -30,6 +30,10 @@ pub struct NatsOptions {
     /// Messages buffered per subscription before further ones are dropped (slow
     /// consumer).
     pub subscription_capacity: usize,
+    /// Replicas of every KV bucket, history stream and work queue this bus creates or
+    /// opens (1 to 5): 1 on a single server, 3 on a three-node JetStream cluster so that
+    /// losing one node loses nothing. Opening updates an existing stream to this count.
+    pub jetstream_replicas: usize,
 }
 
 impl Default for NatsOptions {
@@ -39,9 +43,34 @@ impl Default for NatsOptions {
             connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(5),
             subscription_capacity: DEFAULT_SUBSCRIPTION_CAPACITY,
+            jetstream_replicas: 1,
         }
     }
 }
+
+impl NatsOptions {
+    /// The defaults, with the connection name `name`.
+    pub fn named(name: impl Into<String>) -> NatsOptions {
+        NatsOptions {
+            name: name.into(),
+            ..NatsOptions::default()
+        }
+    }
+
+    pub(crate) fn validate(&self) -> Result<(), BusError> {
+        if (1..=MAX_REPLICAS).contains(&self.jetstream_replicas) {
+            Ok(())
+        } else {
+            Err(BusError::InvalidConfig(format!(
+                "JetStream replicas must be 1 to {MAX_REPLICAS}, not {}",
+                self.jetstream_replicas
+            )))
+        }
+    }
+}
+
+/// The most replicas JetStream allows a stream.
+const MAX_REPLICAS: usize = 5;
 
 /// Options of the embedded in-process bus.
 #[derive(Debug, Clone)]
@@ -86,8 +115,6 @@ pub struct KvConfig {
     pub max_value_size: Option<i32>,
     /// Where the bucket lives.
     pub storage: Storage,
-    /// JetStream replicas (1 to 5; 3 in a production cluster). Ignored by the embedded bus.
-    pub replicas: usize,
 }
 
 impl KvConfig {
@@ -99,7 +126,6 @@ impl KvConfig {
             max_age: None,
             max_value_size: None,
             storage: Storage::File,
-            replicas: 1,
         }
     }
 
@@ -117,7 +143,6 @@ impl KvConfig {
                 self.bucket
             )));
         }
-        validate_replicas("bucket", &self.bucket, self.replicas)?;
         if self
             .max_age
             .is_some_and(|age| age < Duration::from_millis(100))
@@ -145,8 +170,6 @@ pub struct HistoryConfig {
     pub max_age: Duration,
     /// Where the stream lives.
     pub storage: Storage,
-    /// JetStream replicas (1 to 5; 3 in a production cluster). Ignored by the embedded bus.
-    pub replicas: usize,
 }
 
 impl HistoryConfig {
@@ -158,7 +181,6 @@ impl HistoryConfig {
             max_msgs_per_subject: -1,
             max_age: Duration::ZERO,
             storage: Storage::File,
-            replicas: 1,
         }
     }
 
@@ -186,7 +208,6 @@ impl HistoryConfig {
                 )));
             }
         }
-        validate_replicas("stream", &self.stream, self.replicas)?;
         if !self.max_age.is_zero() && self.max_age < Duration::from_millis(100) {
             return Err(BusError::InvalidConfig(format!(
                 "stream {}: max_age must be zero or at least 100ms",
@@ -236,8 +257,6 @@ pub struct WorkQueueConfig {
     pub poll_wait: Duration,
     /// Where the queue lives.
     pub storage: Storage,
-    /// JetStream replicas (1 to 5; 3 in a production cluster). Ignored by the embedded bus.
-    pub replicas: usize,
 }
 
 impl WorkQueueConfig {
@@ -261,7 +280,6 @@ impl WorkQueueConfig {
             max_deliver: -1,
             poll_wait: Duration::from_secs(5),
             storage: Storage::File,
-            replicas: 1,
         }
     }
 
@@ -269,7 +287,6 @@ impl WorkQueueConfig {
         let as_stream = HistoryConfig {
             max_age: self.max_age,
             storage: self.storage,
-            replicas: self.replicas,
             ..HistoryConfig::new(self.stream.clone(), self.subjects.clone())
         };
         as_stream.validate()?;
@@ -301,16 +318,6 @@ impl WorkQueueConfig {
     }
 }
 
-fn validate_replicas(what: &str, name: &str, replicas: usize) -> Result<(), BusError> {
-    if (1..=5).contains(&replicas) {
-        Ok(())
-    } else {
-        Err(BusError::InvalidConfig(format!(
-            "{what} {name}: replicas must be 1 to 5"
-        )))
-    }
-}
-
 /// Where a [`crate::HistoryStore::read`] starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReadFrom {
@@ -323,6 +330,25 @@ pub enum ReadFrom {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn replicas_are_one_to_five() {
+        for replicas in [1, 3, 5] {
+            let options = NatsOptions {
+                jetstream_replicas: replicas,
+                ..NatsOptions::default()
+            };
+            assert!(options.validate().is_ok(), "{replicas}");
+        }
+        for replicas in [0, 6] {
+            let options = NatsOptions {
+                jetstream_replicas: replicas,
+                ..NatsOptions::default()
+            };
+            let err = options.validate().unwrap_err().to_string();
+            assert!(err.contains("replicas must be 1 to 5"), "{err}");
+        }
+    }
 
     #[test]
     fn validates_configs() {

@@ -47,7 +47,9 @@ async fn bus() -> Bus {
         OperatorsConfig::default(),
     );
     let stop = CancellationToken::new();
-    let bus = connect_bus(None, "standalone", true).await.unwrap();
+    let bus = connect_bus(None, arqon_bus::NatsOptions::named("standalone"), true)
+        .await
+        .unwrap();
     let listeners = Listeners {
         websocket: Some(websocket),
         http,

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use arqon_bus::NatsOptions;
 use arqon_dispatcher::{DispatcherConfig, ServiceToken};
 use arqon_edge::EdgeConfig;
 use arqon_operators::OperatorsConfig;
@@ -21,6 +22,16 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    #[command(flatten)]
+    Run(Box<Service>),
+    /// Asks the service running here whether it is ready (GET /ready on its HTTP port):
+    /// exit status 0 if it answers 200, 1 otherwise. For container health checks.
+    Healthcheck(HealthcheckArgs),
+}
+
+/// The commands that run services.
+#[derive(Debug, Subcommand)]
+pub enum Service {
     /// Runs all four services in one process, on an embedded bus unless a NATS URL is set.
     Standalone(Box<StandaloneArgs>),
     /// Runs the WebSocket edge (needs NATS).
@@ -33,27 +44,22 @@ pub enum Command {
     Operators(OperatorsArgs),
 }
 
-impl Command {
+impl Service {
     pub fn common(&self) -> &Common {
         match self {
-            Command::Standalone(a) => &a.common,
-            Command::Edge(a) => &a.common,
-            Command::Policy(a) => &a.common,
-            Command::Dispatcher(a) => &a.common,
-            Command::Operators(a) => &a.common,
+            Service::Standalone(a) => &a.common,
+            Service::Edge(a) => &a.common,
+            Service::Policy(a) => &a.common,
+            Service::Dispatcher(a) => &a.common,
+            Service::Operators(a) => &a.common,
         }
     }
 }
 
-/// Settings every service has.
+/// Where a process serves its HTTP endpoints.
 #[derive(Debug, Clone, Args)]
-pub struct Common {
-    /// NATS server URL (e.g. nats://127.0.0.1:4222). Required by every service but
-    /// `standalone`, which uses an embedded bus without it.
-    #[arg(long = "nats-url", env = "ARQONBUS_NATS_URL")]
-    pub nats_url: Option<String>,
-
-    /// Address of the HTTP endpoints (/health, /ready, /version).
+pub struct HttpListen {
+    /// Address of the HTTP endpoints (/health, /ready, /version, /metrics).
     #[arg(
         long = "http-host",
         env = "ARQONBUS_HTTP_HOST",
@@ -63,6 +69,46 @@ pub struct Common {
 
     #[arg(long = "http-port", env = "ARQONBUS_HTTP_PORT", default_value_t = 8080)]
     pub http_port: u16,
+}
+
+impl HttpListen {
+    pub fn addr(&self) -> String {
+        join_host_port(&self.http_host, self.http_port)
+    }
+
+    /// Where a client on this host reaches the endpoints: a wildcard listener
+    /// (`0.0.0.0`, `::`) is reached on loopback.
+    pub fn local_url(&self) -> String {
+        let host = match self.http_host.parse::<std::net::IpAddr>() {
+            Ok(ip) if ip.is_unspecified() && ip.is_ipv4() => "127.0.0.1".to_owned(),
+            Ok(ip) if ip.is_unspecified() => "::1".to_owned(),
+            _ => self.http_host.clone(),
+        };
+        format!("http://{}", join_host_port(&host, self.http_port))
+    }
+}
+
+/// Settings every service has.
+#[derive(Debug, Clone, Args)]
+pub struct Common {
+    /// NATS server URL (e.g. nats://127.0.0.1:4222), or a comma-separated seed list of a
+    /// cluster's servers. Required by every service but `standalone`, which uses an
+    /// embedded bus without it.
+    #[arg(long = "nats-url", env = "ARQONBUS_NATS_URL")]
+    pub nats_url: Option<String>,
+
+    /// Replicas of every JetStream stream and KV bucket the bus creates (1 to 5): 1 on a
+    /// single NATS server, 3 on a three-node cluster. Existing ones are updated to it.
+    #[arg(
+        long = "jetstream-replicas",
+        env = "ARQONBUS_JETSTREAM_REPLICAS",
+        default_value_t = 1,
+        value_parser = clap::value_parser!(u8).range(1..=5)
+    )]
+    pub jetstream_replicas: u8,
+
+    #[command(flatten)]
+    pub http: HttpListen,
 
     /// `text` (human-readable) or `json` (one object per line, for containers).
     #[arg(
@@ -96,7 +142,15 @@ pub struct Common {
 
 impl Common {
     pub fn http_addr(&self) -> String {
-        join_host_port(&self.http_host, self.http_port)
+        self.http.addr()
+    }
+
+    /// How the process connects to NATS, named after its component.
+    pub fn nats_options(&self, component: &str) -> NatsOptions {
+        NatsOptions {
+            jetstream_replicas: usize::from(self.jetstream_replicas),
+            ..NatsOptions::named(component)
+        }
     }
 
     pub fn shutdown_grace(&self) -> Duration {
@@ -152,6 +206,21 @@ fn join_host_port(host: &str, port: u16) -> String {
         Ok(ip) => SocketAddr::new(ip, port).to_string(),
         Err(_) => format!("{host}:{port}"),
     }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct HealthcheckArgs {
+    /// The HTTP endpoints of the service to ask (the same settings it runs with).
+    #[command(flatten)]
+    pub http: HttpListen,
+
+    /// `/ready` (can it work now?) or `/health` (is the process up?).
+    #[arg(long, default_value = "/ready")]
+    pub path: String,
+
+    /// How long to wait for the answer.
+    #[arg(long = "timeout-seconds", default_value_t = 3)]
+    pub timeout_seconds: u64,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -217,6 +286,13 @@ mod tests {
     use super::*;
     use clap::CommandFactory;
 
+    fn service(cli: Cli) -> Service {
+        match cli.command {
+            Command::Run(service) => *service,
+            Command::Healthcheck(_) => panic!("not a service"),
+        }
+    }
+
     #[test]
     fn the_command_line_is_consistent() {
         Cli::command().debug_assert();
@@ -225,7 +301,7 @@ mod tests {
     #[test]
     fn defaults_are_the_originals() {
         let cli = Cli::try_parse_from(["arqonbus", "standalone"]).unwrap();
-        let Command::Standalone(args) = cli.command else {
+        let Service::Standalone(args) = service(cli) else {
             panic!("not standalone")
         };
         assert_eq!(args.listen.addr(), "127.0.0.1:9100");
@@ -238,11 +314,11 @@ mod tests {
     fn the_service_token_is_a_flag_and_is_never_printed() {
         let cli =
             Cli::try_parse_from(["arqonbus", "policy", "--service-token", "s3cret-token"]).unwrap();
-        let token = cli.command.common().service_token.clone().unwrap();
-        assert_eq!(token.expose(), "s3cret-token");
         assert!(!format!("{cli:?}").contains("s3cret"));
+        let token = service(cli).common().service_token.clone().unwrap();
+        assert_eq!(token.expose(), "s3cret-token");
         let cli = Cli::try_parse_from(["arqonbus", "dispatcher"]).unwrap();
-        assert!(cli.command.common().service_token.is_none());
+        assert!(service(cli).common().service_token.is_none());
     }
 
     #[test]
@@ -252,6 +328,43 @@ mod tests {
         assert!(err.to_string().contains("--max-message-size"), "{err}");
         let err = Cli::try_parse_from(["arqonbus", "edge", "--enable-auth", "maybe"]).unwrap_err();
         assert!(err.to_string().contains("--enable-auth"), "{err}");
+    }
+
+    #[test]
+    fn jetstream_replicas_are_one_to_five() {
+        let cli = Cli::try_parse_from(["arqonbus", "edge"]).unwrap();
+        let options = service(cli).common().nats_options("edge");
+        assert_eq!(options.jetstream_replicas, 1);
+        assert_eq!(options.name, "edge");
+        let cli = Cli::try_parse_from(["arqonbus", "policy", "--jetstream-replicas", "3"]).unwrap();
+        let options = service(cli).common().nats_options("policy");
+        assert_eq!(options.jetstream_replicas, 3);
+        for bad in ["0", "6", "three"] {
+            let err = Cli::try_parse_from(["arqonbus", "policy", "--jetstream-replicas", bad])
+                .unwrap_err();
+            assert!(err.to_string().contains("--jetstream-replicas"), "{err}");
+        }
+    }
+
+    #[test]
+    fn the_healthcheck_reaches_a_wildcard_listener_on_loopback() {
+        let url = |host: &str| {
+            HttpListen {
+                http_host: host.to_owned(),
+                http_port: 8080,
+            }
+            .local_url()
+        };
+        assert_eq!(url("0.0.0.0"), "http://127.0.0.1:8080");
+        assert_eq!(url("::"), "http://[::1]:8080");
+        assert_eq!(url("10.1.2.3"), "http://10.1.2.3:8080");
+        assert_eq!(url("edge"), "http://edge:8080");
+        let cli = Cli::try_parse_from(["arqonbus", "healthcheck", "--http-port", "9"]).unwrap();
+        let Command::Healthcheck(args) = cli.command else {
+            panic!("not healthcheck")
+        };
+        assert_eq!(args.http.local_url(), "http://127.0.0.1:9");
+        assert_eq!(args.path, "/ready");
     }
 
     #[test]

@@ -7,6 +7,7 @@
 mod bus_metrics;
 pub mod cli;
 mod dev;
+pub mod healthcheck;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -88,28 +89,24 @@ pub struct Listeners {
     pub grpc: Option<TcpListener>,
 }
 
-/// Connects to NATS when `url` is set; otherwise the embedded bus if `embedded_allowed`.
+/// Connects to NATS when `url` is set (one URL or a comma-separated seed list);
+/// otherwise the embedded bus if `embedded_allowed`.
 pub async fn connect_bus(
     url: Option<&str>,
-    name: &str,
+    options: NatsOptions,
     embedded_allowed: bool,
 ) -> anyhow::Result<Bus> {
     match url {
-        Some(url) => {
-            let options = NatsOptions {
-                name: name.to_owned(),
-                ..NatsOptions::default()
-            };
-            Bus::connect_nats(url, options)
-                .await
-                .with_context(|| format!("connecting to NATS at {url}"))
-        }
+        Some(url) => Bus::connect_nats(url, options)
+            .await
+            .with_context(|| format!("connecting to NATS at {url}")),
         None if embedded_allowed => {
             info!("no NATS URL configured: using the embedded in-process bus");
             Ok(Bus::embedded(Default::default()))
         }
         None => anyhow::bail!(
-            "{name} needs NATS: set ARQONBUS_NATS_URL (or --nats-url), or run `arqonbus standalone`"
+            "{} needs NATS: set ARQONBUS_NATS_URL (or --nats-url), or run `arqonbus standalone`",
+            options.name
         ),
     }
 }

@@ -8,7 +8,7 @@ use tokio::net::{TcpListener, TcpSocket};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use arqonbus::cli::{Cli, Command, Common, GrpcListen, WebSocketListen};
+use arqonbus::cli::{Cli, Command, Common, GrpcListen, HealthcheckArgs, Service, WebSocketListen};
 use arqonbus::{Listeners, Services, connect_bus, dev_credentials, serve};
 
 /// The global allocator. The bus allocates small, short-lived buffers on every worker
@@ -18,13 +18,16 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let common = cli.command.common();
+    let service = match Cli::parse().command {
+        Command::Run(service) => *service,
+        Command::Healthcheck(args) => return healthcheck(&args).await,
+    };
+    let common = service.common();
     if let Err(e) = arqon_telemetry::init_logging(common.log_format, &common.log_level) {
         eprintln!("arqonbus: {e}");
         return ExitCode::FAILURE;
     }
-    match Box::pin(run(cli.command)).await {
+    match Box::pin(run(service)).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             error!(error = format!("{e:#}"), "arqonbus stopped with an error");
@@ -34,7 +37,22 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn run(command: Command) -> anyhow::Result<()> {
+/// Prints the service's answer; exit status 1 unless it is ready.
+#[allow(clippy::print_stdout)]
+async fn healthcheck(args: &HealthcheckArgs) -> ExitCode {
+    match arqonbus::healthcheck::check(args).await {
+        Ok(body) => {
+            println!("{}", body.trim());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("arqonbus healthcheck: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Service) -> anyhow::Result<()> {
     arqon_edge::install_crypto_provider();
     let shutdown = CancellationToken::new();
     tokio::spawn(cancel_on_signal(shutdown.clone()));
@@ -43,7 +61,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
     let mut grpc_listen: Option<GrpcListen> = None;
     let (component, services, listen): (&'static str, Services, Option<WebSocketListen>) =
         match command {
-            Command::Standalone(a) => {
+            Service::Standalone(a) => {
                 grpc_listen = Some(a.grpc);
                 (
                     "standalone",
@@ -51,7 +69,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                     Some(a.listen),
                 )
             }
-            Command::Edge(a) => (
+            Service::Edge(a) => (
                 "edge",
                 Services {
                     edge: Some(a.edge),
@@ -59,7 +77,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 },
                 Some(a.listen),
             ),
-            Command::Policy(a) => {
+            Service::Policy(a) => {
                 grpc_listen = Some(a.grpc);
                 (
                     "policy",
@@ -70,7 +88,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                     None,
                 )
             }
-            Command::Dispatcher(a) => {
+            Service::Dispatcher(a) => {
                 grpc_listen = Some(a.grpc);
                 (
                     "dispatcher",
@@ -81,7 +99,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                     None,
                 )
             }
-            Command::Operators(a) => {
+            Service::Operators(a) => {
                 grpc_listen = Some(a.grpc);
                 (
                     "operators",
@@ -110,7 +128,12 @@ async fn run(command: Command) -> anyhow::Result<()> {
         // Refuse a bad configuration before touching the network.
         edge.validate()?;
     }
-    let bus = connect_bus(common.nats_url.as_deref(), component, standalone).await?;
+    let bus = connect_bus(
+        common.nats_url.as_deref(),
+        common.nats_options(component),
+        standalone,
+    )
+    .await?;
     let websocket = match &listen {
         Some(listen) => Some(bind(&listen.addr(), "WebSocket").await?),
         None => None,
@@ -120,7 +143,13 @@ async fn run(command: Command) -> anyhow::Result<()> {
         let addr = listener.local_addr()?;
         info!(%addr, "WebSocket listener bound");
         if let Some(token) = &dev_token {
-            print_dev_banner(&addr.to_string(), token);
+            // A wildcard listener (as in a container) is reached on loopback, or through
+            // the port the container publishes.
+            let mut shown = addr;
+            if shown.ip().is_unspecified() {
+                shown.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+            }
+            print_dev_banner(&shown.to_string(), token);
         }
     }
     info!(addr = %http.local_addr()?, "HTTP listener bound");

@@ -202,6 +202,76 @@ fn services_other_than_standalone_need_nats() {
     assert!(stderr.contains("ARQONBUS_NATS_URL"), "{stderr}");
 }
 
+/// `arqonbus healthcheck` with the environment of the service it asks.
+fn healthcheck(env: &[(&str, &str)]) -> (bool, String) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_arqonbus"));
+    for (key, _) in std::env::vars() {
+        if key.starts_with("ARQONBUS_") {
+            command.env_remove(key);
+        }
+    }
+    let output = command
+        .arg("healthcheck")
+        .envs(env.iter().copied())
+        .output()
+        .expect("run arqonbus healthcheck");
+    let text = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
+    (output.status.success(), text)
+}
+
+/// The container health check: ready while the service's bus is connected, not ready
+/// (exit status 1, with the service's reason) while NATS is down, and ready again after.
+/// It finds the service through the same settings (a wildcard host means loopback).
+#[test]
+fn healthcheck_follows_readiness() {
+    let mut nats = NatsServer::start();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    drop(listener);
+    let url = nats.url();
+    let env = [
+        ("ARQONBUS_NATS_URL", url.as_str()),
+        ("ARQONBUS_HTTP_HOST", "0.0.0.0"),
+        ("ARQONBUS_HTTP_PORT", port.as_str()),
+    ];
+    let (ready, text) = healthcheck(&env);
+    assert!(!ready, "nothing runs yet: {text}");
+    assert!(text.contains("no answer from http://127.0.0.1:"), "{text}");
+
+    let mut policy = Process::spawn(&["policy"], &env);
+    policy.log_event("running");
+    let (ready, text) = healthcheck(&env);
+    assert!(ready, "{text}");
+    assert!(text.contains("ready"), "{text}");
+
+    nats.stop();
+    let deadline = Instant::now() + WAIT;
+    let text = loop {
+        let (ready, text) = healthcheck(&env);
+        if !ready {
+            break text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still ready without NATS: {text}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(text.contains("503"), "{text}");
+    assert!(text.contains("bus is not connected"), "{text}");
+
+    nats.restart();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !healthcheck(&env).0 {
+        assert!(
+            Instant::now() < deadline,
+            "not ready again after NATS came back"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 #[tokio::test]
 async fn four_processes_on_one_nats_server_carry_a_message() {
     let nats = NatsServer::start();

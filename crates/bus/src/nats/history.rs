@@ -46,6 +46,7 @@ impl NatsHistory {
         client: async_nats::Client,
         js: &jetstream::Context,
         config: &HistoryConfig,
+        replicas: usize,
         timeout: Duration,
     ) -> Result<NatsHistory, BusError> {
         let stream_config = stream::Config {
@@ -58,7 +59,7 @@ impl NatsHistory {
             },
             max_age: config.max_age,
             storage: storage_type(config.storage),
-            num_replicas: config.replicas,
+            num_replicas: replicas,
             discard: DiscardPolicy::Old,
             // Direct gets serve `get` and `last` without a consumer.
             allow_direct: true,
@@ -119,7 +120,6 @@ impl NatsHistory {
                 StorageType::File => Storage::File,
                 StorageType::Memory => Storage::Memory,
             },
-            replicas: info.config.num_replicas,
         };
         let history = NatsHistory::from_info(client, js, &info, timeout).await?;
         Ok(Some((history, config)))

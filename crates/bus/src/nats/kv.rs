@@ -39,6 +39,7 @@ impl NatsKv {
         client: async_nats::Client,
         js: &jetstream::Context,
         config: &KvConfig,
+        replicas: usize,
         timeout: Duration,
     ) -> Result<NatsKv, BusError> {
         let kv_config = kv::Config {
@@ -49,7 +50,7 @@ impl NatsKv {
                 .max_value_size
                 .map_or(-1, |max| max.saturating_add(HEADER_ALLOWANCE)),
             storage: storage_type(config.storage),
-            num_replicas: config.replicas,
+            num_replicas: replicas,
             ..Default::default()
         };
         let store = bounded(timeout, async {

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::connection::State;
-use async_nats::{ConnectOptions, Event, StatusCode, jetstream};
+use async_nats::{ConnectOptions, Event, ServerAddr, StatusCode, jetstream};
 use bytes::Bytes;
 use futures_util::StreamExt;
 
@@ -35,10 +35,14 @@ pub(crate) struct NatsBus {
     js: jetstream::Context,
     stats: Arc<BusStats>,
     timeout: Duration,
+    /// Replicas of every stream and bucket this bus opens.
+    replicas: usize,
 }
 
 impl NatsBus {
     pub(crate) async fn connect(url: &str, options: NatsOptions) -> Result<NatsBus, BusError> {
+        options.validate()?;
+        let servers = server_addrs(url)?;
         let stats = Arc::new(BusStats::default());
         let events = Arc::clone(&stats);
         let where_to = redact(url);
@@ -52,7 +56,7 @@ impl NatsBus {
                 let stats = Arc::clone(&events);
                 async move { on_event(&stats, event) }
             })
-            .connect(url);
+            .connect(servers);
         let client = match tokio::time::timeout(options.connect_timeout, connect).await {
             Ok(Ok(client)) => client,
             Ok(Err(err)) => {
@@ -76,6 +80,7 @@ impl NatsBus {
             js,
             stats,
             timeout: options.request_timeout,
+            replicas: options.jetstream_replicas,
         })
     }
 
@@ -218,12 +223,26 @@ impl NatsBus {
 
     pub(crate) async fn key_value(&self, config: &KvConfig) -> Result<NatsKv, BusError> {
         ensure_connected(&self.client)?;
-        NatsKv::open(self.client.clone(), &self.js, config, self.timeout).await
+        NatsKv::open(
+            self.client.clone(),
+            &self.js,
+            config,
+            self.replicas,
+            self.timeout,
+        )
+        .await
     }
 
     pub(crate) async fn history(&self, config: &HistoryConfig) -> Result<NatsHistory, BusError> {
         ensure_connected(&self.client)?;
-        NatsHistory::open(self.client.clone(), &self.js, config, self.timeout).await
+        NatsHistory::open(
+            self.client.clone(),
+            &self.js,
+            config,
+            self.replicas,
+            self.timeout,
+        )
+        .await
     }
 
     pub(crate) async fn work_queue(
@@ -231,7 +250,14 @@ impl NatsBus {
         config: &WorkQueueConfig,
     ) -> Result<NatsWorkQueue, BusError> {
         ensure_connected(&self.client)?;
-        NatsWorkQueue::open(self.client.clone(), &self.js, config, self.timeout).await
+        NatsWorkQueue::open(
+            self.client.clone(),
+            &self.js,
+            config,
+            self.replicas,
+            self.timeout,
+        )
+        .await
     }
 
     pub(crate) async fn open_history(
@@ -306,6 +332,26 @@ pub(crate) fn convert_message(message: async_nats::Message) -> Message {
 }
 
 /// The server address without credentials, for messages and logs.
+/// The servers of `url`: one URL, or a seed list separated by commas
+/// (`nats://nats-1:4222,nats://nats-2:4222`). The client connects to one of them and, when
+/// it is lost, to another (and to the servers the cluster announces).
+fn server_addrs(url: &str) -> Result<Vec<ServerAddr>, BusError> {
+    let servers = url
+        .split(',')
+        .map(str::trim)
+        .filter(|one| !one.is_empty())
+        .map(|one| {
+            one.parse::<ServerAddr>().map_err(|err| {
+                BusError::InvalidConfig(format!("bad NATS URL {}: {err}", redact(one)))
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if servers.is_empty() {
+        return Err(BusError::InvalidConfig("no NATS URL given".to_owned()));
+    }
+    Ok(servers)
+}
+
 fn redact(url: &str) -> String {
     url.split(',')
         .map(|one| match (one.find("://"), one.rfind('@')) {
@@ -328,6 +374,21 @@ pub(crate) fn to_chrono(time: async_nats::datetime::DateTime) -> chrono::DateTim
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn seed_lists_are_split_on_commas() {
+        let servers = server_addrs("nats://a:4222, nats://u:p@b:4223,").unwrap();
+        assert_eq!(servers.len(), 2);
+        assert_eq!(servers[1].host(), "b");
+        assert_eq!(servers[1].port(), 4223);
+        let err = server_addrs(" , ").unwrap_err().to_string();
+        assert!(err.contains("no NATS URL"), "{err}");
+        let err = server_addrs("nats://a:4222,nats://u:secret@b:notaport")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("bad NATS URL nats://b:notaport"), "{err}");
+        assert!(!err.contains("secret"), "{err}");
+    }
 
     #[test]
     fn redacts_credentials() {

@@ -35,6 +35,8 @@ pub(crate) struct NatsWorkQueue {
     client: async_nats::Client,
     js: jetstream::Context,
     config: WorkQueueConfig,
+    /// JetStream replicas of the stream and its consumer.
+    replicas: usize,
     timeout: Duration,
     /// `None` after a failure that may mean the consumer (or stream) is gone: both are
     /// set up again before the next pull.
@@ -49,13 +51,15 @@ impl NatsWorkQueue {
         client: async_nats::Client,
         js: &jetstream::Context,
         config: &WorkQueueConfig,
+        replicas: usize,
         timeout: Duration,
     ) -> Result<NatsWorkQueue, BusError> {
-        let consumer = set_up(js, config, timeout).await?;
+        let consumer = set_up(js, config, replicas, timeout).await?;
         Ok(NatsWorkQueue {
             client,
             js: js.clone(),
             config: config.clone(),
+            replicas,
             timeout,
             consumer: Some(consumer),
             pull: None,
@@ -68,6 +72,7 @@ impl NatsWorkQueue {
             client: self.client.clone(),
             js: self.js.clone(),
             config: self.config.clone(),
+            replicas: self.replicas,
             timeout: self.timeout,
             consumer: self.consumer.clone(),
             pull: None,
@@ -162,7 +167,7 @@ impl NatsWorkQueue {
         let consumer = match &self.consumer {
             Some(consumer) => consumer.clone(),
             None => {
-                let consumer = set_up(&self.js, &self.config, self.timeout).await?;
+                let consumer = set_up(&self.js, &self.config, self.replicas, self.timeout).await?;
                 self.consumer = Some(consumer.clone());
                 consumer
             }
@@ -185,6 +190,7 @@ impl NatsWorkQueue {
 async fn set_up(
     js: &jetstream::Context,
     config: &WorkQueueConfig,
+    replicas: usize,
     timeout: Duration,
 ) -> Result<Consumer<pull::Config>, BusError> {
     let stream_config = stream::Config {
@@ -206,7 +212,7 @@ async fn set_up(
         },
         duplicate_window: config.duplicate_window,
         storage: storage_type(config.storage),
-        num_replicas: config.replicas,
+        num_replicas: replicas,
         ..Default::default()
     };
     let consumer_config = pull::Config {
@@ -219,7 +225,7 @@ async fn set_up(
         } else {
             -1
         },
-        num_replicas: config.replicas,
+        num_replicas: replicas,
         // Unlimited: each handle takes only what it can work on, so a cap here (the
         // server's default is 1,000) would only stall every handle once enough of them
         // are busy.

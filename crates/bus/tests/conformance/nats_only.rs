@@ -155,6 +155,88 @@ async fn connect_fails_clearly_when_nothing_listens() {
     assert!(!message.contains("secret"), "credentials leak: {message}");
 }
 
+/// A round trip on a subscription made before: the message comes back through the
+/// server the client uses now.
+async fn round_trip(bus: &Bus, sub: &mut arqon_bus::Subscription, payload: &'static str) {
+    eventually(RECONNECT_WAIT, "connected again", || async {
+        bus.is_connected().then_some(())
+    })
+    .await;
+    // The subscription is sent again on reconnect, just after the connection is up:
+    // publish until one comes back.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let sent = bus
+            .publish(sub.subject(), Bytes::from_static(payload.as_bytes()))
+            .await;
+        if sent.is_ok()
+            && let Ok(Some(message)) =
+                tokio::time::timeout(Duration::from_millis(200), sub.next()).await
+            && text(&message.payload) == payload
+        {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no round trip of {payload:?} within {WAIT:?}"
+        );
+    }
+}
+
+/// A seed list (`url,url`, as a cluster's clients are given) connects although its first
+/// server is down, and the client moves to the other server when the one it uses goes.
+#[tokio::test]
+async fn a_seed_list_connects_and_fails_over() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let closed = listener.local_addr().unwrap().port();
+    drop(listener);
+    let mut a = NatsServer::start();
+    let mut b = NatsServer::start();
+    let seeds = format!("nats://127.0.0.1:{closed}, {} ,{}", a.url(), b.url());
+    let bus = Bus::connect_nats(&seeds, nats_options(DEFAULT_SUBSCRIPTION_CAPACITY))
+        .await
+        .unwrap();
+    let mut sub = bus.subscribe("seeds.x").await.unwrap();
+    bus.flush().await.unwrap();
+    round_trip(&bus, &mut sub, "first").await;
+
+    // Whichever server it used, after each loss it works through the other.
+    a.stop();
+    round_trip(&bus, &mut sub, "without a").await;
+    a.restart();
+    b.stop();
+    round_trip(&bus, &mut sub, "without b").await;
+}
+
+/// Replicas beyond one need a JetStream cluster; on a single server opening a bucket
+/// fails with the server's reason rather than quietly keeping one copy.
+#[tokio::test]
+async fn replicas_need_a_cluster() {
+    let server = NatsServer::start();
+    let options = NatsOptions {
+        jetstream_replicas: 3,
+        ..nats_options(DEFAULT_SUBSCRIPTION_CAPACITY)
+    };
+    let bus = Bus::connect_nats(&server.url(), options).await.unwrap();
+    let err = bus
+        .key_value(KvConfig::new("replicated"))
+        .await
+        .unwrap_err();
+    let message = err.to_string();
+    assert!(
+        message.contains("cannot open bucket replicated"),
+        "{message}"
+    );
+    assert!(message.contains("replicas"), "{message}");
+
+    let invalid = NatsOptions {
+        jetstream_replicas: 0,
+        ..nats_options(DEFAULT_SUBSCRIPTION_CAPACITY)
+    };
+    let err = Bus::connect_nats(&server.url(), invalid).await.unwrap_err();
+    assert!(matches!(err, BusError::InvalidConfig(_)), "{err:?}");
+}
+
 /// A raw JetStream context on the test server, standing for another service (or an
 /// operator with the `nats` CLI) managing streams behind our back.
 async fn raw_jetstream(server: &NatsServer) -> async_nats::jetstream::Context {
