@@ -422,3 +422,28 @@ async fn with_history_off_history_is_refused_and_joins_recover_nothing() {
         cluster.stop().await;
     }
 }
+
+/// An acknowledgement means the message is stored: when the history cannot store it (its
+/// stream deleted behind the bus's back, as a lost JetStream leader would leave it), the
+/// sender gets `TIMEOUT` instead of an acknowledgement, although members may have
+/// received it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_the_history_did_not_store_is_not_acknowledged() {
+    let mut cluster = Cluster::distributed().await;
+    let sender = cluster.client("t-a").await;
+    sender.join("log", "events").await.unwrap();
+    sender
+        .publish("log", "events", json!({"n": 0}))
+        .await
+        .unwrap();
+    let nats = async_nats::connect(cluster.nats().url()).await.unwrap();
+    async_nats::jetstream::new(nats)
+        .delete_stream("ARQON_HISTORY")
+        .await
+        .unwrap();
+    match sender.publish("log", "events", json!({"n": 1})).await {
+        Err(SdkError::Rejected { code, .. }) => assert_eq!(code, "TIMEOUT"),
+        other => panic!("acknowledged although not stored: {other:?}"),
+    }
+    cluster.stop().await;
+}

@@ -17,6 +17,7 @@ use crate::embedded::{EmbeddedBus, EmbeddedSubscription};
 use crate::error::BusError;
 use crate::headers::Headers;
 use crate::history::HistoryStore;
+use crate::history::StoreConfirmation;
 use crate::kv::KvStore;
 use crate::message::Message;
 use crate::nats::NatsBus;
@@ -139,6 +140,54 @@ impl Bus {
             self.stats().record_publish_error();
         }
         result
+    }
+
+    /// Publishes like [`Bus::publish_with_headers`] (subscribers receive the message) and
+    /// returns, once it is sent, a [`StoreConfirmation`] that resolves when the history
+    /// stream capturing `subject` has stored it. Waiting for the confirmation is apart
+    /// from sending, so a caller can go on with other work meanwhile.
+    ///
+    /// On NATS this is a JetStream publish: the stream's leader confirms once its replicas
+    /// agree. A failed confirmation ([`BusError::Timeout`], [`BusError::Backend`]) does not
+    /// mean the message is lost: it may have been delivered, and even stored. When no
+    /// stream captures `subject` no confirmation comes: [`BusError::NoResponders`], or on
+    /// NATS, when the subject has subscribers (who still received the message), a
+    /// [`BusError::Timeout`] after the request timeout. The embedded bus stores as it
+    /// publishes: its confirmation is ready at once.
+    pub async fn publish_stored(
+        &self,
+        subject: impl Into<String>,
+        headers: Headers,
+        payload: Bytes,
+    ) -> Result<StoreConfirmation, BusError> {
+        let subject = subject.into();
+        subject::validate_publish(&subject)?;
+        self.check_size(&headers, &payload)?;
+        let stats = self.stats();
+        let sent = match &self.inner {
+            Inner::Nats(nats) => Box::pin(nats.publish_stored(subject, headers, payload))
+                .await
+                .map(StoreConfirmation::pending),
+            Inner::Embedded(embedded) => {
+                let stored = embedded.publish_captured(Message {
+                    subject,
+                    reply: None,
+                    headers,
+                    payload,
+                });
+                tokio::task::consume_budget().await;
+                Ok(StoreConfirmation::ready(
+                    stored.ok_or(BusError::NoResponders),
+                ))
+            }
+        };
+        match sent {
+            Ok(confirmation) => Ok(confirmation.counting_failures(stats)),
+            Err(err) => {
+                stats.record_publish_error();
+                Err(err)
+            }
+        }
     }
 
     fn check_size(&self, headers: &Headers, payload: &Bytes) -> Result<(), BusError> {

@@ -27,6 +27,10 @@ pub struct NatsOptions {
     /// Bound on every other operation that waits for the server (flush, JetStream
     /// requests and acknowledgements, KV and history calls).
     pub request_timeout: Duration,
+    /// Bound on creating or updating a KV bucket, stream or work queue when a service
+    /// opens it (at least `request_timeout`): a JetStream cluster that is still forming or
+    /// electing leaders can take this long, and a service waits rather than failing.
+    pub setup_timeout: Duration,
     /// Messages buffered per subscription before further ones are dropped (slow
     /// consumer).
     pub subscription_capacity: usize,
@@ -42,6 +46,7 @@ impl Default for NatsOptions {
             name: "arqonbus".to_owned(),
             connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(5),
+            setup_timeout: Duration::from_secs(30),
             subscription_capacity: DEFAULT_SUBSCRIPTION_CAPACITY,
             jetstream_replicas: 1,
         }

@@ -1,6 +1,8 @@
 //! [`HistoryStore`]: an append-only stream of messages with JetStream semantics.
 
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -28,6 +30,44 @@ pub struct StoredMessage {
     pub payload: Bytes,
     /// When the stream stored it (server time on NATS).
     pub time: DateTime<Utc>,
+}
+
+/// What [`crate::Bus::publish_stored`] hands back: resolves to the message's sequence in
+/// the stream once the stream has stored it.
+pub struct StoreConfirmation(Pin<Box<dyn Future<Output = Result<u64, BusError>> + Send>>);
+
+impl StoreConfirmation {
+    pub(crate) fn pending(
+        confirmation: impl Future<Output = Result<u64, BusError>> + Send + 'static,
+    ) -> StoreConfirmation {
+        StoreConfirmation(Box::pin(confirmation))
+    }
+
+    pub(crate) fn ready(result: Result<u64, BusError>) -> StoreConfirmation {
+        StoreConfirmation(Box::pin(std::future::ready(result)))
+    }
+
+    /// A failed confirmation counts as a publish error in `stats`.
+    pub(crate) fn counting_failures(self, stats: Arc<BusStats>) -> StoreConfirmation {
+        StoreConfirmation::pending(async move {
+            let result = self.0.await;
+            if result.is_err() {
+                stats.record_publish_error();
+            }
+            result
+        })
+    }
+
+    /// Waits for the stream: the sequence it stored the message under.
+    pub async fn stored(self) -> Result<u64, BusError> {
+        self.0.await
+    }
+}
+
+impl fmt::Debug for StoreConfirmation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StoreConfirmation").finish_non_exhaustive()
+    }
 }
 
 /// A history stream.

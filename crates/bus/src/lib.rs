@@ -33,7 +33,7 @@ pub use config::{
 };
 pub use error::BusError;
 pub use headers::{Headers, Iter as HeaderIter};
-pub use history::{HistoryStore, StoredMessage};
+pub use history::{HistoryStore, StoreConfirmation, StoredMessage};
 pub use kv::{KvEntry, KvEvent, KvStore, KvWatch};
 pub use message::Message;
 pub use stats::BusStats;

@@ -20,6 +20,7 @@ use std::time::Instant;
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::registry::Registry as Metrics;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::info;
@@ -161,7 +162,16 @@ pub(crate) struct Context {
     operators: Option<OperatorsControl>,
     /// The tenants whose messages also go to the webhook queue.
     webhook_tenants: WebhookTenants,
+    /// Acknowledgements waiting for the history to confirm their message.
+    unconfirmed: Arc<Semaphore>,
+    /// Every task of the dispatcher (workers and those acknowledgements).
+    tasks: TaskTracker,
 }
+
+/// Acknowledgements of one replica that may wait for the history's confirmation at once;
+/// beyond them a worker waits before routing more. The edges' pipeline timeout bounds
+/// each wait.
+const MAX_UNCONFIRMED: usize = 4096;
 
 /// A running dispatcher.
 pub struct Dispatcher {
@@ -232,6 +242,8 @@ pub async fn start(
         metrics,
         started: Instant::now(),
         replica: format!("dispatcher_{:016x}", rand::random::<u64>()),
+        unconfirmed: Arc::new(Semaphore::new(MAX_UNCONFIRMED)),
+        tasks: tasks.clone(),
     });
     for _ in 0..config.workers {
         let mut subscription = bus

@@ -1,11 +1,12 @@
 //! Routing of one inbound envelope, and the one answer its edge waits for.
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use bytes::Bytes;
 use tracing::warn;
 
-use std::time::Duration;
-
-use arqon_bus::{BusError, Message};
+use arqon_bus::{BusError, Message, StoreConfirmation};
 use arqon_proto::model::{
     DirectAck, DirectDelivery, EdgeDelivery, Inbound, MembershipChange, RoomDelivery,
 };
@@ -18,6 +19,8 @@ use crate::commands;
 struct Answer {
     frames: Vec<Envelope>,
     membership: Option<MembershipChange>,
+    /// Sent only once the history has stored the message: the frames acknowledge it.
+    after: Option<StoreConfirmation>,
 }
 
 impl Answer {
@@ -25,6 +28,7 @@ impl Answer {
         Self {
             frames,
             membership: None,
+            after: None,
         }
     }
 
@@ -33,7 +37,7 @@ impl Answer {
     }
 }
 
-pub(crate) async fn handle(context: &Context, message: Message) {
+pub(crate) async fn handle(context: &Arc<Context>, message: Message) {
     let inbound = match Inbound::decode(message.payload) {
         Ok(inbound) => inbound,
         Err(e) => {
@@ -47,7 +51,7 @@ pub(crate) async fn handle(context: &Context, message: Message) {
         warn!(subject = %message.subject, tenant = %inbound.identity.tenant, "tenant does not match the subject");
         return;
     }
-    let answer = match inbound.envelope.kind {
+    let mut answer = match inbound.envelope.kind {
         MessageType::Message => route_message(context, &inbound).await,
         MessageType::Telemetry => {
             // Telemetry is fanned out when it names a room, and never acknowledged.
@@ -66,6 +70,7 @@ pub(crate) async fn handle(context: &Context, message: Message) {
                     inbound.envelope.command_ack(),
                 ],
                 membership: outcome.membership,
+                after: None,
             }
         }
         MessageType::OperatorJoin => Answer::frames(vec![Envelope::error_reply(
@@ -79,7 +84,41 @@ pub(crate) async fn handle(context: &Context, message: Message) {
         | MessageType::MessageResponse
         | MessageType::CommandResponse => Answer::silent(),
     };
-    answer_edge(context, &inbound, answer).await;
+    match answer.after.take() {
+        None => answer_edge(context, &inbound, answer).await,
+        Some(confirmation) => answer_when_stored(context, inbound, answer, confirmation).await,
+    }
+}
+
+/// The acknowledgement of a stored message waits for the stream, off this worker: it
+/// routes other envelopes meanwhile (the sender's connection waits for this answer
+/// anyway). At most `MAX_UNCONFIRMED` wait at once; beyond that the worker waits too.
+async fn answer_when_stored(
+    context: &Arc<Context>,
+    inbound: Inbound,
+    answer: Answer,
+    confirmation: StoreConfirmation,
+) {
+    let Ok(permit) = Arc::clone(&context.unconfirmed).acquire_owned().await else {
+        return; // closed: shutting down
+    };
+    let context = Arc::clone(context);
+    context.tasks.clone().spawn(async move {
+        let answer = match confirmation.stored().await {
+            Ok(_) => answer,
+            Err(e) => {
+                context.metrics.publish_errors.inc();
+                warn!(client_id = %inbound.identity.client_id, error = %e, "a room message was not confirmed stored");
+                Answer::frames(vec![Envelope::error_reply(
+                    Some(inbound.envelope.id.as_str()),
+                    ErrorCode::Timeout,
+                    "The bus did not confirm that the message was stored; it may have been delivered. Retry only if a duplicate is acceptable.",
+                )])
+            }
+        };
+        answer_edge(&context, &inbound, answer).await;
+        drop(permit);
+    });
 }
 
 fn topic_of(envelope: &Envelope) -> Option<Topic> {
@@ -106,16 +145,19 @@ async fn route_message(context: &Context, inbound: &Inbound) -> Answer {
     let tenant = &inbound.identity.tenant;
     let payload = delivery.encode();
     match context
-        .bus
-        .publish(subject::room(tenant, &topic), payload.clone())
+        .history
+        .publish(&context.bus, tenant, &topic, payload.clone())
         .await
     {
-        Ok(()) => {
+        Ok(confirmation) => {
             context.metrics.routed.inc();
             if envelope.kind == MessageType::Message && context.webhook_tenants.has_rules(tenant) {
                 queue_for_webhooks(context, inbound, payload).await;
             }
-            Answer::frames(vec![envelope.message_ack()])
+            Answer {
+                after: confirmation,
+                ..Answer::frames(vec![envelope.message_ack()])
+            }
         }
         Err(e) => {
             context.metrics.publish_errors.inc();

@@ -91,33 +91,45 @@ impl EmbeddedBus {
     /// Delivers to subscribers and, like JetStream, stores the message in the history
     /// stream or work queue whose subjects cover it. Returns the number of matching subscriptions.
     pub(crate) fn publish(&self, message: Message) -> usize {
-        self.capture(&message);
-        self.capture_job(&message);
-        Registry::publish(&self.shared.registry, message, &self.shared.stats)
+        self.deliver(message).1
     }
 
-    fn capture(&self, message: &Message) {
+    /// As [`EmbeddedBus::publish`]; the sequence of the history stream that stored it,
+    /// if one captures the subject.
+    pub(crate) fn publish_captured(&self, message: Message) -> Option<u64> {
+        self.deliver(message).0
+    }
+
+    fn deliver(&self, message: Message) -> (Option<u64>, usize) {
+        let stored = self.capture(&message);
+        self.capture_job(&message);
+        let matched = Registry::publish(&self.shared.registry, message, &self.shared.stats);
+        (stored, matched)
+    }
+
+    fn capture(&self, message: &Message) -> Option<u64> {
         let streams = self
             .shared
             .streams
             .read()
             .unwrap_or_else(PoisonError::into_inner);
         if streams.is_empty() {
-            return;
+            return None;
         }
         let covering = streams.iter().find(|s| {
             s.subjects
                 .iter()
                 .any(|p| subject::matches(p, &message.subject))
-        });
-        if let Some(stream) = covering {
-            // Appending to an embedded stream cannot fail.
-            let _ = stream.history.append(
+        })?;
+        // Appending to an embedded stream cannot fail.
+        covering
+            .history
+            .append(
                 &message.subject,
                 message.headers.clone(),
                 message.payload.clone(),
-            );
-        }
+            )
+            .ok()
     }
 
     /// Queues a job published to a work queue's subjects.

@@ -16,6 +16,16 @@ use crate::error::BusError;
 
 /// A read consumer the server removes by itself if we could not delete it.
 const INACTIVE: Duration = Duration::from_secs(30);
+/// Pulls of one fetch at most, when the first ones fail before any message.
+const PULL_ATTEMPTS: u32 = 4;
+/// Wait before the second pull; the third waits twice as long, and so on.
+const PULL_RETRY_DELAY: Duration = Duration::from_millis(100);
+
+/// Why a fetch stopped: before any message (safe to pull again) or after some.
+enum Fetch {
+    Failed(BusError),
+    After(BusError),
+}
 
 /// An ephemeral pull consumer for one read; `what` names the read in errors.
 pub(crate) struct ReadConsumer {
@@ -57,21 +67,48 @@ impl ReadConsumer {
 
     /// Passes each of up to `max` messages available now to `each`, in stream order, and
     /// returns how many there were: fewer than `max` means none more were available.
+    ///
+    /// In a JetStream cluster a consumer just created may not answer pulls yet (the
+    /// server replies 503, no responders, for a moment; seen right after a node rejoins):
+    /// a pull that fails before delivering anything is tried again, a few times.
     pub(crate) async fn fetch(
         &self,
         max: usize,
         mut each: impl FnMut(jetstream::Message) -> Result<(), BusError>,
     ) -> Result<usize, BusError> {
+        let mut attempt = 1;
+        loop {
+            match self.fetch_once(max, &mut each).await {
+                Err(Fetch::Failed(err)) if attempt < PULL_ATTEMPTS => {
+                    tracing::debug!(error = %err, attempt, what = self.what, "pull failed before any message; trying again");
+                    tokio::time::sleep(PULL_RETRY_DELAY * attempt).await;
+                    attempt += 1;
+                }
+                Err(Fetch::Failed(err) | Fetch::After(err)) => return Err(err),
+                Ok(count) => return Ok(count),
+            }
+        }
+    }
+
+    async fn fetch_once(
+        &self,
+        max: usize,
+        each: &mut impl FnMut(jetstream::Message) -> Result<(), BusError>,
+    ) -> Result<usize, Fetch> {
         let mut batch = self
             .consumer
             .fetch()
             .max_messages(max)
             .messages()
             .await
-            .map_err(|err| self.failed(&err))?;
+            .map_err(|err| Fetch::Failed(self.failed(&err)))?;
         let mut count = 0;
         while let Some(message) = batch.next().await {
-            each(message.map_err(|err| self.failed(&err))?)?;
+            let message = message.map_err(|err| match count {
+                0 => Fetch::Failed(self.failed(&err)),
+                _ => Fetch::After(self.failed(&err)),
+            })?;
+            each(message).map_err(Fetch::After)?;
             count += 1;
         }
         Ok(count)

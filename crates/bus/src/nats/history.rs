@@ -17,7 +17,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 
 use super::consumer::ReadConsumer;
-use super::{bounded, ensure_connected, to_chrono};
+use super::{Setup, bounded, ensure_connected, to_chrono};
 use crate::config::{HistoryConfig, ReadFrom, Storage};
 use crate::error::BusError;
 use crate::headers::Headers;
@@ -44,9 +44,8 @@ impl NatsHistory {
     /// Creates the stream, or updates it to `config`.
     pub(crate) async fn open(
         client: async_nats::Client,
-        js: &jetstream::Context,
+        setup: Setup<'_>,
         config: &HistoryConfig,
-        replicas: usize,
         timeout: Duration,
     ) -> Result<NatsHistory, BusError> {
         let stream_config = stream::Config {
@@ -59,14 +58,14 @@ impl NatsHistory {
             },
             max_age: config.max_age,
             storage: storage_type(config.storage),
-            num_replicas: replicas,
+            num_replicas: setup.replicas,
             discard: DiscardPolicy::Old,
             // Direct gets serve `get` and `last` without a consumer.
             allow_direct: true,
             ..Default::default()
         };
-        let info = bounded(timeout, async {
-            create_or_update(js, stream_config)
+        let info = bounded(setup.timeout, async {
+            create_or_update(setup.js, stream_config)
                 .await
                 .map_err(|err| match err.kind() {
                     CreateStreamErrorKind::JetStream(js_err)
@@ -81,7 +80,7 @@ impl NatsHistory {
                 })
         })
         .await?;
-        NatsHistory::from_info(client, js, &info, timeout).await
+        NatsHistory::from_info(client, setup.js, &info, timeout).await
     }
 
     /// Opens the stream `name` as it is, with the configuration it has; `None` if there

@@ -5,13 +5,13 @@ use std::time::Duration;
 use async_nats::header::NATS_MARKER_REASON;
 use async_nats::jetstream::consumer::DeliverPolicy;
 use async_nats::jetstream::kv::{self, Operation};
-use async_nats::jetstream::{self, stream::StorageType};
+use async_nats::jetstream::stream::StorageType;
 use bytes::Bytes;
 use futures_util::stream::BoxStream;
 use futures_util::{StreamExt, TryStreamExt};
 
 use super::consumer::ReadConsumer;
-use super::{bounded, ensure_connected};
+use super::{Setup, bounded, ensure_connected};
 use crate::config::{KV_HEADER_ALLOWANCE, KvConfig, Storage};
 use crate::error::BusError;
 use crate::kv::{KvEntry, KvEvent};
@@ -37,9 +37,8 @@ pub(crate) struct NatsKv {
 impl NatsKv {
     pub(crate) async fn open(
         client: async_nats::Client,
-        js: &jetstream::Context,
+        setup: Setup<'_>,
         config: &KvConfig,
-        replicas: usize,
         timeout: Duration,
     ) -> Result<NatsKv, BusError> {
         let kv_config = kv::Config {
@@ -50,11 +49,13 @@ impl NatsKv {
                 .max_value_size
                 .map_or(-1, |max| max.saturating_add(HEADER_ALLOWANCE)),
             storage: storage_type(config.storage),
-            num_replicas: replicas,
+            num_replicas: setup.replicas,
             ..Default::default()
         };
-        let store = bounded(timeout, async {
-            js.create_or_update_key_value(kv_config)
+        let store = bounded(setup.timeout, async {
+            setup
+                .js
+                .create_or_update_key_value(kv_config)
                 .await
                 .map_err(|err| {
                     BusError::Backend(format!("cannot open bucket {}: {err}", config.bucket))

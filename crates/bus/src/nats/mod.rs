@@ -9,7 +9,7 @@ mod history;
 mod kv;
 mod workqueue;
 
-use std::future::Future;
+use std::future::{Future, IntoFuture as _};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,10 +33,21 @@ pub(crate) use workqueue::{NatsAcker, NatsWorkQueue};
 pub(crate) struct NatsBus {
     client: async_nats::Client,
     js: jetstream::Context,
+    /// For creating and updating streams, buckets and consumers (the longer timeout).
+    js_setup: jetstream::Context,
+    setup_timeout: Duration,
     stats: Arc<BusStats>,
     timeout: Duration,
     /// Replicas of every stream and bucket this bus opens.
     replicas: usize,
+}
+
+/// How a stream, bucket or consumer is created or updated when it is opened.
+#[derive(Clone, Copy)]
+pub(crate) struct Setup<'a> {
+    pub(crate) js: &'a jetstream::Context,
+    pub(crate) timeout: Duration,
+    pub(crate) replicas: usize,
 }
 
 impl NatsBus {
@@ -74,10 +85,16 @@ impl NatsBus {
         let js = jetstream::ContextBuilder::new()
             .timeout(options.request_timeout)
             .build(client.clone());
+        let setup_timeout = options.setup_timeout.max(options.request_timeout);
+        let js_setup = jetstream::ContextBuilder::new()
+            .timeout(setup_timeout)
+            .build(client.clone());
         tracing::info!(server = %where_to, "connected to NATS");
         Ok(NatsBus {
             client,
             js,
+            js_setup,
+            setup_timeout,
             stats,
             timeout: options.request_timeout,
             replicas: options.jetstream_replicas,
@@ -123,6 +140,40 @@ impl NatsBus {
             .map_err(|err| publish_error(&err))
         })
         .await
+    }
+
+    /// A JetStream publish: sent when this returns; the future resolves with the
+    /// stream's acknowledgement (bounded by the request timeout).
+    pub(crate) async fn publish_stored(
+        &self,
+        subject: String,
+        headers: Headers,
+        payload: Bytes,
+    ) -> Result<impl Future<Output = Result<u64, BusError>> + Send + 'static, BusError> {
+        ensure_connected(&self.client)?;
+        let js = &self.js;
+        let ack = bounded(self.timeout, async move {
+            if headers.is_empty() {
+                js.publish(subject, payload).await
+            } else {
+                js.publish_with_headers(subject, headers.to_nats(), payload)
+                    .await
+            }
+            .map_err(|err| BusError::Unavailable(format!("publish failed: {err}")))
+        })
+        .await?;
+        let timeout = self.timeout;
+        Ok(async move {
+            match tokio::time::timeout(timeout, ack.into_future()).await {
+                Ok(Ok(ack)) => Ok(ack.sequence),
+                Ok(Err(err)) => Err(match err.kind() {
+                    jetstream::context::PublishErrorKind::StreamNotFound => BusError::NoResponders,
+                    jetstream::context::PublishErrorKind::TimedOut => BusError::Timeout,
+                    _ => BusError::Backend(format!("not stored: {err}")),
+                }),
+                Err(_) => Err(BusError::Timeout),
+            }
+        })
     }
 
     pub(crate) async fn subscribe(
@@ -221,28 +272,22 @@ impl NatsBus {
         .await
     }
 
+    fn setup(&self) -> Setup<'_> {
+        Setup {
+            js: &self.js_setup,
+            timeout: self.setup_timeout,
+            replicas: self.replicas,
+        }
+    }
+
     pub(crate) async fn key_value(&self, config: &KvConfig) -> Result<NatsKv, BusError> {
         ensure_connected(&self.client)?;
-        NatsKv::open(
-            self.client.clone(),
-            &self.js,
-            config,
-            self.replicas,
-            self.timeout,
-        )
-        .await
+        NatsKv::open(self.client.clone(), self.setup(), config, self.timeout).await
     }
 
     pub(crate) async fn history(&self, config: &HistoryConfig) -> Result<NatsHistory, BusError> {
         ensure_connected(&self.client)?;
-        NatsHistory::open(
-            self.client.clone(),
-            &self.js,
-            config,
-            self.replicas,
-            self.timeout,
-        )
-        .await
+        NatsHistory::open(self.client.clone(), self.setup(), config, self.timeout).await
     }
 
     pub(crate) async fn work_queue(
@@ -250,14 +295,7 @@ impl NatsBus {
         config: &WorkQueueConfig,
     ) -> Result<NatsWorkQueue, BusError> {
         ensure_connected(&self.client)?;
-        NatsWorkQueue::open(
-            self.client.clone(),
-            &self.js,
-            config,
-            self.replicas,
-            self.timeout,
-        )
-        .await
+        NatsWorkQueue::open(self.client.clone(), self.setup(), config, self.timeout).await
     }
 
     pub(crate) async fn open_history(

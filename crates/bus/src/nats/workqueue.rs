@@ -21,7 +21,7 @@ use futures_util::StreamExt;
 
 use super::history::create_or_update;
 use super::kv::storage_type;
-use super::{bounded, ensure_connected};
+use super::{Setup, bounded, ensure_connected};
 use crate::config::WorkQueueConfig;
 use crate::error::BusError;
 use crate::workqueue::{Depth, Job, Settle};
@@ -49,17 +49,16 @@ impl NatsWorkQueue {
     /// Creates (or updates) the stream and the durable consumer.
     pub(crate) async fn open(
         client: async_nats::Client,
-        js: &jetstream::Context,
+        setup: Setup<'_>,
         config: &WorkQueueConfig,
-        replicas: usize,
         timeout: Duration,
     ) -> Result<NatsWorkQueue, BusError> {
-        let consumer = set_up(js, config, replicas, timeout).await?;
+        let consumer = set_up(setup.js, config, setup.replicas, setup.timeout).await?;
         Ok(NatsWorkQueue {
             client,
-            js: js.clone(),
+            js: setup.js.clone(),
             config: config.clone(),
-            replicas,
+            replicas: setup.replicas,
             timeout,
             consumer: Some(consumer),
             pull: None,

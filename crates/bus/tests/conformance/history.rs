@@ -21,6 +21,7 @@ conformance!(
     history_reopen_updates_retention,
     history_create_or_open_is_idempotent,
     history_stores_core_publishes_on_room_subjects,
+    history_confirms_a_stored_publish,
 );
 
 pub(crate) fn config(name: &str, subjects: &[&str]) -> HistoryConfig {
@@ -389,4 +390,57 @@ async fn history_stores_core_publishes_on_room_subjects(bus: Bus) {
     assert_eq!(seqs(&tail), [2, 3]);
     assert_eq!(hist.count("arqon.room.t1.>").await.unwrap(), 3);
     assert_eq!(hist.count("arqon.rooms.>").await.unwrap(), 0);
+}
+
+/// `publish_stored`: subscribers receive the message as any publish, and once the
+/// confirmation is in, the stream has it under the confirmed sequence (no waiting). On a
+/// subject no stream captures the confirmation is `NoResponders`; the message was still
+/// delivered.
+async fn history_confirms_a_stored_publish(bus: Bus) {
+    let hist = stream(&bus, "CONF", &["conf.>"]).await;
+    let mut sub = bus.subscribe("conf.a").await.unwrap();
+    let mut loose = bus.subscribe("loose.a").await.unwrap();
+    bus.flush().await.unwrap();
+    let mut headers = Headers::new();
+    headers.insert("k", "v").unwrap();
+    let mut seqs = Vec::new();
+    for i in 0..3 {
+        let confirmation = bus
+            .publish_stored("conf.a", headers.clone(), Bytes::from(i.to_string()))
+            .await
+            .unwrap();
+        seqs.push(confirmation.stored().await.unwrap());
+    }
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+    for (i, seq) in seqs.iter().enumerate() {
+        let stored = hist
+            .get(*seq)
+            .await
+            .unwrap()
+            .expect("stored when confirmed");
+        assert_eq!(text(&stored.payload), i.to_string());
+        assert_eq!(stored.headers, headers);
+        let live = crate::support::recv(&mut sub).await;
+        assert_eq!(text(&live.payload), i.to_string());
+    }
+
+    let confirmation = bus
+        .publish_stored("loose.a", Headers::new(), b("nowhere"))
+        .await
+        .unwrap();
+    let err = confirmation.stored().await.unwrap_err();
+    assert!(
+        matches!(err, BusError::NoResponders | BusError::Timeout),
+        "{err:?}"
+    );
+    assert_eq!(
+        text(&crate::support::recv(&mut loose).await.payload),
+        "nowhere"
+    );
+
+    let err = bus
+        .publish_stored("conf.>", Headers::new(), b("x"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, BusError::InvalidSubject(_)), "{err:?}");
 }

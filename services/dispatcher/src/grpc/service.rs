@@ -4,13 +4,11 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use tonic::{Code, Request, Response, Status};
-use tracing::{Span, field, instrument};
+use tracing::{Span, field, instrument, warn};
 
 use arqon_proto::dispatcher::v1 as pb;
 use arqon_proto::model::{Member, RoomDelivery};
-use arqon_protocol::{
-    Envelope, ErrorCode, MessageType, SERVER_SENDER, TenantId, Timestamp, subject,
-};
+use arqon_protocol::{Envelope, ErrorCode, MessageType, SERVER_SENDER, TenantId, Timestamp};
 
 use super::request::{ChannelRef, HistoryQuery, Publish, RoomRef};
 use super::status::{self, invalid, lookup};
@@ -109,13 +107,25 @@ impl pb::bus_server::Bus for BusApi {
             .create(&tenant, &topic, CREATED_BY, "")
             .await
             .map_err(|e| status::bus("publish", &e))?;
-        if let Err(e) = context
-            .bus
-            .publish(subject::room(&tenant, &topic), delivery)
+        // Answered once the history has stored it (when history is on).
+        let confirmation = context
+            .history
+            .publish(&context.bus, &tenant, &topic, delivery)
             .await
+            .map_err(|e| {
+                context.metrics.publish_errors.inc();
+                status::bus("publish", &e)
+            })?;
+        if let Some(confirmation) = confirmation
+            && let Err(e) = confirmation.stored().await
         {
             context.metrics.publish_errors.inc();
-            return Err(status::bus("publish", &e));
+            warn!(error = %e, "a published message was not confirmed stored");
+            return Err(status::status(
+                Code::Unavailable,
+                ErrorCode::Timeout,
+                "The bus did not confirm that the message was stored; it may have been delivered. Retry only if a duplicate is acceptable.",
+            ));
         }
         context.metrics.routed.inc();
         Ok(Response::new(pb::PublishResponse {

@@ -1,16 +1,20 @@
 //! The history stream: it captures every room subject, so a message is stored by being
-//! published to its room, off the fan-out path. Positions are the stream's sequence
-//! numbers (`offset`: increasing within a channel, not contiguous) with the stream's
-//! `epoch`.
+//! published to its room, off the fan-out path; the publish is confirmed by the stream
+//! (`publish`), so an acknowledged message is a stored one. Positions are the stream's
+//! sequence numbers (`offset`: increasing within a channel, not contiguous) with the
+//! stream's `epoch`.
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use tracing::warn;
 
-use arqon_bus::{Bus, BusError, HistoryStore, MAX_READ_LIMIT, ReadFrom};
+use arqon_bus::{
+    Bus, BusError, Headers, HistoryStore, MAX_READ_LIMIT, ReadFrom, StoreConfirmation,
+};
 use arqon_proto::model::RoomDelivery;
 use arqon_protocol::{Envelope, TenantId, Topic, subject};
+use bytes::Bytes;
 
 /// Settings of the history stream.
 #[derive(Debug, Clone, clap::Args)]
@@ -107,6 +111,25 @@ impl History {
 
     pub(crate) fn enabled(&self) -> bool {
         self.store.is_some()
+    }
+
+    /// Publishes a room delivery to its room. With history on, the stream's confirmation
+    /// comes back: the message is stored once it resolves (it is delivered either way).
+    pub(crate) async fn publish(
+        &self,
+        bus: &Bus,
+        tenant: &TenantId,
+        topic: &Topic,
+        delivery: Bytes,
+    ) -> Result<Option<StoreConfirmation>, BusError> {
+        let room = subject::room(tenant, topic);
+        if self.enabled() {
+            bus.publish_stored(room, Headers::new(), delivery)
+                .await
+                .map(Some)
+        } else {
+            bus.publish(room, delivery).await.map(|()| None)
+        }
     }
 
     pub(crate) fn epoch(&self) -> Option<&str> {
