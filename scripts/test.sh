@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it (.ci/run calls this). On a fresh machine it installs
 # what the tests need (nats-server 2.11, into .tools/) and then checks formatting, lints
-# and every test: unit, property, conformance (embedded bus and a real nats-server) and
-# end-to-end.
+# and every test: unit, property, conformance (embedded bus and a real nats-server),
+# end-to-end, and the containers on a Docker engine (scripts/test-containers.sh, which
+# says so and skips when no engine answers).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,3 +16,5 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --all-targets --locked
 # Doc tests (examples in the documentation must compile).
 cargo test --workspace --doc --locked
+# The image and the compose files on a real Docker engine.
+scripts/test-containers.sh

@@ -80,3 +80,68 @@ async fn metrics_and_status_describe_the_edge(cluster: &Cluster) {
     // No client ids or room names become labels.
     assert!(!text.contains(a.client_id()) && !text.contains("science"));
 }
+
+/// `arqonbus_…` names in a text.
+fn metric_names(text: &str) -> std::collections::BTreeSet<String> {
+    let mut names = std::collections::BTreeSet::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("arqonbus_") {
+        let tail = &rest[at..];
+        let end = tail
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(tail.len());
+        names.insert(tail[..end].to_owned());
+        rest = &tail[end..];
+    }
+    names
+}
+
+/// The metric names registered in the sources of `dir` (string literals passed to
+/// `register`), recursively.
+fn registered_in(dir: &std::path::Path, names: &mut std::collections::BTreeSet<String>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            registered_in(&path, names);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            let text = std::fs::read_to_string(&path).unwrap();
+            for literal in text.split("\"arqonbus_").skip(1) {
+                if let Some(name) = literal.split('"').next() {
+                    names.insert(format!("arqonbus_{name}"));
+                }
+            }
+        }
+    }
+}
+
+/// The Grafana dashboard of the compose setup charts only metrics that a service
+/// registers (a renamed metric must not leave an empty panel behind).
+#[test]
+fn the_dashboard_charts_only_registered_metrics() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut registered = std::collections::BTreeSet::new();
+    for dir in ["services", "crates"] {
+        registered_in(&root.join(dir), &mut registered);
+    }
+    assert!(
+        registered.contains("arqonbus_edge_connections"),
+        "{registered:?}"
+    );
+    let dashboard =
+        std::fs::read_to_string(root.join("deploy/compose/grafana/dashboards/arqonbus.json"))
+            .unwrap();
+    serde_json::from_str::<Value>(&dashboard).expect("the dashboard is JSON");
+    let charted = metric_names(&dashboard);
+    assert!(charted.len() > 10, "{charted:?}");
+    for name in charted {
+        // Counters are exposed with `_total`, histograms as `_bucket`, `_sum`, `_count`.
+        let family = ["_total", "_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|suffix| name.strip_suffix(suffix))
+            .unwrap_or(&name);
+        assert!(
+            registered.contains(family),
+            "the dashboard charts {name}, which no service registers"
+        );
+    }
+}
