@@ -45,7 +45,8 @@ start_nats() {
   mkdir -p "$dir"
   "$nats_server" -a 127.0.0.1 -p -1 -js -sd "$dir/js" --ports_file_dir "$dir" \
     -l "$dir/log" >/dev/null 2>&1 &
-  track $!
+  nats_pid=$!
+  track "$nats_pid"
   local ports=""
   for _ in $(seq 1 100); do
     ports="$(ls "$dir"/*.ports 2>/dev/null | head -n 1 || true)"
@@ -55,9 +56,13 @@ start_nats() {
   nats_url="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["nats"][0])' "$ports")"
 }
 
-# Starts `arqonbus <service>` with the bench settings plus any VAR=value arguments after
-# the service; prints "pid ws-address http-address grpc-address" ("-" for a listener the
-# service does not have; gRPC is bound only when ARQONBUS_SERVICE_TOKEN is given).
+# Stops the nats-server start_nats started last.
+stop_nats() { stop "$nats_pid"; }
+
+# Starts `arqonbus <service>` (the binary in $arqonbus_bin if set) with the bench settings
+# plus any VAR=value arguments after the service; prints "pid ws-address http-address
+# grpc-address" ("-" for a listener the service does not have; gRPC is bound only when
+# ARQONBUS_SERVICE_TOKEN is given).
 start_arqonbus() {
   local service="$1"
   shift
@@ -65,7 +70,7 @@ start_arqonbus() {
   local env=(ARQONBUS_AUTH_JWT_SECRET="$secret" ARQONBUS_RATE_LIMIT_PER_SECOND=0
     ARQONBUS_MAX_CONNECTIONS=20000 ARQONBUS_LOG_FORMAT=json ARQONBUS_LOG_LEVEL=info
     ARQONBUS_SERVER_PORT=0 ARQONBUS_HTTP_PORT=0 ARQONBUS_GRPC_PORT=0 "$@")
-  env "${env[@]}" "$bin/arqonbus" "$service" >"$log" 2>&1 &
+  env "${env[@]}" "${arqonbus_bin:-$bin/arqonbus}" "$service" >"$log" 2>&1 &
   local pid=$!
   track "$pid"
   local ws="-" grpc="-" http
