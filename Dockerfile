@@ -53,7 +53,7 @@ ENV ARQONBUS_SERVER_HOST=0.0.0.0 \
 USER 65532:65532
 # WebSocket (edge, standalone), HTTP (/health, /ready, /metrics on every service), gRPC.
 EXPOSE 9100 8080 9200
-HEALTHCHECK --interval=10s --timeout=5s --start-period=20s --retries=3 \
+HEALTHCHECK --interval=10s --timeout=5s --start-period=60s --retries=3 \
   CMD ["arqonbus", "healthcheck"]
 ENTRYPOINT ["arqonbus"]
 CMD ["standalone"]

@@ -64,10 +64,11 @@ impl NatsHistory {
             allow_direct: true,
             ..Default::default()
         };
-        let info = bounded(setup.timeout, async {
-            create_or_update(setup.js, stream_config)
-                .await
-                .map_err(|err| match err.kind() {
+        let info = setup
+            .run(
+                "opening a history stream",
+                || create_or_update(setup.js, stream_config.clone()),
+                |err| match err.kind() {
                     CreateStreamErrorKind::JetStream(js_err)
                         if js_err.error_code() == ErrorCode::STREAM_SUBJECT_OVERLAP =>
                     {
@@ -77,9 +78,9 @@ impl NatsHistory {
                         ))
                     }
                     _ => BusError::Backend(format!("cannot open stream {}: {err}", config.stream)),
-                })
-        })
-        .await?;
+                },
+            )
+            .await?;
         NatsHistory::from_info(client, setup.js, &info, timeout).await
     }
 

@@ -52,16 +52,13 @@ impl NatsKv {
             num_replicas: setup.replicas,
             ..Default::default()
         };
-        let store = bounded(setup.timeout, async {
-            setup
-                .js
-                .create_or_update_key_value(kv_config)
-                .await
-                .map_err(|err| {
-                    BusError::Backend(format!("cannot open bucket {}: {err}", config.bucket))
-                })
-        })
-        .await?;
+        let store = setup
+            .run(
+                "opening a bucket",
+                || setup.js.create_or_update_key_value(kv_config.clone()),
+                |err| BusError::Backend(format!("cannot open bucket {}: {err}", config.bucket)),
+            )
+            .await?;
         Ok(NatsKv {
             client,
             store,

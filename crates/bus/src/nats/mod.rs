@@ -7,6 +7,7 @@
 mod consumer;
 mod history;
 mod kv;
+mod setup;
 mod workqueue;
 
 use std::future::{Future, IntoFuture as _};
@@ -26,6 +27,7 @@ use crate::stats::BusStats;
 
 pub(crate) use history::NatsHistory;
 pub(crate) use kv::NatsKv;
+use setup::Setup;
 pub(crate) use workqueue::{NatsAcker, NatsWorkQueue};
 
 /// The NATS backend; clones share one client.
@@ -33,21 +35,12 @@ pub(crate) use workqueue::{NatsAcker, NatsWorkQueue};
 pub(crate) struct NatsBus {
     client: async_nats::Client,
     js: jetstream::Context,
-    /// For creating and updating streams, buckets and consumers (the longer timeout).
-    js_setup: jetstream::Context,
+    /// Bound on creating or updating a stream, bucket or consumer, retries included.
     setup_timeout: Duration,
     stats: Arc<BusStats>,
     timeout: Duration,
     /// Replicas of every stream and bucket this bus opens.
     replicas: usize,
-}
-
-/// How a stream, bucket or consumer is created or updated when it is opened.
-#[derive(Clone, Copy)]
-pub(crate) struct Setup<'a> {
-    pub(crate) js: &'a jetstream::Context,
-    pub(crate) timeout: Duration,
-    pub(crate) replicas: usize,
 }
 
 impl NatsBus {
@@ -86,14 +79,10 @@ impl NatsBus {
             .timeout(options.request_timeout)
             .build(client.clone());
         let setup_timeout = options.setup_timeout.max(options.request_timeout);
-        let js_setup = jetstream::ContextBuilder::new()
-            .timeout(setup_timeout)
-            .build(client.clone());
         tracing::info!(server = %where_to, "connected to NATS");
         Ok(NatsBus {
             client,
             js,
-            js_setup,
             setup_timeout,
             stats,
             timeout: options.request_timeout,
@@ -274,8 +263,9 @@ impl NatsBus {
 
     fn setup(&self) -> Setup<'_> {
         Setup {
-            js: &self.js_setup,
-            timeout: self.setup_timeout,
+            js: &self.js,
+            attempt: self.timeout,
+            budget: self.setup_timeout,
             replicas: self.replicas,
         }
     }

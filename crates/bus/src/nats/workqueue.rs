@@ -53,7 +53,7 @@ impl NatsWorkQueue {
         config: &WorkQueueConfig,
         timeout: Duration,
     ) -> Result<NatsWorkQueue, BusError> {
-        let consumer = set_up(setup.js, config, setup.replicas, setup.timeout).await?;
+        let consumer = set_up(setup, config).await?;
         Ok(NatsWorkQueue {
             client,
             js: setup.js.clone(),
@@ -166,7 +166,14 @@ impl NatsWorkQueue {
         let consumer = match &self.consumer {
             Some(consumer) => consumer.clone(),
             None => {
-                let consumer = set_up(&self.js, &self.config, self.replicas, self.timeout).await?;
+                // Once, within the request timeout: the caller retries the pull.
+                let once = Setup {
+                    js: &self.js,
+                    attempt: self.timeout,
+                    budget: self.timeout,
+                    replicas: self.replicas,
+                };
+                let consumer = set_up(once, &self.config).await?;
                 self.consumer = Some(consumer.clone());
                 consumer
             }
@@ -187,11 +194,10 @@ impl NatsWorkQueue {
 
 /// Creates or updates the stream, then the durable consumer.
 async fn set_up(
-    js: &jetstream::Context,
+    setup: Setup<'_>,
     config: &WorkQueueConfig,
-    replicas: usize,
-    timeout: Duration,
 ) -> Result<Consumer<pull::Config>, BusError> {
+    let replicas = setup.replicas;
     let stream_config = stream::Config {
         name: config.stream.clone(),
         subjects: config.subjects.clone(),
@@ -231,10 +237,11 @@ async fn set_up(
         max_ack_pending: -1,
         ..Default::default()
     };
-    bounded(timeout, async {
-        create_or_update(js, stream_config)
-            .await
-            .map_err(|err| match err.kind() {
+    setup
+        .run(
+            "opening a work queue",
+            || create_or_update(setup.js, stream_config.clone()),
+            |err| match err.kind() {
                 CreateStreamErrorKind::JetStream(js_err)
                     if js_err.error_code() == ErrorCode::STREAM_SUBJECT_OVERLAP =>
                 {
@@ -244,17 +251,25 @@ async fn set_up(
                     ))
                 }
                 _ => BusError::Backend(format!("cannot open work queue {}: {err}", config.stream)),
-            })?;
-        js.create_consumer_on_stream(consumer_config, &config.stream)
-            .await
-            .map_err(|err| {
+            },
+        )
+        .await?;
+    setup
+        .run(
+            "opening a work queue's consumer",
+            || {
+                setup
+                    .js
+                    .create_consumer_on_stream(consumer_config.clone(), &config.stream)
+            },
+            |err| {
                 BusError::Backend(format!(
                     "cannot open the consumer of work queue {}: {err}",
                     config.stream
                 ))
-            })
-    })
-    .await
+            },
+        )
+        .await
 }
 
 fn to_job(message: jetstream::Message) -> Result<Job, BusError> {
