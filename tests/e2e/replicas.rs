@@ -430,7 +430,14 @@ async fn with_history_off_history_is_refused_and_joins_recover_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_the_history_did_not_store_is_not_acknowledged() {
     let mut cluster = Cluster::distributed().await;
-    let sender = cluster.client("t-a").await;
+    // Waits longer than the edge's pipeline timeout (5 s), so the bus's answer arrives.
+    let options = arqon_sdk::ConnectOptions {
+        request_timeout: 3 * WAIT,
+        ..arqon_sdk::ConnectOptions::with_token(cluster.token("t-a", "user"))
+    };
+    let sender = Client::connect(&cluster.edges()[0].ws_url, options)
+        .await
+        .unwrap();
     sender.join("log", "events").await.unwrap();
     sender
         .publish("log", "events", json!({"n": 0}))
