@@ -24,6 +24,22 @@ impl Headers {
         Headers::default()
     }
 
+    /// The W3C trace context of `span` (`traceparent`, `tracestate`), so the next hop
+    /// continues its trace; empty when tracing is off or the span is not traced.
+    pub fn trace_context(span: &tracing::Span) -> Headers {
+        let mut headers = Headers::new();
+        arqon_telemetry::traces::inject(span, |name, value| {
+            // Trace context values are visible ASCII: always valid headers.
+            let _ = headers.insert(name, value);
+        });
+        headers
+    }
+
+    /// [`Headers::trace_context`] of the current span.
+    pub fn current_trace_context() -> Headers {
+        Headers::trace_context(&tracing::Span::current())
+    }
+
     /// Sets `name` to `value`, replacing any values it had.
     pub fn insert(
         &mut self,

@@ -10,6 +10,7 @@ use bytes::Bytes;
 use crate::config::WorkQueueConfig;
 use crate::embedded::{EmbeddedAcker, EmbeddedWorkQueue};
 use crate::error::BusError;
+use crate::headers::Headers;
 use crate::nats::{NatsAcker, NatsWorkQueue};
 use crate::subject;
 
@@ -106,6 +107,18 @@ impl WorkQueue {
         payload: Bytes,
         id: Option<&str>,
     ) -> Result<u64, BusError> {
+        self.push_with_headers(subject, Headers::new(), payload, id)
+            .await
+    }
+
+    /// [`WorkQueue::push`] with headers (e.g. the trace context), handed out with the job.
+    pub async fn push_with_headers(
+        &self,
+        subject: &str,
+        headers: Headers,
+        payload: Bytes,
+        id: Option<&str>,
+    ) -> Result<u64, BusError> {
         subject::validate_publish(subject)?;
         if !self.config.covers(subject) {
             return Err(BusError::InvalidSubject(format!(
@@ -116,7 +129,7 @@ impl WorkQueue {
         if let Some(id) = id {
             validate_job_id(id)?;
         }
-        let size = subject.len() + payload.len() + id.map_or(0, str::len);
+        let size = subject.len() + headers.wire_len() + payload.len() + id.map_or(0, str::len);
         if size > self.max_payload {
             return Err(BusError::PayloadTooLarge {
                 size,
@@ -125,8 +138,8 @@ impl WorkQueue {
         }
         match &self.inner {
             // Boxed: a JetStream publish and its acknowledgement is a large future.
-            Inner::Nats(nats) => Box::pin(nats.push(subject, payload, id)).await,
-            Inner::Embedded(embedded) => embedded.push(subject, payload, id),
+            Inner::Nats(nats) => Box::pin(nats.push(subject, headers, payload, id)).await,
+            Inner::Embedded(embedded) => embedded.push(subject, headers, payload, id),
         }
     }
 
@@ -189,6 +202,8 @@ fn validate_job_id(id: &str) -> Result<(), BusError> {
 pub struct Job {
     /// The subject it was queued on.
     pub subject: String,
+    /// Its headers (the server's own `Nats-*` headers removed).
+    pub headers: Headers,
     /// Its payload.
     pub payload: Bytes,
     /// The times it has been handed out, this time included (1 the first time).
@@ -227,6 +242,7 @@ pub(crate) enum Settle {
 impl Job {
     pub(crate) fn new(
         subject: String,
+        headers: Headers,
         payload: Bytes,
         delivered: u64,
         sequence: u64,
@@ -234,6 +250,7 @@ impl Job {
     ) -> Job {
         Job {
             subject,
+            headers,
             payload,
             delivered,
             sequence,

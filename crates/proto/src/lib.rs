@@ -6,6 +6,7 @@
 //! service reads a generated struct field by field.
 
 pub mod grpc;
+pub mod grpc_trace;
 pub mod model;
 
 /// Generated code for `proto/arqon/envelope/v1`.

@@ -1,17 +1,29 @@
-//! Observability shared by every ArqonBus process: the log set-up, the Prometheus
-//! registry and `/metrics`, and the operational HTTP endpoints (`/health`, `/ready`,
-//! `/version`).
+//! Observability shared by every ArqonBus process: the log set-up, OpenTelemetry traces
+//! ([`traces`]), the Prometheus registry and `/metrics`, and the operational HTTP
+//! endpoints (`/health`, `/ready`, `/version`).
 //!
-//! One call at the top of `main` installs logging; libraries only emit `tracing` events
-//! and never install a subscriber themselves. Noisy transport crates are filtered down by
-//! default so the bus's own events stay readable.
+//! One call at the top of `main` ([`init`]) installs logging and tracing; libraries only
+//! emit `tracing` events and spans and never install a subscriber themselves. Noisy
+//! transport crates are filtered down by default so the bus's own events stay readable.
+//! The spans that follow a message are at DEBUG level: logs at `info` do not show them,
+//! and without tracing nothing listens to them, so they cost nothing.
 
 pub mod metrics;
 pub mod ops;
+pub mod traces;
 
 use std::str::FromStr;
 
-use tracing_subscriber::EnvFilter;
+use tracing::Level;
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::fmt::format::{Format, Json, JsonFields, Writer};
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::util::SubscriberInitExt as _;
+use tracing_subscriber::{EnvFilter, Layer as _};
+
+pub use traces::{ServiceInfo, Tracing};
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,9 +57,12 @@ const QUIET_TARGETS: &[&str] = &[
     "tokio_tungstenite=warn",
 ];
 
-/// Installs the process-wide subscriber. `level` is an `EnvFilter` directive such as
-/// `info` or `arqon_edge=debug,info`; `RUST_LOG`, when set, wins.
-pub fn init_logging(format: LogFormat, level: &str) -> Result<(), String> {
+/// Installs the process-wide subscriber: logs at `level` (an `EnvFilter` directive such
+/// as `info` or `arqon_edge=debug,info`; `RUST_LOG`, when set, wins) and, when configured
+/// (see [`traces`]), the OpenTelemetry exporter. JSON log lines carry the `trace_id` and
+/// `span_id` of the span they were written in, when it is traced. Call it inside the
+/// Tokio runtime, and [`Tracing::shutdown`] before exiting.
+pub fn init(format: LogFormat, level: &str, service: &ServiceInfo) -> Result<Tracing, String> {
     let filter = match std::env::var("RUST_LOG") {
         Ok(directives) if !directives.is_empty() => EnvFilter::try_new(directives),
         _ => {
@@ -57,14 +72,55 @@ pub fn init_logging(format: LogFormat, level: &str) -> Result<(), String> {
         }
     }
     .map_err(|e| format!("invalid log filter: {e}"))?;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let (tracing, otel) = traces::start(service)?;
+    // Only the bus's own spans become traces: never the exporter's transport.
+    let otel =
+        otel.map(|layer| layer.with_filter(Targets::new().with_target("arqon", Level::DEBUG)));
+    let registry = tracing_subscriber::registry().with(otel);
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     let result = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => registry.with(fmt.with_filter(filter)).try_init(),
+        LogFormat::Json => registry
+            .with(
+                fmt.fmt_fields(JsonFields::new())
+                    .event_format(WithTraceIds(Format::default().json().flatten_event(true)))
+                    .with_filter(filter),
+            )
+            .try_init(),
     };
-    result.map_err(|e| format!("could not install the log subscriber: {e}"))
+    result.map_err(|e| format!("could not install the log subscriber: {e}"))?;
+    Ok(tracing)
+}
+
+/// The JSON event format, with `trace_id` and `span_id` added when the event happens in
+/// a traced span.
+struct WithTraceIds(Format<Json>);
+
+impl<S, N> FormatEvent<S, N> for WithTraceIds
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        let Some((trace_id, span_id)) = traces::ids(&tracing::Span::current()) else {
+            return self.0.format_event(ctx, writer, event);
+        };
+        let mut line = String::new();
+        self.0.format_event(ctx, Writer::new(&mut line), event)?;
+        // The line is one JSON object (and a newline): add the ids before its end.
+        match line.trim_end().strip_suffix('}') {
+            Some(body) => writeln!(
+                writer,
+                "{body},\"trace_id\":\"{trace_id}\",\"span_id\":\"{span_id}\"}}"
+            ),
+            None => writer.write_str(&line),
+        }
+    }
 }
 
 #[cfg(test)]

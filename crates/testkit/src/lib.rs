@@ -1,5 +1,6 @@
 //! Test support for ArqonBus: a real `nats-server` (with JetStream) per test, on a free
-//! port of 127.0.0.1, in its own temporary directory, killed when dropped.
+//! port of 127.0.0.1, in its own temporary directory, killed when dropped; and a real
+//! OTLP trace receiver ([`otlp`]).
 //!
 //! This crate owns starting, stopping and restarting that process and finding its binary.
 //! It must not be used by production code, must never assume a fixed port (other servers
@@ -9,6 +10,7 @@
 mod binary;
 pub mod http;
 pub mod keys;
+pub mod otlp;
 mod server;
 
 pub use binary::{NATS_SERVER_ENV, nats_server_binary};

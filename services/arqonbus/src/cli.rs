@@ -45,6 +45,17 @@ pub enum Service {
 }
 
 impl Service {
+    /// The component's name (`standalone`, `edge`, …), in logs, traces and `/version`.
+    pub fn component(&self) -> &'static str {
+        match self {
+            Service::Standalone(_) => "standalone",
+            Service::Edge(_) => "edge",
+            Service::Policy(_) => "policy",
+            Service::Dispatcher(_) => "dispatcher",
+            Service::Operators(_) => "operators",
+        }
+    }
+
     pub fn common(&self) -> &Common {
         match self {
             Service::Standalone(a) => &a.common,

@@ -128,6 +128,7 @@ pub async fn serve(
     arqon_edge::install_crypto_provider();
     let mut registry = Registry::default();
     let http_metrics = HttpMetrics::register(&mut registry);
+    arqon_telemetry::traces::register_metrics(&mut registry);
     registry.register_collector(Box::new(BusCollector(bus.clone())));
     let mut tasks: Vec<Task> = Vec::new();
     let mut grpc = tonic::service::RoutesBuilder::default();

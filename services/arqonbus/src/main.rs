@@ -8,6 +8,7 @@ use tokio::net::{TcpListener, TcpSocket};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
+use arqon_telemetry::ServiceInfo;
 use arqonbus::cli::{Cli, Command, Common, GrpcListen, HealthcheckArgs, Service, WebSocketListen};
 use arqonbus::{Listeners, Services, connect_bus, dev_credentials, serve};
 
@@ -23,18 +24,31 @@ async fn main() -> ExitCode {
         Command::Healthcheck(args) => return healthcheck(&args).await,
     };
     let common = service.common();
-    if let Err(e) = arqon_telemetry::init_logging(common.log_format, &common.log_level) {
-        eprintln!("arqonbus: {e}");
-        return ExitCode::FAILURE;
-    }
-    match Box::pin(run(service)).await {
+    // The exporter's TLS (an https collector) needs the process's provider first.
+    arqon_edge::install_crypto_provider();
+    let info = ServiceInfo {
+        component: service.component(),
+        version: arqonbus::VERSION,
+        instance_id: format!("{}-{:016x}", service.component(), rand::random::<u64>()),
+    };
+    let tracing = match arqon_telemetry::init(common.log_format, &common.log_level, &info) {
+        Ok(tracing) => tracing,
+        Err(e) => {
+            eprintln!("arqonbus: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let code = match Box::pin(run(service)).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             error!(error = format!("{e:#}"), "arqonbus stopped with an error");
             eprintln!("arqonbus: {e:#}");
             ExitCode::FAILURE
         }
-    }
+    };
+    // The last spans: exported (bounded) before the process exits.
+    let _ = tokio::task::spawn_blocking(move || tracing.shutdown()).await;
+    code
 }
 
 /// Prints the service's answer; exit status 1 unless it is ready.
@@ -58,59 +72,48 @@ async fn run(command: Service) -> anyhow::Result<()> {
     tokio::spawn(cancel_on_signal(shutdown.clone()));
 
     let common = command.common().clone();
+    let component = command.component();
     let mut grpc_listen: Option<GrpcListen> = None;
-    let (component, services, listen): (&'static str, Services, Option<WebSocketListen>) =
-        match command {
-            Service::Standalone(a) => {
-                grpc_listen = Some(a.grpc);
-                (
-                    "standalone",
-                    Services::all(a.edge, a.policy, a.dispatcher, a.operators),
-                    Some(a.listen),
-                )
-            }
-            Service::Edge(a) => (
-                "edge",
-                Services {
-                    edge: Some(a.edge),
-                    ..Services::default()
-                },
+    let (services, listen): (Services, Option<WebSocketListen>) = match command {
+        Service::Standalone(a) => {
+            grpc_listen = Some(a.grpc);
+            (
+                Services::all(a.edge, a.policy, a.dispatcher, a.operators),
                 Some(a.listen),
-            ),
-            Service::Policy(a) => {
-                grpc_listen = Some(a.grpc);
-                (
-                    "policy",
-                    Services {
-                        policy: Some(a.policy),
-                        ..Services::default()
-                    },
-                    None,
-                )
-            }
-            Service::Dispatcher(a) => {
-                grpc_listen = Some(a.grpc);
-                (
-                    "dispatcher",
-                    Services {
-                        dispatcher: Some(a.dispatcher),
-                        ..Services::default()
-                    },
-                    None,
-                )
-            }
-            Service::Operators(a) => {
-                grpc_listen = Some(a.grpc);
-                (
-                    "operators",
-                    Services {
-                        operators: Some(a.operators),
-                        ..Services::default()
-                    },
-                    None,
-                )
-            }
-        };
+            )
+        }
+        Service::Edge(a) => (
+            Services {
+                edge: Some(a.edge),
+                ..Services::default()
+            },
+            Some(a.listen),
+        ),
+        Service::Policy(a) => {
+            grpc_listen = Some(a.grpc);
+            let services = Services {
+                policy: Some(a.policy),
+                ..Services::default()
+            };
+            (services, None)
+        }
+        Service::Dispatcher(a) => {
+            grpc_listen = Some(a.grpc);
+            let services = Services {
+                dispatcher: Some(a.dispatcher),
+                ..Services::default()
+            };
+            (services, None)
+        }
+        Service::Operators(a) => {
+            grpc_listen = Some(a.grpc);
+            let services = Services {
+                operators: Some(a.operators),
+                ..Services::default()
+            };
+            (services, None)
+        }
+    };
     let mut services = services.with_service_token(common.service_token.clone());
     let standalone = component == "standalone";
     let mut dev_token = None;

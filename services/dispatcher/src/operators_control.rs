@@ -6,6 +6,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use arqon_proto::grpc_trace::Traced;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Response, Status};
@@ -49,7 +50,7 @@ pub enum OperatorsControlError {
 /// The longest an operators call may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
-type Authenticated = InterceptedService<Channel, Bearer>;
+type Authenticated = InterceptedService<Traced<Channel>, Bearer>;
 
 impl OperatorsControl {
     /// Calls the APIs directly, in this process.
@@ -80,6 +81,7 @@ impl OperatorsControl {
             .timeout(CALL_TIMEOUT)
             .tcp_nodelay(true)
             .connect_lazy();
+        let channel = Traced::client(channel);
         Ok(Self {
             store: Arc::new(RemoteStore(StoreClient::with_interceptor(
                 channel.clone(),

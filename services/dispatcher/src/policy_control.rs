@@ -5,6 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use arqon_proto::grpc_trace::Traced;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Response, Status};
@@ -59,7 +60,8 @@ impl PolicyControl {
             .connect_timeout(Duration::from_secs(5))
             .timeout(CALL_TIMEOUT)
             .tcp_nodelay(true);
-        let client = PolicyClient::with_interceptor(endpoint.connect_lazy(), bearer);
+        let client =
+            PolicyClient::with_interceptor(Traced::client(endpoint.connect_lazy()), bearer);
         Ok(Self(Arc::new(Remote { client })))
     }
 
@@ -87,7 +89,7 @@ async fn bounded<T>(call: impl Future<Output = Result<Response<T>, Status>>) -> 
 
 /// The network client, behind the same trait the in-process API implements.
 struct Remote {
-    client: PolicyClient<InterceptedService<Channel, Bearer>>,
+    client: PolicyClient<InterceptedService<Traced<Channel>, Bearer>>,
 }
 
 #[tonic::async_trait]

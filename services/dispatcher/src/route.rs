@@ -4,13 +4,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use tracing::warn;
+use tracing::{Instrument as _, warn};
 
-use arqon_bus::{BusError, Message, StoreConfirmation};
+use arqon_bus::{BusError, Headers, Message, StoreConfirmation};
 use arqon_proto::model::{
     DirectAck, DirectDelivery, EdgeDelivery, Inbound, MembershipChange, RoomDelivery,
 };
 use arqon_protocol::{ClientId, Envelope, ErrorCode, Identity, MessageType, Topic, subject};
+use arqon_telemetry::traces;
 
 use crate::Context;
 use crate::commands;
@@ -38,6 +39,23 @@ impl Answer {
 }
 
 pub(crate) async fn handle(context: &Arc<Context>, message: Message) {
+    let span = tracing::debug_span!(
+        "dispatcher.route",
+        otel.kind = "consumer",
+        messaging.system = "arqonbus",
+        messaging.operation = "process",
+        messaging.destination.name = tracing::field::Empty,
+        arqonbus.tenant = tracing::field::Empty,
+        arqonbus.type = tracing::field::Empty,
+        arqonbus.command = tracing::field::Empty,
+    );
+    traces::set_parent(&span, |key| message.headers.get(key));
+    route(context, message, &span)
+        .instrument(span.clone())
+        .await;
+}
+
+async fn route(context: &Arc<Context>, message: Message, span: &tracing::Span) {
     let inbound = match Inbound::decode(message.payload) {
         Ok(inbound) => inbound,
         Err(e) => {
@@ -51,6 +69,17 @@ pub(crate) async fn handle(context: &Arc<Context>, message: Message) {
         warn!(subject = %message.subject, tenant = %inbound.identity.tenant, "tenant does not match the subject");
         return;
     }
+    if !span.is_disabled() {
+        let envelope = &inbound.envelope;
+        span.record("arqonbus.tenant", inbound.identity.tenant.as_str());
+        span.record("arqonbus.type", tracing::field::debug(envelope.kind));
+        if let Some(topic) = topic_of(envelope) {
+            span.record("messaging.destination.name", tracing::field::display(topic));
+        }
+        if let Some(command) = &envelope.command {
+            span.record("arqonbus.command", command.as_str());
+        }
+    }
     let mut answer = match inbound.envelope.kind {
         MessageType::Message => route_message(context, &inbound).await,
         MessageType::Telemetry => {
@@ -62,7 +91,13 @@ pub(crate) async fn handle(context: &Arc<Context>, message: Message) {
         }
         MessageType::Command => {
             context.metrics.commands.inc();
-            let outcome = commands::execute(context, &inbound).await;
+            let command = tracing::debug_span!(
+                "dispatcher.command",
+                arqonbus.command = inbound.envelope.command.as_deref().unwrap_or(""),
+            );
+            let outcome = commands::execute(context, &inbound)
+                .instrument(command)
+                .await;
             let id = inbound.envelope.id.as_str();
             Answer {
                 frames: vec![
@@ -102,11 +137,15 @@ async fn answer_when_stored(
     let Ok(permit) = Arc::clone(&context.unconfirmed).acquire_owned().await else {
         return; // closed: shutting down
     };
+    let tasks = context.tasks.clone();
     let context = Arc::clone(context);
-    context.tasks.clone().spawn(async move {
+    // The wait for the stream, in the message's trace.
+    let span = tracing::debug_span!("dispatcher.stored", messaging.system = "arqonbus");
+    let task = async move {
         let answer = match confirmation.stored().await {
             Ok(_) => answer,
             Err(e) => {
+                traces::set_error(&tracing::Span::current(), e.to_string());
                 context.metrics.publish_errors.inc();
                 warn!(client_id = %inbound.identity.client_id, error = %e, "a room message was not confirmed stored");
                 Answer::frames(vec![Envelope::error_reply(
@@ -118,7 +157,8 @@ async fn answer_when_stored(
         };
         answer_edge(&context, &inbound, answer).await;
         drop(permit);
-    });
+    };
+    tasks.spawn(task.instrument(span));
 }
 
 fn topic_of(envelope: &Envelope) -> Option<Topic> {
@@ -146,7 +186,13 @@ async fn route_message(context: &Context, inbound: &Inbound) -> Answer {
     let payload = delivery.encode();
     match context
         .history
-        .publish(&context.bus, tenant, &topic, payload.clone())
+        .publish(
+            &context.bus,
+            tenant,
+            &topic,
+            Headers::current_trace_context(),
+            payload.clone(),
+        )
         .await
     {
         Ok(confirmation) => {
@@ -179,7 +225,11 @@ async fn queue_for_webhooks(context: &Context, inbound: &Inbound, payload: Bytes
     let tenant = &inbound.identity.tenant;
     if let Err(e) = context
         .bus
-        .publish(subject::webhook_queue(tenant), payload)
+        .publish_with_headers(
+            subject::webhook_queue(tenant),
+            Headers::current_trace_context(),
+            payload,
+        )
         .await
     {
         context.metrics.publish_errors.inc();
@@ -212,8 +262,9 @@ async fn route_private(context: &Context, inbound: &Inbound, target: &str) -> An
     };
     let answer = context
         .bus
-        .request(
+        .request_with_headers(
             subject::edge_direct(&client_id.edge()),
+            Headers::current_trace_context(),
             direct.encode(),
             DIRECT_TIMEOUT,
         )
@@ -253,7 +304,11 @@ async fn answer_edge(context: &Context, inbound: &Inbound, answer: Answer) {
     };
     if let Err(e) = context
         .bus
-        .publish(subject::edge(edge_id), delivery.encode())
+        .publish_with_headers(
+            subject::edge(edge_id),
+            Headers::current_trace_context(),
+            delivery.encode(),
+        )
         .await
     {
         context.metrics.publish_errors.inc();

@@ -13,7 +13,9 @@ use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures_util::SinkExt;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::time::{Instant, Sleep};
-use tracing::{debug, info, warn};
+use tracing::{Instrument as _, debug, info, warn};
+
+use arqon_telemetry::traces;
 
 use arqon_proto::model::{EdgeDelivery, Inbound, MembershipChange};
 use arqon_protocol::{
@@ -76,10 +78,11 @@ enum Event {
 enum Accepted {
     /// An error the edge answers itself.
     Reply(Utf8Bytes),
-    /// The envelope goes into the pipeline.
+    /// The envelope goes into the pipeline, in its trace span.
     Publish {
         id: MessageId,
         payload: bytes::Bytes,
+        span: tracing::Span,
     },
     /// A token refresh, answered by the edge.
     Refresh(Box<Envelope>),
@@ -353,12 +356,19 @@ impl Connection {
             // Boxed: a rare path whose future (token verification, maybe a JWKS fetch)
             // would otherwise enlarge every connection's state.
             Accepted::Refresh(command) => Box::pin(self.refresh(*command)).await.map(|()| None),
-            Accepted::Publish { id, payload } => {
+            Accepted::Publish { id, payload, span } => {
+                // The trace continues in the policy stage: its context goes along.
+                let headers = arqon_bus::Headers::trace_context(&span);
                 let published = self
                     .shared
                     .bus
-                    .publish(self.ingress_subject.clone(), payload)
+                    .publish_with_headers(self.ingress_subject.clone(), headers, payload)
+                    .instrument(span.clone())
                     .await;
+                if let Err(e) = &published {
+                    traces::set_error(&span, e.to_string());
+                }
+                drop(span);
                 match published {
                     Ok(()) => {
                         self.in_flight = Some(InFlight {
@@ -428,6 +438,7 @@ impl Connection {
         envelope.sender = Some(self.identity.client_id.as_str().to_owned());
         self.sequence += 1;
         let id = envelope.id.clone();
+        let span = receive_span(&self.identity, &envelope);
         let inbound = Inbound {
             identity: self.identity.clone(),
             envelope,
@@ -437,6 +448,7 @@ impl Connection {
         Accepted::Publish {
             id,
             payload: inbound.encode(),
+            span,
         }
     }
 
@@ -727,4 +739,37 @@ fn unix_micros() -> i64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
         .unwrap_or_default()
+}
+
+/// The span of one envelope on its way in: the root of the message's trace, or the child
+/// of the context the client sent in `metadata.traceparent` (and `tracestate`).
+fn receive_span(identity: &Identity, envelope: &Envelope) -> tracing::Span {
+    let span = tracing::debug_span!(
+        "edge.receive",
+        otel.kind = "producer",
+        messaging.system = "arqonbus",
+        messaging.operation = "publish",
+        messaging.destination.name = tracing::field::Empty,
+        messaging.message.id = %envelope.id,
+        arqonbus.tenant = %identity.tenant,
+        arqonbus.client_id = %identity.client_id,
+        arqonbus.type = ?envelope.kind,
+        arqonbus.command = envelope.command.as_deref().unwrap_or(""),
+    );
+    if span.is_disabled() {
+        return span;
+    }
+    if let (Some(room), Some(channel)) = (&envelope.room, &envelope.channel) {
+        span.record(
+            "messaging.destination.name",
+            tracing::field::display(format_args!("{room}:{channel}")),
+        );
+    }
+    // The metadata is parsed only when tracing is on and it may hold a context.
+    if traces::enabled() && envelope.metadata.as_str().contains(traces::TRACEPARENT) {
+        let metadata = envelope.metadata.to_map();
+        let field = |key: &str| metadata.get(key).and_then(|v| v.as_str());
+        traces::set_parent(&span, field);
+    }
+    span
 }

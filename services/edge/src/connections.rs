@@ -9,6 +9,7 @@ use tracing::{debug, warn};
 use arqon_bus::Subscription;
 use arqon_proto::model::EdgeDelivery;
 use arqon_protocol::{ClientId, TenantId};
+use arqon_telemetry::traces;
 use tokio_util::sync::CancellationToken;
 
 use crate::peer::{Outbound, Peer};
@@ -68,13 +69,34 @@ impl Connections {
                 message = subscription.next() => message,
             };
             let Some(message) = message else { break };
+            // The answer to a client's envelope (or a private message): the end of its
+            // trace on this edge.
+            let span = tracing::debug_span!(
+                "edge.answer",
+                otel.kind = "consumer",
+                messaging.system = "arqonbus",
+                messaging.operation = "receive",
+                arqonbus.client_id = tracing::field::Empty,
+                arqonbus.frames = tracing::field::Empty,
+            );
+            traces::set_parent(&span, |key| message.headers.get(key));
+            let _in_span = span.enter();
             match EdgeDelivery::decode(message.payload) {
-                Ok(delivery) => match self.get(&delivery.client_id) {
-                    Some(peer) => peer.send(Outbound::Delivery(Box::new(delivery))),
-                    None => {
-                        debug!(client_id = %delivery.client_id, "delivery for a connection that is gone")
+                Ok(delivery) => {
+                    span.record("arqonbus.client_id", delivery.client_id.as_str());
+                    span.record("arqonbus.frames", delivery.frames.len());
+                    match self.get(&delivery.client_id) {
+                        Some(peer) => {
+                            if !peer.send(Outbound::Delivery(Box::new(delivery))) {
+                                traces::set_error(&span, "the connection's queue is full");
+                            }
+                        }
+                        None => {
+                            debug!(client_id = %delivery.client_id, "delivery for a connection that is gone");
+                            traces::set_error(&span, "the connection is gone");
+                        }
                     }
-                },
+                }
                 Err(e) => warn!(error = %e, "undecodable edge delivery"),
             }
         }

@@ -104,19 +104,21 @@ impl Peer {
 
     /// Queues without waiting. A full queue (by frames or bytes) marks the connection
     /// too slow; it is closed rather than allowed to hold memory without bound.
-    pub(crate) fn send(&self, outbound: Outbound) {
+    /// Whether it was queued (a closed connection takes nothing, a full queue drops it
+    /// and ends the connection).
+    pub(crate) fn send(&self, outbound: Outbound) -> bool {
         let len = outbound.len();
         {
             let mut queue = self.queue();
             if queue.closed {
-                return;
+                return false;
             }
             if queue.items.len() < self.0.max_frames && queue.bytes + len <= self.0.max_bytes {
                 queue.bytes += len;
                 queue.items.push_back(outbound);
                 drop(queue);
                 self.0.ready.notify_one();
-                return;
+                return true;
             }
         }
         self.0.drops.inc();
@@ -124,6 +126,7 @@ impl Peer {
             warn!(client_id = %self.0.client_id, "outbound queue full: disconnecting slow client");
             self.0.too_slow.cancel();
         }
+        false
     }
 
     /// The next queued item, if any.

@@ -23,6 +23,8 @@ use arqon_proto::model::{
 };
 use arqon_protocol::{ClientId, TenantId, Topic, subject};
 
+use arqon_telemetry::traces;
+
 use crate::metrics::EdgeMetrics;
 use crate::peer::{Outbound, Peer};
 
@@ -38,6 +40,7 @@ pub(crate) struct JoinError {
 }
 
 struct Room {
+    tenant: TenantId,
     topic: Topic,
     subject: String,
     members: RwLock<Vec<Peer>>,
@@ -89,6 +92,7 @@ impl Rooms {
             let room = rooms.entry(key.clone()).or_insert_with(|| {
                 let (ready_tx, ready_rx) = watch::channel(None);
                 let room = Arc::new(Room {
+                    tenant: tenant.clone(),
                     topic: topic.clone(),
                     subject: subject::room(tenant, topic),
                     members: RwLock::new(Vec::new()),
@@ -148,7 +152,7 @@ impl Rooms {
             rooms.get(&(tenant.clone(), topic.clone())).cloned()
         };
         if let Some(room) = room {
-            self.deliveries.inc_by(fan_out(&room, delivery));
+            self.deliveries.inc_by(fan_out(&room, delivery).0);
         }
     }
 
@@ -245,9 +249,24 @@ async fn run_room(
             message = subscription.next() => message,
         };
         let Some(message) = message else { break };
+        let span = tracing::debug_span!(
+            "edge.fanout",
+            otel.kind = "consumer",
+            messaging.system = "arqonbus",
+            messaging.operation = "receive",
+            messaging.destination.name = %room.topic,
+            arqonbus.tenant = %room.tenant,
+            arqonbus.members = tracing::field::Empty,
+            arqonbus.drops = tracing::field::Empty,
+        );
+        traces::set_parent(&span, |key| message.headers.get(key));
+        let _in_span = span.enter();
         match RoomDelivery::decode(message.payload) {
             Ok(delivery) => {
-                deliveries.inc_by(fan_out(&room, delivery));
+                let (queued, dropped) = fan_out(&room, delivery);
+                span.record("arqonbus.members", queued);
+                span.record("arqonbus.drops", dropped);
+                deliveries.inc_by(queued);
             }
             Err(e) => warn!(subject = %room.subject, error = %e, "undecodable room delivery"),
         }
@@ -255,26 +274,30 @@ async fn run_room(
     debug!(subject = %room.subject, "room unsubscribed");
 }
 
-/// Queues the frame to every member but the sender; returns how many got it. When the
-/// channel was deleted, every member also gets a leave to apply.
-fn fan_out(room: &Room, delivery: RoomDelivery) -> u64 {
+/// Queues the frame to every member but the sender; returns how many got it and how many
+/// could not take it (full queues). When the channel was deleted, every member also gets
+/// a leave to apply.
+fn fan_out(room: &Room, delivery: RoomDelivery) -> (u64, u64) {
     if delivery.close_room {
-        return close(room, delivery.frame);
+        return (close(room, delivery.frame), 0);
     }
     let frame = match Utf8Bytes::try_from(delivery.frame) {
         Ok(frame) => frame,
         Err(_) => {
             warn!(subject = %room.subject, "room delivery is not UTF-8");
-            return 0;
+            return (0, 0);
         }
     };
     let members = read(&room.members);
-    let mut queued = 0;
+    let (mut queued, mut dropped) = (0, 0);
     for member in members.iter() {
         if delivery.exclude.as_ref() != Some(member.client_id()) {
-            member.send(Outbound::Frame(frame.clone()));
-            queued += 1;
+            if member.send(Outbound::Frame(frame.clone())) {
+                queued += 1;
+            } else {
+                dropped += 1;
+            }
         }
     }
-    queued
+    (queued, dropped)
 }

@@ -5,12 +5,13 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use serde_json::Value;
-use tracing::{info, warn};
+use tracing::{Instrument as _, info, warn};
 
-use arqon_bus::Message;
+use arqon_bus::{Headers, Message};
 use arqon_casil::{Decision, Engine, Input, Kind, Outcome, decision_event};
 use arqon_proto::model::{EdgeDelivery, Inbound};
 use arqon_protocol::{Envelope, ErrorCode, JsonObject, MessageType, subject};
+use arqon_telemetry::traces;
 
 use crate::Context;
 use crate::metrics::DecisionLabels;
@@ -20,6 +21,24 @@ use crate::metrics::DecisionLabels;
 const EXEMPT_COMMAND_PREFIX: &str = "op.casil.";
 
 pub(crate) async fn handle(context: &Context, message: Message) {
+    let span = tracing::debug_span!(
+        "policy.inspect",
+        otel.kind = "consumer",
+        messaging.system = "arqonbus",
+        messaging.operation = "process",
+        arqonbus.tenant = tracing::field::Empty,
+        arqonbus.casil.mode = tracing::field::Empty,
+        arqonbus.casil.decision = tracing::field::Empty,
+        arqonbus.casil.reason = tracing::field::Empty,
+        arqonbus.casil.flags = tracing::field::Empty,
+    );
+    traces::set_parent(&span, |key| message.headers.get(key));
+    inspect_in(context, message, &span)
+        .instrument(span.clone())
+        .await;
+}
+
+async fn inspect_in(context: &Context, message: Message, span: &tracing::Span) {
     let metrics = &context.metrics;
     let inbound = match Inbound::decode(message.payload.clone()) {
         Ok(inbound) => inbound,
@@ -46,13 +65,29 @@ pub(crate) async fn handle(context: &Context, message: Message) {
         })
         .inc();
     let policy = live.engine.policy();
-    if outcome.inspected && policy.metadata.to_telemetry {
+    if !span.is_disabled() {
+        span.record("arqonbus.tenant", inbound.identity.tenant.as_str());
+        span.record("arqonbus.casil.mode", policy.mode.as_str());
+        span.record("arqonbus.casil.decision", outcome.decision.as_str());
+        span.record("arqonbus.casil.reason", outcome.reason.as_str());
+        if let Some(classification) = &outcome.classification {
+            span.record(
+                "arqonbus.casil.flags",
+                tracing::field::display(classification.flags.to_json()),
+            );
+        }
+    }
+    if policy.metadata.to_telemetry && outcome.inspected {
         publish_event(context, &inbound, &outcome).await;
     }
     if policy.metadata.to_logs {
         log(&inbound, &outcome);
     }
     if outcome.decision == Decision::Block {
+        traces::set_error(
+            span,
+            format!("CASIL blocked the envelope: {}", outcome.reason.as_str()),
+        );
         block(context, &inbound, &outcome).await;
         return;
     }
@@ -123,7 +158,15 @@ async fn forward_to_dispatcher(context: &Context, ingress: &str, bytes: Bytes) {
     let Some(tenant) = subject::tenant_of(ingress) else {
         return;
     };
-    match context.bus.publish(subject::dispatch(&tenant), bytes).await {
+    match context
+        .bus
+        .publish_with_headers(
+            subject::dispatch(&tenant),
+            Headers::current_trace_context(),
+            bytes,
+        )
+        .await
+    {
         Ok(()) => {
             context.metrics.forwarded.inc();
         }
@@ -150,7 +193,11 @@ async fn block(context: &Context, inbound: &Inbound, outcome: &Outcome) {
         completes: Some(inbound.sequence),
     };
     let target = subject::edge(&inbound.identity.edge_id);
-    if let Err(e) = context.bus.publish(target, delivery.encode()).await {
+    if let Err(e) = context
+        .bus
+        .publish_with_headers(target, Headers::current_trace_context(), delivery.encode())
+        .await
+    {
         context.metrics.publish_errors.inc();
         warn!(client_id = %inbound.identity.client_id, error = %e, "answer to a blocked sender failed");
     }

@@ -149,9 +149,12 @@ impl EmbeddedBus {
         });
         if let Some(entry) = covering {
             let id = message.headers.get(JOB_ID_HEADER);
-            entry
-                .queue
-                .capture(&message.subject, message.payload.clone(), id);
+            entry.queue.capture(
+                &message.subject,
+                message.headers.clone(),
+                message.payload.clone(),
+                id,
+            );
         }
     }
 

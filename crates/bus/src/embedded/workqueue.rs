@@ -15,10 +15,12 @@ use tokio::time::Instant;
 
 use crate::config::WorkQueueConfig;
 use crate::error::BusError;
+use crate::headers::Headers;
 use crate::workqueue::{Acker, Depth, Job, Settle};
 
 struct Entry {
     subject: String,
+    headers: Headers,
     payload: Bytes,
     stored: Instant,
     /// Times handed out so far.
@@ -29,13 +31,14 @@ struct Entry {
 
 impl Entry {
     fn size(&self) -> usize {
-        self.subject.len() + self.payload.len()
+        self.subject.len() + self.headers.wire_len() + self.payload.len()
     }
 }
 
 /// A job as one delivery hands it out.
 struct Handed {
     subject: String,
+    headers: Headers,
     payload: Bytes,
     delivered: u64,
     sequence: u64,
@@ -93,6 +96,7 @@ impl EmbeddedWorkQueue {
     pub(crate) fn push(
         &self,
         subject: &str,
+        headers: Headers,
         payload: Bytes,
         id: Option<&str>,
     ) -> Result<u64, BusError> {
@@ -103,7 +107,7 @@ impl EmbeddedWorkQueue {
             if let Some((sequence, _)) = id.and_then(|id| state.ids.get(id)) {
                 return Ok(*sequence);
             }
-            let sequence = state.store(subject.to_owned(), payload, now)?;
+            let sequence = state.store(subject.to_owned(), headers, payload, now)?;
             if let Some(id) = id {
                 state.ids.insert(id.to_owned(), (sequence, now));
                 state.id_order.push_back((now, id.to_owned()));
@@ -117,9 +121,15 @@ impl EmbeddedWorkQueue {
     /// A core publish on the queue's subjects (with the id of its `Nats-Msg-Id` header, if
     /// any): queued, or dropped when the queue is full (as JetStream drops a publish
     /// nobody waits an acknowledgement for).
-    pub(crate) fn capture(&self, subject: &str, payload: Bytes, id: Option<&str>) {
+    pub(crate) fn capture(
+        &self,
+        subject: &str,
+        headers: Headers,
+        payload: Bytes,
+        id: Option<&str>,
+    ) {
         // Nobody waits for the answer: a full queue drops the job silently.
-        let _ = self.push(subject, payload, id);
+        let _ = self.push(subject, headers, payload, id);
     }
 
     /// Jobs and bytes held (queued, in flight, or waiting out a refusal).
@@ -148,6 +158,7 @@ impl EmbeddedWorkQueue {
                         };
                         return Some(Job::new(
                             handed.subject,
+                            handed.headers,
                             handed.payload,
                             handed.delivered,
                             handed.sequence,
@@ -185,8 +196,14 @@ impl Queue {
 }
 
 impl State {
-    fn store(&mut self, subject: String, payload: Bytes, now: Instant) -> Result<u64, BusError> {
-        let size = subject.len() + payload.len();
+    fn store(
+        &mut self,
+        subject: String,
+        headers: Headers,
+        payload: Bytes,
+        now: Instant,
+    ) -> Result<u64, BusError> {
+        let size = subject.len() + headers.wire_len() + payload.len();
         let over_jobs = self.config.max_jobs > 0
             && i64::try_from(self.jobs.len()).unwrap_or(i64::MAX) >= self.config.max_jobs;
         let over_bytes = self.config.max_bytes > 0
@@ -203,6 +220,7 @@ impl State {
             sequence,
             Entry {
                 subject,
+                headers: headers.without_reserved(),
                 payload,
                 stored: now,
                 delivered: 0,
@@ -238,6 +256,7 @@ impl State {
         }
         Ok(Handed {
             subject: entry.subject.clone(),
+            headers: entry.headers.clone(),
             payload: entry.payload.clone(),
             delivered: entry.delivered,
             sequence,
@@ -338,7 +357,9 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn refused_jobs_wait_their_delay_and_unacknowledged_ones_come_back() {
         let queue = EmbeddedWorkQueue::new(&config());
-        queue.push("q.a", Bytes::from_static(b"1"), None).unwrap();
+        queue
+            .push("q.a", Headers::new(), Bytes::from_static(b"1"), None)
+            .unwrap();
         let job = queue.next(POLL).await.unwrap();
         assert_eq!((job.delivered, job.sequence), (1, 1));
         job.nak(Duration::from_secs(3)).await.unwrap();
@@ -362,11 +383,30 @@ mod tests {
             max_jobs: 1,
             ..config()
         });
-        assert_eq!(queue.push("q.a", Bytes::new(), Some("x")).unwrap(), 1);
-        assert_eq!(queue.push("q.a", Bytes::new(), Some("x")).unwrap(), 1);
-        assert!(queue.push("q.a", Bytes::new(), Some("y")).is_err());
+        assert_eq!(
+            queue
+                .push("q.a", Headers::new(), Bytes::new(), Some("x"))
+                .unwrap(),
+            1
+        );
+        assert_eq!(
+            queue
+                .push("q.a", Headers::new(), Bytes::new(), Some("x"))
+                .unwrap(),
+            1
+        );
+        assert!(
+            queue
+                .push("q.a", Headers::new(), Bytes::new(), Some("y"))
+                .is_err()
+        );
         queue.next(POLL).await.unwrap().ack().await.unwrap();
         tokio::time::advance(config().duplicate_window).await;
-        assert_eq!(queue.push("q.a", Bytes::new(), Some("x")).unwrap(), 2);
+        assert_eq!(
+            queue
+                .push("q.a", Headers::new(), Bytes::new(), Some("x"))
+                .unwrap(),
+            2
+        );
     }
 }

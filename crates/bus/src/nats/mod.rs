@@ -359,7 +359,6 @@ pub(crate) fn convert_message(message: async_nats::Message) -> Message {
     }
 }
 
-/// The server address without credentials, for messages and logs.
 /// The servers of `url`: one URL, or a seed list separated by commas
 /// (`nats://nats-1:4222,nats://nats-2:4222`). The client connects to one of them and, when
 /// it is lost, to another (and to the servers the cluster announces).
@@ -380,6 +379,7 @@ fn server_addrs(url: &str) -> Result<Vec<ServerAddr>, BusError> {
     Ok(servers)
 }
 
+/// The server address without credentials, for messages and logs.
 fn redact(url: &str) -> String {
     url.split(',')
         .map(|one| match (one.find("://"), one.rfind('@')) {

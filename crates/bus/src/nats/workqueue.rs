@@ -8,7 +8,6 @@
 
 use std::time::Duration;
 
-use async_nats::HeaderMap;
 use async_nats::header::NATS_MESSAGE_ID;
 use async_nats::jetstream::consumer::pull::{self, Batch};
 use async_nats::jetstream::consumer::{AckPolicy, Consumer, DeliverPolicy};
@@ -24,6 +23,7 @@ use super::kv::storage_type;
 use super::{Setup, bounded, ensure_connected};
 use crate::config::WorkQueueConfig;
 use crate::error::BusError;
+use crate::headers::Headers;
 use crate::workqueue::{Depth, Job, Settle};
 
 /// Beyond the poll wait, how long a pull request may stay silent before it is given up
@@ -81,11 +81,12 @@ impl NatsWorkQueue {
     pub(crate) async fn push(
         &self,
         subject: &str,
+        headers: Headers,
         payload: Bytes,
         id: Option<&str>,
     ) -> Result<u64, BusError> {
         ensure_connected(&self.client)?;
-        let mut headers = HeaderMap::new();
+        let mut headers = headers.to_nats();
         if let Some(id) = id {
             headers.insert(NATS_MESSAGE_ID, id);
         }
@@ -283,8 +284,14 @@ fn to_job(message: jetstream::Message) -> Result<Job, BusError> {
         )
     };
     let (message, acker) = message.split();
+    let headers = message
+        .headers
+        .as_ref()
+        .map(|headers| Headers::from_nats(headers).without_reserved())
+        .unwrap_or_default();
     Ok(Job::new(
         message.subject.to_string(),
+        headers,
         message.payload,
         delivered,
         sequence,

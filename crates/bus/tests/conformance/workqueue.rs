@@ -26,6 +26,7 @@ conformance!(
     work_queue_reopen_keeps_queued_jobs,
     work_queue_more_than_a_thousand_jobs_may_be_in_flight,
     work_queue_depth_counts_what_is_not_yet_acknowledged,
+    work_queue_jobs_keep_their_headers,
 );
 
 /// A short poll wait keeps "nothing comes" checks quick; `ack_wait` is set per test.
@@ -439,4 +440,41 @@ async fn work_queue_depth_counts_what_is_not_yet_acknowledged(bus: Bus) {
     let left = queue.depth().await.unwrap();
     assert_eq!(left.jobs, 2);
     assert!(left.bytes < full.bytes);
+}
+
+/// Headers travel with a job (pushed, or captured from a core publish), without the
+/// server's own: the trace context of the message that made the job.
+async fn work_queue_jobs_keep_their_headers(bus: Bus) {
+    let mut queue = open(&bus, config("HDR", Duration::from_secs(5))).await;
+    let mut headers = Headers::new();
+    headers
+        .insert(
+            "traceparent",
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+        )
+        .unwrap();
+    queue
+        .push_with_headers("hdr.pushed", headers.clone(), b("pushed"), Some("job-1"))
+        .await
+        .unwrap();
+    let job = next_job(&mut queue).await;
+    assert_eq!(text(&job.payload), "pushed");
+    assert_eq!(
+        job.headers, headers,
+        "the id header is the server's, not the job's"
+    );
+    job.ack().await.unwrap();
+
+    bus.publish_with_headers("hdr.published", headers.clone(), b("published"))
+        .await
+        .unwrap();
+    let job = next_job(&mut queue).await;
+    assert_eq!(text(&job.payload), "published");
+    assert_eq!(job.headers, headers);
+    job.ack().await.unwrap();
+
+    queue.push("hdr.plain", b("plain"), None).await.unwrap();
+    let job = next_job(&mut queue).await;
+    assert!(job.headers.is_empty(), "{:?}", job.headers);
+    job.ack().await.unwrap();
 }

@@ -110,7 +110,13 @@ impl pb::bus_server::Bus for BusApi {
         // Answered once the history has stored it (when history is on).
         let confirmation = context
             .history
-            .publish(&context.bus, &tenant, &topic, delivery)
+            .publish(
+                &context.bus,
+                &tenant,
+                &topic,
+                arqon_bus::Headers::current_trace_context(),
+                delivery,
+            )
             .await
             .map_err(|e| {
                 context.metrics.publish_errors.inc();

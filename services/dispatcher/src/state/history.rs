@@ -120,15 +120,16 @@ impl History {
         bus: &Bus,
         tenant: &TenantId,
         topic: &Topic,
+        headers: Headers,
         delivery: Bytes,
     ) -> Result<Option<StoreConfirmation>, BusError> {
         let room = subject::room(tenant, topic);
         if self.enabled() {
-            bus.publish_stored(room, Headers::new(), delivery)
-                .await
-                .map(Some)
+            bus.publish_stored(room, headers, delivery).await.map(Some)
         } else {
-            bus.publish(room, delivery).await.map(|()| None)
+            bus.publish_with_headers(room, headers, delivery)
+                .await
+                .map(|()| None)
         }
     }
 

@@ -13,6 +13,7 @@ use tracing::{debug, warn};
 use arqon_bus::{BusError, Bytes, KvStore};
 use arqon_proto::operators::v1 as pb;
 use arqon_protocol::Timestamp;
+use arqon_telemetry::traces;
 
 use super::job::{self, Job, JobId};
 use super::request::NewJob;
@@ -76,6 +77,7 @@ impl CronApi {
             fired: 0,
             next_fire_at: Some(new.first_fire),
             claim: None,
+            scheduled_in: scheduling_context(),
         };
         match jobs.create(&job.key(), job.encode()).await {
             Ok(_) => {
@@ -214,4 +216,15 @@ impl pb::cron_server::Cron for CronApi {
             .await
             .map(Response::new)
     }
+}
+
+/// The `traceparent` of the current span, when traced.
+fn scheduling_context() -> Option<String> {
+    let mut traceparent = None;
+    traces::inject(&tracing::Span::current(), |name, value| {
+        if name == traces::TRACEPARENT {
+            traceparent = Some(value);
+        }
+    });
+    traceparent
 }

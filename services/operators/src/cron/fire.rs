@@ -17,11 +17,12 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::Deserialize;
-use tracing::{debug, warn};
+use tracing::{Instrument as _, debug, warn};
 
 use arqon_bus::{Bus, BusError, Headers, KvStore, MAX_READ_LIMIT, ReadFrom};
 use arqon_proto::model::RoomDelivery;
 use arqon_protocol::{Timestamp, subject};
+use arqon_telemetry::traces;
 
 use super::job::{Claim, Job, Plan};
 use super::lease::Term;
@@ -199,16 +200,37 @@ impl Firing {
     }
 
     async fn publish(&self, job: &Job, iteration: u32) -> Result<(), BusError> {
+        // Each firing is a trace of its own, linked to the call that scheduled the job.
+        let span = tracing::debug_span!(
+            parent: None,
+            "cron.fire",
+            otel.kind = "producer",
+            messaging.system = "arqonbus",
+            messaging.operation = "publish",
+            messaging.destination.name = %job.topic,
+            arqonbus.tenant = %job.tenant,
+            arqonbus.cron.job_id = %job.id.as_str(),
+            arqonbus.cron.iteration = iteration,
+        );
+        if let Some(scheduled_in) = &job.scheduled_in {
+            traces::add_link(&span, scheduled_in);
+        }
         let delivery = job.delivery(iteration, Timestamp::now());
-        let mut headers = Headers::new();
+        let mut headers = Headers::trace_context(&span);
         headers.insert(MSG_ID_HEADER, job.message_id(iteration))?;
-        self.bus
+        let published = self
+            .bus
             .publish_with_headers(
                 subject::room(&job.tenant, &job.topic),
                 headers.clone(),
                 delivery.clone(),
             )
-            .await?;
+            .instrument(span.clone())
+            .await;
+        if let Err(e) = &published {
+            traces::set_error(&span, e.to_string());
+        }
+        published?;
         // The webhook queue is best effort here: the room got the message.
         if let Err(e) = self
             .bus

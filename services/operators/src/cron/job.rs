@@ -174,6 +174,9 @@ pub(crate) struct Job {
     /// `None` once no firing is left.
     pub(crate) next_fire_at: Option<DateTime<Utc>>,
     pub(crate) claim: Option<Claim>,
+    /// The W3C `traceparent` of the call that scheduled the job, if it was traced: each
+    /// firing's own trace links to it.
+    pub(crate) scheduled_in: Option<String>,
 }
 
 impl Job {
@@ -328,6 +331,7 @@ impl Job {
                 claimed_at: Timestamp::from(claim.claimed_at).to_rfc3339(),
                 term: claim.term,
             }),
+            scheduled_in: self.scheduled_in.clone(),
         };
         // A struct of strings, numbers and already-valid JSON always serializes.
         Bytes::from(serde_json::to_vec(&record).unwrap_or_default())
@@ -377,6 +381,7 @@ impl Job {
                 }),
                 None => None,
             },
+            scheduled_in: record.scheduled_in,
         })
     }
 }
@@ -417,6 +422,8 @@ struct Record {
     next_fire_at: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     claim: Option<ClaimRecord>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    scheduled_in: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -450,6 +457,7 @@ mod tests {
             created_at: Timestamp::from(now),
             fired: 0,
             claim: None,
+            scheduled_in: None,
         }
     }
 

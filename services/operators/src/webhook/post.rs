@@ -7,6 +7,8 @@ use std::time::Duration;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use reqwest::{StatusCode, redirect};
 
+use arqon_telemetry::traces;
+
 use super::rule::Rule;
 use super::signature::{
     ATTEMPT_HEADER, DELIVERY_ID_HEADER, RULE_ID_HEADER, SIGNATURE_HEADER, sign,
@@ -95,6 +97,13 @@ impl Poster {
             Ok(headers) => headers,
             Err(error) => return Attempt::permanent(error),
         };
+        let mut headers = headers;
+        // The receiver can continue the message's trace (W3C `traceparent`).
+        traces::inject(&tracing::Span::current(), |name, value| {
+            if let Ok(value) = HeaderValue::from_str(&value) {
+                headers.insert(name, value);
+            }
+        });
         let timeout = Duration::from_secs_f64(rule.timeout_seconds);
         let sent = self
             .client
@@ -105,7 +114,11 @@ impl Poster {
             .send()
             .await;
         match sent {
-            Ok(response) => judge(response.status()),
+            Ok(response) => {
+                tracing::Span::current()
+                    .record("http.response.status_code", response.status().as_u16());
+                judge(response.status())
+            }
             Err(error) => failure(&error),
         }
     }

@@ -18,10 +18,11 @@ use serde_json::value::RawValue;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{debug, info, warn};
+use tracing::{Instrument as _, debug, info, warn};
 
-use arqon_bus::{Bus, BusError, Bytes, Job, WorkQueue};
+use arqon_bus::{Bus, BusError, Bytes, Headers, Job, WorkQueue};
 use arqon_protocol::{TenantId, subject};
+use arqon_telemetry::traces;
 
 use super::backoff;
 use super::job::{self, Delivery, Message};
@@ -183,10 +184,30 @@ pub(crate) fn run(worker: Arc<Worker>, mut queue: WorkQueue, tasks: &TaskTracker
 impl Worker {
     async fn handle(&self, job: Job) {
         match subject::parse_webhook_queue(&job.subject) {
-            Some((tenant, None)) => self.fan_out(&tenant, job).await,
+            Some((tenant, None)) => {
+                let span = tracing::debug_span!(
+                    "webhook.fanout",
+                    messaging.system = "arqonbus",
+                    arqonbus.tenant = %tenant,
+                    arqonbus.webhook.rules = tracing::field::Empty,
+                );
+                traces::set_parent(&span, |key| job.headers.get(key));
+                self.fan_out(&tenant, job).instrument(span).await;
+            }
             Some((tenant, Some(rule_id))) if is_rule_id(rule_id) => {
                 let rule_id = rule_id.to_owned();
-                self.deliver(&tenant, &rule_id, job).await;
+                let span = tracing::debug_span!(
+                    "webhook.attempt",
+                    otel.kind = "client",
+                    arqonbus.tenant = %tenant,
+                    arqonbus.webhook.rule_id = %rule_id,
+                    arqonbus.webhook.attempt = tracing::field::Empty,
+                    arqonbus.webhook.outcome = tracing::field::Empty,
+                    http.request.method = "POST",
+                    http.response.status_code = tracing::field::Empty,
+                );
+                traces::set_parent(&span, |key| job.headers.get(key));
+                self.deliver(&tenant, &rule_id, job).instrument(span).await;
             }
             _ => {
                 warn!(subject = %job.subject, "a webhook job on an unknown subject; dropped");
@@ -214,6 +235,7 @@ impl Worker {
             Ok(rules) => rules,
             Err(error) => return self.queue_failed("read the rules", &error, job).await,
         };
+        tracing::Span::current().record("arqonbus.webhook.rules", rules.len());
         for rule in rules {
             let delivery = Delivery {
                 rule_id: rule.rule_id.clone(),
@@ -223,10 +245,12 @@ impl Worker {
                 sender: message.sender.clone(),
                 envelope: message.envelope.clone(),
             };
+            // Each delivery's attempts continue the message's trace.
             let queued = self
                 .queue
-                .push(
+                .push_with_headers(
                     &subject::webhook_delivery(tenant, &rule.rule_id),
+                    Headers::current_trace_context(),
                     delivery.encode(),
                     Some(&delivery.job_id()),
                 )
@@ -273,6 +297,8 @@ impl Worker {
             }
         };
         let attempt = delivery.failures + 1;
+        let span = tracing::Span::current();
+        span.record("arqonbus.webhook.attempt", attempt);
         let body = signature::body(&delivery.sender, &delivery.envelope);
         let started = Instant::now();
         let outcome = tokio::select! {
@@ -284,16 +310,29 @@ impl Worker {
             outcome = self.poster.post(&rule, body, &delivery.delivery_id, attempt) => outcome,
         };
         self.metrics.attempt_took(started.elapsed().as_secs_f64());
+        if let Attempt::Failed { error, .. } = &outcome {
+            traces::set_error(&span, error.clone());
+        }
         match outcome {
             Attempt::Delivered => {
+                span.record("arqonbus.webhook.outcome", "success");
                 self.metrics.delivered(Outcome::Success);
                 debug!(%tenant, rule_id, attempt, "webhook delivered");
                 self.settle("acknowledge", job.ack()).await;
             }
             Attempt::Failed { error, retry: true } if attempt < self.settings.max_attempts => {
+                span.record("arqonbus.webhook.outcome", "retry");
                 self.retry(delivery, attempt, &error, job).await;
             }
             Attempt::Failed { error, retry } => {
+                span.record(
+                    "arqonbus.webhook.outcome",
+                    if retry {
+                        "dead_letter"
+                    } else {
+                        "permanent_failure"
+                    },
+                );
                 let given_up = GivenUp {
                     attempts: attempt,
                     error,
@@ -323,9 +362,15 @@ impl Worker {
             ..delivery
         };
         debug!(rule_id = %next.rule_id, attempt, error, ?wait, "webhook attempt failed; retrying");
+        // The next attempt stays in the message's trace, beside this one.
         match self
             .queue
-            .push(&job.subject, next.encode(), Some(&next.job_id()))
+            .push_with_headers(
+                &job.subject,
+                job.headers.clone(),
+                next.encode(),
+                Some(&next.job_id()),
+            )
             .await
         {
             Ok(_) => {

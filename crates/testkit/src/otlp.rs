@@ -1,0 +1,162 @@
+//! A real OTLP/gRPC trace receiver: the collector's `TraceService`, from the
+//! OpenTelemetry protocol definitions, on a free port of 127.0.0.1. It keeps every span
+//! it is sent, with its service, so a test can assert on whole traces.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+/// One span as received.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReceivedSpan {
+    /// `service.name` of the resource that sent it.
+    pub service: String,
+    pub name: String,
+    /// Lower-case hex, as in `traceparent`.
+    pub trace_id: String,
+    pub span_id: String,
+    /// Empty for a root span.
+    pub parent_span_id: String,
+    /// Attribute values as text (numbers and booleans formatted).
+    pub attributes: HashMap<String, String>,
+    /// 0 unset, 1 ok, 2 error.
+    pub status_code: i32,
+    pub status_message: String,
+    /// `(trace_id, span_id)` of each link.
+    pub links: Vec<(String, String)>,
+}
+
+/// The receiver; dropped, it stops serving.
+#[derive(Debug)]
+pub struct OtlpReceiver {
+    addr: SocketAddr,
+    spans: Arc<Mutex<Vec<ReceivedSpan>>>,
+    task: JoinHandle<()>,
+}
+
+impl OtlpReceiver {
+    /// Starts serving on a free port of 127.0.0.1.
+    pub async fn start() -> OtlpReceiver {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap_or_else(|e| panic!("cannot bind the OTLP receiver: {e}"));
+        let addr = listener
+            .local_addr()
+            .unwrap_or_else(|e| panic!("no address: {e}"));
+        let spans = Arc::new(Mutex::new(Vec::new()));
+        let service = Collector {
+            spans: Arc::clone(&spans),
+        };
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        let task = tokio::spawn(async move {
+            let served = tonic::transport::Server::builder()
+                .add_service(TraceServiceServer::new(service))
+                .serve_with_incoming(incoming)
+                .await;
+            if let Err(e) = served {
+                eprintln!("OTLP receiver stopped: {e}");
+            }
+        });
+        OtlpReceiver { addr, spans, task }
+    }
+
+    /// `http://127.0.0.1:<port>`, for `OTEL_EXPORTER_OTLP_ENDPOINT`.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Every span received so far.
+    pub fn spans(&self) -> Vec<ReceivedSpan> {
+        self.spans
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+impl Drop for OtlpReceiver {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+struct Collector {
+    spans: Arc<Mutex<Vec<ReceivedSpan>>>,
+}
+
+#[tonic::async_trait]
+impl TraceService for Collector {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        let mut received = Vec::new();
+        for resource_spans in request.into_inner().resource_spans {
+            let service = resource_spans
+                .resource
+                .as_ref()
+                .and_then(|r| attribute(&r.attributes, "service.name"))
+                .unwrap_or_default();
+            for scope in resource_spans.scope_spans {
+                for span in scope.spans {
+                    received.push(ReceivedSpan {
+                        service: service.clone(),
+                        name: span.name,
+                        trace_id: hex(&span.trace_id),
+                        span_id: hex(&span.span_id),
+                        parent_span_id: hex(&span.parent_span_id),
+                        attributes: span
+                            .attributes
+                            .iter()
+                            .map(|kv| (kv.key.clone(), text(kv.value.as_ref())))
+                            .collect(),
+                        status_code: span.status.as_ref().map_or(0, |s| s.code),
+                        status_message: span.status.map(|s| s.message).unwrap_or_default(),
+                        links: span
+                            .links
+                            .iter()
+                            .map(|l| (hex(&l.trace_id), hex(&l.span_id)))
+                            .collect(),
+                    });
+                }
+            }
+        }
+        self.spans
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend(received);
+        Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
+    }
+}
+
+fn attribute(attributes: &[KeyValue], key: &str) -> Option<String> {
+    attributes
+        .iter()
+        .find(|kv| kv.key == key)
+        .map(|kv| text(kv.value.as_ref()))
+}
+
+fn text(value: Option<&AnyValue>) -> String {
+    match value.and_then(|v| v.value.as_ref()) {
+        Some(any_value::Value::StringValue(s)) => s.clone(),
+        Some(any_value::Value::BoolValue(b)) => b.to_string(),
+        Some(any_value::Value::IntValue(i)) => i.to_string(),
+        Some(any_value::Value::DoubleValue(d)) => d.to_string(),
+        Some(other) => format!("{other:?}"),
+        None => String::new(),
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
