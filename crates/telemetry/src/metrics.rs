@@ -15,6 +15,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::exemplar::HistogramWithExemplars;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 
@@ -66,6 +67,20 @@ pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; cha
 /// Latency buckets from 50 µs to about 13 s, for request and pipeline latencies.
 pub fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.000_05, 2.0, 19))
+}
+
+/// A latency's exemplar: the trace it was measured in, so a slow bucket leads to a trace.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+pub struct TraceExemplar {
+    pub trace_id: String,
+}
+
+/// A latency histogram whose buckets remember the last traced observation.
+pub type TracedLatency = HistogramWithExemplars<TraceExemplar>;
+
+/// [`latency_histogram`]'s buckets, with exemplars.
+pub fn traced_latency_histogram() -> TracedLatency {
+    HistogramWithExemplars::new(exponential_buckets(0.000_05, 2.0, 19))
 }
 
 /// The registry as OpenMetrics text.

@@ -423,6 +423,19 @@ pub fn ids(span: &tracing::Span) -> Option<(String, String)> {
         .then(|| (sc.trace_id().to_string(), sc.span_id().to_string()))
 }
 
+/// The exemplar for a latency measured in `span`: its trace, when it is sampled.
+pub fn exemplar(span: &tracing::Span) -> Option<crate::metrics::TraceExemplar> {
+    if !enabled() {
+        return None;
+    }
+    let cx = span.context();
+    let span_ref = cx.span();
+    let sc = span_ref.span_context();
+    (sc.is_valid() && sc.is_sampled()).then(|| crate::metrics::TraceExemplar {
+        trace_id: sc.trace_id().to_string(),
+    })
+}
+
 /// Marks `span` as failed with `message` (OpenTelemetry status `Error`).
 pub fn set_error(span: &tracing::Span, message: impl Into<String>) {
     if enabled() {

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
@@ -41,12 +42,22 @@ pub struct ReceivedSpan {
 pub struct OtlpReceiver {
     addr: SocketAddr,
     spans: Arc<Mutex<Vec<ReceivedSpan>>>,
+    count: Arc<AtomicU64>,
     task: JoinHandle<()>,
 }
 
 impl OtlpReceiver {
-    /// Starts serving on a free port of 127.0.0.1.
+    /// Starts serving on a free port of 127.0.0.1, keeping every span.
     pub async fn start() -> OtlpReceiver {
+        OtlpReceiver::serve(true).await
+    }
+
+    /// Starts serving, counting spans without keeping them (for load).
+    pub async fn start_counting() -> OtlpReceiver {
+        OtlpReceiver::serve(false).await
+    }
+
+    async fn serve(keep: bool) -> OtlpReceiver {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .unwrap_or_else(|e| panic!("cannot bind the OTLP receiver: {e}"));
@@ -54,8 +65,10 @@ impl OtlpReceiver {
             .local_addr()
             .unwrap_or_else(|e| panic!("no address: {e}"));
         let spans = Arc::new(Mutex::new(Vec::new()));
+        let count = Arc::new(AtomicU64::new(0));
         let service = Collector {
-            spans: Arc::clone(&spans),
+            spans: keep.then(|| Arc::clone(&spans)),
+            count: Arc::clone(&count),
         };
         let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
         let task = tokio::spawn(async move {
@@ -67,7 +80,12 @@ impl OtlpReceiver {
                 eprintln!("OTLP receiver stopped: {e}");
             }
         });
-        OtlpReceiver { addr, spans, task }
+        OtlpReceiver {
+            addr,
+            spans,
+            count,
+            task,
+        }
     }
 
     /// `http://127.0.0.1:<port>`, for `OTEL_EXPORTER_OTLP_ENDPOINT`.
@@ -75,7 +93,12 @@ impl OtlpReceiver {
         format!("http://{}", self.addr)
     }
 
-    /// Every span received so far.
+    /// How many spans were received so far.
+    pub fn count(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    /// Every span received so far (none when only counting).
     pub fn spans(&self) -> Vec<ReceivedSpan> {
         self.spans
             .lock()
@@ -91,7 +114,8 @@ impl Drop for OtlpReceiver {
 }
 
 struct Collector {
-    spans: Arc<Mutex<Vec<ReceivedSpan>>>,
+    spans: Option<Arc<Mutex<Vec<ReceivedSpan>>>>,
+    count: Arc<AtomicU64>,
 }
 
 #[tonic::async_trait]
@@ -100,8 +124,19 @@ impl TraceService for Collector {
         &self,
         request: tonic::Request<ExportTraceServiceRequest>,
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        let request = request.into_inner();
+        let n: usize = request
+            .resource_spans
+            .iter()
+            .flat_map(|r| &r.scope_spans)
+            .map(|s| s.spans.len())
+            .sum();
+        self.count.fetch_add(n as u64, Ordering::Relaxed);
+        let Some(spans) = &self.spans else {
+            return Ok(tonic::Response::new(ExportTraceServiceResponse::default()));
+        };
         let mut received = Vec::new();
-        for resource_spans in request.into_inner().resource_spans {
+        for resource_spans in request.resource_spans {
             let service = resource_spans
                 .resource
                 .as_ref()
@@ -131,7 +166,7 @@ impl TraceService for Collector {
                 }
             }
         }
-        self.spans
+        spans
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .extend(received);

@@ -221,6 +221,7 @@ async fn one_trace_follows_a_message_through_every_service() {
     dispatcher.log_event("running");
     let mut edges = Vec::new();
     let mut ws = Vec::new();
+    let mut http = Vec::new();
     for _ in 0..2 {
         let mut edge = spawn(&["edge", "--port", "0"], &env(&[]));
         ws.push(
@@ -228,6 +229,13 @@ async fn one_trace_follows_a_message_through_every_service() {
                 .as_str()
                 .expect("addr")
                 .to_owned(),
+        );
+        http.push(
+            edge.log_event("HTTP listener bound")["addr"]
+                .as_str()
+                .expect("addr")
+                .parse::<SocketAddr>()
+                .expect("an address"),
         );
         edge.log_event("running");
         edges.push(edge);
@@ -283,6 +291,25 @@ async fn one_trace_follows_a_message_through_every_service() {
     assert_eq!(fanout.attributes["arqonbus.members"], "1");
     assert_eq!(inspect.attributes["arqonbus.casil.decision"], "ALLOW");
     assert_eq!(inspect.attributes["arqonbus.casil.mode"], "enforce");
+    // The stage latencies name the trace they were measured in (OpenMetrics exemplars):
+    // receive to acknowledgement on the sender's edge, receive to delivery on the member's.
+    let exemplar = format!("# {{trace_id=\"{}\"}}", first.trace_id);
+    let (_, metrics) = arqon_testkit::http::get(http[0], "/metrics", WAIT).expect("metrics");
+    assert!(
+        metrics.lines().any(
+            |l| l.starts_with("arqonbus_edge_pipeline_latency_seconds_bucket")
+                && l.contains(&exemplar)
+        ),
+        "no exemplar on the sender's edge:\n{metrics}"
+    );
+    let (_, metrics) = arqon_testkit::http::get(http[1], "/metrics", WAIT).expect("metrics");
+    assert!(
+        metrics.lines().any(
+            |l| l.starts_with("arqonbus_edge_delivery_latency_seconds_bucket")
+                && l.contains(&exemplar)
+        ),
+        "no exemplar on the member's edge:\n{metrics}"
+    );
 
     // 2. A command the operators serve: the gRPC call's client and server spans.
     let second = ClientContext::new();

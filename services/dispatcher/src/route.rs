@@ -181,6 +181,7 @@ async fn route_message(context: &Context, inbound: &Inbound) -> Answer {
         frame: Bytes::from(envelope.to_json()),
         exclude: Some(inbound.identity.client_id.clone()),
         close_room: false,
+        received_at_unix_micros: Some(inbound.received_at_unix_micros),
     };
     let tenant = &inbound.identity.tenant;
     let payload = delivery.encode();

@@ -153,6 +153,7 @@ pub(crate) async fn announce(shared: &Shared, identity: &Identity, topic: &Topic
         frame: Bytes::from(event.to_json()),
         exclude: Some(identity.client_id.clone()),
         close_room: false,
+        received_at_unix_micros: None,
     };
     let target = subject::presence_events(&identity.tenant, topic);
     if let Err(e) = shared.bus.publish(target, delivery.encode()).await {

@@ -15,6 +15,7 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::time::{Instant, Sleep};
 use tracing::{Instrument as _, debug, info, warn};
 
+use arqon_telemetry::metrics::TraceExemplar;
 use arqon_telemetry::traces;
 
 use arqon_proto::model::{EdgeDelivery, Inbound, MembershipChange};
@@ -63,6 +64,8 @@ struct InFlight {
     sequence: u64,
     id: MessageId,
     sent_at: Instant,
+    /// Its trace, when sampled: the exemplar of its latency.
+    trace: Option<TraceExemplar>,
 }
 
 /// What woke the connection up.
@@ -368,6 +371,7 @@ impl Connection {
                 if let Err(e) = &published {
                     traces::set_error(&span, e.to_string());
                 }
+                let trace = traces::exemplar(&span);
                 drop(span);
                 match published {
                     Ok(()) => {
@@ -375,6 +379,7 @@ impl Connection {
                             sequence: self.sequence,
                             id,
                             sent_at: Instant::now(),
+                            trace,
                         });
                         Ok(None)
                     }
@@ -593,13 +598,14 @@ impl Connection {
             }
             Some(MembershipChange::Leave(_)) | None => {}
         }
-        if let (Some(done), Some(in_flight)) = (delivery.completes, &self.in_flight)
+        if let (Some(done), Some(in_flight)) = (delivery.completes, &mut self.in_flight)
             && done == in_flight.sequence
         {
-            self.shared
-                .metrics
-                .pipeline_latency
-                .observe(in_flight.sent_at.elapsed().as_secs_f64());
+            self.shared.metrics.pipeline_latency.observe(
+                in_flight.sent_at.elapsed().as_secs_f64(),
+                in_flight.trace.take(),
+                None,
+            );
             self.in_flight = None;
         }
         let mut written = 0;
@@ -734,7 +740,8 @@ fn is_too_big(error: axum::Error) -> bool {
     )
 }
 
-fn unix_micros() -> i64 {
+/// Microseconds since the Unix epoch (the unit of `received_at_unix_micros`).
+pub(crate) fn unix_micros() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))

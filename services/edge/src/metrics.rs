@@ -4,8 +4,9 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+
+use arqon_telemetry::metrics::TracedLatency;
 
 use crate::auth::Reason;
 
@@ -65,7 +66,8 @@ pub struct EdgeMetrics {
     pub(crate) invalid_frames: Counter,
     pub(crate) publish_errors: Counter,
     pub(crate) pipeline_timeouts: Counter,
-    pub(crate) pipeline_latency: Histogram,
+    pub(crate) pipeline_latency: TracedLatency,
+    pub(crate) delivery_latency: TracedLatency,
     pub(crate) fanout_deliveries: Counter,
 }
 
@@ -86,7 +88,8 @@ impl EdgeMetrics {
             invalid_frames: Counter::default(),
             publish_errors: Counter::default(),
             pipeline_timeouts: Counter::default(),
-            pipeline_latency: arqon_telemetry::metrics::latency_histogram(),
+            pipeline_latency: arqon_telemetry::metrics::traced_latency_histogram(),
+            delivery_latency: arqon_telemetry::metrics::traced_latency_histogram(),
             fanout_deliveries: Counter::default(),
         };
         let r = registry;
@@ -162,8 +165,13 @@ impl EdgeMetrics {
         );
         r.register(
             "arqonbus_edge_pipeline_latency_seconds",
-            "From publishing an envelope to the pipeline until its answer reached the edge",
+            "From publishing an envelope to the pipeline until its answer reached the edge (receive to acknowledgement); exemplars name traced ones",
             metrics.pipeline_latency.clone(),
+        );
+        r.register(
+            "arqonbus_edge_delivery_latency_seconds",
+            "From the sender's edge receiving a message to this edge fanning it out to its members (receive to delivery; edges' clocks must agree); exemplars name traced ones",
+            metrics.delivery_latency.clone(),
         );
         r.register(
             "arqonbus_edge_fanout_deliveries",

@@ -23,6 +23,7 @@ use arqon_proto::model::{
 };
 use arqon_protocol::{ClientId, TenantId, Topic, subject};
 
+use arqon_telemetry::metrics::TracedLatency;
 use arqon_telemetry::traces;
 
 use crate::metrics::EdgeMetrics;
@@ -55,9 +56,10 @@ pub(crate) struct Rooms {
     rooms: Mutex<HashMap<RoomKey, Arc<Room>>>,
     tasks: TaskTracker,
     join_timeout: Duration,
-    /// The number of rooms, and frames queued to members.
+    /// The number of rooms, frames queued to members, and receive-to-delivery latency.
     gauge: Gauge,
     deliveries: Counter,
+    latency: TracedLatency,
 }
 
 impl Rooms {
@@ -74,6 +76,7 @@ impl Rooms {
             join_timeout,
             gauge: metrics.rooms.clone(),
             deliveries: metrics.fanout_deliveries.clone(),
+            latency: metrics.delivery_latency.clone(),
         }
     }
 
@@ -104,6 +107,7 @@ impl Rooms {
                     Arc::clone(&room),
                     ready_tx,
                     self.deliveries.clone(),
+                    self.latency.clone(),
                 ));
                 self.gauge.inc();
                 room
@@ -222,6 +226,7 @@ async fn run_room(
     room: Arc<Room>,
     ready: watch::Sender<Option<Result<(), String>>>,
     deliveries: Counter,
+    latency: TracedLatency,
 ) {
     let subscribed = async {
         let subscription = bus.subscribe(room.subject.clone()).await?;
@@ -263,6 +268,12 @@ async fn run_room(
         let _in_span = span.enter();
         match RoomDelivery::decode(message.payload) {
             Ok(delivery) => {
+                if let Some(received) = delivery.received_at_unix_micros {
+                    let waited = crate::connection::unix_micros()
+                        .saturating_sub(received)
+                        .max(0);
+                    latency.observe(waited as f64 / 1e6, traces::exemplar(&span), None);
+                }
                 let (queued, dropped) = fan_out(&room, delivery);
                 span.record("arqonbus.members", queued);
                 span.record("arqonbus.drops", dropped);

@@ -335,6 +335,7 @@ impl Outlet for BusOutlet {
             frame: bytes::Bytes::from(envelope.to_json()),
             exclude: None,
             close_room: false,
+            received_at_unix_micros: None,
         };
         self.bus
             .publish(self.subject.clone(), delivery.encode())

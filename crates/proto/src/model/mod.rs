@@ -206,6 +206,9 @@ pub struct RoomDelivery {
     pub exclude: Option<ClientId>,
     /// The channel was deleted: after the frame, every local member leaves it.
     pub close_room: bool,
+    /// When the sender's edge received it (microseconds since the Unix epoch); `None`
+    /// for messages the server originates.
+    pub received_at_unix_micros: Option<i64>,
 }
 
 impl RoomDelivery {
@@ -218,6 +221,7 @@ impl RoomDelivery {
                 .map(|c| c.as_str().to_owned())
                 .unwrap_or_default(),
             close_room: self.close_room,
+            received_at_unix_micros: self.received_at_unix_micros.unwrap_or(0),
         };
         Bytes::from(message.encode_to_vec())
     }
@@ -232,6 +236,8 @@ impl RoomDelivery {
             frame: message.frame,
             exclude,
             close_room: message.close_room,
+            received_at_unix_micros: (message.received_at_unix_micros > 0)
+                .then_some(message.received_at_unix_micros),
         })
     }
 }

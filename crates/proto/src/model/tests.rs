@@ -115,12 +115,14 @@ fn deliveries_round_trip() {
         frame: Bytes::from_static(b"{\"type\":\"message\"}"),
         exclude: Some(ClientId::generate_on(&EdgeId::generate())),
         close_room: false,
+        received_at_unix_micros: None,
     };
     assert_eq!(RoomDelivery::decode(room.encode()).unwrap(), room);
     let server = RoomDelivery {
         frame: Bytes::from_static(b"{}"),
         exclude: None,
         close_room: true,
+        received_at_unix_micros: None,
     };
     assert_eq!(RoomDelivery::decode(server.encode()).unwrap(), server);
 

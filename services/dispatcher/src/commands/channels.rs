@@ -129,6 +129,7 @@ async fn close_room(call: &Call<'_>, topic: &Topic) -> Result<(), arqon_bus::Bus
         frame: Bytes::from(notice.to_json()),
         exclude: None,
         close_room: true,
+        received_at_unix_micros: None,
     };
     let bus = &call.context.bus;
     bus.publish(

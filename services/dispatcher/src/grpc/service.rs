@@ -89,6 +89,7 @@ impl pb::bus_server::Bus for BusApi {
             frame: Bytes::from(envelope.to_json()),
             exclude: None,
             close_room: false,
+            received_at_unix_micros: None,
         }
         .encode();
         // Refused before the channel is created for it.

@@ -267,6 +267,7 @@ impl Job {
             frame: Bytes::from(envelope.to_json()),
             exclude: None,
             close_room: false,
+            received_at_unix_micros: None,
         }
         .encode()
     }

@@ -167,6 +167,7 @@ impl OmegaApi {
             frame: Bytes::from(envelope.to_json()),
             exclude: None,
             close_room: false,
+            received_at_unix_micros: None,
         };
         let room = subject::room(&caller.tenant, lab);
         if let Err(error) = self.inner.bus.publish(room, delivery.encode()).await {

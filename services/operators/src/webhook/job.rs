@@ -128,6 +128,7 @@ mod tests {
             frame: Bytes::from(envelope.to_json()),
             exclude,
             close_room: false,
+            received_at_unix_micros: None,
         }
         .encode()
     }
