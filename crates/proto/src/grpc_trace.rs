@@ -4,7 +4,9 @@
 //! conventions (`rpc.system`, `rpc.service`, `rpc.method`, `rpc.grpc.status_code`); a
 //! call that fails has the span's status set to error.
 //!
-//! Without tracing the spans are disabled and the context is neither written nor read.
+//! Only calls made for a traced message have spans (and carry a context); a server
+//! continues a caller's sampled trace and starts none of its own. Without tracing the
+//! context is neither written nor read.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -73,41 +75,46 @@ where
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
         let (service, method) = rpc_names(request.uri().path());
         let span = match self.side {
-            Side::Client => tracing::debug_span!(
-                "grpc.client",
-                otel.name = %format_args!("{service}/{method}"),
-                otel.kind = "client",
-                rpc.system = "grpc",
-                rpc.service = %service,
-                rpc.method = %method,
-                rpc.grpc.status_code = tracing::field::Empty,
-            ),
-            Side::Server => tracing::debug_span!(
-                "grpc.server",
-                otel.name = %format_args!("{service}/{method}"),
-                otel.kind = "server",
-                rpc.system = "grpc",
-                rpc.service = %service,
-                rpc.method = %method,
-                rpc.grpc.status_code = tracing::field::Empty,
-            ),
-        };
-        match self.side {
+            // A call made while tracing a message: the context goes along.
             Side::Client => {
+                let span = traces::child_span(|| {
+                    tracing::debug_span!(
+                        "grpc.client",
+                        otel.name = %format_args!("{service}/{method}"),
+                        otel.kind = "client",
+                        rpc.system = "grpc",
+                        rpc.service = %service,
+                        rpc.method = %method,
+                        rpc.grpc.status_code = tracing::field::Empty,
+                    )
+                });
                 let headers = request.headers_mut();
                 traces::inject(&span, |key, value| {
                     if let Ok(value) = HeaderValue::from_str(&value) {
                         headers.insert(key, value);
                     }
                 });
+                span
             }
+            // A call that carries a sampled context continues its trace.
             Side::Server => {
                 let headers = request.headers();
-                traces::set_parent(&span, |key| {
-                    headers.get(key).and_then(|value| value.to_str().ok())
-                });
+                traces::continue_span(
+                    |key| headers.get(key).and_then(|value| value.to_str().ok()),
+                    || {
+                        tracing::debug_span!(
+                            "grpc.server",
+                            otel.name = %format_args!("{service}/{method}"),
+                            otel.kind = "server",
+                            rpc.system = "grpc",
+                            rpc.service = %service,
+                            rpc.method = %method,
+                            rpc.grpc.status_code = tracing::field::Empty,
+                        )
+                    },
+                )
             }
-        }
+        };
         let call = self.inner.call(request);
         let in_span = span.clone();
         Box::pin(

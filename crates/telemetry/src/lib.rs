@@ -15,7 +15,7 @@ pub mod traces;
 use std::str::FromStr;
 
 use tracing::Level;
-use tracing_subscriber::filter::Targets;
+use tracing_subscriber::filter::filter_fn;
 use tracing_subscriber::fmt::format::{Format, Json, JsonFields, Writer};
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::layer::SubscriberExt as _;
@@ -73,9 +73,18 @@ pub fn init(format: LogFormat, level: &str, service: &ServiceInfo) -> Result<Tra
     }
     .map_err(|e| format!("invalid log filter: {e}"))?;
     let (tracing, otel) = traces::start(service)?;
-    // Only the bus's own spans become traces: never the exporter's transport.
-    let otel =
-        otel.map(|layer| layer.with_filter(Targets::new().with_target("arqon", Level::DEBUG)));
+    // Only the bus's own spans become traces (never the exporter's transport), with its
+    // warnings and errors as span events; its debug and info events stay out of traces.
+    let otel = otel.map(|layer| {
+        layer.with_filter(filter_fn(|meta| {
+            meta.target().starts_with("arqon")
+                && if meta.is_span() {
+                    *meta.level() <= Level::DEBUG
+                } else {
+                    *meta.level() <= Level::WARN
+                }
+        }))
+    });
     let registry = tracing_subscriber::registry().with(otel);
     let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     let result = match format {

@@ -10,8 +10,11 @@
 //! - Transport: `OTEL_EXPORTER_OTLP_PROTOCOL` (`OTEL_EXPORTER_OTLP_TRACES_PROTOCOL`):
 //!   `grpc` (the default) or `http/protobuf`.
 //! - Sampling: `OTEL_TRACES_SAMPLER` / `OTEL_TRACES_SAMPLER_ARG`; by default
-//!   `parentbased_traceidratio` with [`DEFAULT_RATIO`]: the edge decides for a message,
-//!   and every later hop follows the decision carried in its context.
+//!   `parentbased_traceidratio` with [`DEFAULT_RATIO`]. The decision is made once, where
+//!   a message enters ([`start_span`]: a client's sampled `traceparent` is followed,
+//!   otherwise the ratio decides), and every later hop creates its spans only for a
+//!   sampled context it received ([`continue_span`], [`child_span`]): an unsampled
+//!   message costs no span anywhere, only a header lookup per hop.
 //! - Resource: `service.name` is `OTEL_SERVICE_NAME` or `arqonbus-<component>`,
 //!   `service.version`, `service.instance.id`, and `OTEL_RESOURCE_ATTRIBUTES`.
 //! - Export: batched (`OTEL_BSP_*`); at most `OTEL_BSP_MAX_QUEUE_SIZE` (2,048) spans wait,
@@ -23,7 +26,7 @@
 use std::collections::HashMap;
 use std::env;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
@@ -33,8 +36,8 @@ use opentelemetry_otlp::WithExportConfig as _;
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{
-    BatchConfigBuilder, BatchSpanProcessor, Sampler, SdkTracerProvider, SpanData, SpanExporter,
-    SpanProcessor,
+    BatchConfigBuilder, BatchSpanProcessor, ParentBasedSampler, SamplingDecision, SamplingResult,
+    SdkTracerProvider, ShouldSample, SpanData, SpanExporter, SpanProcessor,
 };
 use opentelemetry_sdk::{Resource, trace::Span as SdkSpan};
 use prometheus_client::encoding::EncodeLabelSet;
@@ -57,6 +60,8 @@ pub const TRACEPARENT: &str = "traceparent";
 pub const TRACESTATE: &str = "tracestate";
 
 static ENABLED: AtomicBool = AtomicBool::new(false);
+/// The share of messages entering without a context that are traced (`f64` bits).
+static RATIO: AtomicU64 = AtomicU64::new(0);
 
 /// Whether traces are exported by this process.
 pub fn enabled() -> bool {
@@ -126,14 +131,31 @@ impl Settings {
                 .filter(|n| *n > 0)
                 .ok_or_else(|| format!("OTEL_BSP_MAX_QUEUE_SIZE={v} is not a positive integer"))?,
         };
-        let ratio = match set("OTEL_TRACES_SAMPLER_ARG") {
-            None => DEFAULT_RATIO,
-            Some(v) => v
-                .trim()
-                .parse::<f64>()
-                .ok()
-                .filter(|r| (0.0..=1.0).contains(r))
-                .ok_or_else(|| format!("OTEL_TRACES_SAMPLER_ARG={v} is not a ratio from 0 to 1"))?,
+        let argument = match set("OTEL_TRACES_SAMPLER_ARG") {
+            None => None,
+            Some(v) => Some(
+                v.trim()
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|r| (0.0..=1.0).contains(r))
+                    .ok_or_else(|| {
+                        format!("OTEL_TRACES_SAMPLER_ARG={v} is not a ratio from 0 to 1")
+                    })?,
+            ),
+        };
+        // Every sampler is parent-based here: a client's decision is always followed.
+        let ratio = match set("OTEL_TRACES_SAMPLER").map(|v| v.trim().to_ascii_lowercase()) {
+            None => argument.unwrap_or(DEFAULT_RATIO),
+            Some(s) if s == "always_on" || s == "parentbased_always_on" => 1.0,
+            Some(s) if s == "always_off" || s == "parentbased_always_off" => 0.0,
+            Some(s) if s == "traceidratio" || s == "parentbased_traceidratio" => {
+                argument.unwrap_or(1.0)
+            }
+            Some(other) => {
+                return Err(format!(
+                    "OTEL_TRACES_SAMPLER={other} is not supported: use parentbased_traceidratio, parentbased_always_on or parentbased_always_off"
+                ));
+            }
         };
         Ok(Settings::On { http, queue, ratio })
     }
@@ -198,20 +220,18 @@ where
             .build(),
     )
     .build();
-    let mut builder = SdkTracerProvider::builder()
+    // The decision is made before a span exists (see the module's documentation): every
+    // span that exists is recorded.
+    let provider = SdkTracerProvider::builder()
         .with_span_processor(Bounded {
             inner: batch,
             pending,
             max: queue,
         })
-        .with_resource(resource(service));
-    // With OTEL_TRACES_SAMPLER set the SDK reads it (and its argument) itself.
-    if env::var("OTEL_TRACES_SAMPLER").is_err() {
-        builder = builder.with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(
-            ratio,
-        ))));
-    }
-    let provider = builder.build();
+        .with_sampler(ParentBasedSampler::new(EntriesOnly))
+        .with_resource(resource(service))
+        .build();
+    RATIO.store(ratio.to_bits(), Ordering::Relaxed);
     let tracer = provider.tracer("arqonbus");
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
     ENABLED.store(true, Ordering::Relaxed);
@@ -238,6 +258,42 @@ fn resource(service: &ServiceInfo) -> Resource {
         builder = builder.with_service_name(format!("arqonbus-{}", service.component));
     }
     builder.build()
+}
+
+/// The field that marks a span where a message enters the bus ([`start_span`] callers
+/// set it): the only spans that may start a trace.
+pub const ENTRY: &str = "arqonbus.entry";
+
+/// Roots only where a message enters: a span without a parent is recorded only when it
+/// carries [`ENTRY`] (the decision was made by [`start_span`]); any other span follows
+/// its parent. So no code path can start a trace of its own by accident (a gRPC call
+/// that is not part of a traced message, say).
+#[derive(Clone, Debug)]
+struct EntriesOnly;
+
+impl ShouldSample for EntriesOnly {
+    fn should_sample(
+        &self,
+        parent_context: Option<&Context>,
+        _trace_id: opentelemetry::trace::TraceId,
+        _name: &str,
+        _span_kind: &opentelemetry::trace::SpanKind,
+        attributes: &[KeyValue],
+        _links: &[opentelemetry::trace::Link],
+    ) -> SamplingResult {
+        let entry = attributes.iter().any(|kv| kv.key.as_str() == ENTRY);
+        SamplingResult {
+            decision: if entry {
+                SamplingDecision::RecordAndSample
+            } else {
+                SamplingDecision::Drop
+            },
+            attributes: Vec::new(),
+            trace_state: parent_context
+                .map(|cx| cx.span().span_context().trace_state().clone())
+                .unwrap_or_default(),
+        }
+    }
 }
 
 /// Spans handed to export, by outcome.
@@ -349,10 +405,84 @@ impl<E: SpanExporter> SpanExporter for Counted<E> {
     }
 }
 
+/// The span of something entering the bus (a client's envelope, a cron firing): `make`'s
+/// span when the message is traced, [`tracing::Span::none`] otherwise. A sampled context
+/// that `client` finds (`traceparent`, `tracestate`) is followed and becomes the parent;
+/// an unsampled one is followed too (no span); without one, the sampling ratio decides.
+pub fn start_span<'a>(
+    client: impl Fn(&str) -> Option<&'a str>,
+    make: impl FnOnce() -> tracing::Span,
+) -> tracing::Span {
+    if !enabled() {
+        return tracing::Span::none();
+    }
+    match incoming(&client) {
+        Some(Some(cx)) => with_parent(make(), cx),
+        Some(None) => tracing::Span::none(),
+        None => {
+            let ratio = f64::from_bits(RATIO.load(Ordering::Relaxed));
+            if ratio > 0.0 && (ratio >= 1.0 || rand::random::<f64>() < ratio) {
+                make()
+            } else {
+                tracing::Span::none()
+            }
+        }
+    }
+}
+
+/// The span of a later hop: `make`'s span, child of the sampled context `get` finds;
+/// [`tracing::Span::none`] without one (the message is not traced).
+pub fn continue_span<'a>(
+    get: impl Fn(&str) -> Option<&'a str>,
+    make: impl FnOnce() -> tracing::Span,
+) -> tracing::Span {
+    if !enabled() {
+        return tracing::Span::none();
+    }
+    match incoming(&get) {
+        Some(Some(cx)) => with_parent(make(), cx),
+        _ => tracing::Span::none(),
+    }
+}
+
+/// A span inside the current one: `make`'s span when the current span is traced,
+/// [`tracing::Span::none`] otherwise.
+pub fn child_span(make: impl FnOnce() -> tracing::Span) -> tracing::Span {
+    if !enabled() || tracing::Span::current().is_disabled() {
+        return tracing::Span::none();
+    }
+    make()
+}
+
+/// The context `get` carries: `None` without a valid one, `Some(None)` for an unsampled
+/// one, `Some(Some(cx))` for a sampled one.
+fn incoming<'a>(get: &impl Fn(&str) -> Option<&'a str>) -> Option<Option<Context>> {
+    let traceparent = get(TRACEPARENT)?;
+    let mut fields = Fields::default();
+    fields
+        .0
+        .insert(TRACEPARENT.to_owned(), traceparent.to_owned());
+    if let Some(state) = get(TRACESTATE) {
+        fields.0.insert(TRACESTATE.to_owned(), state.to_owned());
+    }
+    let cx = TraceContextPropagator::new().extract(&fields);
+    let sc = cx.span().span_context().clone();
+    if !sc.is_valid() {
+        return None;
+    }
+    Some(sc.is_sampled().then_some(cx))
+}
+
+fn with_parent(span: tracing::Span, cx: Context) -> tracing::Span {
+    // Only fails when the span was already started with another parent.
+    let _ = span.set_parent(cx);
+    span
+}
+
 /// Writes the trace context of `span` (`traceparent`, `tracestate`) with `put`. Nothing
 /// when tracing is off or the span is not being traced.
 pub fn inject(span: &tracing::Span, mut put: impl FnMut(&'static str, String)) {
-    if !enabled() {
+    if !enabled() || span.is_disabled() {
         return;
     }
     let cx = span.context();
@@ -368,29 +498,6 @@ pub fn inject(span: &tracing::Span, mut put: impl FnMut(&'static str, String)) {
             TRACESTATE
         };
         put(key, value);
-    }
-}
-
-/// Makes the trace context that `get` finds (`traceparent`, `tracestate`) the parent of
-/// `span`. Nothing when tracing is off or no valid context is there.
-pub fn set_parent<'a>(span: &tracing::Span, get: impl Fn(&str) -> Option<&'a str>) {
-    if !enabled() {
-        return;
-    }
-    let Some(traceparent) = get(TRACEPARENT) else {
-        return;
-    };
-    let mut fields = Fields::default();
-    fields
-        .0
-        .insert(TRACEPARENT.to_owned(), traceparent.to_owned());
-    if let Some(state) = get(TRACESTATE) {
-        fields.0.insert(TRACESTATE.to_owned(), state.to_owned());
-    }
-    let cx = TraceContextPropagator::new().extract(&fields);
-    if cx.span().span_context().is_valid() {
-        // Only fails when the span was already started with another parent.
-        let _ = span.set_parent(cx);
     }
 }
 
@@ -413,7 +520,7 @@ pub fn add_link(span: &tracing::Span, traceparent: &str) {
 
 /// The trace and span ids of `span`, for log lines; `None` when it is not traced.
 pub fn ids(span: &tracing::Span) -> Option<(String, String)> {
-    if !enabled() {
+    if !enabled() || span.is_disabled() {
         return None;
     }
     let cx = span.context();
@@ -425,7 +532,7 @@ pub fn ids(span: &tracing::Span) -> Option<(String, String)> {
 
 /// The exemplar for a latency measured in `span`: its trace, when it is sampled.
 pub fn exemplar(span: &tracing::Span) -> Option<crate::metrics::TraceExemplar> {
-    if !enabled() {
+    if !enabled() || span.is_disabled() {
         return None;
     }
     let cx = span.context();
@@ -438,7 +545,7 @@ pub fn exemplar(span: &tracing::Span) -> Option<crate::metrics::TraceExemplar> {
 
 /// Marks `span` as failed with `message` (OpenTelemetry status `Error`).
 pub fn set_error(span: &tracing::Span, message: impl Into<String>) {
-    if enabled() {
+    if enabled() && !span.is_disabled() {
         span.set_status(opentelemetry::trace::Status::error(message.into()));
     }
 }
@@ -531,14 +638,59 @@ mod tests {
         assert!(err.contains("OTEL_BSP_MAX_QUEUE_SIZE"), "{err}");
         let err = settings(&[endpoint, ("OTEL_TRACES_SAMPLER_ARG", "2")]).unwrap_err();
         assert!(err.contains("OTEL_TRACES_SAMPLER_ARG"), "{err}");
+        let err = settings(&[endpoint, ("OTEL_TRACES_SAMPLER", "xray")]).unwrap_err();
+        assert!(err.contains("OTEL_TRACES_SAMPLER"), "{err}");
     }
 
     #[test]
-    fn off_means_no_context_is_written_or_read() {
+    fn every_sampler_follows_the_client_and_sets_a_ratio() {
+        let ratio = |sampler: &str, arg: Option<&str>| {
+            let mut vars = vec![
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4317"),
+                ("OTEL_TRACES_SAMPLER", sampler),
+            ];
+            vars.extend(arg.map(|a| ("OTEL_TRACES_SAMPLER_ARG", a)));
+            match settings(&vars) {
+                Ok(Settings::On { ratio, .. }) => ratio,
+                other => panic!("{other:?}"),
+            }
+        };
+        assert_eq!(ratio("always_on", None), 1.0);
+        assert_eq!(ratio("parentbased_always_off", None), 0.0);
+        assert_eq!(ratio("parentbased_traceidratio", Some("0.25")), 0.25);
+        assert_eq!(ratio("traceidratio", None), 1.0);
+    }
+
+    #[test]
+    fn off_means_no_span_and_no_context() {
         let span = tracing::info_span!("x");
         let mut written = Vec::new();
         inject(&span, |k, v| written.push((k, v)));
         assert!(written.is_empty());
         assert!(ids(&span).is_none());
+        let sampled = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+        assert!(start_span(|_| Some(sampled), || tracing::info_span!("y")).is_none());
+        assert!(continue_span(|_| Some(sampled), || tracing::info_span!("z")).is_none());
+    }
+
+    #[test]
+    fn incoming_contexts_are_sampled_unsampled_or_absent() {
+        let get = |traceparent: &'static str| {
+            move |key: &str| (key == TRACEPARENT).then_some(traceparent)
+        };
+        assert!(matches!(
+            incoming(&get(
+                "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+            )),
+            Some(Some(_))
+        ));
+        assert!(matches!(
+            incoming(&get(
+                "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00"
+            )),
+            Some(None)
+        ));
+        assert!(incoming(&get("not a context")).is_none());
+        assert!(incoming(&|_: &str| None).is_none());
     }
 }

@@ -402,6 +402,33 @@ async fn one_trace_follows_a_message_through_every_service() {
     assert_eq!(logged["trace_id"], fourth.trace_id.as_str(), "{logged}");
     assert_eq!(logged["span_id"], inspect.span_id.as_str(), "{logged}");
 
+    // A client that says "not sampled" is followed: no span anywhere for its message;
+    // nor for one without a context (the ratio is 0 here).
+    let unsampled = ClientContext::new();
+    let mut envelope = message("arq_1_6_00a006", &unsampled, json!({"content": "quiet"}));
+    envelope["metadata"]["traceparent"] = json!(unsampled.traceparent().replace("-01", "-00"));
+    assert_eq!(
+        send(&mut sender, envelope).await["type"],
+        "message_response"
+    );
+    let plain = json!({"type": "message", "id": "arq_1_7_00a007", "room": "lab", "channel": "main",
+                       "payload": {"content": "no context"}});
+    assert_eq!(send(&mut sender, plain).await["type"], "message_response");
+    // Later than any export of those two would arrive (batches every 100 ms).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let traced = [
+        &first.trace_id,
+        &second.trace_id,
+        &third.trace_id,
+        &fourth.trace_id,
+    ];
+    for span in receiver.spans() {
+        assert!(
+            traced.contains(&&span.trace_id),
+            "a span outside the clients' sampled traces: {span:?}"
+        );
+    }
+
     // Only the bus's own spans: no transport crate's, no exporter traffic.
     let all = receiver.spans();
     let mut names: HashMap<&str, usize> = HashMap::new();

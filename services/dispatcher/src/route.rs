@@ -39,17 +39,21 @@ impl Answer {
 }
 
 pub(crate) async fn handle(context: &Arc<Context>, message: Message) {
-    let span = tracing::debug_span!(
-        "dispatcher.route",
-        otel.kind = "consumer",
-        messaging.system = "arqonbus",
-        messaging.operation = "process",
-        messaging.destination.name = tracing::field::Empty,
-        arqonbus.tenant = tracing::field::Empty,
-        arqonbus.type = tracing::field::Empty,
-        arqonbus.command = tracing::field::Empty,
+    let span = traces::continue_span(
+        |key| message.headers.get(key),
+        || {
+            tracing::debug_span!(
+                "dispatcher.route",
+                otel.kind = "consumer",
+                messaging.system = "arqonbus",
+                messaging.operation = "process",
+                messaging.destination.name = tracing::field::Empty,
+                arqonbus.tenant = tracing::field::Empty,
+                arqonbus.type = tracing::field::Empty,
+                arqonbus.command = tracing::field::Empty,
+            )
+        },
     );
-    traces::set_parent(&span, |key| message.headers.get(key));
     route(context, message, &span)
         .instrument(span.clone())
         .await;
@@ -91,10 +95,12 @@ async fn route(context: &Arc<Context>, message: Message, span: &tracing::Span) {
         }
         MessageType::Command => {
             context.metrics.commands.inc();
-            let command = tracing::debug_span!(
-                "dispatcher.command",
-                arqonbus.command = inbound.envelope.command.as_deref().unwrap_or(""),
-            );
+            let command = traces::child_span(|| {
+                tracing::debug_span!(
+                    "dispatcher.command",
+                    arqonbus.command = inbound.envelope.command.as_deref().unwrap_or(""),
+                )
+            });
             let outcome = commands::execute(context, &inbound)
                 .instrument(command)
                 .await;
@@ -140,7 +146,9 @@ async fn answer_when_stored(
     let tasks = context.tasks.clone();
     let context = Arc::clone(context);
     // The wait for the stream, in the message's trace.
-    let span = tracing::debug_span!("dispatcher.stored", messaging.system = "arqonbus");
+    let span = traces::child_span(|| {
+        tracing::debug_span!("dispatcher.stored", messaging.system = "arqonbus")
+    });
     let task = async move {
         let answer = match confirmation.stored().await {
             Ok(_) => answer,

@@ -749,34 +749,46 @@ pub(crate) fn unix_micros() -> i64 {
 }
 
 /// The span of one envelope on its way in: the root of the message's trace, or the child
-/// of the context the client sent in `metadata.traceparent` (and `tracestate`).
+/// of the context the client sent in `metadata.traceparent` (and `tracestate`); none when
+/// the message is not traced (the sampling decision for every later hop).
 fn receive_span(identity: &Identity, envelope: &Envelope) -> tracing::Span {
-    let span = tracing::debug_span!(
-        "edge.receive",
-        otel.kind = "producer",
-        messaging.system = "arqonbus",
-        messaging.operation = "publish",
-        messaging.destination.name = tracing::field::Empty,
-        messaging.message.id = %envelope.id,
-        arqonbus.tenant = %identity.tenant,
-        arqonbus.client_id = %identity.client_id,
-        arqonbus.type = ?envelope.kind,
-        arqonbus.command = envelope.command.as_deref().unwrap_or(""),
-    );
-    if span.is_disabled() {
-        return span;
+    if !traces::enabled() {
+        return tracing::Span::none();
     }
-    if let (Some(room), Some(channel)) = (&envelope.room, &envelope.channel) {
+    // The metadata is parsed only when it may hold a context.
+    let metadata = envelope
+        .metadata
+        .as_str()
+        .contains(traces::TRACEPARENT)
+        .then(|| envelope.metadata.to_map());
+    let field = |key: &str| {
+        metadata
+            .as_ref()
+            .and_then(|m| m.get(key))
+            .and_then(|v| v.as_str())
+    };
+    let span = traces::start_span(field, || {
+        tracing::debug_span!(
+            "edge.receive",
+            arqonbus.entry = true,
+            otel.kind = "producer",
+            messaging.system = "arqonbus",
+            messaging.operation = "publish",
+            messaging.destination.name = tracing::field::Empty,
+            messaging.message.id = %envelope.id,
+            arqonbus.tenant = %identity.tenant,
+            arqonbus.client_id = %identity.client_id,
+            arqonbus.type = ?envelope.kind,
+            arqonbus.command = envelope.command.as_deref().unwrap_or(""),
+        )
+    });
+    if let (false, Some(room), Some(channel)) =
+        (span.is_disabled(), &envelope.room, &envelope.channel)
+    {
         span.record(
             "messaging.destination.name",
             tracing::field::display(format_args!("{room}:{channel}")),
         );
-    }
-    // The metadata is parsed only when tracing is on and it may hold a context.
-    if traces::enabled() && envelope.metadata.as_str().contains(traces::TRACEPARENT) {
-        let metadata = envelope.metadata.to_map();
-        let field = |key: &str| metadata.get(key).and_then(|v| v.as_str());
-        traces::set_parent(&span, field);
     }
     span
 }

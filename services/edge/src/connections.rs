@@ -71,15 +71,19 @@ impl Connections {
             let Some(message) = message else { break };
             // The answer to a client's envelope (or a private message): the end of its
             // trace on this edge.
-            let span = tracing::debug_span!(
-                "edge.answer",
-                otel.kind = "consumer",
-                messaging.system = "arqonbus",
-                messaging.operation = "receive",
-                arqonbus.client_id = tracing::field::Empty,
-                arqonbus.frames = tracing::field::Empty,
+            let span = traces::continue_span(
+                |key| message.headers.get(key),
+                || {
+                    tracing::debug_span!(
+                        "edge.answer",
+                        otel.kind = "consumer",
+                        messaging.system = "arqonbus",
+                        messaging.operation = "receive",
+                        arqonbus.client_id = tracing::field::Empty,
+                        arqonbus.frames = tracing::field::Empty,
+                    )
+                },
             );
-            traces::set_parent(&span, |key| message.headers.get(key));
             let _in_span = span.enter();
             match EdgeDelivery::decode(message.payload) {
                 Ok(delivery) => {

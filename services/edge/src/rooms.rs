@@ -254,17 +254,21 @@ async fn run_room(
             message = subscription.next() => message,
         };
         let Some(message) = message else { break };
-        let span = tracing::debug_span!(
-            "edge.fanout",
-            otel.kind = "consumer",
-            messaging.system = "arqonbus",
-            messaging.operation = "receive",
-            messaging.destination.name = %room.topic,
-            arqonbus.tenant = %room.tenant,
-            arqonbus.members = tracing::field::Empty,
-            arqonbus.drops = tracing::field::Empty,
+        let span = traces::continue_span(
+            |key| message.headers.get(key),
+            || {
+                tracing::debug_span!(
+                    "edge.fanout",
+                    otel.kind = "consumer",
+                    messaging.system = "arqonbus",
+                    messaging.operation = "receive",
+                    messaging.destination.name = %room.topic,
+                    arqonbus.tenant = %room.tenant,
+                    arqonbus.members = tracing::field::Empty,
+                    arqonbus.drops = tracing::field::Empty,
+                )
+            },
         );
-        traces::set_parent(&span, |key| message.headers.get(key));
         let _in_span = span.enter();
         match RoomDelivery::decode(message.payload) {
             Ok(delivery) => {

@@ -21,18 +21,22 @@ use crate::metrics::DecisionLabels;
 const EXEMPT_COMMAND_PREFIX: &str = "op.casil.";
 
 pub(crate) async fn handle(context: &Context, message: Message) {
-    let span = tracing::debug_span!(
-        "policy.inspect",
-        otel.kind = "consumer",
-        messaging.system = "arqonbus",
-        messaging.operation = "process",
-        arqonbus.tenant = tracing::field::Empty,
-        arqonbus.casil.mode = tracing::field::Empty,
-        arqonbus.casil.decision = tracing::field::Empty,
-        arqonbus.casil.reason = tracing::field::Empty,
-        arqonbus.casil.flags = tracing::field::Empty,
+    let span = traces::continue_span(
+        |key| message.headers.get(key),
+        || {
+            tracing::debug_span!(
+                "policy.inspect",
+                otel.kind = "consumer",
+                messaging.system = "arqonbus",
+                messaging.operation = "process",
+                arqonbus.tenant = tracing::field::Empty,
+                arqonbus.casil.mode = tracing::field::Empty,
+                arqonbus.casil.decision = tracing::field::Empty,
+                arqonbus.casil.reason = tracing::field::Empty,
+                arqonbus.casil.flags = tracing::field::Empty,
+            )
+        },
     );
-    traces::set_parent(&span, |key| message.headers.get(key));
     inspect_in(context, message, &span)
         .instrument(span.clone())
         .await;

@@ -200,17 +200,24 @@ impl Firing {
     }
 
     async fn publish(&self, job: &Job, iteration: u32) -> Result<(), BusError> {
-        // Each firing is a trace of its own, linked to the call that scheduled the job.
-        let span = tracing::debug_span!(
-            parent: None,
-            "cron.fire",
-            otel.kind = "producer",
-            messaging.system = "arqonbus",
-            messaging.operation = "publish",
-            messaging.destination.name = %job.topic,
-            arqonbus.tenant = %job.tenant,
-            arqonbus.cron.job_id = %job.id.as_str(),
-            arqonbus.cron.iteration = iteration,
+        // Each firing is a trace of its own (when the ratio picks it), linked to the call
+        // that scheduled the job.
+        let span = traces::start_span(
+            |_| None,
+            || {
+                tracing::debug_span!(
+                    parent: None,
+                    "cron.fire",
+                    arqonbus.entry = true,
+                    otel.kind = "producer",
+                    messaging.system = "arqonbus",
+                    messaging.operation = "publish",
+                    messaging.destination.name = %job.topic,
+                    arqonbus.tenant = %job.tenant,
+                    arqonbus.cron.job_id = %job.id.as_str(),
+                    arqonbus.cron.iteration = iteration,
+                )
+            },
         );
         if let Some(scheduled_in) = &job.scheduled_in {
             traces::add_link(&span, scheduled_in);

@@ -185,28 +185,36 @@ impl Worker {
     async fn handle(&self, job: Job) {
         match subject::parse_webhook_queue(&job.subject) {
             Some((tenant, None)) => {
-                let span = tracing::debug_span!(
-                    "webhook.fanout",
-                    messaging.system = "arqonbus",
-                    arqonbus.tenant = %tenant,
-                    arqonbus.webhook.rules = tracing::field::Empty,
+                let span = traces::continue_span(
+                    |key| job.headers.get(key),
+                    || {
+                        tracing::debug_span!(
+                            "webhook.fanout",
+                            messaging.system = "arqonbus",
+                            arqonbus.tenant = %tenant,
+                            arqonbus.webhook.rules = tracing::field::Empty,
+                        )
+                    },
                 );
-                traces::set_parent(&span, |key| job.headers.get(key));
                 self.fan_out(&tenant, job).instrument(span).await;
             }
             Some((tenant, Some(rule_id))) if is_rule_id(rule_id) => {
                 let rule_id = rule_id.to_owned();
-                let span = tracing::debug_span!(
-                    "webhook.attempt",
-                    otel.kind = "client",
-                    arqonbus.tenant = %tenant,
-                    arqonbus.webhook.rule_id = %rule_id,
-                    arqonbus.webhook.attempt = tracing::field::Empty,
-                    arqonbus.webhook.outcome = tracing::field::Empty,
-                    http.request.method = "POST",
-                    http.response.status_code = tracing::field::Empty,
+                let span = traces::continue_span(
+                    |key| job.headers.get(key),
+                    || {
+                        tracing::debug_span!(
+                            "webhook.attempt",
+                            otel.kind = "client",
+                            arqonbus.tenant = %tenant,
+                            arqonbus.webhook.rule_id = %rule_id,
+                            arqonbus.webhook.attempt = tracing::field::Empty,
+                            arqonbus.webhook.outcome = tracing::field::Empty,
+                            http.request.method = "POST",
+                            http.response.status_code = tracing::field::Empty,
+                        )
+                    },
                 );
-                traces::set_parent(&span, |key| job.headers.get(key));
                 self.deliver(&tenant, &rule_id, job).instrument(span).await;
             }
             _ => {
