@@ -693,4 +693,90 @@ mod tests {
         assert!(incoming(&get("not a context")).is_none());
         assert!(incoming(&|_: &str| None).is_none());
     }
+
+    /// Keeps every span it is given (as the batch processor's queue would).
+    #[derive(Debug, Default, Clone)]
+    struct Keep(Arc<std::sync::Mutex<Vec<SpanData>>>);
+
+    impl SpanProcessor for Keep {
+        fn on_start(&self, _: &mut SdkSpan, _: &Context) {}
+        fn on_end(&self, span: SpanData) {
+            self.0.lock().expect("not poisoned").push(span);
+        }
+        fn force_flush(&self) -> OTelSdkResult {
+            Ok(())
+        }
+        fn shutdown_with_timeout(&self, _: Duration) -> OTelSdkResult {
+            Ok(())
+        }
+    }
+
+    /// Succeeds or fails every export.
+    #[derive(Debug)]
+    struct Collector {
+        up: bool,
+    }
+
+    impl SpanExporter for Collector {
+        async fn export(&self, _: Vec<SpanData>) -> OTelSdkResult {
+            if self.up {
+                Ok(())
+            } else {
+                Err(opentelemetry_sdk::error::OTelSdkError::InternalFailure(
+                    "collector down".into(),
+                ))
+            }
+        }
+    }
+
+    fn counted(outcome: Outcome) -> u64 {
+        spans().get_or_create(&OutcomeLabel { outcome }).get()
+    }
+
+    #[tokio::test]
+    async fn the_queue_is_bounded_and_every_span_is_counted() {
+        let kept = Keep::default();
+        let pending = Arc::new(AtomicUsize::new(0));
+        let provider = SdkTracerProvider::builder()
+            .with_span_processor(Bounded {
+                inner: kept.clone(),
+                pending: Arc::clone(&pending),
+                max: 3,
+            })
+            .build();
+        let tracer = provider.tracer("test");
+        let dropped = counted(Outcome::dropped);
+        for _ in 0..5 {
+            opentelemetry::trace::Tracer::start(&tracer, "s");
+        }
+        // Three wait; two more found the queue full.
+        let batch: Vec<SpanData> = std::mem::take(&mut *kept.0.lock().expect("not poisoned"));
+        assert_eq!(batch.len(), 3);
+        assert_eq!(pending.load(Ordering::Acquire), 3);
+        assert_eq!(counted(Outcome::dropped) - dropped, 2);
+
+        // An export releases the places, whatever its outcome.
+        let (exported, failed) = (counted(Outcome::exported), counted(Outcome::failed));
+        let mut batch = batch.into_iter();
+        let up = Counted {
+            inner: Collector { up: true },
+            pending: Arc::clone(&pending),
+        };
+        up.export(batch.by_ref().take(2).collect())
+            .await
+            .expect("exported");
+        let down = Counted {
+            inner: Collector { up: false },
+            pending: Arc::clone(&pending),
+        };
+        assert!(down.export(batch.collect()).await.is_err());
+        assert_eq!(pending.load(Ordering::Acquire), 0);
+        assert_eq!(counted(Outcome::exported) - exported, 2);
+        assert_eq!(counted(Outcome::failed) - failed, 1);
+
+        // With room again, a span is admitted.
+        opentelemetry::trace::Tracer::start(&tracer, "s");
+        assert_eq!(kept.0.lock().expect("not poisoned").len(), 1);
+        assert_eq!(counted(Outcome::dropped) - dropped, 2);
+    }
 }

@@ -1,6 +1,7 @@
-//! A real OTLP/gRPC trace receiver: the collector's `TraceService`, from the
-//! OpenTelemetry protocol definitions, on a free port of 127.0.0.1. It keeps every span
-//! it is sent, with its service, so a test can assert on whole traces.
+//! A real OTLP trace receiver: the collector's `TraceService` over gRPC, or its
+//! `POST /v1/traces` over HTTP/protobuf, from the OpenTelemetry protocol definitions, on a
+//! free port of 127.0.0.1. It keeps every span it is sent, with its service, so a test
+//! can assert on whole traces.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -14,6 +15,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+use prost::Message as _;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
@@ -47,17 +49,22 @@ pub struct OtlpReceiver {
 }
 
 impl OtlpReceiver {
-    /// Starts serving on a free port of 127.0.0.1, keeping every span.
+    /// Starts serving OTLP/gRPC on a free port of 127.0.0.1, keeping every span.
     pub async fn start() -> OtlpReceiver {
-        OtlpReceiver::serve(true).await
+        OtlpReceiver::serve(true, false).await
     }
 
-    /// Starts serving, counting spans without keeping them (for load).
+    /// Starts serving OTLP/gRPC, counting spans without keeping them (for load).
     pub async fn start_counting() -> OtlpReceiver {
-        OtlpReceiver::serve(false).await
+        OtlpReceiver::serve(false, false).await
     }
 
-    async fn serve(keep: bool) -> OtlpReceiver {
+    /// Starts serving OTLP over HTTP/protobuf (`POST /v1/traces`), keeping every span.
+    pub async fn start_http() -> OtlpReceiver {
+        OtlpReceiver::serve(true, true).await
+    }
+
+    async fn serve(keep: bool, http: bool) -> OtlpReceiver {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .unwrap_or_else(|e| panic!("cannot bind the OTLP receiver: {e}"));
@@ -66,20 +73,31 @@ impl OtlpReceiver {
             .unwrap_or_else(|e| panic!("no address: {e}"));
         let spans = Arc::new(Mutex::new(Vec::new()));
         let count = Arc::new(AtomicU64::new(0));
-        let service = Collector {
+        let collector = Collector {
             spans: keep.then(|| Arc::clone(&spans)),
             count: Arc::clone(&count),
         };
-        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-        let task = tokio::spawn(async move {
-            let served = tonic::transport::Server::builder()
-                .add_service(TraceServiceServer::new(service))
-                .serve_with_incoming(incoming)
-                .await;
-            if let Err(e) = served {
-                eprintln!("OTLP receiver stopped: {e}");
-            }
-        });
+        let task = if http {
+            let app = axum::Router::new()
+                .route("/v1/traces", axum::routing::post(export_http))
+                .with_state(Arc::new(collector));
+            tokio::spawn(async move {
+                if let Err(e) = axum::serve(listener, app).await {
+                    eprintln!("OTLP receiver stopped: {e}");
+                }
+            })
+        } else {
+            let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+            tokio::spawn(async move {
+                let served = tonic::transport::Server::builder()
+                    .add_service(TraceServiceServer::new(collector))
+                    .serve_with_incoming(incoming)
+                    .await;
+                if let Err(e) = served {
+                    eprintln!("OTLP receiver stopped: {e}");
+                }
+            })
+        };
         OtlpReceiver {
             addr,
             spans,
@@ -124,7 +142,32 @@ impl TraceService for Collector {
         &self,
         request: tonic::Request<ExportTraceServiceRequest>,
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
-        let request = request.into_inner();
+        self.record(request.into_inner());
+        Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
+    }
+}
+
+/// `POST /v1/traces` with a binary protobuf body, as the OTLP/HTTP specification says.
+async fn export_http(
+    axum::extract::State(collector): axum::extract::State<Arc<Collector>>,
+    body: axum::body::Bytes,
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    match ExportTraceServiceRequest::decode(body) {
+        Ok(request) => {
+            collector.record(request);
+            (
+                [(axum::http::header::CONTENT_TYPE, "application/x-protobuf")],
+                ExportTraceServiceResponse::default().encode_to_vec(),
+            )
+                .into_response()
+        }
+        Err(e) => (axum::http::StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+    }
+}
+
+impl Collector {
+    fn record(&self, request: ExportTraceServiceRequest) {
         let n: usize = request
             .resource_spans
             .iter()
@@ -133,7 +176,7 @@ impl TraceService for Collector {
             .sum();
         self.count.fetch_add(n as u64, Ordering::Relaxed);
         let Some(spans) = &self.spans else {
-            return Ok(tonic::Response::new(ExportTraceServiceResponse::default()));
+            return;
         };
         let mut received = Vec::new();
         for resource_spans in request.resource_spans {
@@ -170,7 +213,6 @@ impl TraceService for Collector {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .extend(received);
-        Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
     }
 }
 

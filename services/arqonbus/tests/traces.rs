@@ -447,3 +447,51 @@ async fn one_trace_follows_a_message_through_every_service() {
         );
     }
 }
+
+/// Over OTLP/HTTP (protobuf), with a batch delay longer than the test: nothing is
+/// exported while the bus runs, and a SIGTERM exports the queued spans before the process
+/// exits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shutdown_exports_the_queued_spans_over_http() {
+    let receiver = OtlpReceiver::start_http().await;
+    let endpoint = receiver.endpoint();
+    let mut bus = Process::spawn(
+        &["standalone", "--port", "0", "--http-port", "0"],
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+            ("OTEL_BSP_SCHEDULE_DELAY", "600000"),
+            ("OTEL_TRACES_SAMPLER_ARG", "0"),
+        ],
+    );
+    let url = bus.stdout_line("ws://").trim().to_owned();
+    bus.log_event("running");
+    let (mut socket, _) = tokio_tungstenite::connect_async(url.as_str())
+        .await
+        .expect("connect with the printed token");
+    next_json(&mut socket).await; // welcome
+    let context = ClientContext::new();
+    let ack = send(
+        &mut socket,
+        message("arq_2_1_00b001", &context, json!({"content": "queued"})),
+    )
+    .await;
+    assert_eq!(ack["type"], "message_response", "{ack}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(receiver.count(), 0, "exported before the batch delay");
+
+    bus.terminate();
+    let status = bus.wait_exit();
+    assert!(status.success(), "exit status {status}");
+    let spans: Vec<ReceivedSpan> = receiver
+        .spans()
+        .into_iter()
+        .filter(|s| s.trace_id == context.trace_id)
+        .collect();
+    let receive = named(&spans, "arqonbus-standalone", "edge.receive");
+    assert_eq!(receive.parent_span_id, context.span_id);
+    assert!(
+        has(&spans, "arqonbus-standalone", "dispatcher.route"),
+        "{spans:#?}"
+    );
+}
