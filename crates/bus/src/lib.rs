@@ -20,6 +20,7 @@ mod error;
 mod headers;
 mod history;
 mod kv;
+pub mod lease;
 mod message;
 mod nats;
 mod stats;

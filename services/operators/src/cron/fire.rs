@@ -25,8 +25,8 @@ use arqon_protocol::{Timestamp, subject};
 use arqon_telemetry::traces;
 
 use super::job::{Claim, Job, Plan};
-use super::lease::Term;
 use super::metrics::CronMetrics;
+use arqon_bus::lease::Term;
 
 /// The header JetStream de-duplicates stored messages by.
 const MSG_ID_HEADER: &str = "Nats-Msg-Id";

@@ -5,7 +5,7 @@
 //! Jobs live in the `arqon_cron` bucket (`job.rs`), so any replica answers the API
 //! (`api.rs`) and a restart loses nothing. Every replica mirrors the bucket and cleans up
 //! after owners that disconnect (`scheduler.rs`); only the holder of the lease
-//! (`lease.rs`) fires, and each firing is claimed with a compare-and-set before it is
+//! (`arqon_bus::lease`) fires, and each firing is claimed with a compare-and-set before it is
 //! published (`fire.rs`), so an iteration is published at most once even when the
 //! replica that fires dies, and exactly once when the history can tell whether a claimed
 //! message got out. The reasoning is in `docs/operators-cron.md`.
@@ -13,7 +13,6 @@
 mod api;
 mod fire;
 mod job;
-mod lease;
 mod metrics;
 mod request;
 mod scheduler;
@@ -26,7 +25,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use arqon_bus::{KvConfig, Storage};
+use arqon_bus::{KvConfig, Storage, lease};
 use arqon_protocol::subject;
 
 use crate::{OperatorsError, Shared};
@@ -65,11 +64,15 @@ pub(crate) async fn start(
     let metrics = shared.metrics.cron.clone();
     let (terms, leadership) = watch::channel(None);
     let release = CancellationToken::new();
+    let leader = metrics.leader.clone();
     tasks.spawn(lease::hold(
         lease_bucket,
+        ("cron lease", "fires the jobs"),
         timings,
         terms,
-        metrics.clone(),
+        move |leading| {
+            leader.set(i64::from(leading));
+        },
         release.clone(),
     ));
     let firing = Firing {

@@ -19,8 +19,8 @@ use arqon_protocol::{ClientId, subject};
 
 use super::fire::{Firing, Outcome, RETRY, State};
 use super::job::Job;
-use super::lease::{self, Leadership, Term};
 use crate::owners::{self, Owners};
+use arqon_bus::lease::{self, Leadership, Term};
 
 /// The value a cancel writes (compare-and-set) before deleting the key: a job with it
 /// is gone.

@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use arqon_bus::lease::LeaseTimings;
+
 const MAX_JOBS_PER_TENANT: u32 = 1000;
 const MIN_INTERVAL_SECONDS: f64 = 1.0;
 const MAX_REPEAT_COUNT: u32 = 10_000;
@@ -80,20 +82,6 @@ impl Default for CronSettings {
     }
 }
 
-/// The timings of the lease, derived from its length.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) struct LeaseTimings {
-    /// The bucket's `max_age`: a lease not renewed for this long disappears.
-    pub(crate) ttl: Duration,
-    /// How often the holder renews.
-    pub(crate) renew_every: Duration,
-    /// The holder stops firing this long before its lease could expire (counted from
-    /// the moment it sent the renewal, so the server's expiry is always later).
-    pub(crate) fence_margin: Duration,
-    /// How often the others try to take a lease that may have expired.
-    pub(crate) acquire_every: Duration,
-}
-
 impl CronSettings {
     /// Refuses settings built in code (tests, embedders) that the flags would refuse.
     pub(crate) fn validate(&self) -> Result<(), String> {
@@ -111,13 +99,9 @@ impl CronSettings {
     }
 
     pub(crate) fn lease(&self) -> LeaseTimings {
-        let ttl = Duration::from_secs_f64(self.lease_seconds.max(MIN_LEASE_SECONDS));
-        LeaseTimings {
-            ttl,
-            renew_every: ttl / 3,
-            fence_margin: ttl / 5,
-            acquire_every: ttl / 4,
-        }
+        LeaseTimings::for_ttl(Duration::from_secs_f64(
+            self.lease_seconds.max(MIN_LEASE_SECONDS),
+        ))
     }
 }
 

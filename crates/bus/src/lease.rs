@@ -1,8 +1,11 @@
-//! Which replica fires: the holder of the one key of the lease bucket, whose `max_age` is
-//! the lease's length. A replica takes the lease with `create` (it succeeds only when the
-//! key expired or was released) and renews it with a compare-and-set `update`; it counts
-//! itself the holder only until a local deadline that falls before the server can
-//! expire the key, so two replicas never both believe they hold it.
+//! One replica at a time: the holder of the one key of a lease bucket, whose `max_age`
+//! is the lease's length (the cron scheduler's firing, the policy's Kubernetes watcher).
+//! A replica takes the lease with `create` (it succeeds only when the key expired or was
+//! released) and renews it with a compare-and-set `update`; it counts itself the holder
+//! only until a local deadline that falls before the server can expire the key, so two
+//! replicas never both believe they hold it.
+
+use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::sync::watch;
@@ -10,67 +13,91 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use arqon_bus::{BusError, KvStore};
-
-use super::metrics::CronMetrics;
-use super::settings::LeaseTimings;
+use crate::{BusError, KvStore};
 
 /// The one key of the lease bucket.
 const LEASE_KEY: &str = "leader";
 
+/// How long a lease lasts and how its holder keeps it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaseTimings {
+    /// The bucket's `max_age`: a lease not renewed for this long disappears.
+    pub ttl: Duration,
+    /// How often the holder renews.
+    pub renew_every: Duration,
+    /// The holder stops acting this long before its lease could expire (counted from
+    /// the moment it sent the renewal, so the server's expiry is always later).
+    pub fence_margin: Duration,
+    /// How often the others try to take a lease that may have expired.
+    pub acquire_every: Duration,
+}
+
+impl LeaseTimings {
+    /// Renewals every third of `ttl`, a fence of a fifth, attempts every quarter.
+    pub fn for_ttl(ttl: Duration) -> Self {
+        Self {
+            ttl,
+            renew_every: ttl / 3,
+            fence_margin: ttl / 5,
+            acquire_every: ttl / 4,
+        }
+    }
+}
+
 /// A period of leadership.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Term {
+pub struct Term {
     /// The lease revision that started it: identifies the leadership in claims.
-    pub(crate) id: u64,
+    pub id: u64,
     /// Leading only before this instant (extended by every renewal).
-    pub(crate) until: Instant,
+    pub until: Instant,
 }
 
 impl Term {
-    pub(crate) fn is_valid(&self) -> bool {
+    pub fn is_valid(&self) -> bool {
         Instant::now() < self.until
     }
 }
 
 /// The current term of this replica, if it leads.
-pub(crate) type Leadership = watch::Receiver<Option<Term>>;
+pub type Leadership = watch::Receiver<Option<Term>>;
 
 /// The term of `leadership` if it is still valid now.
-pub(crate) fn current(leadership: &Leadership) -> Option<Term> {
+pub fn current(leadership: &Leadership) -> Option<Term> {
     leadership.borrow().filter(Term::is_valid)
 }
 
-/// Takes and renews the lease, publishing the terms on `terms`, until `release`; then
-/// gives the lease up, if still held, so another replica takes over at once. `release`
-/// must only be cancelled once this replica has stopped firing.
-pub(crate) async fn hold(
+/// Takes and renews the lease of `bucket`, publishing the terms on `terms` and telling
+/// `leading` when this replica starts and stops leading, until `release`; then gives the
+/// lease up, if still held, so another replica takes over at once. `release` must only
+/// be cancelled once this replica has stopped acting on the lease. `what` names the
+/// lease and its duty in logs ("cron lease: this replica fires the jobs").
+pub async fn hold(
     bucket: KvStore,
+    what: (&'static str, &'static str),
     timings: LeaseTimings,
     terms: watch::Sender<Option<Term>>,
-    metrics: CronMetrics,
+    leading: impl Fn(bool) + Send,
     release: CancellationToken,
 ) {
-    let holder = Bytes::from(format!("operators-{:016x}", rand::random::<u64>()));
+    let (lease, duty) = what;
+    let holder = Bytes::from(format!("{:016x}", rand::random::<u64>()));
     let mut held: Option<(u64, Term)> = None;
     loop {
         let wait = match held {
             None => {
-                held = acquire(&bucket, &holder, timings).await;
+                held = acquire(&bucket, &holder, timings, lease).await;
                 if let Some((_, term)) = held {
-                    info!(
-                        term = term.id,
-                        "took the cron lease: this replica fires the jobs"
-                    );
+                    info!(term = term.id, "took the {lease}: this replica {duty}");
                     terms.send_replace(Some(term));
-                    metrics.leader.set(1);
+                    leading(true);
                     timings.renew_every
                 } else {
                     timings.acquire_every
                 }
             }
             Some((revision, term)) => {
-                match renew(&bucket, &holder, timings, revision, term).await {
+                match renew(&bucket, &holder, timings, revision, term, lease).await {
                     Renewal::Renewed(revision, term) => {
                         held = Some((revision, term));
                         terms.send_replace(Some(term));
@@ -80,11 +107,11 @@ pub(crate) async fn hold(
                     Renewal::Lost(reason) => {
                         warn!(
                             term = term.id,
-                            reason, "lost the cron lease: this replica stops firing"
+                            reason, "lost the {lease}: this replica stops"
                         );
                         held = None;
                         terms.send_replace(None);
-                        metrics.leader.set(0);
+                        leading(false);
                         timings.acquire_every
                     }
                 }
@@ -96,20 +123,25 @@ pub(crate) async fn hold(
         }
     }
     terms.send_replace(None);
-    metrics.leader.set(0);
+    leading(false);
     // Before the deadline nobody else can hold the key, so deleting it cannot remove
     // another replica's lease.
     if let Some((_, term)) = held
         && term.is_valid()
     {
         match bucket.delete(LEASE_KEY).await {
-            Ok(()) => info!(term = term.id, "released the cron lease"),
-            Err(e) => debug!(error = %e, "cannot release the cron lease; it expires on its own"),
+            Ok(()) => info!(term = term.id, "released the {lease}"),
+            Err(e) => debug!(error = %e, "cannot release the {lease}; it expires on its own"),
         }
     }
 }
 
-async fn acquire(bucket: &KvStore, holder: &Bytes, timings: LeaseTimings) -> Option<(u64, Term)> {
+async fn acquire(
+    bucket: &KvStore,
+    holder: &Bytes,
+    timings: LeaseTimings,
+    lease: &str,
+) -> Option<(u64, Term)> {
     let sent = Instant::now();
     match bucket.create(LEASE_KEY, holder.clone()).await {
         Ok(revision) => Some((
@@ -121,7 +153,7 @@ async fn acquire(bucket: &KvStore, holder: &Bytes, timings: LeaseTimings) -> Opt
         )),
         Err(BusError::AlreadyExists) => None,
         Err(e) => {
-            debug!(error = %e, "cannot try to take the cron lease");
+            debug!(error = %e, "cannot try to take the {lease}");
             None
         }
     }
@@ -140,6 +172,7 @@ async fn renew(
     timings: LeaseTimings,
     revision: u64,
     term: Term,
+    lease: &str,
 ) -> Renewal {
     let sent = Instant::now();
     let update = bucket.update(LEASE_KEY, holder.clone(), revision);
@@ -153,7 +186,7 @@ async fn renew(
         ),
         Ok(Err(BusError::WrongRevision)) => Renewal::Lost("another replica holds it"),
         Ok(Err(e)) if term.is_valid() => {
-            debug!(error = %e, "cannot renew the cron lease; retrying");
+            debug!(error = %e, "cannot renew the {lease}; retrying");
             Renewal::Retry
         }
         Ok(Err(_)) | Err(_) => Renewal::Lost("it could not be renewed in time"),
@@ -171,9 +204,9 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use arqon_bus::{Bus, KvConfig, Storage};
+    use crate::{Bus, KvConfig, Storage};
 
-    use crate::cron::settings::CronSettings;
+    const WHAT: (&str, &str) = ("test lease", "leads");
 
     async fn bucket(bus: &Bus, timings: LeaseTimings) -> KvStore {
         bus.key_value(KvConfig {
@@ -203,28 +236,26 @@ mod tests {
     #[tokio::test]
     async fn one_replica_leads_and_the_other_takes_over() {
         let bus = Bus::embedded(Default::default());
-        let timings = CronSettings {
-            lease_seconds: 0.5,
-            ..CronSettings::default()
-        }
-        .lease();
+        let timings = LeaseTimings::for_ttl(Duration::from_millis(500));
         let store = bucket(&bus, timings).await;
         let (a_tx, mut a) = watch::channel(None);
         let (b_tx, mut b) = watch::channel(None);
         let (stop_a, stop_b) = (CancellationToken::new(), CancellationToken::new());
         let first = tokio::spawn(hold(
             store.clone(),
+            WHAT,
             timings,
             a_tx,
-            CronMetrics::default(),
+            |_| {},
             stop_a.clone(),
         ));
         let term_a = leading(&mut a).await;
         let second = tokio::spawn(hold(
             store.clone(),
+            WHAT,
             timings,
             b_tx,
-            CronMetrics::default(),
+            |_| {},
             stop_b.clone(),
         ));
         // Several renewals later, A still leads and B does not.
@@ -246,9 +277,10 @@ mod tests {
         let stop_c = CancellationToken::new();
         let third = tokio::spawn(hold(
             store.clone(),
+            WHAT,
             timings,
             c_tx,
-            CronMetrics::default(),
+            |_| {},
             stop_c.clone(),
         ));
         let term_c = leading(&mut c).await;
