@@ -181,8 +181,8 @@ impl Cluster {
 
     async fn launch_with_probe(topology: Topology, probe_token: String) -> Self {
         let cluster = match topology.mode {
-            Mode::Standalone => Self::start_standalone(topology).await,
-            Mode::Distributed => Self::start_distributed(topology).await,
+            Mode::Standalone => Box::pin(Self::start_standalone(topology)).await,
+            Mode::Distributed => Box::pin(Self::start_distributed(topology)).await,
         };
         for edge in &cluster.edges {
             wait_until_accepting(&edge.ws_url, &probe_token).await;

@@ -55,6 +55,8 @@ pub const EDGE_TTL: std::time::Duration = std::time::Duration::from_secs(15);
 pub const CASIL_BUCKET: &str = "arqon_casil";
 /// The key of the live CASIL policy in [`CASIL_BUCKET`].
 pub const CASIL_POLICY_KEY: &str = "policy";
+/// The lease of the policy replica that follows the `CasilPolicy` Kubernetes resource.
+pub const POLICY_LEASE_BUCKET: &str = "arqon_policy_lease";
 /// The webhook rules: keys `<tenant>.<rule_id>`.
 pub const WEBHOOKS_BUCKET: &str = "arqon_webhooks";
 /// The work-queue stream of messages waiting for webhook delivery.

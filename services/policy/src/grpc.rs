@@ -17,6 +17,8 @@ use crate::live::{Live, ReloadError, Store};
 #[derive(Debug, Clone)]
 pub struct PolicyApi {
     pub(crate) store: Store,
+    /// `namespace/name` of the `CasilPolicy` resource when it is the source.
+    pub(crate) managed_by: Option<String>,
 }
 
 /// A candidate as the caller gave it.
@@ -98,6 +100,15 @@ impl pb::policy_server::Policy for PolicyApi {
         &self,
         request: Request<pb::ReloadPolicyRequest>,
     ) -> Result<Response<pb::PolicySnapshot>, Status> {
+        if let Some(resource) = &self.managed_by {
+            return Err(status(
+                Code::FailedPrecondition,
+                ErrorCode::Conflict,
+                format!(
+                    "The CASIL policy is managed by the Kubernetes resource CasilPolicy {resource}: change it with kubectl apply."
+                ),
+            ));
+        }
         let request = request.into_inner();
         let candidate = Candidate::from_pb(request.candidate)?;
         let actor = if request.actor.trim().is_empty() {

@@ -10,6 +10,7 @@
 
 mod grpc;
 mod inspect;
+pub mod kubernetes;
 mod live;
 mod metrics;
 mod settings;
@@ -48,10 +49,42 @@ pub struct PolicyConfig {
     #[command(flatten)]
     pub casil: CasilSettings,
 
+    /// Where the live policy comes from: `bus` (reloads over the API) or `kubernetes`
+    /// (the `CasilPolicy` resource; reloads over the API are refused).
+    #[arg(
+        long = "policy-source",
+        env = "ARQONBUS_POLICY_SOURCE",
+        default_value = "bus",
+        value_enum
+    )]
+    pub source: SourceKind,
+
+    /// The namespace of the `CasilPolicy` (default: the pod's own).
+    #[arg(long = "policy-namespace", env = "ARQONBUS_POLICY_NAMESPACE")]
+    pub namespace: Option<String>,
+
+    /// The name of the `CasilPolicy` the fleet follows.
+    #[arg(
+        long = "policy-resource",
+        env = "ARQONBUS_POLICY_RESOURCE",
+        default_value = "arqonbus"
+    )]
+    pub resource: String,
+
     /// The token callers of the gRPC API present (set by the binary from
     /// `ARQONBUS_SERVICE_TOKEN`); without it the API is not served over the network.
     #[arg(skip)]
     pub service_token: Option<ServiceToken>,
+}
+
+/// Where the live policy comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum SourceKind {
+    /// Stored on the bus, changed by reloads.
+    #[default]
+    Bus,
+    /// The `CasilPolicy` Kubernetes resource ([`kubernetes`]).
+    Kubernetes,
 }
 
 impl Default for PolicyConfig {
@@ -59,6 +92,9 @@ impl Default for PolicyConfig {
         Self {
             workers: 2,
             casil: CasilSettings::default(),
+            source: SourceKind::Bus,
+            namespace: None,
+            resource: "arqonbus".to_owned(),
             service_token: None,
         }
     }
@@ -73,6 +109,8 @@ pub enum PolicyError {
     Settings(#[from] SettingsError),
     #[error(transparent)]
     Store(#[from] OpenError),
+    #[error("cannot reach the Kubernetes API (ARQONBUS_POLICY_SOURCE=kubernetes): {0}")]
+    Kubernetes(#[from] kube::Error),
 }
 
 /// What every worker shares.
@@ -124,10 +162,48 @@ pub async fn start(
     metrics: PolicyMetrics,
     shutdown: CancellationToken,
 ) -> Result<Policy, PolicyError> {
+    let client = match config.source {
+        SourceKind::Bus => None,
+        SourceKind::Kubernetes => Some(Box::pin(kube::Client::try_default()).await?),
+    };
+    Box::pin(start_with(config, bus, metrics, client, shutdown)).await
+}
+
+/// [`start`], with the Kubernetes client given (tests point it at their own API).
+pub async fn start_with(
+    config: PolicyConfig,
+    bus: Bus,
+    metrics: PolicyMetrics,
+    client: Option<kube::Client>,
+    shutdown: CancellationToken,
+) -> Result<Policy, PolicyError> {
     let seed = config.casil.policy()?;
     let (store, watch) = live::Store::open(&bus, seed, metrics.clone()).await?;
     let tasks = TaskTracker::new();
     tasks.spawn(store.clone().follow(watch, shutdown.clone()));
+    let mut managed_by = None;
+    if let Some(client) = client {
+        let source = kubernetes::Source {
+            namespace: config.namespace.clone(),
+            name: config.resource.clone(),
+        };
+        let (namespace, name) = kubernetes::describe(&client, &source);
+        info!(resource = %format!("{namespace}/{name}"), "the CasilPolicy resource is the policy's source");
+        managed_by = Some(format!("{namespace}/{name}"));
+        let run = kubernetes::run(
+            client,
+            source,
+            bus.clone(),
+            store.clone(),
+            metrics.clone(),
+            shutdown.clone(),
+        );
+        tasks.spawn(async move {
+            if let Err(e) = run.await {
+                tracing::error!(error = %e, "the CasilPolicy watcher stopped");
+            }
+        });
+    }
     let context = Arc::new(Context {
         bus: bus.clone(),
         metrics,
@@ -155,7 +231,7 @@ pub async fn start(
     info!(workers = config.workers, "policy stage started");
     Ok(Policy {
         tasks,
-        api: PolicyApi { store },
+        api: PolicyApi { store, managed_by },
         service_token: config.service_token,
     })
 }

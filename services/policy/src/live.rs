@@ -262,6 +262,32 @@ impl Store {
         actor: &str,
         change: impl Fn(&Policy) -> Result<Policy, Invalid>,
     ) -> Result<Arc<Live>, ReloadError> {
+        self.store_next(expected, actor, |live| change(live).map(Some))
+            .await?;
+        Ok(self.current())
+    }
+
+    /// Makes `policy` the live one unless it already is: returns the live version and
+    /// whether a new one was written (and applied here).
+    pub(crate) async fn ensure(
+        &self,
+        actor: &str,
+        policy: Policy,
+    ) -> Result<(u64, bool), ReloadError> {
+        self.store_next(None, actor, |live| {
+            Ok((*live != policy).then(|| policy.clone()))
+        })
+        .await
+    }
+
+    /// The compare-and-set both [`Store::reload`] and [`Store::ensure`] make: `change`
+    /// gives the next policy, or `None` to leave the stored one.
+    async fn store_next(
+        &self,
+        expected: Option<u64>,
+        actor: &str,
+        change: impl Fn(&Policy) -> Result<Option<Policy>, Invalid>,
+    ) -> Result<(u64, bool), ReloadError> {
         let mut attempt = 0;
         let version = loop {
             attempt += 1;
@@ -272,7 +298,9 @@ impl Store {
                     live: stored.version,
                 });
             }
-            let policy = change(&stored.policy)?;
+            let Some(policy) = change(&stored.policy)? else {
+                return Ok((stored.version, false));
+            };
             Engine::compile(policy.clone())?;
             let next = Record {
                 version: stored.version + 1,
@@ -303,7 +331,7 @@ impl Store {
         if !matches!(reached, Ok(Ok(_))) {
             warn!(version, "stored, but not yet applied here; it will be");
         }
-        Ok(self.current())
+        Ok((version, true))
     }
 
     async fn stored(&self) -> Result<(Record, u64), ReloadError> {

@@ -20,6 +20,13 @@ pub(crate) struct ReloadLabels {
     pub(crate) outcome: &'static str,
 }
 
+/// What became of one look at the `CasilPolicy` resource: `applied`, `unchanged`,
+/// `invalid`, `unavailable`, `deleted`, `absent`, `watch_error`, `status_error`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct SyncLabels {
+    pub(crate) outcome: &'static str,
+}
+
 /// Counters, gauges and histograms of one policy replica.
 #[derive(Debug, Clone)]
 pub struct PolicyMetrics {
@@ -31,6 +38,8 @@ pub struct PolicyMetrics {
     pub(crate) version: Gauge,
     pub(crate) reloads: Family<ReloadLabels, Counter>,
     pub(crate) propagation: Histogram,
+    pub(crate) kubernetes_syncs: Family<SyncLabels, Counter>,
+    pub(crate) kubernetes_leader: Gauge,
 }
 
 impl Default for PolicyMetrics {
@@ -44,6 +53,8 @@ impl Default for PolicyMetrics {
             version: Gauge::default(),
             reloads: Family::default(),
             propagation: arqon_telemetry::metrics::latency_histogram(),
+            kubernetes_syncs: Family::default(),
+            kubernetes_leader: Gauge::default(),
         }
     }
 }
@@ -91,6 +102,16 @@ impl PolicyMetrics {
             "arqonbus_policy_reload_propagation_seconds",
             "From a reload being stored to this replica applying it",
             metrics.propagation.clone(),
+        );
+        r.register(
+            "arqonbus_policy_kubernetes_syncs",
+            "Looks at the CasilPolicy resource (ARQONBUS_POLICY_SOURCE=kubernetes), by outcome",
+            metrics.kubernetes_syncs.clone(),
+        );
+        r.register(
+            "arqonbus_policy_kubernetes_leader",
+            "1 on the policy replica that follows the CasilPolicy resource, 0 elsewhere",
+            metrics.kubernetes_leader.clone(),
         );
         metrics
     }
