@@ -16,5 +16,6 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --all-targets --locked
 # Doc tests (examples in the documentation must compile).
 cargo test --workspace --doc --locked
+scripts/test-helm.sh  # the Helm chart: lint, render, golden files, Kubernetes schemas (no cluster)
 # The image and the compose files on a real Docker engine.
 scripts/test-containers.sh

@@ -1,0 +1,134 @@
+{{/*
+The environment of one service's container: dict "root" $ "component" "edge".
+Every setting is an ARQONBUS_* variable of docs/operations.md; secrets come from the
+chart's Secret or existingSecret.
+*/}}
+{{- define "arqonbus.env" -}}
+{{- $root := .root }}
+{{- $v := $root.Values }}
+{{- $c := .component }}
+{{- $secret := include "arqonbus.secretName" $root }}
+{{- $fullname := include "arqonbus.fullname" $root }}
+- name: ARQONBUS_NATS_URL
+  value: {{ $v.nats.url | quote }}
+- name: ARQONBUS_JETSTREAM_REPLICAS
+  value: {{ $v.nats.jetstreamReplicas | int64 | quote }}
+- name: ARQONBUS_HTTP_HOST
+  value: "0.0.0.0"
+- name: ARQONBUS_HTTP_PORT
+  value: {{ $v.ports.http | int64 | quote }}
+- name: ARQONBUS_LOG_FORMAT
+  value: json
+- name: ARQONBUS_LOG_LEVEL
+  value: {{ $v.logLevel | quote }}
+- name: ARQONBUS_SHUTDOWN_GRACE_SECONDS
+  value: {{ $v.shutdown.graceSeconds | int64 | quote }}
+{{- if eq $c "edge" }}
+- name: ARQONBUS_SERVER_HOST
+  value: "0.0.0.0"
+- name: ARQONBUS_SERVER_PORT
+  value: {{ $v.ports.websocket | int64 | quote }}
+- name: ARQONBUS_ENABLE_AUTH
+  value: {{ $v.auth.enabled | quote }}
+{{- if $v.auth.enabled }}
+- name: ARQONBUS_AUTH_JWT_ALGORITHM
+  value: {{ $v.auth.algorithm | quote }}
+{{- if eq $v.auth.algorithm "HS256" }}
+- name: ARQONBUS_AUTH_JWT_SECRET
+  valueFrom:
+    secretKeyRef:
+      name: {{ $secret }}
+      key: {{ $v.existingSecret.keys.jwtSecret }}
+{{- else if $v.auth.jwksUrl }}
+- name: ARQONBUS_AUTH_JWKS_URL
+  value: {{ $v.auth.jwksUrl | quote }}
+- name: ARQONBUS_AUTH_JWKS_REFRESH_SECONDS
+  value: {{ $v.auth.jwksRefreshSeconds | int64 | quote }}
+{{- else }}
+- name: ARQONBUS_AUTH_JWT_PUBLIC_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ $secret }}
+      key: {{ $v.existingSecret.keys.jwtPublicKey }}
+{{- end }}
+{{- with $v.auth.audience }}
+- name: ARQONBUS_AUTH_AUDIENCE
+  value: {{ . | quote }}
+{{- end }}
+{{- with $v.auth.issuer }}
+- name: ARQONBUS_AUTH_ISSUER
+  value: {{ . | quote }}
+{{- end }}
+- name: ARQONBUS_AUTH_LEEWAY_SECONDS
+  value: {{ $v.auth.leewaySeconds | int64 | quote }}
+- name: ARQONBUS_AUTH_TENANT_CLAIM
+  value: {{ $v.auth.tenantClaim | quote }}
+{{- end }}
+- name: ARQONBUS_MAX_CONNECTIONS
+  value: {{ $v.edge.maxConnections | int64 | quote }}
+- name: ARQONBUS_PRESENCE_EVENTS
+  value: {{ $v.edge.presenceEvents | quote }}
+{{- else }}
+{{- /* policy, dispatcher, operators: the gRPC APIs, bound only with a service token. */}}
+- name: ARQONBUS_GRPC_HOST
+  value: "0.0.0.0"
+- name: ARQONBUS_GRPC_PORT
+  value: {{ $v.ports.grpc | int64 | quote }}
+- name: ARQONBUS_SERVICE_TOKEN
+  valueFrom:
+    secretKeyRef:
+      name: {{ $secret }}
+      key: {{ $v.existingSecret.keys.serviceToken }}
+{{- end }}
+{{- if eq $c "policy" }}
+- name: ARQONBUS_POLICY_WORKERS
+  value: {{ $v.policy.workers | int64 | quote }}
+- name: ARQONBUS_CASIL_ENABLED
+  value: {{ $v.policy.casil.enabled | quote }}
+- name: ARQONBUS_CASIL_MODE
+  value: {{ $v.policy.casil.mode | quote }}
+{{- if $v.policy.kubernetesSource.enabled }}
+- name: ARQONBUS_POLICY_SOURCE
+  value: kubernetes
+- name: ARQONBUS_POLICY_NAMESPACE
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.namespace
+- name: ARQONBUS_POLICY_RESOURCE
+  value: {{ $v.casilPolicy.name | quote }}
+{{- end }}
+{{- end }}
+{{- if eq $c "dispatcher" }}
+- name: ARQONBUS_DISPATCHER_WORKERS
+  value: {{ $v.dispatcher.workers | int64 | quote }}
+- name: ARQONBUS_POLICY_URL
+  value: {{ printf "http://%s-policy.%s.svc:%d" $fullname $root.Release.Namespace (int $v.ports.grpc) | quote }}
+- name: ARQONBUS_OPERATORS_URL
+  value: {{ printf "http://%s-operators.%s.svc:%d" $fullname $root.Release.Namespace (int $v.ports.grpc) | quote }}
+- name: ARQONBUS_ENABLE_PERSISTENCE
+  value: {{ $v.dispatcher.history.enabled | quote }}
+- name: ARQONBUS_MAX_HISTORY_SIZE
+  value: {{ $v.dispatcher.history.maxSize | int64 | quote }}
+- name: ARQONBUS_HISTORY_MAX_AGE_SECONDS
+  value: {{ $v.dispatcher.history.maxAgeSeconds | int64 | quote }}
+{{- end }}
+{{- with $v.otel.endpoint }}
+- name: OTEL_EXPORTER_OTLP_ENDPOINT
+  value: {{ . | quote }}
+- name: OTEL_EXPORTER_OTLP_PROTOCOL
+  value: {{ $v.otel.protocol | quote }}
+- name: OTEL_TRACES_SAMPLER
+  value: parentbased_traceidratio
+- name: OTEL_TRACES_SAMPLER_ARG
+  value: {{ $v.otel.samplerRatio | quote }}
+- name: OTEL_SERVICE_NAME
+  value: {{ printf "arqonbus-%s" $c | quote }}
+{{- with $v.otel.resourceAttributes }}
+- name: OTEL_RESOURCE_ATTRIBUTES
+  value: {{ . | quote }}
+{{- end }}
+{{- end }}
+{{- with (index $v $c).extraEnv }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
