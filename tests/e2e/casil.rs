@@ -35,8 +35,9 @@ fn monitor() -> Policy {
     }
 }
 
-async fn admin(cluster: &Cluster) -> Client {
-    cluster.client_on(0, &cluster.token("t-a", "admin")).await
+/// The fleet's operator: only it may reload the policy every tenant lives under.
+async fn operator(cluster: &Cluster) -> Client {
+    cluster.client_on(0, &cluster.system_token("t-a")).await
 }
 
 /// A message id of the required format.
@@ -113,8 +114,9 @@ async fn a_reload_to_enforce_reaches_every_policy_replica() {
     let receiver = cluster.client("t-a").await;
     receiver.join("lab", "notes").await.unwrap();
     let mut sender = raw_sender(&cluster).await;
-    let admin = admin(&cluster).await;
+    let admin = operator(&cluster).await;
     let user = cluster.client("t-a").await;
+    let tenant_admin = cluster.client_on(0, &cluster.token("t-a", "admin")).await;
 
     // Monitor mode delivers, and reports what it would have done.
     let first = id();
@@ -129,15 +131,18 @@ async fn a_reload_to_enforce_reaches_every_policy_replica() {
     );
     assert_eq!(live_mode(&admin).await, ("monitor".to_owned(), 1));
 
-    // Refused reloads leave the live policy untouched.
-    let message = rejected_with(
-        reload(&user, json!({"mode": "enforce"})).await,
-        ErrorCode::AuthorizationError,
-    );
-    assert!(
-        message.contains("Only admin clients can reload CASIL policy"),
-        "{message}"
-    );
+    // Refused reloads leave the live policy untouched: a tenant's admin, like a user,
+    // cannot change what every tenant lives under.
+    for refused in [&user, &tenant_admin] {
+        let message = rejected_with(
+            reload(refused, json!({"mode": "enforce"})).await,
+            ErrorCode::AuthorizationError,
+        );
+        assert!(
+            message.contains("Only the system authority can reload the CASIL policy"),
+            "{message}"
+        );
+    }
     let message = rejected_with(
         reload(&admin, json!({"mode": "audit"})).await,
         ErrorCode::ValidationError,
@@ -253,8 +258,9 @@ async fn commands_and_telemetry_are_inspected(cluster: &Cluster) {
     );
     assert_eq!(member.recv(QUIET).await.unwrap_err(), SdkError::Timeout);
 
-    // The policy commands themselves are never inspected, so an admin can always repair.
-    let admin = admin(cluster).await;
+    // The policy commands themselves are never inspected, so the operator can always
+    // repair.
+    let admin = operator(cluster).await;
     let data = reload(
         &admin,
         json!({"redaction_patterns": ["token"], "mode": "monitor"}),
@@ -334,7 +340,7 @@ async fn transport_redaction_replaces_what_receivers_and_history_see(cluster: &C
     })
     .await;
     // Switched to monitor, nothing delivered is altered any more.
-    let admin = admin(cluster).await;
+    let admin = operator(cluster).await;
     reload(&admin, json!({"mode": "monitor"})).await.unwrap();
     sender
         .publish("lab", "notes", json!({"password": "hunter3"}))

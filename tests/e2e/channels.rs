@@ -359,6 +359,17 @@ async fn tenants_never_see_each_other(cluster: &Cluster) {
     let b_status = data(&run(&b, "status", json!({})).await);
     assert!(a_status["clients"].get("t-b").is_none(), "{a_status}");
     assert!(b_status["clients"].get("t-a").is_none(), "{b_status}");
+    // A tenant's admin sees its own tenant too; only the fleet-wide authority sees every
+    // tenant (ADR 015).
+    let b_admin_status = data(&run(&b_admin, "status", json!({})).await);
+    assert!(
+        b_admin_status["clients"].get("t-a").is_none(),
+        "{b_admin_status}"
+    );
+    let operator = cluster.client_on(0, &cluster.system_token("ops")).await;
+    let fleet = data(&run(&operator, "status", json!({})).await);
+    assert!(fleet["clients"]["t-a"].as_u64() >= Some(1), "{fleet}");
+    assert!(fleet["clients"]["t-b"].as_u64() >= Some(2), "{fleet}");
     assert_eq!(a_status["rooms"], 1);
     // A's channel is untouched.
     let a_history = run(

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod auth;
+mod authority;
 mod casil;
 mod channels;
 mod grpc;

@@ -595,6 +595,7 @@ fn admin_caller() -> pb::Caller {
         client_id: ClientId::generate_on(&EdgeId::generate()).to_string(),
         admin: true,
         subject: None,
+        system: false,
     }
 }
 

@@ -16,7 +16,7 @@ each_mode!(
     the_store_round_trips,
     the_default_namespace_is_per_tenant,
     an_explicit_namespace_never_leaves_the_tenant,
-    admins_may_use_another_tenants_store,
+    only_the_system_authority_may_use_another_tenants_store,
     arguments_are_checked,
     limits_are_enforced,
     writes_may_compare_and_set,
@@ -189,11 +189,14 @@ async fn an_explicit_namespace_never_leaves_the_tenant(mode: Mode) {
     cluster.stop().await;
 }
 
-async fn admins_may_use_another_tenants_store(mode: Mode) {
+/// A tenant's admin is the admin of its tenant only (ADR 015): another tenant's store
+/// takes the fleet-wide authority.
+async fn only_the_system_authority_may_use_another_tenants_store(mode: Mode) {
     let cluster = launch(mode, StoreSettings::default()).await;
     let b = cluster.client("t-b").await;
-    let admin = cluster.client_on(0, &cluster.token("t-a", "admin")).await;
+    let admin = cluster.client_on(0, &cluster.system_token("t-a")).await;
     let user = cluster.client("t-a").await;
+    let tenant_admin = cluster.client_on(0, &cluster.token("t-a", "admin")).await;
     set(&b, json!({"key": "k", "value": "b's"})).await;
 
     let read = get(&admin, json!({"tenant": "t-b", "key": "k"})).await;
@@ -227,14 +230,17 @@ async fn admins_may_use_another_tenants_store(mode: Mode) {
         ("op.store.delete", json!({"tenant": "t-b", "key": "k"})),
         ("op.store.list", json!({"tenant": "t-b"})),
     ] {
-        let (message, _) = refused(
-            &run(&user, command, args).await,
-            ErrorCode::AuthorizationError,
-        );
-        assert_eq!(
-            message, "Only admin clients can use another tenant's store",
-            "{command}"
-        );
+        for caller in [&user, &tenant_admin] {
+            let (message, _) = refused(
+                &run(caller, command, args.clone()).await,
+                ErrorCode::AuthorizationError,
+            );
+            assert_eq!(
+                message,
+                "Only the system authority can use another tenant's store (a tenant's admin uses its own)",
+                "{command}"
+            );
+        }
     }
     assert_eq!(get(&b, json!({"key": "k"})).await["value"], "b's");
     // Naming one's own tenant is fine.

@@ -788,6 +788,7 @@ async fn the_grpc_api_checks_its_callers() {
         client_id: ClientId::generate_on(&edge).to_string(),
         admin,
         subject: Some("backend".into()),
+        system: false,
     };
     let owner = caller(false);
     let rule = api

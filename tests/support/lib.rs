@@ -101,6 +101,8 @@ pub enum Mode {
 pub fn edge_config() -> EdgeConfig {
     EdgeConfig {
         rate_limit_per_second: 0,
+        // The tests' fleet operator connects over WebSockets too ([`Cluster::system_token`]).
+        system_scope: true,
         ..EdgeConfig::with_secret(SECRET)
     }
 }
@@ -485,6 +487,14 @@ impl Cluster {
     /// A token for `tenant` with `role`, valid for an hour.
     pub fn token(&self, tenant: &str, role: &str) -> String {
         let claims = Claims::new("e2e", tenant, role, Duration::from_secs(3600));
+        mint_hs256(SECRET.as_bytes(), &claims).expect("mint a token")
+    }
+
+    /// A token with the fleet-wide authority (the `arqonbus:system` scope, ADR 015), in
+    /// `tenant`; the test edges honour it.
+    pub fn system_token(&self, tenant: &str) -> String {
+        let mut claims = Claims::new("operator", tenant, "user", Duration::from_secs(3600));
+        claims.scope = Some(arqon_sdk::token::SYSTEM_SCOPE.to_owned());
         mint_hs256(SECRET.as_bytes(), &claims).expect("mint a token")
     }
 

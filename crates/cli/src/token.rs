@@ -18,6 +18,10 @@ pub(crate) struct TokenArgs {
     /// `admin` or `user`.
     #[arg(long, default_value = "user")]
     role: String,
+    /// Add the `arqonbus:system` scope: the fleet-wide authority, on edges that honour it
+    /// (`ARQONBUS_AUTH_SYSTEM_SCOPE=true`).
+    #[arg(long)]
+    system: bool,
     /// Seconds the token is valid.
     #[arg(long, default_value_t = 3600)]
     ttl: u64,
@@ -27,18 +31,21 @@ pub(crate) struct TokenArgs {
 }
 
 pub(crate) fn run(args: TokenArgs) -> anyhow::Result<()> {
-    let claims = Claims::new(
+    let mut claims = Claims::new(
         &args.sub,
         &args.tenant,
         &args.role,
         Duration::from_secs(args.ttl),
     );
+    if args.system {
+        claims.scope = Some(arqon_sdk::token::SYSTEM_SCOPE.to_owned());
+    }
     let token = mint_hs256(args.secret.as_bytes(), &claims).context("signing the token")?;
     if args.json {
         println!(
             "{}",
             serde_json::json!({"token": token, "sub": claims.sub, "tenant_id": claims.tenant_id,
-                               "role": claims.role, "expires_at": claims.exp})
+                               "role": claims.role, "scope": claims.scope, "expires_at": claims.exp})
         );
     } else {
         println!("{token}");

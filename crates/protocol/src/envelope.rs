@@ -14,6 +14,11 @@ pub use decode::DecodeError;
 /// The only protocol version, written into every envelope.
 pub const PROTOCOL_VERSION: &str = "1.0";
 
+/// Metadata keys only the server writes: the policy's CASIL annotation and a cron
+/// firing's job and iteration. The edge removes them from what a client sends, so they
+/// never reach anyone as if the server had written them.
+pub const SERVER_OWNED_METADATA: &[&str] = &["casil", "cron_job_id", "iteration"];
+
 /// The `type` of an envelope.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum MessageType {

@@ -4,6 +4,10 @@ use std::fmt;
 
 use crate::{ClientId, EdgeId, TenantId};
 
+/// The token scope (in the space-separated `scope` claim) that asks for the fleet-wide
+/// authority, [`Identity::system`]; honoured only where the operator allows it (ADR 015).
+pub const SYSTEM_SCOPE: &str = "arqonbus:system";
+
 /// A role claim. Any string is kept (clients may use their own roles), but only `admin`
 /// (in any case) grants administrative commands.
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -74,6 +78,10 @@ pub struct Identity {
     pub edge_id: EdgeId,
     /// The token's `permissions` claim, when it had one.
     pub permissions: Option<Vec<String>>,
+    /// The fleet-wide authority (ADR 015): across tenants, over the global CASIL policy.
+    /// Only a token with the `arqonbus:system` scope, on an edge configured to honour it,
+    /// has it; `admin` is the admin of its own tenant only.
+    pub system: bool,
 }
 
 impl Identity {
@@ -105,6 +113,7 @@ mod tests {
             role,
             edge_id,
             permissions: permissions.map(|p| p.iter().map(|s| (*s).to_owned()).collect()),
+            system: false,
         }
     }
 

@@ -91,6 +91,24 @@ impl JsonObject {
         self.to_map().remove(key)
     }
 
+    /// Removes these top-level keys. The text is parsed only when it may hold one of
+    /// them: when it contains one verbatim, or any escape (a key may be spelt with
+    /// `\u` escapes).
+    pub fn remove_keys(&mut self, keys: &[&str]) {
+        let text = self.as_str();
+        if !text.contains('\\') && !keys.iter().any(|key| text.contains(key)) {
+            return;
+        }
+        let mut map = self.to_map();
+        let before = map.len();
+        for key in keys {
+            map.remove(*key);
+        }
+        if map.len() != before {
+            *self = Self::from_map(&map);
+        }
+    }
+
     fn from_raw_unchecked(text: String) -> Self {
         // `text` is valid JSON by construction at every call site.
         match RawValue::from_string(text) {
@@ -152,6 +170,27 @@ impl From<Map<String, Value>> for JsonObject {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn keys_are_removed_however_they_are_spelt() {
+        let keys = ["casil", "iteration"];
+        for text in [
+            r#"{"casil": {"decision": "ALLOW"}, "iteration": 3, "k": "v"}"#,
+            r#"{"cas\u0069l": 1, "k": "v"}"#,
+            r#"{"k": "v"}"#,
+        ] {
+            let mut object = JsonObject::parse(text).unwrap();
+            object.remove_keys(&keys);
+            assert_eq!(
+                object.to_map(),
+                json!({"k": "v"}).as_object().unwrap().clone(),
+                "{text}"
+            );
+        }
+        // Untouched text stays as it was, byte for byte.
+        let mut object = JsonObject::parse(r#"{ "k" : "v" }"#).unwrap();
+        object.remove_keys(&keys);
+        assert_eq!(object.as_str(), r#"{ "k" : "v" }"#);
+    }
     use super::*;
     use serde_json::json;
 

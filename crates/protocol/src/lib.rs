@@ -18,10 +18,12 @@ mod replies;
 pub mod subject;
 mod time;
 
-pub use envelope::{DecodeError, Envelope, MessageType, PROTOCOL_VERSION, Status};
+pub use envelope::{
+    DecodeError, Envelope, MessageType, PROTOCOL_VERSION, SERVER_OWNED_METADATA, Status,
+};
 pub use error_code::ErrorCode;
 pub use id::{ClientId, EdgeId, IdError, MessageId};
-pub use identity::{Identity, Permission, Role};
+pub use identity::{Identity, Permission, Role, SYSTEM_SCOPE};
 pub use json::{JsonObject, JsonObjectError, NotAnObject};
 pub use names::{ChannelName, NameError, RoomName, TenantId, Topic};
 pub use replies::{CommandReply, SERVER_SENDER, WELCOME_TEXT};

@@ -5,6 +5,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde::Serialize;
 
+pub use arqon_protocol::SYSTEM_SCOPE;
+
 /// The claims of an ArqonBus token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Claims {
@@ -13,6 +15,10 @@ pub struct Claims {
     pub role: String,
     pub iat: u64,
     pub exp: u64,
+    /// Space-separated scopes; `arqonbus:system` asks for the fleet-wide authority (only
+    /// edges with `ARQONBUS_AUTH_SYSTEM_SCOPE=true` honour it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
 }
 
 impl Claims {
@@ -28,6 +34,7 @@ impl Claims {
             role: role.to_owned(),
             iat: now,
             exp: now.saturating_add(ttl.as_secs()),
+            scope: None,
         }
     }
 }

@@ -107,6 +107,24 @@ pub struct EdgeConfig {
     )]
     pub tenant_claim: String,
 
+    /// The tenant of a token without the tenant claim. Unset (the default), such a token
+    /// is refused: with an issuer shared by several applications, a silent fallback would
+    /// put all of them in one tenant. `default` restores the original's behaviour.
+    #[arg(long = "default-tenant", env = "ARQONBUS_AUTH_DEFAULT_TENANT")]
+    pub default_tenant: Option<String>,
+
+    /// Honour the `arqonbus:system` scope in tokens: the fleet-wide authority (every
+    /// tenant's status and store, the CASIL policy). Off by default: only the service
+    /// token (gRPC, the `arqon` CLI) has it.
+    #[arg(
+        long = "auth-system-scope",
+        env = "ARQONBUS_AUTH_SYSTEM_SCOPE",
+        default_value_t = false,
+        action = clap::ArgAction::Set,
+        value_parser = BoolishValueParser::new(),
+    )]
+    pub system_scope: bool,
+
     /// Open connections this edge accepts; further upgrades get 503.
     #[arg(
         long = "max-connections",
@@ -227,6 +245,8 @@ impl EdgeConfig {
             jwt_issuer: None,
             jwt_leeway_seconds: 5,
             tenant_claim: "tenant_id".to_owned(),
+            default_tenant: None,
+            system_scope: false,
             max_connections: 10_000,
             max_message_size: 1_048_576,
             rate_limit_per_second: 100,
@@ -244,7 +264,8 @@ impl EdgeConfig {
     /// Checks the settings without touching the network (a JWKS is fetched only when the
     /// edge starts): a bad configuration stops the process before it connects anywhere.
     pub fn validate(&self) -> Result<(), EdgeError> {
-        crate::auth::key_spec(self).map(|_| ())
+        crate::auth::key_spec(self)?;
+        crate::auth::default_tenant(self).map(|_| ())
     }
 
     pub fn pipeline_timeout(&self) -> Duration {

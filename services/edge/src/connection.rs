@@ -20,7 +20,8 @@ use arqon_telemetry::traces;
 
 use arqon_proto::model::{EdgeDelivery, Inbound, MembershipChange};
 use arqon_protocol::{
-    ClientId, CommandReply, Envelope, ErrorCode, Identity, MessageId, MessageType, Topic, subject,
+    ClientId, CommandReply, Envelope, ErrorCode, Identity, MessageId, MessageType,
+    SERVER_OWNED_METADATA, Topic, subject,
 };
 
 use crate::Shared;
@@ -145,6 +146,7 @@ impl Connection {
             role: grant.role,
             edge_id: shared.edge_id.clone(),
             permissions: grant.permissions,
+            system: grant.system,
         };
         let config = &shared.config;
         let peer = Peer::new(
@@ -186,9 +188,17 @@ fn deadline(exp: u64, leeway: Duration) -> Instant {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
-    let left = Duration::from_secs(exp).saturating_sub(now) + leeway;
-    Instant::now() + left
+    // A token may claim any `exp`; past a century it counts as a century.
+    let left = Duration::from_secs(exp)
+        .saturating_sub(now)
+        .saturating_add(leeway)
+        .min(LONGEST_TOKEN);
+    let now = Instant::now();
+    now.checked_add(left).unwrap_or(now + LONGEST_TOKEN / 1000)
 }
+
+/// The longest a token's expiry is honoured for.
+const LONGEST_TOKEN: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
 impl Connection {
     async fn serve(&mut self) -> End {
@@ -439,8 +449,11 @@ impl Connection {
         {
             return Accepted::Refresh(Box::new(envelope));
         }
-        // Identity comes from the connection, never from the frame.
+        // Identity comes from the connection, never from the frame; so do the fields the
+        // server writes (docs/protocol.md, "Server-owned fields").
         envelope.sender = Some(self.identity.client_id.as_str().to_owned());
+        envelope.from_client = envelope.sender.clone();
+        envelope.metadata.remove_keys(SERVER_OWNED_METADATA);
         self.sequence += 1;
         let id = envelope.id.clone();
         let span = receive_span(&self.identity, &envelope);
@@ -461,7 +474,11 @@ impl Connection {
     async fn refresh(&mut self, command: Envelope) -> Result<(), axum::Error> {
         let reply = match verify_refresh(&self.shared, &self.identity, &command).await {
             Ok(grant) => {
+                // Every claim the connection acts on comes from the new token: a narrower
+                // token narrows the connection at once.
                 self.identity.role = grant.role;
+                self.identity.permissions = grant.permissions;
+                self.identity.system = grant.system;
                 self.expires_at = grant
                     .expires_at
                     .map(|exp| deadline(exp, self.shared.config.leeway()));

@@ -178,6 +178,7 @@ mod tests {
             role: Role::user(),
             edge_id,
             permissions: None,
+            system: false,
         }
     }
 

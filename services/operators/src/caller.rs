@@ -13,8 +13,11 @@ use crate::status::invalid;
 pub struct Caller {
     pub tenant: TenantId,
     pub client_id: ClientId,
+    /// Admin of its own tenant.
     pub admin: bool,
     pub subject: Option<String>,
+    /// The fleet-wide authority (ADR 015): another tenant's store.
+    pub system: bool,
 }
 
 impl TryFrom<Option<pb::Caller>> for Caller {
@@ -40,6 +43,7 @@ impl TryFrom<Option<pb::Caller>> for Caller {
             client_id,
             admin: caller.admin,
             subject: caller.subject,
+            system: caller.system,
         })
     }
 }
@@ -52,6 +56,7 @@ impl Caller {
             client_id: self.client_id.to_string(),
             admin: self.admin,
             subject: self.subject.clone(),
+            system: self.system,
         }
     }
 
@@ -74,6 +79,7 @@ mod tests {
             client_id: id.to_string(),
             admin: false,
             subject: None,
+            system: false,
         };
         let caller = Caller::try_from(Some(good.clone())).unwrap();
         assert_eq!(caller.to_pb(), good);

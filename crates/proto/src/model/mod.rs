@@ -78,6 +78,7 @@ fn identity_to_pb(identity: &Identity) -> pb::Identity {
         edge_id: identity.edge_id.as_str().to_owned(),
         permissions: identity.permissions.clone().unwrap_or_default(),
         has_permissions: identity.permissions.is_some(),
+        system: identity.system,
     }
 }
 
@@ -91,6 +92,7 @@ fn identity_from_pb(identity: pb::Identity) -> Result<Identity, ModelError> {
         edge_id: EdgeId::parse(&identity.edge_id)
             .ok_or_else(|| invalid("edge_id", &identity.edge_id))?,
         permissions: identity.has_permissions.then_some(identity.permissions),
+        system: identity.system,
     })
 }
 

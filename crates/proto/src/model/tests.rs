@@ -11,6 +11,7 @@ fn identity() -> Identity {
         role: Role::user(),
         edge_id: EdgeId::generate(),
         permissions: None,
+        system: false,
     }
 }
 
@@ -35,6 +36,25 @@ fn inbound_round_trips() {
     let back = Inbound::decode(inbound.encode()).unwrap();
     assert_eq!(back, inbound);
     assert_eq!(back.envelope.to_json(), inbound.envelope.to_json());
+}
+
+#[test]
+fn the_system_authority_survives_the_round_trip() {
+    for system in [false, true] {
+        let inbound = Inbound {
+            identity: Identity {
+                system,
+                ..identity()
+            },
+            envelope: Envelope::new(MessageType::Telemetry),
+            received_at_unix_micros: 0,
+            sequence: 1,
+        };
+        assert_eq!(
+            Inbound::decode(inbound.encode()).unwrap().identity.system,
+            system
+        );
+    }
 }
 
 #[test]

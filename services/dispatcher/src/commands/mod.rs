@@ -108,8 +108,8 @@ pub(crate) async fn execute(context: &Context, inbound: &Inbound) -> Outcome {
         )
         .into();
     }
-    if let Some(refusal) = spec.admin_only
-        && !inbound.identity.role.is_admin()
+    if let Some(refusal) = spec.system_only
+        && !inbound.identity.system
     {
         return CommandReply::error(ErrorCode::AuthorizationError, refusal).into();
     }

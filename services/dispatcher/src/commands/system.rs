@@ -26,12 +26,12 @@ pub(crate) fn ping(call: &Call<'_>) -> CommandReply {
     CommandReply::success(format!("Pong! Latency: {latency_ms}ms"), data)
 }
 
-/// The bus as the dispatcher sees it. Counts are the caller's tenant's; an admin sees
-/// connected clients of every tenant.
+/// The bus as the dispatcher sees it. Counts are the caller's tenant's, admins included;
+/// only the system authority sees connected clients of every tenant.
 pub(crate) async fn status(call: &Call<'_>) -> CommandReply {
     let context = call.context;
     let identity = &call.inbound.identity;
-    let scope = (!identity.role.is_admin()).then_some(&identity.tenant);
+    let scope = (!identity.system).then_some(&identity.tenant);
     let gathered = async {
         Ok::<_, arqon_bus::BusError>((
             context.presence.connections(scope).await?,
@@ -87,7 +87,7 @@ fn describe(spec: &Spec) -> Value {
             .permission
             .map(|p| p.as_str())
             .into_iter()
-            .chain(spec.admin_only.map(|_| "admin"))
+            .chain(spec.system_only.map(|_| "system"))
             .collect::<Vec<_>>(),
         "arguments": arguments,
         "examples": [spec.example],

@@ -14,7 +14,7 @@ use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{Map, Value};
 
-use arqon_protocol::{Role, TenantId};
+use arqon_protocol::{Role, SYSTEM_SCOPE, TenantId};
 
 use crate::EdgeError;
 use crate::config::{EdgeConfig, JwtAlgorithm};
@@ -35,6 +35,8 @@ pub struct Grant {
     pub expires_at: Option<u64>,
     /// The token's `permissions` claim, when it had one.
     pub permissions: Option<Vec<String>>,
+    /// The `arqonbus:system` scope, on an edge that honours it.
+    pub system: bool,
 }
 
 impl Grant {
@@ -46,6 +48,7 @@ impl Grant {
             role: Role::user(),
             expires_at: None,
             permissions: None,
+            system: false,
         }
     }
 }
@@ -134,6 +137,8 @@ pub struct Authenticator {
     keys: Keys,
     validation: Validation,
     tenant_claim: String,
+    default_tenant: Option<TenantId>,
+    system_scope: bool,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -177,6 +182,8 @@ impl Authenticator {
             keys,
             validation,
             tenant_claim: config.tenant_claim.clone(),
+            default_tenant: default_tenant(config)?,
+            system_scope: config.system_scope,
         }))
     }
 
@@ -222,10 +229,19 @@ impl Authenticator {
                 format!("claim {name} is not a string"),
             )),
         };
-        let tenant = match text(&mut claims, &self.tenant_claim)? {
-            None => TenantId::default_tenant(),
-            Some(tenant) => TenantId::parse(&tenant)
+        let tenant = match (text(&mut claims, &self.tenant_claim)?, &self.default_tenant) {
+            (Some(tenant), _) => TenantId::parse(&tenant)
                 .map_err(|e| AuthError::new(Reason::BadClaims, e.to_string()))?,
+            (None, Some(fallback)) => fallback.clone(),
+            (None, None) => {
+                return Err(AuthError::new(
+                    Reason::BadClaims,
+                    format!(
+                        "no {} claim (set ARQONBUS_AUTH_DEFAULT_TENANT to accept such tokens)",
+                        self.tenant_claim
+                    ),
+                ));
+            }
         };
         let subject = text(&mut claims, "sub")?;
         let role = text(&mut claims, "role")?
@@ -235,6 +251,8 @@ impl Authenticator {
             .get("exp")
             .and_then(Value::as_f64)
             .map(|exp| exp.max(0.0) as u64);
+        let scopes = text(&mut claims, "scope")?.unwrap_or_default();
+        let system = self.system_scope && scopes.split_whitespace().any(|s| s == SYSTEM_SCOPE);
         let permissions = match claims.remove("permissions") {
             None | Some(Value::Null) => None,
             Some(Value::Array(items)) => Some(
@@ -254,8 +272,22 @@ impl Authenticator {
             role,
             expires_at,
             permissions,
+            system,
         })
     }
+}
+
+/// `ARQONBUS_AUTH_DEFAULT_TENANT`, checked.
+pub(crate) fn default_tenant(config: &EdgeConfig) -> Result<Option<TenantId>, EdgeError> {
+    config
+        .default_tenant
+        .as_deref()
+        .map(|tenant| {
+            TenantId::parse(tenant).map_err(|e| {
+                EdgeError::Config(format!("ARQONBUS_AUTH_DEFAULT_TENANT={tenant}: {e}"))
+            })
+        })
+        .transpose()
 }
 
 fn not_a_list() -> AuthError {

@@ -85,28 +85,62 @@ async fn permissions_are_read_when_present() {
     let auth = hs().await;
     let grant = auth
         .verify(&hs256(
-            json!({"exp": now() + 60, "permissions": ["channel_view"]}),
+            json!({"exp": now() + 60, "tenant_id": "t-a", "permissions": ["channel_view"]}),
         ))
         .await
         .unwrap();
     assert_eq!(grant.permissions, Some(vec!["channel_view".to_owned()]));
     let grant = auth
-        .verify(&hs256(json!({"exp": now() + 60})))
+        .verify(&hs256(json!({"exp": now() + 60, "tenant_id": "t-a"})))
         .await
         .unwrap();
     assert_eq!(grant.permissions, None);
 }
 
 #[tokio::test]
-async fn missing_claims_get_safe_defaults() {
-    let grant = hs()
-        .await
-        .verify(&hs256(json!({"exp": now() + 60})))
-        .await
-        .unwrap();
+async fn a_token_without_a_tenant_is_refused_unless_a_fallback_is_set() {
+    let token = hs256(json!({"exp": now() + 60}));
+    let refused = hs().await.verify(&token).await.unwrap_err();
+    assert_eq!(refused.reason, Reason::BadClaims);
+    assert!(
+        refused.detail.contains("ARQONBUS_AUTH_DEFAULT_TENANT"),
+        "{refused}"
+    );
+    let fallback = authenticator(EdgeConfig {
+        default_tenant: Some("default".to_owned()),
+        ..EdgeConfig::with_secret(SECRET)
+    })
+    .await;
+    let grant = fallback.verify(&token).await.unwrap();
     assert_eq!(grant.tenant.as_str(), "default");
     assert_eq!(grant.subject, None);
     assert!(!grant.role.is_admin());
+    assert!(!grant.system);
+    // A bad fallback stops the edge before it starts.
+    let bad = EdgeConfig {
+        default_tenant: Some("a.b".to_owned()),
+        ..EdgeConfig::with_secret(SECRET)
+    };
+    assert!(bad.validate().is_err());
+}
+
+#[tokio::test]
+async fn the_system_scope_counts_only_where_it_is_honoured() {
+    let system =
+        hs256(json!({"exp": now() + 60, "tenant_id": "ops", "scope": "read arqonbus:system"}));
+    let admin = hs256(json!({"exp": now() + 60, "tenant_id": "ops", "role": "admin"}));
+    // Off by default: the scope is only words.
+    assert!(!hs().await.verify(&system).await.unwrap().system);
+    let honouring = authenticator(EdgeConfig {
+        system_scope: true,
+        ..EdgeConfig::with_secret(SECRET)
+    })
+    .await;
+    assert!(honouring.verify(&system).await.unwrap().system);
+    // `admin` is not the system authority.
+    assert!(!honouring.verify(&admin).await.unwrap().system);
+    let near = hs256(json!({"exp": now() + 60, "tenant_id": "ops", "scope": "arqonbus:systems"}));
+    assert!(!honouring.verify(&near).await.unwrap().system);
 }
 
 #[tokio::test]
@@ -172,7 +206,11 @@ async fn refusals_carry_their_reason() {
 #[tokio::test]
 async fn leeway_tolerates_small_clock_skew_only() {
     let auth = hs().await;
-    assert!(auth.verify(&hs256(json!({"exp": now() - 2}))).await.is_ok());
+    assert!(
+        auth.verify(&hs256(json!({"exp": now() - 2, "tenant_id": "t-a"})))
+            .await
+            .is_ok()
+    );
     assert_eq!(
         reason(&auth, &hs256(json!({"exp": now() - 30}))).await,
         Reason::Expired

@@ -79,6 +79,7 @@ fn caller() -> pb::Caller {
         client_id: ClientId::generate_on(&EdgeId::generate()).to_string(),
         admin: false,
         subject: None,
+        system: false,
     }
 }
 

@@ -174,9 +174,9 @@ fn resolve(caller: &Caller, namespace: Option<pb::Namespace>) -> Result<Namespac
         None | Some("") => caller.tenant.clone(),
         Some(name) => {
             let tenant = TenantId::parse(name).map_err(|e| validation(e.to_string()))?;
-            if tenant != caller.tenant && !caller.admin {
+            if tenant != caller.tenant && !caller.system {
                 return Err(forbidden(
-                    "Only admin clients can use another tenant's store",
+                    "Only the system authority can use another tenant's store (a tenant's admin uses its own)",
                 ));
             }
             tenant
@@ -337,12 +337,13 @@ mod tests {
     use super::*;
     use arqon_protocol::{ClientId, EdgeId};
 
-    fn caller(tenant: &str, admin: bool) -> Caller {
+    fn caller(tenant: &str, admin: bool, system: bool) -> Caller {
         Caller {
             tenant: TenantId::parse(tenant).unwrap(),
             client_id: ClientId::generate_on(&EdgeId::generate()),
             admin,
             subject: None,
+            system,
         }
     }
 
@@ -354,8 +355,8 @@ mod tests {
     }
 
     #[test]
-    fn namespaces_stay_in_the_callers_tenant_unless_an_admin_says_otherwise() {
-        let user = caller("t-a", false);
+    fn namespaces_stay_in_the_callers_tenant_unless_the_system_authority_says_otherwise() {
+        let user = caller("t-a", false, false);
         let resolved = |ns| resolve(&user, ns).map(|n| n.to_string());
         assert_eq!(resolved(None).unwrap(), "tenant:t-a");
         assert_eq!(resolved(namespace(Some("  "), None)).unwrap(), "tenant:t-a");
@@ -372,14 +373,18 @@ mod tests {
         let refused = resolved(namespace(Some("a\u{7}"), None)).unwrap_err();
         assert_eq!(refused.code(), tonic::Code::InvalidArgument);
 
-        let admin = caller("t-a", true);
+        // A tenant's admin is admin of its own tenant only.
+        let admin = caller("t-a", true, false);
+        let refused = resolve(&admin, namespace(Some("cache"), Some("t-b"))).unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::PermissionDenied);
+        let system = caller("t-a", false, true);
         assert_eq!(
-            resolve(&admin, namespace(Some("cache"), Some("t-b")))
+            resolve(&system, namespace(Some("cache"), Some("t-b")))
                 .unwrap()
                 .to_string(),
             "tenant:t-b/cache"
         );
-        let refused = resolve(&admin, namespace(None, Some("t.b"))).unwrap_err();
+        let refused = resolve(&system, namespace(None, Some("t.b"))).unwrap_err();
         assert!(
             refused.message().contains("Invalid tenant name"),
             "{refused:?}"

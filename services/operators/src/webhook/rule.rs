@@ -231,6 +231,7 @@ mod tests {
             client_id: ClientId::generate_on(&EdgeId::generate()),
             admin: false,
             subject: None,
+            system: false,
         }
     }
 

@@ -69,6 +69,7 @@ fn caller(call: &Call<'_>) -> Option<pb::Caller> {
         client_id: identity.client_id.to_string(),
         admin: identity.role.is_admin(),
         subject: identity.subject.clone(),
+        system: identity.system,
     })
 }
 

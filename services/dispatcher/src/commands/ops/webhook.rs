@@ -23,7 +23,7 @@ pub(super) const SPECS: &[Spec] = &[
         category: "webhook",
         description: "POSTs every message of your tenant that matches the filters to a URL (signed, retried, at least once); answers with the rule and its signing secret (shown only here)",
         permission: None,
-        admin_only: None,
+        system_only: None,
         arguments: &[
             arg(
                 "url",
@@ -63,7 +63,7 @@ pub(super) const SPECS: &[Spec] = &[
         category: "webhook",
         description: "Your webhook rules (an admin's: every rule of the tenant)",
         permission: None,
-        admin_only: None,
+        system_only: None,
         arguments: &[],
         example: r#"{"type":"command","command":"op.webhook.list"}"#,
     },
@@ -72,7 +72,7 @@ pub(super) const SPECS: &[Spec] = &[
         category: "webhook",
         description: "Removes one of your webhook rules (an admin: any rule of the tenant)",
         permission: None,
-        admin_only: None,
+        system_only: None,
         arguments: &[arg("rule_id", true, "the rule's id (wh_…)")],
         example: r#"{"type":"command","command":"op.webhook.unregister","args":{"rule_id":"wh_0123456789ab"}}"#,
     },
