@@ -1,5 +1,6 @@
 //! Options of the two backends and configurations of KV buckets and history streams.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -38,6 +39,83 @@ pub struct NatsOptions {
     /// opens (1 to 5): 1 on a single server, 3 on a three-node JetStream cluster so that
     /// losing one node loses nothing. Opening updates an existing stream to this count.
     pub jetstream_replicas: usize,
+    /// Who the services are to NATS, and how the connection is secured.
+    pub auth: NatsAuth,
+}
+
+/// How a service proves itself to NATS: at most one of user and password, a token, an
+/// NKey seed or a credentials file (JWT and seed); and TLS, with a CA of its own and a
+/// client certificate when the server asks for one.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct NatsAuth {
+    pub user: Option<String>,
+    pub password: Option<String>,
+    pub token: Option<String>,
+    /// An NKey user seed (`SU…`).
+    pub nkey_seed: Option<String>,
+    /// A `.creds` file (decentralized JWT auth).
+    pub credentials_file: Option<PathBuf>,
+    /// PEM CA certificates the server's certificate must chain to.
+    pub tls_ca_file: Option<PathBuf>,
+    /// PEM client certificate and key, for servers that verify clients.
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_key_file: Option<PathBuf>,
+    /// Refuse a server that does not offer TLS.
+    pub tls_required: bool,
+}
+
+impl std::fmt::Debug for NatsAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Secrets are never printed, only whether they are set.
+        f.debug_struct("NatsAuth")
+            .field("user", &self.user)
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .field("token", &self.token.as_ref().map(|_| "***"))
+            .field("nkey_seed", &self.nkey_seed.as_ref().map(|_| "***"))
+            .field("credentials_file", &self.credentials_file)
+            .field("tls_ca_file", &self.tls_ca_file)
+            .field("tls_cert_file", &self.tls_cert_file)
+            .field("tls_key_file", &self.tls_key_file)
+            .field("tls_required", &self.tls_required)
+            .finish()
+    }
+}
+
+impl NatsAuth {
+    /// Refuses contradictory settings, naming them.
+    pub fn validate(&self) -> Result<(), BusError> {
+        let methods = [
+            ("ARQONBUS_NATS_USER", self.user.is_some()),
+            ("ARQONBUS_NATS_TOKEN", self.token.is_some()),
+            ("ARQONBUS_NATS_NKEY_SEED", self.nkey_seed.is_some()),
+            ("ARQONBUS_NATS_CREDS_FILE", self.credentials_file.is_some()),
+        ];
+        let chosen: Vec<&str> = methods
+            .iter()
+            .filter(|(_, set)| *set)
+            .map(|(name, _)| *name)
+            .collect();
+        let invalid = |message: String| Err(BusError::InvalidConfig(message));
+        if chosen.len() > 1 {
+            return invalid(format!(
+                "NATS authentication: set one of {}, not several",
+                chosen.join(", ")
+            ));
+        }
+        if self.user.is_some() != self.password.is_some() {
+            return invalid(
+                "NATS authentication: ARQONBUS_NATS_USER and ARQONBUS_NATS_PASSWORD go together"
+                    .to_owned(),
+            );
+        }
+        if self.tls_cert_file.is_some() != self.tls_key_file.is_some() {
+            return invalid(
+                "NATS TLS: ARQONBUS_NATS_TLS_CERT_FILE and ARQONBUS_NATS_TLS_KEY_FILE go together"
+                    .to_owned(),
+            );
+        }
+        Ok(())
+    }
 }
 
 impl Default for NatsOptions {
@@ -49,6 +127,7 @@ impl Default for NatsOptions {
             setup_timeout: Duration::from_secs(30),
             subscription_capacity: DEFAULT_SUBSCRIPTION_CAPACITY,
             jetstream_replicas: 1,
+            auth: NatsAuth::default(),
         }
     }
 }
@@ -63,6 +142,7 @@ impl NatsOptions {
     }
 
     pub(crate) fn validate(&self) -> Result<(), BusError> {
+        self.auth.validate()?;
         if (1..=MAX_REPLICAS).contains(&self.jetstream_replicas) {
             Ok(())
         } else {

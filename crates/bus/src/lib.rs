@@ -30,7 +30,7 @@ mod workqueue;
 pub use bus::{Bus, Subscription};
 pub use config::{
     DEFAULT_MAX_PAYLOAD, DEFAULT_SUBSCRIPTION_CAPACITY, EmbeddedOptions, HistoryConfig, KvConfig,
-    MAX_READ_LIMIT, NatsOptions, ReadFrom, Storage, WorkQueueConfig,
+    MAX_READ_LIMIT, NatsAuth, NatsOptions, ReadFrom, Storage, WorkQueueConfig,
 };
 pub use error::BusError;
 pub use headers::{Headers, Iter as HeaderIter};

@@ -14,4 +14,4 @@ pub mod otlp;
 mod server;
 
 pub use binary::{NATS_SERVER_ENV, nats_server_binary};
-pub use server::NatsServer;
+pub use server::{NatsServer, ServerFile};

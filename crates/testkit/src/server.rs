@@ -11,6 +11,9 @@ use tempfile::TempDir;
 
 use crate::binary::nats_server_binary;
 
+/// A file written into the server's directory before it starts: name and contents.
+pub type ServerFile<'a> = (&'a str, &'a [u8]);
+
 /// How long a server may take to write its ports file and become healthy.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 /// Between two readiness checks.
@@ -33,6 +36,8 @@ pub struct NatsServer {
     child: Option<Child>,
     port: u16,
     monitor_port: u16,
+    /// A configuration file (`-c`), for servers with authorization or TLS.
+    config: Option<PathBuf>,
 }
 
 impl NatsServer {
@@ -41,6 +46,29 @@ impl NatsServer {
     /// Panics with the server's log when the binary is missing or the server does not
     /// become ready within 20 s: this is test support, a failure must be loud.
     pub fn start() -> NatsServer {
+        NatsServer::start_configured(None)
+    }
+
+    /// Starts a server with this configuration (nats-server's file format: an
+    /// `authorization` block, `tls`, ...) on top of the usual flags. `{dir}` in it stands
+    /// for the server's temporary directory, where a test may put certificates first
+    /// ([`NatsServer::start_with_files`]).
+    pub fn start_with(config: &str) -> NatsServer {
+        NatsServer::start_with_files(config, &[])
+    }
+
+    /// [`NatsServer::start_with`], writing `files` (name, contents) into the server's
+    /// directory first.
+    pub fn start_with_files(config: &str, files: &[ServerFile<'_>]) -> NatsServer {
+        NatsServer::start_configured(Some((config, files)))
+    }
+
+    /// The server's temporary directory (certificates a test wrote there, logs).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn start_configured(config: Option<(&str, &[ServerFile<'_>])>) -> NatsServer {
         let binary = nats_server_binary();
         let dir = tempfile::Builder::new()
             .prefix("arqon-nats-")
@@ -52,7 +80,19 @@ impl NatsServer {
             child: None,
             port: 0,
             monitor_port: 0,
+            config: None,
         };
+        if let Some((text, files)) = config {
+            for (name, contents) in files {
+                std::fs::write(server.dir.path().join(name), contents)
+                    .unwrap_or_else(|err| panic!("cannot write {name}: {err}"));
+            }
+            let path = server.dir.path().join("nats.conf");
+            let dir = server.dir.path().to_string_lossy().into_owned();
+            std::fs::write(&path, text.replace("{dir}", &dir))
+                .unwrap_or_else(|err| panic!("cannot write the nats-server config: {err}"));
+            server.config = Some(path);
+        }
         // `-1` lets the server pick free ports and report them in the ports file: no race
         // between choosing a port and binding it.
         let ports_dir = server.dir.path().to_string_lossy().into_owned();
@@ -142,7 +182,11 @@ impl NatsServer {
                 .open(dir.join(name))
                 .map_or_else(|_| Stdio::null(), Stdio::from)
         };
-        Command::new(&self.binary)
+        let mut command = Command::new(&self.binary);
+        if let Some(config) = &self.config {
+            command.arg("-c").arg(config);
+        }
+        command
             .args(["-a", "127.0.0.1"])
             .args(port_args)
             .arg("-js")

@@ -1,11 +1,12 @@
 //! Command-line flags, each with an `ARQONBUS_*` environment variable.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use arqon_bus::NatsOptions;
+use arqon_bus::{NatsAuth, NatsOptions};
 use arqon_dispatcher::{DispatcherConfig, ServiceToken};
 use arqon_edge::EdgeConfig;
 use arqon_operators::OperatorsConfig;
@@ -119,6 +120,9 @@ pub struct Common {
     pub jetstream_replicas: u8,
 
     #[command(flatten)]
+    pub nats_auth: NatsAuthArgs,
+
+    #[command(flatten)]
     pub http: HttpListen,
 
     /// `text` (human-readable) or `json` (one object per line, for containers).
@@ -133,7 +137,6 @@ pub struct Common {
     #[arg(long = "log-level", env = "ARQONBUS_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
 
-    /// After SIGTERM, how long to wait for connections and in-flight work to finish.
     /// The token callers of the gRPC APIs present (`authorization: Bearer <token>`), and
     /// the one a dispatcher presents to the policy service. Trusted for every tenant.
     #[arg(
@@ -143,12 +146,78 @@ pub struct Common {
     )]
     pub service_token: Option<ServiceToken>,
 
+    /// After SIGTERM, how long to wait for connections and in-flight work to finish.
     #[arg(
         long = "shutdown-grace-seconds",
         env = "ARQONBUS_SHUTDOWN_GRACE_SECONDS",
         default_value_t = 10
     )]
     pub shutdown_grace_seconds: u64,
+}
+
+/// Who the services are to NATS (at most one of user and password, token, NKey seed or
+/// credentials file) and the TLS of the connection. The NATS account the services use must
+/// not be one clients can publish with: anyone who can publish on `arqon.ingress.*` can
+/// claim any tenant (docs/operations.md, "NATS").
+#[derive(Debug, Clone, Args)]
+pub struct NatsAuthArgs {
+    #[arg(long = "nats-user", env = "ARQONBUS_NATS_USER")]
+    pub user: Option<String>,
+    #[arg(
+        long = "nats-password",
+        env = "ARQONBUS_NATS_PASSWORD",
+        hide_env_values = true
+    )]
+    pub password: Option<String>,
+    #[arg(
+        long = "nats-token",
+        env = "ARQONBUS_NATS_TOKEN",
+        hide_env_values = true
+    )]
+    pub token: Option<String>,
+    /// An NKey user seed (`SU…`).
+    #[arg(
+        long = "nats-nkey-seed",
+        env = "ARQONBUS_NATS_NKEY_SEED",
+        hide_env_values = true
+    )]
+    pub nkey_seed: Option<String>,
+    /// A `.creds` file (JWT and seed, for decentralized auth).
+    #[arg(long = "nats-creds-file", env = "ARQONBUS_NATS_CREDS_FILE")]
+    pub credentials_file: Option<PathBuf>,
+    /// PEM CA certificates the server's certificate must chain to.
+    #[arg(long = "nats-tls-ca-file", env = "ARQONBUS_NATS_TLS_CA_FILE")]
+    pub tls_ca_file: Option<PathBuf>,
+    /// PEM client certificate, for servers that verify clients (with the key).
+    #[arg(long = "nats-tls-cert-file", env = "ARQONBUS_NATS_TLS_CERT_FILE")]
+    pub tls_cert_file: Option<PathBuf>,
+    #[arg(long = "nats-tls-key-file", env = "ARQONBUS_NATS_TLS_KEY_FILE")]
+    pub tls_key_file: Option<PathBuf>,
+    /// Refuse a NATS server that does not offer TLS.
+    #[arg(
+        long = "nats-tls-required",
+        env = "ARQONBUS_NATS_TLS_REQUIRED",
+        default_value_t = false,
+        action = clap::ArgAction::Set,
+        value_parser = clap::builder::BoolishValueParser::new(),
+    )]
+    pub tls_required: bool,
+}
+
+impl NatsAuthArgs {
+    pub fn auth(&self) -> NatsAuth {
+        NatsAuth {
+            user: self.user.clone(),
+            password: self.password.clone(),
+            token: self.token.clone(),
+            nkey_seed: self.nkey_seed.clone(),
+            credentials_file: self.credentials_file.clone(),
+            tls_ca_file: self.tls_ca_file.clone(),
+            tls_cert_file: self.tls_cert_file.clone(),
+            tls_key_file: self.tls_key_file.clone(),
+            tls_required: self.tls_required,
+        }
+    }
 }
 
 impl Common {
@@ -160,6 +229,7 @@ impl Common {
     pub fn nats_options(&self, component: &str) -> NatsOptions {
         NatsOptions {
             jetstream_replicas: usize::from(self.jetstream_replicas),
+            auth: self.nats_auth.auth(),
             ..NatsOptions::named(component)
         }
     }

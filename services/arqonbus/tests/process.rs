@@ -78,6 +78,52 @@ fn a_service_with_auth_on_and_no_secret_refuses_to_start() {
     assert!(stderr.contains("ARQONBUS_AUTH_JWT_SECRET"), "{stderr}");
 }
 
+/// A NATS server that demands credentials: without them a service stops at start with
+/// NATS's reason; with them (from the environment) it runs.
+#[test]
+fn services_authenticate_to_nats_with_their_settings() {
+    let nats =
+        NatsServer::start_with(r#"authorization { user: "arqon", password: "s3cret-pass" }"#);
+    let url = nats.url();
+    let mut refused = Process::spawn(
+        &["policy", "--http-port", "0"],
+        &[("ARQONBUS_NATS_URL", url.as_str())],
+    );
+    assert_eq!(refused.wait_exit().code(), Some(1));
+    let stderr = refused.stderr_text();
+    assert!(stderr.contains("authorization violation"), "{stderr}");
+
+    let mut both = Process::spawn(
+        &["policy", "--http-port", "0"],
+        &[
+            ("ARQONBUS_NATS_URL", url.as_str()),
+            ("ARQONBUS_NATS_TOKEN", "t"),
+            ("ARQONBUS_NATS_USER", "arqon"),
+            ("ARQONBUS_NATS_PASSWORD", "s3cret-pass"),
+        ],
+    );
+    assert_eq!(both.wait_exit().code(), Some(1));
+    let stderr = both.stderr_text();
+    assert!(
+        stderr.contains("ARQONBUS_NATS_USER") && stderr.contains("ARQONBUS_NATS_TOKEN"),
+        "{stderr}"
+    );
+
+    let mut policy = Process::spawn(
+        &["policy", "--http-port", "0"],
+        &[
+            ("ARQONBUS_NATS_URL", url.as_str()),
+            ("ARQONBUS_NATS_USER", "arqon"),
+            ("ARQONBUS_NATS_PASSWORD", "s3cret-pass"),
+        ],
+    );
+    policy.log_event("running");
+    // The password is never logged.
+    policy.terminate();
+    assert!(policy.wait_exit().success());
+    assert!(!policy.stderr_text().contains("s3cret-pass"));
+}
+
 #[test]
 fn services_other_than_standalone_need_nats() {
     let mut policy = Process::spawn(&["policy", "--http-port", "0"], &[]);

@@ -43,6 +43,38 @@ pub(crate) struct NatsBus {
     replicas: usize,
 }
 
+/// Adds the credentials and TLS settings of `auth` (checked by `NatsAuth::validate`).
+async fn authenticate(
+    connect: ConnectOptions,
+    auth: &crate::config::NatsAuth,
+) -> Result<ConnectOptions, BusError> {
+    let mut connect = match (&auth.user, &auth.password) {
+        (Some(user), Some(password)) => connect.user_and_password(user.clone(), password.clone()),
+        _ => connect,
+    };
+    if let Some(token) = &auth.token {
+        connect = connect.token(token.clone());
+    }
+    if let Some(seed) = &auth.nkey_seed {
+        connect = connect.nkey(seed.clone());
+    }
+    if let Some(path) = &auth.credentials_file {
+        connect = connect.credentials_file(path).await.map_err(|e| {
+            BusError::InvalidConfig(format!(
+                "cannot read the NATS credentials file {}: {e}",
+                path.display()
+            ))
+        })?;
+    }
+    if let Some(ca) = &auth.tls_ca_file {
+        connect = connect.add_root_certificates(ca.clone());
+    }
+    if let (Some(cert), Some(key)) = (&auth.tls_cert_file, &auth.tls_key_file) {
+        connect = connect.add_client_certificate(cert.clone(), key.clone());
+    }
+    Ok(connect.require_tls(auth.tls_required))
+}
+
 impl NatsBus {
     pub(crate) async fn connect(url: &str, options: NatsOptions) -> Result<NatsBus, BusError> {
         options.validate()?;
@@ -50,7 +82,8 @@ impl NatsBus {
         let stats = Arc::new(BusStats::default());
         let events = Arc::clone(&stats);
         let where_to = redact(url);
-        let connect = ConnectOptions::new()
+        let connect = authenticate(ConnectOptions::new(), &options.auth)
+            .await?
             .name(&options.name)
             .connection_timeout(options.connect_timeout)
             .request_timeout(Some(options.request_timeout))
