@@ -21,6 +21,12 @@ both_modes!(
         rate_limit_strikes: 3,
         ..c
     },
+    garbage_and_binary_frames_count_against_the_rate: |c| EdgeConfig {
+        rate_limit_per_second: 5,
+        rate_limit_burst: 5,
+        rate_limit_strikes: 3,
+        ..c
+    },
     clients_that_stop_reading_are_disconnected_as_too_slow: |c| EdgeConfig { outbound_queue: 16, ..c },
     clients_that_do_not_answer_pings_are_closed: |c| EdgeConfig {
         ping_interval_seconds: 1,
@@ -29,6 +35,42 @@ both_modes!(
     },
     expired_tokens_close_the_connection_unless_refreshed: |c| EdgeConfig { jwt_leeway_seconds: 0, ..c },
 );
+
+/// Frames the edge cannot use cost the sender its rate like any other: a client cannot
+/// make the edge parse garbage (or read binary frames) forever.
+async fn garbage_and_binary_frames_count_against_the_rate(cluster: &Cluster) {
+    use futures_util::SinkExt as _;
+    use tokio_tungstenite::tungstenite::Message;
+    for binary in [false, true] {
+        let mut socket = cluster.raw_client("t-a").await;
+        for n in 0..20 {
+            let frame = if binary {
+                Message::binary(vec![0u8; 1024])
+            } else {
+                Message::text(format!("{{\"id\": \"arq_1_{n}_abcdef\", not json"))
+            };
+            socket.send(frame).await.unwrap();
+        }
+        let (mut invalid, mut limited) = (0, 0);
+        let code = loop {
+            match tokio::time::timeout(WAIT, futures_util::StreamExt::next(&mut socket)).await {
+                Ok(Some(Ok(Message::Text(text)))) => {
+                    let frame: Value = serde_json::from_str(text.as_str()).unwrap();
+                    match frame["error_code"].as_str() {
+                        Some("RATE_LIMITED") => limited += 1,
+                        Some("VALIDATION_ERROR" | "INVALID_JSON") => invalid += 1,
+                        other => panic!("unexpected {other:?}: {frame}"),
+                    }
+                }
+                Ok(Some(Ok(Message::Close(frame)))) => break frame.map(|f| u16::from(f.code)),
+                Ok(Some(Ok(_))) => {}
+                other => panic!("expected frames then a close, got {other:?}"),
+            }
+        };
+        assert_eq!(code, Some(code::POLICY_VIOLATION), "binary: {binary}");
+        assert_eq!((invalid, limited), (5, 2), "binary: {binary}");
+    }
+}
 
 async fn upgrade_status(cluster: &Cluster) -> Result<RawSocket, u16> {
     let url = cluster.url_with_token(&cluster.token("t-a", "user"));

@@ -197,6 +197,15 @@ fn deadline(exp: u64, leeway: Duration) -> Instant {
     now.checked_add(left).unwrap_or(now + LONGEST_TOKEN / 1000)
 }
 
+/// A frame above the rate is parsed for its `id` only up to this size.
+const REFUSAL_ID_SCAN_BYTES: usize = 4096;
+
+/// The `id` of a frame, for the refusal of one above the rate.
+#[derive(serde::Deserialize)]
+struct IdOnly {
+    id: Option<String>,
+}
+
 /// The longest a token's expiry is honoured for.
 const LONGEST_TOKEN: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
@@ -334,7 +343,14 @@ impl Connection {
         self.pong_due = None;
         match frame {
             Some(Ok(Message::Text(text))) => self.on_text(text).await,
-            Some(Ok(Message::Binary(_))) => {
+            Some(Ok(Message::Binary(bytes))) => {
+                let metrics = &self.shared.metrics;
+                metrics.frames_in.inc();
+                metrics.bytes_in.inc_by(bytes.len() as u64);
+                // Counted against the rate like any frame, before anything else.
+                if let Some(refusal) = self.over_rate(None) {
+                    return self.on_accepted(refusal).await;
+                }
                 self.shared.metrics.invalid_frames.inc();
                 let reply = Envelope::error_reply(
                     None,
@@ -363,7 +379,12 @@ impl Connection {
     }
 
     async fn on_text(&mut self, text: Utf8Bytes) -> Step {
-        match self.accept(text.as_str()) {
+        let accepted = self.accept(text.as_str());
+        self.on_accepted(accepted).await
+    }
+
+    async fn on_accepted(&mut self, accepted: Accepted) -> Step {
+        match accepted {
             Accepted::Reply(reply) => self.write_frames([reply]).await.map(|()| None),
             Accepted::Close(end) => Ok(Some(end)),
             // Boxed: a rare path whose future (token verification, maybe a JWKS fetch)
@@ -410,6 +431,36 @@ impl Connection {
         }
     }
 
+    /// The refusal of a frame above the connection's rate (a strike; the last strike
+    /// closes), or `None` when the frame is within it. A small text frame's `id` is read
+    /// for the refusal; a large one is not parsed at all.
+    fn over_rate(&mut self, text: Option<&str>) -> Option<Accepted> {
+        let limiter = self.limiter.as_ref()?;
+        if limiter.check().is_ok() {
+            self.strikes = 0;
+            return None;
+        }
+        self.shared.metrics.rate_limited.inc();
+        self.strikes += 1;
+        if self.strikes >= self.shared.config.rate_limit_strikes {
+            return Some(Accepted::Close(End::Close(
+                Disconnect::RateLimited,
+                close_code::POLICY_VIOLATION,
+                "rate limit exceeded",
+            )));
+        }
+        let id = text
+            .filter(|t| t.len() <= REFUSAL_ID_SCAN_BYTES)
+            .and_then(|t| serde_json::from_str::<IdOnly>(t).ok())
+            .and_then(|probe| probe.id);
+        let reply = Envelope::error_reply(
+            id.as_deref(),
+            ErrorCode::RateLimited,
+            "Rate limit exceeded: the frame was dropped; slow down and retry",
+        );
+        Some(Accepted::Reply(reply.to_json().into()))
+    }
+
     /// Decides what a text frame leads to. Synchronous on purpose: envelopes are large,
     /// and nothing that lives across an await may be, since every open connection keeps
     /// its state in memory.
@@ -417,33 +468,18 @@ impl Connection {
         let metrics = &self.shared.metrics;
         metrics.frames_in.inc();
         metrics.bytes_in.inc_by(text.len() as u64);
+        // Every frame counts against the rate before it is parsed: garbage costs a
+        // client its budget like anything else.
+        if let Some(refusal) = self.over_rate(Some(text)) {
+            return refusal;
+        }
         let mut envelope = match Envelope::from_client_json(text) {
             Ok(envelope) => envelope,
             Err(e) => {
-                metrics.invalid_frames.inc();
+                self.shared.metrics.invalid_frames.inc();
                 return Accepted::Reply(e.to_envelope().to_json().into());
             }
         };
-        if let Some(limiter) = &self.limiter
-            && limiter.check().is_err()
-        {
-            metrics.rate_limited.inc();
-            self.strikes += 1;
-            if self.strikes >= self.shared.config.rate_limit_strikes {
-                return Accepted::Close(End::Close(
-                    Disconnect::RateLimited,
-                    close_code::POLICY_VIOLATION,
-                    "rate limit exceeded",
-                ));
-            }
-            let reply = Envelope::error_reply(
-                Some(envelope.id.as_str()),
-                ErrorCode::RateLimited,
-                "Rate limit exceeded: the envelope was dropped; slow down and retry",
-            );
-            return Accepted::Reply(reply.to_json().into());
-        }
-        self.strikes = 0;
         if envelope.kind == MessageType::Command
             && envelope.command.as_deref() == Some(REFRESH_COMMAND)
         {
