@@ -5,15 +5,16 @@
 use std::collections::HashSet;
 use std::future::Future;
 use std::num::NonZeroU32;
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
-use futures_util::SinkExt;
+use futures_util::{FutureExt as _, SinkExt};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::time::{Instant, Sleep};
-use tracing::{Instrument as _, debug, info, warn};
+use tracing::{Instrument as _, debug, error, info, warn};
 
 use arqon_telemetry::metrics::TraceExemplar;
 use arqon_telemetry::traces;
@@ -37,6 +38,8 @@ pub mod close_code {
     pub const POLICY_VIOLATION: u16 = 1008;
     /// The client sent a message larger than `ARQONBUS_MAX_MESSAGE_SIZE`.
     pub const MESSAGE_TOO_BIG: u16 = 1009;
+    /// The edge failed serving the connection (a bug); reconnecting is safe.
+    pub const INTERNAL_ERROR: u16 = 1011;
     /// The token expired and no `refresh` replaced it.
     pub const TOKEN_EXPIRED: u16 = 4001;
     /// The client did not answer a ping in time.
@@ -131,10 +134,30 @@ pub(crate) fn run(
 ) -> impl Future<Output = ()> + Send {
     let mut connection = Connection::new(socket, shared, grant);
     async move {
-        let end = connection.serve().await;
+        // Whatever ends the connection, a bug included, it leaves presence and releases
+        // what it held (`finish`).
+        let served = AssertUnwindSafe(connection.serve()).catch_unwind().await;
+        let end = ended(served, &connection.identity);
         // Boxed: it runs once, at the end, and would otherwise size the whole state.
         Box::pin(connection.finish(end)).await;
     }
+}
+
+/// How a connection ended: as it said, or, if serving it panicked, closed with 1011.
+fn ended(served: std::thread::Result<End>, identity: &Identity) -> End {
+    served.unwrap_or_else(|panic| {
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        error!(client_id = %identity.client_id, panic = %what, "a connection failed; closing it");
+        End::Close(
+            Disconnect::Internal,
+            close_code::INTERNAL_ERROR,
+            "internal error",
+        )
+    })
 }
 
 impl Connection {
@@ -844,4 +867,45 @@ fn receive_span(identity: &Identity, envelope: &Envelope) -> tracing::Span {
         );
     }
     span
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arqon_protocol::{EdgeId, Role, TenantId};
+
+    fn identity() -> Identity {
+        let edge_id = EdgeId::generate();
+        Identity {
+            tenant: TenantId::default_tenant(),
+            client_id: ClientId::generate_on(&edge_id),
+            subject: None,
+            role: Role::user(),
+            edge_id,
+            permissions: None,
+            system: false,
+        }
+    }
+
+    #[test]
+    fn a_panic_ends_the_connection_like_any_end_so_it_is_cleaned_up() {
+        let panicked = std::panic::catch_unwind(|| -> End { panic!("boom") });
+        assert!(matches!(
+            ended(panicked, &identity()),
+            End::Close(Disconnect::Internal, close_code::INTERNAL_ERROR, _)
+        ));
+        assert!(matches!(
+            ended(Ok(End::ClientClosed), &identity()),
+            End::ClientClosed
+        ));
+    }
+
+    #[test]
+    fn a_deadline_never_overflows() {
+        let leeway = Duration::from_secs(5);
+        let far = deadline(u64::MAX, leeway);
+        assert!(far > Instant::now() + Duration::from_secs(50 * 365 * 24 * 3600));
+        let past = deadline(0, leeway);
+        assert!(past <= Instant::now() + leeway);
+    }
 }

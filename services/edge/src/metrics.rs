@@ -31,6 +31,7 @@ arqon_telemetry::label_values! {
         TooBig => "message_too_big",
         PingTimeout => "ping_timeout",
         TokenExpired => "token_expired",
+        Internal => "internal_error",
     }
 }
 
