@@ -205,6 +205,17 @@ if template "$work/install.yaml" --set nats.url=nats://nats:4222 --set auth.jwtS
 else
   cat "$work/install.yaml.err" >&2; fail "the documented install (--set nats.url, auth.jwtSecret, serviceToken) does not render"
 fi
+# The NATS install of docs/kubernetes.md#nats-credentials-and-tls: user and password from
+# existingSecret, TLS with the CA and a client certificate.
+if template "$work/install-nats.yaml" --set nats.url=nats://nats:4222 --set existingSecret.name=arqonbus-secrets \
+  --set nats.auth.method=userPassword --set nats.auth.user=arqonbus \
+  --set nats.tls.enabled=true --set nats.tls.secretName=arqonbus-nats-client-tls --set nats.tls.clientCertificate=true \
+  && [ "$(grep -c 'key: nats-password' "$work/install-nats.yaml")" = 4 ] \
+  && [ "$(grep -c 'value: "/etc/arqonbus/nats/tls.key"' "$work/install-nats.yaml")" = 4 ]; then
+  pass
+else
+  cat "$work/install-nats.yaml.err" >&2; fail "the documented NATS install (user and password, TLS with a client certificate) does not render as described"
+fi
 # Without any value, the render stops and names what to set.
 if template "$work/none.yaml"; then
   fail "helm template with the default values alone rendered; it must ask for nats.url, auth.jwtSecret, serviceToken"
@@ -294,13 +305,21 @@ expect_notes minimal \
   "kubectl -n arqonbus get secret arqonbus -o jsonpath='{.data.jwt-secret}' | base64 -d" \
   "kubectl -n arqonbus port-forward svc/arqonbus-edge 9100:9100 8080:8080" \
   'ws://127.0.0.1:9100/ws?token=$ARQONBUS_AUTH_JWT' \
-  "arqonbus-dispatcher.arqonbus.svc:9200"
-expect_notes production "get secret arqonbus-secrets -o jsonpath='{.data.jwt-hs256}'"
+  "arqonbus-dispatcher.arqonbus.svc:9200" \
+  "NATS: the services connect WITHOUT credentials (nats.auth.method=none)" \
+  "(nats.auth; docs/kubernetes.md#nats-credentials-and-tls)" \
+  "\`role: admin\` administers its own tenant only. The fleet-wide authority"
+expect_notes production "get secret arqonbus-secrets -o jsonpath='{.data.jwt-hs256}'" \
+  "NATS: the services authenticate as user arqonbus, over TLS with a client certificate." \
+  "\`arqon token --system …\` mints a token with the fleet-wide"
 # shellcheck disable=SC2016
 expect_notes ingress 'wss://bus.example.com/ws?token=$ARQONBUS_AUTH_JWT' \
-  "export ARQONBUS_WS_URL=wss://bus.example.com/ws" "the JWKS at https://id.example.com/.well-known/jwks.json"
+  "export ARQONBUS_WS_URL=wss://bus.example.com/ws" "the JWKS at https://id.example.com/.well-known/jwks.json" \
+  "NATS: the services authenticate with a token." "The connection to NATS is not encrypted" \
+  "(a token without it gets tenant \`acme\`)"
 expect_notes monitoring "port-forward svc/arqonbus-edge"
 expect_notes no-autoscaling "arqon token --tenant acme"
+expect_notes nats-creds "NATS: the services authenticate with the .creds file of Secret arqonbus-nats-creds, over TLS."
 
 # --- 7. values that must be refused ------------------------------------------------------
 

@@ -9,6 +9,7 @@ from the chart's values.yaml merged with the set, plus literal ones for each set
 one line per failed check and a count; exit status 1 when any failed.
 """
 
+import base64
 import copy
 import os
 import sys
@@ -58,6 +59,111 @@ def env_of(container):
 def env_value(container, name):
     entry = env_of(container).get(name)
     return None if entry is None else entry.get("value")
+
+
+NATS_FILES_DIR = "/etc/arqonbus/nats"
+NATS_AUTH_VARS = ["ARQONBUS_NATS_USER", "ARQONBUS_NATS_PASSWORD", "ARQONBUS_NATS_TOKEN",
+                  "ARQONBUS_NATS_NKEY_SEED", "ARQONBUS_NATS_CREDS_FILE"]
+NATS_TLS_VARS = ["ARQONBUS_NATS_TLS_CA_FILE", "ARQONBUS_NATS_TLS_CERT_FILE", "ARQONBUS_NATS_TLS_KEY_FILE",
+                 "ARQONBUS_NATS_TLS_REQUIRED"]
+# Variables whose value is a secret: only ever a secretKeyRef.
+SECRET_VARS = ["ARQONBUS_AUTH_JWT_SECRET", "ARQONBUS_AUTH_JWT_PUBLIC_KEY", "ARQONBUS_SERVICE_TOKEN",
+               "ARQONBUS_NATS_PASSWORD", "ARQONBUS_NATS_TOKEN", "ARQONBUS_NATS_NKEY_SEED"]
+
+
+def nats_files(values):
+    """The files the values ask for: {(Secret, key): file name under NATS_FILES_DIR}."""
+    files = {}
+    auth, tls = values["nats"]["auth"], values["nats"]["tls"]
+    if auth["method"] == "creds":
+        files[(auth["credsSecret"]["name"], auth["credsSecret"]["key"])] = "nats.creds"
+    if tls["enabled"] and tls["secretName"]:
+        if tls["keys"]["ca"]:
+            files[(tls["secretName"], tls["keys"]["ca"])] = "ca.crt"
+        if tls["clientCertificate"]:
+            files[(tls["secretName"], tls["keys"]["cert"])] = "tls.crt"
+            files[(tls["secretName"], tls["keys"]["key"])] = "tls.key"
+    return files
+
+
+def secret_ref(container, name):
+    entry = env_of(container).get(name) or {}
+    return entry.get("valueFrom")
+
+
+def check_nats(name, pod, ctr, values, secret, keys):
+    """NATS credentials and TLS of one service: env, volume, mount, and that they agree."""
+    auth, tls = values["nats"]["auth"], values["nats"]["tls"]
+    env = env_of(ctr)
+    method = auth["method"]
+    want_vars = {
+        "none": [],
+        "userPassword": ["ARQONBUS_NATS_USER", "ARQONBUS_NATS_PASSWORD"],
+        "token": ["ARQONBUS_NATS_TOKEN"],
+        "nkey": ["ARQONBUS_NATS_NKEY_SEED"],
+        "creds": ["ARQONBUS_NATS_CREDS_FILE"],
+    }[method]
+    eq([n for n in NATS_AUTH_VARS if n in env], want_vars, f"{name} NATS credential variables ({method})")
+    if method == "userPassword":
+        eq(env_value(ctr, "ARQONBUS_NATS_USER"), auth["user"], f"{name} ARQONBUS_NATS_USER")
+        eq(secret_ref(ctr, "ARQONBUS_NATS_PASSWORD"),
+           {"secretKeyRef": {"name": secret, "key": keys["natsPassword"]}}, f"{name} NATS password from the Secret")
+    if method == "token":
+        eq(secret_ref(ctr, "ARQONBUS_NATS_TOKEN"),
+           {"secretKeyRef": {"name": secret, "key": keys["natsToken"]}}, f"{name} NATS token from the Secret")
+    if method == "nkey":
+        eq(secret_ref(ctr, "ARQONBUS_NATS_NKEY_SEED"),
+           {"secretKeyRef": {"name": secret, "key": keys["natsNkeySeed"]}}, f"{name} NKey seed from the Secret")
+    if method == "creds":
+        eq(env_value(ctr, "ARQONBUS_NATS_CREDS_FILE"), f"{NATS_FILES_DIR}/nats.creds", f"{name} ARQONBUS_NATS_CREDS_FILE")
+
+    want_tls = []
+    if tls["enabled"]:
+        if tls["secretName"] and tls["keys"]["ca"]:
+            want_tls.append("ARQONBUS_NATS_TLS_CA_FILE")
+        if tls["clientCertificate"]:
+            want_tls += ["ARQONBUS_NATS_TLS_CERT_FILE", "ARQONBUS_NATS_TLS_KEY_FILE"]
+        want_tls.append("ARQONBUS_NATS_TLS_REQUIRED")
+        eq(env_value(ctr, "ARQONBUS_NATS_TLS_REQUIRED"), str(tls["required"]).lower(), f"{name} ARQONBUS_NATS_TLS_REQUIRED")
+    eq([n for n in NATS_TLS_VARS if n in env], want_tls, f"{name} NATS TLS variables")
+
+    # Secrets never in plain env: a secretKeyRef and nothing else.
+    for var in SECRET_VARS:
+        if var in env:
+            eq(set(env[var]), {"name", "valueFrom"}, f"{name} {var} has no plain value")
+            check(set(env[var].get("valueFrom") or {}) == {"secretKeyRef"}, f"{name} {var} comes from a Secret")
+    literals = [values["auth"]["jwtSecret"], values["auth"]["publicKey"], values["serviceToken"],
+                auth["password"], auth["token"], auth["nkeySeed"]]
+    dumped = yaml.safe_dump(pod)
+    for literal in filter(None, literals):
+        check(literal not in dumped, f"{name}: a secret from the values appears in the pod spec")
+
+    # The files: one projected volume of exactly the wanted Secret keys, mounted read-only,
+    # and every *_FILE variable names a file of it.
+    files = nats_files(values)
+    volumes = pod.get("volumes") or []
+    mounts = ctr.get("volumeMounts") or []
+    if not files:
+        eq(volumes, [], f"{name} has no volumes without NATS files")
+        eq(mounts, [], f"{name} has no volume mounts without NATS files")
+        return
+    eq([v["name"] for v in volumes], ["nats-files"], f"{name} volumes")
+    eq(mounts, [{"name": "nats-files", "mountPath": NATS_FILES_DIR, "readOnly": True}],
+       f"{name} mounts the NATS files read-only")
+    projected = volumes[0].get("projected", {}) if volumes else {}
+    eq(projected.get("defaultMode"), 0o440, f"{name} NATS files mode 0440")
+    got = {}
+    for source in projected.get("sources", []):
+        eq(set(source), {"secret"}, f"{name} NATS files come from Secrets only")
+        for item in source.get("secret", {}).get("items", []):
+            check("mode" not in item, f"{name} {item['path']} keeps the volume's mode")
+            got[(source["secret"]["name"], item["key"])] = item["path"]
+    eq(got, files, f"{name} NATS files (Secret, key) -> file")
+    paths = {f"{NATS_FILES_DIR}/{p}" for p in got.values()}
+    file_vars = [n for n in env if n.startswith("ARQONBUS_NATS_") and n.endswith("_FILE")]
+    eq(sorted(env_value(ctr, n) for n in file_vars), sorted(paths), f"{name} every NATS file is named by a variable")
+    for var in file_vars:
+        check(env_value(ctr, var) in paths, f"{name} {var} points into the read-only mount")
 
 
 # Every set ------------------------------------------------------------------------------
@@ -161,6 +267,7 @@ def common(docs, values):
 
         secret = values["existingSecret"]["name"] or fullname
         keys = values["existingSecret"]["keys"]
+        check_nats(name, pod, ctr, values, secret, keys)
         if c == "edge":
             eq(env_value(ctr, "ARQONBUS_SERVER_PORT"), str(values["ports"]["websocket"]), f"{name} ARQONBUS_SERVER_PORT")
             eq(env_value(ctr, "ARQONBUS_SERVER_HOST"), "0.0.0.0", f"{name} ARQONBUS_SERVER_HOST")
@@ -177,7 +284,17 @@ def common(docs, values):
                 check("ARQONBUS_AUTH_JWT_SECRET" not in env_of(ctr), f"{name} has no HS256 secret")
             check(all("value" not in e or e["name"] != "ARQONBUS_AUTH_JWT_SECRET" for e in ctr["env"]),
                   f"{name} never carries the JWT secret in clear")
+            # Tenants and authority (ADR 015).
+            eq(env_value(ctr, "ARQONBUS_AUTH_SYSTEM_SCOPE"), str(values["auth"]["systemScope"]).lower(),
+               f"{name} ARQONBUS_AUTH_SYSTEM_SCOPE")
+            if values["auth"]["defaultTenant"]:
+                eq(env_value(ctr, "ARQONBUS_AUTH_DEFAULT_TENANT"), values["auth"]["defaultTenant"],
+                   f"{name} ARQONBUS_AUTH_DEFAULT_TENANT")
+            else:
+                check("ARQONBUS_AUTH_DEFAULT_TENANT" not in env_of(ctr), f"{name} has no default tenant unless set")
         else:
+            for var in ["ARQONBUS_AUTH_SYSTEM_SCOPE", "ARQONBUS_AUTH_DEFAULT_TENANT"]:
+                check(var not in env_of(ctr), f"{name} has no {var} (the edge's setting)")
             eq(env_value(ctr, "ARQONBUS_GRPC_PORT"), str(values["ports"]["grpc"]), f"{name} ARQONBUS_GRPC_PORT")
             eq(env_of(ctr)["ARQONBUS_SERVICE_TOKEN"].get("valueFrom"),
                {"secretKeyRef": {"name": secret, "key": keys["serviceToken"]}}, f"{name} service token from the Secret")
@@ -253,6 +370,13 @@ def common(docs, values):
                 want.add(values["existingSecret"]["keys"]["jwtSecret"])
             if values["auth"]["publicKey"]:
                 want.add(values["existingSecret"]["keys"]["jwtPublicKey"])
+            nauth = values["nats"]["auth"]
+            for method, field, key in [("userPassword", "password", "natsPassword"), ("token", "token", "natsToken"),
+                                       ("nkey", "nkeySeed", "natsNkeySeed")]:
+                if nauth["method"] == method:
+                    want.add(values["existingSecret"]["keys"][key])
+                    eq(made["data"].get(values["existingSecret"]["keys"][key]),
+                       base64.b64encode(nauth[field].encode()).decode(), f"the Secret holds nats.auth.{field}")
             eq(set(made["data"]), want, "the Secret's keys")
 
     # Least RBAC: only the policy service, only casilpolicies in arqonbus.io, only here.
@@ -368,7 +492,15 @@ def literal(name, docs):
     def dep(c):
         return find(docs, "Deployment", f"{RELEASE}-{c}")["spec"]["template"]["spec"]
 
+    def nats_env(c):
+        return [e for e in dep(c)["containers"][0]["env"] if e["name"].startswith("ARQONBUS_NATS_")]
+
     if name == "minimal":
+        for c in COMPONENTS:
+            eq(nats_env(c), [{"name": "ARQONBUS_NATS_URL", "value": "nats://nats:4222"}], f"{c}: no NATS credentials or TLS")
+            check("volumes" not in dep(c), f"{c} has no volumes")
+        eq(env_value(dep("edge")["containers"][0], "ARQONBUS_AUTH_SYSTEM_SCOPE"), "false", "system scope off by default")
+        check("ARQONBUS_AUTH_DEFAULT_TENANT" not in env_of(dep("edge")["containers"][0]), "no default tenant by default")
         eq(dep("edge")["terminationGracePeriodSeconds"], 20, "edge grace: 5 s preStop + 10 s drain + 5 s")
         for c in GRPC_COMPONENTS:
             eq(dep(c)["terminationGracePeriodSeconds"], 18, f"{c} grace: 3 s preStop + 10 s drain + 5 s")
@@ -397,6 +529,27 @@ def literal(name, docs):
         eq(sorted(d["metadata"]["name"] for d in docs if d["kind"] == "HorizontalPodAutoscaler"),
            ["arqonbus-dispatcher", "arqonbus-edge"], "HPAs")
         check(any(d["kind"] == "CustomResourceDefinition" for d in docs), "the CRD comes with --include-crds")
+        # NATS: user and password (the password from existingSecret), TLS with the CA and a
+        # client certificate from one Secret, for all four services.
+        for c in COMPONENTS:
+            eq(nats_env(c), [
+                {"name": "ARQONBUS_NATS_URL", "value": "nats://nats-0.nats.messaging.svc:4222,"
+                 "nats://nats-1.nats.messaging.svc:4222,nats://nats-2.nats.messaging.svc:4222"},
+                {"name": "ARQONBUS_NATS_USER", "value": "arqonbus"},
+                {"name": "ARQONBUS_NATS_PASSWORD",
+                 "valueFrom": {"secretKeyRef": {"name": "arqonbus-secrets", "key": "nats-pass"}}},
+                {"name": "ARQONBUS_NATS_TLS_CA_FILE", "value": "/etc/arqonbus/nats/ca.crt"},
+                {"name": "ARQONBUS_NATS_TLS_CERT_FILE", "value": "/etc/arqonbus/nats/tls.crt"},
+                {"name": "ARQONBUS_NATS_TLS_KEY_FILE", "value": "/etc/arqonbus/nats/tls.key"},
+                {"name": "ARQONBUS_NATS_TLS_REQUIRED", "value": "true"},
+            ], f"{c} NATS settings")
+            eq(dep(c)["volumes"], [{"name": "nats-files", "projected": {"defaultMode": 0o440, "sources": [
+                {"secret": {"name": "arqonbus-nats-client-tls", "items": [
+                    {"key": "ca.crt", "path": "ca.crt"}, {"key": "tls.crt", "path": "tls.crt"},
+                    {"key": "tls.key", "path": "tls.key"}]}}]}}], f"{c} NATS TLS volume")
+            eq(dep(c)["containers"][0]["volumeMounts"],
+               [{"name": "nats-files", "mountPath": "/etc/arqonbus/nats", "readOnly": True}], f"{c} NATS TLS mount")
+        eq(env_value(dep("edge")["containers"][0], "ARQONBUS_AUTH_SYSTEM_SCOPE"), "true", "system scope honoured")
     if name == "no-autoscaling":
         eq(dep("edge")["terminationGracePeriodSeconds"], 15, "edge grace without preStop: 0 + 10 + 5")
         eq(env_value(dep("dispatcher")["containers"][0], "ARQONBUS_ENABLE_PERSISTENCE"), "false", "history off")
@@ -426,7 +579,31 @@ def literal(name, docs):
         ctr = dep("edge")["containers"][0]
         eq(env_value(ctr, "ARQONBUS_AUTH_AUDIENCE"), "arqonbus", "audience")
         eq(env_value(ctr, "ARQONBUS_AUTH_ISSUER"), "https://id.example.com/", "issuer")
-        eq(set(find(docs, "Secret", RELEASE)["data"]), {"service-token"}, "no JWT secret with a JWKS")
+        eq(set(find(docs, "Secret", RELEASE)["data"]), {"service-token", "nats-token"},
+           "no JWT secret with a JWKS; the NATS token")
+        eq(find(docs, "Secret", RELEASE)["data"]["nats-token"], "dGVzdC1vbmx5LW5hdHMtdG9rZW4=", "the NATS token, base64")
+        for c in COMPONENTS:
+            eq(nats_env(c), [
+                {"name": "ARQONBUS_NATS_URL", "value": "nats://nats:4222"},
+                {"name": "ARQONBUS_NATS_TOKEN", "valueFrom": {"secretKeyRef": {"name": "arqonbus", "key": "nats-token"}}},
+            ], f"{c} NATS token from the chart's Secret")
+            check("volumes" not in dep(c), f"{c} has no volumes (no NATS files)")
+        eq(env_value(ctr, "ARQONBUS_AUTH_DEFAULT_TENANT"), "acme", "default tenant")
+        eq(env_value(ctr, "ARQONBUS_AUTH_SYSTEM_SCOPE"), "false", "system scope off")
+    if name == "nats-creds":
+        # The .creds file from its own Secret and key, TLS required, no CA file (system roots).
+        for c in COMPONENTS:
+            eq(nats_env(c), [
+                {"name": "ARQONBUS_NATS_URL", "value": "tls://nats.example.com:4222"},
+                {"name": "ARQONBUS_NATS_CREDS_FILE", "value": "/etc/arqonbus/nats/nats.creds"},
+                {"name": "ARQONBUS_NATS_TLS_REQUIRED", "value": "true"},
+            ], f"{c} NATS creds file and TLS")
+            eq(dep(c)["volumes"], [{"name": "nats-files", "projected": {"defaultMode": 0o440, "sources": [
+                {"secret": {"name": "arqonbus-nats-creds", "items": [{"key": "arqonbus.creds", "path": "nats.creds"}]}}]}}],
+               f"{c} the .creds volume")
+            eq(dep(c)["containers"][0]["volumeMounts"],
+               [{"name": "nats-files", "mountPath": "/etc/arqonbus/nats", "readOnly": True}], f"{c} the .creds mount")
+        eq(set(find(docs, "Secret", RELEASE)["data"]), {"jwt-secret", "service-token"}, "no NATS secret in the chart's Secret")
 
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))

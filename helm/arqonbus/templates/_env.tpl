@@ -1,7 +1,8 @@
 {{/*
 The environment of one service's container: dict "root" $ "component" "edge".
 Every setting is an ARQONBUS_* variable of docs/operations.md; secrets come from the
-chart's Secret or existingSecret.
+chart's Secret or existingSecret (secretKeyRef, never a plain value), files (the NATS
+.creds file, TLS CA, certificate and key) from the read-only mount of arqonbus.natsFileSources.
 */}}
 {{- define "arqonbus.env" -}}
 {{- $root := .root }}
@@ -13,6 +14,48 @@ chart's Secret or existingSecret.
   value: {{ $v.nats.url | quote }}
 - name: ARQONBUS_JETSTREAM_REPLICAS
   value: {{ $v.nats.jetstreamReplicas | int64 | quote }}
+{{- /* NATS credentials: secrets through secretKeyRef, files from the read-only mount. */}}
+{{- $nauth := $v.nats.auth }}
+{{- $files := include "arqonbus.natsFilesDir" $root }}
+{{- if eq $nauth.method "userPassword" }}
+- name: ARQONBUS_NATS_USER
+  value: {{ $nauth.user | quote }}
+- name: ARQONBUS_NATS_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ $secret }}
+      key: {{ $v.existingSecret.keys.natsPassword }}
+{{- else if eq $nauth.method "token" }}
+- name: ARQONBUS_NATS_TOKEN
+  valueFrom:
+    secretKeyRef:
+      name: {{ $secret }}
+      key: {{ $v.existingSecret.keys.natsToken }}
+{{- else if eq $nauth.method "nkey" }}
+- name: ARQONBUS_NATS_NKEY_SEED
+  valueFrom:
+    secretKeyRef:
+      name: {{ $secret }}
+      key: {{ $v.existingSecret.keys.natsNkeySeed }}
+{{- else if eq $nauth.method "creds" }}
+- name: ARQONBUS_NATS_CREDS_FILE
+  value: {{ printf "%s/nats.creds" $files | quote }}
+{{- end }}
+{{- $tls := $v.nats.tls }}
+{{- if $tls.enabled }}
+{{- if and $tls.secretName $tls.keys.ca }}
+- name: ARQONBUS_NATS_TLS_CA_FILE
+  value: {{ printf "%s/ca.crt" $files | quote }}
+{{- end }}
+{{- if $tls.clientCertificate }}
+- name: ARQONBUS_NATS_TLS_CERT_FILE
+  value: {{ printf "%s/tls.crt" $files | quote }}
+- name: ARQONBUS_NATS_TLS_KEY_FILE
+  value: {{ printf "%s/tls.key" $files | quote }}
+{{- end }}
+- name: ARQONBUS_NATS_TLS_REQUIRED
+  value: {{ $tls.required | quote }}
+{{- end }}
 - name: ARQONBUS_HTTP_HOST
   value: "0.0.0.0"
 - name: ARQONBUS_HTTP_PORT
@@ -63,6 +106,12 @@ chart's Secret or existingSecret.
   value: {{ $v.auth.leewaySeconds | int64 | quote }}
 - name: ARQONBUS_AUTH_TENANT_CLAIM
   value: {{ $v.auth.tenantClaim | quote }}
+{{- with $v.auth.defaultTenant }}
+- name: ARQONBUS_AUTH_DEFAULT_TENANT
+  value: {{ . | quote }}
+{{- end }}
+- name: ARQONBUS_AUTH_SYSTEM_SCOPE
+  value: {{ $v.auth.systemScope | quote }}
 {{- end }}
 - name: ARQONBUS_MAX_CONNECTIONS
   value: {{ $v.edge.maxConnections | int64 | quote }}

@@ -86,9 +86,41 @@ message that lists each value to set. Included by every template that depends on
 {{- if not $v.nats.url }}
 {{- $errors = append $errors "nats.url is required: the NATS server (2.11 or newer, JetStream enabled) the services connect to, e.g. --set nats.url=nats://nats:4222 (docs/kubernetes.md#nats)" }}
 {{- end }}
+{{- if contains "@" $v.nats.url }}
+{{- $errors = append $errors "nats.url carries credentials (user:password@ or token@), which the services do not use: remove them and set nats.auth (method userPassword or token)" }}
+{{- end }}
 {{- $own := $v.existingSecret.name }}
-{{- if and $own (or $v.auth.jwtSecret $v.auth.publicKey $v.serviceToken) }}
-{{- $errors = append $errors (printf "existingSecret.name (%s) is set, so auth.jwtSecret, auth.publicKey and serviceToken must be empty: put them in that Secret (keys existingSecret.keys.*)" $own) }}
+{{- $nauth := $v.nats.auth }}
+{{- if and $own (or $v.auth.jwtSecret $v.auth.publicKey $v.serviceToken $nauth.password $nauth.token $nauth.nkeySeed) }}
+{{- $errors = append $errors (printf "existingSecret.name (%s) is set, so auth.jwtSecret, auth.publicKey, serviceToken, nats.auth.password, nats.auth.token and nats.auth.nkeySeed must be empty: put them in that Secret (keys existingSecret.keys.*)" $own) }}
+{{- end }}
+{{- if eq $nauth.method "userPassword" }}
+{{- if not $nauth.user }}
+{{- $errors = append $errors "nats.auth.user is required (nats.auth.method userPassword): the NATS user the services connect as" }}
+{{- end }}
+{{- if and (not $own) (not $nauth.password) }}
+{{- $errors = append $errors (printf "nats.auth.password is required (nats.auth.method userPassword); or name a Secret of your own in existingSecret.name (key existingSecret.keys.natsPassword, here %s)" $v.existingSecret.keys.natsPassword) }}
+{{- end }}
+{{- else if eq $nauth.method "token" }}
+{{- if and (not $own) (not $nauth.token) }}
+{{- $errors = append $errors (printf "nats.auth.token is required (nats.auth.method token); or name a Secret of your own in existingSecret.name (key existingSecret.keys.natsToken, here %s)" $v.existingSecret.keys.natsToken) }}
+{{- end }}
+{{- else if eq $nauth.method "nkey" }}
+{{- if and (not $own) (not $nauth.nkeySeed) }}
+{{- $errors = append $errors (printf "nats.auth.nkeySeed is required (nats.auth.method nkey): an NKey user seed (SU…); or name a Secret of your own in existingSecret.name (key existingSecret.keys.natsNkeySeed, here %s)" $v.existingSecret.keys.natsNkeySeed) }}
+{{- end }}
+{{- else if eq $nauth.method "creds" }}
+{{- if not $nauth.credsSecret.name }}
+{{- $errors = append $errors (printf "nats.auth.credsSecret.name is required (nats.auth.method creds): the Secret holding the .creds file under key nats.auth.credsSecret.key (%s), e.g. kubectl create secret generic arqonbus-nats-creds --from-file=%s=arqonbus.creds" $nauth.credsSecret.key $nauth.credsSecret.key) }}
+{{- end }}
+{{- end }}
+{{- $tls := $v.nats.tls }}
+{{- if $tls.enabled }}
+{{- if and $tls.clientCertificate (not $tls.secretName) }}
+{{- $errors = append $errors "nats.tls.clientCertificate needs nats.tls.secretName: the Secret holding the services' certificate and key (keys nats.tls.keys.cert and nats.tls.keys.key)" }}
+{{- else if and $tls.secretName (not $tls.keys.ca) (not $tls.clientCertificate) }}
+{{- $errors = append $errors (printf "nats.tls.secretName (%s) is set but nothing is read from it: set nats.tls.keys.ca (the CA file) or nats.tls.clientCertificate" $tls.secretName) }}
+{{- end }}
 {{- end }}
 {{- if $v.auth.enabled }}
 {{- if eq $v.auth.algorithm "HS256" }}
@@ -118,6 +150,43 @@ message that lists each value to set. Included by every template that depends on
 {{- end }}
 {{- with $errors }}
 {{- fail (printf "\n\nArqonBus cannot be rendered with these values (docs/kubernetes.md#install):\n  - %s\n" (join "\n  - " .)) }}
+{{- end }}
+{{- end }}
+
+{{/*
+The files the services read for NATS (the .creds file, the TLS CA, certificate and key),
+from their Secrets, all in one read-only directory. The paths are fixed; the env
+variables (arqonbus.env) name them.
+*/}}
+{{- define "arqonbus.natsFilesDir" -}}
+/etc/arqonbus/nats
+{{- end }}
+
+{{/* The projected volume's sources, or nothing when no file is needed. */}}
+{{- define "arqonbus.natsFileSources" -}}
+{{- $v := .Values }}
+{{- if eq $v.nats.auth.method "creds" }}
+- secret:
+    name: {{ $v.nats.auth.credsSecret.name }}
+    items:
+      - key: {{ $v.nats.auth.credsSecret.key }}
+        path: nats.creds
+{{- end }}
+{{- $tls := $v.nats.tls }}
+{{- if and $tls.enabled $tls.secretName (or $tls.keys.ca $tls.clientCertificate) }}
+- secret:
+    name: {{ $tls.secretName }}
+    items:
+      {{- if $tls.keys.ca }}
+      - key: {{ $tls.keys.ca }}
+        path: ca.crt
+      {{- end }}
+      {{- if $tls.clientCertificate }}
+      - key: {{ $tls.keys.cert }}
+        path: tls.crt
+      - key: {{ $tls.keys.key }}
+        path: tls.key
+      {{- end }}
 {{- end }}
 {{- end }}
 
