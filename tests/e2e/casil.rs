@@ -301,6 +301,83 @@ with_policy!(enforcing:
 
 with_policy!(redacting: transport_redaction_replaces_what_receivers_and_history_see);
 
+with_policy!(guarded: nothing_a_client_writes_escapes_inspection);
+
+/// Enforcing on `lab:*` and `secure:*` only, reading at most 1 KiB of each part.
+fn guarded() -> Policy {
+    let mut policy = enforcing();
+    policy.scope.include = vec!["lab:*".to_owned(), "secure:*".to_owned()];
+    policy.limits.max_inspect_bytes = 1024;
+    policy
+}
+
+/// Every part a client writes is inspected wherever it goes: metadata and a message's
+/// arguments, bytes past the inspection window, a command whose arguments name a
+/// protected room while its own room is out of scope. None of it reaches anyone.
+async fn nothing_a_client_writes_escapes_inspection(cluster: &Cluster) {
+    const KEY: &str = "AKIAIOSFODNN7EXAMPLE";
+    let member = cluster.client("t-a").await;
+    member.join("lab", "notes").await.unwrap();
+    let mut sender = raw_sender(cluster).await;
+    let padding = "x".repeat(2000);
+    let cases = [
+        (
+            json!({"payload": {"content": "hi"}, "metadata": {"note": KEY}}),
+            "CASIL_POLICY_BLOCKED_SECRET",
+        ),
+        (
+            json!({"payload": {"content": "hi"}, "args": {"note": KEY}}),
+            "CASIL_POLICY_BLOCKED_SECRET",
+        ),
+        (
+            json!({"payload": {"a": padding, "b": KEY}}),
+            "CASIL_POLICY_OVERSIZE",
+        ),
+    ];
+    for (parts, code) in cases {
+        let mut envelope =
+            json!({"id": id(), "type": "message", "room": "lab", "channel": "notes"});
+        for (key, value) in parts.as_object().unwrap() {
+            envelope[key] = value.clone();
+        }
+        send_json(&mut sender, &envelope).await;
+        let answer = next_json(&mut sender).await;
+        assert_eq!(answer["error_code"], code, "{parts}: {answer}");
+    }
+    assert_eq!(member.recv(QUIET).await.unwrap_err(), SdkError::Timeout);
+
+    // The command's own room is out of scope; the room it acts on is not.
+    let create = json!({"id": id(), "type": "command", "command": "create_channel",
+        "room": "public", "channel": "open",
+        "args": {"room": "secure", "channel": "vault", "description": KEY}});
+    send_json(&mut sender, &create).await;
+    let answer = next_json(&mut sender).await;
+    assert_eq!(
+        answer["error_code"], "CASIL_POLICY_BLOCKED_SECRET",
+        "{answer}"
+    );
+    let listed = member
+        .command("list_channels", args(json!({"room": "secure"})))
+        .await
+        .unwrap();
+    assert!(
+        listed.has_error_code(ErrorCode::RoomNotFound),
+        "{}",
+        listed.to_json()
+    );
+
+    // Clean metadata passes: a trace context is not a secret.
+    let traced = json!({"id": id(), "type": "message", "room": "lab", "channel": "notes",
+        "payload": {"content": "clean"},
+        "metadata": {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}});
+    send_json(&mut sender, &traced).await;
+    assert_eq!(next_json(&mut sender).await["type"], "message_response");
+    assert_eq!(
+        member.recv(WAIT).await.unwrap().payload.get("content"),
+        Some(json!("clean"))
+    );
+}
+
 fn redacting() -> Policy {
     let mut policy = monitor();
     policy.mode = Mode::Enforce;

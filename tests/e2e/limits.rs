@@ -28,6 +28,7 @@ both_modes!(
         ..c
     },
     clients_that_stop_reading_are_disconnected_as_too_slow: |c| EdgeConfig { outbound_queue: 16, ..c },
+    envelopes_nested_too_deep_are_refused,
     clients_that_do_not_answer_pings_are_closed: |c| EdgeConfig {
         ping_interval_seconds: 1,
         pong_timeout_seconds: 1,
@@ -70,6 +71,41 @@ async fn garbage_and_binary_frames_count_against_the_rate(cluster: &Cluster) {
         assert_eq!(code, Some(code::POLICY_VIOLATION), "binary: {binary}");
         assert_eq!((invalid, limited), (5, 2), "binary: {binary}");
     }
+}
+
+/// Deeper than `ARQONBUS_MAX_JSON_DEPTH` (32): refused at the door, since nothing after
+/// it could inspect it; at the limit: accepted.
+async fn envelopes_nested_too_deep_are_refused(cluster: &Cluster) {
+    let mut socket = cluster.raw_client("t-a").await;
+    let nested = |depth: usize| {
+        // `{"v": [[...]]}`: the object is one level, each array another.
+        let text = format!(
+            r#"{{"v":{}1{}}}"#,
+            "[".repeat(depth - 1),
+            "]".repeat(depth - 1)
+        );
+        serde_json::from_str::<Value>(&text).unwrap()
+    };
+    let deep = json!({"type": "message", "id": "arq_1_1_abcdef", "room": "lab", "channel": "deep",
+                      "payload": {"content": "x"}, "metadata": nested(33)});
+    send_json(&mut socket, &deep).await;
+    let answer = next_json(&mut socket).await;
+    assert_eq!(
+        answer["error_code"],
+        ErrorCode::ValidationError.as_str(),
+        "{answer}"
+    );
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("at most 32"),
+        "{answer}"
+    );
+    let fits = json!({"type": "message", "id": "arq_1_2_abcdef", "room": "lab", "channel": "deep",
+                      "payload": nested(32)});
+    send_json(&mut socket, &fits).await;
+    assert_eq!(next_json(&mut socket).await["type"], "message_response");
 }
 
 async fn upgrade_status(cluster: &Cluster) -> Result<RawSocket, u16> {

@@ -7,7 +7,7 @@
 use serde_json::{Map, Value};
 
 use crate::PolicyError;
-use crate::document::{DefaultDecision, Mode, Policy};
+use crate::document::{DefaultDecision, Mode, Policy, Uninspected};
 
 /// Where a flat setting lives in the document, so reading and writing share one table.
 enum Field {
@@ -17,6 +17,7 @@ enum Field {
     Count(u64, fn(&mut Policy) -> &mut u64),
     Mode,
     DefaultDecision,
+    Uninspected,
 }
 
 const FIELDS: &[(&str, Field)] = &[
@@ -33,6 +34,7 @@ const FIELDS: &[(&str, Field)] = &[
         "max_inspect_bytes",
         Field::Count(1, |p| &mut p.limits.max_inspect_bytes),
     ),
+    ("uninspected_bytes", Field::Uninspected),
     (
         "max_patterns",
         Field::Count(0, |p| &mut p.limits.max_patterns),
@@ -85,6 +87,7 @@ impl Policy {
                 Field::Count(_, at) => Value::from(*at(&mut copy)),
                 Field::Mode => Value::from(copy.mode.as_str()),
                 Field::DefaultDecision => Value::from(copy.default_decision.as_str()),
+                Field::Uninspected => Value::from(copy.limits.uninspected_bytes.as_str()),
             };
             out.insert((*name).to_owned(), value);
         }
@@ -109,6 +112,9 @@ impl Policy {
                 Field::Mode => to_mode(value).map(|v| next.mode = v),
                 Field::DefaultDecision => {
                     to_default_decision(value).map(|v| next.default_decision = v)
+                }
+                Field::Uninspected => {
+                    to_uninspected(value).map(|v| next.limits.uninspected_bytes = v)
                 }
             };
             if let Err(problem) = applied {
@@ -139,9 +145,18 @@ fn to_mode(value: &Value) -> Result<Mode, String> {
 
 fn to_default_decision(value: &Value) -> Result<DefaultDecision, String> {
     match lowered(value).as_str() {
+        "auto" => Ok(DefaultDecision::Auto),
         "allow" => Ok(DefaultDecision::Allow),
         "block" => Ok(DefaultDecision::Block),
         other => Err(format!("Invalid CASIL default_decision: {other}")),
+    }
+}
+
+fn to_uninspected(value: &Value) -> Result<Uninspected, String> {
+    match lowered(value).as_str() {
+        "block" => Ok(Uninspected::Block),
+        "allow" => Ok(Uninspected::Allow),
+        other => Err(format!("Invalid CASIL uninspected_bytes: {other}")),
     }
 }
 
@@ -252,20 +267,23 @@ mod tests {
             "metadata_to_telemetry",
             "metadata_to_envelope",
         ];
-        for name in original
-            .iter()
-            .chain(&["replace_builtin_patterns", "never_log_payload_for"])
-        {
+        for name in original.iter().chain(&[
+            "replace_builtin_patterns",
+            "never_log_payload_for",
+            "uninspected_bytes",
+        ]) {
             assert!(snap.contains_key(*name), "{name}");
         }
-        assert_eq!(snap.len(), original.len() + 2);
+        assert_eq!(snap.len(), original.len() + 3);
         assert_eq!(snap["mode"], "monitor");
-        assert_eq!(snap["default_decision"], "allow");
+        // Safer than the original's `allow`: a failed inspection blocks in enforce mode.
+        assert_eq!(snap["default_decision"], "auto");
+        assert_eq!(snap["uninspected_bytes"], "block");
         assert_eq!(
             snap["redaction_paths"],
             json!(["password", "token", "secret"])
         );
-        assert_eq!(snap["max_inspect_bytes"], 65_536);
+        assert_eq!(snap["max_inspect_bytes"], 262_144);
         assert_eq!(snap["metadata_to_logs"], true);
     }
 

@@ -47,7 +47,9 @@ impl Mode {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DefaultDecision {
+    /// Fail closed in enforce mode, open in monitor mode (which never blocks).
     #[default]
+    Auto,
     Allow,
     Block,
 }
@@ -55,8 +57,39 @@ pub enum DefaultDecision {
 impl DefaultDecision {
     pub const fn as_str(self) -> &'static str {
         match self {
+            DefaultDecision::Auto => "auto",
             DefaultDecision::Allow => "allow",
             DefaultDecision::Block => "block",
+        }
+    }
+
+    /// Whether a failed inspection blocks in `mode`.
+    pub const fn blocks(self, mode: Mode) -> bool {
+        match self {
+            DefaultDecision::Auto => matches!(mode, Mode::Enforce),
+            DefaultDecision::Allow => false,
+            DefaultDecision::Block => true,
+        }
+    }
+}
+
+/// What enforce mode does with a payload longer than `max_inspect_bytes`, whose end was
+/// never searched for secrets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Uninspected {
+    /// Block it (`CASIL_POLICY_OVERSIZE`): nothing passes unread.
+    #[default]
+    Block,
+    /// Let it through, flagged `oversize_payload` (the original's behaviour).
+    Allow,
+}
+
+impl Uninspected {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Uninspected::Block => "block",
+            Uninspected::Allow => "allow",
         }
     }
 }
@@ -75,8 +108,10 @@ pub struct Scope {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
-    /// Secret detection reads at most this many bytes of the payload text (at least 1).
+    /// Secret detection reads at most this many bytes of each inspected part (at least 1).
     pub max_inspect_bytes: u64,
+    /// What enforce mode does with a part longer than `max_inspect_bytes`.
+    pub uninspected_bytes: Uninspected,
     /// The most custom `redaction.patterns` a policy may have.
     pub max_patterns: u64,
 }
@@ -84,7 +119,10 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            max_inspect_bytes: 65_536,
+            // As large as the largest payload the rules allow: everything that may pass
+            // is read.
+            max_inspect_bytes: 262_144,
+            uninspected_bytes: Uninspected::Block,
             max_patterns: 32,
         }
     }
@@ -183,13 +221,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn default_is_the_original_env_defaults() {
+    fn default_is_the_original_env_defaults_where_they_are_safe() {
         let p = Policy::default();
         assert!(!p.enabled);
         assert_eq!(p.mode, Mode::Monitor);
-        assert_eq!(p.default_decision, DefaultDecision::Allow);
+        // Where the original let unread or uninspectable payloads through in enforce
+        // mode, the defaults block them (docs/casil.md, "Differences").
+        assert_eq!(p.default_decision, DefaultDecision::Auto);
+        assert!(p.default_decision.blocks(Mode::Enforce));
+        assert!(!p.default_decision.blocks(Mode::Monitor));
+        assert_eq!(p.limits.uninspected_bytes, Uninspected::Block);
         assert!(p.scope.include.is_empty() && p.scope.exclude.is_empty());
-        assert_eq!(p.limits.max_inspect_bytes, 65_536);
+        assert_eq!(p.limits.max_inspect_bytes, 262_144);
         assert_eq!(p.limits.max_patterns, 32);
         assert_eq!(p.policies.max_payload_bytes, 262_144);
         assert!(!p.policies.block_on_probable_secret);

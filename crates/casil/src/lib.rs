@@ -34,7 +34,7 @@ mod test_support;
 pub use compile::Engine;
 pub use detect::BUILTIN_PATTERNS;
 pub use document::{
-    DefaultDecision, Limits, MetadataTargets, Mode, Policy, Redaction, Rules, Scope,
+    DefaultDecision, Limits, MetadataTargets, Mode, Policy, Redaction, Rules, Scope, Uninspected,
 };
 pub use error::PolicyError;
 pub use event::{DECISION_EVENT, decision_event};

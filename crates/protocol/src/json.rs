@@ -91,6 +91,34 @@ impl JsonObject {
         self.to_map().remove(key)
     }
 
+    /// How deeply objects and arrays nest in it: `{}` is 1, `{"a":[1]}` is 2. One pass
+    /// over the bytes, no parse.
+    pub fn depth(&self) -> usize {
+        let (mut depth, mut deepest) = (0usize, 0usize);
+        let (mut in_string, mut escaped) = (false, false);
+        for byte in self.as_bytes() {
+            if in_string {
+                match (escaped, byte) {
+                    (true, _) => escaped = false,
+                    (false, b'\\') => escaped = true,
+                    (false, b'"') => in_string = false,
+                    _ => {}
+                }
+                continue;
+            }
+            match byte {
+                b'"' => in_string = true,
+                b'{' | b'[' => {
+                    depth += 1;
+                    deepest = deepest.max(depth);
+                }
+                b'}' | b']' => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+        }
+        deepest
+    }
+
     /// Removes these top-level keys. The text is parsed only when it may hold one of
     /// them: when it contains one verbatim, or any escape (a key may be spelt with
     /// `\u` escapes).
@@ -170,6 +198,20 @@ impl From<Map<String, Value>> for JsonObject {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn depth_counts_nesting_outside_strings() {
+        for (text, depth) in [
+            ("{}", 1),
+            (r#"{"a":[1,{"b":2}]}"#, 3),
+            (r#"{"a":"[[[{{{\"]]]"}"#, 1),
+            (r#"{"a":"\\","b":[[]]}"#, 3),
+        ] {
+            assert_eq!(JsonObject::parse(text).unwrap().depth(), depth, "{text}");
+        }
+        let deep = format!("{{\"a\":{}{}}}", "[".repeat(200), "]".repeat(200));
+        assert_eq!(JsonObject::parse(&deep).map(|o| o.depth()).ok(), Some(201));
+    }
+
     #[test]
     fn keys_are_removed_however_they_are_spelt() {
         let keys = ["casil", "iteration"];

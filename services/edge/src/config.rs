@@ -144,6 +144,17 @@ pub struct EdgeConfig {
     )]
     pub max_message_size: u32,
 
+    /// How deeply `payload`, `args` and `metadata` may nest objects and arrays (at most
+    /// 128, the JSON parsers' own limit). A deeper envelope gets `VALIDATION_ERROR`: it
+    /// could not be inspected.
+    #[arg(
+        long = "max-json-depth",
+        env = "ARQONBUS_MAX_JSON_DEPTH",
+        default_value_t = 32,
+        value_parser = clap::value_parser!(u32).range(1..=128),
+    )]
+    pub max_json_depth: u32,
+
     /// Envelopes one connection may send per second, on average (0: no limit). Above
     /// it the client gets `RATE_LIMITED`.
     #[arg(
@@ -249,6 +260,7 @@ impl EdgeConfig {
             system_scope: false,
             max_connections: 10_000,
             max_message_size: 1_048_576,
+            max_json_depth: 32,
             rate_limit_per_second: 100,
             rate_limit_burst: 200,
             rate_limit_strikes: 20,

@@ -503,6 +503,23 @@ impl Connection {
                 return Accepted::Reply(e.to_envelope().to_json().into());
             }
         };
+        let limit = self.shared.config.max_json_depth as usize;
+        let deepest = [&envelope.payload, &envelope.args, &envelope.metadata]
+            .iter()
+            .map(|part| part.depth())
+            .max()
+            .unwrap_or(0);
+        if deepest > limit {
+            self.shared.metrics.invalid_frames.inc();
+            let reply = Envelope::error_reply(
+                Some(envelope.id.as_str()),
+                ErrorCode::ValidationError,
+                format!(
+                    "Validation error: the envelope nests {deepest} levels deep; at most {limit} are accepted"
+                ),
+            );
+            return Accepted::Reply(reply.to_json().into());
+        }
         if envelope.kind == MessageType::Command
             && envelope.command.as_deref() == Some(REFRESH_COMMAND)
         {

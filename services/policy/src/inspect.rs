@@ -59,7 +59,7 @@ async fn inspect_in(context: &Context, message: Message, span: &tracing::Span) {
     }
     let live = context.store.current();
     let started = Instant::now();
-    let outcome = inspect(&live.engine, &inbound.envelope);
+    let Inspection { outcome, redacted } = inspect(&live.engine, &inbound.envelope);
     metrics.inspection.observe(started.elapsed().as_secs_f64());
     metrics
         .decisions
@@ -95,7 +95,7 @@ async fn inspect_in(context: &Context, message: Message, span: &tracing::Span) {
         block(context, &inbound, &outcome).await;
         return;
     }
-    let forward = match rewrite(inbound, &outcome) {
+    let forward = match rewrite(inbound, &outcome, redacted) {
         Some(rewritten) => rewritten,
         // Unchanged envelopes go on as they came: the bytes are forwarded, not re-encoded.
         None => message.payload,
@@ -103,51 +103,135 @@ async fn inspect_in(context: &Context, message: Message, span: &tracing::Span) {
     forward_to_dispatcher(context, &message.subject, forward).await;
 }
 
-/// What the policy decides for `envelope`. Exempt commands ([`EXEMPT_COMMAND_PREFIX`])
-/// are given to the engine as a kind it does not inspect, so they are counted alike.
-fn inspect(engine: &Engine, envelope: &Envelope) -> Outcome {
-    let (kind, payload) = match envelope.kind {
-        MessageType::Message => (Kind::Message, &envelope.payload),
-        MessageType::Telemetry => (Kind::Telemetry, &envelope.payload),
-        MessageType::Command => (Kind::Command, &envelope.args),
-        _ => (Kind::Other, &envelope.payload),
+/// A part of an envelope that a client writes and that is delivered or acted on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Part {
+    Payload,
+    Args,
+    Metadata,
+}
+
+/// What the policy decided for a whole envelope, and the redacted copies of its parts
+/// that go on in place of the originals.
+struct Inspection {
+    outcome: Outcome,
+    redacted: Vec<(Part, String)>,
+}
+
+/// What the policy decides for `envelope`: every part a client controls is inspected
+/// (the payload, or a command's arguments, first; then the others that are not empty),
+/// for every place it may go (a command's `args.room` and `args.channel` as well as its
+/// own), and the most severe outcome stands. Exempt commands
+/// ([`EXEMPT_COMMAND_PREFIX`]) are given to the engine as a kind it does not inspect, so
+/// they are counted alike.
+fn inspect(engine: &Engine, envelope: &Envelope) -> Inspection {
+    let (kind, main) = match envelope.kind {
+        MessageType::Message => (Kind::Message, Part::Payload),
+        MessageType::Telemetry => (Kind::Telemetry, Part::Payload),
+        MessageType::Command => (Kind::Command, Part::Args),
+        _ => (Kind::Other, Part::Payload),
     };
     let exempt = kind == Kind::Command
         && envelope
             .command
             .as_deref()
             .is_some_and(|c| c.starts_with(EXEMPT_COMMAND_PREFIX));
-    // A command names its room and channel in its arguments.
+    let kind = if exempt { Kind::Other } else { kind };
+    let text = |part: Part| match part {
+        Part::Payload => &envelope.payload,
+        Part::Args => &envelope.args,
+        Part::Metadata => &envelope.metadata,
+    };
+    // The envelope's own target, and a command's target in its arguments.
     let from_args = |name: &str| match envelope.args.get(name) {
         Some(Value::String(text)) if kind == Kind::Command => Some(text),
         _ => None,
     };
-    let room = envelope.room.clone().or_else(|| from_args("room"));
-    let channel = envelope.channel.clone().or_else(|| from_args("channel"));
-    let input = Input {
-        kind: if exempt { Kind::Other } else { kind },
-        room: room.as_deref(),
-        channel: channel.as_deref(),
-        payload: payload.as_str(),
+    let own = (envelope.room.clone(), envelope.channel.clone());
+    let named = (from_args("room"), from_args("channel"));
+    let mut targets = vec![(
+        own.0.clone().or_else(|| named.0.clone()),
+        own.1.clone().or_else(|| named.1.clone()),
+    )];
+    if named.0.is_some() || named.1.is_some() {
+        let args_target = (named.0.or(own.0), named.1.or(own.1));
+        if !targets.contains(&args_target) {
+            targets.push(args_target);
+        }
+    }
+    let mut others = Vec::new();
+    if kind != Kind::Other {
+        others.extend(
+            [Part::Payload, Part::Args, Part::Metadata]
+                .into_iter()
+                .filter(|part| *part != main && !text(*part).is_empty()),
+        );
+    }
+    let check = |part: Part, (room, channel): &(Option<String>, Option<String>)| {
+        engine.inspect(&Input {
+            kind,
+            room: room.as_deref(),
+            channel: channel.as_deref(),
+            payload: text(part).as_str(),
+        })
     };
-    engine.inspect(&input)
+    let mut redacted: Vec<(Part, String)> = Vec::new();
+    let mut keep = |part: Part, outcome: &Outcome| {
+        if let Some(copy) = &outcome.transport_payload
+            && !redacted.iter().any(|(p, _)| *p == part)
+        {
+            redacted.push((part, copy.clone()));
+        }
+    };
+    let mut decided = check(main, &targets[0]);
+    keep(main, &decided);
+    let rest = targets[1..].iter().map(|target| (main, target)).chain(
+        others
+            .iter()
+            .flat_map(|part| targets.iter().map(|t| (*part, t))),
+    );
+    for (part, target) in rest {
+        let outcome = check(part, target);
+        keep(part, &outcome);
+        if severity(&outcome) > severity(&decided) {
+            decided = outcome;
+        }
+    }
+    Inspection {
+        outcome: decided,
+        redacted,
+    }
 }
 
-/// The envelope to forward when CASIL changed it: the redacted payload (or arguments)
-/// and `metadata.casil`.
-fn rewrite(mut inbound: Inbound, outcome: &Outcome) -> Option<Bytes> {
-    if outcome.transport_payload.is_none() && outcome.envelope_metadata.is_none() {
+/// Block over redaction over allow; an inspected outcome over one that was not.
+fn severity(outcome: &Outcome) -> (u8, bool) {
+    let rank = match outcome.decision {
+        Decision::Block => 2,
+        Decision::AllowWithRedaction => 1,
+        Decision::Allow => 0,
+    };
+    (rank, outcome.inspected)
+}
+
+/// The envelope to forward when CASIL changed it: the redacted parts and
+/// `metadata.casil`.
+fn rewrite(
+    mut inbound: Inbound,
+    outcome: &Outcome,
+    redacted: Vec<(Part, String)>,
+) -> Option<Bytes> {
+    if redacted.is_empty() && outcome.envelope_metadata.is_none() {
         return None;
     }
     let envelope = &mut inbound.envelope;
-    if let Some(redacted) = outcome
-        .transport_payload
-        .as_deref()
-        .and_then(|text| JsonObject::parse(text).ok())
-    {
-        match envelope.kind {
-            MessageType::Command => envelope.args = redacted,
-            _ => envelope.payload = redacted,
+    for (part, text) in redacted {
+        let Ok(copy) = JsonObject::parse(&text) else {
+            continue;
+        };
+        match part {
+            Part::Payload => envelope.payload = copy,
+            Part::Args => envelope.args = copy,
+            Part::Metadata => envelope.metadata = copy,
         }
     }
     if let Some(casil) = &outcome.envelope_metadata {

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use arqon_casil::{DefaultDecision, Mode, Policy};
+use arqon_casil::{DefaultDecision, Mode, Policy, Uninspected};
 
 /// The seed policy. Once a policy is stored on the bus, the stored one wins: these
 /// settings only seed a bus that has none (a standalone process, on every start).
@@ -24,11 +24,12 @@ pub struct CasilSettings {
           value_parser = parse::<Mode>)]
     pub mode: Mode,
 
-    /// What an inspection that fails decides: `allow` or `block`.
+    /// What an inspection that fails decides: `auto` (block in enforce mode, allow in
+    /// monitor mode), `allow` or `block`.
     #[arg(
         long = "casil-default-decision",
         env = "ARQONBUS_CASIL_DEFAULT_DECISION",
-        default_value = "allow",
+        default_value = "auto",
         value_parser = parse::<DefaultDecision>
     )]
     pub default_decision: DefaultDecision,
@@ -55,9 +56,19 @@ pub struct CasilSettings {
     #[arg(
         long = "casil-max-inspect-bytes",
         env = "ARQONBUS_CASIL_MAX_INSPECT_BYTES",
-        default_value_t = 65_536
+        default_value_t = 262_144
     )]
     pub max_inspect_bytes: u64,
+
+    /// What enforce mode does with a payload longer than the inspection window: `block`
+    /// (nothing passes unread) or `allow` (flagged only, the original's behaviour).
+    #[arg(
+        long = "casil-uninspected-bytes",
+        env = "ARQONBUS_CASIL_UNINSPECTED_BYTES",
+        default_value = "block",
+        value_parser = parse::<Uninspected>
+    )]
+    pub uninspected_bytes: Uninspected,
 
     /// Most custom patterns a policy may have.
     #[arg(
@@ -172,6 +183,7 @@ impl CasilSettings {
             scope_include: policy.scope.include.clone(),
             scope_exclude: policy.scope.exclude.clone(),
             max_inspect_bytes: policy.limits.max_inspect_bytes,
+            uninspected_bytes: policy.limits.uninspected_bytes,
             max_patterns: policy.limits.max_patterns,
             max_payload_bytes: policy.policies.max_payload_bytes,
             block_on_probable_secret: policy.policies.block_on_probable_secret,
@@ -207,6 +219,7 @@ impl CasilSettings {
         policy.scope.include = list(&self.scope_include);
         policy.scope.exclude = list(&self.scope_exclude);
         policy.limits.max_inspect_bytes = self.max_inspect_bytes;
+        policy.limits.uninspected_bytes = self.uninspected_bytes;
         policy.limits.max_patterns = self.max_patterns;
         let rules = &mut policy.policies;
         rules.max_payload_bytes = self.max_payload_bytes;

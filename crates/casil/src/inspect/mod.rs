@@ -12,7 +12,7 @@ pub use outcome::{Classification, ContentKind, Decision, Flags, Outcome, Reason,
 use serde_json::{Map, Value};
 
 use crate::compile::Engine;
-use crate::document::{DefaultDecision, Mode};
+use crate::document::{Mode, Uninspected};
 use crate::{detect, redact, scope};
 
 /// What kind of envelope the payload came in.
@@ -110,9 +110,13 @@ impl Engine {
         }
         let redacted = redacted_copy.is_some();
 
+        // Bytes past the inspection window were never searched: unless the policy says
+        // to let them through, they count as too large.
+        let unread =
+            flags.oversize_payload && self.policy.limits.uninspected_bytes == Uninspected::Block;
         let would_block = if secret && rules.block_on_probable_secret {
             Some(Reason::BlockedSecret)
-        } else if over_limit {
+        } else if over_limit || unread {
             Some(Reason::Oversize)
         } else {
             None
@@ -166,9 +170,10 @@ impl Engine {
 
     /// What could not be inspected is never shown: the observed copy is the bare token.
     fn internal_error(&self, kind: Kind, flags: Flags) -> Outcome {
-        let decision = match self.policy.default_decision {
-            DefaultDecision::Block => Decision::Block,
-            DefaultDecision::Allow => Decision::Allow,
+        let decision = if self.policy.default_decision.blocks(self.policy.mode) {
+            Decision::Block
+        } else {
+            Decision::Allow
         };
         let observed = Some(REDACTED_JSON.to_owned());
         self.inspected(kind, flags, decision, Reason::InternalError, None, observed)

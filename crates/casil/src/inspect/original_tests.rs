@@ -123,7 +123,10 @@ fn row_internal_error_follows_default_decision() {
     // What still reaches CASIL_INTERNAL_ERROR: a payload that must be parsed and is not a
     // JSON object (the caller promised one).
     let block = engine("enabled: true\nmode: enforce\ndefault_decision: block");
-    let allow = engine("enabled: true\nmode: enforce");
+    let allow = engine("enabled: true\nmode: enforce\ndefault_decision: allow");
+    // The default (`auto`) fails closed in enforce mode, open in monitor mode.
+    let auto = engine("enabled: true\nmode: enforce");
+    let monitor = engine("enabled: true\nmode: monitor");
     for payload in [r#"{"password": oops"#, r#"["password"]"#] {
         assert_eq!(
             decide(&block, payload),
@@ -131,6 +134,14 @@ fn row_internal_error_follows_default_decision() {
         );
         assert_eq!(
             decide(&allow, payload),
+            (Decision::Allow, Reason::InternalError)
+        );
+        assert_eq!(
+            decide(&auto, payload),
+            (Decision::Block, Reason::InternalError)
+        );
+        assert_eq!(
+            decide(&monitor, payload),
             (Decision::Allow, Reason::InternalError)
         );
     }

@@ -160,7 +160,9 @@ fn the_clean_path_does_not_parse() {
 
 #[test]
 fn an_internal_error_hides_the_payload_and_still_classifies() {
-    let e = engine("enabled: true\nmode: enforce\nmetadata: {to_envelope: true}");
+    let e = engine(
+        "enabled: true\nmode: enforce\ndefault_decision: allow\nmetadata: {to_envelope: true}",
+    );
     let out = e.inspect(&message(None, None, r#"{"password": "#));
     assert_eq!(
         (out.decision, out.reason),
@@ -188,7 +190,9 @@ fn size_limits() {
         over.inspect(&message(None, None, payload)).reason,
         Reason::Oversize
     );
-    let off = engine("enabled: true\nmode: enforce\npolicies: {max_payload_bytes: 0}");
+    let off = engine(
+        "enabled: true\nmode: enforce\npolicies: {max_payload_bytes: 0}\nlimits: {max_inspect_bytes: 2000000}",
+    );
     let big = format!(r#"{{"data":"{}"}}"#, "x".repeat(1_000_000));
     assert_eq!(
         off.inspect(&message(None, None, &big)).reason,
@@ -204,21 +208,49 @@ fn size_limits() {
 }
 
 #[test]
-fn oversize_for_inspection_is_a_flag_not_a_block() {
+fn bytes_past_the_inspection_window_are_blocked_in_enforce_mode_unless_allowed() {
+    let payload = r#"{"content":"a longer message"}"#;
     let e = engine("enabled: true\nmode: enforce\nlimits: {max_inspect_bytes: 16}");
-    let out = e.inspect(&message(None, None, r#"{"content":"a longer message"}"#));
+    let out = e.inspect(&message(None, None, payload));
     assert_eq!(
         (out.decision, out.reason),
-        (Decision::Allow, Reason::Allowed)
+        (Decision::Block, Reason::Oversize)
     );
     let c = out.classification.unwrap();
     assert!(c.flags.oversize_payload);
     assert_eq!(c.risk_level, RiskLevel::Medium);
+    // Monitor mode reports it; `uninspected_bytes: allow` is the original's flag only.
+    let monitor = engine("enabled: true\nlimits: {max_inspect_bytes: 16}");
+    assert_eq!(
+        monitor.inspect(&message(None, None, payload)).reason,
+        Reason::MonitorMode
+    );
+    let allowed = engine(
+        "enabled: true\nmode: enforce\nlimits: {max_inspect_bytes: 16, uninspected_bytes: allow}",
+    );
+    let out = allowed.inspect(&message(None, None, payload));
+    assert_eq!(
+        (out.decision, out.reason),
+        (Decision::Allow, Reason::Allowed)
+    );
+    assert!(out.classification.unwrap().flags.oversize_payload);
+    // A secret padded past the window: never delivered in enforce mode.
+    let padded = format!(
+        r#"{{"a":"{}","b":"AKIAIOSFODNN7EXAMPLE"}}"#,
+        "x".repeat(300_000)
+    );
+    let defaults = engine("enabled: true\nmode: enforce\npolicies: {max_payload_bytes: 0}");
+    assert_eq!(
+        defaults.inspect(&message(None, None, &padded)).decision,
+        Decision::Block
+    );
 }
 
 #[test]
 fn only_the_inspected_prefix_is_searched_but_redaction_covers_the_whole_payload() {
-    let e = engine("enabled: true\nmode: enforce\nlimits: {max_inspect_bytes: 50}");
+    let e = engine(
+        "enabled: true\nmode: enforce\nlimits: {max_inspect_bytes: 50, uninspected_bytes: allow}",
+    );
     let late = format!(
         r#"{{"a":"{}","b":"ghp_{}"}}"#,
         "x".repeat(50),
