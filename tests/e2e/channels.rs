@@ -258,6 +258,27 @@ async fn permissions_follow_the_token(cluster: &Cluster) {
             .status,
         Some(Status::Success)
     );
+    // Publishing into a channel takes the right to join it (joining is not required:
+    // the protocol lets any client of the tenant publish to a channel).
+    let refused = viewer
+        .publish("r", "c", json!({"content": "from a viewer"}))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&refused, arqon_sdk::SdkError::Rejected { code, .. } if code == "AUTHORIZATION_ERROR"),
+        "{refused:?}"
+    );
+    let history = run(&plain, "history", json!({"room": "r", "channel": "c"})).await;
+    assert_eq!(data(&history)["history"], json!([]), "nothing was stored");
+    let outsider = connect(
+        cluster,
+        json!({"sub": "o", "tenant_id": "t-a", "permissions": ["channel_access"]}),
+    )
+    .await;
+    outsider
+        .publish("r", "c", json!({"content": "not joined, but allowed"}))
+        .await
+        .unwrap();
     let nothing = connect(
         cluster,
         json!({"sub": "n", "tenant_id": "t-a", "permissions": []}),

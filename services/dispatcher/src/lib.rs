@@ -110,6 +110,7 @@ pub struct DispatcherMetrics {
     commands: Counter,
     rejected: Counter,
     publish_errors: Counter,
+    refused_publishes: Counter,
 }
 
 impl DispatcherMetrics {
@@ -134,6 +135,11 @@ impl DispatcherMetrics {
             "arqonbus_dispatcher_publish_errors",
             "Publishes the bus did not accept",
             metrics.publish_errors.clone(),
+        );
+        registry.register(
+            "arqonbus_dispatcher_refused_publishes",
+            "Messages and telemetry refused because the sender may not join channels (AUTHORIZATION_ERROR)",
+            metrics.refused_publishes.clone(),
         );
         metrics
     }

@@ -10,7 +10,9 @@ use arqon_bus::{BusError, Headers, Message, StoreConfirmation};
 use arqon_proto::model::{
     DirectAck, DirectDelivery, EdgeDelivery, Inbound, MembershipChange, RoomDelivery,
 };
-use arqon_protocol::{ClientId, Envelope, ErrorCode, Identity, MessageType, Topic, subject};
+use arqon_protocol::{
+    ClientId, Envelope, ErrorCode, Identity, MessageType, Permission, Topic, subject,
+};
 use arqon_telemetry::traces;
 
 use crate::Context;
@@ -85,6 +87,17 @@ async fn route(context: &Arc<Context>, message: Message, span: &tracing::Span) {
         }
     }
     let mut answer = match inbound.envelope.kind {
+        // Publishing into a channel takes the right to join it.
+        MessageType::Message | MessageType::Telemetry
+            if !inbound.identity.may(Permission::ChannelAccess) =>
+        {
+            context.metrics.refused_publishes.inc();
+            Answer::frames(vec![Envelope::error_reply(
+                Some(inbound.envelope.id.as_str()),
+                ErrorCode::AuthorizationError,
+                "Authorization error: publishing needs the 'channel_access' permission (the right to join)",
+            )])
+        }
         MessageType::Message => route_message(context, &inbound).await,
         MessageType::Telemetry => {
             // Telemetry is fanned out when it names a room, and never acknowledged.
