@@ -29,6 +29,15 @@ both_modes!(
     },
     clients_that_stop_reading_are_disconnected_as_too_slow: |c| EdgeConfig { outbound_queue: 16, ..c },
     envelopes_nested_too_deep_are_refused,
+    one_tenant_cannot_take_every_connection: |c| EdgeConfig {
+        max_connections: 4,
+        max_connections_per_tenant: 2,
+        ..c
+    },
+    a_connection_is_in_a_bounded_number_of_channels: |c| EdgeConfig {
+        max_channels_per_connection: 3,
+        ..c
+    },
     clients_that_do_not_answer_pings_are_closed: |c| EdgeConfig {
         ping_interval_seconds: 1,
         pong_timeout_seconds: 1,
@@ -106,6 +115,77 @@ async fn envelopes_nested_too_deep_are_refused(cluster: &Cluster) {
                       "payload": nested(32)});
     send_json(&mut socket, &fits).await;
     assert_eq!(next_json(&mut socket).await["type"], "message_response");
+}
+
+async fn upgrade_as(cluster: &Cluster, tenant: &str) -> Result<RawSocket, u16> {
+    let url = cluster.url_with_token(&cluster.token(tenant, "user"));
+    match tokio_tungstenite::connect_async(url).await {
+        Ok((socket, _)) => Ok(socket),
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            Err(response.status().as_u16())
+        }
+        Err(e) => panic!("unexpected failure: {e}"),
+    }
+}
+
+/// A tenant holds at most its quota of an edge's connections (429 beyond); the others
+/// still get in, and a closed connection frees its place.
+async fn one_tenant_cannot_take_every_connection(cluster: &Cluster) {
+    let mut first = upgrade_as(cluster, "t-a").await.expect("first");
+    let _second = upgrade_as(cluster, "t-a").await.expect("second");
+    assert_eq!(upgrade_as(cluster, "t-a").await.err(), Some(429));
+    let _other = upgrade_as(cluster, "t-b")
+        .await
+        .expect("another tenant gets in");
+    first.close(None).await.unwrap();
+    eventually("the closed connection frees its place", || async {
+        upgrade_as(cluster, "t-a").await.is_ok()
+    })
+    .await;
+    let metrics = cluster.metrics().await;
+    assert_eq!(
+        metric_value(
+            &metrics,
+            r#"arqonbus_edge_quota_refusals_total{quota="connections_per_tenant"}"#
+        ),
+        Some(1.0),
+        "{metrics}"
+    );
+}
+
+/// A connection is in at most `ARQONBUS_MAX_CHANNELS_PER_CONNECTION` channels: one more
+/// join gets `QUOTA_EXCEEDED`, joining one it is in is fine, and leaving frees a place.
+async fn a_connection_is_in_a_bounded_number_of_channels(cluster: &Cluster) {
+    let mut socket = cluster.raw_client("t-a").await;
+    let mut command = async |name: &str, channel: &str| {
+        send_json(
+            &mut socket,
+            &json!({"type": "command", "command": name, "args": {"room": "lab", "channel": channel}}),
+        )
+        .await;
+        let reply = next_json(&mut socket).await;
+        if reply["type"] != "error" {
+            assert_eq!(next_json(&mut socket).await["type"], "command_response");
+        }
+        reply
+    };
+    for channel in ["a", "b", "c"] {
+        assert_eq!(command("join_channel", channel).await["status"], "success");
+    }
+    let refused = command("join_channel", "d").await;
+    assert_eq!(refused["error_code"], "QUOTA_EXCEEDED", "{refused}");
+    assert_eq!(command("join_channel", "a").await["status"], "success");
+    assert_eq!(command("leave_channel", "a").await["status"], "success");
+    assert_eq!(command("join_channel", "d").await["status"], "success");
+    let metrics = cluster.metrics().await;
+    assert_eq!(
+        metric_value(
+            &metrics,
+            r#"arqonbus_edge_quota_refusals_total{quota="channels_per_connection"}"#
+        ),
+        Some(1.0),
+        "{metrics}"
+    );
 }
 
 async fn upgrade_status(cluster: &Cluster) -> Result<RawSocket, u16> {

@@ -84,6 +84,9 @@ error_codes! {
     TargetNotFound = "TARGET_NOT_FOUND",
     /// A change was based on a version that is no longer the live one; read and retry.
     Conflict = "CONFLICT",
+    /// A quota of the connection or the tenant is full (channels joined, ...): free
+    /// something first, or ask the operator for more.
+    QuotaExceeded = "QUOTA_EXCEEDED",
 }
 
 /// A string that is not one of the codes.

@@ -134,6 +134,27 @@ pub struct EdgeConfig {
     )]
     pub max_connections: u32,
 
+    /// Open connections one tenant may hold on this edge, so that no tenant can take all
+    /// of `ARQONBUS_MAX_CONNECTIONS`; further upgrades of that tenant get 429. A
+    /// deployment with a single tenant sets it to `ARQONBUS_MAX_CONNECTIONS`.
+    #[arg(
+        long = "max-connections-per-tenant",
+        env = "ARQONBUS_MAX_CONNECTIONS_PER_TENANT",
+        default_value_t = 5_000,
+        value_parser = clap::value_parser!(u32).range(1..),
+    )]
+    pub max_connections_per_tenant: u32,
+
+    /// Channels one connection may be in at once; a further `join_channel` gets
+    /// `QUOTA_EXCEEDED` (each channel is a subscription on the bus).
+    #[arg(
+        long = "max-channels-per-connection",
+        env = "ARQONBUS_MAX_CHANNELS_PER_CONNECTION",
+        default_value_t = 256,
+        value_parser = clap::value_parser!(u32).range(1..),
+    )]
+    pub max_channels_per_connection: u32,
+
     /// The largest WebSocket message accepted, in bytes (at least 1024). A larger one
     /// closes the connection with code 1009.
     #[arg(
@@ -259,6 +280,8 @@ impl EdgeConfig {
             default_tenant: None,
             system_scope: false,
             max_connections: 10_000,
+            max_connections_per_tenant: 5_000,
+            max_channels_per_connection: 256,
             max_message_size: 1_048_576,
             max_json_depth: 32,
             rate_limit_per_second: 100,

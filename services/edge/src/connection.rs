@@ -51,6 +51,8 @@ pub mod close_code {
 /// The command a client sends to replace its token before it expires. The edge answers
 /// it itself: the token never enters the pipeline.
 const REFRESH_COMMAND: &str = "refresh";
+/// The command whose answer adds a channel to the connection.
+const JOIN_COMMAND: &str = "join_channel";
 
 /// Frames written per flush when the queue holds many.
 const WRITE_BATCH: usize = 64;
@@ -484,6 +486,37 @@ impl Connection {
         Some(Accepted::Reply(reply.to_json().into()))
     }
 
+    /// The refusal of a `join_channel` that would put the connection in more channels
+    /// than it may be in (joining one it is in already is fine).
+    fn over_channel_quota(&self, envelope: &Envelope) -> Option<Accepted> {
+        let limit = self.shared.config.max_channels_per_connection as usize;
+        if envelope.kind != MessageType::Command
+            || envelope.command.as_deref() != Some(JOIN_COMMAND)
+            || self.joined.len() < limit
+        {
+            return None;
+        }
+        let args = envelope.args.to_map();
+        let named = |key: &str| args.get(key).and_then(|v| v.as_str());
+        if let (Some(room), Some(channel)) = (named("room"), named("channel"))
+            && let Ok(topic) = Topic::parse(room, channel)
+            && self.joined.contains(&topic)
+        {
+            return None;
+        }
+        self.shared
+            .metrics
+            .quota_refused(crate::metrics::Quota::ChannelsPerConnection);
+        let reply = Envelope::error_reply(
+            Some(envelope.id.as_str()),
+            ErrorCode::QuotaExceeded,
+            format!(
+                "A connection may be in at most {limit} channels (ARQONBUS_MAX_CHANNELS_PER_CONNECTION): leave one first"
+            ),
+        );
+        Some(Accepted::Reply(reply.to_json().into()))
+    }
+
     /// Decides what a text frame leads to. Synchronous on purpose: envelopes are large,
     /// and nothing that lives across an await may be, since every open connection keeps
     /// its state in memory.
@@ -524,6 +557,9 @@ impl Connection {
             && envelope.command.as_deref() == Some(REFRESH_COMMAND)
         {
             return Accepted::Refresh(Box::new(envelope));
+        }
+        if let Some(refusal) = self.over_channel_quota(&envelope) {
+            return refusal;
         }
         // Identity comes from the connection, never from the frame; so do the fields the
         // server writes (docs/protocol.md, "Server-owned fields").

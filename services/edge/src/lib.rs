@@ -37,7 +37,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
 use arqon_bus::{Bus, BusError};
-use arqon_protocol::{EdgeId, subject};
+use arqon_protocol::{EdgeId, TenantId, subject};
 use arqon_telemetry::metrics::HttpMetrics;
 
 pub use auth::{AuthError, Authenticator, Grant, Reason};
@@ -89,6 +89,8 @@ pub(crate) struct Shared {
     /// Upgrades accepted and not yet finished, counted before the upgrade completes so
     /// the limit cannot be overshot by concurrent upgrades.
     admitted: AtomicUsize,
+    /// The same, per tenant (entries removed at zero).
+    admitted_per_tenant: std::sync::Mutex<std::collections::HashMap<TenantId, u32>>,
     metrics: EdgeMetrics,
     tasks: TaskTracker,
     shutdown: CancellationToken,
@@ -138,6 +140,7 @@ impl Edge {
             history: recovery::History::new(bus.clone()),
             connections: Connections::default(),
             admitted: AtomicUsize::new(0),
+            admitted_per_tenant: std::sync::Mutex::default(),
             config,
             bus,
             edge_id,
@@ -236,13 +239,41 @@ impl Edge {
 }
 
 /// Releases an admission when the connection (or a failed upgrade) ends.
-struct Admission(Arc<Shared>);
+struct Admission {
+    shared: Arc<Shared>,
+    tenant: TenantId,
+}
 
 impl Drop for Admission {
     fn drop(&mut self) {
-        self.0.admitted.fetch_sub(1, Ordering::AcqRel);
-        self.0.metrics.connections.dec();
+        self.shared.admitted.fetch_sub(1, Ordering::AcqRel);
+        let mut per_tenant = self
+            .shared
+            .admitted_per_tenant
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(count) = per_tenant.get_mut(&self.tenant) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                per_tenant.remove(&self.tenant);
+            }
+        }
+        self.shared.metrics.connections.dec();
     }
+}
+
+/// Counts one more connection of `tenant` unless it holds its quota already.
+fn admit_tenant(shared: &Shared, tenant: &TenantId) -> bool {
+    let mut per_tenant = shared
+        .admitted_per_tenant
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let count = per_tenant.entry(tenant.clone()).or_default();
+    if *count >= shared.config.max_connections_per_tenant {
+        return false;
+    }
+    *count += 1;
+    true
 }
 
 fn unavailable(details: &str) -> Response {
@@ -295,8 +326,24 @@ async fn upgrade(
         metrics.upgrade(Upgrade::OverCapacity);
         return unavailable("Too many connections on this edge; try again or connect elsewhere");
     }
+    if !admit_tenant(&shared, &grant.tenant) {
+        shared.admitted.fetch_sub(1, Ordering::AcqRel);
+        metrics.upgrade(Upgrade::TenantQuota);
+        metrics.quota_refused(metrics::Quota::ConnectionsPerTenant);
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            axum::Json(serde_json::json!({
+                "error": "Too Many Requests",
+                "details": "This tenant holds as many connections on this edge as it may (ARQONBUS_MAX_CONNECTIONS_PER_TENANT); close one or connect elsewhere",
+            })),
+        )
+            .into_response();
+    }
     metrics.connections.inc();
-    let admission = Admission(Arc::clone(&shared));
+    let admission = Admission {
+        shared: Arc::clone(&shared),
+        tenant: grant.tenant.clone(),
+    };
     metrics.upgrade(Upgrade::Accepted);
     let max = shared.config.max_message_size as usize;
     let connection_shared = Arc::clone(&shared);

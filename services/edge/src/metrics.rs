@@ -18,7 +18,21 @@ arqon_telemetry::label_values! {
         OverCapacity => "over_capacity",
         Draining => "draining",
         NotWebSocket => "not_websocket",
+        TenantQuota => "tenant_quota",
     }
+}
+
+arqon_telemetry::label_values! {
+    /// A quota that refused something.
+    pub(crate) enum Quota {
+        ConnectionsPerTenant => "connections_per_tenant",
+        ChannelsPerConnection => "channels_per_connection",
+    }
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct QuotaLabel {
+    quota: Quota,
 }
 
 arqon_telemetry::label_values! {
@@ -70,6 +84,7 @@ pub struct EdgeMetrics {
     pub(crate) pipeline_latency: TracedLatency,
     pub(crate) delivery_latency: TracedLatency,
     pub(crate) fanout_deliveries: Counter,
+    quota_refusals: Family<QuotaLabel, Counter>,
 }
 
 impl EdgeMetrics {
@@ -92,6 +107,7 @@ impl EdgeMetrics {
             pipeline_latency: arqon_telemetry::metrics::traced_latency_histogram(),
             delivery_latency: arqon_telemetry::metrics::traced_latency_histogram(),
             fanout_deliveries: Counter::default(),
+            quota_refusals: Family::default(),
         };
         let r = registry;
         r.register(
@@ -103,6 +119,11 @@ impl EdgeMetrics {
             "arqonbus_edge_rooms",
             "Rooms with local members (one bus subscription each)",
             metrics.rooms.clone(),
+        );
+        r.register(
+            "arqonbus_edge_quota_refusals",
+            "Upgrades and joins refused by a quota (ARQONBUS_MAX_CONNECTIONS_PER_TENANT, ARQONBUS_MAX_CHANNELS_PER_CONNECTION)",
+            metrics.quota_refusals.clone(),
         );
         r.register(
             "arqonbus_edge_upgrades",
@@ -184,6 +205,12 @@ impl EdgeMetrics {
 
     pub(crate) fn upgrade(&self, outcome: Upgrade) {
         self.upgrades.get_or_create(&OutcomeLabel { outcome }).inc();
+    }
+
+    pub(crate) fn quota_refused(&self, quota: Quota) {
+        self.quota_refusals
+            .get_or_create(&QuotaLabel { quota })
+            .inc();
     }
 
     pub(crate) fn auth_failure(&self, reason: Reason) {
