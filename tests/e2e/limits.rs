@@ -29,6 +29,12 @@ both_modes!(
     },
     clients_that_stop_reading_are_disconnected_as_too_slow: |c| EdgeConfig { outbound_queue: 16, ..c },
     envelopes_nested_too_deep_are_refused,
+    senders_above_their_byte_rate_are_refused: |c| EdgeConfig {
+        max_message_size: 16 * 1024,
+        rate_limit_bytes_per_second: 1024,
+        rate_limit_strikes: 3,
+        ..c
+    },
     one_tenant_cannot_take_every_connection: |c| EdgeConfig {
         max_connections: 4,
         max_connections_per_tenant: 2,
@@ -115,6 +121,42 @@ async fn envelopes_nested_too_deep_are_refused(cluster: &Cluster) {
                       "payload": nested(32)});
     send_json(&mut socket, &fits).await;
     assert_eq!(next_json(&mut socket).await["type"], "message_response");
+}
+
+/// Bytes count too: a sender of large frames is refused once it has used its burst (the
+/// largest message), then closed.
+async fn senders_above_their_byte_rate_are_refused(cluster: &Cluster) {
+    let mut socket = cluster.raw_client("t-a").await;
+    let filler = "x".repeat(5 * 1024);
+    for n in 0..8 {
+        send_json(
+            &mut socket,
+            &json!({"id": format!("arq_1_{n}_abcdef"), "type": "command", "command": "ping",
+                    "args": {"filler": filler}}),
+        )
+        .await;
+    }
+    let (mut answered, mut limited) = (0, 0);
+    let code = loop {
+        match tokio::time::timeout(WAIT, futures_util::StreamExt::next(&mut socket)).await {
+            Ok(Some(Ok(tokio_tungstenite::tungstenite::Message::Text(text)))) => {
+                let frame: Value = serde_json::from_str(text.as_str()).unwrap();
+                match (frame["type"].as_str(), frame["error_code"].as_str()) {
+                    (Some("error"), Some("RATE_LIMITED")) => limited += 1,
+                    (Some("response"), _) => answered += 1,
+                    _ => {}
+                }
+            }
+            Ok(Some(Ok(tokio_tungstenite::tungstenite::Message::Close(frame)))) => {
+                break frame.map(|f| u16::from(f.code));
+            }
+            Ok(Some(Ok(_))) => {}
+            other => panic!("expected frames then a close, got {other:?}"),
+        }
+    };
+    assert_eq!(code, Some(code::POLICY_VIOLATION));
+    // 16 KiB of burst: three 5 KiB frames pass, then refusals until the third strike.
+    assert_eq!((answered, limited), (3, 2));
 }
 
 async fn upgrade_as(cluster: &Cluster, tenant: &str) -> Result<RawSocket, u16> {

@@ -203,6 +203,17 @@ pub struct EdgeConfig {
     )]
     pub rate_limit_strikes: u32,
 
+    /// Bytes of frames one connection may send per second, on average (0: no limit);
+    /// it may send up to `ARQONBUS_MAX_MESSAGE_SIZE` or one second's worth at once,
+    /// whichever is more. Above it a frame gets `RATE_LIMITED` and a strike, as with
+    /// the frame rate.
+    #[arg(
+        long = "rate-limit-bytes-per-second",
+        env = "ARQONBUS_RATE_LIMIT_BYTES_PER_SECOND",
+        default_value_t = 2_097_152
+    )]
+    pub rate_limit_bytes_per_second: u32,
+
     /// Frames waiting to be written to one connection. A client whose queue fills up is
     /// disconnected as too slow (close code 4008).
     #[arg(
@@ -287,6 +298,7 @@ impl EdgeConfig {
             rate_limit_per_second: 100,
             rate_limit_burst: 200,
             rate_limit_strikes: 20,
+            rate_limit_bytes_per_second: 2_097_152,
             outbound_queue: 1024,
             outbound_queue_bytes: 4 * 1024 * 1024,
             ping_interval_seconds: 20,

@@ -116,6 +116,8 @@ struct Connection {
     sequence: u64,
     in_flight: Option<InFlight>,
     limiter: Option<DefaultDirectRateLimiter>,
+    /// Bytes per second, in the same way.
+    byte_limiter: Option<DefaultDirectRateLimiter>,
     strikes: u32,
     /// After a recovery, the ids it wrote, until the frames queued meanwhile are out.
     recovered_ids: Option<HashSet<String>>,
@@ -184,6 +186,10 @@ impl Connection {
             let burst = NonZeroU32::new(config.rate_limit_burst).unwrap_or(rate);
             RateLimiter::direct(Quota::per_second(rate).allow_burst(burst))
         });
+        let byte_limiter = NonZeroU32::new(config.rate_limit_bytes_per_second).map(|rate| {
+            let burst = NonZeroU32::new(config.max_message_size.max(rate.get())).unwrap_or(rate);
+            RateLimiter::direct(Quota::per_second(rate).allow_burst(burst))
+        });
         let next_ping = Instant::now() + config.ping_interval();
         let expires_at = grant.expires_at.map(|exp| deadline(exp, config.leeway()));
         shared.connections.insert(peer.clone());
@@ -198,6 +204,7 @@ impl Connection {
             sequence: 0,
             in_flight: None,
             limiter,
+            byte_limiter,
             strikes: 0,
             recovered_ids: None,
             timer: Box::pin(tokio::time::sleep_until(next_ping)),
@@ -373,7 +380,7 @@ impl Connection {
                 metrics.frames_in.inc();
                 metrics.bytes_in.inc_by(bytes.len() as u64);
                 // Counted against the rate like any frame, before anything else.
-                if let Some(refusal) = self.over_rate(None) {
+                if let Some(refusal) = self.over_rate(None, bytes.len()) {
                     return self.on_accepted(refusal).await;
                 }
                 self.shared.metrics.invalid_frames.inc();
@@ -459,9 +466,13 @@ impl Connection {
     /// The refusal of a frame above the connection's rate (a strike; the last strike
     /// closes), or `None` when the frame is within it. A small text frame's `id` is read
     /// for the refusal; a large one is not parsed at all.
-    fn over_rate(&mut self, text: Option<&str>) -> Option<Accepted> {
-        let limiter = self.limiter.as_ref()?;
-        if limiter.check().is_ok() {
+    fn over_rate(&mut self, text: Option<&str>, len: usize) -> Option<Accepted> {
+        let frames_ok = self.limiter.as_ref().is_none_or(|l| l.check().is_ok());
+        let bytes_ok = self.byte_limiter.as_ref().is_none_or(|l| {
+            let n = NonZeroU32::new(u32::try_from(len).unwrap_or(u32::MAX));
+            n.is_none_or(|n| matches!(l.check_n(n), Ok(Ok(()))))
+        });
+        if frames_ok && bytes_ok {
             self.strikes = 0;
             return None;
         }
@@ -526,7 +537,7 @@ impl Connection {
         metrics.bytes_in.inc_by(text.len() as u64);
         // Every frame counts against the rate before it is parsed: garbage costs a
         // client its budget like anything else.
-        if let Some(refusal) = self.over_rate(Some(text)) {
+        if let Some(refusal) = self.over_rate(Some(text), text.len()) {
             return refusal;
         }
         let mut envelope = match Envelope::from_client_json(text) {
