@@ -68,6 +68,7 @@ start_arqonbus() {
   shift
   local log="$work/$service-$RANDOM.log"
   local env=(ARQONBUS_AUTH_JWT_SECRET="$secret" ARQONBUS_RATE_LIMIT_PER_SECOND=0
+    ARQONBUS_RATE_LIMIT_BYTES_PER_SECOND=0 ARQONBUS_MAX_CONNECTIONS_PER_TENANT=20000
     ARQONBUS_MAX_CONNECTIONS=20000 ARQONBUS_LOG_FORMAT=json ARQONBUS_LOG_LEVEL=info
     ARQONBUS_SERVER_PORT=0 ARQONBUS_HTTP_PORT=0 ARQONBUS_GRPC_PORT=0 "$@")
   env "${env[@]}" "${arqonbus_bin:-$bin/arqonbus}" "$service" >"$log" 2>&1 &
