@@ -7,7 +7,72 @@ use arqon_e2e::{Cluster, QUIET, WAIT};
 use arqon_protocol::{ErrorCode, MessageType, Status};
 use arqon_sdk::{Client, SdkError};
 
-use crate::both_modes;
+use crate::{both_modes, each_mode};
+
+each_mode!(a_tenant_has_a_bounded_number_of_channels);
+
+/// A tenant has at most `ARQONBUS_MAX_CHANNELS_PER_TENANT` channels, whether created or
+/// joined into being: one more gets `QUOTA_EXCEEDED`; joining an existing one, and other
+/// tenants, are not affected; deleting one frees a place.
+async fn a_tenant_has_a_bounded_number_of_channels(mode: arqon_e2e::Mode) {
+    let cluster = Cluster::launch(arqon_e2e::Topology {
+        dispatcher: arqon_dispatcher::DispatcherConfig {
+            max_channels_per_tenant: 2,
+            ..Default::default()
+        },
+        ..arqon_e2e::Topology::new(mode)
+    })
+    .await;
+    let admin = cluster.client_on(0, &cluster.token("t-a", "admin")).await;
+    let other = cluster.client("t-b").await;
+    admin.join("lab", "one").await.unwrap();
+    let created = run(
+        &admin,
+        "create_channel",
+        json!({"room": "lab", "channel": "two"}),
+    )
+    .await;
+    assert_eq!(
+        created.status,
+        Some(Status::Success),
+        "{}",
+        created.to_json()
+    );
+    assert_error(
+        &run(
+            &admin,
+            "create_channel",
+            json!({"room": "lab", "channel": "three"}),
+        )
+        .await,
+        ErrorCode::QuotaExceeded,
+    );
+    assert_error(
+        &run(
+            &admin,
+            "join_channel",
+            json!({"room": "lab", "channel": "three"}),
+        )
+        .await,
+        ErrorCode::QuotaExceeded,
+    );
+    admin.join("lab", "two").await.unwrap();
+    other.join("lab", "three").await.unwrap();
+    let deleted = run(
+        &admin,
+        "delete_channel",
+        json!({"room": "lab", "channel": "two", "force": true}),
+    )
+    .await;
+    assert_eq!(
+        deleted.status,
+        Some(Status::Success),
+        "{}",
+        deleted.to_json()
+    );
+    admin.join("lab", "three").await.unwrap();
+    cluster.stop().await;
+}
 
 both_modes!(
     channels_are_created_listed_described_and_deleted,

@@ -47,6 +47,17 @@ pub struct DispatcherConfig {
     )]
     pub workers: u16,
 
+    /// Channels one tenant may have (created explicitly or by a first join); one more
+    /// gets `QUOTA_EXCEEDED`. Concurrent creations on several replicas may pass it by
+    /// a few.
+    #[arg(
+        long = "max-channels-per-tenant",
+        env = "ARQONBUS_MAX_CHANNELS_PER_TENANT",
+        default_value_t = 10_000,
+        value_parser = clap::value_parser!(u32).range(1..),
+    )]
+    pub max_channels_per_tenant: u32,
+
     #[command(flatten)]
     pub history: HistoryConfig,
 
@@ -80,6 +91,7 @@ impl Default for DispatcherConfig {
     fn default() -> Self {
         Self {
             workers: 2,
+            max_channels_per_tenant: 10_000,
             history: HistoryConfig::default(),
             policy_url: None,
             service_token: None,
@@ -241,7 +253,7 @@ pub async fn start(
         webhook_tenants: WebhookTenants::open(&bus, &tasks, shutdown.clone()).await?,
         policy,
         operators,
-        registry: Registry::open(&bus).await?,
+        registry: Registry::open(&bus, config.max_channels_per_tenant as usize).await?,
         presence: Presence::open(&bus).await?,
         history: History::open(&bus, &config.history).await?,
         bus: bus.clone(),

@@ -14,7 +14,18 @@ use arqon_protocol::{
 };
 
 use super::{Call, Outcome, failed, lookup_failed, object};
+use crate::state::Created;
 use crate::state::Views;
+
+/// The refusal of a channel beyond the tenant's quota.
+fn over_quota(limit: usize) -> CommandReply {
+    CommandReply::error(
+        ErrorCode::QuotaExceeded,
+        format!(
+            "This tenant has {limit} channels, as many as it may (ARQONBUS_MAX_CHANNELS_PER_TENANT): delete one first"
+        ),
+    )
+}
 
 pub(crate) async fn create(call: &Call<'_>) -> CommandReply {
     let topic = match call.args.topic(&["name"]) {
@@ -32,7 +43,8 @@ pub(crate) async fn create(call: &Call<'_>) -> CommandReply {
         .create(tenant, &topic, call.client(), &description)
         .await
     {
-        Ok(Some(record)) => CommandReply::success(
+        Ok(Created::OverQuota { limit }) => over_quota(limit),
+        Ok(Created::New(record)) => CommandReply::success(
             format!(
                 "Channel '{}' created in room '{}'",
                 topic.channel, topic.room
@@ -46,7 +58,7 @@ pub(crate) async fn create(call: &Call<'_>) -> CommandReply {
                 "created_at": record.created_at,
             })),
         ),
-        Ok(None) => CommandReply::error(
+        Ok(Created::Exists) => CommandReply::error(
             ErrorCode::ChannelExists,
             format!(
                 "Channel '{}' already exists in room '{}'",
@@ -153,7 +165,9 @@ pub(crate) async fn join(call: &Call<'_>) -> Outcome {
         .create(tenant, &topic, call.client(), "")
         .await
     {
-        Ok(created) => created.is_some(),
+        Ok(Created::New(_)) => true,
+        Ok(Created::Exists) => false,
+        Ok(Created::OverQuota { limit }) => return over_quota(limit).into(),
         Err(e) => return failed(ErrorCode::JoinChannelError, "join channel", &e).into(),
     };
     let reply = CommandReply::success(

@@ -10,6 +10,6 @@ mod webhook_tenants;
 pub(crate) use history::History;
 pub use history::HistoryConfig;
 pub(crate) use presence::Presence;
-pub(crate) use registry::{ChannelRecord, LookupError, Registry};
+pub(crate) use registry::{ChannelRecord, Created, LookupError, Registry};
 pub(crate) use views::Views;
 pub(crate) use webhook_tenants::WebhookTenants;

@@ -40,19 +40,34 @@ impl LookupError {
     }
 }
 
+/// What a creation did.
+#[derive(Debug)]
+pub(crate) enum Created {
+    New(ChannelRecord),
+    /// The channel was there already.
+    Exists,
+    /// The tenant has as many channels as it may.
+    OverQuota {
+        limit: usize,
+    },
+}
+
 #[derive(Clone)]
 pub(crate) struct Registry {
     kv: KvStore,
+    /// Channels one tenant may have.
+    max_per_tenant: usize,
 }
 
 impl Registry {
-    pub(crate) async fn open(bus: &Bus) -> Result<Self, BusError> {
+    pub(crate) async fn open(bus: &Bus, max_per_tenant: usize) -> Result<Self, BusError> {
         let config = KvConfig {
             storage: bus.durable_storage(),
             ..KvConfig::new(subject::CHANNELS_BUCKET)
         };
         Ok(Self {
             kv: bus.key_value(config).await?,
+            max_per_tenant,
         })
     }
 
@@ -81,14 +96,22 @@ impl Registry {
         }
     }
 
-    /// Creates the channel; `Ok(None)` when it already exists.
+    /// Creates the channel, unless it exists or its tenant has its quota of channels.
     pub(crate) async fn create(
         &self,
         tenant: &TenantId,
         topic: &Topic,
         created_by: &str,
         description: &str,
-    ) -> Result<Option<ChannelRecord>, BusError> {
+    ) -> Result<Created, BusError> {
+        if self.get(tenant, topic).await?.is_some() {
+            return Ok(Created::Exists);
+        }
+        if self.all(tenant).await?.len() >= self.max_per_tenant {
+            return Ok(Created::OverQuota {
+                limit: self.max_per_tenant,
+            });
+        }
         let record = ChannelRecord {
             description: description.to_owned(),
             created_by: created_by.to_owned(),
@@ -100,8 +123,8 @@ impl Registry {
             .create(&subject::channel_key(tenant, topic), Bytes::from(value))
             .await
         {
-            Ok(_) => Ok(Some(record)),
-            Err(BusError::AlreadyExists) => Ok(None),
+            Ok(_) => Ok(Created::New(record)),
+            Err(BusError::AlreadyExists) => Ok(Created::Exists),
             Err(e) => Err(e),
         }
     }
