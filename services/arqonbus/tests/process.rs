@@ -484,6 +484,8 @@ async fn ten_thousand_clients_dropping_at_once_do_not_block_new_upgrades() {
         &[
             ("ARQONBUS_AUTH_JWT_SECRET", secret),
             ("ARQONBUS_MAX_CONNECTIONS", "20000"),
+            // One tenant holds them all.
+            ("ARQONBUS_MAX_CONNECTIONS_PER_TENANT", "20000"),
         ],
     );
     let ws = bus.log_event("WebSocket listener bound")["addr"]
