@@ -81,7 +81,46 @@ both_modes!(
     system_commands_answer,
     private_messages_reach_exactly_their_target,
     presence_events_tell_members_who_comes_and_goes: |c| EdgeConfig { presence_events: true, ..c },
+    a_large_history_comes_in_pages_that_fit,
 );
+
+/// Three messages of 400 KB: together over the bus's message size. `history` answers
+/// in pages that fit, newest first, each saying where the next one ends, instead of a
+/// reply the bus would drop (the client then waited for `TIMEOUT`).
+async fn a_large_history_comes_in_pages_that_fit(cluster: &Cluster) {
+    let client = cluster.client("t-a").await;
+    client.join("big", "c").await.unwrap();
+    let data_text = "x".repeat(400_000);
+    for n in 0..3 {
+        client
+            .publish("big", "c", json!({"n": n, "data": data_text}))
+            .await
+            .unwrap();
+    }
+    let mut seen = Vec::new();
+    let mut until: Option<Value> = None;
+    for _ in 0..3 {
+        let mut args = json!({"room": "big", "channel": "c"});
+        if let Some(until) = &until {
+            args["until"] = until.clone();
+        }
+        let reply = run(&client, "history", args).await;
+        assert_eq!(
+            reply.status,
+            Some(Status::Success),
+            "{}",
+            reply.to_json().len()
+        );
+        let page = data(&reply);
+        let messages = page["history"].as_array().unwrap();
+        assert_eq!(messages.len(), 1);
+        seen.push(messages[0]["payload"]["n"].clone());
+        until = page.get("next_until").cloned();
+        assert_eq!(page["complete"], until.is_none());
+    }
+    assert_eq!(seen, vec![json!(2), json!(1), json!(0)]);
+    assert!(until.is_none(), "the last page is complete");
+}
 
 async fn connect(cluster: &Cluster, claims: Value) -> Client {
     cluster.client_on(0, &cluster.token_with(claims)).await

@@ -7,7 +7,7 @@ use arqon_protocol::{CommandReply, ErrorCode, Timestamp};
 use super::args::validation;
 use super::{Call, failed, lookup_failed, object};
 use crate::state::LookupError;
-use crate::state::history::{DEFAULT_LIMIT, HISTORY_OFF, MAX_LIMIT};
+use crate::state::history::{DEFAULT_LIMIT, HISTORY_OFF, MAX_LIMIT, PAGE_BYTES};
 
 pub(crate) async fn history(call: &Call<'_>) -> CommandReply {
     let parsed = (|| {
@@ -52,7 +52,37 @@ pub(crate) async fn history(call: &Call<'_>) -> CommandReply {
         (Ok(stored), Ok(total)) => (stored, total),
         (Err(e), _) | (_, Err(e)) => return failed(ErrorCode::HistoryError, "read history", &e),
     };
-    let entries: Vec<Value> = stored
+    // A page never outgrows a bus message: the newest messages (or, with `since`, the
+    // oldest) that fit in the byte budget, and where the next page starts.
+    let sizes: Vec<usize> = stored
+        .iter()
+        .map(|s| s.envelope.payload.as_str().len() + s.envelope.metadata.as_str().len() + 256)
+        .collect();
+    let mut budget = PAGE_BYTES;
+    let keep = |i: usize, budget: &mut usize| {
+        let fits = sizes[i] <= *budget;
+        *budget = budget.saturating_sub(sizes[i]);
+        fits
+    };
+    // A page holds at least one message, whatever its size, so paging always advances.
+    let (page, next) = if since.is_some() {
+        let end = (0..stored.len())
+            .find(|&i| !keep(i, &mut budget))
+            .unwrap_or(stored.len())
+            .max(1)
+            .min(stored.len());
+        let next = stored.get(end).map(|s| ("next_since", s.stored_at));
+        (&stored[..end], next)
+    } else {
+        let start = (0..stored.len())
+            .rev()
+            .find(|&i| !keep(i, &mut budget))
+            .map_or(0, |i| i + 1)
+            .min(stored.len().saturating_sub(1));
+        let next = (start > 0).then(|| ("next_until", stored[start].stored_at));
+        (&stored[start..], next)
+    };
+    let entries: Vec<Value> = page
         .iter()
         .map(|s| {
             let e = &s.envelope;
@@ -79,10 +109,17 @@ pub(crate) async fn history(call: &Call<'_>) -> CommandReply {
         "since": since.map(|t| Timestamp::from(t).to_rfc3339()),
         "until": until.map(|t| Timestamp::from(t).to_rfc3339()),
         "history": entries,
+        "complete": next.is_none(),
     }));
+    if let Some((key, at)) = next {
+        data.insert(
+            key.to_owned(),
+            Value::from(Timestamp::from(at).to_rfc3339()),
+        );
+    }
     call.queried(&mut data);
     CommandReply::success(
-        format!("Found {} messages in '{}'", stored.len(), topic),
+        format!("Found {} messages in '{}'", page.len(), topic),
         data,
     )
 }

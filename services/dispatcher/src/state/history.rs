@@ -63,6 +63,9 @@ impl Default for HistoryConfig {
 pub(crate) const DEFAULT_LIMIT: usize = 50;
 /// Most messages one history read returns.
 pub(crate) const MAX_LIMIT: usize = 1000;
+/// Most bytes of stored frames one history reply carries, well under the bus's message
+/// size (1 MiB): a page that would be larger ends early and says where to go on.
+pub(crate) const PAGE_BYTES: usize = 512 * 1024;
 /// What a client reading the history is told when it is off.
 pub(crate) const HISTORY_OFF: &str =
     "History is off on this bus (ARQONBUS_ENABLE_PERSISTENCE=false)";
@@ -182,13 +185,15 @@ impl History {
             return Ok(Vec::new());
         };
         let room = subject::room(tenant, topic);
+        // Only what the page needs is read, unless `until` cuts from the newest end.
+        let wanted = if until.is_some() && since.is_none() {
+            MAX_READ_LIMIT
+        } else {
+            limit
+        };
         let messages = match since {
-            Some(since) => {
-                store
-                    .read(&room, ReadFrom::Time(since), MAX_READ_LIMIT)
-                    .await?
-            }
-            None => store.tail(&room, MAX_READ_LIMIT).await?,
+            Some(since) => store.read(&room, ReadFrom::Time(since), wanted).await?,
+            None => store.tail(&room, wanted).await?,
         };
         let before_until = messages
             .into_iter()
