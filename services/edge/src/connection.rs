@@ -547,12 +547,19 @@ impl Connection {
                 return Accepted::Reply(e.to_envelope().to_json().into());
             }
         };
+        // A part cannot nest deeper than the frame has brackets: the exact depth is
+        // measured only for the rare frame with more of them than the limit.
         let limit = self.shared.config.max_json_depth as usize;
-        let deepest = [&envelope.payload, &envelope.args, &envelope.metadata]
-            .iter()
-            .map(|part| part.depth())
-            .max()
-            .unwrap_or(0);
+        let brackets = text.bytes().filter(|b| matches!(b, b'{' | b'[')).count();
+        let deepest = if brackets > limit {
+            [&envelope.payload, &envelope.args, &envelope.metadata]
+                .iter()
+                .map(|part| part.depth())
+                .max()
+                .unwrap_or(0)
+        } else {
+            0
+        };
         if deepest > limit {
             self.shared.metrics.invalid_frames.inc();
             let reply = Envelope::error_reply(
@@ -936,20 +943,7 @@ fn receive_span(identity: &Identity, envelope: &Envelope) -> tracing::Span {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use arqon_protocol::{EdgeId, Role, TenantId};
-
-    fn identity() -> Identity {
-        let edge_id = EdgeId::generate();
-        Identity {
-            tenant: TenantId::default_tenant(),
-            client_id: ClientId::generate_on(&edge_id),
-            subject: None,
-            role: Role::user(),
-            edge_id,
-            permissions: None,
-            system: false,
-        }
-    }
+    use crate::peer::tests::identity;
 
     #[test]
     fn a_panic_ends_the_connection_like_any_end_so_it_is_cleaned_up() {
