@@ -161,7 +161,7 @@ impl Peer {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use arqon_protocol::{EdgeId, Role};
 
@@ -169,7 +169,8 @@ mod tests {
         Outbound::Frame(Utf8Bytes::from_static(text))
     }
 
-    fn identity() -> Identity {
+    /// An ordinary client of the default tenant (for the edge's unit tests).
+    pub(crate) fn identity() -> Identity {
         let edge_id = EdgeId::generate();
         Identity {
             tenant: TenantId::default_tenant(),
