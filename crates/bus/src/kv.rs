@@ -151,6 +151,18 @@ impl KvStore {
         dispatch!(self, kv => kv.delete(key))
     }
 
+    /// Deletes `key` only if its latest revision is `expected_revision`;
+    /// [`BusError::WrongRevision`] otherwise (the way to remove what was read without
+    /// removing what someone wrote since).
+    pub async fn delete_expecting(
+        &self,
+        key: &str,
+        expected_revision: u64,
+    ) -> Result<(), BusError> {
+        subject::validate_key(key)?;
+        dispatch!(self, kv => kv.delete_expecting(key, expected_revision))
+    }
+
     /// The keys that have a value, sorted.
     pub async fn keys(&self) -> Result<Vec<String>, BusError> {
         let mut keys: Vec<String> = dispatch!(self, kv => kv.keys())?;
@@ -167,14 +179,26 @@ impl KvStore {
     /// key, headers only, so the work is in proportion to the matching keys, not to the
     /// bucket.
     pub async fn keys_matching(&self, filter: &str) -> Result<Vec<String>, BusError> {
+        let keys = self.matching(filter, true).await?;
+        Ok(keys.into_iter().map(|entry| entry.key).collect())
+    }
+
+    /// The latest entry of every key that has a value and matches `filter` (as in
+    /// [`KvStore::keys_matching`]), sorted by key; on NATS one ephemeral consumer reads
+    /// them, so the work is in proportion to the matching keys.
+    pub async fn entries_matching(&self, filter: &str) -> Result<Vec<KvEntry>, BusError> {
+        self.matching(filter, false).await
+    }
+
+    async fn matching(&self, filter: &str, headers_only: bool) -> Result<Vec<KvEntry>, BusError> {
         subject::validate_key_filter(filter)?;
-        let mut keys: Vec<String> = match &self.inner {
+        let mut entries: Vec<KvEntry> = match &self.inner {
             // Boxed: a consumer round trip is a large future.
-            Inner::Nats(kv) => Box::pin(kv.keys_matching(filter)).await?,
-            Inner::Embedded(kv) => kv.keys_matching(filter),
+            Inner::Nats(kv) => Box::pin(kv.entries_matching(filter, headers_only)).await?,
+            Inner::Embedded(kv) => kv.entries_matching(filter),
         };
-        keys.sort_unstable();
-        Ok(keys)
+        entries.sort_unstable_by(|a, b| a.key.cmp(&b.key));
+        Ok(entries)
     }
 
     /// Changes made after this call returns, in revision order.

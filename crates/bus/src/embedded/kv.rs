@@ -140,6 +140,16 @@ impl EmbeddedKv {
         Ok(())
     }
 
+    pub(crate) fn delete_expecting(&self, key: &str, expected: u64) -> Result<(), BusError> {
+        let mut state = self.lock();
+        let current = state.latest(key).map_or(0, |(revision, _)| revision);
+        if current != expected {
+            return Err(BusError::WrongRevision);
+        }
+        self.write(&mut state, key, None);
+        Ok(())
+    }
+
     pub(crate) fn keys(&self) -> Result<Vec<String>, BusError> {
         let state = self.lock();
         Ok(state
@@ -150,15 +160,21 @@ impl EmbeddedKv {
             .collect())
     }
 
-    /// Live keys matching the (validated) key filter, unsorted.
-    pub(crate) fn keys_matching(&self, filter: &str) -> Vec<String> {
+    /// The latest entry of every live key matching the (validated) key filter, unsorted.
+    pub(crate) fn entries_matching(&self, filter: &str) -> Vec<KvEntry> {
         let state = self.lock();
         state
             .by_key
             .keys()
             .filter(|key| subject::matches(filter, key))
-            .filter(|key| state.latest(key).is_some_and(|(_, r)| r.value.is_some()))
-            .map(|key| key.to_string())
+            .filter_map(|key| {
+                let (revision, record) = state.latest(key)?;
+                Some(KvEntry {
+                    key: key.to_string(),
+                    value: record.value.clone()?,
+                    revision,
+                })
+            })
             .collect()
     }
 

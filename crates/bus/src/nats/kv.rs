@@ -23,7 +23,7 @@ const HEADER_ALLOWANCE: i32 = KV_HEADER_ALLOWANCE as i32;
 /// Header that marks a KV delete or purge (async-nats keeps its constant private).
 const KV_OPERATION: &str = "KV-Operation";
 const KV_OPERATION_PUT: &str = "PUT";
-/// Keys read per fetch by `keys_matching`.
+/// Entries read per fetch by `entries_matching`.
 const KEYS_BATCH: usize = 1000;
 
 /// A JetStream KV bucket.
@@ -137,6 +137,17 @@ impl NatsKv {
         .await
     }
 
+    pub(crate) async fn delete_expecting(&self, key: &str, expected: u64) -> Result<(), BusError> {
+        ensure_connected(&self.client)?;
+        bounded(self.timeout, async {
+            self.store
+                .delete_expect_revision(key, Some(expected))
+                .await
+                .map_err(update_error)
+        })
+        .await
+    }
+
     pub(crate) async fn keys(&self) -> Result<Vec<String>, BusError> {
         ensure_connected(&self.client)?;
         bounded(self.timeout, async {
@@ -152,9 +163,13 @@ impl NatsKv {
         .await
     }
 
-    /// Live keys matching `filter`, unsorted: the latest record of every matching key,
-    /// headers only, as of the consumer's creation.
-    pub(crate) async fn keys_matching(&self, filter: &str) -> Result<Vec<String>, BusError> {
+    /// The latest entry of every live key matching `filter`, unsorted, as of the
+    /// consumer's creation; with `headers_only`, the values are left empty.
+    pub(crate) async fn entries_matching(
+        &self,
+        filter: &str,
+        headers_only: bool,
+    ) -> Result<Vec<KvEntry>, BusError> {
         ensure_connected(&self.client)?;
         let stream = &self.store.stream;
         let prefix = self.store.prefix.as_str();
@@ -163,11 +178,11 @@ impl NatsKv {
                 stream,
                 format!("{prefix}{filter}"),
                 DeliverPolicy::LastPerSubject,
-                true,
+                headers_only,
                 "kv keys",
             )
             .await?;
-            let listed = live_keys(&consumer, prefix).await;
+            let listed = live_entries(&consumer, prefix).await;
             consumer.delete(stream).await;
             listed
         })
@@ -204,9 +219,9 @@ impl NatsKv {
 
 /// Reads the latest record of each key the consumer delivers (exactly as many as it had
 /// pending when created, so writes made meanwhile neither add to nor prolong the read).
-async fn live_keys(consumer: &ReadConsumer, prefix: &str) -> Result<Vec<String>, BusError> {
+async fn live_entries(consumer: &ReadConsumer, prefix: &str) -> Result<Vec<KvEntry>, BusError> {
     let mut remaining = consumer.pending_at_start();
-    let mut keys = Vec::with_capacity(usize::try_from(remaining).unwrap_or(0).min(1024));
+    let mut entries = Vec::with_capacity(usize::try_from(remaining).unwrap_or(0).min(1024));
     while remaining > 0 {
         let batch = usize::try_from(remaining).map_or(KEYS_BATCH, |r| r.min(KEYS_BATCH));
         let fetched = consumer
@@ -218,8 +233,19 @@ async fn live_keys(consumer: &ReadConsumer, prefix: &str) -> Result<Vec<String>,
                         // The server's own markers (e.g. a value removed by a TTL).
                         && headers.get(NATS_MARKER_REASON).is_none()
                 });
-                if live && let Some(key) = message.subject.strip_prefix(prefix) {
-                    keys.push(key.to_owned());
+                let Some(key) = message.subject.strip_prefix(prefix) else {
+                    return Ok(());
+                };
+                if live {
+                    let revision = message
+                        .info()
+                        .map_err(|err| BusError::Backend(format!("kv read failed: {err}")))?
+                        .stream_sequence;
+                    entries.push(KvEntry {
+                        key: key.to_owned(),
+                        value: message.payload.clone(),
+                        revision,
+                    });
                 }
                 Ok(())
             })
@@ -229,7 +255,7 @@ async fn live_keys(consumer: &ReadConsumer, prefix: &str) -> Result<Vec<String>,
         }
         remaining = remaining.saturating_sub(fetched as u64);
     }
-    Ok(keys)
+    Ok(entries)
 }
 
 fn update_error(err: kv::UpdateError) -> BusError {

@@ -13,6 +13,8 @@ conformance!(
     kv_keys_are_sorted_and_skip_deleted,
     kv_keys_matching_filters_on_tokens,
     kv_keys_matching_reads_past_one_batch,
+    kv_entries_matching_gives_the_latest_values_and_revisions,
+    kv_delete_expecting_removes_only_what_was_read,
     kv_invalid_keys_are_refused,
     kv_watch_sees_changes_after_the_call,
     kv_watch_with_history_starts_from_the_latest_values,
@@ -230,6 +232,55 @@ async fn kv_keys_matching_reads_past_one_batch(bus: Bus) {
     );
     assert!(keys.windows(2).all(|w| w[0] < w[1]), "sorted");
     assert_eq!(kv.keys_matching("bulk.>").await.unwrap().len(), 1101);
+}
+
+async fn kv_entries_matching_gives_the_latest_values_and_revisions(bus: Bus) {
+    let mut config = KvConfig::new("entries");
+    config.storage = Storage::Memory;
+    config.history = 3;
+    let kv = bus.key_value(config).await.unwrap();
+    kv.put("x.b", b("b1")).await.unwrap();
+    kv.put("x.a", b("a1")).await.unwrap();
+    let a2 = kv.put("x.a", b("a2")).await.unwrap();
+    kv.put("x.gone", b("g")).await.unwrap();
+    kv.delete("x.gone").await.unwrap();
+    kv.put("y.a", b("other")).await.unwrap();
+    let b1 = kv.get("x.b").await.unwrap().unwrap().revision;
+    let entries = kv.entries_matching("x.*").await.unwrap();
+    let seen: Vec<(&str, Bytes, u64)> = entries
+        .iter()
+        .map(|e| (e.key.as_str(), e.value.clone(), e.revision))
+        .collect();
+    assert_eq!(seen, [("x.a", b("a2"), a2), ("x.b", b("b1"), b1)]);
+    // As many as one batch holds and more.
+    for i in 0..1100 {
+        kv.put(&format!("bulk.{i:04}"), b("v")).await.unwrap();
+    }
+    let bulk = kv.entries_matching("bulk.*").await.unwrap();
+    assert_eq!(bulk.len(), 1100);
+    assert!(bulk.iter().all(|e| e.value == b("v")));
+    assert!(matches!(
+        kv.entries_matching("a..b").await,
+        Err(BusError::InvalidKey(_))
+    ));
+}
+
+async fn kv_delete_expecting_removes_only_what_was_read(bus: Bus) {
+    let kv = bucket(&bus, "delete-expecting").await;
+    let r1 = kv.put("k", b("1")).await.unwrap();
+    let r2 = kv.put("k", b("2")).await.unwrap();
+    assert_eq!(
+        kv.delete_expecting("k", r1).await,
+        Err(BusError::WrongRevision),
+        "written since it was read"
+    );
+    assert_eq!(kv.get("k").await.unwrap().unwrap().value, b("2"));
+    kv.delete_expecting("k", r2).await.unwrap();
+    assert_eq!(kv.get("k").await.unwrap(), None);
+    assert_eq!(
+        kv.delete_expecting("never", 5).await,
+        Err(BusError::WrongRevision)
+    );
 }
 
 async fn kv_invalid_keys_are_refused(bus: Bus) {

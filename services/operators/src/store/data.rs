@@ -7,6 +7,13 @@
 //! expired value fails its own compare-and-set and reads again, and a writer that reads
 //! the mark waits for the delete. A mark older than [`ABANDONED`] belongs to a sweep
 //! that died between the two steps, and anyone may take it over.
+//!
+//! A value with a TTL has one expiry marker (`keys.rs`), whose time is at or before the
+//! value's expiry once every write has finished: a writer only ever moves the marker
+//! earlier, before its value lands and again after; the sweep, looking at a marker that
+//! came due, deletes the value if it expired, moves the marker to the live value's
+//! expiry, or removes the marker if the value has none. The sweep changes a marker only
+//! at the revision it read, so it never undoes a writer's move.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -17,7 +24,7 @@ use tokio::time::Instant;
 use tonic::Status;
 use tracing::{debug, info, warn};
 
-use arqon_bus::{BusError, KvStore};
+use arqon_bus::{BusError, KvEntry, KvStore};
 
 use super::keys::{self, Namespace};
 use super::record::{self, Record};
@@ -85,22 +92,30 @@ impl Data {
         let failed = |e: &BusError| unavailable("write the store value", e);
         let expires_at_ms = write.ttl.map(|ttl| now_ms().saturating_add(millis(ttl)));
         let record = record::value(write.value, expires_at_ms);
-        let marker = expires_at_ms.map(|at| ns.expiry_key(write.key, at, rand::random()));
-        if let Some(marker) = &marker {
+        let marker = ns.expiry_key(write.key);
+        if let Some(at) = expires_at_ms {
             // The marker first: a value with a TTL is never unknown to the sweep.
-            self.kv
-                .put(marker, Bytes::from_static(b"1"))
-                .await
-                .map_err(|e| failed(&e))?;
+            arm(&self.kv, &marker, at).await.map_err(|e| failed(&e))?;
         }
         let written = self.write(ns, &write, record, expires_at_ms).await;
-        // A refused write's marker marks nothing (the sweep would remove it only at its
-        // expiry). After a bus failure the write may have landed: the marker stays.
-        if let (Err(refusal), Some(marker)) = (&written, &marker)
-            && refusal.code() != tonic::Code::Unavailable
-            && let Err(error) = self.kv.delete(marker).await
-        {
-            debug!(%error, marker, "the marker of a refused write stays until it expires");
+        let settled = match (&written, expires_at_ms) {
+            // Again once the value is there: a sweep that looked in between may have
+            // moved the marker to the value this one replaced.
+            (Ok(_), Some(at)) => arm(&self.kv, &marker, at).await,
+            (Ok(_), None) => Ok(()),
+            // A refused write leaves the marker as the key's current value needs it.
+            // After a bus failure the write may have landed: the marker stays.
+            (Err(refusal), _) if refusal.code() == tonic::Code::Unavailable => Ok(()),
+            (Err(_), _) => match self.kv.get(&marker).await {
+                Ok(Some(entry)) => tend(&self.kv, &entry, false).await.map(drop),
+                Ok(None) => Ok(()),
+                Err(e) => Err(e),
+            },
+        };
+        if let Err(error) = settled {
+            // The marker is at or before the value's expiry already, or a later write or
+            // sweep puts it right.
+            debug!(%error, marker, "the expiry marker was not tended after a write");
         }
         written
     }
@@ -255,13 +270,19 @@ impl Data {
         })
     }
 
-    /// Deletes `key`'s value; whether it had one.
+    /// Deletes `key`'s value, and its expiry marker; whether it had a value.
     pub(crate) async fn delete(&self, ns: &Namespace, key: &str) -> Result<bool, BusError> {
-        if self.get(ns, key).await?.is_none() {
-            return Ok(false);
+        // The marker as it was before the value went: a writer that moves it after this
+        // read keeps it.
+        let marker = self.kv.get(&ns.expiry_key(key)).await?;
+        let found = self.get(ns, key).await?.is_some();
+        if found {
+            self.kv.delete(&ns.value_key(key)).await?;
         }
-        self.kv.delete(&ns.value_key(key)).await?;
-        Ok(true)
+        if let Some(marker) = marker {
+            tend(&self.kv, &marker, false).await?;
+        }
+        Ok(found)
     }
 
     /// The keys of `ns` that have a value, sorted.
@@ -271,12 +292,11 @@ impl Data {
         // Values whose expiry has passed, if their marker is still the latest word.
         let due: HashSet<String> = self
             .kv
-            .keys_matching(&ns.expiries())
+            .entries_matching(&ns.expiries())
             .await?
             .iter()
-            .filter_map(|marker| keys::parse_expiry(marker))
-            .filter(|(_, at)| *at <= now)
-            .map(|(value_key, _)| value_key)
+            .filter(|marker| keys::parse_expiry_value(&marker.value).is_none_or(|at| at <= now))
+            .filter_map(|marker| keys::value_of_expiry(&marker.key))
             .collect();
         let mut keys = Vec::with_capacity(values.len());
         for value_key in values {
@@ -315,38 +335,105 @@ fn stale(key: &str, expected: u64, actual: u64) -> Status {
 }
 
 /// Deletes the values whose expiry markers (`markers`, a key filter) have come due, and
-/// those markers; returns how many values it deleted.
+/// moves or removes those markers; returns how many values it deleted.
 pub(crate) async fn sweep(kv: &KvStore, markers: &str) -> Result<usize, BusError> {
     let mut removed = 0;
-    for marker in kv.keys_matching(markers).await? {
-        let Some((value_key, at)) = keys::parse_expiry(&marker) else {
-            continue;
-        };
-        let now = now_ms();
-        if at > now {
-            continue;
-        }
-        if let Some(entry) = kv.get(&value_key).await? {
-            match Record::read(&entry.value, now) {
-                Some(Record::Expired { expires_at_ms }) if expires_at_ms == at => {
-                    removed += usize::from(claim_and_delete(kv, &value_key, entry.revision).await?);
-                }
-                Some(Record::Sweeping { since_ms })
-                    if now.saturating_sub(since_ms) < millis(ABANDONED) =>
-                {
-                    // Another sweep is deleting it and removes the marker after.
-                    continue;
-                }
-                Some(Record::Sweeping { .. }) => {
-                    removed += usize::from(claim_and_delete(kv, &value_key, entry.revision).await?);
-                }
-                // Written again since: this marker is outdated.
-                _ => {}
+    for marker in kv.entries_matching(markers).await? {
+        if let Some((value_key, at)) = keys::parse_legacy_expiry(&marker.key) {
+            // The earlier layout's marker becomes the one marker of its key.
+            if let Some(expiry) = keys::expiry_of_value(&value_key) {
+                arm(kv, &expiry, at).await?;
             }
+            kv.delete(&marker.key).await?;
+            continue;
         }
-        kv.delete(&marker).await?;
+        let due = keys::parse_expiry_value(&marker.value).is_none_or(|at| at <= now_ms());
+        if due {
+            removed += usize::from(tend(kv, &marker, true).await?);
+        }
     }
     Ok(removed)
+}
+
+/// Moves the expiry marker at `marker` to at most `at`: creates it, or makes it earlier.
+async fn arm(kv: &KvStore, marker: &str, at: i64) -> Result<(), BusError> {
+    let deadline = Instant::now() + WRITE_PATIENCE;
+    loop {
+        let current = kv.get(marker).await?;
+        let attempt = match &current {
+            Some(entry) if keys::parse_expiry_value(&entry.value).is_some_and(|t| t <= at) => {
+                return Ok(());
+            }
+            Some(entry) => kv
+                .update(marker, keys::expiry_value(at), entry.revision)
+                .await
+                .map(drop),
+            None => kv.create(marker, keys::expiry_value(at)).await.map(drop),
+        };
+        match attempt {
+            Err(BusError::WrongRevision | BusError::AlreadyExists) if Instant::now() < deadline => {
+                tokio::time::sleep(RETRY_PAUSE).await;
+            }
+            Err(BusError::WrongRevision | BusError::AlreadyExists) => {
+                return Err(BusError::Timeout);
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Puts the expiry marker `marker` (as read) right for its key's value: deletes the value
+/// if it expired (only when `sweeping`), then moves the marker to the live value's
+/// expiry or removes it when the value has none. Changes the marker only at the revision
+/// read, so a writer's move since wins. Whether it deleted the value.
+async fn tend(kv: &KvStore, marker: &KvEntry, sweeping: bool) -> Result<bool, BusError> {
+    let Some(value_key) = keys::value_of_expiry(&marker.key) else {
+        return Ok(false);
+    };
+    let now = now_ms();
+    let current = kv.get(&value_key).await?;
+    let read = current
+        .as_ref()
+        .map(|entry| (entry.revision, Record::read(&entry.value, now)));
+    let mut removed = false;
+    let keep_at = match read {
+        Some((revision, Some(Record::Expired { .. }))) if sweeping => {
+            removed = claim_and_delete(kv, &value_key, revision).await?;
+            if !removed {
+                // A writer won; its own moves keep the marker right.
+                return Ok(false);
+            }
+            None
+        }
+        Some((revision, Some(Record::Sweeping { since_ms }))) => {
+            if !sweeping || now.saturating_sub(since_ms) < millis(ABANDONED) {
+                // Another sweep is deleting it and tends the marker after, or the claim
+                // was abandoned and the next sweep takes it over through this marker.
+                return Ok(false);
+            }
+            removed = claim_and_delete(kv, &value_key, revision).await?;
+            if !removed {
+                return Ok(false);
+            }
+            None
+        }
+        Some((_, Some(Record::Live { expires_at_ms, .. }))) => expires_at_ms,
+        Some((_, Some(Record::Expired { expires_at_ms }))) => Some(expires_at_ms),
+        // Absent or unreadable: nothing to mark.
+        None | Some((_, None)) => None,
+    };
+    let moved = match keep_at {
+        Some(at) if keys::parse_expiry_value(&marker.value) == Some(at) => Ok(()),
+        Some(at) => kv
+            .update(&marker.key, keys::expiry_value(at), marker.revision)
+            .await
+            .map(drop),
+        None => kv.delete_expecting(&marker.key, marker.revision).await,
+    };
+    match moved {
+        Ok(()) | Err(BusError::WrongRevision) => Ok(removed),
+        Err(e) => Err(e),
+    }
 }
 
 /// Claims the value at `revision` for deletion, then deletes it; false if it changed
@@ -547,11 +634,102 @@ mod tests {
             .put(&value_key, record::sweeping(long_ago))
             .await
             .unwrap();
-        let marker = root().expiry_key("k", 1, 0);
-        data.kv
-            .put(&marker, Bytes::from_static(b"1"))
+        let marker = root().expiry_key("k");
+        data.kv.put(&marker, keys::expiry_value(1)).await.unwrap();
+        assert_eq!(sweep(&data.kv, keys::ALL_EXPIRIES).await.unwrap(), 1);
+        assert!(data.kv.keys().await.unwrap().is_empty());
+    }
+
+    /// The markers in the bucket, with their times.
+    async fn markers(data: &Data) -> Vec<(String, Option<i64>)> {
+        let entries = data.kv.entries_matching(keys::ALL_EXPIRIES).await.unwrap();
+        entries
+            .into_iter()
+            .map(|e| (e.key, keys::parse_expiry_value(&e.value)))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_key_has_one_marker_however_often_it_is_written_and_none_once_deleted() {
+        let data = data(10).await;
+        let mut last = None;
+        for _ in 0..50 {
+            last = set(&data, "k", "1", Some(Duration::from_secs(3600)))
+                .await
+                .unwrap()
+                .expires_at_ms;
+        }
+        let first = markers(&data).await;
+        assert_eq!(first.len(), 1, "{first:?}");
+        assert!(first[0].1 <= last, "at or before the value's expiry");
+        // A shorter TTL moves it earlier.
+        let short = set(&data, "k", "2", Some(Duration::from_secs(60)))
             .await
             .unwrap();
+        assert_eq!(
+            markers(&data).await,
+            [(root().expiry_key("k"), short.expires_at_ms)]
+        );
+        assert!(data.delete(&root(), "k").await.unwrap());
+        assert!(data.kv.keys().await.unwrap().is_empty(), "nothing is left");
+        // Rewritten without a TTL: the next sweep removes the marker.
+        set(&data, "k", "3", Some(Duration::from_secs(60)))
+            .await
+            .unwrap();
+        set(&data, "k", "4", None).await.unwrap();
+        data.kv
+            .put(&root().expiry_key("k"), keys::expiry_value(0))
+            .await
+            .unwrap();
+        assert_eq!(sweep(&data.kv, keys::ALL_EXPIRIES).await.unwrap(), 0);
+        assert_eq!(markers(&data).await, []);
+        assert_eq!(
+            data.get(&root(), "k").await.unwrap().unwrap().value.get(),
+            "4"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_due_marker_of_a_live_value_moves_to_its_expiry() {
+        let data = data(10).await;
+        let written = set(&data, "k", "1", Some(Duration::from_secs(3600)))
+            .await
+            .unwrap();
+        // As a sweep that read the marker of the value this one replaced would leave it.
+        data.kv
+            .put(&root().expiry_key("k"), keys::expiry_value(1))
+            .await
+            .unwrap();
+        assert_eq!(sweep(&data.kv, keys::ALL_EXPIRIES).await.unwrap(), 0);
+        assert_eq!(
+            markers(&data).await,
+            [(root().expiry_key("k"), written.expires_at_ms)]
+        );
+        assert!(data.get(&root(), "k").await.unwrap().is_some());
+    }
+
+    #[tokio::test]
+    async fn markers_of_the_earlier_layout_are_moved_and_swept() {
+        let data = data(10).await;
+        set(&data, "k", "1", Some(Duration::from_millis(1)))
+            .await
+            .unwrap();
+        until_expired(&data, "k").await;
+        let at = data
+            .kv
+            .get(&root().expiry_key("k"))
+            .await
+            .unwrap()
+            .and_then(|e| keys::parse_expiry_value(&e.value))
+            .unwrap();
+        data.kv.delete(&root().expiry_key("k")).await.unwrap();
+        let legacy = format!("{}.{at}_0000002a", root().expiry_key("k"));
+        data.kv
+            .put(&legacy, Bytes::from_static(b"1"))
+            .await
+            .unwrap();
+        assert_eq!(sweep(&data.kv, keys::ALL_EXPIRIES).await.unwrap(), 0);
+        assert_eq!(markers(&data).await, [(root().expiry_key("k"), Some(at))]);
         assert_eq!(sweep(&data.kv, keys::ALL_EXPIRIES).await.unwrap(), 1);
         assert!(data.kv.keys().await.unwrap().is_empty());
     }

@@ -1,9 +1,10 @@
 //! Where a store key lives in the bucket.
 //!
-//! A value is at `d.<tenant>.<namespace>.<key>`; a value with a TTL also has an expiry
-//! marker at `x.<tenant>.<namespace>.<key>.<expires_at_ms>_<nonce>`, which the sweep reads
-//! to find what to delete without reading every value (the nonce makes each write's
-//! marker its own, so a failed write can remove its marker without touching another's). Each part is exactly one token, so a
+//! A value is at `d.<tenant>.<namespace>.<key>`; a value with a TTL also has one expiry
+//! marker at `x.<tenant>.<namespace>.<key>` whose value is a time (milliseconds since the
+//! epoch) at or before the value's expiry, which the sweep reads to find what to delete
+//! without reading every value (`data.rs` keeps it so). One key, one marker: rewriting a
+//! key moves its marker instead of adding one. Each part is exactly one token, so a
 //! filter on a tenant or a namespace matches whole tokens and never a neighbour that
 //! shares a prefix (`t-a` is not `t-ab`, namespace `a` is not `a.b`).
 //!
@@ -16,6 +17,7 @@
 use std::fmt;
 
 use arqon_protocol::TenantId;
+use bytes::Bytes;
 
 /// Longest namespace name, in bytes.
 pub(crate) const MAX_NAMESPACE_BYTES: usize = 64;
@@ -25,8 +27,8 @@ const BUS_MAX_KEY: usize = 1024;
 
 /// Longest key of a store key, in bytes, such that every bucket key fits the bus.
 pub(crate) const LONGEST_KEY_BYTES: usize = {
-    // `x.<tenant>.=<hex namespace>.=<hex key>.<ms>`, at their longest.
-    let rest = 2 + TenantId::MAX_LEN + 1 + (1 + 2 * MAX_NAMESPACE_BYTES) + 1 + 1 + 1 + 20 + 9;
+    // `x.<tenant>.=<hex namespace>.=<hex key>` (and `d.` alike), at their longest.
+    let rest = 2 + TenantId::MAX_LEN + 1 + (1 + 2 * MAX_NAMESPACE_BYTES) + 1 + 1;
     (BUS_MAX_KEY - rest) / 2
 };
 
@@ -91,15 +93,9 @@ impl Namespace {
         format!("{DATA}.{}.{}.{}", self.tenant, self.token(), encode(key))
     }
 
-    /// The bucket key of the marker saying `key`'s value expires at `expires_at_ms`,
-    /// written by the write that drew `nonce`.
-    pub(crate) fn expiry_key(&self, key: &str, expires_at_ms: i64, nonce: u32) -> String {
-        format!(
-            "{EXPIRY}.{}.{}.{}.{expires_at_ms}_{nonce:08x}",
-            self.tenant,
-            self.token(),
-            encode(key)
-        )
+    /// The bucket key of `key`'s expiry marker.
+    pub(crate) fn expiry_key(&self, key: &str) -> String {
+        format!("{EXPIRY}.{}.{}.{}", self.tenant, self.token(), encode(key))
     }
 
     /// Every value of this namespace (not of its sub-namespaces).
@@ -109,7 +105,7 @@ impl Namespace {
 
     /// Every expiry marker of this namespace.
     pub(crate) fn expiries(&self) -> String {
-        format!("{EXPIRY}.{}.{}.*.*", self.tenant, self.token())
+        format!("{EXPIRY}.{}.{}.*", self.tenant, self.token())
     }
 }
 
@@ -147,11 +143,11 @@ pub(crate) fn key_of_value(value_key: &str) -> Option<String> {
     decode(key)
 }
 
-/// The value an expiry marker is about, and when it expires.
-pub(crate) fn parse_expiry(expiry_key: &str) -> Option<(String, i64)> {
+/// The bucket key of the value an expiry marker (`x.<tenant>.<namespace>.<key>`) is
+/// about.
+pub(crate) fn value_of_expiry(expiry_key: &str) -> Option<String> {
     let mut tokens = expiry_key.split('.');
-    let (Some(EXPIRY), Some(tenant), Some(namespace), Some(key), Some(at), None) = (
-        tokens.next(),
+    let (Some(EXPIRY), Some(tenant), Some(namespace), Some(key), None) = (
         tokens.next(),
         tokens.next(),
         tokens.next(),
@@ -160,12 +156,37 @@ pub(crate) fn parse_expiry(expiry_key: &str) -> Option<(String, i64)> {
     ) else {
         return None;
     };
+    Some(format!("{DATA}.{tenant}.{namespace}.{key}"))
+}
+
+/// The bucket key of the expiry marker of a value (`d.<tenant>.<namespace>.<key>`).
+pub(crate) fn expiry_of_value(value_key: &str) -> Option<String> {
+    let rest = value_key.strip_prefix(DATA)?.strip_prefix('.')?;
+    key_of_value(value_key).map(|_| format!("{EXPIRY}.{rest}"))
+}
+
+/// An expiry marker's value: the time it comes due.
+pub(crate) fn expiry_value(at_ms: i64) -> Bytes {
+    Bytes::from(at_ms.to_string())
+}
+
+/// The time an expiry marker's value says; `None` for anything [`expiry_value`] does not
+/// write.
+pub(crate) fn parse_expiry_value(value: &[u8]) -> Option<i64> {
+    std::str::from_utf8(value).ok()?.parse().ok()
+}
+
+/// A marker of the earlier layout, one per write:
+/// `x.<tenant>.<namespace>.<key>.<expires_at_ms>_<nonce>`; the bucket key of its value
+/// and the time. The sweep moves each to the one marker of its key.
+pub(crate) fn parse_legacy_expiry(expiry_key: &str) -> Option<(String, i64)> {
+    let (marker, at) = expiry_key.rsplit_once('.')?;
+    let value_key = value_of_expiry(marker)?;
     let (at, nonce) = at.split_once('_')?;
     if nonce.len() != 8 || !nonce.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
-    let at = at.parse().ok()?;
-    Some((format!("{DATA}.{tenant}.{namespace}.{key}"), at))
+    Some((value_key, at.parse().ok()?))
 }
 
 fn is_plain(text: &str) -> bool {
@@ -248,8 +269,8 @@ mod tests {
         );
         let cache = Namespace::sub(tenant("t-a"), "cache").unwrap();
         assert_eq!(cache.value_key("k"), "d.t-a.cache.k");
-        assert_eq!(cache.expiry_key("k", 17, 0xab), "x.t-a.cache.k.17_000000ab");
-        assert_eq!(cache.expiries(), "x.t-a.cache.*.*");
+        assert_eq!(cache.expiry_key("k"), "x.t-a.cache.k");
+        assert_eq!(cache.expiries(), "x.t-a.cache.*");
         assert_eq!(tenant_values(&tenant("t-a")), "d.t-a.>");
         assert_eq!(tenant_expiries(&tenant("t-a")), "x.t-a.>");
     }
@@ -279,29 +300,49 @@ mod tests {
         )
         .unwrap();
         let key = ":".repeat(LONGEST_KEY_BYTES);
-        assert!(is_bus_key(&ns.expiry_key(&key, i64::MIN, u32::MAX)));
+        assert!(is_bus_key(&ns.expiry_key(&key)));
         assert!(is_bus_key(&ns.value_key(&key)));
         let longer = ":".repeat(LONGEST_KEY_BYTES + 1);
-        assert!(!is_bus_key(&ns.expiry_key(&longer, i64::MIN, u32::MAX)));
+        assert!(!is_bus_key(&ns.expiry_key(&longer)));
+        assert!(!is_bus_key(&ns.value_key(&longer)));
     }
 
     #[test]
     fn markers_name_their_value() {
         let ns = Namespace::sub(tenant("t-a"), "a b").unwrap();
-        let marker = ns.expiry_key("k.1", 1_700_000_000_000, 7);
-        assert_eq!(
-            parse_expiry(&marker),
-            Some((ns.value_key("k.1"), 1_700_000_000_000))
-        );
+        let marker = ns.expiry_key("k.1");
+        assert_eq!(value_of_expiry(&marker), Some(ns.value_key("k.1")));
+        assert_eq!(expiry_of_value(&ns.value_key("k.1")), Some(marker));
+        assert_eq!(expiry_of_value("x.t-a.=.k"), None);
         assert_eq!(key_of_value(&ns.value_key("k.1")).as_deref(), Some("k.1"));
-        assert_eq!(parse_expiry("x.t-a.=.k"), None);
-        assert_eq!(parse_expiry("x.t-a.=.k.soon_00000000"), None);
-        assert_eq!(parse_expiry("x.t-a.=.k.5"), None);
-        assert_eq!(parse_expiry("x.t-a.=.k.5_0"), None);
-        assert_eq!(parse_expiry("x.t-a.=.k.5_0000000g"), None);
-        assert_eq!(parse_expiry("d.t-a.=.k.1"), None);
+        assert_eq!(value_of_expiry("x.t-a.=.k.1"), None);
+        assert_eq!(value_of_expiry("d.t-a.=.k"), None);
         assert_eq!(key_of_value("x.t-a.=.k"), None);
         assert_eq!(key_of_value("d.t-a.=.k.extra"), None);
+        assert_eq!(parse_expiry_value(&expiry_value(-5)), Some(-5));
+        assert_eq!(
+            parse_expiry_value(&expiry_value(1_700_000_000_000)),
+            Some(1_700_000_000_000)
+        );
+        assert_eq!(parse_expiry_value(b"soon"), None);
+    }
+
+    #[test]
+    fn markers_of_the_earlier_layout_are_read() {
+        assert_eq!(
+            parse_legacy_expiry("x.t-a.=.k.1700000000000_000000ab"),
+            Some(("d.t-a.=.k".to_owned(), 1_700_000_000_000))
+        );
+        for bad in [
+            "x.t-a.=.k",
+            "x.t-a.=.k.soon_00000000",
+            "x.t-a.=.k.5",
+            "x.t-a.=.k.5_0",
+            "x.t-a.=.k.5_0000000g",
+            "d.t-a.=.k.1_00000000",
+        ] {
+            assert_eq!(parse_legacy_expiry(bad), None, "{bad}");
+        }
     }
 
     /// Whether `key` matches the NATS-style `filter` (`*` one token, final `>` the rest).
@@ -336,13 +377,13 @@ mod tests {
             let (na, nb) = (Namespace::sub(t.clone(), &a).unwrap(), Namespace::sub(t.clone(), &b).unwrap());
             let root = Namespace::root(t.clone());
             prop_assert!(is_bus_key(&na.value_key(&key)));
-            prop_assert!(is_bus_key(&na.expiry_key(&key, i64::MAX, u32::MAX)));
+            prop_assert!(is_bus_key(&na.expiry_key(&key)));
             prop_assert!(matches(&na.values(), &na.value_key(&key)));
             prop_assert!(!matches(&na.values(), &nb.value_key(&key)));
             prop_assert!(!matches(&root.values(), &na.value_key(&key)));
             prop_assert!(!matches(&na.values(), &root.value_key(&key)));
-            prop_assert!(matches(&na.expiries(), &na.expiry_key(&key, 5, 1)));
-            prop_assert!(!matches(&na.expiries(), &nb.expiry_key(&key, 5, 1)));
+            prop_assert!(matches(&na.expiries(), &na.expiry_key(&key)));
+            prop_assert!(!matches(&na.expiries(), &nb.expiry_key(&key)));
             prop_assert!(matches(&tenant_values(&t), &na.value_key(&key)));
             prop_assert!(!matches(&tenant_values(&tenant("t-ab")), &na.value_key(&key)));
             prop_assert!(!matches(&tenant_values(&tenant("t")), &na.value_key(&key)));
