@@ -57,6 +57,8 @@ pub const CASIL_BUCKET: &str = "arqon_casil";
 pub const CASIL_POLICY_KEY: &str = "policy";
 /// The lease of the policy replica that follows the `CasilPolicy` Kubernetes resource.
 pub const POLICY_LEASE_BUCKET: &str = "arqon_policy_lease";
+/// The lease of the dispatcher replica that sweeps empty channels away.
+pub const CHANNEL_SWEEP_LEASE_BUCKET: &str = "arqon_channel_sweep_lease";
 /// The webhook rules: keys `<tenant>.<rule_id>`.
 pub const WEBHOOKS_BUCKET: &str = "arqon_webhooks";
 /// The work-queue stream of messages waiting for webhook delivery.

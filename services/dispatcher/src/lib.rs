@@ -16,7 +16,7 @@ mod state;
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::registry::Registry as Metrics;
@@ -25,14 +25,15 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::info;
 
-use arqon_bus::{Bus, BusError};
+use arqon_bus::lease::{self, LeaseTimings};
+use arqon_bus::{Bus, BusError, KvConfig, Storage};
 use arqon_protocol::subject;
 
 pub use arqon_proto::grpc::ServiceToken;
 pub use operators_control::{OperatorsControl, OperatorsControlError};
 pub use policy_control::{PolicyControl, PolicyControlError};
 pub use state::HistoryConfig;
-use state::{History, Presence, Registry, WebhookTenants};
+use state::{History, Presence, Registry, WebhookTenants, expiry};
 
 /// Settings of the dispatcher.
 #[derive(Debug, Clone, clap::Args)]
@@ -57,6 +58,27 @@ pub struct DispatcherConfig {
         value_parser = clap::value_parser!(u32).range(1..),
     )]
     pub max_channels_per_tenant: u32,
+
+    /// Seconds after which a channel made by a first join (not by `create_channel`) is
+    /// removed once it has no members and no history; 0: never. It frees its place in
+    /// the tenant's quota.
+    #[arg(
+        long = "empty-channel-ttl-seconds",
+        env = "ARQONBUS_EMPTY_CHANNEL_TTL_SECONDS",
+        default_value_t = EMPTY_CHANNEL_TTL_SECONDS,
+        value_parser = clap::value_parser!(u64).range(0..=MAX_EMPTY_CHANNEL_TTL_SECONDS),
+    )]
+    pub empty_channel_ttl_seconds: u64,
+
+    /// Member ids `channel_info` lists at most (sorted by id); `member_count` stays the
+    /// true count and `members_complete` says whether the list was cut.
+    #[arg(
+        long = "channel-info-max-members",
+        env = "ARQONBUS_CHANNEL_INFO_MAX_MEMBERS",
+        default_value_t = CHANNEL_INFO_MAX_MEMBERS,
+        value_parser = clap::value_parser!(u32).range(1..=10_000),
+    )]
+    pub channel_info_max_members: u32,
 
     #[command(flatten)]
     pub history: HistoryConfig,
@@ -87,11 +109,21 @@ pub struct DispatcherConfig {
     pub operators_control: Option<OperatorsControl>,
 }
 
+/// Default of `ARQONBUS_EMPTY_CHANNEL_TTL_SECONDS`.
+pub const EMPTY_CHANNEL_TTL_SECONDS: u64 = 300;
+/// Default of `ARQONBUS_CHANNEL_INFO_MAX_MEMBERS`: about 50 KiB of ids, far under the
+/// bus's message size (the setting's maximum, 10,000, stays under 1 MiB too).
+pub const CHANNEL_INFO_MAX_MEMBERS: u32 = 1000;
+/// Longest `ARQONBUS_EMPTY_CHANNEL_TTL_SECONDS`: 30 days.
+const MAX_EMPTY_CHANNEL_TTL_SECONDS: u64 = 30 * 86_400;
+
 impl Default for DispatcherConfig {
     fn default() -> Self {
         Self {
             workers: 2,
             max_channels_per_tenant: 10_000,
+            empty_channel_ttl_seconds: EMPTY_CHANNEL_TTL_SECONDS,
+            channel_info_max_members: CHANNEL_INFO_MAX_MEMBERS,
             history: HistoryConfig::default(),
             policy_url: None,
             service_token: None,
@@ -123,6 +155,8 @@ pub struct DispatcherMetrics {
     rejected: Counter,
     publish_errors: Counter,
     refused_publishes: Counter,
+    channel_quota_refusals: Counter,
+    channels_expired: Counter,
 }
 
 impl DispatcherMetrics {
@@ -153,6 +187,16 @@ impl DispatcherMetrics {
             "Messages and telemetry refused because the sender may not join channels (AUTHORIZATION_ERROR)",
             metrics.refused_publishes.clone(),
         );
+        registry.register(
+            "arqonbus_dispatcher_channel_quota_refusals",
+            "Channel creations and first joins refused because the tenant has ARQONBUS_MAX_CHANNELS_PER_TENANT channels (QUOTA_EXCEEDED)",
+            metrics.channel_quota_refusals.clone(),
+        );
+        registry.register(
+            "arqonbus_dispatcher_channels_expired",
+            "Channels made by a first join removed after ARQONBUS_EMPTY_CHANNEL_TTL_SECONDS without members or history",
+            metrics.channels_expired.clone(),
+        );
         metrics
     }
 
@@ -174,6 +218,8 @@ pub(crate) struct Context {
     registry: Registry,
     presence: Presence,
     history: History,
+    /// Member ids `channel_info` lists at most.
+    max_members_listed: usize,
     /// The policy service's control API, when configured.
     policy: Option<PolicyControl>,
     /// The operators service's APIs, when configured.
@@ -256,6 +302,7 @@ pub async fn start(
         registry: Registry::open(&bus, config.max_channels_per_tenant as usize).await?,
         presence: Presence::open(&bus).await?,
         history: History::open(&bus, &config.history).await?,
+        max_members_listed: config.channel_info_max_members as usize,
         bus: bus.clone(),
         metrics,
         started: Instant::now(),
@@ -279,6 +326,14 @@ pub async fn start(
             }
         });
     }
+    start_sweep(
+        &context,
+        &bus,
+        config.empty_channel_ttl_seconds,
+        &tasks,
+        &shutdown,
+    )
+    .await?;
     bus.flush().await?;
     tasks.close();
     info!(workers = config.workers, "dispatcher started");
@@ -287,4 +342,38 @@ pub async fn start(
         context,
         service_token: config.service_token,
     })
+}
+
+/// Starts the expiry sweep of empty implicit channels, on the replica that holds its
+/// lease.
+async fn start_sweep(
+    context: &Arc<Context>,
+    bus: &Bus,
+    ttl_seconds: u64,
+    tasks: &TaskTracker,
+    shutdown: &CancellationToken,
+) -> Result<(), BusError> {
+    let bucket = bus
+        .key_value(KvConfig {
+            max_age: Some(expiry::LEASE),
+            storage: Storage::Memory,
+            ..KvConfig::new(subject::CHANNEL_SWEEP_LEASE_BUCKET)
+        })
+        .await?;
+    let (terms, leadership) = tokio::sync::watch::channel(None);
+    tasks.spawn(lease::hold(
+        bucket,
+        ("channel sweep lease", "removes empty channels"),
+        LeaseTimings::for_ttl(expiry::LEASE),
+        terms,
+        |_| {},
+        shutdown.clone(),
+    ));
+    tasks.spawn(expiry::run(
+        Arc::clone(context),
+        Duration::from_secs(ttl_seconds),
+        leadership,
+        shutdown.clone(),
+    ));
+    Ok(())
 }

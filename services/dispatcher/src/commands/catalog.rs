@@ -86,7 +86,7 @@ pub(crate) const COMMANDS: &[Spec] = &[
         arguments: &[
             ROOM,
             arg("channel", true, "channel name (or `name`)"),
-            arg("description", false, "a description"),
+            arg("description", false, "a description (at most 1024 bytes)"),
         ],
         example: r#"{"type":"command","command":"create_channel","args":{"room":"science","channel":"general"}}"#,
     },
@@ -142,10 +142,22 @@ pub(crate) const COMMANDS: &[Spec] = &[
     Spec {
         name: "list_channels",
         category: "room",
-        description: "The channels of a room, with their member counts",
+        description: "The channels of a room by name, with their member counts, a page at a time",
         permission: Some(Permission::ChannelView),
         system_only: None,
-        arguments: &[ROOM],
+        arguments: &[
+            ROOM,
+            arg(
+                "after",
+                false,
+                "the `next_after` of the previous page: list the channels after this name",
+            ),
+            arg(
+                "limit",
+                false,
+                "at most this many (default 100, at most 1000; a page also stops at 512 KiB)",
+            ),
+        ],
         example: r#"{"type":"command","command":"list_channels","args":{"room":"science"}}"#,
     },
     Spec {

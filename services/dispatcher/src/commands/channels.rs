@@ -9,16 +9,24 @@ use serde_json::{Value, json};
 
 use arqon_proto::model::{MembershipChange, RoomDelivery};
 use arqon_protocol::{
-    CommandReply, Envelope, ErrorCode, JsonObject, MessageType, SERVER_SENDER, Timestamp, Topic,
-    subject,
+    ChannelName, CommandReply, Envelope, ErrorCode, JsonObject, MessageType, SERVER_SENDER,
+    Timestamp, Topic, subject,
 };
 
+use super::args::validation;
 use super::{Call, Outcome, failed, lookup_failed, object};
-use crate::state::Created;
-use crate::state::Views;
+use crate::state::history::PAGE_BYTES;
+use crate::state::registry::MAX_DESCRIPTION_BYTES;
+use crate::state::{Created, Origin, Views};
 
-/// The refusal of a channel beyond the tenant's quota.
-fn over_quota(limit: usize) -> CommandReply {
+/// Channels a `list_channels` page lists when the caller names no limit.
+pub(crate) const LIST_DEFAULT_LIMIT: usize = 100;
+/// Most channels a `list_channels` page lists (a page also ends at `PAGE_BYTES`).
+pub(crate) const LIST_MAX_LIMIT: usize = 1000;
+
+/// The refusal of a channel beyond the tenant's quota (counted).
+fn over_quota(call: &Call<'_>, limit: usize) -> CommandReply {
+    call.context.metrics.channel_quota_refusals.inc();
     CommandReply::error(
         ErrorCode::QuotaExceeded,
         format!(
@@ -36,14 +44,26 @@ pub(crate) async fn create(call: &Call<'_>) -> CommandReply {
         Ok(d) => d.unwrap_or_default().to_owned(),
         Err(reply) => return reply,
     };
+    if description.len() > MAX_DESCRIPTION_BYTES {
+        return validation(format!(
+            "'description' is {} bytes; at most {MAX_DESCRIPTION_BYTES} are accepted",
+            description.len()
+        ));
+    }
     let tenant = &call.inbound.identity.tenant;
     match call
         .context
         .registry
-        .create(tenant, &topic, call.client(), &description)
+        .create(
+            tenant,
+            &topic,
+            call.client(),
+            &description,
+            Origin::Explicit,
+        )
         .await
     {
-        Ok(Created::OverQuota { limit }) => over_quota(limit),
+        Ok(Created::OverQuota { limit }) => over_quota(call, limit),
         Ok(Created::New(record)) => CommandReply::success(
             format!(
                 "Channel '{}' created in room '{}'",
@@ -162,12 +182,12 @@ pub(crate) async fn join(call: &Call<'_>) -> Outcome {
     let created = match call
         .context
         .registry
-        .create(tenant, &topic, call.client(), "")
+        .claim(tenant, &topic, call.client())
         .await
     {
         Ok(Created::New(_)) => true,
         Ok(Created::Exists) => false,
-        Ok(Created::OverQuota { limit }) => return over_quota(limit).into(),
+        Ok(Created::OverQuota { limit }) => return over_quota(call, limit).into(),
         Err(e) => return failed(ErrorCode::JoinChannelError, "join channel", &e).into(),
     };
     let reply = CommandReply::success(
@@ -217,39 +237,85 @@ pub(crate) async fn leave(call: &Call<'_>) -> Outcome {
     }
 }
 
+/// A description as replies show it: one written before descriptions were bounded is
+/// cut to the bound (at a character boundary), so a page's size stays predictable.
+fn bounded(description: &str) -> &str {
+    let mut end = description.len().min(MAX_DESCRIPTION_BYTES);
+    while !description.is_char_boundary(end) {
+        end -= 1;
+    }
+    &description[..end]
+}
+
+/// `list_channels`: one page of a room's channels by name, at most `limit` and at most
+/// `PAGE_BYTES` of entries (always at least one), and where the next page starts.
 pub(crate) async fn list(call: &Call<'_>) -> CommandReply {
-    let room = match call.args.room() {
-        Ok(room) => room,
+    let parsed = (|| {
+        let room = call.args.room()?;
+        let after = match call.args.text("after")? {
+            Some(after) => Some(ChannelName::parse(after).map_err(|e| {
+                validation(format!(
+                    "'after' must be a channel name from a previous page ({e})"
+                ))
+            })?),
+            None => None,
+        };
+        Ok::<_, CommandReply>((
+            room,
+            after,
+            call.args.limit(LIST_DEFAULT_LIMIT, LIST_MAX_LIMIT)?,
+        ))
+    })();
+    let (room, after, limit) = match parsed {
+        Ok(parsed) => parsed,
         Err(reply) => return reply,
     };
     let tenant = &call.inbound.identity.tenant;
-    let channels = match Views::from(call.context).room(tenant, &room).await {
-        Ok(channels) => channels,
+    let page = match Views::from(call.context)
+        .room_page(tenant, &room, after.as_ref(), limit)
+        .await
+    {
+        Ok(page) => page,
         Err(e) => return lookup_failed(ErrorCode::ListChannelsError, "list channels", &e),
     };
-    let listed: Vec<Value> = channels
-        .iter()
-        .map(|c| {
-            json!({
-                "channel_id": c.topic.channel.as_str(),
-                "name": c.topic.channel.as_str(),
-                "description": c.record.description,
-                "member_count": c.member_count,
-                "created_at": c.record.created_at,
-                "created_by": c.record.created_by,
-                "last_activity": c.last_activity.map(|t| Timestamp::from(t).to_rfc3339()),
-            })
-        })
-        .collect();
+    let mut budget = PAGE_BYTES;
+    let mut listed: Vec<Value> = Vec::with_capacity(page.channels.len());
+    let mut next_after = page.more_after.as_ref().map(ChannelName::as_str);
+    for (i, c) in page.channels.iter().enumerate() {
+        let entry = json!({
+            "channel_id": c.topic.channel.as_str(),
+            "name": c.topic.channel.as_str(),
+            "description": bounded(&c.record.description),
+            "member_count": c.member_count,
+            "created_at": c.record.created_at,
+            "created_by": c.record.created_by,
+            "last_activity": c.last_activity.map(|t| Timestamp::from(t).to_rfc3339()),
+        });
+        let size = entry.to_string().len() + 1;
+        if size > budget && !listed.is_empty() {
+            next_after = page
+                .channels
+                .get(i.wrapping_sub(1))
+                .map(|c| c.topic.channel.as_str());
+            break;
+        }
+        budget = budget.saturating_sub(size);
+        listed.push(entry);
+    }
     let mut reply = object(json!({
         "room_id": room.as_str(),
         "room_name": room.as_str(),
-        "total_channels": listed.len(),
+        "total_channels": page.total,
         "channels": listed,
+        "limit": limit,
+        "complete": next_after.is_none(),
     }));
+    if let Some(next) = next_after {
+        reply.insert("next_after".to_owned(), Value::from(next));
+    }
     call.queried(&mut reply);
     CommandReply::success(
-        format!("Found {} channels in room '{room}'", channels.len()),
+        format!("Found {} channels in room '{room}'", page.total),
         reply,
     )
 }
@@ -264,9 +330,12 @@ pub(crate) async fn info(call: &Call<'_>) -> CommandReply {
         Ok(channel) => channel,
         Err(e) => return lookup_failed(ErrorCode::ChannelInfoError, "read channel info", &e),
     };
+    // Sorted by client id; the first ones only, so the reply stays far under the bus's
+    // message size however crowded the channel.
     let member_ids: Vec<&str> = channel
         .members
         .iter()
+        .take(call.context.max_members_listed)
         .map(|m| m.client_id.as_str())
         .collect();
     let mut reply = object(json!({
@@ -274,9 +343,10 @@ pub(crate) async fn info(call: &Call<'_>) -> CommandReply {
         "room_name": topic.room.as_str(),
         "channel_id": topic.channel.as_str(),
         "name": topic.channel.as_str(),
-        "description": channel.record.description,
+        "description": bounded(&channel.record.description),
         "member_count": channel.members.len(),
         "members": member_ids,
+        "members_complete": channel.members.len() <= call.context.max_members_listed,
         "created_at": channel.record.created_at,
         "created_by": channel.record.created_by,
         "last_activity": channel.last_activity.map(|t| Timestamp::from(t).to_rfc3339()),
@@ -291,4 +361,19 @@ pub(crate) async fn info(call: &Call<'_>) -> CommandReply {
         format!("Channel '{}' in room '{}'", topic.channel, topic.room),
         reply,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_description_is_cut_at_a_character_boundary() {
+        assert_eq!(bounded("lab notes"), "lab notes");
+        let long = "é".repeat(MAX_DESCRIPTION_BYTES);
+        let cut = bounded(&long);
+        assert_eq!(cut.len(), MAX_DESCRIPTION_BYTES);
+        let odd = format!("x{long}");
+        assert_eq!(bounded(&odd).len(), MAX_DESCRIPTION_BYTES - 1);
+    }
 }

@@ -105,7 +105,7 @@ impl pb::bus_server::Bus for BusApi {
         }
         context
             .registry
-            .create(&tenant, &topic, CREATED_BY, "")
+            .claim(&tenant, &topic, CREATED_BY)
             .await
             .map_err(|e| status::bus("publish", &e))?;
         // Answered once the history has stored it (when history is on).

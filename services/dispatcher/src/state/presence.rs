@@ -42,9 +42,14 @@ impl Presence {
     }
 
     async fn ask(&self, query: PresenceQuery) -> Result<Vec<PresenceReply>, BusError> {
+        Ok(self.ask_all(query).await?.0)
+    }
+
+    /// The edges' replies, and whether every live edge answered.
+    async fn ask_all(&self, query: PresenceQuery) -> Result<(Vec<PresenceReply>, bool), BusError> {
         let expected = self.edges().await?;
         if expected == 0 {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), true));
         }
         let replies = self
             .bus
@@ -55,7 +60,7 @@ impl Presence {
                 QUERY_TIMEOUT,
             )
             .await?;
-        Ok(replies
+        let decoded: Vec<PresenceReply> = replies
             .into_iter()
             .filter_map(|m| match PresenceReply::decode(m.payload) {
                 Ok(reply) => Some(reply),
@@ -64,7 +69,9 @@ impl Presence {
                     None
                 }
             })
-            .collect())
+            .collect();
+        let complete = decoded.len() >= expected;
+        Ok((decoded, complete))
     }
 
     /// The members of one channel, over all edges.
@@ -96,17 +103,37 @@ impl Presence {
         tenant: &TenantId,
         room: &RoomName,
     ) -> Result<BTreeMap<ChannelName, u64>, BusError> {
+        Ok(self.room_counts(tenant, room).await?.0)
+    }
+
+    /// Members per channel of a room, only if every live edge answered: what the expiry
+    /// sweep acts on, since a silent edge may hold members.
+    pub(crate) async fn complete_counts(
+        &self,
+        tenant: &TenantId,
+        room: &RoomName,
+    ) -> Result<Option<BTreeMap<ChannelName, u64>>, BusError> {
+        let (counts, complete) = self.room_counts(tenant, room).await?;
+        Ok(complete.then_some(counts))
+    }
+
+    async fn room_counts(
+        &self,
+        tenant: &TenantId,
+        room: &RoomName,
+    ) -> Result<(BTreeMap<ChannelName, u64>, bool), BusError> {
         let query = PresenceQuery {
             tenant: Some(tenant.clone()),
             room: Some(room.clone()),
             channel: None,
             with_members: false,
         };
+        let (replies, complete) = self.ask_all(query).await?;
         let mut counts = BTreeMap::new();
-        for channel in self.ask(query).await?.into_iter().flat_map(|r| r.channels) {
+        for channel in replies.into_iter().flat_map(|r| r.channels) {
             *counts.entry(channel.topic.channel).or_default() += channel.members;
         }
-        Ok(counts)
+        Ok((counts, complete))
     }
 
     /// Open connections per tenant (only `tenant`'s when given).

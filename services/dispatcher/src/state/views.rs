@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use futures_util::future::try_join_all;
 
 use arqon_proto::model::Member;
-use arqon_protocol::{RoomName, TenantId, Topic};
+use arqon_protocol::{ChannelName, RoomName, TenantId, Topic};
 
 use super::{ChannelRecord, History, LookupError, Presence, Registry};
 use crate::Context;
@@ -30,6 +30,17 @@ pub(crate) struct ChannelDetail {
     /// Messages in the history.
     pub(crate) message_count: u64,
     pub(crate) last_activity: Option<DateTime<Utc>>,
+}
+
+/// One page of a room's channels.
+#[derive(Debug)]
+pub(crate) struct RoomPage {
+    /// Channels in the room.
+    pub(crate) total: usize,
+    /// The page's channels, by name (those deleted while it was read are left out).
+    pub(crate) channels: Vec<ChannelSummary>,
+    /// The last name the page went through, when channels follow it.
+    pub(crate) more_after: Option<ChannelName>,
 }
 
 /// The stores a view reads.
@@ -82,6 +93,48 @@ impl Views<'_> {
         }
         channels.sort_by(|a, b| a.topic.channel.cmp(&b.topic.channel));
         Ok(channels)
+    }
+
+    /// At most `limit` channels of a room whose names follow `after`, by name;
+    /// `RoomNotFound` when the room has none. Only the page's channels are read.
+    pub(crate) async fn room_page(
+        self,
+        tenant: &TenantId,
+        room: &RoomName,
+        after: Option<&ChannelName>,
+        limit: usize,
+    ) -> Result<RoomPage, LookupError> {
+        let mut topics = self.registry.channels(tenant, room).await?;
+        if topics.is_empty() {
+            return Err(LookupError::RoomNotFound(room.clone()));
+        }
+        topics.sort_by(|a, b| a.channel.cmp(&b.channel));
+        let total = topics.len();
+        let first = after.map_or(0, |after| topics.partition_point(|t| &t.channel <= after));
+        let end = first.saturating_add(limit).min(total);
+        let more_after = (end < total)
+            .then(|| topics.get(end.wrapping_sub(1)).map(|t| t.channel.clone()))
+            .flatten();
+        let page: Vec<Topic> = topics.drain(first.min(end)..end).collect();
+        let counts = &self.presence.counts(tenant, room).await?;
+        let described = try_join_all(page.into_iter().map(|topic| async move {
+            let (record, last_activity) = tokio::try_join!(
+                self.registry.get(tenant, &topic),
+                self.history.last_activity(tenant, &topic),
+            )?;
+            Ok::<_, LookupError>(record.map(|record| ChannelSummary {
+                member_count: counts.get(&topic.channel).copied().unwrap_or(0),
+                topic,
+                record,
+                last_activity,
+            }))
+        }))
+        .await?;
+        Ok(RoomPage {
+            total,
+            channels: described.into_iter().flatten().collect(),
+            more_after,
+        })
     }
 
     /// One channel; `RoomNotFound` or `ChannelNotFound` when it does not exist.
