@@ -7,6 +7,7 @@
 mod auth;
 mod authority;
 mod casil;
+mod channel_limits;
 mod channels;
 mod grpc;
 mod handshake;

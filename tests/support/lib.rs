@@ -461,6 +461,14 @@ impl Cluster {
         body
     }
 
+    /// The Prometheus exposition of dispatcher replica `i` (standalone: the process).
+    pub async fn dispatcher_metrics(&self, i: usize) -> String {
+        match self.dispatchers.get(i) {
+            Some(&node) => self.node_metrics(node).await,
+            None => self.metrics().await,
+        }
+    }
+
     /// The Prometheus exposition of policy replica `i`.
     pub async fn policy_metrics(&self, i: usize) -> String {
         self.node_metrics(self.policies[i]).await
