@@ -32,6 +32,11 @@ use keys::Namespace;
 
 /// Longest TTL: ten years.
 const MAX_TTL_SECONDS: f64 = 315_360_000.0;
+/// Most keys one `List` page holds.
+pub(crate) const MAX_LIST_LIMIT: usize = 1000;
+/// A `List` page ends before its keys (as JSON strings) pass this many bytes; it holds at
+/// least one key. So a reply stays well under the bus's message size, whatever the keys.
+const LIST_PAGE_BYTES: usize = 512 * 1024;
 
 /// Settings of the store.
 #[derive(Debug, Clone, clap::Args)]
@@ -188,6 +193,28 @@ fn resolve(caller: &Caller, namespace: Option<pb::Namespace>) -> Result<Namespac
     }
 }
 
+/// The page of `keys` (sorted) after `after`: at most `limit` keys and
+/// [`LIST_PAGE_BYTES`], at least one; and whether it is the last.
+fn page(keys: Vec<String>, after: Option<&str>, limit: usize) -> (Vec<String>, bool) {
+    let start = after.map_or(0, |after| keys.partition_point(|key| key.as_str() <= after));
+    let mut budget = LIST_PAGE_BYTES;
+    let mut end = start;
+    for key in &keys[start..] {
+        // The key as the client will read it: a JSON string and a comma.
+        let size = serde_json::to_string(key).map_or(key.len(), |json| json.len()) + 1;
+        if end - start == limit || (end > start && size > budget) {
+            break;
+        }
+        budget = budget.saturating_sub(size);
+        end += 1;
+    }
+    let complete = end == keys.len();
+    let mut keys = keys;
+    keys.truncate(end);
+    keys.drain(..start);
+    (keys, complete)
+}
+
 fn rfc3339(ms: i64) -> Option<String> {
     chrono::DateTime::from_timestamp_millis(ms).map(|t| Timestamp::from(t).to_rfc3339())
 }
@@ -319,15 +346,28 @@ impl pb::store_server::Store for StoreApi {
         let request = request.into_inner();
         let caller = Caller::try_from(request.caller)?;
         let namespace = resolve(&caller, request.namespace)?;
+        let limit = match request.limit {
+            0 => MAX_LIST_LIMIT,
+            n if n as usize <= MAX_LIST_LIMIT => n as usize,
+            n => {
+                return Err(validation(format!(
+                    "'limit' must be an integer from 1 to {MAX_LIST_LIMIT}, not {n}"
+                )));
+            }
+        };
         let keys = self
             .inner
             .data
             .list(&namespace)
             .await
             .map_err(|e| unavailable("list the store keys", &e))?;
+        let total = keys.len() as u64;
+        let (keys, complete) = page(keys, request.after.as_deref(), limit);
         Ok(Response::new(pb::ListResponse {
             namespace: namespace.to_string(),
             keys,
+            complete,
+            total,
         }))
     }
 }
@@ -352,6 +392,35 @@ mod tests {
             namespace: namespace.map(str::to_owned),
             tenant: tenant.map(str::to_owned),
         })
+    }
+
+    #[test]
+    fn list_pages_end_at_the_limit_or_the_byte_budget() {
+        let keys: Vec<String> = (0..5).map(|i| format!("k{i}")).collect();
+        let strings = |keys: &[&str]| keys.iter().map(|k| k.to_string()).collect::<Vec<_>>();
+        assert_eq!(page(keys.clone(), None, 2), (strings(&["k0", "k1"]), false));
+        assert_eq!(
+            page(keys.clone(), Some("k1"), 2),
+            (strings(&["k2", "k3"]), false)
+        );
+        assert_eq!(page(keys.clone(), Some("k3"), 2), (strings(&["k4"]), true));
+        // After a key that went meanwhile, or past the end.
+        assert_eq!(page(keys.clone(), Some("k2a"), 10).0, ["k3", "k4"]);
+        assert_eq!(page(keys, Some("z"), 10), (vec![], true));
+        // 300 keys of 4 KiB are over the budget: the page holds what fits.
+        let big: Vec<String> = (0..300)
+            .map(|i| format!("{i:03}{}", "x".repeat(4096)))
+            .collect();
+        let (first, complete) = page(big.clone(), None, MAX_LIST_LIMIT);
+        assert!(!complete);
+        let bytes: usize = first.iter().map(|k| k.len() + 3).sum();
+        assert!(
+            bytes <= LIST_PAGE_BYTES && bytes + 4100 > LIST_PAGE_BYTES,
+            "{bytes}"
+        );
+        // A key larger than the budget still comes, alone.
+        let huge = vec!["h".repeat(LIST_PAGE_BYTES), "i".to_owned()];
+        assert_eq!(page(huge, None, 10).0.len(), 1);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use tonic::Request;
 use arqon_proto::operators::v1 as pb;
 use arqon_protocol::{CommandReply, ErrorCode};
 
-use super::super::args::{number, scalar_text};
+use super::super::args::{Args, number, scalar_text};
 use super::super::catalog::{Arg, Spec, arg};
 use super::super::{Call, object};
 use super::{caller, refused};
@@ -77,10 +77,23 @@ pub(super) const SPECS: &[Spec] = &[
     Spec {
         name: "op.store.list",
         category: "store",
-        description: "The keys of a namespace of your tenant's store, sorted",
+        description: "The keys of a namespace of your tenant's store, sorted, a page at a time",
         permission: None,
         system_only: None,
-        arguments: &[NAMESPACE, TENANT],
+        arguments: &[
+            NAMESPACE,
+            TENANT,
+            arg(
+                "after",
+                false,
+                "list the keys after this one (the previous page's next_after)",
+            ),
+            arg(
+                "limit",
+                false,
+                "most keys in the page (1-1000, default 1000)",
+            ),
+        ],
         example: r#"{"type":"command","command":"op.store.list"}"#,
     },
 ];
@@ -103,6 +116,9 @@ pub(super) async fn execute(
     };
     reply.unwrap_or_else(identity)
 }
+
+/// Most keys one `op.store.list` page holds (the operators service's limit too).
+const MAX_LIST_LIMIT: usize = 1000;
 
 fn invalid(message: impl Into<String>) -> CommandReply {
     CommandReply::error(ErrorCode::ValidationError, message)
@@ -228,21 +244,30 @@ async fn list(
     args: &Map<String, Value>,
     control: &OperatorsControl,
 ) -> Result<CommandReply, CommandReply> {
+    let limit = Args::new(args.clone()).limit(MAX_LIST_LIMIT, MAX_LIST_LIMIT)?;
+    let after = text(args, "after")?;
     let request = pb::ListRequest {
         caller: caller(call),
         namespace: namespace(args)?,
+        after: Some(after).filter(|after| !after.is_empty()),
+        limit: u32::try_from(limit).unwrap_or(u32::MAX),
     };
     let listed = bounded(control.store.list(Request::new(request)))
         .await
         .map_err(|status| refused("list the store keys", &status, Map::new()))?;
-    Ok(CommandReply::success(
-        "Store keys listed",
-        object(json!({
-            "namespace": listed.namespace,
-            "count": listed.keys.len(),
-            "keys": listed.keys,
-        })),
-    ))
+    let mut data = object(json!({
+        "namespace": listed.namespace,
+        "count": listed.keys.len(),
+        "total": listed.total,
+        "complete": listed.complete,
+    }));
+    if !listed.complete
+        && let Some(last) = listed.keys.last()
+    {
+        data.insert("next_after".to_owned(), Value::from(last.as_str()));
+    }
+    data.insert("keys".to_owned(), Value::from(listed.keys));
+    Ok(CommandReply::success("Store keys listed", data))
 }
 
 #[cfg(test)]
