@@ -302,6 +302,62 @@ async fn a_returning_client_recovers_exactly_what_it_missed(cluster: &Cluster) {
     }
 }
 
+/// The history is bounded in bytes as well as per channel: a flood of large messages
+/// keeps only the newest that fit, oldest first across channels, on either bus.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_history_keeps_at_most_its_bytes() {
+    for mode in [Mode::Standalone, Mode::Distributed] {
+        let cluster = Cluster::launch(Topology {
+            dispatcher: DispatcherConfig {
+                history: HistoryConfig {
+                    max_bytes: 100_000,
+                    ..HistoryConfig::default()
+                },
+                ..DispatcherConfig::default()
+            },
+            ..Topology::new(mode)
+        })
+        .await;
+        let other = cluster.client("t-b").await;
+        other.join("quiet", "log").await.unwrap();
+        other
+            .publish("quiet", "log", json!({"n": "first"}))
+            .await
+            .unwrap();
+        let writer = cluster.client("t-a").await;
+        writer.join("bulk", "files").await.unwrap();
+        let padding = "x".repeat(10_000);
+        for n in 0..40 {
+            writer
+                .publish("bulk", "files", json!({ "n": n, "padding": padding }))
+                .await
+                .unwrap();
+        }
+        let read = |client: &'static str, room: &'static str, channel: &'static str| {
+            let cluster = &cluster;
+            async move {
+                let reader = cluster.client(client).await;
+                let reply = command(
+                    &reader,
+                    "history",
+                    json!({"room": room, "channel": channel, "limit": 1000}),
+                )
+                .await;
+                data(&reply)["history"].as_array().unwrap().clone()
+            }
+        };
+        let kept = read("t-a", "bulk", "files").await;
+        // About 10 KB each: no more than 100 KB of them, the newest.
+        assert!((5..=9).contains(&kept.len()), "{mode:?}: {}", kept.len());
+        assert_eq!(kept.last().unwrap()["payload"]["n"], 39, "{mode:?}");
+        assert!(
+            read("t-b", "quiet", "log").await.is_empty(),
+            "{mode:?}: the oldest went first, whichever channel it was in"
+        );
+        cluster.stop().await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_position_older_than_the_retention_is_not_recovered() {
     for mode in [Mode::Standalone, Mode::Distributed] {

@@ -253,6 +253,9 @@ pub struct HistoryConfig {
     pub max_msgs_per_subject: i64,
     /// Messages older than this are discarded (`Duration::ZERO`: kept forever).
     pub max_age: Duration,
+    /// Bytes the stream keeps in all (subjects, headers and payloads), the oldest
+    /// messages discarded first (`<= 0`: unlimited).
+    pub max_bytes: i64,
     /// Where the stream lives.
     pub storage: Storage,
 }
@@ -265,6 +268,7 @@ impl HistoryConfig {
             subjects,
             max_msgs_per_subject: -1,
             max_age: Duration::ZERO,
+            max_bytes: -1,
             storage: Storage::File,
         }
     }

@@ -20,6 +20,13 @@ struct State {
     messages: BTreeMap<u64, StoredMessage>,
     /// Sequences per subject, ascending: per-subject limits and exact-subject reads.
     by_subject: HashMap<String, VecDeque<u64>>,
+    /// Bytes of the messages kept ([`stored_size`]), for `max_bytes`.
+    bytes: usize,
+}
+
+/// A message's size as the stream's byte limit counts it.
+fn stored_size(message: &StoredMessage) -> usize {
+    message.subject.len() + message.headers.wire_len() + message.payload.len()
 }
 
 /// The creation instant of the latest stream, in nanoseconds since the epoch: keeps
@@ -43,6 +50,7 @@ impl EmbeddedHistory {
                 last_time: DateTime::<Utc>::MIN_UTC,
                 messages: BTreeMap::new(),
                 by_subject: HashMap::new(),
+                bytes: 0,
             })),
             epoch: epoch_of(unique_now()).into(),
         }
@@ -62,6 +70,7 @@ impl EmbeddedHistory {
         let mut state = self.lock();
         state.config = config.clone();
         state.expire();
+        state.trim_bytes();
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -82,16 +91,15 @@ impl EmbeddedHistory {
         // Never earlier than the previous message: reads by time rely on it.
         let time = Utc::now().max(state.last_time);
         state.last_time = time;
-        state.messages.insert(
+        let message = StoredMessage {
             seq,
-            StoredMessage {
-                seq,
-                subject: subject.to_owned(),
-                headers: headers.without_reserved(),
-                payload,
-                time,
-            },
-        );
+            subject: subject.to_owned(),
+            headers: headers.without_reserved(),
+            payload,
+            time,
+        };
+        state.bytes += stored_size(&message);
+        state.messages.insert(seq, message);
         match state.by_subject.get_mut(subject) {
             Some(seqs) => seqs.push_back(seq),
             None => {
@@ -101,6 +109,7 @@ impl EmbeddedHistory {
             }
         }
         state.trim_subject(subject);
+        state.trim_bytes();
         Ok(seq)
     }
 
@@ -146,6 +155,7 @@ impl EmbeddedHistory {
         let State {
             messages,
             by_subject,
+            bytes,
             ..
         } = &mut *state;
         let mut purged = 0u64;
@@ -154,7 +164,9 @@ impl EmbeddedHistory {
                 return true;
             }
             for seq in seqs.iter() {
-                messages.remove(seq);
+                if let Some(message) = messages.remove(seq) {
+                    *bytes -= stored_size(&message);
+                }
             }
             purged += seqs.len() as u64;
             false
@@ -223,9 +235,38 @@ impl State {
         }
         if let Some(seqs) = self.by_subject.get_mut(subject) {
             while seqs.len() > max {
-                if let Some(old) = seqs.pop_front() {
-                    self.messages.remove(&old);
+                if let Some(old) = seqs.pop_front()
+                    && let Some(message) = self.messages.remove(&old)
+                {
+                    self.bytes -= stored_size(&message);
                 }
+            }
+        }
+    }
+
+    /// Drops the oldest messages while the stream holds more than `max_bytes`.
+    fn trim_bytes(&mut self) {
+        let Ok(max) = usize::try_from(self.config.max_bytes) else {
+            return;
+        };
+        if max == 0 {
+            return;
+        }
+        while self.bytes > max {
+            let Some((_, message)) = self.messages.pop_first() else {
+                break;
+            };
+            self.remove_oldest(message);
+        }
+    }
+
+    /// Forgets `message`, just removed as the oldest of the stream.
+    fn remove_oldest(&mut self, message: StoredMessage) {
+        self.bytes -= stored_size(&message);
+        if let Some(seqs) = self.by_subject.get_mut(&message.subject) {
+            seqs.pop_front();
+            if seqs.is_empty() {
+                self.by_subject.remove(&message.subject);
             }
         }
     }
@@ -244,12 +285,7 @@ impl State {
                 break;
             }
             let message = entry.remove();
-            if let Some(seqs) = self.by_subject.get_mut(&message.subject) {
-                seqs.pop_front();
-                if seqs.is_empty() {
-                    self.by_subject.remove(&message.subject);
-                }
-            }
+            self.remove_oldest(message);
         }
     }
 }

@@ -57,6 +57,11 @@ impl NatsHistory {
                 -1
             },
             max_age: config.max_age,
+            max_bytes: if config.max_bytes > 0 {
+                config.max_bytes
+            } else {
+                -1
+            },
             storage: storage_type(config.storage),
             num_replicas: setup.replicas,
             discard: DiscardPolicy::Old,
@@ -116,6 +121,7 @@ impl NatsHistory {
             subjects: info.config.subjects.clone(),
             max_msgs_per_subject: info.config.max_messages_per_subject,
             max_age: info.config.max_age,
+            max_bytes: info.config.max_bytes,
             storage: match info.config.storage {
                 StorageType::File => Storage::File,
                 StorageType::Memory => Storage::Memory,

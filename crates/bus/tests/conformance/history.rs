@@ -15,6 +15,7 @@ conformance!(
     history_read_by_time,
     history_retention_by_count,
     history_retention_by_age,
+    history_retention_by_bytes,
     history_refuses_foreign_and_invalid_subjects,
     history_captures_core_publishes,
     history_overlapping_streams_are_refused,
@@ -195,6 +196,30 @@ async fn history_retention_by_count(bus: Bus) {
     assert_eq!(
         seqs(&hist.read("c.>", ReadFrom::Sequence(1), 10).await.unwrap()),
         [3, 4, 5, 6]
+    );
+}
+
+async fn history_retention_by_bytes(bus: Bus) {
+    let mut config = config("BYTES", &["y.>"]);
+    config.max_bytes = 10_000;
+    let hist = bus.history(config).await.unwrap();
+    let payload = Bytes::from(vec![b'x'; 1000]);
+    for i in 0..30 {
+        let subject = if i % 3 == 0 { "y.a" } else { "y.b" };
+        hist.append(subject, Headers::new(), payload.clone())
+            .await
+            .unwrap();
+    }
+    let kept = seqs(&hist.read("y.>", ReadFrom::Sequence(1), 100).await.unwrap());
+    // Each message is 1,003 bytes and some overhead (the server's own, on NATS): the
+    // newest that fit in 10,000 bytes, across subjects, oldest discarded first.
+    assert!((7..=9).contains(&kept.len()), "{kept:?}");
+    assert_eq!(kept.last(), Some(&30));
+    assert!(kept.windows(2).all(|w| w[1] == w[0] + 1), "{kept:?}");
+    assert_eq!(
+        hist.count("y.>").await.unwrap(),
+        kept.len() as u64,
+        "the count agrees"
     );
 }
 

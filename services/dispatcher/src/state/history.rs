@@ -47,7 +47,20 @@ pub struct HistoryConfig {
         value_parser = clap::value_parser!(u64).range(1..),
     )]
     pub max_age_seconds: u64,
+
+    /// Bytes the history keeps in all, across tenants; past it the oldest messages go
+    /// first (0: unlimited). Keeps a flood from filling the disk (or, standalone, the
+    /// memory) that the bus's other state lives on.
+    #[arg(
+        long = "history-max-bytes",
+        env = "ARQONBUS_HISTORY_MAX_BYTES",
+        default_value_t = DEFAULT_MAX_BYTES,
+    )]
+    pub max_bytes: u64,
 }
+
+/// The history's default size bound: 1 GiB.
+pub const DEFAULT_MAX_BYTES: u64 = 1 << 30;
 
 impl Default for HistoryConfig {
     fn default() -> Self {
@@ -55,6 +68,7 @@ impl Default for HistoryConfig {
             enabled: true,
             max_per_channel: 1000,
             max_age_seconds: 86_400,
+            max_bytes: DEFAULT_MAX_BYTES,
         }
     }
 }
@@ -101,6 +115,7 @@ impl History {
         let stream = arqon_bus::HistoryConfig {
             max_msgs_per_subject: i64::from(config.max_per_channel),
             max_age: Duration::from_secs(config.max_age_seconds),
+            max_bytes: i64::try_from(config.max_bytes).unwrap_or(i64::MAX),
             storage: bus.durable_storage(),
             ..arqon_bus::HistoryConfig::new(
                 subject::HISTORY_STREAM,
