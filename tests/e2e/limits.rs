@@ -35,6 +35,11 @@ both_modes!(
         rate_limit_strikes: 3,
         ..c
     },
+    a_tenants_connections_share_its_byte_rate: |c| EdgeConfig {
+        max_message_size: 16 * 1024,
+        rate_limit_tenant_bytes_per_second: 1024,
+        ..c
+    },
     one_tenant_cannot_take_every_connection: |c| EdgeConfig {
         max_connections: 4,
         max_connections_per_tenant: 2,
@@ -160,6 +165,62 @@ async fn senders_above_their_byte_rate_are_refused(cluster: &Cluster) {
     assert_eq!(code, Some(code::POLICY_VIOLATION));
     // 16 KiB of burst: three 5 KiB frames pass, then refusals until the third strike.
     assert_eq!((answered, limited), (3, 2));
+}
+
+/// All of a tenant's connections on an edge draw on one byte rate: once they have used
+/// its burst (the largest message), the next frame of any of them is refused, while
+/// another tenant's connection still sends.
+async fn a_tenants_connections_share_its_byte_rate(cluster: &Cluster) {
+    let filler = "x".repeat(5 * 1024);
+    let ping = async |socket: &mut RawSocket, n: usize| {
+        send_json(
+            socket,
+            &json!({"id": format!("arq_1_{n}_abcdef"), "type": "command", "command": "ping",
+                    "args": {"filler": filler}}),
+        )
+        .await;
+        // The acknowledgement, then the command's answer; or a refusal.
+        loop {
+            let frame = next_json(socket).await;
+            if matches!(frame["type"].as_str(), Some("command_response" | "error")) {
+                break frame;
+            }
+        }
+    };
+    let (mut first, mut second) = (
+        cluster.raw_client("t-a").await,
+        cluster.raw_client("t-a").await,
+    );
+    let mut other = cluster.raw_client("t-b").await;
+    // 16 KiB of burst for the tenant: three frames of 5 KiB, from either connection.
+    assert_eq!(ping(&mut first, 1).await["type"], "command_response");
+    assert_eq!(ping(&mut first, 2).await["type"], "command_response");
+    assert_eq!(ping(&mut second, 3).await["type"], "command_response");
+    let refused = ping(&mut second, 4).await;
+    assert_eq!(
+        (&refused["type"], &refused["error_code"]),
+        (&json!("error"), &json!("RATE_LIMITED")),
+        "{refused}"
+    );
+    assert!(
+        refused["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("this tenant's connections")),
+        "{refused}"
+    );
+    for n in 5..8 {
+        assert_eq!(
+            ping(&mut other, n).await["type"],
+            "command_response",
+            "t-b is apart"
+        );
+    }
+    let metrics = cluster.metrics().await;
+    assert_eq!(
+        metric_value(&metrics, "arqonbus_edge_tenant_rate_limited_total"),
+        Some(1.0),
+        "{metrics}"
+    );
 }
 
 async fn upgrade_as(cluster: &Cluster, tenant: &str) -> Result<RawSocket, u16> {

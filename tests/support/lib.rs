@@ -102,6 +102,7 @@ pub fn edge_config() -> EdgeConfig {
     EdgeConfig {
         rate_limit_per_second: 0,
         rate_limit_bytes_per_second: 0,
+        rate_limit_tenant_bytes_per_second: 0,
         // The tests' fleet operator connects over WebSockets too ([`Cluster::system_token`]).
         system_scope: true,
         ..EdgeConfig::with_secret(SECRET)

@@ -214,6 +214,17 @@ pub struct EdgeConfig {
     )]
     pub rate_limit_bytes_per_second: u32,
 
+    /// Bytes of frames all of one tenant's connections on this edge may send per second,
+    /// on average (0: no limit), so that one tenant cannot take an edge's (and the
+    /// pipeline's) whole capacity; it may send one second's worth at once. Above it a
+    /// frame gets `RATE_LIMITED` and a strike, as with the connection's own rate.
+    #[arg(
+        long = "rate-limit-tenant-bytes-per-second",
+        env = "ARQONBUS_RATE_LIMIT_TENANT_BYTES_PER_SECOND",
+        default_value_t = 16_777_216
+    )]
+    pub rate_limit_tenant_bytes_per_second: u32,
+
     /// Frames waiting to be written to one connection. A client whose queue fills up is
     /// disconnected as too slow (close code 4008).
     #[arg(
@@ -299,6 +310,7 @@ impl EdgeConfig {
             rate_limit_burst: 200,
             rate_limit_strikes: 20,
             rate_limit_bytes_per_second: 2_097_152,
+            rate_limit_tenant_bytes_per_second: 16_777_216,
             outbound_queue: 1024,
             outbound_queue_bytes: 4 * 1024 * 1024,
             ping_interval_seconds: 20,

@@ -118,6 +118,8 @@ struct Connection {
     limiter: Option<DefaultDirectRateLimiter>,
     /// Bytes per second, in the same way.
     byte_limiter: Option<DefaultDirectRateLimiter>,
+    /// The byte rate of the connection's tenant on this edge, shared.
+    tenant_bytes: Option<Arc<DefaultDirectRateLimiter>>,
     strikes: u32,
     /// After a recovery, the ids it wrote, until the frames queued meanwhile are out.
     recovered_ids: Option<HashSet<String>>,
@@ -190,6 +192,7 @@ impl Connection {
             let burst = NonZeroU32::new(config.max_message_size.max(rate.get())).unwrap_or(rate);
             RateLimiter::direct(Quota::per_second(rate).allow_burst(burst))
         });
+        let tenant_bytes = shared.tenant_byte_rate(&identity.tenant);
         let next_ping = Instant::now() + config.ping_interval();
         let expires_at = grant.expires_at.map(|exp| deadline(exp, config.leeway()));
         shared.connections.insert(peer.clone());
@@ -205,6 +208,7 @@ impl Connection {
             in_flight: None,
             limiter,
             byte_limiter,
+            tenant_bytes,
             strikes: 0,
             recovered_ids: None,
             timer: Box::pin(tokio::time::sleep_until(next_ping)),
@@ -467,16 +471,22 @@ impl Connection {
     /// closes), or `None` when the frame is within it. A small text frame's `id` is read
     /// for the refusal; a large one is not parsed at all.
     fn over_rate(&mut self, text: Option<&str>, len: usize) -> Option<Accepted> {
+        let n = NonZeroU32::new(u32::try_from(len).unwrap_or(u32::MAX));
+        let bytes_within =
+            |l: &DefaultDirectRateLimiter| n.is_none_or(|n| matches!(l.check_n(n), Ok(Ok(()))));
         let frames_ok = self.limiter.as_ref().is_none_or(|l| l.check().is_ok());
-        let bytes_ok = self.byte_limiter.as_ref().is_none_or(|l| {
-            let n = NonZeroU32::new(u32::try_from(len).unwrap_or(u32::MAX));
-            n.is_none_or(|n| matches!(l.check_n(n), Ok(Ok(()))))
-        });
-        if frames_ok && bytes_ok {
+        let bytes_ok = self.byte_limiter.as_ref().is_none_or(bytes_within);
+        // The tenant's share is spent only by frames within the connection's own rates.
+        let tenant_ok =
+            !(frames_ok && bytes_ok) || self.tenant_bytes.as_deref().is_none_or(bytes_within);
+        if frames_ok && bytes_ok && tenant_ok {
             self.strikes = 0;
             return None;
         }
         self.shared.metrics.rate_limited.inc();
+        if !tenant_ok {
+            self.shared.metrics.tenant_rate_limited.inc();
+        }
         self.strikes += 1;
         if self.strikes >= self.shared.config.rate_limit_strikes {
             return Some(Accepted::Close(End::Close(
@@ -489,11 +499,12 @@ impl Connection {
             .filter(|t| t.len() <= REFUSAL_ID_SCAN_BYTES)
             .and_then(|t| serde_json::from_str::<IdOnly>(t).ok())
             .and_then(|probe| probe.id);
-        let reply = Envelope::error_reply(
-            id.as_deref(),
-            ErrorCode::RateLimited,
-            "Rate limit exceeded: the frame was dropped; slow down and retry",
-        );
+        let message = if tenant_ok {
+            "Rate limit exceeded: the frame was dropped; slow down and retry"
+        } else {
+            "Rate limit exceeded: this tenant's connections send more bytes than it may on this edge; the frame was dropped; slow down and retry"
+        };
+        let reply = Envelope::error_reply(id.as_deref(), ErrorCode::RateLimited, message);
         Some(Accepted::Reply(reply.to_json().into()))
     }
 

@@ -20,6 +20,7 @@ mod recovery;
 mod rooms;
 mod status;
 
+use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -31,6 +32,7 @@ use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use axum::serve::ListenerExt;
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -89,8 +91,8 @@ pub(crate) struct Shared {
     /// Upgrades accepted and not yet finished, counted before the upgrade completes so
     /// the limit cannot be overshot by concurrent upgrades.
     admitted: AtomicUsize,
-    /// The same, per tenant (entries removed at zero).
-    admitted_per_tenant: std::sync::Mutex<std::collections::HashMap<TenantId, u32>>,
+    /// The same, per tenant, with the tenant's byte rate (entries removed at zero).
+    admitted_per_tenant: std::sync::Mutex<std::collections::HashMap<TenantId, TenantShare>>,
     metrics: EdgeMetrics,
     tasks: TaskTracker,
     shutdown: CancellationToken,
@@ -252,14 +254,22 @@ impl Drop for Admission {
             .admitted_per_tenant
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(count) = per_tenant.get_mut(&self.tenant) {
-            *count = count.saturating_sub(1);
-            if *count == 0 {
+        if let Some(share) = per_tenant.get_mut(&self.tenant) {
+            share.connections = share.connections.saturating_sub(1);
+            if share.connections == 0 {
                 per_tenant.remove(&self.tenant);
             }
         }
         self.shared.metrics.connections.dec();
     }
+}
+
+/// What one tenant holds on this edge.
+struct TenantShare {
+    connections: u32,
+    /// The tenant's byte rate (`ARQONBUS_RATE_LIMIT_TENANT_BYTES_PER_SECOND`), shared by
+    /// its connections.
+    bytes: Option<Arc<DefaultDirectRateLimiter>>,
 }
 
 /// Counts one more connection of `tenant` unless it holds its quota already.
@@ -268,12 +278,35 @@ fn admit_tenant(shared: &Shared, tenant: &TenantId) -> bool {
         .admitted_per_tenant
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let count = per_tenant.entry(tenant.clone()).or_default();
-    if *count >= shared.config.max_connections_per_tenant {
+    let share = per_tenant
+        .entry(tenant.clone())
+        .or_insert_with(|| TenantShare {
+            connections: 0,
+            bytes: NonZeroU32::new(shared.config.rate_limit_tenant_bytes_per_second).map(|rate| {
+                // A frame as large as the edge takes always fits a full bucket.
+                let burst =
+                    NonZeroU32::new(shared.config.max_message_size.max(rate.get())).unwrap_or(rate);
+                Arc::new(RateLimiter::direct(
+                    Quota::per_second(rate).allow_burst(burst),
+                ))
+            }),
+        });
+    if share.connections >= shared.config.max_connections_per_tenant {
         return false;
     }
-    *count += 1;
+    share.connections += 1;
     true
+}
+
+impl Shared {
+    /// The byte rate of `tenant`'s connections on this edge (while it has one).
+    fn tenant_byte_rate(&self, tenant: &TenantId) -> Option<Arc<DefaultDirectRateLimiter>> {
+        self.admitted_per_tenant
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(tenant)
+            .and_then(|share| share.bytes.clone())
+    }
 }
 
 fn unavailable(details: &str) -> Response {

@@ -78,6 +78,7 @@ pub struct EdgeMetrics {
     pub(crate) bytes_out: Counter,
     pub(crate) queue_drops: Counter,
     pub(crate) rate_limited: Counter,
+    pub(crate) tenant_rate_limited: Counter,
     pub(crate) invalid_frames: Counter,
     pub(crate) publish_errors: Counter,
     pub(crate) pipeline_timeouts: Counter,
@@ -101,6 +102,7 @@ impl EdgeMetrics {
             bytes_out: Counter::default(),
             queue_drops: Counter::default(),
             rate_limited: Counter::default(),
+            tenant_rate_limited: Counter::default(),
             invalid_frames: Counter::default(),
             publish_errors: Counter::default(),
             pipeline_timeouts: Counter::default(),
@@ -169,6 +171,11 @@ impl EdgeMetrics {
             "arqonbus_edge_rate_limited",
             "Envelopes refused with RATE_LIMITED",
             metrics.rate_limited.clone(),
+        );
+        r.register(
+            "arqonbus_edge_tenant_rate_limited",
+            "Frames refused with RATE_LIMITED because their tenant was over its byte rate on this edge (ARQONBUS_RATE_LIMIT_TENANT_BYTES_PER_SECOND); also in arqonbus_edge_rate_limited",
+            metrics.tenant_rate_limited.clone(),
         );
         r.register(
             "arqonbus_edge_invalid_frames",
