@@ -153,6 +153,20 @@ impl WorkQueue {
         }
     }
 
+    /// How many jobs not yet acknowledged or dropped (as [`WorkQueue::depth`] counts them)
+    /// are on subjects matching `filter` (wildcards allowed): e.g. one tenant's share of
+    /// a queue whose subjects name the tenant.
+    ///
+    /// NATS: the stream's per-subject counts (stream info with a subjects filter), so the
+    /// cost is in proportion to the number of distinct subjects matching, not of jobs.
+    pub async fn count(&self, filter: &str) -> Result<u64, BusError> {
+        subject::validate_subscribe(filter)?;
+        match &self.inner {
+            Inner::Nats(nats) => Box::pin(nats.count(filter)).await,
+            Inner::Embedded(embedded) => Ok(embedded.count(filter)),
+        }
+    }
+
     /// The next job: waits at most `poll_wait` for one, and returns `None` when none came
     /// (call again). An `Err` (NATS: the server could not be reached) does not end the
     /// queue either; the next call tries again. Cancel-safe: a job that arrives for a call

@@ -16,6 +16,7 @@ use tokio::time::Instant;
 use crate::config::WorkQueueConfig;
 use crate::error::BusError;
 use crate::headers::Headers;
+use crate::subject;
 use crate::workqueue::{Acker, Depth, Job, Settle};
 
 struct Entry {
@@ -50,6 +51,8 @@ struct State {
     jobs: BTreeMap<u64, Entry>,
     due: BTreeSet<(Instant, u64)>,
     bytes: usize,
+    /// Jobs held per subject, for [`EmbeddedWorkQueue::count`].
+    by_subject: HashMap<String, u64>,
     /// Ids pushed within the duplicate window, with the sequence they got...
     ids: HashMap<String, (u64, Instant)>,
     /// ...oldest first, to forget them when the window has passed.
@@ -78,6 +81,7 @@ impl EmbeddedWorkQueue {
                     jobs: BTreeMap::new(),
                     due: BTreeSet::new(),
                     bytes: 0,
+                    by_subject: HashMap::new(),
                     ids: HashMap::new(),
                     id_order: VecDeque::new(),
                 }),
@@ -139,6 +143,21 @@ impl EmbeddedWorkQueue {
             jobs: state.jobs.len() as u64,
             bytes: state.bytes as u64,
         }
+    }
+
+    /// Jobs held on subjects matching `filter`, in proportion to the distinct subjects
+    /// held (as JetStream's per-subject counts), not to the jobs.
+    pub(crate) fn count(&self, filter: &str) -> u64 {
+        let state = self.queue.lock();
+        if subject::is_literal(filter) {
+            return state.by_subject.get(filter).copied().unwrap_or(0);
+        }
+        state
+            .by_subject
+            .iter()
+            .filter(|(subject, _)| subject::matches(filter, subject))
+            .map(|(_, jobs)| jobs)
+            .sum()
     }
 
     /// The next job within `poll_wait` (the handle's own: handles opened with different
@@ -216,6 +235,7 @@ impl State {
         }
         self.last_sequence += 1;
         let sequence = self.last_sequence;
+        *self.by_subject.entry(subject.clone()).or_default() += 1;
         self.jobs.insert(
             sequence,
             Entry {
@@ -269,6 +289,12 @@ impl State {
                 self.due.remove(&(due, sequence));
             }
             self.bytes -= entry.size();
+            if let Some(jobs) = self.by_subject.get_mut(&entry.subject) {
+                *jobs -= 1;
+                if *jobs == 0 {
+                    self.by_subject.remove(&entry.subject);
+                }
+            }
         }
     }
 

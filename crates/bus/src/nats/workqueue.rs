@@ -121,6 +121,33 @@ impl NatsWorkQueue {
         .await
     }
 
+    /// Jobs on subjects matching `filter`: the stream's per-subject counts, summed.
+    pub(crate) async fn count(&self, filter: &str) -> Result<u64, BusError> {
+        ensure_connected(&self.client)?;
+        let name = self.config.stream.clone();
+        let failed = |err: &dyn std::fmt::Display| {
+            BusError::Backend(format!("work queue {name} count failed: {err}"))
+        };
+        bounded(self.timeout, async {
+            let stream = self
+                .js
+                .get_stream_no_info(&self.config.stream)
+                .await
+                .map_err(|err| failed(&err))?;
+            let mut subjects = stream
+                .info_with_subjects(filter)
+                .await
+                .map_err(|err| failed(&err))?;
+            let mut total = 0u64;
+            while let Some(subject) = subjects.next().await {
+                let (_, count) = subject.map_err(|err| failed(&err))?;
+                total = total.saturating_add(count as u64);
+            }
+            Ok(total)
+        })
+        .await
+    }
+
     pub(crate) async fn next(&mut self) -> Option<Result<Job, BusError>> {
         if self.pull.is_none() {
             if let Err(err) = ensure_connected(&self.client) {

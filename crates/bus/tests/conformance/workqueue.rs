@@ -26,6 +26,7 @@ conformance!(
     work_queue_reopen_keeps_queued_jobs,
     work_queue_more_than_a_thousand_jobs_may_be_in_flight,
     work_queue_depth_counts_what_is_not_yet_acknowledged,
+    work_queue_count_counts_the_jobs_on_matching_subjects,
     work_queue_jobs_keep_their_headers,
 );
 
@@ -440,6 +441,68 @@ async fn work_queue_depth_counts_what_is_not_yet_acknowledged(bus: Bus) {
     let left = queue.depth().await.unwrap();
     assert_eq!(left.jobs, 2);
     assert!(left.bytes < full.bytes);
+}
+
+/// `count` is the depth of the subjects a filter matches: queued, in-flight and refused
+/// jobs, pushed or captured, until they are acknowledged.
+async fn work_queue_count_counts_the_jobs_on_matching_subjects(bus: Bus) {
+    let mut queue = open(&bus, config("COUNT", Duration::from_secs(60))).await;
+    assert_eq!(queue.count("count.a.>").await.unwrap(), 0);
+    for (subject, n) in [("count.a.x", 3), ("count.a.y", 2), ("count.b.x", 4)] {
+        for i in 0..n {
+            queue
+                .push(subject, b(&format!("{subject} {i}")), None)
+                .await
+                .unwrap();
+        }
+    }
+    bus.publish("count.a", b("captured")).await.unwrap();
+    tokio::time::timeout(WAIT, async {
+        while queue.count("count.a").await.unwrap() == 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the core publish is captured");
+    assert_eq!(queue.count("count.a.>").await.unwrap(), 5);
+    assert_eq!(queue.count("count.a.x").await.unwrap(), 3);
+    assert_eq!(queue.count("count.*.x").await.unwrap(), 7);
+    assert_eq!(queue.count("count.>").await.unwrap(), 10);
+    assert_eq!(queue.count("count.c.>").await.unwrap(), 0);
+    assert!(matches!(
+        queue.count("count..a").await,
+        Err(BusError::InvalidSubject(_))
+    ));
+    // In flight and refused still count; acknowledged and dropped do not.
+    let mut settled = BTreeSet::new();
+    let mut held = Vec::new();
+    while settled.len() < 10 {
+        let job = next_job(&mut queue).await;
+        let subject = job.subject.clone();
+        match subject.as_str() {
+            "count.a.x" if !settled.contains("nak") => {
+                settled.insert("nak".to_owned());
+                job.nak(Duration::from_secs(60)).await.unwrap();
+            }
+            "count.a.y" => {
+                settled.insert(format!("ack {}", job.sequence));
+                job.ack().await.unwrap();
+            }
+            "count.b.x" => {
+                settled.insert(format!("term {}", job.sequence));
+                job.term().await.unwrap();
+            }
+            _ => {
+                settled.insert(format!("held {}", job.sequence));
+                held.push(job);
+            }
+        }
+    }
+    assert_eq!(queue.count("count.a.y").await.unwrap(), 0);
+    assert_eq!(queue.count("count.b.>").await.unwrap(), 0);
+    assert_eq!(queue.count("count.a.x").await.unwrap(), 3);
+    assert_eq!(queue.count("count.>").await.unwrap(), 4);
+    drop(held);
 }
 
 /// Headers travel with a job (pushed, or captured from a core publish), without the
