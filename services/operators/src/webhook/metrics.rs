@@ -1,5 +1,5 @@
-//! The webhook operator's metrics. The one label (`outcome`) is a closed set: no URLs,
-//! rules or tenants.
+//! The webhook operator's metrics. The labels (`outcome`, `reason`) are closed sets: no
+//! URLs, rules or tenants.
 
 use arqon_bus::Depth;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -42,6 +42,29 @@ struct OutcomeLabels {
     outcome: &'static str,
 }
 
+/// Why deliveries were dropped without an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Dropped {
+    /// Their tenant already had `max_queued_per_tenant` deliveries (or bytes) queued.
+    TenantFull,
+    /// A job that cannot be read (or is on a subject no job is queued on).
+    Unreadable,
+}
+
+impl Dropped {
+    fn label(self) -> &'static str {
+        match self {
+            Dropped::TenantFull => "tenant_full",
+            Dropped::Unreadable => "unreadable",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
 /// Counters and histograms of one operators replica's webhook deliveries.
 #[derive(Debug, Clone)]
 pub struct WebhookMetrics {
@@ -53,6 +76,7 @@ pub struct WebhookMetrics {
     queue_errors: Counter,
     queue_jobs: Gauge,
     queue_bytes: Gauge,
+    dropped: Family<ReasonLabels, Counter>,
 }
 
 impl Default for WebhookMetrics {
@@ -67,6 +91,7 @@ impl Default for WebhookMetrics {
             queue_errors: Counter::default(),
             queue_jobs: Gauge::default(),
             queue_bytes: Gauge::default(),
+            dropped: Family::default(),
         }
     }
 }
@@ -115,6 +140,17 @@ impl WebhookMetrics {
             "Bytes in the webhook queue, sampled; new messages are dropped once it reaches ARQONBUS_WEBHOOK_QUEUE_MAX_BYTES",
             metrics.queue_bytes.clone(),
         );
+        r.register(
+            "arqonbus_webhook_dropped",
+            "Webhook deliveries dropped without an attempt, by reason (tenant_full: the tenant had ARQONBUS_WEBHOOK_MAX_QUEUED_PER_TENANT deliveries or ..._BYTES_PER_TENANT bytes queued; unreadable)",
+            metrics.dropped.clone(),
+        );
+        // Present from the start, so an alert on a rate sees the first drop.
+        for reason in [Dropped::TenantFull, Dropped::Unreadable] {
+            drop(metrics.dropped.get_or_create(&ReasonLabels {
+                reason: reason.label(),
+            }));
+        }
         metrics
     }
 
@@ -148,6 +184,14 @@ impl WebhookMetrics {
 
     pub(crate) fn deferred(&self) {
         self.deferred.inc();
+    }
+
+    pub(crate) fn dropped(&self, reason: Dropped, deliveries: u64) {
+        self.dropped
+            .get_or_create(&ReasonLabels {
+                reason: reason.label(),
+            })
+            .inc_by(deliveries);
     }
 
     pub(crate) fn queue_error(&self) {

@@ -15,6 +15,8 @@
 //!   attempt as a new job carrying the failure count and its backoff (`backoff.rs`), so
 //!   progress survives any replica dying; after the last attempt, or a permanent
 //!   failure, the delivery becomes a dead letter on `arqon.webhook.dead.<tenant>`.
+//! - **Fairness** (`quota.rs`): a tenant holds at most its share of the queue's
+//!   deliveries; beyond it, its new ones are dropped and counted, not other tenants'.
 //! - **SSRF guard** (`ssrf.rs`): internal targets are refused at registration and can
 //!   never be connected to at delivery.
 //!
@@ -26,6 +28,7 @@ mod cleanup;
 mod job;
 mod metrics;
 mod post;
+mod quota;
 mod rule;
 mod rules;
 mod settings;
@@ -105,6 +108,7 @@ pub(crate) async fn start(
         settings: settings.clone(),
         metrics: shared.metrics.webhook.clone(),
         rule_slots: worker::RuleSlots::new(settings.concurrency_per_rule as usize),
+        quota: quota::TenantQuota::new(settings),
         shutdown: shutdown.clone(),
     });
     worker::sample_depth(

@@ -1,5 +1,5 @@
 //! The `ARQONBUS_WEBHOOK_*` settings: delivery attempts and their backoff, concurrency,
-//! the SSRF guard, rule limits, and the queue's bounds.
+//! the SSRF guard, rule limits, and the queue's bounds (in all, and per tenant).
 
 use std::time::Duration;
 
@@ -13,6 +13,11 @@ const MAX_RULES_PER_TENANT: u32 = 100;
 const QUEUE_MAX_AGE_SECONDS: u64 = 86_400;
 const QUEUE_MAX_JOBS: u64 = 1_000_000;
 const QUEUE_MAX_BYTES: u64 = 256 * 1024 * 1024;
+/// A tenant's share of the queue: a tenth of its jobs and a sixteenth of its bytes, so at
+/// least ten tenants at their bound (sixteen by bytes) fit in the shared queue at once,
+/// while one tenant still has room for a backlog of 100,000 deliveries.
+const MAX_QUEUED_PER_TENANT: u64 = QUEUE_MAX_JOBS / 10;
+const MAX_QUEUED_BYTES_PER_TENANT: u64 = QUEUE_MAX_BYTES / 16;
 const SWEEP_SECONDS: u64 = 30;
 
 /// How webhook rules are delivered and bounded.
@@ -132,6 +137,30 @@ pub struct WebhookSettings {
     )]
     pub queue_max_bytes: u64,
 
+    /// Deliveries of one tenant the queue holds at most (queued, in flight, or waiting
+    /// for a retry); beyond it that tenant's new deliveries are dropped and counted,
+    /// while other tenants' are still queued.
+    #[arg(
+        id = "webhook_max_queued_per_tenant",
+        long = "webhook-max-queued-per-tenant",
+        env = "ARQONBUS_WEBHOOK_MAX_QUEUED_PER_TENANT",
+        default_value_t = MAX_QUEUED_PER_TENANT,
+        value_parser = clap::value_parser!(u64).range(1..=i64::MAX as u64),
+    )]
+    pub max_queued_per_tenant: u64,
+
+    /// Bytes of one tenant's deliveries the queue holds at most (checked as the tenant's
+    /// queued deliveries, each as large as the one being queued); beyond it that
+    /// tenant's new deliveries are dropped and counted.
+    #[arg(
+        id = "webhook_max_queued_bytes_per_tenant",
+        long = "webhook-max-queued-bytes-per-tenant",
+        env = "ARQONBUS_WEBHOOK_MAX_QUEUED_BYTES_PER_TENANT",
+        default_value_t = MAX_QUEUED_BYTES_PER_TENANT,
+        value_parser = clap::value_parser!(u64).range(1024..=i64::MAX as u64),
+    )]
+    pub max_queued_bytes_per_tenant: u64,
+
     /// How often rules that are not `persistent` are checked against the live edges (an
     /// owner whose edge died sent no disconnect notice).
     #[arg(
@@ -158,6 +187,8 @@ impl Default for WebhookSettings {
             queue_max_age_seconds: QUEUE_MAX_AGE_SECONDS,
             queue_max_jobs: QUEUE_MAX_JOBS,
             queue_max_bytes: QUEUE_MAX_BYTES,
+            max_queued_per_tenant: MAX_QUEUED_PER_TENANT,
+            max_queued_bytes_per_tenant: MAX_QUEUED_BYTES_PER_TENANT,
             sweep_seconds: SWEEP_SECONDS,
         }
     }
@@ -176,6 +207,18 @@ impl WebhookSettings {
             return Err(format!(
                 "ARQONBUS_WEBHOOK_CONCURRENCY_PER_RULE ({}) must not exceed ARQONBUS_WEBHOOK_CONCURRENCY ({})",
                 self.concurrency_per_rule, self.concurrency
+            ));
+        }
+        if self.max_queued_per_tenant > self.queue_max_jobs {
+            return Err(format!(
+                "ARQONBUS_WEBHOOK_MAX_QUEUED_PER_TENANT ({}) must not exceed ARQONBUS_WEBHOOK_QUEUE_MAX_JOBS ({})",
+                self.max_queued_per_tenant, self.queue_max_jobs
+            ));
+        }
+        if self.max_queued_bytes_per_tenant > self.queue_max_bytes {
+            return Err(format!(
+                "ARQONBUS_WEBHOOK_MAX_QUEUED_BYTES_PER_TENANT ({}) must not exceed ARQONBUS_WEBHOOK_QUEUE_MAX_BYTES ({})",
+                self.max_queued_bytes_per_tenant, self.queue_max_bytes
             ));
         }
         Ok(())
@@ -240,5 +283,20 @@ mod tests {
             ..WebhookSettings::default()
         };
         assert!(bad.check().is_err());
+        let bad = WebhookSettings {
+            max_queued_per_tenant: 11,
+            queue_max_jobs: 10,
+            ..WebhookSettings::default()
+        };
+        assert!(bad.check().is_err());
+        let bad = WebhookSettings {
+            max_queued_bytes_per_tenant: 4096,
+            queue_max_bytes: 2048,
+            ..WebhookSettings::default()
+        };
+        assert!(bad.check().is_err());
+        // Several tenants at their bound fit in the shared queue.
+        assert!(default.max_queued_per_tenant * 10 <= default.queue_max_jobs);
+        assert!(default.max_queued_bytes_per_tenant * 16 <= default.queue_max_bytes);
     }
 }

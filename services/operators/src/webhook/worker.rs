@@ -26,8 +26,9 @@ use arqon_telemetry::traces;
 
 use super::backoff;
 use super::job::{self, Delivery, Message};
-use super::metrics::{Outcome, WebhookMetrics};
+use super::metrics::{Dropped, Outcome, WebhookMetrics};
 use super::post::{Attempt, Poster};
+use super::quota::TenantQuota;
 use super::rule::{Rule, is_rule_id};
 use super::rules::Rules;
 use super::settings::WebhookSettings;
@@ -48,6 +49,7 @@ pub(crate) struct Worker {
     pub(crate) settings: WebhookSettings,
     pub(crate) metrics: WebhookMetrics,
     pub(crate) rule_slots: RuleSlots,
+    pub(crate) quota: TenantQuota,
     pub(crate) shutdown: CancellationToken,
 }
 
@@ -219,18 +221,22 @@ impl Worker {
             }
             _ => {
                 warn!(subject = %job.subject, "a webhook job on an unknown subject; dropped");
+                self.metrics.dropped(Dropped::Unreadable, 1);
                 self.settle("drop", job.term()).await;
             }
         }
     }
 
-    /// One delivery job per rule the message matches; the message job is done once all
-    /// are queued (a repeated fan-out, after a replica died midway, queues each once).
+    /// One delivery job per rule the message matches, as far as the tenant's share of the
+    /// queue allows (the rest are dropped and counted); the message job is done once all
+    /// are queued or dropped (a repeated fan-out, after a replica died midway, queues each
+    /// once).
     async fn fan_out(&self, tenant: &TenantId, job: Job) {
         let message = match Message::decode(job.payload.clone()) {
             Ok(message) => message,
             Err(error) => {
                 warn!(%tenant, %error, "a queued message cannot be delivered to webhooks; dropped");
+                self.metrics.dropped(Dropped::Unreadable, 1);
                 self.settle("drop", job.term()).await;
                 return;
             }
@@ -244,6 +250,19 @@ impl Worker {
             Err(error) => return self.queue_failed("read the rules", &error, job).await,
         };
         tracing::Span::current().record("arqonbus.webhook.rules", rules.len());
+        if rules.is_empty() {
+            self.settle("acknowledge", job.ack()).await;
+            return;
+        }
+        let mut queued = match self.queue.count(&TenantQuota::deliveries_of(tenant)).await {
+            Ok(queued) => queued,
+            Err(error) => {
+                return self
+                    .queue_failed("count the tenant's deliveries", &error, job)
+                    .await;
+            }
+        };
+        let mut dropped = 0u64;
         for rule in rules {
             let delivery = Delivery {
                 rule_id: rule.rule_id.clone(),
@@ -253,19 +272,30 @@ impl Worker {
                 sender: message.sender.clone(),
                 envelope: message.envelope.clone(),
             };
+            let subject = subject::webhook_delivery(tenant, &rule.rule_id);
+            let payload = delivery.encode();
+            if !self.quota.admits(queued, subject.len() + payload.len()) {
+                dropped += 1;
+                continue;
+            }
             // Each delivery's attempts continue the message's trace.
-            let queued = self
+            let pushed = self
                 .queue
                 .push_with_headers(
-                    &subject::webhook_delivery(tenant, &rule.rule_id),
+                    &subject,
                     Headers::current_trace_context(),
-                    delivery.encode(),
+                    payload,
                     Some(&delivery.job_id()),
                 )
                 .await;
-            if let Err(error) = queued {
+            if let Err(error) = pushed {
                 return self.queue_failed("queue a delivery", &error, job).await;
             }
+            queued += 1;
+        }
+        if dropped > 0 {
+            self.metrics.dropped(Dropped::TenantFull, dropped);
+            self.quota.report(tenant, dropped);
         }
         self.settle("acknowledge", job.ack()).await;
     }
@@ -275,6 +305,7 @@ impl Worker {
             Ok(delivery) => delivery,
             Err(error) => {
                 warn!(%tenant, rule_id, %error, "an unreadable webhook delivery; dropped");
+                self.metrics.dropped(Dropped::Unreadable, 1);
                 self.settle("drop", job.term()).await;
                 return;
             }
