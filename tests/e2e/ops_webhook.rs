@@ -1,7 +1,7 @@
 //! `op.webhook` over the wire, against real HTTP receivers on 127.0.0.1: signed POSTs
 //! with the exact body, retries then success, dead letters, tenant isolation, the SSRF
-//! guard, every §7.2 reply and error, rules that end with their owner, and two operators
-//! replicas sharing the queue.
+//! guard, every §7.2 reply and error, rules that end with their owner, two operators
+//! replicas sharing the queue, and a tenant whose endpoint hangs filling only its share.
 
 use std::collections::{BTreeSet, VecDeque};
 use std::net::SocketAddr;
@@ -887,6 +887,80 @@ async fn a_hanging_receiver_delays_neither_the_room_nor_other_rules(cluster: &Cl
     })
     .await;
     release.send_replace(true);
+}
+
+crate::each_mode!(a_tenant_whose_endpoint_hangs_fills_only_its_share_of_the_queue);
+
+/// Tenant A's two rules point at a receiver that takes requests and never answers, and A
+/// sends more messages than the whole queue holds deliveries for. A's deliveries stop at
+/// its share of the queue (the rest are dropped and counted), so tenant B's message is
+/// still queued and posted. Before the per-tenant bound A's deliveries filled the queue
+/// and B's message was never queued.
+async fn a_tenant_whose_endpoint_hangs_fills_only_its_share_of_the_queue(mode: Mode) {
+    const SHARE: u64 = 10;
+    const MESSAGES: usize = 40;
+    let cluster = launch(
+        mode,
+        1,
+        WebhookSettings {
+            queue_max_jobs: 60,
+            max_queued_per_tenant: SHARE,
+            ..settings()
+        },
+    )
+    .await;
+    let (release, hold) = watch::channel(false);
+    let mut hanging = hanging_receiver(hold).await;
+    let mut fast = receiver(&[], 200).await;
+    let owner_a = cluster.client("t-a").await;
+    for _ in 0..2 {
+        register(&owner_a, json!({"url": hanging.url, "timeout_seconds": 30})).await;
+    }
+    let owner_b = cluster.client("t-b").await;
+    register(&owner_b, json!({"url": fast.url})).await;
+
+    // A wants 80 deliveries queued: more than the 60 jobs the whole queue holds.
+    let sender_a = cluster.client("t-a").await;
+    for n in 0..MESSAGES {
+        sender_a
+            .publish("science", "general", json!({"n": n}))
+            .await
+            .unwrap();
+    }
+    // A's deliveries are being attempted, and hang.
+    hanging.next().await;
+    eventually(
+        "tenant A's deliveries fill its share of the queue",
+        || async {
+            let metrics = cluster.operators_metrics(0).await;
+            metric_value(&metrics, "arqonbus_webhook_queue_jobs").unwrap_or(0.0) >= SHARE as f64
+        },
+    )
+    .await;
+
+    // B's message is queued and posted all the same.
+    let sender_b = cluster.client("t-b").await;
+    let id = sender_b
+        .publish("science", "general", json!({"content": "still delivered"}))
+        .await
+        .unwrap();
+    let request = fast.next().await;
+    assert_eq!(request.json()["envelope"]["id"], id.as_str());
+    fast.assert_quiet(QUIET).await;
+
+    // A's deliveries beyond its share were dropped, and counted.
+    eventually("tenant A's drops are counted", || async {
+        let metrics = cluster.operators_metrics(0).await;
+        metric_value(
+            &metrics,
+            r#"arqonbus_webhook_dropped_total{reason="tenant_full"}"#,
+        )
+        .unwrap_or(0.0)
+            >= 1.0
+    })
+    .await;
+    release.send_replace(true);
+    cluster.stop().await;
 }
 
 /// A message CASIL blocks never reaches a webhook; the clean one after it does.
