@@ -9,6 +9,7 @@
 
 mod commands;
 mod grpc;
+mod intake;
 mod operators_control;
 mod policy_control;
 mod route;
@@ -18,7 +19,10 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry as Metrics;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -38,7 +42,10 @@ use state::{History, Presence, Registry, WebhookTenants, expiry};
 /// Settings of the dispatcher.
 #[derive(Debug, Clone, clap::Args)]
 pub struct DispatcherConfig {
-    /// Concurrent consumers in this replica (each a member of the dispatcher queue group).
+    /// Receive loops in this replica, each a member of the dispatcher queue group. A loop
+    /// only decodes and admits envelopes; each is handled in a task of its own, so how
+    /// many run at once is set by the `ARQONBUS_DISPATCHER_MAX_IN_FLIGHT_*` settings, not
+    /// by this. (Before ADR 016 each loop handled one envelope at a time.)
     #[arg(
         id = "dispatcher_workers",
         long = "dispatcher-workers",
@@ -47,6 +54,46 @@ pub struct DispatcherConfig {
         value_parser = clap::value_parser!(u16).range(1..=256),
     )]
     pub workers: u16,
+
+    /// Envelopes other than commands (room and private messages, telemetry) this
+    /// replica routes at once; when all are in progress the receive loops wait.
+    #[arg(
+        long = "dispatcher-max-in-flight-messages",
+        env = "ARQONBUS_DISPATCHER_MAX_IN_FLIGHT_MESSAGES",
+        default_value_t = MAX_IN_FLIGHT_MESSAGES,
+        value_parser = clap::value_parser!(u32).range(1..=65_536),
+    )]
+    pub max_in_flight_messages: u32,
+
+    /// Commands this replica runs at once, all tenants together (a lane of their own:
+    /// slow commands never hold up messages).
+    #[arg(
+        long = "dispatcher-max-in-flight-commands",
+        env = "ARQONBUS_DISPATCHER_MAX_IN_FLIGHT_COMMANDS",
+        default_value_t = MAX_IN_FLIGHT_COMMANDS,
+        value_parser = clap::value_parser!(u32).range(2..=65_536),
+    )]
+    pub max_in_flight_commands: u32,
+
+    /// Commands of one tenant this replica runs at once; must be less than
+    /// `ARQONBUS_DISPATCHER_MAX_IN_FLIGHT_COMMANDS`, so one tenant never takes them all.
+    #[arg(
+        long = "dispatcher-max-commands-per-tenant",
+        env = "ARQONBUS_DISPATCHER_MAX_COMMANDS_PER_TENANT",
+        default_value_t = MAX_COMMANDS_PER_TENANT,
+        value_parser = clap::value_parser!(u32).range(1..=65_535),
+    )]
+    pub max_commands_per_tenant: u32,
+
+    /// Commands of one tenant that may wait, in order, for one of its running ones to
+    /// finish (at most 4 s); one more is answered `RATE_LIMITED` without running.
+    #[arg(
+        long = "dispatcher-max-queued-commands-per-tenant",
+        env = "ARQONBUS_DISPATCHER_MAX_QUEUED_COMMANDS_PER_TENANT",
+        default_value_t = MAX_QUEUED_COMMANDS_PER_TENANT,
+        value_parser = clap::value_parser!(u32).range(0..=65_536),
+    )]
+    pub max_queued_commands_per_tenant: u32,
 
     /// Channels one tenant may have (created explicitly or by a first join); one more
     /// gets `QUOTA_EXCEEDED`. Concurrent creations on several replicas may pass it by
@@ -109,6 +156,15 @@ pub struct DispatcherConfig {
     pub operators_control: Option<OperatorsControl>,
 }
 
+/// Default of `ARQONBUS_DISPATCHER_MAX_IN_FLIGHT_MESSAGES`.
+pub const MAX_IN_FLIGHT_MESSAGES: u32 = 1024;
+/// Default of `ARQONBUS_DISPATCHER_MAX_IN_FLIGHT_COMMANDS`.
+pub const MAX_IN_FLIGHT_COMMANDS: u32 = 256;
+/// Default of `ARQONBUS_DISPATCHER_MAX_COMMANDS_PER_TENANT`: eight tenants with slow
+/// commands fill the command lane before a ninth waits.
+pub const MAX_COMMANDS_PER_TENANT: u32 = 32;
+/// Default of `ARQONBUS_DISPATCHER_MAX_QUEUED_COMMANDS_PER_TENANT`.
+pub const MAX_QUEUED_COMMANDS_PER_TENANT: u32 = 1024;
 /// Default of `ARQONBUS_EMPTY_CHANNEL_TTL_SECONDS`.
 pub const EMPTY_CHANNEL_TTL_SECONDS: u64 = 300;
 /// Default of `ARQONBUS_CHANNEL_INFO_MAX_MEMBERS`: about 50 KiB of ids, far under the
@@ -121,6 +177,10 @@ impl Default for DispatcherConfig {
     fn default() -> Self {
         Self {
             workers: 2,
+            max_in_flight_messages: MAX_IN_FLIGHT_MESSAGES,
+            max_in_flight_commands: MAX_IN_FLIGHT_COMMANDS,
+            max_commands_per_tenant: MAX_COMMANDS_PER_TENANT,
+            max_queued_commands_per_tenant: MAX_QUEUED_COMMANDS_PER_TENANT,
             max_channels_per_tenant: 10_000,
             empty_channel_ttl_seconds: EMPTY_CHANNEL_TTL_SECONDS,
             channel_info_max_members: CHANNEL_INFO_MAX_MEMBERS,
@@ -141,15 +201,50 @@ pub enum DispatcherError {
     Bus(#[from] BusError),
     #[error("ARQONBUS_SERVICE_TOKEN (--service-token): {0}")]
     InvalidServiceToken(&'static str),
+    #[error(
+        "ARQONBUS_DISPATCHER_MAX_COMMANDS_PER_TENANT ({per_tenant}) must be less than ARQONBUS_DISPATCHER_MAX_IN_FLIGHT_COMMANDS ({commands}): one tenant could take every command slot"
+    )]
+    CommandBounds { per_tenant: u32, commands: u32 },
     #[error(transparent)]
     PolicyControl(#[from] PolicyControlError),
     #[error(transparent)]
     OperatorsControl(#[from] OperatorsControlError),
 }
 
+arqon_telemetry::label_values! {
+    /// The lanes envelopes are handled in (`intake`).
+    pub(crate) enum Lane {
+        Messages => "messages",
+        Commands => "commands",
+    }
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LaneLabel {
+    lane: Lane,
+}
+
+arqon_telemetry::label_values! {
+    /// Why a command was answered without running.
+    pub(crate) enum Refusal {
+        /// Its tenant had as many commands running and waiting as it may (`RATE_LIMITED`).
+        TenantQueueFull => "tenant_queue_full",
+        /// It waited for its turn longer than the wait allows (`UNAVAILABLE`).
+        WaitExpired => "wait_expired",
+    }
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RefusalLabel {
+    reason: Refusal,
+}
+
 /// Counters of this replica.
 #[derive(Debug, Clone, Default)]
 pub struct DispatcherMetrics {
+    in_flight: Family<LaneLabel, Gauge>,
+    queued_commands: Gauge,
+    command_refusals: Family<RefusalLabel, Counter>,
     routed: Counter,
     commands: Counter,
     rejected: Counter,
@@ -162,6 +257,25 @@ pub struct DispatcherMetrics {
 impl DispatcherMetrics {
     pub fn register(registry: &mut Metrics) -> Self {
         let metrics = Self::default();
+        for lane in [Lane::Messages, Lane::Commands] {
+            // Both series from the start, at 0.
+            metrics.in_flight(lane);
+        }
+        registry.register(
+            "arqonbus_dispatcher_in_flight",
+            "Envelopes being handled, by lane (messages: every envelope but commands)",
+            metrics.in_flight.clone(),
+        );
+        registry.register(
+            "arqonbus_dispatcher_queued_commands",
+            "Commands waiting for a slot of their tenant (ARQONBUS_DISPATCHER_MAX_COMMANDS_PER_TENANT) or of the command lane",
+            metrics.queued_commands.clone(),
+        );
+        registry.register(
+            "arqonbus_dispatcher_command_refusals",
+            "Commands answered without running: tenant_queue_full (RATE_LIMITED), wait_expired (UNAVAILABLE)",
+            metrics.command_refusals.clone(),
+        );
         registry.register(
             "arqonbus_dispatcher_routed",
             "Messages published to a room",
@@ -200,6 +314,16 @@ impl DispatcherMetrics {
         metrics
     }
 
+    pub(crate) fn in_flight(&self, lane: Lane) -> Gauge {
+        self.in_flight.get_or_create(&LaneLabel { lane }).clone()
+    }
+
+    pub(crate) fn refused(&self, reason: Refusal) {
+        self.command_refusals
+            .get_or_create(&RefusalLabel { reason })
+            .inc();
+    }
+
     pub(crate) fn routed(&self) -> u64 {
         self.routed.get()
     }
@@ -228,12 +352,14 @@ pub(crate) struct Context {
     webhook_tenants: WebhookTenants,
     /// Acknowledgements waiting for the history to confirm their message.
     unconfirmed: Arc<Semaphore>,
-    /// Every task of the dispatcher (workers and those acknowledgements).
+    /// The lanes envelopes are handled in, and the tenants' command slots.
+    admission: Arc<intake::Admission>,
+    /// Every task of the dispatcher (receive loops, envelopes, acknowledgements).
     tasks: TaskTracker,
 }
 
 /// Acknowledgements of one replica that may wait for the history's confirmation at once;
-/// beyond them a worker waits before routing more. The edges' pipeline timeout bounds
+/// beyond them a message's task waits, holding its place in the message lane. The edges' pipeline timeout bounds
 /// each wait.
 const MAX_UNCONFIRMED: usize = 4096;
 
@@ -281,6 +407,18 @@ pub async fn start(
             .check()
             .map_err(DispatcherError::InvalidServiceToken)?;
     }
+    if config.max_commands_per_tenant >= config.max_in_flight_commands {
+        return Err(DispatcherError::CommandBounds {
+            per_tenant: config.max_commands_per_tenant,
+            commands: config.max_in_flight_commands,
+        });
+    }
+    let bounds = intake::Bounds {
+        messages: config.max_in_flight_messages as usize,
+        commands: config.max_in_flight_commands as usize,
+        per_tenant: config.max_commands_per_tenant as usize,
+        queued_per_tenant: config.max_queued_commands_per_tenant as usize,
+    };
     let policy = match (config.policy_control, &config.policy_url) {
         (Some(control), _) => Some(control),
         (None, Some(url)) => Some(PolicyControl::remote(url, config.service_token.as_ref())?),
@@ -308,23 +446,18 @@ pub async fn start(
         started: Instant::now(),
         replica: format!("dispatcher_{:016x}", rand::random::<u64>()),
         unconfirmed: Arc::new(Semaphore::new(MAX_UNCONFIRMED)),
+        admission: Arc::new(intake::Admission::new(bounds)),
         tasks: tasks.clone(),
     });
     for _ in 0..config.workers {
-        let mut subscription = bus
+        let subscription = bus
             .queue_subscribe(subject::DISPATCH_ALL, subject::DISPATCHER_QUEUE)
             .await?;
-        let (context, shutdown) = (Arc::clone(&context), shutdown.clone());
-        tasks.spawn(async move {
-            loop {
-                let message = tokio::select! {
-                    () = shutdown.cancelled() => break,
-                    message = subscription.next() => message,
-                };
-                let Some(message) = message else { break };
-                route::handle(&context, message).await;
-            }
-        });
+        tasks.spawn(intake::run(
+            Arc::clone(&context),
+            subscription,
+            shutdown.clone(),
+        ));
     }
     start_sweep(
         &context,
@@ -336,7 +469,13 @@ pub async fn start(
     .await?;
     bus.flush().await?;
     tasks.close();
-    info!(workers = config.workers, "dispatcher started");
+    info!(
+        workers = config.workers,
+        max_in_flight_messages = bounds.messages,
+        max_in_flight_commands = bounds.commands,
+        max_commands_per_tenant = bounds.per_tenant,
+        "dispatcher started"
+    );
     Ok(Dispatcher {
         tasks,
         context,

@@ -11,7 +11,7 @@ use arqon_proto::model::{
     DirectAck, DirectDelivery, EdgeDelivery, Inbound, MembershipChange, RoomDelivery,
 };
 use arqon_protocol::{
-    ClientId, Envelope, ErrorCode, Identity, MessageType, Permission, Topic, subject,
+    ClientId, Envelope, ErrorCode, Identity, MessageType, Permission, TenantId, Topic, subject,
 };
 use arqon_telemetry::traces;
 
@@ -40,7 +40,26 @@ impl Answer {
     }
 }
 
-pub(crate) async fn handle(context: &Arc<Context>, message: Message) {
+/// A decoded envelope from the dispatch subjects, in its trace's span.
+pub(crate) struct Received {
+    inbound: Inbound,
+    span: tracing::Span,
+}
+
+impl Received {
+    /// Commands take the command lane (`intake`); everything else the message lane.
+    pub(crate) fn is_command(&self) -> bool {
+        self.inbound.envelope.kind == MessageType::Command
+    }
+
+    pub(crate) fn tenant(&self) -> &TenantId {
+        &self.inbound.identity.tenant
+    }
+}
+
+/// Decodes `message` once and checks its tenant against its subject; `None` (counted
+/// and logged) for anything else.
+pub(crate) fn receive(context: &Context, message: Message) -> Option<Received> {
     let span = traces::continue_span(
         |key| message.headers.get(key),
         || {
@@ -56,25 +75,7 @@ pub(crate) async fn handle(context: &Arc<Context>, message: Message) {
             )
         },
     );
-    route(context, message, &span)
-        .instrument(span.clone())
-        .await;
-}
-
-async fn route(context: &Arc<Context>, message: Message, span: &tracing::Span) {
-    let inbound = match Inbound::decode(message.payload) {
-        Ok(inbound) => inbound,
-        Err(e) => {
-            context.metrics.rejected.inc();
-            warn!(subject = %message.subject, error = %e, "undecodable inbound envelope");
-            return;
-        }
-    };
-    if subject::tenant_of(&message.subject).as_ref() != Some(&inbound.identity.tenant) {
-        context.metrics.rejected.inc();
-        warn!(subject = %message.subject, tenant = %inbound.identity.tenant, "tenant does not match the subject");
-        return;
-    }
+    let inbound = span.in_scope(|| decode(context, message))?;
     if !span.is_disabled() {
         let envelope = &inbound.envelope;
         span.record("arqonbus.tenant", inbound.identity.tenant.as_str());
@@ -86,6 +87,46 @@ async fn route(context: &Arc<Context>, message: Message, span: &tracing::Span) {
             span.record("arqonbus.command", command.as_str());
         }
     }
+    Some(Received { inbound, span })
+}
+
+fn decode(context: &Context, message: Message) -> Option<Inbound> {
+    let inbound = match Inbound::decode(message.payload) {
+        Ok(inbound) => inbound,
+        Err(e) => {
+            context.metrics.rejected.inc();
+            warn!(subject = %message.subject, error = %e, "undecodable inbound envelope");
+            return None;
+        }
+    };
+    if subject::tenant_of(&message.subject).as_ref() != Some(&inbound.identity.tenant) {
+        context.metrics.rejected.inc();
+        warn!(subject = %message.subject, tenant = %inbound.identity.tenant, "tenant does not match the subject");
+        return None;
+    }
+    Some(inbound)
+}
+
+/// Routes a received envelope and sends the one answer its edge waits for.
+pub(crate) async fn handle(context: &Arc<Context>, received: Received) {
+    let Received { inbound, span } = received;
+    route(context, inbound).instrument(span).await;
+}
+
+/// Answers an envelope that is not handled with `code` (the bus has no room for it now).
+pub(crate) async fn refuse(context: &Context, received: Received, code: ErrorCode, text: &str) {
+    let Received { inbound, span } = received;
+    let answer = Answer::frames(vec![Envelope::error_reply(
+        Some(inbound.envelope.id.as_str()),
+        code,
+        text,
+    )]);
+    answer_edge(context, &inbound, answer)
+        .instrument(span)
+        .await;
+}
+
+async fn route(context: &Arc<Context>, inbound: Inbound) {
     let mut answer = match inbound.envelope.kind {
         // Publishing into a channel takes the right to join it.
         MessageType::Message | MessageType::Telemetry
@@ -144,9 +185,10 @@ async fn route(context: &Arc<Context>, message: Message, span: &tracing::Span) {
     }
 }
 
-/// The acknowledgement of a stored message waits for the stream, off this worker: it
-/// routes other envelopes meanwhile (the sender's connection waits for this answer
-/// anyway). At most `MAX_UNCONFIRMED` wait at once; beyond that the worker waits too.
+/// The acknowledgement of a stored message waits for the stream in a task of its own,
+/// off the message lane: the message's permit is free for others meanwhile (the sender's
+/// connection waits for this answer anyway). At most `MAX_UNCONFIRMED` wait at once;
+/// beyond that the message's task waits too, holding its permit.
 async fn answer_when_stored(
     context: &Arc<Context>,
     inbound: Inbound,
