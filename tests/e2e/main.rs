@@ -9,6 +9,7 @@ mod authority;
 mod casil;
 mod channel_limits;
 mod channels;
+mod fairness;
 mod grpc;
 mod handshake;
 mod lifecycle;
