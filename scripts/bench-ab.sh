@@ -33,10 +33,7 @@ round() {
   start_nats
   local pids=() p addr
   arqonbus_bin="$work/arqonbus-$build"
-  for service in policy dispatcher operators; do
-    read -r p _ < <(start_arqonbus "$service" ARQONBUS_NATS_URL="$nats_url")
-    pids+=("$p")
-  done
+  start_services
   read -r p addr _ < <(start_arqonbus edge ARQONBUS_NATS_URL="$nats_url")
   pids+=("$p")
   local common=(--ws-url "ws://$addr/ws" --secret "$secret" --duration "$seconds")

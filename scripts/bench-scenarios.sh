@@ -60,10 +60,7 @@ stop "$pid"
 echo "== distributed: policy, dispatcher, operators, edge on nats-server"
 start_nats
 pids=()
-for service in policy dispatcher operators; do
-  read -r p _ < <(start_arqonbus "$service" ARQONBUS_NATS_URL="$nats_url")
-  pids+=("$p")
-done
+start_services
 read -r p addr _ < <(start_arqonbus edge ARQONBUS_NATS_URL="$nats_url")
 pids+=("$p")
 scenarios distributed --ws-url "ws://$addr/ws" --secret "$secret"

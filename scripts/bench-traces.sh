@@ -37,10 +37,7 @@ round() {
   fi
   start_nats
   local pids=() p addr
-  for service in policy dispatcher operators; do
-    read -r p _ < <(start_arqonbus "$service" ARQONBUS_NATS_URL="$nats_url" "${tracing[@]}")
-    pids+=("$p")
-  done
+  start_services "${tracing[@]}"
   read -r p addr _ < <(start_arqonbus edge ARQONBUS_NATS_URL="$nats_url" "${tracing[@]}")
   pids+=("$p")
   local common=(--ws-url "ws://$addr/ws" --secret "$secret" --duration "$seconds")

@@ -87,6 +87,22 @@ start_arqonbus() {
   echo "$pid $ws $http $grpc"
 }
 
+# Starts the policy, dispatcher and operators services on $nats_url, with any VAR=value
+# arguments; the dispatcher and the operators call the policy service's gRPC API (as a
+# deployment's do: cron firings and gRPC publishes pass CASIL there). Adds their pids to
+# the caller's array `pids`.
+start_services() {
+  local token="bench-service-token-$$-0123456789abcdef" p grpc
+  read -r p _ _ grpc < <(start_arqonbus policy ARQONBUS_NATS_URL="$nats_url" \
+    ARQONBUS_SERVICE_TOKEN="$token" "$@")
+  pids+=("$p")
+  for service in dispatcher operators; do
+    read -r p _ < <(start_arqonbus "$service" ARQONBUS_NATS_URL="$nats_url" \
+      ARQONBUS_SERVICE_TOKEN="$token" ARQONBUS_POLICY_URL="http://$grpc" "$@")
+    pids+=("$p")
+  done
+}
+
 # Starts the baseline with any extra flags; prints "pid ws-address".
 start_baseline() {
   local log="$work/baseline-$RANDOM.log"

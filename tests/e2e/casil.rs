@@ -303,6 +303,78 @@ with_policy!(redacting: transport_redaction_replaces_what_receivers_and_history_
 
 with_policy!(guarded: nothing_a_client_writes_escapes_inspection);
 
+with_policy!(monitor: cron_firings_pass_the_live_policy);
+
+/// A cron job scheduled while the policy only monitors fires into the room; once the
+/// policy enforces, each firing is inspected as it is published: the secret in it is
+/// blocked (counted, and reported with the job as the sender), and no member gets it.
+async fn cron_firings_pass_the_live_policy(cluster: &Cluster) {
+    let member = cluster.client("t-a").await;
+    member.join("lab", "notes").await.unwrap();
+    let owner = cluster.client("t-a").await;
+    owner.join("lab", "notes").await.unwrap();
+    let scheduled = owner
+        .command(
+            "op.cron.schedule",
+            args(json!({"room": "lab", "channel": "notes",
+                        "payload": {"content": "the key is AKIAIOSFODNN7EXAMPLE"},
+                        "delay_seconds": 0.1, "interval_seconds": 1, "repeat_count": 10000})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        scheduled.status,
+        Some(Status::Success),
+        "{}",
+        scheduled.to_json()
+    );
+    let fired = member.recv(WAIT).await.unwrap();
+    assert_eq!(fired.sender.as_deref(), Some("op-cron"));
+    let bus = cluster.bus().await;
+    let mut events = bus.subscribe(subject::CASIL_EVENTS_ALL).await.unwrap();
+    bus.flush().await.unwrap();
+    let admin = operator(cluster).await;
+    reload(
+        &admin,
+        json!({"mode": "enforce", "block_on_probable_secret": true}),
+    )
+    .await
+    .unwrap();
+    let blocked = || async {
+        metric_value(
+            &cluster.operators_metrics(0).await,
+            "arqonbus_cron_blocked_firings_total",
+        )
+        .unwrap_or(0.0)
+    };
+    eventually("firings are blocked", || async { blocked().await >= 1.0 }).await;
+    // What was published before the reload has arrived by the time nothing comes for a
+    // while; from then on every firing is blocked.
+    while member.recv(QUIET).await.is_ok() {}
+    let before = blocked().await;
+    eventually("more firings are blocked", || async {
+        blocked().await >= before + 2.0
+    })
+    .await;
+    assert_eq!(member.recv(QUIET).await.unwrap_err(), SdkError::Timeout);
+    let event = loop {
+        let message = tokio::time::timeout(WAIT, events.next())
+            .await
+            .expect("a decision event in time")
+            .expect("the subscription is open");
+        let event: Value = serde_json::from_slice(&message.payload).unwrap();
+        if event["metadata"]["decision"] == "BLOCK" {
+            break event;
+        }
+    };
+    assert!(
+        event["client_id"]
+            .as_str()
+            .is_some_and(|c| c.starts_with("cron:cron_")),
+        "{event}"
+    );
+}
+
 /// Enforcing on `lab:*` and `secure:*` only, reading at most 1 KiB of each part.
 fn guarded() -> Policy {
     let mut policy = enforcing();

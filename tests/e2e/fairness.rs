@@ -88,6 +88,13 @@ impl Policy for HeldPolicy {
     ) -> Result<Response<pb::PolicySnapshot>, GrpcStatus> {
         Err(GrpcStatus::unimplemented("not in this test"))
     }
+
+    async fn inspect(
+        &self,
+        _: Request<pb::InspectRequest>,
+    ) -> Result<Response<pb::InspectResponse>, GrpcStatus> {
+        Err(GrpcStatus::unimplemented("not in this test"))
+    }
 }
 
 /// A cluster whose dispatcher calls the held policy API for `op.casil.*`.

@@ -80,6 +80,68 @@ both!(
     a_wrong_token_is_refused_and_nothing_is_delivered,
 );
 
+/// A bus whose CASIL policy enforces: blocks probable secrets in `lab:*`.
+async fn launch_enforcing(mode: Mode) -> Cluster {
+    let mut policy = arqon_casil::Policy {
+        enabled: true,
+        mode: arqon_casil::Mode::Enforce,
+        ..arqon_casil::Policy::default()
+    };
+    policy.policies.block_on_probable_secret = true;
+    Cluster::launch(Topology {
+        policy: arqon_policy::PolicyConfig {
+            casil: arqon_policy::CasilSettings::from_policy(&policy),
+            ..arqon_policy::PolicyConfig::default()
+        },
+        ..Topology::new(mode)
+    })
+    .await
+}
+
+/// A service's `Publish` passes CASIL as a client's message does: a secret is refused
+/// with CASIL's reason and reaches nobody; a clean message goes through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_published_secret_is_blocked_by_casil() {
+    for mode in [Mode::Standalone, Mode::Distributed] {
+        let cluster = launch_enforcing(mode).await;
+        let member = cluster.client("t-a").await;
+        member.join("lab", "notes").await.unwrap();
+        let mut service = client(&cluster, TOKEN).await;
+        let refused = service
+            .publish(publish(
+                "lab",
+                "notes",
+                json!({"content": "the key is AKIAIOSFODNN7EXAMPLE"}),
+            ))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            refused.code(),
+            Code::PermissionDenied,
+            "{mode:?}: {refused:?}"
+        );
+        assert_eq!(
+            refused
+                .metadata()
+                .get("arqon-error-code")
+                .and_then(|v| v.to_str().ok()),
+            Some("CASIL_POLICY_BLOCKED_SECRET"),
+            "{mode:?}: {refused:?}"
+        );
+        service
+            .publish(publish("lab", "notes", json!({"content": "hello"})))
+            .await
+            .unwrap();
+        let delivered = member.recv(WAIT).await.unwrap();
+        assert_eq!(
+            delivered.payload.get("content"),
+            Some(json!("hello")),
+            "{mode:?}: only the clean message arrives"
+        );
+        cluster.stop().await;
+    }
+}
+
 async fn a_service_publishes_to_websocket_members(cluster: &Cluster) {
     let member = cluster.client("t-a").await;
     member.join("science", "general").await.unwrap();

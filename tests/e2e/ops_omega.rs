@@ -576,6 +576,7 @@ async fn bad_settings_stop_the_operators_service() {
             max_events: 0,
             ..OmegaSettings::default()
         },
+        policy_control: Some(arqon_proto::policy_control::allow_all()),
         ..OperatorsConfig::default()
     };
     let shutdown = CancellationToken::new();
@@ -622,6 +623,8 @@ async fn two_replicas_emitting_at_once_keep_exactly_the_newest() {
                 max_events: MAX as i64,
                 ..enabled()
             },
+            // No cron job in this test: nothing to inspect.
+            policy_control: Some(arqon_proto::policy_control::allow_all()),
             ..OperatorsConfig::default()
         };
         let operators =

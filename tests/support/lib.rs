@@ -307,11 +307,15 @@ impl Cluster {
     }
 
     /// Starts an operators replica (with its gRPC APIs); returns the APIs' address.
-    async fn spawn_operators(&mut self) -> SocketAddr {
+    /// Starts an operators replica that inspects cron firings at `policy_url`.
+    async fn spawn_operators(&mut self, policy_url: &str) -> SocketAddr {
         let grpc = listener().await;
         let address = grpc.local_addr().expect("addr");
         let services = Services {
-            operators: Some(self.operator.clone()),
+            operators: Some(OperatorsConfig {
+                policy_url: Some(policy_url.to_owned()),
+                ..self.operator.clone()
+            }),
             ..Services::default()
         };
         let listeners = Listeners {
@@ -343,15 +347,16 @@ impl Cluster {
             let address = cluster.spawn_policy().await;
             policy_url.get_or_insert(format!("http://{address}"));
         }
+        let policy_url = policy_url.expect("one policy replica at least");
         let mut operators_url = None;
         for _ in 0..topology.operators.max(1) {
-            let address = cluster.spawn_operators().await;
+            let address = cluster.spawn_operators(&policy_url).await;
             operators_url.get_or_insert(format!("http://{address}"));
         }
         for _ in 0..topology.dispatchers.max(1) {
             let dispatcher = Services {
                 dispatcher: Some(DispatcherConfig {
-                    policy_url: policy_url.clone(),
+                    policy_url: Some(policy_url.clone()),
                     operators_url: operators_url.clone(),
                     ..topology.dispatcher.clone()
                 }),

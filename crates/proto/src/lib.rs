@@ -8,6 +8,7 @@
 pub mod grpc;
 pub mod grpc_trace;
 pub mod model;
+pub mod policy_control;
 
 /// Generated code for `proto/arqon/envelope/v1`.
 pub mod envelope {

@@ -147,6 +147,10 @@ chart's Secret or existingSecret (secretKeyRef, never a plain value), files (the
   value: {{ $v.casilPolicy.name | quote }}
 {{- end }}
 {{- end }}
+{{- if eq $c "operators" }}
+- name: ARQONBUS_POLICY_URL
+  value: {{ printf "http://%s-policy.%s.svc:%d" $fullname $root.Release.Namespace (int $v.ports.grpc) | quote }}
+{{- end }}
 {{- if eq $c "dispatcher" }}
 - name: ARQONBUS_DISPATCHER_WORKERS
   value: {{ $v.dispatcher.workers | int64 | quote }}

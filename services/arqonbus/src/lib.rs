@@ -146,7 +146,13 @@ pub async fn serve(
         }));
     }
     let mut operators_apis = None;
-    if let Some(config) = services.operators {
+    if let Some(mut config) = services.operators {
+        // Cron firings pass the policy stage in this process.
+        if let Some(api) = &policy_api
+            && config.policy_url.is_none()
+        {
+            config.policy_control = Some(PolicyControl::in_process(api.clone()));
+        }
         let metrics = OperatorsMetrics::register(&mut registry);
         let operators = arqon_operators::start(config, bus.clone(), metrics, shutdown.clone())
             .await

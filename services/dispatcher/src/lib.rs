@@ -11,7 +11,6 @@ mod commands;
 mod grpc;
 mod intake;
 mod operators_control;
-mod policy_control;
 mod route;
 mod state;
 
@@ -34,8 +33,8 @@ use arqon_bus::{Bus, BusError, KvConfig, Storage};
 use arqon_protocol::subject;
 
 pub use arqon_proto::grpc::ServiceToken;
+pub use arqon_proto::policy_control::{PolicyControl, PolicyControlError};
 pub use operators_control::{OperatorsControl, OperatorsControlError};
-pub use policy_control::{PolicyControl, PolicyControlError};
 pub use state::HistoryConfig;
 use state::{History, Presence, Registry, WebhookTenants, expiry};
 

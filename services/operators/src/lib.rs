@@ -24,6 +24,7 @@ use arqon_proto::operators::v1::{
     cron_server::CronServer, omega_server::OmegaServer, store_server::StoreServer,
     webhooks_server::WebhooksServer,
 };
+use arqon_proto::policy_control::PolicyControl;
 use prometheus_client::registry::Registry;
 
 pub use caller::Caller;
@@ -48,6 +49,18 @@ pub struct OperatorsConfig {
     /// `ARQONBUS_SERVICE_TOKEN`); without it the APIs are not served over the network.
     #[arg(skip)]
     pub service_token: Option<ServiceToken>,
+    /// The policy service's gRPC API, e.g. `http://policy:9200` (needs the service
+    /// token): every cron firing passes CASIL there before it is published. Required;
+    /// standalone calls its policy stage in process.
+    #[arg(
+        id = "operators_policy_url",
+        long = "operators-policy-url",
+        env = "ARQONBUS_POLICY_URL"
+    )]
+    pub policy_url: Option<String>,
+    /// The policy API in this process (standalone); wins over `policy_url`.
+    #[arg(skip)]
+    pub policy_control: Option<PolicyControl>,
 }
 
 /// Why the operators service stopped, or could not start.
@@ -79,6 +92,8 @@ impl OperatorsMetrics {
 #[derive(Debug, Clone)]
 pub(crate) struct Shared {
     pub(crate) bus: Bus,
+    /// Where cron firings are inspected (CASIL).
+    pub(crate) policy: PolicyControl,
     pub(crate) owners: Owners,
     pub(crate) metrics: OperatorsMetrics,
 }
@@ -145,10 +160,21 @@ pub async fn start(
     metrics: OperatorsMetrics,
     shutdown: CancellationToken,
 ) -> Result<Operators, OperatorsError> {
+    let policy = match (config.policy_control, &config.policy_url) {
+        (Some(control), _) => control,
+        (None, Some(url)) => PolicyControl::remote(url, config.service_token.as_ref())
+            .map_err(|e| OperatorsError::Settings(e.to_string()))?,
+        (None, None) => {
+            return Err(OperatorsError::Settings(
+                "ARQONBUS_POLICY_URL is required: cron firings pass CASIL at the policy service (e.g. http://policy:9200)".to_owned(),
+            ));
+        }
+    };
     let tasks = TaskTracker::new();
     let owners = Owners::start(&bus, &tasks, shutdown.clone()).await?;
     let shared = Shared {
         bus,
+        policy,
         owners,
         metrics,
     };

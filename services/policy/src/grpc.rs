@@ -2,21 +2,25 @@
 //! check of a candidate, and a reload. The same object serves remote calls (behind the
 //! service token) and in-process ones (the dispatcher of a standalone process).
 
+use std::sync::Arc;
+
 use serde_json::{Map, Value};
 use tonic::{Code, Request, Response, Status};
-use tracing::warn;
+use tracing::{Instrument as _, warn};
 
-use arqon_casil::{Engine, Policy, PolicyError as Invalid};
+use arqon_casil::{Decision, Engine, Policy, PolicyError as Invalid};
 use arqon_proto::grpc::status;
 use arqon_proto::policy::v1 as pb;
-use arqon_protocol::ErrorCode;
+use arqon_protocol::{Envelope, ErrorCode, TenantId};
 
-use crate::live::{Live, ReloadError, Store};
+use crate::Context;
+use crate::inspect::{self, Sender};
+use crate::live::{Live, ReloadError};
 
 /// The implementation of the service.
 #[derive(Debug, Clone)]
 pub struct PolicyApi {
-    pub(crate) store: Store,
+    pub(crate) context: Arc<Context>,
     /// `namespace/name` of the `CasilPolicy` resource when it is the source.
     pub(crate) managed_by: Option<String>,
 }
@@ -70,7 +74,7 @@ impl pb::policy_server::Policy for PolicyApi {
         &self,
         _request: Request<pb::GetPolicyRequest>,
     ) -> Result<Response<pb::PolicySnapshot>, Status> {
-        Ok(Response::new(snapshot(&self.store.current())))
+        Ok(Response::new(snapshot(&self.context.store.current())))
     }
 
     async fn validate_policy(
@@ -78,7 +82,7 @@ impl pb::policy_server::Policy for PolicyApi {
         request: Request<pb::ValidatePolicyRequest>,
     ) -> Result<Response<pb::ValidatePolicyResponse>, Status> {
         let candidate = Candidate::from_pb(request.into_inner().candidate)?;
-        let live = self.store.current();
+        let live = self.context.store.current();
         let checked = candidate
             .apply(live.engine.policy())
             .and_then(|policy| Engine::compile(policy.clone()).map(|_| policy));
@@ -117,6 +121,7 @@ impl pb::policy_server::Policy for PolicyApi {
             request.actor.trim()
         };
         let reloaded = self
+            .context
             .store
             .reload(request.expected_version, actor, |live| {
                 candidate.apply(live)
@@ -137,5 +142,38 @@ impl pb::policy_server::Policy for PolicyApi {
                 ))
             }
         }
+    }
+
+    async fn inspect(
+        &self,
+        request: Request<pb::InspectRequest>,
+    ) -> Result<Response<pb::InspectResponse>, Status> {
+        let request = request.into_inner();
+        let tenant =
+            TenantId::parse(&request.tenant).map_err(|e| invalid(format!("'tenant': {e}")))?;
+        let mut envelope = Envelope::from_client_json(&request.envelope_json)
+            .map_err(|e| invalid(format!("'envelope_json': {}", e.reasons().join("; "))))?;
+        let origin = match request.origin.trim() {
+            "" => "server",
+            origin => origin,
+        };
+        let sender = Sender {
+            tenant: &tenant,
+            client_id: origin,
+        };
+        let span = inspect::span(|_| None);
+        let (outcome, _) = inspect::decide(&self.context, &sender, &mut envelope, &span)
+            .instrument(span.clone())
+            .await;
+        let blocked = outcome.decision == Decision::Block;
+        Ok(Response::new(pb::InspectResponse {
+            decision: outcome.decision.as_str().to_owned(),
+            reason: outcome.reason.as_str().to_owned(),
+            envelope_json: if blocked {
+                String::new()
+            } else {
+                envelope.to_json()
+            },
+        }))
     }
 }

@@ -10,7 +10,7 @@ use tracing::{Instrument as _, info, warn};
 use arqon_bus::{Headers, Message};
 use arqon_casil::{Decision, Engine, Input, Kind, Outcome, decision_event};
 use arqon_proto::model::{EdgeDelivery, Inbound};
-use arqon_protocol::{Envelope, ErrorCode, JsonObject, MessageType, subject};
+use arqon_protocol::{Envelope, ErrorCode, JsonObject, MessageType, TenantId, subject};
 use arqon_telemetry::traces;
 
 use crate::Context;
@@ -20,23 +20,25 @@ use crate::metrics::DecisionLabels;
 /// policy that would block its own reload can always be fixed (reload is admin-only).
 const EXEMPT_COMMAND_PREFIX: &str = "op.casil.";
 
+/// The span of one inspection, continuing the trace context `header` gives.
+pub(crate) fn span<'a>(header: impl Fn(&str) -> Option<&'a str>) -> tracing::Span {
+    traces::continue_span(header, || {
+        tracing::debug_span!(
+            "policy.inspect",
+            otel.kind = "consumer",
+            messaging.system = "arqonbus",
+            messaging.operation = "process",
+            arqonbus.tenant = tracing::field::Empty,
+            arqonbus.casil.mode = tracing::field::Empty,
+            arqonbus.casil.decision = tracing::field::Empty,
+            arqonbus.casil.reason = tracing::field::Empty,
+            arqonbus.casil.flags = tracing::field::Empty,
+        )
+    })
+}
+
 pub(crate) async fn handle(context: &Context, message: Message) {
-    let span = traces::continue_span(
-        |key| message.headers.get(key),
-        || {
-            tracing::debug_span!(
-                "policy.inspect",
-                otel.kind = "consumer",
-                messaging.system = "arqonbus",
-                messaging.operation = "process",
-                arqonbus.tenant = tracing::field::Empty,
-                arqonbus.casil.mode = tracing::field::Empty,
-                arqonbus.casil.decision = tracing::field::Empty,
-                arqonbus.casil.reason = tracing::field::Empty,
-                arqonbus.casil.flags = tracing::field::Empty,
-            )
-        },
-    );
+    let span = span(|key| message.headers.get(key));
     inspect_in(context, message, &span)
         .instrument(span.clone())
         .await;
@@ -44,7 +46,7 @@ pub(crate) async fn handle(context: &Context, message: Message) {
 
 async fn inspect_in(context: &Context, message: Message, span: &tracing::Span) {
     let metrics = &context.metrics;
-    let inbound = match Inbound::decode(message.payload.clone()) {
+    let mut inbound = match Inbound::decode(message.payload.clone()) {
         Ok(inbound) => inbound,
         Err(e) => {
             metrics.rejected.inc();
@@ -57,9 +59,45 @@ async fn inspect_in(context: &Context, message: Message, span: &tracing::Span) {
         warn!(subject = %message.subject, tenant = %inbound.identity.tenant, "tenant does not match the subject");
         return;
     }
+    let sender = Sender {
+        tenant: &inbound.identity.tenant,
+        client_id: inbound.identity.client_id.as_str(),
+    };
+    let (outcome, changed) = decide(context, &sender, &mut inbound.envelope, span).await;
+    if outcome.decision == Decision::Block {
+        block(context, &inbound, &outcome).await;
+        return;
+    }
+    let forward = if changed {
+        inbound.encode()
+    } else {
+        // Unchanged envelopes go on as they came: the bytes are forwarded, not re-encoded.
+        message.payload
+    };
+    forward_to_dispatcher(context, &message.subject, forward).await;
+}
+
+/// Who sent an envelope: a client, or the server itself (its origin in place of a
+/// client id).
+pub(crate) struct Sender<'a> {
+    pub(crate) tenant: &'a TenantId,
+    pub(crate) client_id: &'a str,
+}
+
+/// Inspects `envelope` under the live policy, counts, traces, logs and publishes the
+/// decision as the policy says, and, unless it is blocked, rewrites `envelope` as CASIL
+/// changed it (redacted parts, `metadata.casil`). The outcome, and whether `envelope`
+/// changed.
+pub(crate) async fn decide(
+    context: &Context,
+    sender: &Sender<'_>,
+    envelope: &mut Envelope,
+    span: &tracing::Span,
+) -> (Outcome, bool) {
+    let metrics = &context.metrics;
     let live = context.store.current();
     let started = Instant::now();
-    let Inspection { outcome, redacted } = inspect(&live.engine, &inbound.envelope);
+    let Inspection { outcome, redacted } = inspect(&live.engine, envelope);
     metrics.inspection.observe(started.elapsed().as_secs_f64());
     metrics
         .decisions
@@ -70,7 +108,7 @@ async fn inspect_in(context: &Context, message: Message, span: &tracing::Span) {
         .inc();
     let policy = live.engine.policy();
     if !span.is_disabled() {
-        span.record("arqonbus.tenant", inbound.identity.tenant.as_str());
+        span.record("arqonbus.tenant", sender.tenant.as_str());
         span.record("arqonbus.casil.mode", policy.mode.as_str());
         span.record("arqonbus.casil.decision", outcome.decision.as_str());
         span.record("arqonbus.casil.reason", outcome.reason.as_str());
@@ -82,25 +120,20 @@ async fn inspect_in(context: &Context, message: Message, span: &tracing::Span) {
         }
     }
     if policy.metadata.to_telemetry && outcome.inspected {
-        publish_event(context, &inbound, &outcome).await;
+        publish_event(context, sender, envelope, &outcome).await;
     }
     if policy.metadata.to_logs {
-        log(&inbound, &outcome);
+        log(sender, envelope, &outcome);
     }
     if outcome.decision == Decision::Block {
         traces::set_error(
             span,
             format!("CASIL blocked the envelope: {}", outcome.reason.as_str()),
         );
-        block(context, &inbound, &outcome).await;
-        return;
+        return (outcome, false);
     }
-    let forward = match rewrite(inbound, &outcome, redacted) {
-        Some(rewritten) => rewritten,
-        // Unchanged envelopes go on as they came: the bytes are forwarded, not re-encoded.
-        None => message.payload,
-    };
-    forward_to_dispatcher(context, &message.subject, forward).await;
+    let changed = rewrite(envelope, &outcome, redacted);
+    (outcome, changed)
 }
 
 /// A part of an envelope that a client writes and that is delivered or acted on.
@@ -213,17 +246,12 @@ fn severity(outcome: &Outcome) -> (u8, bool) {
     (rank, outcome.inspected)
 }
 
-/// The envelope to forward when CASIL changed it: the redacted parts and
-/// `metadata.casil`.
-fn rewrite(
-    mut inbound: Inbound,
-    outcome: &Outcome,
-    redacted: Vec<(Part, String)>,
-) -> Option<Bytes> {
+/// Puts into `envelope` what CASIL changed: the redacted parts and `metadata.casil`;
+/// whether there was anything.
+fn rewrite(envelope: &mut Envelope, outcome: &Outcome, redacted: Vec<(Part, String)>) -> bool {
     if redacted.is_empty() && outcome.envelope_metadata.is_none() {
-        return None;
+        return false;
     }
-    let envelope = &mut inbound.envelope;
     for (part, text) in redacted {
         let Ok(copy) = JsonObject::parse(&text) else {
             continue;
@@ -239,7 +267,7 @@ fn rewrite(
         metadata.insert("casil".to_owned(), casil.clone());
         envelope.metadata = JsonObject::from_map(&metadata);
     }
-    Some(inbound.encode())
+    true
 }
 
 async fn forward_to_dispatcher(context: &Context, ingress: &str, bytes: Bytes) {
@@ -291,16 +319,20 @@ async fn block(context: &Context, inbound: &Inbound, outcome: &Outcome) {
     }
 }
 
-async fn publish_event(context: &Context, inbound: &Inbound, outcome: &Outcome) {
-    let envelope = &inbound.envelope;
+async fn publish_event(
+    context: &Context,
+    sender: &Sender<'_>,
+    envelope: &Envelope,
+    outcome: &Outcome,
+) {
     let event = decision_event(
         outcome,
-        inbound.identity.client_id.as_str(),
+        sender.client_id,
         envelope.id.as_str(),
         envelope.room.as_deref(),
         envelope.channel.as_deref(),
     );
-    let target = subject::casil_events(&inbound.identity.tenant);
+    let target = subject::casil_events(sender.tenant);
     if let Err(e) = context
         .bus
         .publish(target, Bytes::from(event.to_string()))
@@ -313,9 +345,8 @@ async fn publish_event(context: &Context, inbound: &Inbound, outcome: &Outcome) 
 }
 
 /// Blocks at warning, redactions at info: ids and the reason, never a payload.
-fn log(inbound: &Inbound, outcome: &Outcome) {
-    let envelope = &inbound.envelope;
-    let (id, client_id) = (envelope.id.as_str(), inbound.identity.client_id.as_str());
+fn log(sender: &Sender<'_>, envelope: &Envelope, outcome: &Outcome) {
+    let (id, client_id) = (envelope.id.as_str(), sender.client_id);
     let (room, channel) = (envelope.room.as_deref(), envelope.channel.as_deref());
     let reason = outcome.reason.as_str();
     match outcome.decision {

@@ -113,9 +113,9 @@ pub enum PolicyError {
     Kubernetes(#[from] kube::Error),
 }
 
-/// What every worker shares.
+/// What every worker (and the API's inspections) shares.
 #[derive(Debug)]
-struct Context {
+pub(crate) struct Context {
     bus: Bus,
     metrics: PolicyMetrics,
     store: live::Store,
@@ -231,7 +231,10 @@ pub async fn start_with(
     info!(workers = config.workers, "policy stage started");
     Ok(Policy {
         tasks,
-        api: PolicyApi { store, managed_by },
+        api: PolicyApi {
+            context,
+            managed_by,
+        },
         service_token: config.service_token,
     })
 }

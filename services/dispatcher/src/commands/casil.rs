@@ -10,7 +10,7 @@ use arqon_proto::policy::v1 as pb;
 use arqon_protocol::{CommandReply, ErrorCode};
 
 use super::Call;
-use crate::policy_control::PolicyControl;
+use crate::PolicyControl;
 
 fn control<'a>(call: &Call<'a>) -> Result<&'a PolicyControl, CommandReply> {
     call.context.policy.as_ref().ok_or_else(|| {

@@ -8,6 +8,7 @@ use tracing::{Span, field, instrument, warn};
 
 use arqon_proto::dispatcher::v1 as pb;
 use arqon_proto::model::{Member, RoomDelivery};
+use arqon_proto::policy::v1::InspectRequest;
 use arqon_protocol::{Envelope, ErrorCode, MessageType, SERVER_SENDER, TenantId, Timestamp};
 
 use super::request::{ChannelRef, HistoryQuery, Publish, RoomRef};
@@ -63,6 +64,58 @@ fn members(members: Vec<Member>) -> Vec<pb::Member> {
         .collect()
 }
 
+/// `envelope` as CASIL lets it through the policy service (redacted, perhaps), or the
+/// refusal: blocked (`PERMISSION_DENIED` with CASIL's reason as the error code), or no
+/// policy service to ask (`FAILED_PRECONDITION`, `FEATURE_DISABLED`).
+async fn inspected(
+    context: &Context,
+    tenant: &TenantId,
+    envelope: Envelope,
+) -> Result<Envelope, Status> {
+    let Some(policy) = &context.policy else {
+        return Err(status::status(
+            Code::FailedPrecondition,
+            ErrorCode::FeatureDisabled,
+            "Publish needs the policy service (ARQONBUS_POLICY_URL): its messages pass CASIL as clients' do",
+        ));
+    };
+    let answer = policy
+        .inspect(InspectRequest {
+            tenant: tenant.to_string(),
+            envelope_json: envelope.to_json(),
+            origin: "grpc".to_owned(),
+        })
+        .await
+        .map_err(|e| {
+            status::status(
+                Code::Unavailable,
+                ErrorCode::Unavailable,
+                format!("CASIL could not inspect the message: {}", e.message()),
+            )
+        })?;
+    if answer.envelope_json.is_empty() {
+        let code = answer
+            .reason
+            .parse()
+            .unwrap_or(ErrorCode::CasilInternalError);
+        return Err(status::status(
+            Code::PermissionDenied,
+            code,
+            format!("CASIL blocked the message ({})", answer.reason),
+        ));
+    }
+    Envelope::from_server_json(&answer.envelope_json).map_err(|e| {
+        status::status(
+            Code::Internal,
+            ErrorCode::CasilInternalError,
+            format!(
+                "the inspected message is unreadable: {}",
+                e.reasons().join("; ")
+            ),
+        )
+    })
+}
+
 #[tonic::async_trait]
 impl pb::bus_server::Bus for BusApi {
     #[instrument(name = "grpc.Publish", skip_all, fields(tenant = field::Empty))]
@@ -78,13 +131,14 @@ impl pb::bus_server::Bus for BusApi {
         record_tenant(&tenant);
         let context = &self.context;
         // The same envelope and delivery `route` makes of a client's message, from the
-        // server and excluding nobody; trusted callers skip the policy stage.
+        // server and excluding nobody; it passes CASIL as a client's message does.
         let mut envelope = Envelope::new(MessageType::Message);
         envelope.room = Some(topic.room.to_string());
         envelope.channel = Some(topic.channel.to_string());
         envelope.sender = Some(SERVER_SENDER.to_owned());
         envelope.payload = payload;
         envelope.metadata = metadata;
+        let envelope = inspected(context, &tenant, envelope).await?;
         let delivery = RoomDelivery {
             frame: Bytes::from(envelope.to_json()),
             exclude: None,

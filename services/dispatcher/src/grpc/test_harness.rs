@@ -69,6 +69,9 @@ impl Harness {
     pub(super) async fn with(config: DispatcherConfig, options: EmbeddedOptions) -> Self {
         let config = DispatcherConfig {
             service_token: Some(ServiceToken::new(TOKEN)),
+            policy_control: config
+                .policy_control
+                .or_else(|| Some(arqon_proto::policy_control::allow_all())),
             ..config
         };
         let bus = Bus::embedded(options);

@@ -60,7 +60,7 @@ pub struct HistoryConfig {
 }
 
 /// The history's default size bound: 1 GiB.
-pub const DEFAULT_MAX_BYTES: u64 = 1 << 30;
+const DEFAULT_MAX_BYTES: u64 = 1 << 30;
 
 impl Default for HistoryConfig {
     fn default() -> Self {

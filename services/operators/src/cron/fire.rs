@@ -4,7 +4,9 @@
 //!    claimed (and moves `fired` and `next_fire_at` on). Only one replica can win it, so
 //!    an iteration is claimed once; a cancel or another writer makes it fail.
 //! 2. **Publish** the message to the room (and the webhook queue), with an id derived
-//!    from the job and the iteration, unless the term ended meanwhile.
+//!    from the job and the iteration, unless the term ended meanwhile; first it passes
+//!    CASIL at the policy service, as a client's message would (redacted, or not
+//!    published at all when blocked: the iteration is then done, counted as blocked).
 //! 3. **Confirm**: a compare-and-set clears the claim (or deletes the finished job).
 //!
 //! A claim still there when the job is looked at again is unfinished business: this
@@ -21,8 +23,11 @@ use tracing::{Instrument as _, debug, warn};
 
 use arqon_bus::{Bus, BusError, Headers, KvStore, MAX_READ_LIMIT, ReadFrom};
 use arqon_proto::model::RoomDelivery;
-use arqon_protocol::{Timestamp, subject};
+use arqon_proto::policy::v1 as policy_pb;
+use arqon_proto::policy_control::PolicyControl;
+use arqon_protocol::{Envelope, Timestamp, subject};
 use arqon_telemetry::traces;
+use bytes::Bytes;
 
 use super::job::{Claim, Job, Plan};
 use super::metrics::CronMetrics;
@@ -41,10 +46,29 @@ const MISSED_CAP: u32 = 100_000;
 /// When a bus failure stops a firing, it is tried again this much later.
 pub(crate) const RETRY: Duration = Duration::from_millis(500);
 
+/// What became of a firing's message.
+enum Fired {
+    Published,
+    /// CASIL blocked it: not published, and not to be tried again.
+    Blocked,
+}
+
+/// The `RoomDelivery` of a firing's envelope, to every member of the room.
+pub(crate) fn delivery(envelope: &Envelope) -> Bytes {
+    RoomDelivery {
+        frame: Bytes::from(envelope.to_json()),
+        exclude: None,
+        close_room: false,
+        received_at_unix_micros: None,
+    }
+    .encode()
+}
+
 /// What the scheduler needs to fire.
 #[derive(Debug, Clone)]
 pub(crate) struct Firing {
     pub(crate) bus: Bus,
+    pub(crate) policy: PolicyControl,
     pub(crate) jobs: KvStore,
     pub(crate) metrics: CronMetrics,
 }
@@ -187,19 +211,27 @@ impl Firing {
         if !term.is_valid() {
             return Outcome::new(key, State::Stored(Box::new(job), revision));
         }
-        if let Err(e) = self.publish(&job, iteration).await {
-            self.metrics.publish_errors.inc();
-            warn!(error = %e, key, iteration, "cannot publish a cron message; trying again shortly");
-            return Outcome {
-                retry: true,
-                ..Outcome::new(key, State::Stored(Box::new(job), revision))
-            };
+        match self.publish(&job, iteration).await {
+            Ok(Fired::Published) => {
+                self.metrics.firings.inc();
+            }
+            Ok(Fired::Blocked) => {
+                self.metrics.blocked.inc();
+            }
+            Err(e) => {
+                self.metrics.publish_errors.inc();
+                warn!(error = %e, key, iteration, "cannot publish a cron message; trying again shortly");
+                return Outcome {
+                    retry: true,
+                    ..Outcome::new(key, State::Stored(Box::new(job), revision))
+                };
+            }
         }
-        self.metrics.firings.inc();
         self.confirm(key, job, revision, iteration).await
     }
 
-    async fn publish(&self, job: &Job, iteration: u32) -> Result<(), BusError> {
+    /// Inspects firing `iteration` (CASIL) and publishes what the policy lets through.
+    async fn publish(&self, job: &Job, iteration: u32) -> Result<Fired, String> {
         // Each firing is a trace of its own (when the ratio picks it), linked to the call
         // that scheduled the job.
         let span = traces::start_span(
@@ -222,9 +254,15 @@ impl Firing {
         if let Some(scheduled_in) = &job.scheduled_in {
             traces::add_link(&span, scheduled_in);
         }
-        let delivery = job.delivery(iteration, Timestamp::now());
+        let envelope = job.envelope(iteration, Timestamp::now());
+        let Some(envelope) = self.inspect(job, envelope).instrument(span.clone()).await? else {
+            return Ok(Fired::Blocked);
+        };
+        let delivery = delivery(&envelope);
         let mut headers = Headers::trace_context(&span);
-        headers.insert(MSG_ID_HEADER, job.message_id(iteration))?;
+        headers
+            .insert(MSG_ID_HEADER, job.message_id(iteration))
+            .map_err(|e| e.to_string())?;
         let published = self
             .bus
             .publish_with_headers(
@@ -237,7 +275,7 @@ impl Firing {
         if let Err(e) = &published {
             traces::set_error(&span, e.to_string());
         }
-        published?;
+        published.map_err(|e| e.to_string())?;
         // The webhook queue is best effort here: the room got the message.
         if let Err(e) = self
             .bus
@@ -246,7 +284,38 @@ impl Firing {
         {
             debug!(error = %e, "cannot queue a cron message for webhooks");
         }
-        Ok(())
+        Ok(Fired::Published)
+    }
+
+    /// The firing's envelope as CASIL lets it through (redacted, perhaps); `None` when
+    /// the policy blocks it.
+    async fn inspect(&self, job: &Job, envelope: Envelope) -> Result<Option<Envelope>, String> {
+        let inspected = self
+            .policy
+            .inspect(policy_pb::InspectRequest {
+                tenant: job.tenant.to_string(),
+                envelope_json: envelope.to_json(),
+                origin: format!("cron:{}", job.id.as_str()),
+            })
+            .await
+            .map_err(|status| format!("CASIL inspection failed: {}", status.message()))?;
+        if inspected.envelope_json.is_empty() {
+            warn!(
+                tenant = %job.tenant,
+                job_id = job.id.as_str(),
+                reason = inspected.reason,
+                "CASIL blocked a cron firing; it is not published"
+            );
+            return Ok(None);
+        }
+        Envelope::from_server_json(&inspected.envelope_json)
+            .map(Some)
+            .map_err(|e| {
+                format!(
+                    "the inspected envelope is unreadable: {}",
+                    e.reasons().join("; ")
+                )
+            })
     }
 
     async fn confirm(&self, key: &str, job: Job, revision: u64, iteration: u32) -> Outcome {

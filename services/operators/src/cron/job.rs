@@ -10,7 +10,6 @@ use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use arqon_proto::model::RoomDelivery;
 use arqon_proto::operators::v1 as pb;
 use arqon_protocol::{
     ChannelName, Envelope, JsonObject, MessageId, MessageType, RoomName, TenantId, Timestamp, Topic,
@@ -247,9 +246,9 @@ impl Job {
         format!("arq_{nanos}_{iteration}_{}", self.id.stem())
     }
 
-    /// The `RoomDelivery` of firing `iteration`, published at `now`: a `message` from
+    /// The envelope of firing `iteration`, published at `now`: a `message` from
     /// `op-cron` to every member of the room, the owner included.
-    pub(crate) fn delivery(&self, iteration: u32, now: Timestamp) -> Bytes {
+    pub(crate) fn envelope(&self, iteration: u32, now: Timestamp) -> Envelope {
         let mut envelope = Envelope::new(MessageType::Message);
         if let Ok(id) = MessageId::parse(&self.message_id(iteration)) {
             envelope.id = id;
@@ -263,13 +262,7 @@ impl Job {
         metadata.insert("cron_job_id".into(), self.id.as_str().into());
         metadata.insert("iteration".into(), iteration.into());
         envelope.metadata = JsonObject::from_map(&metadata);
-        RoomDelivery {
-            frame: Bytes::from(envelope.to_json()),
-            exclude: None,
-            close_room: false,
-            received_at_unix_micros: None,
-        }
-        .encode()
+        envelope
     }
 
     /// What the API answers about it.
@@ -576,10 +569,7 @@ mod tests {
         assert!(MessageId::parse(&id).is_ok(), "{id}");
         assert_eq!(job.message_id(2), id);
         assert_ne!(job.message_id(3), id);
-        let delivery = RoomDelivery::decode(job.delivery(2, Timestamp::now())).unwrap();
-        assert_eq!(delivery.exclude, None);
-        let envelope =
-            Envelope::from_server_json(std::str::from_utf8(&delivery.frame).unwrap()).unwrap();
+        let envelope = job.envelope(2, Timestamp::now());
         assert_eq!(envelope.id.as_str(), id);
         assert_eq!(envelope.kind, MessageType::Message);
         assert_eq!(envelope.sender.as_deref(), Some(SENDER));

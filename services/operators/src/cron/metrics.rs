@@ -24,6 +24,7 @@ pub struct CronMetrics {
     pub(crate) missed: Counter,
     pub(crate) recoveries: Family<RecoveryLabels, Counter>,
     pub(crate) publish_errors: Counter,
+    pub(crate) blocked: Counter,
 }
 
 impl CronMetrics {
@@ -64,6 +65,11 @@ impl CronMetrics {
             "arqonbus_cron_publish_errors",
             "Cron messages the bus did not accept (retried through recovery)",
             metrics.publish_errors.clone(),
+        );
+        r.register(
+            "arqonbus_cron_blocked_firings",
+            "Cron firings CASIL blocked (not published; the iteration counts as done)",
+            metrics.blocked.clone(),
         );
         metrics
     }

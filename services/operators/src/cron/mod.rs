@@ -77,6 +77,7 @@ pub(crate) async fn start(
     ));
     let firing = Firing {
         bus: bus.clone(),
+        policy: shared.policy.clone(),
         jobs: jobs.clone(),
         metrics,
     };

@@ -38,6 +38,7 @@ impl Replica {
         let metrics = OperatorsMetrics::default();
         let shared = Shared {
             bus: bus.clone(),
+            policy: arqon_proto::policy_control::allow_all(),
             owners,
             metrics: metrics.clone(),
         };
@@ -239,7 +240,8 @@ async fn a_claim_left_by_a_dead_replica_is_published_once() {
             .unwrap();
         if published {
             let subject = subject::room(&claimed.tenant, &claimed.topic);
-            bus.publish(subject, claimed.delivery(1, Timestamp::now()))
+            let envelope = claimed.envelope(1, Timestamp::now());
+            bus.publish(subject, super::fire::delivery(&envelope))
                 .await
                 .unwrap();
         }

@@ -1,19 +1,26 @@
-//! The policy service's control API as the dispatcher calls it for `op.casil.get` and
-//! `op.casil.reload`: over gRPC with the service token, or in process (standalone).
+//! The policy service's API as the other services call it: the dispatcher for
+//! `op.casil.get` and `op.casil.reload` and to inspect a gRPC `Publish`, the operators
+//! to inspect cron firings. Over gRPC with the service token, or in process
+//! (standalone).
 
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arqon_proto::grpc_trace::Traced;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Response, Status};
 
-use arqon_proto::grpc::{Bearer, ServiceToken};
-use arqon_proto::policy::v1 as pb;
-use arqon_proto::policy::v1::policy_client::PolicyClient;
-use arqon_proto::policy::v1::policy_server::Policy;
+use crate::grpc::{Bearer, ServiceToken};
+use crate::grpc_trace::Traced;
+use crate::policy::v1 as pb;
+use crate::policy::v1::policy_client::PolicyClient;
+use crate::policy::v1::policy_server::Policy;
+
+#[cfg(feature = "testing")]
+mod testing;
+#[cfg(feature = "testing")]
+pub use testing::allow_all;
 
 /// The longest a control call may take (a reload waits for the bus to store it).
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -65,16 +72,27 @@ impl PolicyControl {
         Ok(Self(Arc::new(Remote { client })))
     }
 
-    pub(crate) async fn get(&self) -> Result<pb::PolicySnapshot, Status> {
+    /// The live policy.
+    pub async fn get(&self) -> Result<pb::PolicySnapshot, Status> {
         let call = self.0.get_policy(Request::new(pb::GetPolicyRequest {}));
         bounded(call).await
     }
 
-    pub(crate) async fn reload(
+    /// Stores a new version.
+    pub async fn reload(
         &self,
         request: pb::ReloadPolicyRequest,
     ) -> Result<pb::PolicySnapshot, Status> {
         bounded(self.0.reload_policy(Request::new(request))).await
+    }
+
+    /// Inspects a message the server originates, as the policy stage inspects a
+    /// client's.
+    pub async fn inspect(
+        &self,
+        request: pb::InspectRequest,
+    ) -> Result<pb::InspectResponse, Status> {
+        bounded(self.0.inspect(Request::new(request))).await
     }
 }
 
@@ -113,5 +131,12 @@ impl Policy for Remote {
         request: Request<pb::ReloadPolicyRequest>,
     ) -> Result<Response<pb::PolicySnapshot>, Status> {
         self.client.clone().reload_policy(request).await
+    }
+
+    async fn inspect(
+        &self,
+        request: Request<pb::InspectRequest>,
+    ) -> Result<Response<pb::InspectResponse>, Status> {
+        self.client.clone().inspect(request).await
     }
 }
