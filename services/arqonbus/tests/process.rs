@@ -202,18 +202,40 @@ fn healthcheck_follows_readiness() {
     }
 }
 
+/// Starts `arqonbus policy` with `env` (which must bind gRPC: a service token and a
+/// port); returns it with the URL of its gRPC API.
+fn spawn_policy(env: &[(&str, String)]) -> (Process, String) {
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut policy = Process::spawn(&["policy"], &env);
+    let grpc = policy.log_event("gRPC listener bound")["addr"]
+        .as_str()
+        .expect("addr")
+        .to_owned();
+    policy.log_event("running");
+    (policy, format!("http://{grpc}"))
+}
+
 #[tokio::test]
 async fn four_processes_on_one_nats_server_carry_a_message() {
     let nats = NatsServer::start();
     let secret = "process-test-secret";
-    let env = [
+    let mut env = vec![
         ("ARQONBUS_NATS_URL", nats.url()),
         ("ARQONBUS_AUTH_JWT_SECRET", secret.to_owned()),
         ("ARQONBUS_HTTP_PORT", "0".to_owned()),
+        ("ARQONBUS_GRPC_PORT", "0".to_owned()),
+        (
+            "ARQONBUS_SERVICE_TOKEN",
+            "process-test-service-token-0123456789".to_owned(),
+        ),
     ];
+    // The dispatcher and the operators call the policy service (CASIL on what the
+    // server originates).
+    let (policy, policy_url) = spawn_policy(&env);
+    env.push(("ARQONBUS_POLICY_URL", policy_url));
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let mut backends = Vec::new();
-    for service in ["policy", "dispatcher", "operators"] {
+    let mut backends = vec![policy];
+    for service in ["dispatcher", "operators"] {
         let mut process = Process::spawn(&[service], &env);
         process.log_event("running");
         backends.push(process);
@@ -576,6 +598,9 @@ impl CronRig {
             ("ARQONBUS_CRON_LEASE_SECONDS", CRON_LEASE.to_string()),
             ("ARQONBUS_CRON_MIN_INTERVAL_SECONDS", "0.1".to_owned()),
         ];
+        let mut env = env;
+        let (policy, policy_url) = spawn_policy(&env);
+        env.push(("ARQONBUS_POLICY_URL", policy_url));
         let mut rig_operators = Vec::new();
         let mut metrics = Vec::new();
         let mut grpc = None;
@@ -589,12 +614,9 @@ impl CronRig {
         let base: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let mut dispatcher_env = base.clone();
         dispatcher_env.push(("ARQONBUS_OPERATORS_URL", operators_url.as_str()));
-        let mut backends = Vec::new();
-        for (service, env) in [("policy", &base), ("dispatcher", &dispatcher_env)] {
-            let mut process = Process::spawn(&[service], env);
-            process.log_event("running");
-            backends.push(process);
-        }
+        let mut dispatcher = Process::spawn(&["dispatcher"], &dispatcher_env);
+        dispatcher.log_event("running");
+        let backends = vec![policy, dispatcher];
         let mut edge = Process::spawn(&["edge", "--port", "0"], &base);
         let ws = edge.log_event("WebSocket listener bound")["addr"]
             .as_str()

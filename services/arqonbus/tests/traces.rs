@@ -205,7 +205,10 @@ async fn one_trace_follows_a_message_through_every_service() {
         .expect("addr")
         .to_owned();
     policy.log_event("running");
-    let mut operators = spawn(&["operators"], &env(&[]));
+    let mut operators = spawn(
+        &["operators"],
+        &env(&[("ARQONBUS_POLICY_URL", format!("http://{policy_grpc}"))]),
+    );
     let operators_grpc = operators.log_event("gRPC listener bound")["addr"]
         .as_str()
         .expect("addr")
