@@ -302,6 +302,71 @@ async fn a_returning_client_recovers_exactly_what_it_missed(cluster: &Cluster) {
     }
 }
 
+/// An id a client sent again can never make a recovery by id skip messages: a position
+/// that names two stored messages is not recovered (the client reloads), in both modes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeated_id_is_not_a_recovery_position() {
+    for mode in [Mode::Standalone, Mode::Distributed] {
+        let cluster = Cluster::launch(Topology::new(mode)).await;
+        let writer = cluster.client("t-a").await;
+        writer.join("feed", "dup").await.unwrap();
+        let first = writer
+            .publish("feed", "dup", json!({"n": 0}))
+            .await
+            .unwrap();
+        for n in 1..=3 {
+            writer
+                .publish("feed", "dup", json!({ "n": n }))
+                .await
+                .unwrap();
+        }
+        // A member sends a message under the first one's id.
+        let mut member = cluster.raw_client("t-a").await;
+        arqon_e2e::send_json(
+            &mut member,
+            &json!({"type": "command", "command": "join_channel",
+                    "args": {"room": "feed", "channel": "dup"}}),
+        )
+        .await;
+        arqon_e2e::send_json(
+            &mut member,
+            &json!({"id": first, "type": "message", "room": "feed", "channel": "dup",
+                    "payload": {"n": "again"}}),
+        )
+        .await;
+        let acknowledged = loop {
+            let frame = arqon_e2e::next_json(&mut member).await;
+            if frame["type"] == "message_response" || frame["type"] == "error" {
+                break frame;
+            }
+        };
+        assert_eq!(acknowledged["type"], "message_response", "{acknowledged}");
+        writer
+            .publish("feed", "dup", json!({"n": 4}))
+            .await
+            .unwrap();
+        let late = cluster.client("t-a").await;
+        let joined = command(
+            &late,
+            "join_channel",
+            json!({"room": "feed", "channel": "dup", "since_id": first}),
+        )
+        .await;
+        assert_eq!(
+            data(&joined)["recovered"],
+            false,
+            "{mode:?}: {}",
+            joined.to_json()
+        );
+        assert_eq!(
+            late.recv(QUIET).await.unwrap_err(),
+            SdkError::Timeout,
+            "{mode:?}: nothing replayed from a position that is not one"
+        );
+        cluster.stop().await;
+    }
+}
+
 /// The history is bounded in bytes as well as per channel: a flood of large messages
 /// keeps only the newest that fit, oldest first across channels, on either bus.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

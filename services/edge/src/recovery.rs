@@ -123,13 +123,23 @@ impl History {
                 Ok((after.len() < MAX_READ_LIMIT).then_some(after))
             }
             Recovery::AfterId(id) => {
+                // Clients choose ids, and nothing stops one from sending an id again: a
+                // position by id is trusted only when it names exactly one message among
+                // all the channel's stored ones (else resuming after the wrong copy would
+                // skip messages). `since_offset` with `epoch` is the server's own.
                 let tail = store.tail(room, MAX_READ_LIMIT).await?;
-                let found = tail.iter().rposition(|m| {
+                if store.count(room).await? > tail.len() as u64 {
+                    return Ok(None);
+                }
+                let mut matches = tail.iter().enumerate().filter(|(_, m)| {
                     RoomDelivery::decode(m.payload.clone())
                         .ok()
                         .is_some_and(|d| frame_id(&d.frame) == Some(id.as_str()))
                 });
-                Ok(found.map(|i| tail[i + 1..].to_vec()))
+                match (matches.next(), matches.next()) {
+                    (Some((i, _)), None) => Ok(Some(tail[i + 1..].to_vec())),
+                    _ => Ok(None),
+                }
             }
         }
     }
