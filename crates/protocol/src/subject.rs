@@ -51,6 +51,14 @@ pub const EDGES_BUCKET: &str = "arqon_edges";
 pub const EDGE_HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(5);
 /// How long an edge that stopped renewing counts as alive.
 pub const EDGE_TTL: std::time::Duration = std::time::Duration::from_secs(15);
+/// Each edge's open connections per tenant (`<tenant>.<edge_id>` = the count), for the
+/// fleet-wide quota of a tenant: an edge renews its keys every [`FLEET_CONNECTIONS_REFRESH`]
+/// and a key not renewed for [`FLEET_CONNECTIONS_TTL`] (its edge died) disappears.
+pub const FLEET_CONNECTIONS_BUCKET: &str = "arqon_fleet_connections";
+/// How often an edge rewrites its unchanged counts in [`FLEET_CONNECTIONS_BUCKET`].
+pub const FLEET_CONNECTIONS_REFRESH: std::time::Duration = std::time::Duration::from_secs(5);
+/// How long a count in [`FLEET_CONNECTIONS_BUCKET`] lasts without being rewritten.
+pub const FLEET_CONNECTIONS_TTL: std::time::Duration = std::time::Duration::from_secs(15);
 /// The bucket of the CASIL policy: one key, [`CASIL_POLICY_KEY`], one version per value.
 pub const CASIL_BUCKET: &str = "arqon_casil";
 /// The key of the live CASIL policy in [`CASIL_BUCKET`].

@@ -145,6 +145,19 @@ pub struct EdgeConfig {
     )]
     pub max_connections_per_tenant: u32,
 
+    /// Open connections one tenant may hold across every edge of the fleet (0: no
+    /// fleet-wide cap); further upgrades of that tenant get 429. Approximate: each edge
+    /// sees the others' counts as they were up to a second ago. The default is ten edges'
+    /// worth of `ARQONBUS_MAX_CONNECTIONS_PER_TENANT` (5,000): fleets of up to ten edges
+    /// with the default settings never meet it, larger ones keep a tenant from taking
+    /// them whole. Set it alike on every edge (an edge with 0 does not publish its counts).
+    #[arg(
+        long = "max-fleet-connections-per-tenant",
+        env = "ARQONBUS_MAX_FLEET_CONNECTIONS_PER_TENANT",
+        default_value_t = 50_000
+    )]
+    pub max_fleet_connections_per_tenant: u32,
+
     /// Channels one connection may be in at once; a further `join_channel` gets
     /// `QUOTA_EXCEEDED` (each channel is a subscription on the bus).
     #[arg(
@@ -303,6 +316,7 @@ impl EdgeConfig {
             system_scope: false,
             max_connections: 10_000,
             max_connections_per_tenant: 5_000,
+            max_fleet_connections_per_tenant: 50_000,
             max_channels_per_connection: 256,
             max_message_size: 1_048_576,
             max_json_depth: 32,

@@ -14,6 +14,7 @@ mod cluster;
 mod config;
 mod connection;
 mod connections;
+mod fleet;
 mod metrics;
 mod peer;
 mod recovery;
@@ -93,6 +94,8 @@ pub(crate) struct Shared {
     admitted: AtomicUsize,
     /// The same, per tenant, with the tenant's byte rate (entries removed at zero).
     admitted_per_tenant: std::sync::Mutex<std::collections::HashMap<TenantId, TenantShare>>,
+    /// The fleet-wide quota per tenant (`None` when off).
+    fleet: Option<fleet::FleetQuota>,
     metrics: EdgeMetrics,
     tasks: TaskTracker,
     shutdown: CancellationToken,
@@ -135,6 +138,12 @@ impl Edge {
             None
         };
         let edges = bus.key_value(cluster::edges_bucket()).await?;
+        let fleet = match config.max_fleet_connections_per_tenant {
+            0 => None,
+            cap => {
+                fleet::FleetQuota::new(cap, bus.key_value(fleet::bucket()).await?, edge_id.clone())
+            }
+        };
         bus.flush().await?;
         let tasks = TaskTracker::new();
         let shared = Arc::new(Shared {
@@ -143,6 +152,7 @@ impl Edge {
             connections: Connections::default(),
             admitted: AtomicUsize::new(0),
             admitted_per_tenant: std::sync::Mutex::default(),
+            fleet,
             config,
             bus,
             edge_id,
@@ -176,6 +186,11 @@ impl Edge {
                 events,
                 stop.clone(),
             ));
+        }
+        if shared.fleet.is_some() {
+            shared
+                .tasks
+                .spawn(fleet::publish_counts(Arc::clone(&shared), stop.clone()));
         }
         shared
             .tasks
@@ -248,19 +263,28 @@ struct Admission {
 
 impl Drop for Admission {
     fn drop(&mut self) {
-        self.shared.admitted.fetch_sub(1, Ordering::AcqRel);
-        let mut per_tenant = self
-            .shared
+        release(&self.shared, &self.tenant);
+        self.shared.metrics.connections.dec();
+    }
+}
+
+/// Gives back what [`upgrade`] took: a place on the edge and one of the tenant's.
+fn release(shared: &Shared, tenant: &TenantId) {
+    shared.admitted.fetch_sub(1, Ordering::AcqRel);
+    {
+        let mut per_tenant = shared
             .admitted_per_tenant
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(share) = per_tenant.get_mut(&self.tenant) {
+        if let Some(share) = per_tenant.get_mut(tenant) {
             share.connections = share.connections.saturating_sub(1);
             if share.connections == 0 {
-                per_tenant.remove(&self.tenant);
+                per_tenant.remove(tenant);
             }
         }
-        self.shared.metrics.connections.dec();
+    }
+    if let Some(fleet) = &shared.fleet {
+        fleet.count_changed();
     }
 }
 
@@ -272,8 +296,9 @@ struct TenantShare {
     bytes: Option<Arc<DefaultDirectRateLimiter>>,
 }
 
-/// Counts one more connection of `tenant` unless it holds its quota already.
-fn admit_tenant(shared: &Shared, tenant: &TenantId) -> bool {
+/// Counts one more connection of `tenant` unless it holds its quota already; returns
+/// its count on this edge with the new one.
+fn admit_tenant(shared: &Shared, tenant: &TenantId) -> Option<u32> {
     let mut per_tenant = shared
         .admitted_per_tenant
         .lock()
@@ -292,13 +317,23 @@ fn admit_tenant(shared: &Shared, tenant: &TenantId) -> bool {
             }),
         });
     if share.connections >= shared.config.max_connections_per_tenant {
-        return false;
+        return None;
     }
     share.connections += 1;
-    true
+    Some(share.connections)
 }
 
 impl Shared {
+    /// This edge's connections per tenant (upgrades in progress included).
+    fn tenant_counts(&self) -> std::collections::HashMap<TenantId, u32> {
+        self.admitted_per_tenant
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .map(|(tenant, share)| (tenant.clone(), share.connections))
+            .collect()
+    }
+
     /// The byte rate of `tenant`'s connections on this edge (while it has one).
     fn tenant_byte_rate(&self, tenant: &TenantId) -> Option<Arc<DefaultDirectRateLimiter>> {
         self.admitted_per_tenant
@@ -313,6 +348,14 @@ fn unavailable(details: &str) -> Response {
     (
         StatusCode::SERVICE_UNAVAILABLE,
         axum::Json(serde_json::json!({ "error": "Service Unavailable", "details": details })),
+    )
+        .into_response()
+}
+
+fn too_many(details: &str) -> Response {
+    (
+        StatusCode::TOO_MANY_REQUESTS,
+        axum::Json(serde_json::json!({ "error": "Too Many Requests", "details": details })),
     )
         .into_response()
 }
@@ -359,18 +402,30 @@ async fn upgrade(
         metrics.upgrade(Upgrade::OverCapacity);
         return unavailable("Too many connections on this edge; try again or connect elsewhere");
     }
-    if !admit_tenant(&shared, &grant.tenant) {
+    let Some(own) = admit_tenant(&shared, &grant.tenant) else {
         shared.admitted.fetch_sub(1, Ordering::AcqRel);
         metrics.upgrade(Upgrade::TenantQuota);
         metrics.quota_refused(metrics::Quota::ConnectionsPerTenant);
-        return (
-            StatusCode::TOO_MANY_REQUESTS,
-            axum::Json(serde_json::json!({
-                "error": "Too Many Requests",
-                "details": "This tenant holds as many connections on this edge as it may (ARQONBUS_MAX_CONNECTIONS_PER_TENANT); close one or connect elsewhere",
-            })),
-        )
-            .into_response();
+        return too_many(
+            "This tenant holds as many connections on this edge as it may (ARQONBUS_MAX_CONNECTIONS_PER_TENANT); close one or connect elsewhere",
+        );
+    };
+    if let Some(fleet) = &shared.fleet {
+        match fleet.check(&grant.tenant, own).await {
+            fleet::Verdict::Admit => {}
+            fleet::Verdict::Unchecked => {
+                metrics.fleet_quota_unchecked.inc();
+            }
+            fleet::Verdict::Refuse => {
+                release(&shared, &grant.tenant);
+                metrics.upgrade(Upgrade::TenantQuota);
+                metrics.quota_refused(metrics::Quota::FleetConnectionsPerTenant);
+                return too_many(
+                    "This tenant holds as many connections across the fleet as it may (ARQONBUS_MAX_FLEET_CONNECTIONS_PER_TENANT); close one",
+                );
+            }
+        }
+        fleet.count_changed();
     }
     metrics.connections.inc();
     let admission = Admission {

@@ -26,6 +26,7 @@ arqon_telemetry::label_values! {
     /// A quota that refused something.
     pub(crate) enum Quota {
         ConnectionsPerTenant => "connections_per_tenant",
+        FleetConnectionsPerTenant => "fleet_connections_per_tenant",
         ChannelsPerConnection => "channels_per_connection",
     }
 }
@@ -86,6 +87,8 @@ pub struct EdgeMetrics {
     pub(crate) delivery_latency: TracedLatency,
     pub(crate) fanout_deliveries: Counter,
     quota_refusals: Family<QuotaLabel, Counter>,
+    pub(crate) fleet_quota_unchecked: Counter,
+    pub(crate) fleet_count_write_errors: Counter,
 }
 
 impl EdgeMetrics {
@@ -110,6 +113,8 @@ impl EdgeMetrics {
             delivery_latency: arqon_telemetry::metrics::traced_latency_histogram(),
             fanout_deliveries: Counter::default(),
             quota_refusals: Family::default(),
+            fleet_quota_unchecked: Counter::default(),
+            fleet_count_write_errors: Counter::default(),
         };
         let r = registry;
         r.register(
@@ -124,8 +129,18 @@ impl EdgeMetrics {
         );
         r.register(
             "arqonbus_edge_quota_refusals",
-            "Upgrades and joins refused by a quota (ARQONBUS_MAX_CONNECTIONS_PER_TENANT, ARQONBUS_MAX_CHANNELS_PER_CONNECTION)",
+            "Upgrades and joins refused by a quota (ARQONBUS_MAX_CONNECTIONS_PER_TENANT, ARQONBUS_MAX_FLEET_CONNECTIONS_PER_TENANT, ARQONBUS_MAX_CHANNELS_PER_CONNECTION)",
             metrics.quota_refusals.clone(),
+        );
+        r.register(
+            "arqonbus_edge_fleet_quota_unchecked",
+            "Upgrades admitted on this edge's quota alone because the other edges' counts could not be read in time (ARQONBUS_MAX_FLEET_CONNECTIONS_PER_TENANT)",
+            metrics.fleet_quota_unchecked.clone(),
+        );
+        r.register(
+            "arqonbus_edge_fleet_count_write_errors",
+            "Writes of this edge's per-tenant connection counts the bus did not take (retried; the fleet-wide quota undercounts meanwhile)",
+            metrics.fleet_count_write_errors.clone(),
         );
         r.register(
             "arqonbus_edge_upgrades",
