@@ -10,6 +10,7 @@ mod casil;
 mod channel_limits;
 mod channels;
 mod fairness;
+mod fleet_quota;
 mod grpc;
 mod handshake;
 mod lifecycle;
