@@ -287,9 +287,10 @@ impl Data {
 
     /// The keys of `ns` that have a value, sorted.
     pub(crate) async fn list(&self, ns: &Namespace) -> Result<Vec<String>, BusError> {
-        let values = self.kv.keys_matching(&ns.values()).await?;
         let now = now_ms();
-        // Values whose expiry has passed, if their marker is still the latest word.
+        // Values whose expiry has passed, from their markers, read before the values: a
+        // sweep deletes an expired value before its marker, so a value still there when
+        // the values are read had its marker there when the markers were.
         let due: HashSet<String> = self
             .kv
             .entries_matching(&ns.expiries())
@@ -298,6 +299,7 @@ impl Data {
             .filter(|marker| keys::parse_expiry_value(&marker.value).is_none_or(|at| at <= now))
             .filter_map(|marker| keys::value_of_expiry(&marker.key))
             .collect();
+        let values = self.kv.keys_matching(&ns.values()).await?;
         let mut keys = Vec::with_capacity(values.len());
         for value_key in values {
             if due.contains(&value_key) {
