@@ -4,7 +4,7 @@
 mod args;
 mod casil;
 mod catalog;
-mod channels;
+pub(crate) mod channels;
 mod history;
 mod ops;
 mod system;

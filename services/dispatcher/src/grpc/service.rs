@@ -9,11 +9,14 @@ use tracing::{Span, field, instrument, warn};
 use arqon_proto::dispatcher::v1 as pb;
 use arqon_proto::model::{Member, RoomDelivery};
 use arqon_proto::policy::v1::InspectRequest;
-use arqon_protocol::{Envelope, ErrorCode, MessageType, SERVER_SENDER, TenantId, Timestamp};
+use arqon_protocol::{
+    ChannelName, Envelope, ErrorCode, MessageType, SERVER_SENDER, TenantId, Timestamp,
+};
 
 use super::request::{ChannelRef, HistoryQuery, Publish, RoomRef};
 use super::status::{self, invalid, lookup};
 use crate::Context;
+use crate::commands::channels::{LIST_DEFAULT_LIMIT, LIST_MAX_LIMIT};
 use crate::state::history::HISTORY_OFF;
 use crate::state::{ChannelRecord, Views};
 
@@ -199,14 +202,36 @@ impl pb::bus_server::Bus for BusApi {
         &self,
         request: Request<pb::ListChannelsRequest>,
     ) -> Result<Response<pb::ListChannelsResponse>, Status> {
-        let RoomRef { tenant, room } = request.into_inner().try_into()?;
+        let request = request.into_inner();
+        let (after, limit) = (request.after.clone(), request.limit);
+        let RoomRef { tenant, room } = request.try_into()?;
         record_tenant(&tenant);
-        let summaries = self
+        let limit = match limit {
+            0 => LIST_DEFAULT_LIMIT,
+            n if n as usize <= LIST_MAX_LIMIT => n as usize,
+            _ => {
+                return Err(invalid(
+                    ErrorCode::ValidationError,
+                    format!("'limit' must be from 1 to {LIST_MAX_LIMIT} (0: {LIST_DEFAULT_LIMIT})"),
+                ));
+            }
+        };
+        let after = match after.as_deref() {
+            None | Some("") => None,
+            Some(after) => Some(ChannelName::parse(after).map_err(|e| {
+                invalid(
+                    ErrorCode::ValidationError,
+                    format!("'after' must be a channel name from a previous page ({e})"),
+                )
+            })?),
+        };
+        let page = self
             .views()
-            .room(&tenant, &room)
+            .room_page(&tenant, &room, after.as_ref(), limit)
             .await
             .map_err(|e| lookup("list channels", e))?;
-        let channels = summaries
+        let channels = page
+            .channels
             .into_iter()
             .map(|s| {
                 channel(
@@ -217,7 +242,15 @@ impl pb::bus_server::Bus for BusApi {
                 )
             })
             .collect();
-        Ok(Response::new(pb::ListChannelsResponse { channels }))
+        Ok(Response::new(pb::ListChannelsResponse {
+            channels,
+            complete: page.more_after.is_none(),
+            next_after: page
+                .more_after
+                .map(|name| name.as_str().to_owned())
+                .unwrap_or_default(),
+            total: page.total as u64,
+        }))
     }
 
     #[instrument(name = "grpc.ChannelInfo", skip_all, fields(tenant = field::Empty))]
@@ -233,6 +266,10 @@ impl pb::bus_server::Bus for BusApi {
             .await
             .map_err(|e| lookup("read channel info", e))?;
         let member_count = detail.members.len() as u64;
+        let max = self.context.max_members_listed;
+        let members_complete = detail.members.len() <= max;
+        let mut listed = detail.members;
+        listed.truncate(max);
         Ok(Response::new(pb::ChannelInfoResponse {
             channel: Some(channel(
                 topic.channel.as_str(),
@@ -240,8 +277,9 @@ impl pb::bus_server::Bus for BusApi {
                 member_count,
                 detail.last_activity,
             )),
-            members: members(detail.members),
+            members: members(listed),
             message_count: detail.message_count,
+            members_complete,
         }))
     }
 

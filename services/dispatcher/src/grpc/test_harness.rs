@@ -166,9 +166,22 @@ pub(super) async fn list_channels(
     tenant: &str,
     room: &str,
 ) -> Result<pb::ListChannelsResponse, Status> {
+    list_page(client, tenant, room, None, 0).await
+}
+
+/// One page of `list_channels`: after `after`, at most `limit` (0: the default).
+pub(super) async fn list_page(
+    client: &mut Client,
+    tenant: &str,
+    room: &str,
+    after: Option<&str>,
+    limit: u32,
+) -> Result<pb::ListChannelsResponse, Status> {
     let request = pb::ListChannelsRequest {
         tenant: tenant.into(),
         room: room.into(),
+        after: after.map(str::to_owned),
+        limit,
     };
     Ok(client.list_channels(request).await?.into_inner())
 }

@@ -14,8 +14,8 @@ use arqon_protocol::{ErrorCode, MessageType, SERVER_SENDER, TenantId, Topic, sub
 
 use super::test_harness::{
     Harness, TOKEN, WAIT, assert_channel_not_found, assert_refused, assert_room_not_found,
-    channel_info, envelope, envelopes, error_code, history_request, list_channels, presence,
-    publish, publish_request, read_history,
+    channel_info, envelope, envelopes, error_code, history_request, list_channels, list_page,
+    presence, publish, publish_request, read_history,
 };
 use crate::state::history::HISTORY_OFF;
 use arqon_proto::dispatcher::v1 as pb;
@@ -332,6 +332,7 @@ async fn the_api_needs_a_valid_service_token() {
         .list_channels(pb::ListChannelsRequest {
             tenant: "t1".into(),
             room: "science".into(),
+            ..pb::ListChannelsRequest::default()
         })
         .await
         .unwrap_err();
@@ -348,4 +349,41 @@ async fn the_api_needs_a_valid_service_token() {
     shutdown.cancel();
     served.await.unwrap().unwrap();
     dispatcher.wait().await;
+}
+
+/// A room's channels come a page at a time, by name, each once; `total` is the room's.
+#[tokio::test]
+async fn channels_are_listed_a_page_at_a_time() {
+    let harness = Harness::start().await;
+    let mut client = harness.client();
+    for channel in ["c1", "c2", "c3", "c4", "c5"] {
+        publish(&mut client, "paged", channel, json!({})).await;
+    }
+    let mut seen = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = list_page(&mut client, "t1", "paged", after.as_deref(), 2)
+            .await
+            .unwrap();
+        assert_eq!(page.total, 5);
+        assert!(page.channels.len() <= 2);
+        seen.extend(page.channels.iter().map(|c| c.name.clone()));
+        if page.complete {
+            assert_eq!(page.next_after, "");
+            break;
+        }
+        assert_eq!(Some(&page.next_after), seen.last());
+        after = Some(page.next_after);
+    }
+    assert_eq!(seen, ["c1", "c2", "c3", "c4", "c5"]);
+    let all = list_channels(&mut client, "t1", "paged").await.unwrap();
+    assert!(all.complete && all.channels.len() == 5);
+    for (after, limit) in [(None, 1001), (Some("bad name!"), 1)] {
+        let refused = list_page(&mut client, "t1", "paged", after, limit)
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+        assert_eq!(error_code(&refused), "VALIDATION_ERROR");
+    }
+    harness.stop().await;
 }

@@ -62,39 +62,6 @@ impl<'a> From<&'a Context> for Views<'a> {
 }
 
 impl Views<'_> {
-    /// The channels of a room, by name; `RoomNotFound` when it has none.
-    pub(crate) async fn room(
-        self,
-        tenant: &TenantId,
-        room: &RoomName,
-    ) -> Result<Vec<ChannelSummary>, LookupError> {
-        let topics = self.registry.channels(tenant, room).await?;
-        if topics.is_empty() {
-            return Err(LookupError::RoomNotFound(room.clone()));
-        }
-        let counts = &self.presence.counts(tenant, room).await?;
-        let described = try_join_all(topics.into_iter().map(|topic| async move {
-            let (record, last_activity) = tokio::try_join!(
-                self.registry.get(tenant, &topic),
-                self.history.last_activity(tenant, &topic),
-            )?;
-            Ok::<_, LookupError>(record.map(|record| ChannelSummary {
-                member_count: counts.get(&topic.channel).copied().unwrap_or(0),
-                topic,
-                record,
-                last_activity,
-            }))
-        }))
-        .await?;
-        // A channel deleted while this was read is left out.
-        let mut channels: Vec<ChannelSummary> = described.into_iter().flatten().collect();
-        if channels.is_empty() {
-            return Err(LookupError::RoomNotFound(room.clone()));
-        }
-        channels.sort_by(|a, b| a.topic.channel.cmp(&b.topic.channel));
-        Ok(channels)
-    }
-
     /// At most `limit` channels of a room whose names follow `after`, by name;
     /// `RoomNotFound` when the room has none. Only the page's channels are read.
     pub(crate) async fn room_page(
