@@ -14,10 +14,9 @@ use async_nats::jetstream::stream::{
 };
 use async_nats::jetstream::{self, ErrorCode};
 use bytes::Bytes;
-use futures_util::StreamExt;
 
 use super::consumer::ReadConsumer;
-use super::{Setup, bounded, ensure_connected, to_chrono};
+use super::{Setup, bounded, count_on_subjects, ensure_connected, to_chrono};
 use crate::config::{HistoryConfig, ReadFrom, Storage};
 use crate::error::BusError;
 use crate::headers::Headers;
@@ -210,21 +209,10 @@ impl NatsHistory {
     /// to the number of distinct matching subjects, not of messages.
     pub(crate) async fn count(&self, filter: &str) -> Result<u64, BusError> {
         ensure_connected(&self.client)?;
-        let failed =
-            |err: &dyn std::fmt::Display| BusError::Backend(format!("history count failed: {err}"));
-        bounded(self.timeout, async {
-            let mut subjects = self
-                .stream
-                .info_with_subjects(filter)
-                .await
-                .map_err(|err| failed(&err))?;
-            let mut total = 0u64;
-            while let Some(subject) = subjects.next().await {
-                let (_, count) = subject.map_err(|err| failed(&err))?;
-                total = total.saturating_add(count as u64);
-            }
-            Ok(total)
-        })
+        bounded(
+            self.timeout,
+            count_on_subjects(&self.stream, filter, "history count"),
+        )
         .await
     }
 

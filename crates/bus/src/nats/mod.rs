@@ -348,6 +348,26 @@ fn on_event(stats: &BusStats, event: Event) {
     }
 }
 
+/// Messages held on the subjects of `stream` that match `filter`: the stream's
+/// per-subject counts, summed (one request, no consumer). `what` names the call in errors.
+pub(crate) async fn count_on_subjects<I>(
+    stream: &jetstream::stream::Stream<I>,
+    filter: &str,
+    what: &str,
+) -> Result<u64, BusError> {
+    let failed = |err: &dyn std::fmt::Display| BusError::Backend(format!("{what} failed: {err}"));
+    let mut subjects = stream
+        .info_with_subjects(filter)
+        .await
+        .map_err(|err| failed(&err))?;
+    let mut total = 0u64;
+    while let Some(subject) = subjects.next().await {
+        let (_, count) = subject.map_err(|err| failed(&err))?;
+        total = total.saturating_add(count as u64);
+    }
+    Ok(total)
+}
+
 pub(crate) fn ensure_connected(client: &async_nats::Client) -> Result<(), BusError> {
     match client.connection_state() {
         State::Connected => Ok(()),

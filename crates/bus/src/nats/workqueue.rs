@@ -20,7 +20,7 @@ use futures_util::StreamExt;
 
 use super::history::create_or_update;
 use super::kv::storage_type;
-use super::{Setup, bounded, ensure_connected};
+use super::{Setup, bounded, count_on_subjects, ensure_connected};
 use crate::config::WorkQueueConfig;
 use crate::error::BusError;
 use crate::headers::Headers;
@@ -134,16 +134,7 @@ impl NatsWorkQueue {
                 .get_stream_no_info(&self.config.stream)
                 .await
                 .map_err(|err| failed(&err))?;
-            let mut subjects = stream
-                .info_with_subjects(filter)
-                .await
-                .map_err(|err| failed(&err))?;
-            let mut total = 0u64;
-            while let Some(subject) = subjects.next().await {
-                let (_, count) = subject.map_err(|err| failed(&err))?;
-                total = total.saturating_add(count as u64);
-            }
-            Ok(total)
+            count_on_subjects(&stream, filter, &format!("work queue {name} count")).await
         })
         .await
     }
