@@ -71,6 +71,64 @@ SECRET_VARS = ["ARQONBUS_AUTH_JWT_SECRET", "ARQONBUS_AUTH_JWT_PUBLIC_KEY", "ARQO
                "ARQONBUS_NATS_PASSWORD", "ARQONBUS_NATS_TOKEN", "ARQONBUS_NATS_NKEY_SEED"]
 
 
+# Settings each service gets from a value: (variable, dotted path in the values).
+VALUE_ENV = {
+    "edge": [
+        ("ARQONBUS_MAX_CONNECTIONS_PER_TENANT", "edge.maxConnectionsPerTenant"),
+        ("ARQONBUS_MAX_FLEET_CONNECTIONS_PER_TENANT", "edge.maxFleetConnectionsPerTenant"),
+        ("ARQONBUS_MAX_CHANNELS_PER_CONNECTION", "edge.maxChannelsPerConnection"),
+        ("ARQONBUS_MAX_JSON_DEPTH", "edge.maxJsonDepth"),
+        ("ARQONBUS_RATE_LIMIT_PER_SECOND", "edge.rateLimit.perSecond"),
+        ("ARQONBUS_RATE_LIMIT_BURST", "edge.rateLimit.burst"),
+        ("ARQONBUS_RATE_LIMIT_STRIKES", "edge.rateLimit.strikes"),
+        ("ARQONBUS_RATE_LIMIT_BYTES_PER_SECOND", "edge.rateLimit.bytesPerSecond"),
+        ("ARQONBUS_RATE_LIMIT_TENANT_BYTES_PER_SECOND", "edge.rateLimit.tenantBytesPerSecond"),
+    ],
+    "dispatcher": [
+        ("ARQONBUS_DISPATCHER_MAX_IN_FLIGHT_MESSAGES", "dispatcher.maxInFlightMessages"),
+        ("ARQONBUS_DISPATCHER_MAX_IN_FLIGHT_COMMANDS", "dispatcher.maxInFlightCommands"),
+        ("ARQONBUS_DISPATCHER_MAX_COMMANDS_PER_TENANT", "dispatcher.maxCommandsPerTenant"),
+        ("ARQONBUS_DISPATCHER_MAX_QUEUED_COMMANDS_PER_TENANT", "dispatcher.maxQueuedCommandsPerTenant"),
+        ("ARQONBUS_MAX_CHANNELS_PER_TENANT", "dispatcher.channels.maxPerTenant"),
+        ("ARQONBUS_EMPTY_CHANNEL_TTL_SECONDS", "dispatcher.channels.emptyTtlSeconds"),
+        ("ARQONBUS_CHANNEL_INFO_MAX_MEMBERS", "dispatcher.channels.infoMaxMembers"),
+    ],
+    "operators": [
+        ("ARQONBUS_WEBHOOK_MAX_QUEUED_PER_TENANT", "operators.webhook.maxQueuedPerTenant"),
+        ("ARQONBUS_WEBHOOK_MAX_QUEUED_BYTES_PER_TENANT", "operators.webhook.maxQueuedBytesPerTenant"),
+    ],
+}
+
+# The services' own defaults (services/*/src): the chart's defaults must be the same, so
+# that installing the chart changes no limit.
+SERVICE_DEFAULTS = {
+    "ARQONBUS_MAX_CONNECTIONS_PER_TENANT": "5000",
+    "ARQONBUS_MAX_FLEET_CONNECTIONS_PER_TENANT": "50000",
+    "ARQONBUS_MAX_CHANNELS_PER_CONNECTION": "256",
+    "ARQONBUS_MAX_JSON_DEPTH": "32",
+    "ARQONBUS_RATE_LIMIT_PER_SECOND": "100",
+    "ARQONBUS_RATE_LIMIT_BURST": "200",
+    "ARQONBUS_RATE_LIMIT_STRIKES": "20",
+    "ARQONBUS_RATE_LIMIT_BYTES_PER_SECOND": "2097152",
+    "ARQONBUS_RATE_LIMIT_TENANT_BYTES_PER_SECOND": "16777216",
+    "ARQONBUS_DISPATCHER_MAX_IN_FLIGHT_MESSAGES": "1024",
+    "ARQONBUS_DISPATCHER_MAX_IN_FLIGHT_COMMANDS": "256",
+    "ARQONBUS_DISPATCHER_MAX_COMMANDS_PER_TENANT": "32",
+    "ARQONBUS_DISPATCHER_MAX_QUEUED_COMMANDS_PER_TENANT": "1024",
+    "ARQONBUS_MAX_CHANNELS_PER_TENANT": "10000",
+    "ARQONBUS_EMPTY_CHANNEL_TTL_SECONDS": "300",
+    "ARQONBUS_CHANNEL_INFO_MAX_MEMBERS": "1000",
+    "ARQONBUS_WEBHOOK_MAX_QUEUED_PER_TENANT": "100000",
+    "ARQONBUS_WEBHOOK_MAX_QUEUED_BYTES_PER_TENANT": "16777216",
+}
+
+
+def lookup(values, path):
+    for key in path.split("."):
+        values = values[key]
+    return values
+
+
 def nats_files(values):
     """The files the values ask for: {(Secret, key): file name under NATS_FILES_DIR}."""
     files = {}
@@ -268,6 +326,13 @@ def common(docs, values):
         secret = values["existingSecret"]["name"] or fullname
         keys = values["existingSecret"]["keys"]
         check_nats(name, pod, ctr, values, secret, keys)
+        # Limits from values: each in its own service only, as the value says.
+        for owner, pairs in VALUE_ENV.items():
+            for var, path in pairs:
+                if owner == c:
+                    eq(env_value(ctr, var), str(lookup(values, path)), f"{name} {var} from {path}")
+                else:
+                    check(var not in env_of(ctr), f"{name} has no {var} ({owner}'s setting)")
         if c == "edge":
             eq(env_value(ctr, "ARQONBUS_SERVER_PORT"), str(values["ports"]["websocket"]), f"{name} ARQONBUS_SERVER_PORT")
             eq(env_value(ctr, "ARQONBUS_SERVER_HOST"), "0.0.0.0", f"{name} ARQONBUS_SERVER_HOST")
@@ -512,12 +577,51 @@ def literal(name, docs):
            "only the edge autoscales by default")
         eq(dep("edge")["containers"][0]["resources"], {"requests": {"cpu": "250m", "memory": "128Mi"},
                                                        "limits": {"memory": "512Mi"}}, "edge resources")
+        # Unset limits render the services' own defaults.
+        for c in VALUE_ENV:
+            for var, _ in VALUE_ENV[c]:
+                eq(env_value(dep(c)["containers"][0], var), SERVICE_DEFAULTS[var], f"{c} {var} is the service's default")
+    if name == "tenant-limits":
+        want = {
+            "edge": {
+                "ARQONBUS_MAX_CONNECTIONS_PER_TENANT": "2000",
+                "ARQONBUS_MAX_FLEET_CONNECTIONS_PER_TENANT": "0",
+                "ARQONBUS_MAX_CHANNELS_PER_CONNECTION": "64",
+                "ARQONBUS_MAX_JSON_DEPTH": "16",
+                "ARQONBUS_RATE_LIMIT_PER_SECOND": "40",
+                "ARQONBUS_RATE_LIMIT_BURST": "80",
+                "ARQONBUS_RATE_LIMIT_STRIKES": "5",
+                "ARQONBUS_RATE_LIMIT_BYTES_PER_SECOND": "1048576",
+                "ARQONBUS_RATE_LIMIT_TENANT_BYTES_PER_SECOND": "8388608",
+                "ARQONBUS_OUTBOUND_QUEUE": "512",
+            },
+            "dispatcher": {
+                "ARQONBUS_DISPATCHER_MAX_IN_FLIGHT_MESSAGES": "2048",
+                "ARQONBUS_DISPATCHER_MAX_IN_FLIGHT_COMMANDS": "128",
+                "ARQONBUS_DISPATCHER_MAX_COMMANDS_PER_TENANT": "16",
+                "ARQONBUS_DISPATCHER_MAX_QUEUED_COMMANDS_PER_TENANT": "0",
+                "ARQONBUS_MAX_CHANNELS_PER_TENANT": "500",
+                "ARQONBUS_EMPTY_CHANNEL_TTL_SECONDS": "0",
+                "ARQONBUS_CHANNEL_INFO_MAX_MEMBERS": "250",
+            },
+            "operators": {
+                "ARQONBUS_WEBHOOK_MAX_QUEUED_PER_TENANT": "20000",
+                "ARQONBUS_WEBHOOK_MAX_QUEUED_BYTES_PER_TENANT": "4194304",
+            },
+            "policy": {},
+        }
+        for c, env in want.items():
+            ctr = dep(c)["containers"][0]
+            got = {n: v for n, v in ((e["name"], e.get("value")) for e in ctr["env"])
+                   if n in SERVICE_DEFAULTS or n == "ARQONBUS_OUTBOUND_QUEUE"}
+            eq(got, env, f"{c} limits")
     if name == "production":
         eq(dep("edge")["terminationGracePeriodSeconds"], 45, "edge grace: 10 + 25 + 10")
         eq(dep("policy")["terminationGracePeriodSeconds"], 38, "policy grace: 3 + 25 + 10")
         eq(dep("edge")["imagePullSecrets"], [{"name": "registry-credentials"}], "pull secret")
         eq(dep("edge")["containers"][0]["image"], "registry.example.com/arqonbus/arqonbus:0.1.0", "image")
-        eq(env_value(dep("edge")["containers"][0], "ARQONBUS_RATE_LIMIT_PER_SECOND"), "50", "edge extraEnv")
+        eq(env_value(dep("edge")["containers"][0], "ARQONBUS_RATE_LIMIT_PER_SECOND"), "50", "edge.rateLimit.perSecond")
+        eq(env_value(dep("edge")["containers"][0], "ARQONBUS_PING_INTERVAL_SECONDS"), "15", "edge extraEnv")
         eq(env_value(dep("policy")["containers"][0], "ARQONBUS_CASIL_MODE"), "enforce", "CASIL mode")
         eq(env_value(dep("dispatcher")["containers"][0], "ARQONBUS_MAX_HISTORY_SIZE"), "5000", "history size")
         eq(env_value(dep("dispatcher")["containers"][0], "ARQONBUS_HISTORY_MAX_AGE_SECONDS"), "604800", "history age")

@@ -117,6 +117,24 @@ chart's Secret or existingSecret (secretKeyRef, never a plain value), files (the
   value: {{ $v.edge.maxConnections | int64 | quote }}
 - name: ARQONBUS_PRESENCE_EVENTS
   value: {{ $v.edge.presenceEvents | quote }}
+- name: ARQONBUS_MAX_CONNECTIONS_PER_TENANT
+  value: {{ $v.edge.maxConnectionsPerTenant | int64 | quote }}
+- name: ARQONBUS_MAX_FLEET_CONNECTIONS_PER_TENANT
+  value: {{ $v.edge.maxFleetConnectionsPerTenant | int64 | quote }}
+- name: ARQONBUS_MAX_CHANNELS_PER_CONNECTION
+  value: {{ $v.edge.maxChannelsPerConnection | int64 | quote }}
+- name: ARQONBUS_MAX_JSON_DEPTH
+  value: {{ $v.edge.maxJsonDepth | int64 | quote }}
+- name: ARQONBUS_RATE_LIMIT_PER_SECOND
+  value: {{ $v.edge.rateLimit.perSecond | int64 | quote }}
+- name: ARQONBUS_RATE_LIMIT_BURST
+  value: {{ $v.edge.rateLimit.burst | int64 | quote }}
+- name: ARQONBUS_RATE_LIMIT_STRIKES
+  value: {{ $v.edge.rateLimit.strikes | int64 | quote }}
+- name: ARQONBUS_RATE_LIMIT_BYTES_PER_SECOND
+  value: {{ $v.edge.rateLimit.bytesPerSecond | int64 | quote }}
+- name: ARQONBUS_RATE_LIMIT_TENANT_BYTES_PER_SECOND
+  value: {{ $v.edge.rateLimit.tenantBytesPerSecond | int64 | quote }}
 {{- else }}
 {{- /* policy, dispatcher, operators: the gRPC APIs, bound only with a service token. */}}
 - name: ARQONBUS_GRPC_HOST
@@ -150,10 +168,28 @@ chart's Secret or existingSecret (secretKeyRef, never a plain value), files (the
 {{- if eq $c "operators" }}
 - name: ARQONBUS_POLICY_URL
   value: {{ printf "http://%s-policy.%s.svc:%d" $fullname $root.Release.Namespace (int $v.ports.grpc) | quote }}
+- name: ARQONBUS_WEBHOOK_MAX_QUEUED_PER_TENANT
+  value: {{ $v.operators.webhook.maxQueuedPerTenant | int64 | quote }}
+- name: ARQONBUS_WEBHOOK_MAX_QUEUED_BYTES_PER_TENANT
+  value: {{ $v.operators.webhook.maxQueuedBytesPerTenant | int64 | quote }}
 {{- end }}
 {{- if eq $c "dispatcher" }}
 - name: ARQONBUS_DISPATCHER_WORKERS
   value: {{ $v.dispatcher.workers | int64 | quote }}
+- name: ARQONBUS_DISPATCHER_MAX_IN_FLIGHT_MESSAGES
+  value: {{ $v.dispatcher.maxInFlightMessages | int64 | quote }}
+- name: ARQONBUS_DISPATCHER_MAX_IN_FLIGHT_COMMANDS
+  value: {{ $v.dispatcher.maxInFlightCommands | int64 | quote }}
+- name: ARQONBUS_DISPATCHER_MAX_COMMANDS_PER_TENANT
+  value: {{ $v.dispatcher.maxCommandsPerTenant | int64 | quote }}
+- name: ARQONBUS_DISPATCHER_MAX_QUEUED_COMMANDS_PER_TENANT
+  value: {{ $v.dispatcher.maxQueuedCommandsPerTenant | int64 | quote }}
+- name: ARQONBUS_MAX_CHANNELS_PER_TENANT
+  value: {{ $v.dispatcher.channels.maxPerTenant | int64 | quote }}
+- name: ARQONBUS_EMPTY_CHANNEL_TTL_SECONDS
+  value: {{ $v.dispatcher.channels.emptyTtlSeconds | int64 | quote }}
+- name: ARQONBUS_CHANNEL_INFO_MAX_MEMBERS
+  value: {{ $v.dispatcher.channels.infoMaxMembers | int64 | quote }}
 - name: ARQONBUS_POLICY_URL
   value: {{ printf "http://%s-policy.%s.svc:%d" $fullname $root.Release.Namespace (int $v.ports.grpc) | quote }}
 - name: ARQONBUS_OPERATORS_URL

@@ -148,6 +148,41 @@ message that lists each value to set. Included by every template that depends on
 {{- if and $v.edge.autoscaling.enabled (lt (int $v.edge.autoscaling.maxReplicas) (int $v.edge.autoscaling.minReplicas)) }}
 {{- $errors = append $errors "edge.autoscaling.maxReplicas is below edge.autoscaling.minReplicas" }}
 {{- end }}
+{{- if ge (int64 $v.dispatcher.maxCommandsPerTenant) (int64 $v.dispatcher.maxInFlightCommands) }}
+{{- $errors = append $errors (printf "dispatcher.maxCommandsPerTenant (%d) must be below dispatcher.maxInFlightCommands (%d): one tenant could take every command slot (the dispatcher refuses to start)" (int64 $v.dispatcher.maxCommandsPerTenant) (int64 $v.dispatcher.maxInFlightCommands)) }}
+{{- end }}
+{{- /* Settings that once had no value, so were set through extraEnv: the chart sets them
+now, and the same name twice in a container's env is ambiguous. */}}
+{{- $fromValues := dict
+  "edge" (dict
+    "ARQONBUS_MAX_CONNECTIONS_PER_TENANT" "edge.maxConnectionsPerTenant"
+    "ARQONBUS_MAX_FLEET_CONNECTIONS_PER_TENANT" "edge.maxFleetConnectionsPerTenant"
+    "ARQONBUS_MAX_CHANNELS_PER_CONNECTION" "edge.maxChannelsPerConnection"
+    "ARQONBUS_MAX_JSON_DEPTH" "edge.maxJsonDepth"
+    "ARQONBUS_RATE_LIMIT_PER_SECOND" "edge.rateLimit.perSecond"
+    "ARQONBUS_RATE_LIMIT_BURST" "edge.rateLimit.burst"
+    "ARQONBUS_RATE_LIMIT_STRIKES" "edge.rateLimit.strikes"
+    "ARQONBUS_RATE_LIMIT_BYTES_PER_SECOND" "edge.rateLimit.bytesPerSecond"
+    "ARQONBUS_RATE_LIMIT_TENANT_BYTES_PER_SECOND" "edge.rateLimit.tenantBytesPerSecond")
+  "dispatcher" (dict
+    "ARQONBUS_DISPATCHER_MAX_IN_FLIGHT_MESSAGES" "dispatcher.maxInFlightMessages"
+    "ARQONBUS_DISPATCHER_MAX_IN_FLIGHT_COMMANDS" "dispatcher.maxInFlightCommands"
+    "ARQONBUS_DISPATCHER_MAX_COMMANDS_PER_TENANT" "dispatcher.maxCommandsPerTenant"
+    "ARQONBUS_DISPATCHER_MAX_QUEUED_COMMANDS_PER_TENANT" "dispatcher.maxQueuedCommandsPerTenant"
+    "ARQONBUS_MAX_CHANNELS_PER_TENANT" "dispatcher.channels.maxPerTenant"
+    "ARQONBUS_EMPTY_CHANNEL_TTL_SECONDS" "dispatcher.channels.emptyTtlSeconds"
+    "ARQONBUS_CHANNEL_INFO_MAX_MEMBERS" "dispatcher.channels.infoMaxMembers")
+  "operators" (dict
+    "ARQONBUS_WEBHOOK_MAX_QUEUED_PER_TENANT" "operators.webhook.maxQueuedPerTenant"
+    "ARQONBUS_WEBHOOK_MAX_QUEUED_BYTES_PER_TENANT" "operators.webhook.maxQueuedBytesPerTenant") }}
+{{- range $c := list "edge" "dispatcher" "operators" }}
+{{- $names := get $fromValues $c }}
+{{- range $entry := (index $v $c).extraEnv }}
+{{- with get $names (toString $entry.name) }}
+{{- $errors = append $errors (printf "%s.extraEnv sets %s, which the chart sets from %s: set that value instead" $c $entry.name .) }}
+{{- end }}
+{{- end }}
+{{- end }}
 {{- with $errors }}
 {{- fail (printf "\n\nArqonBus cannot be rendered with these values (docs/kubernetes.md#install):\n  - %s\n" (join "\n  - " .)) }}
 {{- end }}
