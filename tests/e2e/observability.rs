@@ -134,14 +134,126 @@ fn the_dashboard_charts_only_registered_metrics() {
     let charted = metric_names(&dashboard);
     assert!(charted.len() > 10, "{charted:?}");
     for name in charted {
-        // Counters are exposed with `_total`, histograms as `_bucket`, `_sum`, `_count`.
-        let family = ["_total", "_bucket", "_sum", "_count"]
-            .iter()
-            .find_map(|suffix| name.strip_suffix(suffix))
-            .unwrap_or(&name);
         assert!(
-            registered.contains(family),
+            registered.contains(family(&name)),
             "the dashboard charts {name}, which no service registers"
         );
     }
+}
+
+/// Every metric the dashboard charts is in the metrics list of docs/operations.md, so an
+/// operator reading a panel can look up what it counts.
+#[test]
+fn the_dashboard_charts_only_documented_metrics() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let operations = std::fs::read_to_string(root.join("docs/operations.md")).unwrap();
+    let documented = documented_metrics(&operations);
+    let dashboard =
+        std::fs::read_to_string(root.join("deploy/compose/grafana/dashboards/arqonbus.json"))
+            .unwrap();
+    let charted = metric_names(&dashboard);
+    assert!(charted.len() > 10, "{charted:?}");
+    let missing = undocumented(&charted, &documented);
+    assert!(
+        missing.is_empty(),
+        "the dashboard charts {missing:?}, which docs/operations.md#metrics does not list"
+    );
+}
+
+/// The check itself: a misspelt name is caught, and the list's `…_` shorthand (the
+/// prefix of the row's last full name) and label sets are read.
+#[test]
+fn a_misspelt_dashboard_metric_is_caught() {
+    let documented = documented_metrics(
+        "## Metrics\n\n| metric | |\n|---|---|\n\
+         | `arqonbus_cron_firings_total`, `…_blocked_firings_total` | cron |\n\
+         | `arqonbus_webhook_dropped_total{reason}` | dropped |\n\
+         | `arqonbus_edge_pipeline_latency_seconds` | histogram |\n\n## Traces\n\n\
+         | `arqonbus_trace_spans_total` | not in the metrics list |\n",
+    );
+    let charted = |names: &[&str]| names.iter().map(|n| n.to_string()).collect();
+    assert_eq!(
+        undocumented(
+            &charted(&[
+                "arqonbus_cron_blocked_firings_total",
+                "arqonbus_webhook_dropped_total",
+                "arqonbus_edge_pipeline_latency_seconds_bucket",
+            ]),
+            &documented
+        ),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        undocumented(
+            &charted(&[
+                "arqonbus_cron_blocked_firing_total",
+                "arqonbus_trace_spans_total"
+            ]),
+            &documented
+        ),
+        [
+            "arqonbus_cron_blocked_firing_total",
+            "arqonbus_trace_spans_total"
+        ]
+    );
+}
+
+/// Counters are exposed with `_total`, histograms as `_bucket`, `_sum`, `_count`: the
+/// family's name without them.
+fn family(name: &str) -> &str {
+    ["_total", "_bucket", "_sum", "_count"]
+        .iter()
+        .find_map(|suffix| name.strip_suffix(suffix))
+        .unwrap_or(name)
+}
+
+/// The charted names whose family the documented set lacks.
+fn undocumented(
+    charted: &std::collections::BTreeSet<String>,
+    documented: &std::collections::BTreeSet<String>,
+) -> Vec<String> {
+    charted
+        .iter()
+        .filter(|name| !documented.contains(family(name)))
+        .cloned()
+        .collect()
+}
+
+/// The metric families named in the `## Metrics` section of docs/operations.md: each
+/// `arqonbus_…` in backquotes, without its labels, and each `…_x` shorthand as the
+/// prefix (`arqonbus_<part>_`) of the last full name before it on the row.
+fn documented_metrics(operations: &str) -> std::collections::BTreeSet<String> {
+    let mut names = std::collections::BTreeSet::new();
+    let mut in_section = false;
+    for line in operations.lines() {
+        if line.starts_with("## ") {
+            in_section = line == "## Metrics";
+        }
+        if !in_section || !line.starts_with('|') {
+            continue;
+        }
+        let mut prefix = None;
+        for code in line.split('`').skip(1).step_by(2) {
+            let name = code.split('{').next().unwrap_or(code);
+            let full = if let Some(rest) = name.strip_prefix("…_") {
+                // `…_MAX_…` shortens a setting's name, not a metric's.
+                match &prefix {
+                    Some(prefix) if !rest.bytes().any(|b| b.is_ascii_uppercase()) => {
+                        format!("{prefix}{rest}")
+                    }
+                    _ => continue,
+                }
+            } else if name.starts_with("arqonbus_") {
+                let mut parts = name.splitn(3, '_');
+                if let (Some(a), Some(b)) = (parts.next(), parts.next()) {
+                    prefix = Some(format!("{a}_{b}_"));
+                }
+                name.to_owned()
+            } else {
+                continue;
+            };
+            names.insert(family(&full).to_owned());
+        }
+    }
+    names
 }
