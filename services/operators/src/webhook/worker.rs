@@ -254,8 +254,9 @@ impl Worker {
             self.settle("acknowledge", job.ack()).await;
             return;
         }
-        let mut queued = match self.queue.count(&TenantQuota::deliveries_of(tenant)).await {
-            Ok(queued) => queued,
+        let filter = TenantQuota::deliveries_of(tenant);
+        let share = match self.quota.share(tenant, || self.queue.count(&filter)).await {
+            Ok(share) => share,
             Err(error) => {
                 return self
                     .queue_failed("count the tenant's deliveries", &error, job)
@@ -274,10 +275,10 @@ impl Worker {
             };
             let subject = subject::webhook_delivery(tenant, &rule.rule_id);
             let payload = delivery.encode();
-            if !self.quota.admits(queued, subject.len() + payload.len()) {
+            let Some(place) = share.take(subject.len() + payload.len()) else {
                 dropped += 1;
                 continue;
-            }
+            };
             // Each delivery's attempts continue the message's trace.
             let pushed = self
                 .queue
@@ -288,10 +289,10 @@ impl Worker {
                     Some(&delivery.job_id()),
                 )
                 .await;
+            drop(place);
             if let Err(error) = pushed {
                 return self.queue_failed("queue a delivery", &error, job).await;
             }
-            queued += 1;
         }
         if dropped > 0 {
             self.metrics.dropped(Dropped::TenantFull, dropped);
