@@ -1,12 +1,13 @@
 //! The store's reads and writes on its bucket, and the sweep of expired values.
 //!
 //! Writes are compare-and-set on the key's revision, even without `expected_revision`:
-//! that is what keeps a sweep from deleting a value written after it looked. The bus can
-//! only delete unconditionally, so a sweep first *claims* an expired value (a
-//! compare-and-set to a sweeping mark) and only then deletes it; a writer that read the
-//! expired value fails its own compare-and-set and reads again, and a writer that reads
-//! the mark waits for the delete. A mark older than [`ABANDONED`] belongs to a sweep
-//! that died between the two steps, and anyone may take it over.
+//! that is what keeps a sweep from deleting a value written after it looked. A sweep
+//! first *claims* an expired value (a compare-and-set to a sweeping mark) and then
+//! deletes it at the claim's revision; a writer that read the expired value fails its
+//! own compare-and-set and reads again, and a writer that reads the mark waits for the
+//! delete. A mark older than [`ABANDONED`] belongs to a sweep that died (or stalled)
+//! between the two steps, and anyone may take it over; a stalled sweep that resumes then
+//! deletes nothing.
 //!
 //! A value with a TTL has one expiry marker (`keys.rs`), whose time is at or before the
 //! value's expiry once every write has finished: a writer only ever moves the marker
@@ -14,8 +15,11 @@
 //! came due, deletes the value if it expired, moves the marker to the live value's
 //! expiry, or removes the marker if the value has none. The sweep changes a marker only
 //! at the revision it read, so it never undoes a writer's move.
+//!
+//! A new key takes one of its tenant's places first, and a removed one gives it back
+//! (`places.rs`); the periodic sweep also corrects the counters of the places.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -27,6 +31,7 @@ use tracing::{debug, info, warn};
 use arqon_bus::{BusError, KvEntry, KvStore};
 
 use super::keys::{self, Namespace};
+use super::places::{self, Places, Reserved};
 use super::record::{self, Record};
 use crate::status::{conflict, unavailable, validation};
 
@@ -76,7 +81,8 @@ pub(crate) struct Found {
 #[derive(Debug, Clone)]
 pub(crate) struct Data {
     pub(crate) kv: KvStore,
-    pub(crate) max_keys_per_tenant: usize,
+    /// The key limit, as each tenant's counter of its keys.
+    pub(crate) places: Places,
 }
 
 /// What a write does next, given what the key holds.
@@ -107,7 +113,7 @@ impl Data {
             // After a bus failure the write may have landed: the marker stays.
             (Err(refusal), _) if refusal.code() == tonic::Code::Unavailable => Ok(()),
             (Err(_), _) => match self.kv.get(&marker).await {
-                Ok(Some(entry)) => tend(&self.kv, &entry, false).await.map(drop),
+                Ok(Some(entry)) => tend(self, &entry, false).await.map(drop),
                 Ok(None) => Ok(()),
                 Err(e) => Err(e),
             },
@@ -165,14 +171,27 @@ impl Data {
             };
             let attempt = match step {
                 Step::Wait => Err(BusError::WrongRevision),
-                Step::Create => {
-                    self.check_room(ns, &value_key).await?;
-                    self.kv.create(&value_key, record.clone()).await
+                // Created meanwhile: an update now (or a conflict), as after a failed create.
+                Step::Create if !self.take_place(ns, &value_key).await? => {
+                    Err(BusError::AlreadyExists)
                 }
-                Step::Replace { revision, updated } => {
-                    if !updated {
-                        self.check_room(ns, &value_key).await?;
+                Step::Create => {
+                    let created = self.kv.create(&value_key, record.clone()).await;
+                    if let Err(
+                        BusError::AlreadyExists
+                        | BusError::WrongRevision
+                        | BusError::PayloadTooLarge { .. }
+                        | BusError::InvalidKey(_),
+                    ) = created
+                    {
+                        // Not created. After any other failure it may have been: the
+                        // place stays taken, at worst until a reconcile (`places.rs`).
+                        self.places.unreserve(ns.tenant()).await;
                     }
+                    created
+                }
+                // An expired value (or an abandoned claim) holds its place already.
+                Step::Replace { revision, .. } => {
                     self.kv.update(&value_key, record.clone(), revision).await
                 }
             };
@@ -211,36 +230,34 @@ impl Data {
         }
     }
 
-    /// Refuses a new key of `ns`'s tenant beyond the limit. Values that expired but were
-    /// not swept yet do not count: at the limit, the tenant's are swept first.
-    async fn check_room(&self, ns: &Namespace, value_key: &str) -> Result<(), Status> {
+    /// Takes one of the tenant's places for the new key `value_key`; refuses it beyond the
+    /// limit. Values that expired but were not swept yet do not count: at the limit, the
+    /// tenant's are swept first. False: the key was created by someone else meanwhile.
+    async fn take_place(&self, ns: &Namespace, value_key: &str) -> Result<bool, Status> {
         let failed = |e: &BusError| unavailable("write the store value", e);
         let tenant = ns.tenant();
-        let others = |keys: Vec<String>| keys.iter().filter(|k| *k != value_key).count();
-        let count = others(
-            self.kv
-                .keys_matching(&keys::tenant_values(tenant))
-                .await
-                .map_err(|e| failed(&e))?,
-        );
-        if count < self.max_keys_per_tenant {
-            return Ok(());
+        if self.places.reserve(tenant).await.map_err(|e| failed(&e))? == Reserved::Taken {
+            return Ok(true);
         }
-        sweep(&self.kv, &keys::tenant_expiries(tenant))
+        sweep(self, &keys::tenant_expiries(tenant))
             .await
             .map_err(|e| failed(&e))?;
-        let count = others(
-            self.kv
-                .keys_matching(&keys::tenant_values(tenant))
-                .await
-                .map_err(|e| failed(&e))?,
-        );
-        if count < self.max_keys_per_tenant {
-            return Ok(());
+        let count = match self.places.reserve(tenant).await.map_err(|e| failed(&e))? {
+            Reserved::Taken => return Ok(true),
+            Reserved::Full { count } => count,
+        };
+        if self
+            .kv
+            .get(value_key)
+            .await
+            .map_err(|e| failed(&e))?
+            .is_some()
+        {
+            return Ok(false);
         }
         Err(validation(format!(
             "Store key limit reached: tenant '{tenant}' has {count} keys, the limit is {}",
-            self.max_keys_per_tenant
+            self.places.limit()
         )))
     }
 
@@ -275,14 +292,40 @@ impl Data {
         // The marker as it was before the value went: a writer that moves it after this
         // read keeps it.
         let marker = self.kv.get(&ns.expiry_key(key)).await?;
-        let found = self.get(ns, key).await?.is_some();
-        if found {
-            self.kv.delete(&ns.value_key(key)).await?;
-        }
+        let found = self.remove(ns, key).await?;
         if let Some(marker) = marker {
-            tend(&self.kv, &marker, false).await?;
+            tend(self, &marker, false).await?;
         }
         Ok(found)
+    }
+
+    /// Removes `key`'s value if it has one, at the revision read (so that only one of two
+    /// deletes gives its place back), and gives its place back; whether it had a value.
+    async fn remove(&self, ns: &Namespace, key: &str) -> Result<bool, BusError> {
+        let value_key = ns.value_key(key);
+        let deadline = Instant::now() + WRITE_PATIENCE;
+        loop {
+            let Some(entry) = self.kv.get(&value_key).await? else {
+                return Ok(false);
+            };
+            if !Record::read(&entry.value, now_ms()).is_some_and(|record| record.is_live()) {
+                // Expired: the sweep removes it (and gives its place back).
+                return Ok(false);
+            }
+            let touched = self.places.removing(ns.tenant()).await?;
+            match self.kv.delete_expecting(&value_key, entry.revision).await {
+                Ok(()) => {
+                    self.places.removed(ns.tenant(), touched).await;
+                    return Ok(true);
+                }
+                // Written or deleted meanwhile: read again.
+                Err(BusError::WrongRevision) if Instant::now() < deadline => {
+                    tokio::time::sleep(RETRY_PAUSE).await;
+                }
+                Err(BusError::WrongRevision) => return Err(BusError::Timeout),
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// The keys of `ns` that have a value, sorted.
@@ -338,7 +381,8 @@ fn stale(key: &str, expected: u64, actual: u64) -> Status {
 
 /// Deletes the values whose expiry markers (`markers`, a key filter) have come due, and
 /// moves or removes those markers; returns how many values it deleted.
-pub(crate) async fn sweep(kv: &KvStore, markers: &str) -> Result<usize, BusError> {
+pub(crate) async fn sweep(data: &Data, markers: &str) -> Result<usize, BusError> {
+    let kv = &data.kv;
     let mut removed = 0;
     for marker in kv.entries_matching(markers).await? {
         if let Some((value_key, at)) = keys::parse_legacy_expiry(&marker.key) {
@@ -351,7 +395,7 @@ pub(crate) async fn sweep(kv: &KvStore, markers: &str) -> Result<usize, BusError
         }
         let due = keys::parse_expiry_value(&marker.value).is_none_or(|at| at <= now_ms());
         if due {
-            removed += usize::from(tend(kv, &marker, true).await?);
+            removed += usize::from(tend(data, &marker, true).await?);
         }
     }
     Ok(removed)
@@ -388,7 +432,8 @@ async fn arm(kv: &KvStore, marker: &str, at: i64) -> Result<(), BusError> {
 /// if it expired (only when `sweeping`), then moves the marker to the live value's
 /// expiry or removes it when the value has none. Changes the marker only at the revision
 /// read, so a writer's move since wins. Whether it deleted the value.
-async fn tend(kv: &KvStore, marker: &KvEntry, sweeping: bool) -> Result<bool, BusError> {
+async fn tend(data: &Data, marker: &KvEntry, sweeping: bool) -> Result<bool, BusError> {
+    let kv = &data.kv;
     let Some(value_key) = keys::value_of_expiry(&marker.key) else {
         return Ok(false);
     };
@@ -400,7 +445,7 @@ async fn tend(kv: &KvStore, marker: &KvEntry, sweeping: bool) -> Result<bool, Bu
     let mut removed = false;
     let keep_at = match read {
         Some((revision, Some(Record::Expired { .. }))) if sweeping => {
-            removed = claim_and_delete(kv, &value_key, revision).await?;
+            removed = claim_and_delete(data, &value_key, revision).await?;
             if !removed {
                 // A writer won; its own moves keep the marker right.
                 return Ok(false);
@@ -413,7 +458,7 @@ async fn tend(kv: &KvStore, marker: &KvEntry, sweeping: bool) -> Result<bool, Bu
                 // was abandoned and the next sweep takes it over through this marker.
                 return Ok(false);
             }
-            removed = claim_and_delete(kv, &value_key, revision).await?;
+            removed = claim_and_delete(data, &value_key, revision).await?;
             if !removed {
                 return Ok(false);
             }
@@ -438,15 +483,29 @@ async fn tend(kv: &KvStore, marker: &KvEntry, sweeping: bool) -> Result<bool, Bu
     }
 }
 
-/// Claims the value at `revision` for deletion, then deletes it; false if it changed
-/// first (a writer won, and its value stays).
-async fn claim_and_delete(kv: &KvStore, value_key: &str, revision: u64) -> Result<bool, BusError> {
-    match kv
+/// Claims the value at `revision` for deletion, then deletes it (at the claim's revision,
+/// so a sweep that resumes after its claim was taken over deletes nothing) and gives its
+/// place back; false if it changed first (a writer won, and its value stays).
+async fn claim_and_delete(data: &Data, value_key: &str, revision: u64) -> Result<bool, BusError> {
+    let kv = &data.kv;
+    let claimed = match kv
         .update(value_key, record::sweeping(now_ms()), revision)
         .await
     {
-        Ok(_) => {
-            kv.delete(value_key).await?;
+        Ok(claimed) => claimed,
+        Err(BusError::WrongRevision) => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    let tenant = keys::tenant_of_value(value_key);
+    let touched = match &tenant {
+        Some(tenant) => data.places.removing(tenant).await?,
+        None => None,
+    };
+    match kv.delete_expecting(value_key, claimed).await {
+        Ok(()) => {
+            if let Some(tenant) = &tenant {
+                data.places.removed(tenant, touched).await;
+            }
             Ok(true)
         }
         Err(BusError::WrongRevision) => Ok(false),
@@ -454,14 +513,24 @@ async fn claim_and_delete(kv: &KvStore, value_key: &str, revision: u64) -> Resul
     }
 }
 
-/// Sweeps every `every` for as long as it runs.
-pub(crate) async fn sweep_periodically(kv: KvStore, every: Duration) {
+/// Sweeps every `every`, and reconciles the counters of places every
+/// [`places::RECONCILE_EVERY`], for as long as it runs.
+pub(crate) async fn sweep_periodically(data: Data, every: Duration) {
     let mut ticks = tokio::time::interval(every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut failing = false;
+    let mut seen = HashMap::new();
+    let mut next_reconcile = Instant::now() + places::RECONCILE_EVERY;
     loop {
         ticks.tick().await;
-        match sweep(&kv, keys::ALL_EXPIRIES).await {
+        if Instant::now() >= next_reconcile {
+            next_reconcile = Instant::now() + places::RECONCILE_EVERY;
+            // After a failure `seen` holds what an earlier pass read: older still.
+            if let Err(error) = data.places.reconcile(&mut seen).await {
+                debug!(%error, "the store key counters were not reconciled; retrying next period");
+            }
+        }
+        match sweep(&data, keys::ALL_EXPIRIES).await {
             Ok(removed) => {
                 if failing {
                     info!("expired store values are swept again");
@@ -489,10 +558,23 @@ mod tests {
 
     async fn data(max_keys_per_tenant: usize) -> Data {
         let bus = Bus::embedded(Default::default());
+        let kv = bus.key_value(KvConfig::new("store_test")).await.unwrap();
         Data {
-            kv: bus.key_value(KvConfig::new("store_test")).await.unwrap(),
-            max_keys_per_tenant,
+            places: Places::new(kv.clone(), max_keys_per_tenant),
+            kv,
         }
+    }
+
+    /// The values and markers in the bucket (not the counters).
+    async fn left(data: &Data) -> Vec<String> {
+        let keys = data.kv.keys().await.unwrap();
+        keys.into_iter().filter(|k| !k.starts_with("c.")).collect()
+    }
+
+    /// The places t-a's counter says it holds.
+    async fn held(data: &Data) -> Option<u64> {
+        let counter = data.kv.get("c.t-a").await.unwrap()?;
+        std::str::from_utf8(&counter.value).ok()?.parse().ok()
     }
 
     fn root() -> Namespace {
@@ -543,7 +625,7 @@ mod tests {
         assert!(!data.delete(&root(), "short").await.unwrap());
         // Writing it again is a new value, not an update.
         assert!(!set(&data, "short", "3", None).await.unwrap().updated);
-        assert_eq!(sweep(&data.kv, keys::ALL_EXPIRIES).await.unwrap(), 0);
+        assert_eq!(sweep(&data, keys::ALL_EXPIRIES).await.unwrap(), 0);
         assert_eq!(
             data.get(&root(), "short")
                 .await
@@ -567,8 +649,10 @@ mod tests {
             .await
             .unwrap();
         until_expired(&data, "k").await;
-        assert_eq!(sweep(&data.kv, keys::ALL_EXPIRIES).await.unwrap(), 1);
-        assert!(data.kv.keys().await.unwrap().is_empty());
+        assert_eq!(held(&data).await, Some(1));
+        assert_eq!(sweep(&data, keys::ALL_EXPIRIES).await.unwrap(), 1);
+        assert!(left(&data).await.is_empty());
+        assert_eq!(held(&data).await, Some(0), "the sweep gives the place back");
     }
 
     #[tokio::test]
@@ -583,11 +667,11 @@ mod tests {
         // A writer gets in between the sweep's read and its claim.
         set(&data, "k", "2", None).await.unwrap();
         assert!(
-            !claim_and_delete(&data.kv, &value_key, seen.revision)
+            !claim_and_delete(&data, &value_key, seen.revision)
                 .await
                 .unwrap()
         );
-        assert_eq!(sweep(&data.kv, keys::ALL_EXPIRIES).await.unwrap(), 0);
+        assert_eq!(sweep(&data, keys::ALL_EXPIRIES).await.unwrap(), 0);
         assert_eq!(
             data.get(&root(), "k").await.unwrap().unwrap().value.get(),
             "2"
@@ -638,8 +722,8 @@ mod tests {
             .unwrap();
         let marker = root().expiry_key("k");
         data.kv.put(&marker, keys::expiry_value(1)).await.unwrap();
-        assert_eq!(sweep(&data.kv, keys::ALL_EXPIRIES).await.unwrap(), 1);
-        assert!(data.kv.keys().await.unwrap().is_empty());
+        assert_eq!(sweep(&data, keys::ALL_EXPIRIES).await.unwrap(), 1);
+        assert!(left(&data).await.is_empty());
     }
 
     /// The markers in the bucket, with their times.
@@ -673,7 +757,12 @@ mod tests {
             [(root().expiry_key("k"), short.expires_at_ms)]
         );
         assert!(data.delete(&root(), "k").await.unwrap());
-        assert!(data.kv.keys().await.unwrap().is_empty(), "nothing is left");
+        assert!(left(&data).await.is_empty(), "nothing is left");
+        assert_eq!(
+            held(&data).await,
+            Some(0),
+            "the delete gives the place back"
+        );
         // Rewritten without a TTL: the next sweep removes the marker.
         set(&data, "k", "3", Some(Duration::from_secs(60)))
             .await
@@ -683,7 +772,7 @@ mod tests {
             .put(&root().expiry_key("k"), keys::expiry_value(0))
             .await
             .unwrap();
-        assert_eq!(sweep(&data.kv, keys::ALL_EXPIRIES).await.unwrap(), 0);
+        assert_eq!(sweep(&data, keys::ALL_EXPIRIES).await.unwrap(), 0);
         assert_eq!(markers(&data).await, []);
         assert_eq!(
             data.get(&root(), "k").await.unwrap().unwrap().value.get(),
@@ -702,7 +791,7 @@ mod tests {
             .put(&root().expiry_key("k"), keys::expiry_value(1))
             .await
             .unwrap();
-        assert_eq!(sweep(&data.kv, keys::ALL_EXPIRIES).await.unwrap(), 0);
+        assert_eq!(sweep(&data, keys::ALL_EXPIRIES).await.unwrap(), 0);
         assert_eq!(
             markers(&data).await,
             [(root().expiry_key("k"), written.expires_at_ms)]
@@ -730,10 +819,11 @@ mod tests {
             .put(&legacy, Bytes::from_static(b"1"))
             .await
             .unwrap();
-        assert_eq!(sweep(&data.kv, keys::ALL_EXPIRIES).await.unwrap(), 0);
+        assert_eq!(sweep(&data, keys::ALL_EXPIRIES).await.unwrap(), 0);
         assert_eq!(markers(&data).await, [(root().expiry_key("k"), Some(at))]);
-        assert_eq!(sweep(&data.kv, keys::ALL_EXPIRIES).await.unwrap(), 1);
-        assert!(data.kv.keys().await.unwrap().is_empty());
+        assert_eq!(sweep(&data, keys::ALL_EXPIRIES).await.unwrap(), 1);
+        assert!(left(&data).await.is_empty());
+        assert_eq!(held(&data).await, Some(0));
     }
 
     #[tokio::test]

@@ -4,7 +4,8 @@
 //! marker at `x.<tenant>.<namespace>.<key>` whose value is a time (milliseconds since the
 //! epoch) at or before the value's expiry, which the sweep reads to find what to delete
 //! without reading every value (`data.rs` keeps it so). One key, one marker: rewriting a
-//! key moves its marker instead of adding one. Each part is exactly one token, so a
+//! key moves its marker instead of adding one. Each tenant has one counter of its values,
+//! `c.<tenant>` (`places.rs`), which no value or marker filter matches. Each part is exactly one token, so a
 //! filter on a tenant or a namespace matches whole tokens and never a neighbour that
 //! shares a prefix (`t-a` is not `t-ab`, namespace `a` is not `a.b`).
 //!
@@ -34,9 +35,12 @@ pub(crate) const LONGEST_KEY_BYTES: usize = {
 
 /// Every expiry marker, for the sweep.
 pub(crate) const ALL_EXPIRIES: &str = "x.>";
+/// Every tenant's key counter.
+pub(crate) const ALL_COUNTERS: &str = "c.*";
 
 const DATA: &str = "d";
 const EXPIRY: &str = "x";
+const COUNTER: &str = "c";
 const ROOT: &str = "=";
 
 /// A namespace, resolved: a tenant's root namespace or one of its sub-namespaces.
@@ -126,6 +130,24 @@ pub(crate) fn tenant_values(tenant: &TenantId) -> String {
 /// Every expiry marker of `tenant`.
 pub(crate) fn tenant_expiries(tenant: &TenantId) -> String {
     format!("{EXPIRY}.{tenant}.>")
+}
+
+/// The bucket key of `tenant`'s key counter.
+pub(crate) fn counter_key(tenant: &TenantId) -> String {
+    format!("{COUNTER}.{tenant}")
+}
+
+/// The tenant of a counter's bucket key (`c.<tenant>`).
+pub(crate) fn tenant_of_counter(counter_key: &str) -> Option<TenantId> {
+    let tenant = counter_key.strip_prefix(COUNTER)?.strip_prefix('.')?;
+    TenantId::parse(tenant).ok()
+}
+
+/// The tenant of a value's bucket key (`d.<tenant>.<namespace>.<key>`).
+pub(crate) fn tenant_of_value(value_key: &str) -> Option<TenantId> {
+    key_of_value(value_key)?;
+    let tenant = value_key.split('.').nth(1)?;
+    TenantId::parse(tenant).ok()
 }
 
 /// The user's key of a value's bucket key (`d.<tenant>.<namespace>.<key>`).
@@ -273,6 +295,24 @@ mod tests {
         assert_eq!(cache.expiries(), "x.t-a.cache.*");
         assert_eq!(tenant_values(&tenant("t-a")), "d.t-a.>");
         assert_eq!(tenant_expiries(&tenant("t-a")), "x.t-a.>");
+    }
+
+    #[test]
+    fn counters_name_their_tenant_and_match_no_value_or_marker() {
+        let counter = counter_key(&tenant("t-a"));
+        assert_eq!(counter, "c.t-a");
+        assert_eq!(tenant_of_counter(&counter), Some(tenant("t-a")));
+        assert_eq!(tenant_of_counter("c.t.a"), None);
+        assert_eq!(tenant_of_counter("d.t-a"), None);
+        assert!(matches(ALL_COUNTERS, &counter));
+        assert!(!matches(ALL_EXPIRIES, &counter));
+        assert!(!matches(&tenant_values(&tenant("t-a")), &counter));
+        let ns = Namespace::sub(tenant("t-a"), "a.b").unwrap();
+        assert_eq!(tenant_of_value(&ns.value_key("k")), Some(tenant("t-a")));
+        assert!(!matches(ALL_COUNTERS, &ns.value_key("k")));
+        assert!(!matches(ALL_COUNTERS, &ns.expiry_key("k")));
+        assert_eq!(tenant_of_value(&ns.expiry_key("k")), None);
+        assert_eq!(tenant_of_value("d.t-a.=.k.extra"), None);
     }
 
     #[test]

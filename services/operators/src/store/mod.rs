@@ -3,7 +3,8 @@
 //!
 //! A caller's namespaces are always its tenant's: no namespace is `tenant:<tenant>`, an
 //! explicit one is `tenant:<tenant>/<namespace>`, and only admins may name another tenant
-//! (`tenant`). Limits: key length, value size, keys per tenant. Writes may be
+//! (`tenant`). Limits: key length, value size, keys per tenant (a counter per tenant,
+//! `places.rs`, so a new key costs O(1) and the limit is exact across replicas). Writes may be
 //! compare-and-set (`expected_revision`) and may expire (`ttl_seconds`): NATS 2.11 has
 //! per-key TTLs only at creation and the bus does not offer them, so the expiry is kept
 //! in the record, an expired value reads as absent everywhere at once, and a periodic
@@ -11,6 +12,7 @@
 
 mod data;
 mod keys;
+mod places;
 mod record;
 
 use std::sync::Arc;
@@ -29,6 +31,7 @@ use crate::status::{forbidden, unavailable, validation};
 use crate::{OperatorsError, Shared};
 use data::{Data, Write};
 use keys::Namespace;
+use places::Places;
 
 /// Longest TTL: ten years.
 const MAX_TTL_SECONDS: f64 = 315_360_000.0;
@@ -127,16 +130,17 @@ pub(crate) async fn start(
         })
         .await?;
     check(settings, kv.max_value_size()).map_err(OperatorsError::Settings)?;
+    let data = Data {
+        places: Places::new(kv.clone(), settings.max_keys_per_tenant),
+        kv,
+    };
     let sweeper = Sweeper(tokio::spawn(data::sweep_periodically(
-        kv.clone(),
+        data.clone(),
         Duration::from_millis(settings.sweep_interval_ms),
     )));
     Ok(StoreApi {
         inner: Arc::new(Inner {
-            data: Data {
-                kv,
-                max_keys_per_tenant: settings.max_keys_per_tenant,
-            },
+            data,
             max_key_bytes: settings.max_key_bytes,
             max_value_bytes: settings.max_value_bytes,
             _sweeper: sweeper,
