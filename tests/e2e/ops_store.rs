@@ -21,6 +21,8 @@ each_mode!(
     limits_are_enforced,
     writes_may_compare_and_set,
     values_expire,
+    the_key_limit_is_exact,
+    long_listings_come_in_pages,
 );
 
 async fn launch(mode: Mode, store: StoreSettings) -> Cluster {
@@ -527,6 +529,81 @@ async fn values_expire(mode: Mode) {
     cluster.stop().await;
 }
 
+/// New keys written at once by several clients (through two operators replicas on
+/// nats-server) take exactly the tenant's places; a delete frees one, and so does an
+/// expiry.
+async fn the_key_limit_is_exact(mode: Mode) {
+    const LIMIT: usize = 3;
+    let store = StoreSettings {
+        max_keys_per_tenant: LIMIT,
+        sweep_interval_ms: 50,
+        ..StoreSettings::default()
+    };
+    let cluster = Cluster::launch(Topology {
+        operators: 2,
+        operator: OperatorsConfig {
+            store,
+            ..OperatorsConfig::default()
+        },
+        ..Topology::new(mode)
+    })
+    .await;
+    let mut clients = Vec::new();
+    for _ in 0..4 {
+        clients.push(cluster.client("t-a").await);
+    }
+    let full = "Store key limit reached: tenant 't-a' has 3 keys, the limit is 3";
+    // The keys `<prefix><n>`, n < count, written at once; those accepted.
+    let write_at_once = async |prefix: &str, count: usize| {
+        let writes = (0..count).map(|n| {
+            let (client, key) = (&clients[n % clients.len()], format!("{prefix}{n}"));
+            async move {
+                let response = run(client, "op.store.set", json!({"key": key, "value": n})).await;
+                if response.status == Some(Status::Success) {
+                    return Some(key);
+                }
+                let (message, _) = refused(&response, ErrorCode::ValidationError);
+                assert_eq!(message, full);
+                None
+            }
+        });
+        let written: Vec<String> = futures_util::future::join_all(writes)
+            .await
+            .into_iter()
+            .flatten()
+            .collect();
+        written
+    };
+    let a = &clients[0];
+
+    let written = write_at_once("k", 12).await;
+    assert_eq!(written.len(), LIMIT, "{written:?}");
+    assert_eq!(list(a, json!({})).await["total"], LIMIT);
+    // Rewriting one is no new key; one more new key is refused.
+    set(a, json!({"key": written[0], "value": "again"})).await;
+    assert!(write_at_once("more", 1).await.is_empty());
+
+    // A delete frees one place.
+    let deleted = run(a, "op.store.delete", json!({"key": written[0]})).await;
+    assert_eq!(ok(&deleted, "Store value deleted")["deleted"], true);
+    assert_eq!(write_at_once("after-delete-", 8).await.len(), 1);
+
+    // So does an expiry.
+    set(
+        a,
+        json!({"key": written[1], "value": 1, "ttl_seconds": 0.2}),
+    )
+    .await;
+    let expiring = &written[1];
+    eventually("the value expires", || async move {
+        get(a, json!({"key": expiring})).await["found"] == false
+    })
+    .await;
+    assert_eq!(write_at_once("after-expiry-", 8).await.len(), 1);
+    assert_eq!(list(a, json!({})).await["total"], LIMIT);
+    cluster.stop().await;
+}
+
 /// The operators service gone (distributed): an `op.*` command is answered with
 /// `UNAVAILABLE` and a message saying so, and the connection goes on working.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -550,17 +627,13 @@ async fn without_the_operators_service_commands_are_answered_unavailable() {
 
 /// A namespace whose key names alone are over the bus's message size (1 MiB) lists in
 /// pages, each key exactly once, instead of a reply that never arrives (`TIMEOUT`).
-/// Standalone only: the operators service pages the same way on either bus (the embedded
-/// one has the same message size limit), and on nats-server writing 2,700 new keys takes
-/// minutes, since each new key counts the tenant's keys.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn long_listings_come_in_pages() {
+async fn long_listings_come_in_pages(mode: Mode) {
     const KEYS: usize = 2700;
     let store = StoreSettings {
         max_key_bytes: 400,
         ..StoreSettings::default()
     };
-    let cluster = launch(Mode::Standalone, store).await;
+    let cluster = launch(mode, store).await;
     let key = |i: usize| format!("{i:04}{}", "k".repeat(396));
     let writers = 6;
     let mut tasks = Vec::new();
