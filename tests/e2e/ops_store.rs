@@ -529,9 +529,10 @@ async fn values_expire(mode: Mode) {
     cluster.stop().await;
 }
 
-/// New keys written at once by several clients (through two operators replicas on
-/// nats-server) take exactly the tenant's places; a delete frees one, and so does an
-/// expiry.
+/// New keys written at once by several clients take exactly the tenant's places; a
+/// delete frees one, and so does an expiry. On nats-server two operators replicas sweep,
+/// but the harness's dispatcher calls the first alone: writes through two replicas at
+/// once are `services/operators/tests/store_places.rs`.
 async fn the_key_limit_is_exact(mode: Mode) {
     const LIMIT: usize = 3;
     let store = StoreSettings {
