@@ -416,6 +416,26 @@ impl Bus {
         }
     }
 
+    /// The names of the history streams that start with `prefix`, in no particular
+    /// order. On NATS the server lists streams of every kind, so choose a prefix that
+    /// only history streams use.
+    pub async fn history_names(&self, prefix: &str) -> Result<Vec<String>, BusError> {
+        match &self.inner {
+            Inner::Nats(nats) => Box::pin(nats.stream_names(prefix)).await,
+            Inner::Embedded(embedded) => Ok(embedded.history_names(prefix)),
+        }
+    }
+
+    /// Deletes the history stream `name` with every message in it; whether there was
+    /// one. Handles opened on it fail or find nothing afterwards.
+    pub async fn delete_history(&self, name: &str) -> Result<bool, BusError> {
+        subject::validate_name("stream", name)?;
+        match &self.inner {
+            Inner::Nats(nats) => Box::pin(nats.delete_stream(name)).await,
+            Inner::Embedded(embedded) => Ok(embedded.delete_history(name)),
+        }
+    }
+
     /// Opens the existing history stream `name` as it is, without changing its
     /// configuration (another service owns it and decides it); `None` if there is no
     /// such stream. Reads and appends work as on a store from [`Bus::history`]; appends

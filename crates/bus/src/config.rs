@@ -258,10 +258,24 @@ pub struct HistoryConfig {
     pub max_bytes: i64,
     /// Where the stream lives.
     pub storage: Storage,
+    /// Other streams whose messages (those matching each filter) the stream copies in,
+    /// keeping their subjects, without publishing them again (JetStream sources: the
+    /// server copies in the background, and the copies are stored at the time they are
+    /// copied). NATS only: the embedded bus refuses a stream with sources.
+    pub sources: Vec<HistorySource>,
+}
+
+/// A stream that a history stream copies messages from (see [`HistoryConfig::sources`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistorySource {
+    /// The stream copied from.
+    pub stream: String,
+    /// Only the messages on subjects matching this (wildcards allowed) are copied.
+    pub filter: String,
 }
 
 impl HistoryConfig {
-    /// A stream with no limits and file storage.
+    /// A stream with no limits, file storage and no sources.
     pub fn new(stream: impl Into<String>, subjects: Vec<String>) -> HistoryConfig {
         HistoryConfig {
             stream: stream.into(),
@@ -270,6 +284,7 @@ impl HistoryConfig {
             max_age: Duration::ZERO,
             max_bytes: -1,
             storage: Storage::File,
+            sources: Vec::new(),
         }
     }
 
@@ -302,6 +317,16 @@ impl HistoryConfig {
                 "stream {}: max_age must be zero or at least 100ms",
                 self.stream
             )));
+        }
+        for source in &self.sources {
+            subject::validate_name("stream", &source.stream)?;
+            subject::validate_subscribe(&source.filter)?;
+            if source.stream == self.stream {
+                return Err(BusError::InvalidConfig(format!(
+                    "stream {}: cannot copy from itself",
+                    self.stream
+                )));
+            }
         }
         Ok(())
     }

@@ -32,6 +32,16 @@ pub struct StoredMessage {
     pub time: DateTime<Utc>,
 }
 
+/// What a history stream holds: see [`HistoryStore::usage`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Usage {
+    /// Messages kept.
+    pub messages: u64,
+    /// Their bytes, as the stream's `max_bytes` counts them (subject, headers, payload;
+    /// NATS adds a few bytes of its own per message).
+    pub bytes: u64,
+}
+
 /// What [`crate::Bus::publish_stored`] hands back: resolves to the message's sequence in
 /// the stream once the stream has stored it.
 pub struct StoreConfirmation(Pin<Box<dyn Future<Output = Result<u64, BusError>> + Send>>);
@@ -135,6 +145,12 @@ impl HistoryStore {
     /// The stream name.
     pub fn name(&self) -> &str {
         &self.config.stream
+    }
+
+    /// Its configuration: as created, or (opened with [`crate::Bus::open_history`]) as
+    /// it was when opened.
+    pub fn config(&self) -> &HistoryConfig {
+        &self.config
     }
 
     /// Identifies this incarnation of the stream: the time it was created, as RFC 3339
@@ -255,6 +271,24 @@ impl HistoryStore {
         match &self.inner {
             Inner::Nats(nats) => Box::pin(nats.count(filter)).await,
             Inner::Embedded(embedded) => Ok(embedded.count(filter)),
+        }
+    }
+
+    /// The subjects matching `filter` (wildcards allowed) that hold messages, each with
+    /// how many, in no particular order. In proportion to the number of subjects.
+    pub async fn subjects(&self, filter: &str) -> Result<Vec<(String, u64)>, BusError> {
+        subject::validate_subscribe(filter)?;
+        match &self.inner {
+            Inner::Nats(nats) => Box::pin(nats.subjects(filter)).await,
+            Inner::Embedded(embedded) => Ok(embedded.subjects(filter)),
+        }
+    }
+
+    /// What the stream holds now, in all.
+    pub async fn usage(&self) -> Result<Usage, BusError> {
+        match &self.inner {
+            Inner::Nats(nats) => Box::pin(nats.usage()).await,
+            Inner::Embedded(embedded) => Ok(embedded.usage()),
         }
     }
 

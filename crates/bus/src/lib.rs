@@ -29,12 +29,13 @@ mod workqueue;
 
 pub use bus::{Bus, Subscription};
 pub use config::{
-    DEFAULT_MAX_PAYLOAD, DEFAULT_SUBSCRIPTION_CAPACITY, EmbeddedOptions, HistoryConfig, KvConfig,
-    MAX_READ_LIMIT, NatsAuth, NatsOptions, ReadFrom, Storage, WorkQueueConfig,
+    DEFAULT_MAX_PAYLOAD, DEFAULT_SUBSCRIPTION_CAPACITY, EmbeddedOptions, HistoryConfig,
+    HistorySource, KvConfig, MAX_READ_LIMIT, NatsAuth, NatsOptions, ReadFrom, Storage,
+    WorkQueueConfig,
 };
 pub use error::BusError;
 pub use headers::{Headers, Iter as HeaderIter};
-pub use history::{HistoryStore, StoreConfirmation, StoredMessage};
+pub use history::{HistoryStore, StoreConfirmation, StoredMessage, Usage};
 pub use kv::{KvEntry, KvEvent, KvStore, KvWatch};
 pub use message::Message;
 pub use stats::BusStats;

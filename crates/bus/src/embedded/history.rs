@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use crate::config::{HistoryConfig, ReadFrom};
 use crate::error::BusError;
 use crate::headers::Headers;
-use crate::history::{StoredMessage, epoch_of};
+use crate::history::{StoredMessage, Usage, epoch_of};
 use crate::subject;
 
 struct State {
@@ -130,6 +130,23 @@ impl EmbeddedHistory {
         };
         seqs.range(seqs.len().saturating_sub(n)..)
             .filter_map(|seq| state.messages.get(seq).cloned())
+            .collect()
+    }
+
+    pub(crate) fn usage(&self) -> Usage {
+        let state = self.lock();
+        Usage {
+            messages: state.messages.len() as u64,
+            bytes: state.bytes as u64,
+        }
+    }
+
+    pub(crate) fn subjects(&self, filter: &str) -> Vec<(String, u64)> {
+        self.lock()
+            .by_subject
+            .iter()
+            .filter(|(subject, seqs)| !seqs.is_empty() && subject::matches(filter, subject))
+            .map(|(subject, seqs)| (subject.clone(), seqs.len() as u64))
             .collect()
     }
 

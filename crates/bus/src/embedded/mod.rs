@@ -300,6 +300,32 @@ impl EmbeddedBus {
         }
     }
 
+    /// The names of the history streams that start with `prefix`.
+    pub(crate) fn history_names(&self, prefix: &str) -> Vec<String> {
+        let streams = self
+            .shared
+            .streams
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        streams
+            .iter()
+            .filter(|s| s.name.starts_with(prefix))
+            .map(|s| s.name.clone())
+            .collect()
+    }
+
+    /// Deletes the history stream `name` with its messages; whether there was one.
+    pub(crate) fn delete_history(&self, name: &str) -> bool {
+        let mut streams = self
+            .shared
+            .streams
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        let before = streams.len();
+        streams.retain(|s| s.name != name);
+        streams.len() < before
+    }
+
     /// The stream `name` and its configuration, untouched; `None` if there is none.
     pub(crate) fn open_history(&self, name: &str) -> Option<(EmbeddedHistory, HistoryConfig)> {
         let streams = self
@@ -312,6 +338,12 @@ impl EmbeddedBus {
     }
 
     pub(crate) fn history(&self, config: &HistoryConfig) -> Result<EmbeddedHistory, BusError> {
+        if !config.sources.is_empty() {
+            return Err(BusError::InvalidConfig(format!(
+                "stream {}: the embedded bus does not copy from other streams (sources)",
+                config.stream
+            )));
+        }
         let mut streams = self
             .shared
             .streams

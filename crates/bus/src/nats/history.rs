@@ -16,11 +16,11 @@ use async_nats::jetstream::{self, ErrorCode};
 use bytes::Bytes;
 
 use super::consumer::ReadConsumer;
-use super::{Setup, bounded, count_on_subjects, ensure_connected, to_chrono};
-use crate::config::{HistoryConfig, ReadFrom, Storage};
+use super::{Setup, bounded, count_on_subjects, ensure_connected, subjects_on, to_chrono};
+use crate::config::{HistoryConfig, HistorySource, ReadFrom, Storage};
 use crate::error::BusError;
 use crate::headers::Headers;
-use crate::history::{StoredMessage, epoch_of};
+use crate::history::{StoredMessage, Usage, epoch_of};
 use crate::nats::kv::storage_type;
 
 /// Messages per fetch when a read goes through more than one batch (`tail`).
@@ -66,6 +66,17 @@ impl NatsHistory {
             discard: DiscardPolicy::Old,
             // Direct gets serve `get` and `last` without a consumer.
             allow_direct: true,
+            sources: (!config.sources.is_empty()).then(|| {
+                config
+                    .sources
+                    .iter()
+                    .map(|source| stream::Source {
+                        name: source.stream.clone(),
+                        filter_subject: Some(source.filter.clone()),
+                        ..Default::default()
+                    })
+                    .collect()
+            }),
             ..Default::default()
         };
         let info = setup
@@ -125,6 +136,16 @@ impl NatsHistory {
                 StorageType::File => Storage::File,
                 StorageType::Memory => Storage::Memory,
             },
+            sources: info
+                .config
+                .sources
+                .iter()
+                .flatten()
+                .map(|source| HistorySource {
+                    stream: source.name.clone(),
+                    filter: source.filter_subject.clone().unwrap_or_else(|| ">".into()),
+                })
+                .collect(),
         };
         let history = NatsHistory::from_info(client, js, &info, timeout).await?;
         Ok(Some((history, config)))
@@ -212,6 +233,33 @@ impl NatsHistory {
         bounded(
             self.timeout,
             count_on_subjects(&self.stream, filter, "history count"),
+        )
+        .await
+    }
+
+    /// What the stream holds now: messages and bytes (one stream info request).
+    pub(crate) async fn usage(&self) -> Result<Usage, BusError> {
+        ensure_connected(&self.client)?;
+        bounded(self.timeout, async {
+            let info = self
+                .stream
+                .get_info()
+                .await
+                .map_err(|err| BusError::Backend(format!("history info failed: {err}")))?;
+            Ok(Usage {
+                messages: info.state.messages,
+                bytes: info.state.bytes,
+            })
+        })
+        .await
+    }
+
+    /// The subjects matching `filter` with their message counts.
+    pub(crate) async fn subjects(&self, filter: &str) -> Result<Vec<(String, u64)>, BusError> {
+        ensure_connected(&self.client)?;
+        bounded(
+            self.timeout,
+            subjects_on(&self.stream, filter, "history subjects"),
         )
         .await
     }

@@ -17,7 +17,7 @@ use std::time::Duration;
 use async_nats::connection::State;
 use async_nats::{ConnectOptions, Event, ServerAddr, StatusCode, jetstream};
 use bytes::Bytes;
-use futures_util::StreamExt;
+use futures_util::{StreamExt, TryStreamExt};
 
 use crate::config::{HistoryConfig, KvConfig, NatsOptions, WorkQueueConfig};
 use crate::error::BusError;
@@ -321,6 +321,48 @@ impl NatsBus {
         NatsWorkQueue::open(self.client.clone(), self.setup(), config, self.timeout).await
     }
 
+    /// The names of the streams that start with `prefix` (every kind of stream: the
+    /// server lists them all), paged through.
+    pub(crate) async fn stream_names(&self, prefix: &str) -> Result<Vec<String>, BusError> {
+        ensure_connected(&self.client)?;
+        bounded(self.timeout, async {
+            let mut names = self.js.stream_names();
+            let mut found = Vec::new();
+            while let Some(name) = names
+                .try_next()
+                .await
+                .map_err(|err| BusError::Backend(format!("cannot list streams: {err}")))?
+            {
+                if name.starts_with(prefix) {
+                    found.push(name);
+                }
+            }
+            Ok(found)
+        })
+        .await
+    }
+
+    /// Deletes the stream `name`; whether there was one.
+    pub(crate) async fn delete_stream(&self, name: &str) -> Result<bool, BusError> {
+        ensure_connected(&self.client)?;
+        bounded(self.timeout, async {
+            match self.js.delete_stream(name).await {
+                Ok(_) => Ok(true),
+                Err(err) => match err.kind() {
+                    jetstream::context::DeleteStreamErrorKind::JetStream(js_err)
+                        if js_err.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND =>
+                    {
+                        Ok(false)
+                    }
+                    _ => Err(BusError::Backend(format!(
+                        "cannot delete stream {name}: {err}"
+                    ))),
+                },
+            }
+        })
+        .await
+    }
+
     pub(crate) async fn open_history(
         &self,
         name: &str,
@@ -355,17 +397,30 @@ pub(crate) async fn count_on_subjects<I>(
     filter: &str,
     what: &str,
 ) -> Result<u64, BusError> {
+    let subjects = subjects_on(stream, filter, what).await?;
+    Ok(subjects
+        .iter()
+        .fold(0u64, |total, (_, count)| total.saturating_add(*count)))
+}
+
+/// The subjects of `stream` that match `filter`, each with the messages it holds (the
+/// stream's per-subject counts, paged through). `what` names the call in errors.
+pub(crate) async fn subjects_on<I>(
+    stream: &jetstream::stream::Stream<I>,
+    filter: &str,
+    what: &str,
+) -> Result<Vec<(String, u64)>, BusError> {
     let failed = |err: &dyn std::fmt::Display| BusError::Backend(format!("{what} failed: {err}"));
     let mut subjects = stream
         .info_with_subjects(filter)
         .await
         .map_err(|err| failed(&err))?;
-    let mut total = 0u64;
+    let mut found = Vec::new();
     while let Some(subject) = subjects.next().await {
-        let (_, count) = subject.map_err(|err| failed(&err))?;
-        total = total.saturating_add(count as u64);
+        let (subject, count) = subject.map_err(|err| failed(&err))?;
+        found.push((subject, count as u64));
     }
-    Ok(total)
+    Ok(found)
 }
 
 pub(crate) fn ensure_connected(client: &async_nats::Client) -> Result<(), BusError> {

@@ -1,7 +1,7 @@
 //! History streams beyond append and read: the epoch of a stream, counts, purges and
 //! tails by subject, and opening a stream another service owns.
 
-use arqon_bus::{Bus, BusError, Bytes, Headers, MAX_READ_LIMIT, ReadFrom};
+use arqon_bus::{Bus, BusError, Bytes, Headers, MAX_READ_LIMIT, ReadFrom, Usage};
 
 use crate::history::{b, config, seqs, stream};
 use crate::support::text;
@@ -13,6 +13,7 @@ conformance!(
     history_tail_returns_the_last_messages_of_a_subject,
     history_tail_reads_past_one_batch,
     history_open_existing_leaves_the_stream_as_it_is,
+    history_streams_are_listed_measured_and_deleted,
 );
 
 async fn history_epoch_identifies_the_stream(bus: Bus) {
@@ -259,4 +260,40 @@ async fn history_open_existing_leaves_the_stream_as_it_is(bus: Bus) {
     );
     assert_eq!(opened.count("owned.>").await.unwrap(), 3);
     assert_eq!(seqs(&opened.tail("owned.a", 2).await.unwrap()), [5, 6]);
+}
+
+async fn history_streams_are_listed_measured_and_deleted(bus: Bus) {
+    let first = stream(&bus, "LISTED_A", &["la.>"]).await;
+    let second = stream(&bus, "LISTED_B", &["lb.>"]).await;
+    stream(&bus, "OTHER", &["other.>"]).await;
+    let mut names = bus.history_names("LISTED_").await.unwrap();
+    names.sort();
+    assert_eq!(names, ["LISTED_A", "LISTED_B"]);
+
+    assert_eq!(first.usage().await.unwrap(), Usage::default());
+    for subject in ["la.x", "la.y", "la.x"] {
+        first
+            .append(subject, Headers::new(), b("12345"))
+            .await
+            .unwrap();
+    }
+    let usage = first.usage().await.unwrap();
+    assert_eq!(usage.messages, 3);
+    // Each message counts its subject and payload at least.
+    assert!(usage.bytes >= 3 * (4 + 5), "{usage:?}");
+    let mut subjects = first.subjects("la.>").await.unwrap();
+    subjects.sort();
+    assert_eq!(subjects, [("la.x".to_owned(), 2), ("la.y".to_owned(), 1)]);
+    assert_eq!(first.subjects("la.y").await.unwrap().len(), 1);
+    assert!(first.subjects("lb.>").await.unwrap().is_empty());
+
+    assert!(bus.delete_history("LISTED_A").await.unwrap());
+    assert!(!bus.delete_history("LISTED_A").await.unwrap());
+    assert!(bus.open_history("LISTED_A").await.unwrap().is_none());
+    assert_eq!(bus.history_names("LISTED_").await.unwrap(), ["LISTED_B"]);
+    // A deleted stream's subjects can be taken by another.
+    stream(&bus, "LISTED_C", &["la.>"]).await;
+    drop(second);
+    let err = bus.delete_history("bad name").await.unwrap_err();
+    assert!(matches!(err, BusError::InvalidConfig(_)), "{err:?}");
 }

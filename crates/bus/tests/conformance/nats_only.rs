@@ -5,8 +5,8 @@ use std::future::Future;
 use std::time::Duration;
 
 use arqon_bus::{
-    Bus, BusError, Bytes, DEFAULT_SUBSCRIPTION_CAPACITY, Headers, HistoryConfig, KvConfig,
-    NatsOptions, ReadFrom,
+    Bus, BusError, Bytes, DEFAULT_SUBSCRIPTION_CAPACITY, Headers, HistoryConfig, HistorySource,
+    KvConfig, NatsOptions, ReadFrom,
 };
 use arqon_testkit::NatsServer;
 
@@ -360,4 +360,79 @@ async fn open_history_reads_a_stream_configured_elsewhere() {
         .config
         .clone();
     assert_eq!(after, before, "opening it changed nothing");
+}
+
+/// A stream with a source copies the source's matching messages, subjects and order kept,
+/// without publishing them: a subscriber to those subjects sees none of them. The embedded
+/// bus refuses sources.
+#[tokio::test]
+async fn a_history_copies_from_its_sources_without_publishing() {
+    let server = NatsServer::start();
+    let bus = crate::support::nats_bus(&server, DEFAULT_SUBSCRIPTION_CAPACITY).await;
+    let old = bus
+        .history(HistoryConfig::new("OLD", vec!["src.>".into()]))
+        .await
+        .unwrap();
+    for (subject, text) in [("src.a.x", "1"), ("src.b.x", "2"), ("src.a.y", "3")] {
+        old.append(subject, Headers::new(), Bytes::from(text))
+            .await
+            .unwrap();
+    }
+    // The old stream stops capturing, so the new one may.
+    bus.history(HistoryConfig::new("OLD", vec!["retired".into()]))
+        .await
+        .unwrap();
+    let mut live = bus.subscribe("src.>").await.unwrap();
+    bus.flush().await.unwrap();
+    let new = bus
+        .history(HistoryConfig {
+            sources: vec![HistorySource {
+                stream: "OLD".into(),
+                filter: "src.a.>".into(),
+            }],
+            ..HistoryConfig::new("NEW_A", vec!["src.a.>".into()])
+        })
+        .await
+        .unwrap();
+    eventually(WAIT, "the copy", || async {
+        (new.count("src.a.>").await.unwrap() == 2).then_some(())
+    })
+    .await;
+    let copied = new.read("src.>", ReadFrom::Sequence(1), 10).await.unwrap();
+    let copied: Vec<_> = copied
+        .iter()
+        .map(|m| (m.subject.as_str(), text(&m.payload)))
+        .collect();
+    assert_eq!(
+        copied,
+        [("src.a.x", "1".to_owned()), ("src.a.y", "3".to_owned())]
+    );
+    assert_eq!(
+        new.config().sources,
+        [HistorySource {
+            stream: "OLD".into(),
+            filter: "src.a.>".into()
+        }]
+    );
+    let reopened = bus.open_history("NEW_A").await.unwrap().unwrap();
+    assert_eq!(reopened.config().sources, new.config().sources);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), live.next())
+            .await
+            .is_err(),
+        "a copy is not a publish"
+    );
+
+    let embedded = Bus::embedded(Default::default());
+    let err = embedded
+        .history(HistoryConfig {
+            sources: vec![HistorySource {
+                stream: "OLD".into(),
+                filter: ">".into(),
+            }],
+            ..HistoryConfig::new("NEW", vec!["n.>".into()])
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(err, BusError::InvalidConfig(_)), "{err:?}");
 }
