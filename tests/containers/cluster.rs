@@ -78,7 +78,7 @@ async fn a_nats_cluster_loses_a_node_and_no_acknowledged_message() {
     // Every stream and bucket the bus made has three replicas.
     let held = streams(&stack, "nats");
     for name in [
-        "ARQON_HISTORY",
+        "ARQON_HISTORY_acme",
         "KV_arqon_channels",
         "KV_arqon_casil",
         "KV_arqon_edges",
@@ -94,7 +94,7 @@ async fn a_nats_cluster_loses_a_node_and_no_acknowledged_message() {
     // Kill the node that leads the history: the hardest one to lose.
     let leader = held
         .iter()
-        .find(|(name, _, _)| name == "ARQON_HISTORY")
+        .find(|(name, _, _)| name == "ARQON_HISTORY_acme")
         .map(|(_, _, leader)| leader.clone())
         .expect("the history stream");
     let (_, service) = NODES

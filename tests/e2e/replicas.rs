@@ -1,9 +1,12 @@
 //! Two edges and two dispatcher replicas on one nats-server; history and recovery.
 
+use std::time::Duration;
+
 use serde_json::{Map, Value, json};
 
 use arqon_dispatcher::{DispatcherConfig, HistoryConfig};
-use arqon_e2e::{Cluster, Mode, QUIET, Topology, WAIT};
+use arqon_e2e::{Cluster, Mode, QUIET, Topology, WAIT, metric_value};
+use arqon_proto::model::RoomDelivery;
 use arqon_protocol::{Envelope, Status};
 use arqon_sdk::{Client, SdkError};
 
@@ -367,15 +370,18 @@ async fn a_repeated_id_is_not_a_recovery_position() {
     }
 }
 
-/// The history is bounded in bytes as well as per channel: a flood of large messages
-/// keeps only the newest that fit, oldest first across channels, on either bus.
+/// Each tenant's history is bounded in bytes on its own: a tenant's flood of large
+/// messages keeps only its newest that fit, and pushes out nothing of another tenant's.
+/// (With one bound for all tenants, as before ADR 018, the same flood pushed the other
+/// tenant's message out: the oldest went first, whichever tenant it was of.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_history_keeps_at_most_its_bytes() {
+async fn a_tenants_flood_pushes_out_only_its_own_history() {
     for mode in [Mode::Standalone, Mode::Distributed] {
         let cluster = Cluster::launch(Topology {
             dispatcher: DispatcherConfig {
                 history: HistoryConfig {
-                    max_bytes: 100_000,
+                    max_bytes_per_tenant: 100_000,
+                    max_bytes: 1_000_000,
                     ..HistoryConfig::default()
                 },
                 ..DispatcherConfig::default()
@@ -391,6 +397,11 @@ async fn the_history_keeps_at_most_its_bytes() {
             .unwrap();
         let writer = cluster.client("t-a").await;
         writer.join("bulk", "files").await.unwrap();
+        writer.join("bulk", "notes").await.unwrap();
+        writer
+            .publish("bulk", "notes", json!({"n": "own"}))
+            .await
+            .unwrap();
         let padding = "x".repeat(10_000);
         for n in 0..40 {
             writer
@@ -416,11 +427,205 @@ async fn the_history_keeps_at_most_its_bytes() {
         assert!((5..=9).contains(&kept.len()), "{mode:?}: {}", kept.len());
         assert_eq!(kept.last().unwrap()["payload"]["n"], 39, "{mode:?}");
         assert!(
-            read("t-b", "quiet", "log").await.is_empty(),
-            "{mode:?}: the oldest went first, whichever channel it was in"
+            read("t-a", "bulk", "notes").await.is_empty(),
+            "{mode:?}: the tenant's own oldest went first, whichever channel it was in"
         );
+        let untouched = read("t-b", "quiet", "log").await;
+        assert_eq!(
+            untouched.len(),
+            1,
+            "{mode:?}: the other tenant keeps its own"
+        );
+        assert_eq!(untouched[0]["payload"]["n"], "first", "{mode:?}");
         cluster.stop().await;
     }
+}
+
+/// The history's total holds so many tenants' bounds: a tenant for which no room is left
+/// has its messages refused with `QUOTA_EXCEEDED` (not delivered, not acknowledged as
+/// stored), counted, while the tenants that have room go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_without_room_in_the_history_is_told() {
+    for mode in [Mode::Standalone, Mode::Distributed] {
+        let cluster = Cluster::launch(Topology {
+            dispatcher: DispatcherConfig {
+                history: HistoryConfig {
+                    max_bytes_per_tenant: 100_000,
+                    max_bytes: 250_000,
+                    ..HistoryConfig::default()
+                },
+                ..DispatcherConfig::default()
+            },
+            ..Topology::new(mode)
+        })
+        .await;
+        for tenant in ["t-a", "t-b"] {
+            let client = cluster.client(tenant).await;
+            client.join("room", "chat").await.unwrap();
+            client
+                .publish("room", "chat", json!({"n": 1}))
+                .await
+                .unwrap();
+        }
+        let late = cluster.client("t-c").await;
+        late.join("room", "chat").await.unwrap();
+        let member = cluster.client("t-c").await;
+        member.join("room", "chat").await.unwrap();
+        match late.publish("room", "chat", json!({"n": 1})).await {
+            Err(SdkError::Rejected { code, message }) => {
+                assert_eq!(code, "QUOTA_EXCEEDED", "{mode:?}: {message}");
+                assert!(message.contains("ARQONBUS_HISTORY_MAX_BYTES"), "{message}");
+            }
+            other => panic!("{mode:?}: stored without room: {other:?}"),
+        }
+        assert_eq!(
+            member.recv(QUIET).await.unwrap_err(),
+            SdkError::Timeout,
+            "{mode:?}: a refused message is not delivered"
+        );
+        assert_eq!(
+            metric_value(
+                &cluster.dispatcher_metrics(0).await,
+                "arqonbus_dispatcher_history_full_total"
+            ),
+            Some(1.0),
+            "{mode:?}"
+        );
+        // The tenants with a history go on.
+        let first = cluster.client("t-a").await;
+        first.join("room", "chat").await.unwrap();
+        first
+            .publish("room", "chat", json!({"n": 2}))
+            .await
+            .unwrap();
+        cluster.stop().await;
+    }
+}
+
+/// Upgrading from the one history stream of every tenant (before ADR 018): a dispatcher
+/// that starts retires it, and every tenant's new stream copies the tenant's messages
+/// from it, in order, without sending them to anyone again; the retired stream is
+/// deleted once it holds nothing more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_history_of_every_tenant_moves_to_a_stream_per_tenant() {
+    let mut cluster = Cluster::launch(Topology {
+        dispatcher: DispatcherConfig {
+            // Sweeps (which delete the retired stream once empty) every 250 ms.
+            empty_channel_ttl_seconds: 1,
+            ..DispatcherConfig::default()
+        },
+        ..Topology::new(Mode::Distributed)
+    })
+    .await;
+    let members = [cluster.client("t-a").await, cluster.client("t-b").await];
+    for member in &members {
+        member.join("old", "news").await.unwrap();
+    }
+    // What the previous version left: one stream over every room subject.
+    let bus = cluster.bus().await;
+    let legacy = bus
+        .history(arqon_bus::HistoryConfig::new(
+            "ARQON_HISTORY",
+            vec!["arqon.room.>".into()],
+        ))
+        .await
+        .unwrap();
+    let stored = |tenant: &str, n: u64| {
+        let mut envelope = Envelope::new(arqon_protocol::MessageType::Message);
+        envelope.room = Some("old".into());
+        envelope.channel = Some("news".into());
+        envelope.payload = arqon_protocol::JsonObject::from_map(
+            json!({ "tenant": tenant, "n": n }).as_object().unwrap(),
+        );
+        RoomDelivery {
+            frame: envelope.to_json().into(),
+            exclude: None,
+            close_room: false,
+            received_at_unix_micros: None,
+        }
+        .encode()
+    };
+    for n in 0..3 {
+        for tenant in ["t-a", "t-b"] {
+            legacy
+                .append(
+                    &format!("arqon.room.{tenant}.old.news"),
+                    arqon_bus::Headers::new(),
+                    stored(tenant, n),
+                )
+                .await
+                .unwrap();
+        }
+    }
+    // Writing them went to the members too (a stream stores what is published).
+    for member in &members {
+        for n in 0..3 {
+            let live = member.recv(WAIT).await.unwrap();
+            assert_eq!(live.payload.get("n"), Some(json!(n)));
+        }
+    }
+    cluster.restart_dispatcher(0).await;
+
+    let reader = cluster.client("t-a").await;
+    let history = || async {
+        let reply = command(
+            &reader,
+            "history",
+            json!({"room": "old", "channel": "news", "limit": 100}),
+        )
+        .await;
+        data(&reply)["history"].as_array().unwrap().clone()
+    };
+    let mut copied = Vec::new();
+    for _ in 0..100 {
+        copied = history().await;
+        if copied.len() == 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let numbers: Vec<_> = copied.iter().map(|m| m["payload"]["n"].clone()).collect();
+    assert_eq!(numbers, [json!(0), json!(1), json!(2)], "{copied:?}");
+    assert!(copied.iter().all(|m| m["payload"]["tenant"] == "t-a"));
+    for member in &members {
+        assert_eq!(
+            member.recv(QUIET).await.unwrap_err(),
+            SdkError::Timeout,
+            "a copy is not sent again"
+        );
+    }
+    // New messages land after the copied ones.
+    members[0]
+        .publish("old", "news", json!({"tenant": "t-a", "n": 3}))
+        .await
+        .unwrap();
+    let numbers: Vec<_> = history()
+        .await
+        .iter()
+        .map(|m| m["payload"]["n"].clone())
+        .collect();
+    assert_eq!(numbers, [json!(0), json!(1), json!(2), json!(3)]);
+    let other = cluster.client("t-b").await;
+    let reply = command(
+        &other,
+        "history",
+        json!({"room": "old", "channel": "news", "limit": 100}),
+    )
+    .await;
+    assert_eq!(data(&reply)["history"].as_array().unwrap().len(), 3);
+
+    // Once the retired stream's messages are gone (aged out; purged here), it goes.
+    legacy.purge(">").await.unwrap();
+    let mut gone = false;
+    for _ in 0..100 {
+        if bus.open_history("ARQON_HISTORY").await.unwrap().is_none() {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(gone, "the empty retired stream is deleted");
+    cluster.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -566,7 +771,7 @@ async fn a_message_the_history_did_not_store_is_not_acknowledged() {
         .unwrap();
     let nats = async_nats::connect(cluster.nats().url()).await.unwrap();
     async_nats::jetstream::new(nats)
-        .delete_stream("ARQON_HISTORY")
+        .delete_stream("ARQON_HISTORY_t-a")
         .await
         .unwrap();
     match sender.publish("log", "events", json!({"n": 1})).await {

@@ -74,6 +74,8 @@ pub struct Cluster {
     /// The NATS URL and policy and operators settings, to start replicas later.
     nats_url: Option<String>,
     operator: OperatorsConfig,
+    /// The dispatchers' settings (with the other services' URLs), to start replicas later.
+    dispatcher: DispatcherConfig,
     /// The standalone process's embedded bus.
     embedded: Option<arqon_bus::Bus>,
     policy: PolicyConfig,
@@ -228,6 +230,7 @@ impl Cluster {
             embedded: None,
             policy: PolicyConfig::default(),
             operator: OperatorsConfig::default(),
+            dispatcher: DispatcherConfig::default(),
             nats,
         }
     }
@@ -329,18 +332,32 @@ impl Cluster {
         address
     }
 
+    /// Starts a dispatcher replica; the first one started serves the gRPC APIs.
+    async fn spawn_dispatcher(&mut self) {
+        let dispatcher = Services {
+            dispatcher: Some(self.dispatcher.clone()),
+            ..Services::default()
+        };
+        self.dispatchers.push(self.nodes.len());
+        let mut listeners = Listeners {
+            websocket: None,
+            http: listener().await,
+            grpc: None,
+        };
+        if self.grpc_addr.is_none() {
+            let grpc = listener().await;
+            self.grpc_addr = Some(grpc.local_addr().expect("addr"));
+            listeners.grpc = Some(grpc);
+        }
+        let bus = self.connect("dispatcher").await;
+        self.spawn("dispatcher", dispatcher, bus, listeners);
+    }
+
     async fn start_distributed(topology: Topology) -> Self {
         let nats = NatsServer::start();
         let mut cluster = Self::empty(Some(nats));
         cluster.policy = topology.policy.clone();
         cluster.operator = topology.operator.clone();
-        let http_only = || async {
-            Listeners {
-                websocket: None,
-                http: listener().await,
-                grpc: None,
-            }
-        };
         // Policy and dispatchers first, as a deployment's readiness gates would order them.
         let mut policy_url = None;
         for _ in 0..topology.policies.max(1) {
@@ -353,24 +370,13 @@ impl Cluster {
             let address = cluster.spawn_operators(&policy_url).await;
             operators_url.get_or_insert(format!("http://{address}"));
         }
+        cluster.dispatcher = DispatcherConfig {
+            policy_url: Some(policy_url.clone()),
+            operators_url: operators_url.clone(),
+            ..topology.dispatcher.clone()
+        };
         for _ in 0..topology.dispatchers.max(1) {
-            let dispatcher = Services {
-                dispatcher: Some(DispatcherConfig {
-                    policy_url: Some(policy_url.clone()),
-                    operators_url: operators_url.clone(),
-                    ..topology.dispatcher.clone()
-                }),
-                ..Services::default()
-            };
-            cluster.dispatchers.push(cluster.nodes.len());
-            let mut listeners = http_only().await;
-            if cluster.grpc_addr.is_none() {
-                let grpc = listener().await;
-                cluster.grpc_addr = Some(grpc.local_addr().expect("addr"));
-                listeners.grpc = Some(grpc);
-            }
-            let bus = cluster.connect("dispatcher").await;
-            cluster.spawn("dispatcher", dispatcher, bus, listeners);
+            cluster.spawn_dispatcher().await;
         }
         // A service answers HTTP once it has started (subscribed); an edge started
         // earlier would accept envelopes nobody consumes yet.
@@ -415,6 +421,17 @@ impl Cluster {
     /// Stops dispatcher replica `i` (gracefully) and waits for it.
     pub async fn stop_dispatcher(&mut self, i: usize) {
         self.stop_node(self.dispatchers[i]).await;
+    }
+
+    /// Stops dispatcher replica `i` (gracefully), waits for it, and starts a new replica
+    /// in its place (as a restarted pod would be), which is then replica `i`. It does
+    /// not serve gRPC.
+    pub async fn restart_dispatcher(&mut self, i: usize) {
+        self.stop_node(self.dispatchers[i]).await;
+        self.spawn_dispatcher().await;
+        let restarted = self.dispatchers.pop().expect("the new replica");
+        self.dispatchers[i] = restarted;
+        wait_until_ready(self.nodes[restarted].http).await;
     }
 
     /// Stops policy replica `i` (gracefully), waits for it, and starts a new replica in

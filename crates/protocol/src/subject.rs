@@ -15,8 +15,10 @@
 //! | `arqon.presence.query` | dispatcher → every edge, scatter-gather | `PresenceQuery` |
 //! | `arqon.presence.events.<tenant>.<room>.<channel>` | an edge → every edge (join/leave events) | `RoomDelivery` |
 //!
-//! The history stream captures the room subjects themselves (`arqon.room.>`): a message
-//! is stored by publishing it to its room, at no cost to the dispatcher.
+//! Each tenant's history is a stream of its own, `ARQON_HISTORY_<tenant>`, capturing the
+//! tenant's room subjects themselves (`arqon.room.<tenant>.>`): a message is stored by
+//! publishing it to its room, at no cost to the dispatcher, and JetStream bounds each
+//! tenant's bytes on its own (ADR 018).
 //!
 //! KV buckets: `arqon_channels` (the channel registry, keys `<tenant>.<room>.<channel>`)
 //! and `arqon_edges` (edges alive, keys `<edge_id>`, expiring unless renewed).
@@ -40,8 +42,14 @@ pub const PRESENCE_QUERY: &str = "arqon.presence.query";
 /// Every presence event subject, which every edge subscribes to.
 pub const PRESENCE_EVENTS_ALL: &str = "arqon.presence.events.>";
 const PRESENCE_EVENTS_PREFIX: &str = "arqon.presence.events.";
-/// The history stream.
-pub const HISTORY_STREAM: &str = "ARQON_HISTORY";
+/// What every tenant's history stream is named with: [`history_stream`].
+pub const HISTORY_STREAM_PREFIX: &str = "ARQON_HISTORY_";
+/// The one history stream of every tenant before ADR 018, capturing `arqon.room.>`. A
+/// dispatcher that finds it moves its capture to [`RETIRED_HISTORY_SUBJECT`], and each
+/// tenant's stream copies the tenant's messages from it.
+pub const LEGACY_HISTORY_STREAM: &str = "ARQON_HISTORY";
+/// What the retired [`LEGACY_HISTORY_STREAM`] captures: nothing is published there.
+pub const RETIRED_HISTORY_SUBJECT: &str = "arqon.history.retired";
 /// The channel registry bucket.
 pub const CHANNELS_BUCKET: &str = "arqon_channels";
 /// The bucket of live edges: each edge renews its key every [`EDGE_HEARTBEAT`]; a key
@@ -192,6 +200,12 @@ pub fn room_channels(tenant: &TenantId, room: &RoomName) -> String {
 /// Every room subject of one tenant.
 pub fn tenant_rooms(tenant: &TenantId) -> String {
     format!("{ROOM_PREFIX}{tenant}.>")
+}
+
+/// The tenant's history stream: it captures [`tenant_rooms`]. Tenant names are valid
+/// stream names, and the fixed prefix keeps two tenants' streams apart.
+pub fn history_stream(tenant: &TenantId) -> String {
+    format!("{HISTORY_STREAM_PREFIX}{tenant}")
 }
 
 /// The registry key of a channel: `<tenant>.<room>.<channel>`.

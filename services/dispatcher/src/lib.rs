@@ -251,6 +251,7 @@ pub struct DispatcherMetrics {
     refused_publishes: Counter,
     channel_quota_refusals: Counter,
     channels_expired: Counter,
+    history_full: Counter,
 }
 
 impl DispatcherMetrics {
@@ -309,6 +310,11 @@ impl DispatcherMetrics {
             "arqonbus_dispatcher_channels_expired",
             "Channels made by a first join removed after ARQONBUS_EMPTY_CHANNEL_TTL_SECONDS without members or history",
             metrics.channels_expired.clone(),
+        );
+        registry.register(
+            "arqonbus_dispatcher_history_full",
+            "Messages refused with QUOTA_EXCEEDED: the history's total (ARQONBUS_HISTORY_MAX_BYTES) had no room for another tenant's stream",
+            metrics.history_full.clone(),
         );
         metrics
     }

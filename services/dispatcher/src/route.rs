@@ -17,6 +17,7 @@ use arqon_telemetry::traces;
 
 use crate::Context;
 use crate::commands;
+use crate::state::history::{NO_ROOM, StoreError};
 
 /// What goes back to the sender's edge.
 struct Answer {
@@ -269,7 +270,16 @@ async fn route_message(context: &Context, inbound: &Inbound) -> Answer {
                 ..Answer::frames(vec![envelope.message_ack()])
             }
         }
-        Err(e) => {
+        Err(StoreError::NoRoom(tenants)) => {
+            context.metrics.history_full.inc();
+            warn!(%tenant, tenants, "no room in the history for another tenant's stream");
+            Answer::frames(vec![Envelope::error_reply(
+                Some(envelope.id.as_str()),
+                ErrorCode::QuotaExceeded,
+                NO_ROOM,
+            )])
+        }
+        Err(StoreError::Bus(e)) => {
             context.metrics.publish_errors.inc();
             warn!(client_id = %inbound.identity.client_id, error = %e, "room publish failed");
             Answer::frames(vec![Envelope::error_reply(

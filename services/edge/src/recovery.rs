@@ -1,12 +1,13 @@
 //! Recovery on join: after subscribing to a room, the edge reads what the client missed
-//! from the history stream (which captures every room subject), so nothing published
-//! between the client's last message and its new subscription is lost or duplicated.
+//! from its tenant's history stream (which captures the tenant's room subjects), so
+//! nothing published between the client's last message and its new subscription is lost
+//! or duplicated.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Mutex, PoisonError};
 
 use bytes::Bytes;
 use serde_json::Value;
-use tokio::sync::OnceCell;
 use tracing::warn;
 
 use arqon_bus::{Bus, HistoryStore, MAX_READ_LIMIT, ReadFrom, StoredMessage};
@@ -25,38 +26,54 @@ pub(crate) struct Recovered {
     pub(crate) ids: HashSet<String>,
 }
 
-/// The history stream, opened on first use (the dispatcher owns and creates it).
+/// The tenants' history streams this edge has opened, at most this many (then it starts
+/// over).
+const OPEN_STREAMS: usize = 4096;
+
+/// The tenants' history streams, each opened on first use (the dispatcher owns and
+/// creates them).
 pub(crate) struct History {
     bus: Bus,
-    store: OnceCell<HistoryStore>,
+    open: Mutex<HashMap<TenantId, HistoryStore>>,
 }
 
 impl History {
     pub(crate) fn new(bus: Bus) -> Self {
         Self {
             bus,
-            store: OnceCell::new(),
+            open: Mutex::new(HashMap::new()),
         }
     }
 
-    async fn store(&self) -> Option<&HistoryStore> {
-        let opened = self
-            .store
-            .get_or_try_init(|| async {
-                match self.bus.open_history(subject::HISTORY_STREAM).await {
-                    Ok(Some(store)) => Ok(store),
-                    Ok(None) => Err(None),
-                    Err(e) => Err(Some(e)),
+    /// The tenant's stream; `None` while it has none (it has stored nothing yet).
+    async fn store(&self, tenant: &TenantId) -> Option<HistoryStore> {
+        let cached = self
+            .open
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(tenant)
+            .cloned();
+        if cached.is_some() {
+            return cached;
+        }
+        match self
+            .bus
+            .open_history(&subject::history_stream(tenant))
+            .await
+        {
+            Ok(Some(store)) => {
+                let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+                if open.len() >= OPEN_STREAMS {
+                    open.clear();
                 }
-            })
-            .await;
-        match opened {
-            Ok(store) => Some(store),
-            Err(Some(e)) => {
-                warn!(error = %e, "cannot open the history stream");
+                open.insert(tenant.clone(), store.clone());
+                Some(store)
+            }
+            Ok(None) => None,
+            Err(e) => {
+                warn!(error = %e, %tenant, "cannot open the tenant's history stream");
                 None
             }
-            Err(None) => None,
         }
     }
 
@@ -67,11 +84,11 @@ impl History {
         topic: &Topic,
         from: &Recovery,
     ) -> Recovered {
-        let Some(store) = self.store().await else {
+        let Some(store) = self.store(tenant).await else {
             return Recovered::default();
         };
         let room = subject::room(tenant, topic);
-        let after = match self.after(store, &room, from).await {
+        let after = match self.after(&store, &room, from).await {
             Ok(Some(after)) => after,
             Ok(None) => return Recovered::default(),
             Err(e) => {

@@ -42,15 +42,18 @@ pub(crate) async fn history(call: &Call<'_>) -> CommandReply {
         }
         Err(e) => return failed(ErrorCode::HistoryError, "read history", &e),
     }
-    let (stored, total) = match (
+    let (stored, total, epoch) = match (
         context
             .history
             .read(tenant, &topic, since, until, limit)
             .await,
         context.history.count(tenant, &topic).await,
+        context.history.epoch(tenant).await,
     ) {
-        (Ok(stored), Ok(total)) => (stored, total),
-        (Err(e), _) | (_, Err(e)) => return failed(ErrorCode::HistoryError, "read history", &e),
+        (Ok(stored), Ok(total), Ok(epoch)) => (stored, total, epoch),
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
+            return failed(ErrorCode::HistoryError, "read history", &e);
+        }
     };
     // A page never outgrows a bus message: the newest messages (or, with `since`, the
     // oldest) that fit in the byte budget, and where the next page starts.
@@ -103,7 +106,7 @@ pub(crate) async fn history(call: &Call<'_>) -> CommandReply {
         "room_name": topic.room.as_str(),
         "channel_id": topic.channel.as_str(),
         "channel_name": topic.channel.as_str(),
-        "epoch": context.history.epoch(),
+        "epoch": epoch,
         "total_messages": total,
         "limit": limit,
         "since": since.map(|t| Timestamp::from(t).to_rfc3339()),

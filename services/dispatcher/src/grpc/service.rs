@@ -17,7 +17,7 @@ use super::request::{ChannelRef, HistoryQuery, Publish, RoomRef};
 use super::status::{self, invalid, lookup};
 use crate::Context;
 use crate::commands::channels::{LIST_DEFAULT_LIMIT, LIST_MAX_LIMIT};
-use crate::state::history::HISTORY_OFF;
+use crate::state::history::{HISTORY_OFF, NO_ROOM, StoreError};
 use crate::state::{ChannelRecord, Views};
 
 /// `created_by` of a channel that a Publish created.
@@ -176,9 +176,15 @@ impl pb::bus_server::Bus for BusApi {
                 delivery,
             )
             .await
-            .map_err(|e| {
-                context.metrics.publish_errors.inc();
-                status::bus("publish", &e)
+            .map_err(|e| match e {
+                StoreError::NoRoom(_) => {
+                    context.metrics.history_full.inc();
+                    status::status(Code::ResourceExhausted, ErrorCode::QuotaExceeded, NO_ROOM)
+                }
+                StoreError::Bus(e) => {
+                    context.metrics.publish_errors.inc();
+                    status::bus("publish", &e)
+                }
             })?;
         if let Some(confirmation) = confirmation
             && let Err(e) = confirmation.stored().await
@@ -319,18 +325,25 @@ impl pb::bus_server::Bus for BusApi {
         } = request.into_inner().try_into()?;
         record_tenant(&tenant);
         let context = &self.context;
-        let Some(epoch) = context.history.epoch() else {
+        if !context.history.enabled() {
             return Err(status::status(
                 Code::FailedPrecondition,
                 ErrorCode::FeatureDisabled,
                 HISTORY_OFF,
             ));
-        };
+        }
         context
             .registry
             .existing(&tenant, &topic)
             .await
             .map_err(|e| lookup("read history", e))?;
+        // Empty while the tenant has no stream: it has stored nothing yet.
+        let epoch = context
+            .history
+            .epoch(&tenant)
+            .await
+            .map_err(|e| status::bus("read history", &e))?
+            .unwrap_or_default();
         let stored = context
             .history
             .read(&tenant, &topic, since, until, limit)
@@ -344,9 +357,6 @@ impl pb::bus_server::Bus for BusApi {
                 envelope_json: Bytes::from(s.envelope.to_json()),
             })
             .collect();
-        Ok(Response::new(pb::HistoryResponse {
-            epoch: epoch.to_owned(),
-            messages,
-        }))
+        Ok(Response::new(pb::HistoryResponse { epoch, messages }))
     }
 }

@@ -81,6 +81,7 @@ async fn sweep(
     ttl: Duration,
     previous: &mut BTreeMap<TenantId, Counter>,
 ) -> Result<(), BusError> {
+    context.history.drop_retired().await?;
     let registry = &context.registry;
     let scan = registry.scan().await?;
     let mut channels: BTreeMap<&TenantId, u64> = BTreeMap::new();

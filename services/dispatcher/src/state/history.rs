@@ -1,22 +1,33 @@
-//! The history stream: it captures every room subject, so a message is stored by being
-//! published to its room, off the fan-out path; the publish is confirmed by the stream
-//! (`publish`), so an acknowledged message is a stored one. Positions are the stream's
-//! sequence numbers (`offset`: increasing within a channel, not contiguous) with the
-//! stream's `epoch`.
+//! The history: a JetStream stream per tenant (ADR 018), `ARQON_HISTORY_<tenant>`,
+//! capturing the tenant's room subjects, so a message is stored by being published to its
+//! room, off the fan-out path; the publish is confirmed by the stream (`publish`), so an
+//! acknowledged message is a stored one. Each tenant's stream is bounded in bytes on its
+//! own, so one tenant's flood only ever pushes out its own oldest messages. Positions are
+//! the stream's sequence numbers (`offset`: increasing within a channel, not contiguous)
+//! with the stream's `epoch`.
+//!
+//! A tenant's stream is made when the tenant first publishes, if the history's total
+//! budget has room for one more (`max_bytes / max_bytes_per_tenant` streams); reads of a
+//! tenant without one find nothing. A dispatcher that finds the one stream of every
+//! tenant from before (`ARQON_HISTORY`) stops its capture, and each tenant's new stream
+//! copies the tenant's messages from it; once its messages have aged out it is deleted.
 
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use tracing::warn;
+use tracing::{info, warn};
 
 use arqon_bus::{
-    Bus, BusError, Headers, HistoryStore, MAX_READ_LIMIT, ReadFrom, StoreConfirmation,
+    Bus, BusError, Headers, HistorySource, HistoryStore, MAX_READ_LIMIT, ReadFrom,
+    StoreConfirmation,
 };
 use arqon_proto::model::RoomDelivery;
 use arqon_protocol::{Envelope, TenantId, Topic, subject};
 use bytes::Bytes;
 
-/// Settings of the history stream.
+/// Settings of the history.
 #[derive(Debug, Clone, clap::Args)]
 pub struct HistoryConfig {
     /// Keep a history of every room's messages (for `history` and recovery on join).
@@ -48,19 +59,32 @@ pub struct HistoryConfig {
     )]
     pub max_age_seconds: u64,
 
-    /// Bytes the history keeps in all, across tenants; past it the oldest messages go
-    /// first (0: unlimited). Keeps a flood from filling the disk (or, standalone, the
-    /// memory) that the bus's other state lives on.
+    /// Bytes the history keeps in all, across tenants (0: unlimited). Each tenant's
+    /// history reserves `--history-max-bytes-per-tenant` of it when the tenant first
+    /// publishes; a tenant for which no room is left gets `QUOTA_EXCEEDED`. Keeps a flood
+    /// from filling the disk (or, standalone, the memory) the bus's other state lives on.
     #[arg(
         long = "history-max-bytes",
         env = "ARQONBUS_HISTORY_MAX_BYTES",
         default_value_t = DEFAULT_MAX_BYTES,
     )]
     pub max_bytes: u64,
+
+    /// Bytes one tenant's history keeps, across its channels; past it the tenant's own
+    /// oldest messages go first.
+    #[arg(
+        long = "history-max-bytes-per-tenant",
+        env = "ARQONBUS_HISTORY_MAX_BYTES_PER_TENANT",
+        default_value_t = DEFAULT_MAX_BYTES_PER_TENANT,
+        value_parser = clap::value_parser!(u64).range(1..),
+    )]
+    pub max_bytes_per_tenant: u64,
 }
 
 /// The history's default size bound: 1 GiB.
 const DEFAULT_MAX_BYTES: u64 = 1 << 30;
+/// A tenant's default size bound: 64 MiB (16 tenants in the default total).
+const DEFAULT_MAX_BYTES_PER_TENANT: u64 = 64 << 20;
 
 impl Default for HistoryConfig {
     fn default() -> Self {
@@ -69,7 +93,28 @@ impl Default for HistoryConfig {
             max_per_channel: 1000,
             max_age_seconds: 86_400,
             max_bytes: DEFAULT_MAX_BYTES,
+            max_bytes_per_tenant: DEFAULT_MAX_BYTES_PER_TENANT,
         }
+    }
+}
+
+impl HistoryConfig {
+    /// How many tenants can have a history at once; `None`: any number.
+    fn max_tenants(&self) -> Option<usize> {
+        (self.max_bytes > 0).then(|| {
+            usize::try_from(self.max_bytes / self.max_bytes_per_tenant).unwrap_or(usize::MAX)
+        })
+    }
+
+    /// Refuses settings that leave no room for any tenant.
+    pub(crate) fn validate(&self) -> Result<(), String> {
+        if self.max_tenants() == Some(0) {
+            return Err(format!(
+                "ARQONBUS_HISTORY_MAX_BYTES ({}) is smaller than ARQONBUS_HISTORY_MAX_BYTES_PER_TENANT ({}): no tenant could keep a history",
+                self.max_bytes, self.max_bytes_per_tenant
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -92,47 +137,77 @@ pub(crate) struct Stored {
     pub(crate) envelope: Envelope,
 }
 
-#[derive(Clone)]
+/// Why a tenant's message cannot be stored.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum StoreError {
+    /// The history's total budget has no room for another tenant's stream.
+    #[error("the history has no room for another tenant ({0} tenants keep one)")]
+    NoRoom(usize),
+    #[error(transparent)]
+    Bus(#[from] BusError),
+}
+
+/// What a client whose message found no room for its tenant's history is told.
+pub(crate) const NO_ROOM: &str = "The bus's history has no room for another tenant's messages (ARQONBUS_HISTORY_MAX_BYTES holds ARQONBUS_HISTORY_MAX_BYTES_PER_TENANT for so many tenants); the message was not delivered. Ask the bus's operator.";
+
+/// The tenants' streams this replica has opened, at most this many (then it starts over).
+const OPEN_STREAMS: usize = 4096;
+
 pub(crate) struct History {
-    store: Option<HistoryStore>,
+    streams: Option<Streams>,
+}
+
+struct Streams {
+    bus: Bus,
+    config: HistoryConfig,
+    open: Mutex<HashMap<TenantId, HistoryStore>>,
+    /// Held while a tenant's stream is made, so that this replica counts the streams
+    /// one at a time against the budget.
+    making: tokio::sync::Mutex<()>,
 }
 
 impl History {
-    /// Creates (or opens) the stream; `None` inside when history is off.
+    /// Opens the history (retiring the stream of every tenant from before ADR 018 if it
+    /// is there); `None` inside when history is off.
     pub(crate) async fn open(bus: &Bus, config: &HistoryConfig) -> Result<Self, BusError> {
+        config.validate().map_err(BusError::InvalidConfig)?;
         if !config.enabled {
-            // Turning history off here does not remove a stream made while it was on:
-            // it would go on storing every room's messages. Deleting it is the
+            // Turning history off here does not remove the streams made while it was on:
+            // they would go on storing the tenants' messages. Deleting them is the
             // operator's call (one misconfigured replica must not erase the history).
-            if bus.open_history(subject::HISTORY_STREAM).await.is_ok() {
+            if !bus
+                .history_names(subject::HISTORY_STREAM_PREFIX)
+                .await?
+                .is_empty()
+            {
                 warn!(
-                    stream = subject::HISTORY_STREAM,
-                    "history is off, but the history stream exists and still stores room messages; delete it to stop storing"
+                    streams = subject::HISTORY_STREAM_PREFIX,
+                    "history is off, but tenants' history streams exist and still store their messages; delete them to stop storing"
                 );
             }
-            return Ok(Self { store: None });
+            return Ok(Self { streams: None });
         }
-        let stream = arqon_bus::HistoryConfig {
-            max_msgs_per_subject: i64::from(config.max_per_channel),
-            max_age: Duration::from_secs(config.max_age_seconds),
-            max_bytes: i64::try_from(config.max_bytes).unwrap_or(i64::MAX),
-            storage: bus.durable_storage(),
-            ..arqon_bus::HistoryConfig::new(
-                subject::HISTORY_STREAM,
-                vec![subject::ROOM_ALL.to_owned()],
-            )
+        let streams = Streams {
+            bus: bus.clone(),
+            config: config.clone(),
+            open: Mutex::new(HashMap::new()),
+            making: tokio::sync::Mutex::new(()),
         };
+        if let Some(legacy) = retire_legacy(bus).await? {
+            streams.adopt(&legacy).await?;
+        }
         Ok(Self {
-            store: Some(bus.history(stream).await?),
+            streams: Some(streams),
         })
     }
 
     pub(crate) fn enabled(&self) -> bool {
-        self.store.is_some()
+        self.streams.is_some()
     }
 
     /// Publishes a room delivery to its room. With history on, the stream's confirmation
     /// comes back: the message is stored once it resolves (it is delivered either way).
+    /// With history on and no room for the tenant's stream, nothing is published.
     pub(crate) async fn publish(
         &self,
         bus: &Bus,
@@ -140,24 +215,67 @@ impl History {
         topic: &Topic,
         headers: Headers,
         delivery: Bytes,
-    ) -> Result<Option<StoreConfirmation>, BusError> {
+    ) -> Result<Option<StoreConfirmation>, StoreError> {
         let room = subject::room(tenant, topic);
-        if self.enabled() {
-            bus.publish_stored(room, headers, delivery).await.map(Some)
-        } else {
-            bus.publish_with_headers(room, headers, delivery)
-                .await
-                .map(|()| None)
+        match &self.streams {
+            Some(streams) => {
+                streams.made(tenant).await?;
+                Ok(Some(bus.publish_stored(room, headers, delivery).await?))
+            }
+            None => {
+                bus.publish_with_headers(room, headers, delivery).await?;
+                Ok(None)
+            }
         }
     }
 
-    pub(crate) fn epoch(&self) -> Option<&str> {
-        self.store.as_ref().map(HistoryStore::epoch)
+    /// The epoch of the tenant's stream; `None` while the tenant has none (or history is
+    /// off).
+    pub(crate) async fn epoch(&self, tenant: &TenantId) -> Result<Option<String>, BusError> {
+        Ok(self
+            .existing(tenant)
+            .await?
+            .map(|store| store.epoch().to_owned()))
+    }
+
+    /// The tenant's stream if it has one.
+    async fn existing(&self, tenant: &TenantId) -> Result<Option<HistoryStore>, BusError> {
+        match &self.streams {
+            Some(streams) => streams.existing(tenant).await,
+            None => Ok(None),
+        }
+    }
+
+    /// The retired stream of every tenant from before ADR 018 is deleted once it holds
+    /// nothing more (its messages have aged out, and every tenant's stream has copied
+    /// them). Run now and then by one replica.
+    pub(crate) async fn drop_retired(&self) -> Result<(), BusError> {
+        let Some(streams) = &self.streams else {
+            return Ok(());
+        };
+        let Some(legacy) = streams
+            .bus
+            .open_history(subject::LEGACY_HISTORY_STREAM)
+            .await?
+        else {
+            return Ok(());
+        };
+        if legacy.usage().await?.messages == 0 {
+            streams
+                .bus
+                .delete_history(subject::LEGACY_HISTORY_STREAM)
+                .await?;
+            info!(
+                stream = subject::LEGACY_HISTORY_STREAM,
+                "deleted the retired history stream: its messages have aged out"
+            );
+        }
+        Ok(())
     }
 
     /// Messages stored for the channel.
     pub(crate) async fn count(&self, tenant: &TenantId, topic: &Topic) -> Result<u64, BusError> {
-        match &self.store {
+        match self.existing(tenant).await? {
             Some(store) => store.count(&subject::room(tenant, topic)).await,
             None => Ok(0),
         }
@@ -165,7 +283,7 @@ impl History {
 
     /// Messages stored for every channel of a tenant.
     pub(crate) async fn count_tenant(&self, tenant: &TenantId) -> Result<u64, BusError> {
-        match &self.store {
+        match self.existing(tenant).await? {
             Some(store) => store.count(&subject::tenant_rooms(tenant)).await,
             None => Ok(0),
         }
@@ -177,7 +295,7 @@ impl History {
         tenant: &TenantId,
         topic: &Topic,
     ) -> Result<Option<DateTime<Utc>>, BusError> {
-        match &self.store {
+        match self.existing(tenant).await? {
             Some(store) => Ok(store
                 .last(&subject::room(tenant, topic))
                 .await?
@@ -196,7 +314,7 @@ impl History {
         until: Option<DateTime<Utc>>,
         limit: usize,
     ) -> Result<Vec<Stored>, BusError> {
-        let Some(store) = &self.store else {
+        let Some(store) = self.existing(tenant).await? else {
             return Ok(Vec::new());
         };
         let room = subject::room(tenant, topic);
@@ -240,9 +358,149 @@ impl History {
 
     /// Removes the channel's messages (when it is deleted).
     pub(crate) async fn purge(&self, tenant: &TenantId, topic: &Topic) -> Result<u64, BusError> {
-        match &self.store {
+        match self.existing(tenant).await? {
             Some(store) => store.purge(&subject::room(tenant, topic)).await,
             None => Ok(0),
         }
     }
+}
+
+impl Streams {
+    fn cached(&self, tenant: &TenantId) -> Option<HistoryStore> {
+        self.open
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(tenant)
+            .cloned()
+    }
+
+    fn remember(&self, tenant: &TenantId, store: HistoryStore) -> HistoryStore {
+        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        if open.len() >= OPEN_STREAMS {
+            open.clear();
+        }
+        open.insert(tenant.clone(), store.clone());
+        store
+    }
+
+    /// The tenant's stream if it has one, its configuration made ours on first sight.
+    async fn existing(&self, tenant: &TenantId) -> Result<Option<HistoryStore>, BusError> {
+        if let Some(store) = self.cached(tenant) {
+            return Ok(Some(store));
+        }
+        if self
+            .bus
+            .open_history(&subject::history_stream(tenant))
+            .await?
+            .is_none()
+        {
+            return Ok(None);
+        }
+        let store = self.bus.history(self.stream_config(tenant).await?).await?;
+        Ok(Some(self.remember(tenant, store)))
+    }
+
+    /// The tenant's stream, made if it has none yet and the budget has room.
+    async fn made(&self, tenant: &TenantId) -> Result<HistoryStore, StoreError> {
+        if let Some(store) = self.existing(tenant).await? {
+            return Ok(store);
+        }
+        let _making = self.making.lock().await;
+        if let Some(store) = self.cached(tenant) {
+            return Ok(store);
+        }
+        if let Some(max) = self.config.max_tenants() {
+            let kept = self
+                .bus
+                .history_names(subject::HISTORY_STREAM_PREFIX)
+                .await?
+                .len();
+            if kept >= max {
+                return Err(StoreError::NoRoom(kept));
+            }
+        }
+        let store = self.bus.history(self.stream_config(tenant).await?).await?;
+        info!(%tenant, stream = store.name(), "made a tenant's history stream");
+        Ok(self.remember(tenant, store))
+    }
+
+    /// Makes the stream of every tenant with messages in the retired stream, so that
+    /// each copies its messages from it at once (not at the tenant's next publish).
+    /// Idempotent: every replica does it at start while the retired stream is there.
+    async fn adopt(&self, legacy: &HistoryStore) -> Result<(), BusError> {
+        let mut tenants: Vec<TenantId> = legacy
+            .subjects(subject::ROOM_ALL)
+            .await?
+            .iter()
+            .filter_map(|(room, _)| subject::parse_room(room).map(|(tenant, _)| tenant))
+            .collect();
+        tenants.sort();
+        tenants.dedup();
+        for tenant in tenants {
+            match self.made(&tenant).await {
+                Ok(_) => {}
+                Err(StoreError::NoRoom(kept)) => warn!(
+                    %tenant,
+                    kept,
+                    "no room in the history for this tenant's stream: its messages in the retired stream are not copied"
+                ),
+                Err(StoreError::Bus(e)) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// The tenant's stream as the settings say, copying the tenant's messages from the
+    /// retired stream of every tenant while that is there.
+    async fn stream_config(&self, tenant: &TenantId) -> Result<arqon_bus::HistoryConfig, BusError> {
+        let config = &self.config;
+        let legacy = self
+            .bus
+            .open_history(subject::LEGACY_HISTORY_STREAM)
+            .await?
+            .is_some();
+        Ok(arqon_bus::HistoryConfig {
+            max_msgs_per_subject: i64::from(config.max_per_channel),
+            max_age: Duration::from_secs(config.max_age_seconds),
+            max_bytes: i64::try_from(config.max_bytes_per_tenant).unwrap_or(i64::MAX),
+            storage: self.bus.durable_storage(),
+            sources: if legacy {
+                vec![HistorySource {
+                    stream: subject::LEGACY_HISTORY_STREAM.to_owned(),
+                    filter: subject::tenant_rooms(tenant),
+                }]
+            } else {
+                Vec::new()
+            },
+            ..arqon_bus::HistoryConfig::new(
+                subject::history_stream(tenant),
+                vec![subject::tenant_rooms(tenant)],
+            )
+        })
+    }
+}
+
+/// Stops the stream of every tenant from before ADR 018 (`ARQON_HISTORY`, capturing
+/// `arqon.room.>`) from capturing, so that the tenants' streams can: its messages stay,
+/// for the tenants' streams to copy, until they age out. The retired stream, while it is
+/// there.
+async fn retire_legacy(bus: &Bus) -> Result<Option<HistoryStore>, BusError> {
+    let Some(legacy) = bus.open_history(subject::LEGACY_HISTORY_STREAM).await? else {
+        return Ok(None);
+    };
+    let retired = [subject::RETIRED_HISTORY_SUBJECT.to_owned()];
+    let config = legacy.config();
+    if config.subjects == retired {
+        return Ok(Some(legacy));
+    }
+    bus.history(arqon_bus::HistoryConfig {
+        subjects: retired.to_vec(),
+        ..config.clone()
+    })
+    .await?;
+    warn!(
+        stream = subject::LEGACY_HISTORY_STREAM,
+        "retired the history stream of every tenant: each tenant's history is now a stream of its own, which copies the tenant's messages from it (ADR 018)"
+    );
+    Ok(Some(legacy))
 }

@@ -347,7 +347,11 @@ impl Firing {
     /// Whether the room's history holds the claimed message: `None` when there is no
     /// history (it is off) or it cannot be read in full.
     async fn in_history(&self, job: &Job, claim: &Claim) -> Option<bool> {
-        let history = match self.bus.open_history(subject::HISTORY_STREAM).await {
+        let history = match self
+            .bus
+            .open_history(&subject::history_stream(&job.tenant))
+            .await
+        {
             Ok(Some(history)) => history,
             Ok(None) => return None,
             Err(e) => {

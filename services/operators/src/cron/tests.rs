@@ -214,9 +214,10 @@ fn claim_first(stored: &[u8]) -> Job {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_claim_left_by_a_dead_replica_is_published_once() {
     let bus = Bus::embedded(Default::default());
+    let tenant = TenantId::parse("t-a").unwrap();
     bus.history(HistoryConfig::new(
-        subject::HISTORY_STREAM,
-        vec![subject::ROOM_ALL.into()],
+        subject::history_stream(&tenant),
+        vec![subject::tenant_rooms(&tenant)],
     ))
     .await
     .unwrap();
