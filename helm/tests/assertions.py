@@ -625,6 +625,7 @@ def literal(name, docs):
         eq(env_value(dep("policy")["containers"][0], "ARQONBUS_CASIL_MODE"), "enforce", "CASIL mode")
         eq(env_value(dep("dispatcher")["containers"][0], "ARQONBUS_MAX_HISTORY_SIZE"), "5000", "history size")
         eq(env_value(dep("dispatcher")["containers"][0], "ARQONBUS_HISTORY_MAX_AGE_SECONDS"), "604800", "history age")
+        eq(env_value(dep("dispatcher")["containers"][0], "ARQONBUS_HISTORY_MAX_BYTES_PER_TENANT"), "268435456", "history bytes per tenant")
         eq(env_value(dep("edge")["containers"][0], "ARQONBUS_MAX_CONNECTIONS"), "20000", "max connections")
         eq(dep("edge")["nodeSelector"], {"node-pool": "edge"}, "edge nodeSelector")
         eq(dep("edge")["priorityClassName"], "high-priority", "edge priorityClassName")

@@ -202,6 +202,8 @@ chart's Secret or existingSecret (secretKeyRef, never a plain value), files (the
   value: {{ $v.dispatcher.history.maxAgeSeconds | int64 | quote }}
 - name: ARQONBUS_HISTORY_MAX_BYTES
   value: {{ $v.dispatcher.history.maxBytes | int64 | quote }}
+- name: ARQONBUS_HISTORY_MAX_BYTES_PER_TENANT
+  value: {{ $v.dispatcher.history.maxBytesPerTenant | int64 | quote }}
 {{- end }}
 {{- with $v.otel.endpoint }}
 - name: OTEL_EXPORTER_OTLP_ENDPOINT
