@@ -116,8 +116,9 @@ pub struct DispatcherConfig {
     )]
     pub empty_channel_ttl_seconds: u64,
 
-    /// Member ids `channel_info` lists at most (sorted by id); `member_count` stays the
-    /// true count and `members_complete` says whether the list was cut.
+    /// Member ids `channel_info` (and gRPC `ChannelInfo` and `Presence`) lists at most
+    /// (sorted by id), and what it asks of each edge; `member_count` stays the true count
+    /// and `members_complete` says whether the list was cut.
     #[arg(
         long = "channel-info-max-members",
         env = "ARQONBUS_CHANNEL_INFO_MAX_MEMBERS",
@@ -125,6 +126,16 @@ pub struct DispatcherConfig {
         value_parser = clap::value_parser!(u32).range(1..=10_000),
     )]
     pub channel_info_max_members: u32,
+
+    /// Tenants the system authority's `status` lists in `clients` at most (the first by
+    /// name); `clients_complete` says whether the list was cut.
+    #[arg(
+        long = "status-max-tenants",
+        env = "ARQONBUS_STATUS_MAX_TENANTS",
+        default_value_t = STATUS_MAX_TENANTS,
+        value_parser = clap::value_parser!(u32).range(1..=10_000),
+    )]
+    pub status_max_tenants: u32,
 
     #[command(flatten)]
     pub history: HistoryConfig,
@@ -169,6 +180,9 @@ pub const EMPTY_CHANNEL_TTL_SECONDS: u64 = 300;
 /// Default of `ARQONBUS_CHANNEL_INFO_MAX_MEMBERS`: about 50 KiB of ids, far under the
 /// bus's message size (the setting's maximum, 10,000, stays under 1 MiB too).
 pub const CHANNEL_INFO_MAX_MEMBERS: u32 = 1000;
+/// Default of `ARQONBUS_STATUS_MAX_TENANTS`: about 80 KiB of counts (the setting's
+/// maximum, 10,000, stays under 1 MiB too).
+pub const STATUS_MAX_TENANTS: u32 = 1000;
 /// Longest `ARQONBUS_EMPTY_CHANNEL_TTL_SECONDS`: 30 days.
 const MAX_EMPTY_CHANNEL_TTL_SECONDS: u64 = 30 * 86_400;
 
@@ -183,6 +197,7 @@ impl Default for DispatcherConfig {
             max_channels_per_tenant: 10_000,
             empty_channel_ttl_seconds: EMPTY_CHANNEL_TTL_SECONDS,
             channel_info_max_members: CHANNEL_INFO_MAX_MEMBERS,
+            status_max_tenants: STATUS_MAX_TENANTS,
             history: HistoryConfig::default(),
             policy_url: None,
             service_token: None,
@@ -349,6 +364,8 @@ pub(crate) struct Context {
     history: History,
     /// Member ids `channel_info` lists at most.
     max_members_listed: usize,
+    /// Tenants `status` lists at most.
+    max_tenants_listed: usize,
     /// The policy service's control API, when configured.
     policy: Option<PolicyControl>,
     /// The operators service's APIs, when configured.
@@ -446,6 +463,7 @@ pub async fn start(
         presence: Presence::open(&bus).await?,
         history: History::open(&bus, &config.history).await?,
         max_members_listed: config.channel_info_max_members as usize,
+        max_tenants_listed: config.status_max_tenants as usize,
         bus: bus.clone(),
         metrics,
         started: Instant::now(),

@@ -11,11 +11,11 @@ use tracing::{debug, warn};
 use arqon_bus::{Bus, KvConfig, KvStore, Storage, Subscription};
 use serde_json::Value;
 
-use arqon_proto::model::{DirectAck, DirectDelivery, PresenceQuery, PresenceReply, RoomDelivery};
+use arqon_proto::model::{DirectAck, DirectDelivery, PresenceQuery, RoomDelivery};
 use arqon_protocol::{Envelope, Identity, JsonObject, MessageType, SERVER_SENDER, Topic, subject};
 
-use crate::Shared;
 use crate::peer::Outbound;
+use crate::{Shared, presence};
 
 /// The bucket of live edges, as every service opens it.
 pub(crate) fn edges_bucket() -> KvConfig {
@@ -44,7 +44,8 @@ pub(crate) async fn heartbeat(shared: Arc<Shared>, edges: KvStore, stop: Cancell
     }
 }
 
-/// Answers presence queries with this edge's memberships, until `stop`.
+/// Answers presence queries with this edge's memberships, until `stop`: bounded
+/// (`presence`), so a crowded room's answer is never too large for the bus.
 pub(crate) async fn answer_presence(
     shared: Arc<Shared>,
     mut queries: Subscription,
@@ -63,11 +64,22 @@ pub(crate) async fn answer_presence(
                 continue;
             }
         };
-        let reply = PresenceReply {
-            edge_id: shared.edge_id.clone(),
-            channels: shared.rooms.presence(&query),
-            connections: shared.connections.per_tenant(query.tenant.as_ref()),
-        };
+        let bounds = presence::Bounds::new(
+            &query,
+            shared.config.presence_max_members,
+            shared.config.presence_max_reply_bytes,
+            shared.bus.max_payload(),
+        );
+        let (reply, cut) = presence::reply(
+            shared.edge_id.clone(),
+            &query,
+            bounds,
+            shared.rooms.presence(&query),
+            shared.connections.per_tenant(query.tenant.as_ref()),
+        );
+        if let Some(by) = cut {
+            shared.metrics.presence_truncated(by);
+        }
         if let Err(e) = message.respond(&shared.bus, reply.encode()).await {
             debug!(error = %e, "cannot answer a presence query");
         }

@@ -21,6 +21,12 @@ pub enum JwtAlgorithm {
     Es256,
 }
 
+/// Default of `ARQONBUS_PRESENCE_MAX_MEMBERS`.
+pub const PRESENCE_MAX_MEMBERS: u32 = 10_000;
+/// Default of `ARQONBUS_PRESENCE_MAX_REPLY_BYTES`: a quarter of NATS's default message
+/// size, about 4,000 members with short subjects.
+pub const PRESENCE_MAX_REPLY_BYTES: u32 = 256 * 1024;
+
 /// Settings of the WebSocket edge. The listeners are bound by the caller.
 #[derive(Debug, Clone, clap::Args)]
 pub struct EdgeConfig {
@@ -286,6 +292,29 @@ pub struct EdgeConfig {
     )]
     pub presence_events: bool,
 
+    /// Member entries one presence reply lists at most, whatever the dispatcher asks
+    /// (the first by client id; the counts stay whole). Counted in
+    /// `arqonbus_edge_presence_truncated_total` when it cuts a list.
+    #[arg(
+        long = "presence-max-members",
+        env = "ARQONBUS_PRESENCE_MAX_MEMBERS",
+        default_value_t = PRESENCE_MAX_MEMBERS,
+        value_parser = clap::value_parser!(u32).range(1..=100_000),
+    )]
+    pub presence_max_members: u32,
+
+    /// Bytes one presence reply holds at most (connection counts, then channels with
+    /// their members, filled in that order); never more than half the bus's message
+    /// size, so a crowded room's reply is never dropped. Counted in
+    /// `arqonbus_edge_presence_truncated_total`.
+    #[arg(
+        long = "presence-max-reply-bytes",
+        env = "ARQONBUS_PRESENCE_MAX_REPLY_BYTES",
+        default_value_t = PRESENCE_MAX_REPLY_BYTES,
+        value_parser = clap::value_parser!(u32).range(65_536..=8_388_608),
+    )]
+    pub presence_max_reply_bytes: u32,
+
     /// How long the edge waits for the pipeline to answer one envelope before telling
     /// the client it timed out, in milliseconds.
     #[arg(
@@ -330,6 +359,8 @@ impl EdgeConfig {
             ping_interval_seconds: 20,
             pong_timeout_seconds: 10,
             presence_events: false,
+            presence_max_members: PRESENCE_MAX_MEMBERS,
+            presence_max_reply_bytes: PRESENCE_MAX_REPLY_BYTES,
             pipeline_timeout_ms: 5000,
         }
     }

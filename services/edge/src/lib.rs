@@ -17,6 +17,7 @@ mod connections;
 mod fleet;
 mod metrics;
 mod peer;
+mod presence;
 mod recovery;
 mod rooms;
 mod status;
@@ -44,7 +45,7 @@ use arqon_protocol::{EdgeId, TenantId, subject};
 use arqon_telemetry::metrics::HttpMetrics;
 
 pub use auth::{AuthError, Authenticator, Grant, Reason};
-pub use config::{EdgeConfig, JwtAlgorithm};
+pub use config::{EdgeConfig, JwtAlgorithm, PRESENCE_MAX_MEMBERS, PRESENCE_MAX_REPLY_BYTES};
 pub use connection::close_code;
 pub use metrics::EdgeMetrics;
 

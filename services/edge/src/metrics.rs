@@ -31,6 +31,19 @@ arqon_telemetry::label_values! {
     }
 }
 
+arqon_telemetry::label_values! {
+    /// Which bound cut a presence reply's list first.
+    pub(crate) enum PresenceCut {
+        Count => "count",
+        Bytes => "bytes",
+    }
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PresenceCutLabel {
+    by: PresenceCut,
+}
+
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct QuotaLabel {
     quota: Quota,
@@ -89,6 +102,7 @@ pub struct EdgeMetrics {
     quota_refusals: Family<QuotaLabel, Counter>,
     pub(crate) fleet_quota_unchecked: Counter,
     pub(crate) fleet_count_write_errors: Counter,
+    presence_truncated: Family<PresenceCutLabel, Counter>,
 }
 
 impl EdgeMetrics {
@@ -115,6 +129,7 @@ impl EdgeMetrics {
             quota_refusals: Family::default(),
             fleet_quota_unchecked: Counter::default(),
             fleet_count_write_errors: Counter::default(),
+            presence_truncated: Family::default(),
         };
         let r = registry;
         r.register(
@@ -141,6 +156,11 @@ impl EdgeMetrics {
             "arqonbus_edge_fleet_count_write_errors",
             "Writes of this edge's per-tenant connection counts the bus did not take (retried; the fleet-wide quota undercounts meanwhile)",
             metrics.fleet_count_write_errors.clone(),
+        );
+        r.register(
+            "arqonbus_edge_presence_truncated",
+            "Presence replies whose member, channel or connection list was cut, by the bound that cut it first: count (the dispatcher's ask or ARQONBUS_PRESENCE_MAX_MEMBERS) or bytes (ARQONBUS_PRESENCE_MAX_REPLY_BYTES); the counts stay whole",
+            metrics.presence_truncated.clone(),
         );
         r.register(
             "arqonbus_edge_upgrades",
@@ -232,6 +252,12 @@ impl EdgeMetrics {
     pub(crate) fn quota_refused(&self, quota: Quota) {
         self.quota_refusals
             .get_or_create(&QuotaLabel { quota })
+            .inc();
+    }
+
+    pub(crate) fn presence_truncated(&self, by: PresenceCut) {
+        self.presence_truncated
+            .get_or_create(&PresenceCutLabel { by })
             .inc();
     }
 

@@ -18,9 +18,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
 use arqon_bus::Bus;
-use arqon_proto::model::{
-    ChannelPresence, EdgeDelivery, Member, MembershipChange, PresenceQuery, RoomDelivery,
-};
+use arqon_proto::model::{EdgeDelivery, MembershipChange, PresenceQuery, RoomDelivery};
 use arqon_protocol::{ClientId, TenantId, Topic, subject};
 
 use arqon_telemetry::metrics::TracedLatency;
@@ -28,6 +26,7 @@ use arqon_telemetry::traces;
 
 use crate::metrics::EdgeMetrics;
 use crate::peer::{Outbound, Peer};
+use crate::presence::Matched;
 
 /// A room is identified by its tenant and topic: tenants never share one.
 type RoomKey = (TenantId, Topic);
@@ -160,30 +159,30 @@ impl Rooms {
         }
     }
 
-    /// The memberships matching `query`, per channel.
-    pub(crate) fn presence(&self, query: &PresenceQuery) -> Vec<ChannelPresence> {
-        let rooms = self.rooms.lock().unwrap_or_else(PoisonError::into_inner);
-        rooms
-            .iter()
-            .filter(|((tenant, topic), _)| query.matches(tenant, topic))
-            .map(|((tenant, topic), room)| {
+    /// The channels matching `query`, with their members when it asks for them. The
+    /// rooms' lock is held only to pick them; the reply is built from this snapshot.
+    pub(crate) fn presence(&self, query: &PresenceQuery) -> Vec<Matched<Peer>> {
+        let matching: Vec<Arc<Room>> = {
+            let rooms = self.rooms.lock().unwrap_or_else(PoisonError::into_inner);
+            rooms
+                .iter()
+                .filter(|((tenant, topic), _)| query.matches(tenant, topic))
+                .map(|(_, room)| Arc::clone(room))
+                .collect()
+        };
+        matching
+            .into_iter()
+            .map(|room| {
                 let members = read(&room.members);
-                let member_list = if query.with_members {
-                    members
-                        .iter()
-                        .map(|peer| Member {
-                            client_id: peer.client_id().clone(),
-                            subject: peer.subject().map(str::to_owned),
-                        })
-                        .collect()
-                } else {
-                    Vec::new()
-                };
-                ChannelPresence {
-                    tenant: tenant.clone(),
-                    topic: topic.clone(),
-                    members: members.len() as u64,
-                    member_list,
+                Matched {
+                    tenant: room.tenant.clone(),
+                    topic: room.topic.clone(),
+                    count: members.len() as u64,
+                    members: if query.with_members {
+                        members.clone()
+                    } else {
+                        Vec::new()
+                    },
                 }
             })
             .collect()

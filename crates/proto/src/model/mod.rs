@@ -349,7 +349,7 @@ impl EdgeDelivery {
 mod presence;
 
 pub use presence::{
-    ChannelPresence, DirectAck, DirectDelivery, Member, PresenceQuery, PresenceReply,
+    ChannelPresence, DirectAck, DirectDelivery, Member, PresenceQuery, PresenceReply, wire_len,
 };
 
 #[cfg(test)]

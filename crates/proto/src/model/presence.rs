@@ -9,13 +9,24 @@ use arqon_protocol::{ChannelName, ClientId, EdgeId, RoomName, TenantId, Topic};
 use super::{ModelError, invalid};
 use crate::envelope::v1 as pb;
 
-/// Which memberships an edge reports. `None` filters match anything.
+/// Which memberships an edge reports. `None` filters match anything; a bound of 0 means
+/// the edge's own (an edge never lists more than its own caps, whatever is asked).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct PresenceQuery {
     pub tenant: Option<TenantId>,
     pub room: Option<RoomName>,
     pub channel: Option<ChannelName>,
     pub with_members: bool,
+    /// Member entries wanted at most, over the whole reply.
+    pub max_members: u32,
+    /// Channel entries wanted at most.
+    pub max_channels: u32,
+    /// Only channels named after this one: a page of a room's channels.
+    pub channels_after: Option<ChannelName>,
+    /// Only the connections per tenant, no channels.
+    pub without_channels: bool,
+    /// Tenants in the connection counts wanted at most.
+    pub max_tenants: u32,
 }
 
 /// One member of a channel.
@@ -35,13 +46,74 @@ pub struct ChannelPresence {
     pub member_list: Vec<Member>,
 }
 
-/// One edge's answer to a [`PresenceQuery`].
+impl ChannelPresence {
+    /// Whether `member_list` leaves members out (when members were asked for).
+    pub fn members_cut(&self) -> bool {
+        (self.member_list.len() as u64) < self.members
+    }
+}
+
+/// One edge's answer to a [`PresenceQuery`]. Its lists are sorted (channels by tenant
+/// and topic, members by client id, connections by tenant) and a cut list holds the
+/// first entries in that order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PresenceReply {
     pub edge_id: EdgeId,
     pub channels: Vec<ChannelPresence>,
     /// Open connections per tenant.
     pub connections: Vec<(TenantId, u64)>,
+    /// More channels matched than `channels` lists.
+    pub channels_cut: bool,
+    /// More tenants have connections than `connections` lists.
+    pub connections_cut: bool,
+}
+
+/// Encoded sizes of the parts of a [`PresenceReply`], so an edge can keep its reply
+/// under a byte budget while building it.
+pub mod wire_len {
+    use prost::encoding::encoded_len_varint;
+
+    use super::{ChannelPresence, Member, TenantId};
+
+    /// A length-delimited field (string or message) of `len` bytes, with its key (every
+    /// field number here is below 16: a one-byte key).
+    fn delimited(len: usize) -> usize {
+        1 + encoded_len_varint(len as u64) + len
+    }
+
+    fn text(s: &str) -> usize {
+        if s.is_empty() { 0 } else { delimited(s.len()) }
+    }
+
+    fn number(n: u64) -> usize {
+        if n == 0 { 0 } else { 1 + encoded_len_varint(n) }
+    }
+
+    /// One entry of `member_list`, as it adds to its channel.
+    pub fn member(member: &Member) -> usize {
+        delimited(text(member.client_id.as_str()) + member.subject.as_deref().map_or(0, text))
+    }
+
+    /// One entry of `channels` without its members (the members count included), and
+    /// the most its `member_list` entries can add around themselves.
+    pub fn channel(channel: &ChannelPresence) -> usize {
+        // The entry's own length prefix grows with its members: count the longest.
+        1 + 5
+            + text(channel.tenant.as_str())
+            + text(channel.topic.room.as_str())
+            + text(channel.topic.channel.as_str())
+            + number(channel.members)
+    }
+
+    /// One entry of `connections`.
+    pub fn connections(tenant: &TenantId, n: u64) -> usize {
+        delimited(text(tenant.as_str()) + number(n))
+    }
+
+    /// The reply's own fields: the edge id and the two flags.
+    pub fn envelope(edge_id: &str) -> usize {
+        text(edge_id) + 2 * 2
+    }
 }
 
 /// A private message for one connection.
@@ -98,6 +170,15 @@ impl PresenceQuery {
                 .map(|c| c.as_str().to_owned())
                 .unwrap_or_default(),
             with_members: self.with_members,
+            max_members: self.max_members,
+            max_channels: self.max_channels,
+            channels_after: self
+                .channels_after
+                .as_ref()
+                .map(|c| c.as_str().to_owned())
+                .unwrap_or_default(),
+            without_channels: self.without_channels,
+            max_tenants: self.max_tenants,
         };
         Bytes::from(message.encode_to_vec())
     }
@@ -109,14 +190,28 @@ impl PresenceQuery {
             room: optional(&message.room, |r| RoomName::parse(r).ok(), "room")?,
             channel: optional(&message.channel, |c| ChannelName::parse(c).ok(), "channel")?,
             with_members: message.with_members,
+            max_members: message.max_members,
+            max_channels: message.max_channels,
+            channels_after: optional(
+                &message.channels_after,
+                |c| ChannelName::parse(c).ok(),
+                "channels_after",
+            )?,
+            without_channels: message.without_channels,
+            max_tenants: message.max_tenants,
         })
     }
 
     /// Whether a membership of `tenant` in `topic` is asked for.
     pub fn matches(&self, tenant: &TenantId, topic: &Topic) -> bool {
-        self.tenant.as_ref().is_none_or(|t| t == tenant)
+        !self.without_channels
+            && self.tenant.as_ref().is_none_or(|t| t == tenant)
             && self.room.as_ref().is_none_or(|r| *r == topic.room)
             && self.channel.as_ref().is_none_or(|c| *c == topic.channel)
+            && self
+                .channels_after
+                .as_ref()
+                .is_none_or(|after| topic.channel > *after)
     }
 }
 
@@ -150,6 +245,8 @@ impl PresenceReply {
                     connections: *n,
                 })
                 .collect(),
+            channels_cut: self.channels_cut,
+            connections_cut: self.connections_cut,
         };
         Bytes::from(message.encode_to_vec())
     }
@@ -188,6 +285,8 @@ impl PresenceReply {
                 .ok_or_else(|| invalid("edge_id", &message.edge_id))?,
             channels,
             connections,
+            channels_cut: message.channels_cut,
+            connections_cut: message.connections_cut,
         })
     }
 }
@@ -240,14 +339,28 @@ mod tests {
         let query = PresenceQuery {
             tenant: Some(tenant.clone()),
             room: Some(topic.room.clone()),
-            channel: None,
             with_members: true,
+            max_members: 7,
+            max_channels: 3,
+            channels_after: Some(ChannelName::parse("alpha").unwrap()),
+            max_tenants: 2,
+            ..PresenceQuery::default()
         };
         assert_eq!(PresenceQuery::decode(query.encode()).unwrap(), query);
         assert!(query.matches(&tenant, &topic));
         assert!(!query.matches(&TenantId::parse("t-b").unwrap(), &topic));
         assert!(!query.matches(&tenant, &Topic::parse("other", "general").unwrap()));
+        assert!(!query.matches(&tenant, &Topic::parse("science", "alpha").unwrap()));
         assert!(PresenceQuery::default().matches(&tenant, &topic));
+        let connections_only = PresenceQuery {
+            without_channels: true,
+            ..PresenceQuery::default()
+        };
+        assert!(!connections_only.matches(&tenant, &topic));
+        assert_eq!(
+            PresenceQuery::decode(connections_only.encode()).unwrap(),
+            connections_only
+        );
 
         let edge = EdgeId::generate();
         let reply = PresenceReply {
@@ -268,8 +381,57 @@ mod tests {
                 ],
             }],
             connections: vec![(tenant, 5)],
+            channels_cut: true,
+            connections_cut: false,
         };
         assert_eq!(PresenceReply::decode(reply.encode()).unwrap(), reply);
+    }
+
+    /// The sizes an edge budgets with are never below what is encoded.
+    #[test]
+    fn wire_lengths_bound_the_encoding() {
+        let edge = EdgeId::generate();
+        let tenant = TenantId::parse(&"t".repeat(TenantId::MAX_LEN)).unwrap();
+        let member = |subject: Option<String>| Member {
+            client_id: ClientId::generate_on(&edge),
+            subject,
+        };
+        let channel = ChannelPresence {
+            tenant: tenant.clone(),
+            topic: Topic::parse(&"r".repeat(128), &"c".repeat(128)).unwrap(),
+            members: 300_000,
+            member_list: vec![
+                member(None),
+                member(Some("s".repeat(200))),
+                member(Some("long".repeat(50_000))),
+            ],
+        };
+        let reply = PresenceReply {
+            edge_id: edge.clone(),
+            channels: vec![channel.clone(), channel.clone()],
+            connections: vec![(tenant.clone(), 1), (tenant.clone(), 300_000)],
+            channels_cut: true,
+            connections_cut: true,
+        };
+        let estimate = wire_len::envelope(edge.as_str())
+            + reply
+                .channels
+                .iter()
+                .map(|c| {
+                    wire_len::channel(c) + c.member_list.iter().map(wire_len::member).sum::<usize>()
+                })
+                .sum::<usize>()
+            + reply
+                .connections
+                .iter()
+                .map(|(t, n)| wire_len::connections(t, *n))
+                .sum::<usize>();
+        let encoded = reply.encode().len();
+        assert!(estimate >= encoded, "{estimate} < {encoded}");
+        assert!(
+            estimate <= encoded + 32,
+            "{estimate} is far above {encoded}"
+        );
     }
 
     #[test]

@@ -105,23 +105,26 @@ pub(crate) async fn delete(call: &Call<'_>) -> CommandReply {
     if let Err(e) = context.registry.existing(&identity.tenant, &topic).await {
         return lookup_failed(ErrorCode::DeleteChannelError, "delete channel", &e);
     }
-    let members = match context.presence.members(&identity.tenant, &topic).await {
+    let members = match context
+        .presence
+        .member_count(&identity.tenant, &topic)
+        .await
+    {
         Ok(members) => members,
         Err(e) => return failed(ErrorCode::DeleteChannelError, "delete channel", &e),
     };
-    if !members.is_empty() && !force {
+    if members > 0 && !force {
         return CommandReply::error(
             ErrorCode::DeleteChannelError,
             format!(
-                "Failed to delete channel: it has {} members (an admin may force the delete)",
-                members.len()
+                "Failed to delete channel: it has {members} members (an admin may force the delete)"
             ),
         );
     }
     if let Err(e) = context.registry.delete(&identity.tenant, &topic).await {
         return failed(ErrorCode::DeleteChannelError, "delete channel", &e);
     }
-    if !members.is_empty()
+    if members > 0
         && let Err(e) = close_room(call, &topic).await
     {
         return failed(ErrorCode::DeleteChannelError, "delete channel", &e);
@@ -140,7 +143,7 @@ pub(crate) async fn delete(call: &Call<'_>) -> CommandReply {
             "channel_name": topic.channel.as_str(),
             "deleted_by": call.client(),
             "deleted_at": Timestamp::now().to_rfc3339(),
-            "removed_members": members.len(),
+            "removed_members": members,
         })),
     )
 }
@@ -326,16 +329,19 @@ pub(crate) async fn info(call: &Call<'_>) -> CommandReply {
         Err(reply) => return reply,
     };
     let tenant = &call.inbound.identity.tenant;
-    let channel = match Views::from(call.context).channel(tenant, &topic).await {
+    let channel = match Views::from(call.context)
+        .channel(tenant, &topic, call.context.max_members_listed)
+        .await
+    {
         Ok(channel) => channel,
         Err(e) => return lookup_failed(ErrorCode::ChannelInfoError, "read channel info", &e),
     };
-    // Sorted by client id; the first ones only, so the reply stays far under the bus's
-    // message size however crowded the channel.
-    let member_ids: Vec<&str> = channel
+    // Sorted by client id; the first ones only (each edge lists no more), so the reply
+    // stays far under the bus's message size however crowded the channel.
+    let members = &channel.members;
+    let member_ids: Vec<&str> = members
         .members
         .iter()
-        .take(call.context.max_members_listed)
         .map(|m| m.client_id.as_str())
         .collect();
     let mut reply = object(json!({
@@ -344,15 +350,15 @@ pub(crate) async fn info(call: &Call<'_>) -> CommandReply {
         "channel_id": topic.channel.as_str(),
         "name": topic.channel.as_str(),
         "description": bounded(&channel.record.description),
-        "member_count": channel.members.len(),
+        "member_count": members.total,
         "members": member_ids,
-        "members_complete": channel.members.len() <= call.context.max_members_listed,
+        "members_complete": members.complete,
         "created_at": channel.record.created_at,
         "created_by": channel.record.created_by,
         "last_activity": channel.last_activity.map(|t| Timestamp::from(t).to_rfc3339()),
         "statistics": {
             "message_count": channel.message_count,
-            "member_count": channel.members.len(),
+            "member_count": members.total,
             "history": call.context.history.enabled(),
         },
     }));

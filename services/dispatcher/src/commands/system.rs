@@ -27,14 +27,18 @@ pub(crate) fn ping(call: &Call<'_>) -> CommandReply {
 }
 
 /// The bus as the dispatcher sees it. Counts are the caller's tenant's, admins included;
-/// only the system authority sees connected clients of every tenant.
+/// only the system authority sees connected clients of every tenant (the first
+/// `ARQONBUS_STATUS_MAX_TENANTS` by name).
 pub(crate) async fn status(call: &Call<'_>) -> CommandReply {
     let context = call.context;
     let identity = &call.inbound.identity;
     let scope = (!identity.system).then_some(&identity.tenant);
     let gathered = async {
         Ok::<_, arqon_bus::BusError>((
-            context.presence.connections(scope).await?,
+            context
+                .presence
+                .connections(scope, context.max_tenants_listed)
+                .await?,
             context.presence.edges().await?,
             context.registry.all(&identity.tenant).await?,
             context.history.count_tenant(&identity.tenant).await?,
@@ -46,7 +50,9 @@ pub(crate) async fn status(call: &Call<'_>) -> CommandReply {
     };
     let rooms: std::collections::BTreeSet<&str> =
         channels.iter().map(|t| t.room.as_str()).collect();
+    let clients_complete = clients.complete;
     let clients: Map<String, Value> = clients
+        .per_tenant
         .into_iter()
         .map(|(tenant, n)| (tenant.to_string(), Value::from(n)))
         .collect();
@@ -59,6 +65,7 @@ pub(crate) async fn status(call: &Call<'_>) -> CommandReply {
             "edges": edges,
         },
         "clients": clients,
+        "clients_complete": clients_complete,
         "rooms": rooms.len(),
         "channels": channels.len(),
         "messages": {

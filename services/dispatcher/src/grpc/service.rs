@@ -268,24 +268,19 @@ impl pb::bus_server::Bus for BusApi {
         record_tenant(&tenant);
         let detail = self
             .views()
-            .channel(&tenant, &topic)
+            .channel(&tenant, &topic, self.context.max_members_listed)
             .await
             .map_err(|e| lookup("read channel info", e))?;
-        let member_count = detail.members.len() as u64;
-        let max = self.context.max_members_listed;
-        let members_complete = detail.members.len() <= max;
-        let mut listed = detail.members;
-        listed.truncate(max);
         Ok(Response::new(pb::ChannelInfoResponse {
             channel: Some(channel(
                 topic.channel.as_str(),
                 detail.record,
-                member_count,
+                detail.members.total,
                 detail.last_activity,
             )),
-            members: members(listed),
+            members: members(detail.members.members),
             message_count: detail.message_count,
-            members_complete,
+            members_complete: detail.members.complete,
         }))
     }
 
@@ -304,11 +299,13 @@ impl pb::bus_server::Bus for BusApi {
             .map_err(|e| lookup("read presence", e))?;
         let found = context
             .presence
-            .members(&tenant, &topic)
+            .members(&tenant, &topic, context.max_members_listed)
             .await
             .map_err(|e| status::bus("read presence", &e))?;
         Ok(Response::new(pb::PresenceResponse {
-            members: members(found),
+            members: members(found.members),
+            member_count: found.total,
+            members_complete: found.complete,
         }))
     }
 

@@ -4,9 +4,9 @@
 use chrono::{DateTime, Utc};
 use futures_util::future::try_join_all;
 
-use arqon_proto::model::Member;
 use arqon_protocol::{ChannelName, RoomName, TenantId, Topic};
 
+use super::presence::MemberList;
 use super::{ChannelRecord, History, LookupError, Presence, Registry};
 use crate::Context;
 
@@ -25,8 +25,8 @@ pub(crate) struct ChannelSummary {
 #[derive(Debug)]
 pub(crate) struct ChannelDetail {
     pub(crate) record: ChannelRecord,
-    /// By client id.
-    pub(crate) members: Vec<Member>,
+    /// The first members by client id, their true count, and whether all are listed.
+    pub(crate) members: MemberList,
     /// Messages in the history.
     pub(crate) message_count: u64,
     pub(crate) last_activity: Option<DateTime<Utc>>,
@@ -39,7 +39,8 @@ pub(crate) struct RoomPage {
     pub(crate) total: usize,
     /// The page's channels, by name (those deleted while it was read are left out).
     pub(crate) channels: Vec<ChannelSummary>,
-    /// The last name the page went through, when channels follow it.
+    /// The last name the page went through, when channels follow it. The page ends
+    /// early where an edge's presence reply was cut, so every count it shows is whole.
     pub(crate) more_after: Option<ChannelName>,
 }
 
@@ -79,11 +80,18 @@ impl Views<'_> {
         let total = topics.len();
         let first = after.map_or(0, |after| topics.partition_point(|t| &t.channel <= after));
         let end = first.saturating_add(limit).min(total);
-        let more_after = (end < total)
+        let mut more_after = (end < total)
             .then(|| topics.get(end.wrapping_sub(1)).map(|t| t.channel.clone()))
             .flatten();
-        let page: Vec<Topic> = topics.drain(first.min(end)..end).collect();
-        let counts = &self.presence.counts(tenant, room).await?;
+        let mut page: Vec<Topic> = topics.drain(first.min(end)..end).collect();
+        let counts = self.presence.counts(tenant, room, after, limit).await?;
+        if let Some(through) = counts.through
+            && page.last().is_some_and(|t| t.channel > through)
+        {
+            page.retain(|t| t.channel <= through);
+            more_after = Some(through);
+        }
+        let counts = &counts.counts;
         let described = try_join_all(page.into_iter().map(|topic| async move {
             let (record, last_activity) = tokio::try_join!(
                 self.registry.get(tenant, &topic),
@@ -104,15 +112,17 @@ impl Views<'_> {
         })
     }
 
-    /// One channel; `RoomNotFound` or `ChannelNotFound` when it does not exist.
+    /// One channel with its first `max_members` members; `RoomNotFound` or
+    /// `ChannelNotFound` when it does not exist.
     pub(crate) async fn channel(
         self,
         tenant: &TenantId,
         topic: &Topic,
+        max_members: usize,
     ) -> Result<ChannelDetail, LookupError> {
         let record = self.registry.existing(tenant, topic).await?;
         let (members, message_count, last_activity) = tokio::try_join!(
-            self.presence.members(tenant, topic),
+            self.presence.members(tenant, topic, max_members),
             self.history.count(tenant, topic),
             self.history.last_activity(tenant, topic),
         )?;
