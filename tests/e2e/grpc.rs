@@ -13,7 +13,7 @@ use arqon_proto::dispatcher::v1::bus_client::BusClient;
 use arqon_protocol::{Envelope, MessageType};
 
 #[derive(Clone)]
-struct Bearer(&'static str);
+pub(crate) struct Bearer(&'static str);
 
 impl Interceptor for Bearer {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
@@ -25,13 +25,13 @@ impl Interceptor for Bearer {
     }
 }
 
-type Client = BusClient<InterceptedService<Channel, Bearer>>;
+pub(crate) type Client = BusClient<InterceptedService<Channel, Bearer>>;
 
 async fn launch(mode: Mode) -> Cluster {
     Cluster::launch(Topology::new(mode)).await
 }
 
-async fn client(cluster: &Cluster, token: &'static str) -> Client {
+pub(crate) async fn client(cluster: &Cluster, token: &'static str) -> Client {
     let channel = tokio::time::timeout(
         WAIT,
         Channel::from_shared(cluster.grpc_endpoint())
@@ -193,6 +193,8 @@ async fn a_service_sees_members_and_history(cluster: &Cluster) {
         .map(|m| m.client_id.as_str())
         .collect();
     assert_eq!(ids, [member.client_id()]);
+    assert_eq!(presence.member_count, 1);
+    assert!(presence.members_complete);
 
     // History fills asynchronously on NATS; the message is there soon after it is routed.
     eventually("the published message appears in history", || {

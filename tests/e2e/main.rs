@@ -20,6 +20,7 @@ mod ops_cron;
 mod ops_omega;
 mod ops_store;
 mod ops_webhook;
+mod presence_limits;
 mod replicas;
 mod routing;
 mod sdk;
