@@ -441,6 +441,75 @@ async fn a_tenants_flood_pushes_out_only_its_own_history() {
     }
 }
 
+/// A channel's history is bounded in bytes as well: a flood into one channel keeps only
+/// its newest messages that fit, and the tenant's other channels keep theirs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_channels_flood_pushes_out_only_its_own_history() {
+    for mode in [Mode::Standalone, Mode::Distributed] {
+        let cluster = Cluster::launch(Topology {
+            dispatcher: DispatcherConfig {
+                history: HistoryConfig {
+                    max_bytes_per_channel: 40_000,
+                    ..HistoryConfig::default()
+                },
+                ..DispatcherConfig::default()
+            },
+            ..Topology::new(mode)
+        })
+        .await;
+        let writer = cluster.client("t-a").await;
+        writer.join("bulk", "files").await.unwrap();
+        writer.join("bulk", "notes").await.unwrap();
+        writer
+            .publish("bulk", "notes", json!({"n": "own"}))
+            .await
+            .unwrap();
+        let padding = "x".repeat(5_000);
+        for n in 0..40 {
+            writer
+                .publish("bulk", "files", json!({ "n": n, "padding": padding }))
+                .await
+                .unwrap();
+        }
+        let reader = cluster.client("t-a").await;
+        let read = |channel: &'static str| {
+            let reader = &reader;
+            async move {
+                let reply = command(
+                    reader,
+                    "history",
+                    json!({"room": "bulk", "channel": channel, "limit": 1000}),
+                )
+                .await;
+                data(&reply)["history"].as_array().unwrap().clone()
+            }
+        };
+        // The bound is checked after each quarter of it, in the background.
+        let mut kept = read("files").await;
+        for _ in 0..50 {
+            if kept.len() <= 10 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            kept = read("files").await;
+        }
+        // About 5 KB each: 40 KB, and at most a quarter more, of the newest.
+        assert!((6..=10).contains(&kept.len()), "{mode:?}: {}", kept.len());
+        assert_eq!(kept.last().unwrap()["payload"]["n"], 39, "{mode:?}");
+        assert_eq!(
+            read("notes").await.len(),
+            1,
+            "{mode:?}: the other channel keeps its own"
+        );
+        let trimmed = metric_value(
+            &cluster.dispatcher_metrics(0).await,
+            "arqonbus_dispatcher_history_trimmed_total",
+        );
+        assert!(trimmed.is_some_and(|n| n >= 30.0), "{mode:?}: {trimmed:?}");
+        cluster.stop().await;
+    }
+}
+
 /// The history's total holds so many tenants' bounds: a tenant for which no room is left
 /// has its messages refused with `QUOTA_EXCEEDED` (not delivered, not acknowledged as
 /// stored), counted, while the tenants that have room go on.

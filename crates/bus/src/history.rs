@@ -284,6 +284,22 @@ impl HistoryStore {
         }
     }
 
+    /// Keeps only the newest messages on `subject` (literal) whose sizes (subject,
+    /// headers and payload, as `max_bytes` counts them) add up to at most `max_bytes`,
+    /// and always the newest one; removes the older ones and returns how many.
+    ///
+    /// NATS: one read of the subject's headers (no payloads), then a purge of the subject
+    /// that keeps that many of its newest: a message appended between the two counts
+    /// among those kept, so the subject may hold a little more than `max_bytes` until
+    /// the next call.
+    pub async fn keep_newest_within(&self, subject: &str, max_bytes: u64) -> Result<u64, BusError> {
+        subject::validate_publish(subject)?;
+        match &self.inner {
+            Inner::Nats(nats) => Box::pin(nats.keep_newest_within(subject, max_bytes)).await,
+            Inner::Embedded(embedded) => Ok(embedded.keep_newest_within(subject, max_bytes)),
+        }
+    }
+
     /// What the stream holds now, in all.
     pub async fn usage(&self) -> Result<Usage, BusError> {
         match &self.inner {
@@ -302,6 +318,21 @@ impl HistoryStore {
             Inner::Embedded(embedded) => Ok(embedded.purge(filter)),
         }
     }
+}
+
+/// How many of the newest of `sizes` (oldest first) add up to at most `max_bytes`; at
+/// least one when there is one.
+pub(crate) fn newest_within(sizes: &[u64], max_bytes: u64) -> usize {
+    let mut total = 0u64;
+    let fitting = sizes
+        .iter()
+        .rev()
+        .take_while(|size| {
+            total = total.saturating_add(**size);
+            total <= max_bytes
+        })
+        .count();
+    fitting.max(sizes.len().min(1))
 }
 
 /// The epoch string of a stream created at `created` (see [`HistoryStore::epoch`]).

@@ -267,6 +267,7 @@ pub struct DispatcherMetrics {
     channel_quota_refusals: Counter,
     channels_expired: Counter,
     history_full: Counter,
+    history_trimmed: Counter,
 }
 
 impl DispatcherMetrics {
@@ -330,6 +331,11 @@ impl DispatcherMetrics {
             "arqonbus_dispatcher_history_full",
             "Messages refused with QUOTA_EXCEEDED: the history's total (ARQONBUS_HISTORY_MAX_BYTES) had no room for another tenant's stream",
             metrics.history_full.clone(),
+        );
+        registry.register(
+            "arqonbus_dispatcher_history_trimmed",
+            "Stored messages removed to keep a channel within ARQONBUS_HISTORY_MAX_BYTES_PER_CHANNEL",
+            metrics.history_trimmed.clone(),
         );
         metrics
     }
@@ -461,7 +467,13 @@ pub async fn start(
         operators,
         registry: Registry::open(&bus, config.max_channels_per_tenant as usize).await?,
         presence: Presence::open(&bus).await?,
-        history: History::open(&bus, &config.history).await?,
+        history: History::open(
+            &bus,
+            &config.history,
+            &tasks,
+            metrics.history_trimmed.clone(),
+        )
+        .await?,
         max_members_listed: config.channel_info_max_members as usize,
         max_tenants_listed: config.status_max_tenants as usize,
         bus: bus.clone(),

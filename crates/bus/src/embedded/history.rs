@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use crate::config::{HistoryConfig, ReadFrom};
 use crate::error::BusError;
 use crate::headers::Headers;
-use crate::history::{StoredMessage, Usage, epoch_of};
+use crate::history::{StoredMessage, Usage, epoch_of, newest_within};
 use crate::subject;
 
 struct State {
@@ -167,6 +167,32 @@ impl EmbeddedHistory {
 
     /// Removes the messages on subjects matching `filter`; `last_seq` stays, so
     /// sequences are not reused.
+    /// Keeps the newest messages on `subject` whose sizes add up to at most `max_bytes`
+    /// (the newest one always); removes the older ones and returns how many.
+    pub(crate) fn keep_newest_within(&self, subject: &str, max_bytes: u64) -> u64 {
+        let mut state = self.lock();
+        let State {
+            messages,
+            by_subject,
+            bytes,
+            ..
+        } = &mut *state;
+        let Some(seqs) = by_subject.get_mut(subject) else {
+            return 0;
+        };
+        let sizes: Vec<u64> = seqs
+            .iter()
+            .map(|seq| messages.get(seq).map_or(0, |m| stored_size(m) as u64))
+            .collect();
+        let remove = seqs.len() - newest_within(&sizes, max_bytes);
+        for old in seqs.drain(..remove) {
+            if let Some(message) = messages.remove(&old) {
+                *bytes -= stored_size(&message);
+            }
+        }
+        remove as u64
+    }
+
     pub(crate) fn purge(&self, filter: &str) -> u64 {
         let mut state = self.lock();
         let State {

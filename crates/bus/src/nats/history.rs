@@ -20,11 +20,13 @@ use super::{Setup, bounded, count_on_subjects, ensure_connected, subjects_on, to
 use crate::config::{HistoryConfig, HistorySource, ReadFrom, Storage};
 use crate::error::BusError;
 use crate::headers::Headers;
-use crate::history::{StoredMessage, Usage, epoch_of};
+use crate::history::{StoredMessage, Usage, epoch_of, newest_within};
 use crate::nats::kv::storage_type;
 
 /// Messages per fetch when a read goes through more than one batch (`tail`).
 const TAIL_BATCH: usize = 1000;
+/// The header a headers-only consumer adds with the size of the payload it left out.
+const MSG_SIZE: &str = "Nats-Msg-Size";
 
 /// A JetStream stream used as history.
 #[derive(Clone)]
@@ -264,6 +266,41 @@ impl NatsHistory {
         .await
     }
 
+    /// Reads the sizes of the messages on `subject` (headers only: `Nats-Msg-Size` gives
+    /// each payload's), then purges the subject keeping the newest that fit.
+    pub(crate) async fn keep_newest_within(
+        &self,
+        subject: &str,
+        max_bytes: u64,
+    ) -> Result<u64, BusError> {
+        ensure_connected(&self.client)?;
+        bounded(self.timeout, async {
+            let consumer = ReadConsumer::create(
+                &self.stream,
+                subject.to_owned(),
+                DeliverPolicy::All,
+                true,
+                "history trim",
+            )
+            .await?;
+            let sizes = sizes(&consumer).await;
+            consumer.delete(&self.stream).await;
+            let sizes = sizes?;
+            let keep = newest_within(&sizes, max_bytes);
+            if keep == sizes.len() {
+                return Ok(0);
+            }
+            self.stream
+                .purge()
+                .filter(subject)
+                .keep(keep as u64)
+                .await
+                .map(|response| response.purged)
+                .map_err(|err| BusError::Backend(format!("history trim failed: {err}")))
+        })
+        .await
+    }
+
     /// Purges the messages on subjects matching `filter`; the stream's sequence goes on.
     pub(crate) async fn purge(&self, filter: &str) -> Result<u64, BusError> {
         ensure_connected(&self.client)?;
@@ -428,6 +465,37 @@ async fn skip_to_last_n(
         }
         to_skip = to_skip.saturating_sub(fetched as u64).max(1);
     }
+}
+
+/// The size of every message the consumer (headers only) had pending when created, as
+/// the stream's byte limit counts them: subject, headers and payload.
+async fn sizes(consumer: &ReadConsumer) -> Result<Vec<u64>, BusError> {
+    let mut remaining = consumer.pending_at_start();
+    let mut sizes = Vec::with_capacity(usize::try_from(remaining).unwrap_or(0).min(4096));
+    while remaining > 0 {
+        let batch = usize::try_from(remaining).map_or(TAIL_BATCH, |r| r.min(TAIL_BATCH));
+        let fetched = consumer
+            .fetch(batch, |message| {
+                let headers = message
+                    .headers
+                    .as_ref()
+                    .map(Headers::from_nats)
+                    .unwrap_or_default();
+                let payload = headers
+                    .get(MSG_SIZE)
+                    .and_then(|size| size.parse::<u64>().ok())
+                    .unwrap_or(0);
+                let own = headers.without_reserved().wire_len() as u64;
+                sizes.push(message.subject.len() as u64 + own + payload);
+                Ok(())
+            })
+            .await?;
+        if fetched == 0 {
+            break;
+        }
+        remaining = remaining.saturating_sub(fetched as u64);
+    }
+    Ok(sizes)
 }
 
 /// Reads everything the consumer had pending when created, keeping the last `n`.

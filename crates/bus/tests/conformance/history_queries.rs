@@ -14,6 +14,7 @@ conformance!(
     history_tail_reads_past_one_batch,
     history_open_existing_leaves_the_stream_as_it_is,
     history_streams_are_listed_measured_and_deleted,
+    history_keeps_a_subjects_newest_within_bytes,
 );
 
 async fn history_epoch_identifies_the_stream(bus: Bus) {
@@ -296,4 +297,38 @@ async fn history_streams_are_listed_measured_and_deleted(bus: Bus) {
     drop(second);
     let err = bus.delete_history("bad name").await.unwrap_err();
     assert!(matches!(err, BusError::InvalidConfig(_)), "{err:?}");
+}
+
+async fn history_keeps_a_subjects_newest_within_bytes(bus: Bus) {
+    let hist = stream(&bus, "TRIM", &["tr.>"]).await;
+    let payload = "x".repeat(100);
+    for n in 0..10 {
+        hist.append("tr.a", Headers::new(), Bytes::from(format!("{n}{payload}")))
+            .await
+            .unwrap();
+    }
+    hist.append("tr.b", Headers::new(), b("other"))
+        .await
+        .unwrap();
+    // Each message on tr.a counts 4 (subject) + 101 (payload) = 105 bytes.
+    assert_eq!(hist.keep_newest_within("tr.a", 350).await.unwrap(), 7);
+    let kept = hist.tail("tr.a", 100).await.unwrap();
+    let firsts: Vec<char> = kept
+        .iter()
+        .map(|m| text(&m.payload).chars().next().unwrap())
+        .collect();
+    assert_eq!(firsts, ['7', '8', '9']);
+    assert_eq!(
+        hist.count("tr.b").await.unwrap(),
+        1,
+        "other subjects untouched"
+    );
+    // Within the bound already: nothing to remove.
+    assert_eq!(hist.keep_newest_within("tr.a", 350).await.unwrap(), 0);
+    // The newest stays, whatever the bound.
+    assert_eq!(hist.keep_newest_within("tr.a", 1).await.unwrap(), 2);
+    assert_eq!(seqs(&hist.tail("tr.a", 100).await.unwrap()), [10]);
+    assert_eq!(hist.keep_newest_within("tr.none", 1).await.unwrap(), 0);
+    let err = hist.keep_newest_within("tr.*", 1).await.unwrap_err();
+    assert!(matches!(err, BusError::InvalidSubject(_)), "{err:?}");
 }

@@ -26,6 +26,8 @@ use arqon_bus::{
 use arqon_proto::model::RoomDelivery;
 use arqon_protocol::{Envelope, TenantId, Topic, subject};
 use bytes::Bytes;
+use prometheus_client::metrics::counter::Counter;
+use tokio_util::task::TaskTracker;
 
 /// Settings of the history.
 #[derive(Debug, Clone, clap::Args)]
@@ -79,12 +81,25 @@ pub struct HistoryConfig {
         value_parser = clap::value_parser!(u64).range(1..),
     )]
     pub max_bytes_per_tenant: u64,
+
+    /// Bytes one channel's history keeps (0: only the tenant's bound); past it the
+    /// channel's oldest messages go first. Checked each time this replica has stored a
+    /// quarter of it in the channel, so a channel may hold up to a quarter more per
+    /// dispatcher replica until the check.
+    #[arg(
+        long = "history-max-bytes-per-channel",
+        env = "ARQONBUS_HISTORY_MAX_BYTES_PER_CHANNEL",
+        default_value_t = DEFAULT_MAX_BYTES_PER_CHANNEL,
+    )]
+    pub max_bytes_per_channel: u64,
 }
 
 /// The history's default size bound: 1 GiB.
 const DEFAULT_MAX_BYTES: u64 = 1 << 30;
 /// A tenant's default size bound: 64 MiB (16 tenants in the default total).
 const DEFAULT_MAX_BYTES_PER_TENANT: u64 = 64 << 20;
+/// A channel's default size bound: 16 MiB, a quarter of its tenant's.
+const DEFAULT_MAX_BYTES_PER_CHANNEL: u64 = 16 << 20;
 
 impl Default for HistoryConfig {
     fn default() -> Self {
@@ -94,6 +109,7 @@ impl Default for HistoryConfig {
             max_age_seconds: 86_400,
             max_bytes: DEFAULT_MAX_BYTES,
             max_bytes_per_tenant: DEFAULT_MAX_BYTES_PER_TENANT,
+            max_bytes_per_channel: DEFAULT_MAX_BYTES_PER_CHANNEL,
         }
     }
 }
@@ -152,6 +168,9 @@ pub(crate) const NO_ROOM: &str = "The bus's history has no room for another tena
 
 /// The tenants' streams this replica has opened, at most this many (then it starts over).
 const OPEN_STREAMS: usize = 4096;
+/// Channels whose stored bytes since their last check this replica counts, at most this
+/// many (then it starts over: the checks of the forgotten ones come later).
+const WRITTEN_CHANNELS: usize = 16_384;
 
 pub(crate) struct History {
     streams: Option<Streams>,
@@ -164,12 +183,23 @@ struct Streams {
     /// Held while a tenant's stream is made, so that this replica counts the streams
     /// one at a time against the budget.
     making: tokio::sync::Mutex<()>,
+    /// Bytes this replica stored per channel since it last checked the channel's bound.
+    written: Mutex<HashMap<(TenantId, Topic), u64>>,
+    /// Where the checks run.
+    tasks: TaskTracker,
+    /// Messages the channels' bound removed.
+    trimmed: Counter,
 }
 
 impl History {
     /// Opens the history (retiring the stream of every tenant from before ADR 018 if it
     /// is there); `None` inside when history is off.
-    pub(crate) async fn open(bus: &Bus, config: &HistoryConfig) -> Result<Self, BusError> {
+    pub(crate) async fn open(
+        bus: &Bus,
+        config: &HistoryConfig,
+        tasks: &TaskTracker,
+        trimmed: Counter,
+    ) -> Result<Self, BusError> {
         config.validate().map_err(BusError::InvalidConfig)?;
         if !config.enabled {
             // Turning history off here does not remove the streams made while it was on:
@@ -192,6 +222,9 @@ impl History {
             config: config.clone(),
             open: Mutex::new(HashMap::new()),
             making: tokio::sync::Mutex::new(()),
+            written: Mutex::new(HashMap::new()),
+            tasks: tasks.clone(),
+            trimmed,
         };
         if let Some(legacy) = retire_legacy(bus).await? {
             streams.adopt(&legacy).await?;
@@ -219,8 +252,12 @@ impl History {
         let room = subject::room(tenant, topic);
         match &self.streams {
             Some(streams) => {
-                streams.made(tenant).await?;
-                Ok(Some(bus.publish_stored(room, headers, delivery).await?))
+                let store = streams.made(tenant).await?;
+                // What the trigger counts; the check itself reads the exact sizes.
+                let size = room.len() + delivery.len();
+                let confirmation = bus.publish_stored(room.clone(), headers, delivery).await?;
+                streams.stored(&store, tenant, topic, room, size as u64);
+                Ok(Some(confirmation))
             }
             None => {
                 bus.publish_with_headers(room, headers, delivery).await?;
@@ -381,6 +418,48 @@ impl Streams {
         }
         open.insert(tenant.clone(), store.clone());
         store
+    }
+
+    /// Counts `bytes` stored in the channel, and once this replica has stored a quarter of
+    /// the channel's bound there since the last check, checks it: the channel keeps its
+    /// newest messages that fit.
+    fn stored(
+        &self,
+        store: &HistoryStore,
+        tenant: &TenantId,
+        topic: &Topic,
+        room: String,
+        bytes: u64,
+    ) {
+        let max = self.config.max_bytes_per_channel;
+        if max == 0 {
+            return;
+        }
+        let due = {
+            let mut written = self.written.lock().unwrap_or_else(PoisonError::into_inner);
+            let key = (tenant.clone(), topic.clone());
+            if written.len() >= WRITTEN_CHANNELS && !written.contains_key(&key) {
+                written.clear();
+            }
+            let since = written.entry(key).or_default();
+            *since = since.saturating_add(bytes);
+            let due = *since >= (max / 4).max(1);
+            if due {
+                *since = 0;
+            }
+            due
+        };
+        if due {
+            let (store, trimmed) = (store.clone(), self.trimmed.clone());
+            self.tasks.spawn(async move {
+                match store.keep_newest_within(&room, max).await {
+                    Ok(removed) => {
+                        trimmed.inc_by(removed);
+                    }
+                    Err(e) => warn!(error = %e, subject = %room, "cannot bound a channel's history in bytes; tried again after its next quarter"),
+                }
+            });
+        }
     }
 
     /// The tenant's stream if it has one, its configuration made ours on first sight.
