@@ -83,6 +83,8 @@ VALUE_ENV = {
         ("ARQONBUS_RATE_LIMIT_STRIKES", "edge.rateLimit.strikes"),
         ("ARQONBUS_RATE_LIMIT_BYTES_PER_SECOND", "edge.rateLimit.bytesPerSecond"),
         ("ARQONBUS_RATE_LIMIT_TENANT_BYTES_PER_SECOND", "edge.rateLimit.tenantBytesPerSecond"),
+        ("ARQONBUS_PRESENCE_MAX_MEMBERS", "edge.presenceMaxMembers"),
+        ("ARQONBUS_PRESENCE_MAX_REPLY_BYTES", "edge.presenceMaxReplyBytes"),
     ],
     "dispatcher": [
         ("ARQONBUS_DISPATCHER_MAX_IN_FLIGHT_MESSAGES", "dispatcher.maxInFlightMessages"),
@@ -92,6 +94,9 @@ VALUE_ENV = {
         ("ARQONBUS_MAX_CHANNELS_PER_TENANT", "dispatcher.channels.maxPerTenant"),
         ("ARQONBUS_EMPTY_CHANNEL_TTL_SECONDS", "dispatcher.channels.emptyTtlSeconds"),
         ("ARQONBUS_CHANNEL_INFO_MAX_MEMBERS", "dispatcher.channels.infoMaxMembers"),
+        ("ARQONBUS_STATUS_MAX_TENANTS", "dispatcher.statusMaxTenants"),
+        ("ARQONBUS_HISTORY_MAX_BYTES_PER_TENANT", "dispatcher.history.maxBytesPerTenant"),
+        ("ARQONBUS_HISTORY_MAX_BYTES_PER_CHANNEL", "dispatcher.history.maxBytesPerChannel"),
     ],
     "operators": [
         ("ARQONBUS_WEBHOOK_MAX_QUEUED_PER_TENANT", "operators.webhook.maxQueuedPerTenant"),
@@ -118,6 +123,11 @@ SERVICE_DEFAULTS = {
     "ARQONBUS_MAX_CHANNELS_PER_TENANT": "10000",
     "ARQONBUS_EMPTY_CHANNEL_TTL_SECONDS": "300",
     "ARQONBUS_CHANNEL_INFO_MAX_MEMBERS": "1000",
+    "ARQONBUS_PRESENCE_MAX_MEMBERS": "10000",
+    "ARQONBUS_PRESENCE_MAX_REPLY_BYTES": "262144",
+    "ARQONBUS_STATUS_MAX_TENANTS": "1000",
+    "ARQONBUS_HISTORY_MAX_BYTES_PER_TENANT": "67108864",
+    "ARQONBUS_HISTORY_MAX_BYTES_PER_CHANNEL": "16777216",
     "ARQONBUS_WEBHOOK_MAX_QUEUED_PER_TENANT": "100000",
     "ARQONBUS_WEBHOOK_MAX_QUEUED_BYTES_PER_TENANT": "16777216",
 }
@@ -593,6 +603,8 @@ def literal(name, docs):
                 "ARQONBUS_RATE_LIMIT_STRIKES": "5",
                 "ARQONBUS_RATE_LIMIT_BYTES_PER_SECOND": "1048576",
                 "ARQONBUS_RATE_LIMIT_TENANT_BYTES_PER_SECOND": "8388608",
+                "ARQONBUS_PRESENCE_MAX_MEMBERS": "500",
+                "ARQONBUS_PRESENCE_MAX_REPLY_BYTES": "131072",
                 "ARQONBUS_OUTBOUND_QUEUE": "512",
             },
             "dispatcher": {
@@ -603,6 +615,9 @@ def literal(name, docs):
                 "ARQONBUS_MAX_CHANNELS_PER_TENANT": "500",
                 "ARQONBUS_EMPTY_CHANNEL_TTL_SECONDS": "0",
                 "ARQONBUS_CHANNEL_INFO_MAX_MEMBERS": "250",
+                "ARQONBUS_STATUS_MAX_TENANTS": "50",
+                "ARQONBUS_HISTORY_MAX_BYTES_PER_TENANT": "33554432",
+                "ARQONBUS_HISTORY_MAX_BYTES_PER_CHANNEL": "4194304",
             },
             "operators": {
                 "ARQONBUS_WEBHOOK_MAX_QUEUED_PER_TENANT": "20000",

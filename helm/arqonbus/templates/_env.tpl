@@ -117,6 +117,10 @@ chart's Secret or existingSecret (secretKeyRef, never a plain value), files (the
   value: {{ $v.edge.maxConnections | int64 | quote }}
 - name: ARQONBUS_PRESENCE_EVENTS
   value: {{ $v.edge.presenceEvents | quote }}
+- name: ARQONBUS_PRESENCE_MAX_MEMBERS
+  value: {{ $v.edge.presenceMaxMembers | int64 | quote }}
+- name: ARQONBUS_PRESENCE_MAX_REPLY_BYTES
+  value: {{ $v.edge.presenceMaxReplyBytes | int64 | quote }}
 - name: ARQONBUS_MAX_CONNECTIONS_PER_TENANT
   value: {{ $v.edge.maxConnectionsPerTenant | int64 | quote }}
 - name: ARQONBUS_MAX_FLEET_CONNECTIONS_PER_TENANT
@@ -190,6 +194,8 @@ chart's Secret or existingSecret (secretKeyRef, never a plain value), files (the
   value: {{ $v.dispatcher.channels.emptyTtlSeconds | int64 | quote }}
 - name: ARQONBUS_CHANNEL_INFO_MAX_MEMBERS
   value: {{ $v.dispatcher.channels.infoMaxMembers | int64 | quote }}
+- name: ARQONBUS_STATUS_MAX_TENANTS
+  value: {{ $v.dispatcher.statusMaxTenants | int64 | quote }}
 - name: ARQONBUS_POLICY_URL
   value: {{ printf "http://%s-policy.%s.svc:%d" $fullname $root.Release.Namespace (int $v.ports.grpc) | quote }}
 - name: ARQONBUS_OPERATORS_URL
@@ -204,6 +210,8 @@ chart's Secret or existingSecret (secretKeyRef, never a plain value), files (the
   value: {{ $v.dispatcher.history.maxBytes | int64 | quote }}
 - name: ARQONBUS_HISTORY_MAX_BYTES_PER_TENANT
   value: {{ $v.dispatcher.history.maxBytesPerTenant | int64 | quote }}
+- name: ARQONBUS_HISTORY_MAX_BYTES_PER_CHANNEL
+  value: {{ $v.dispatcher.history.maxBytesPerChannel | int64 | quote }}
 {{- end }}
 {{- with $v.otel.endpoint }}
 - name: OTEL_EXPORTER_OTLP_ENDPOINT

@@ -163,7 +163,9 @@ now, and the same name twice in a container's env is ambiguous. */}}
     "ARQONBUS_RATE_LIMIT_BURST" "edge.rateLimit.burst"
     "ARQONBUS_RATE_LIMIT_STRIKES" "edge.rateLimit.strikes"
     "ARQONBUS_RATE_LIMIT_BYTES_PER_SECOND" "edge.rateLimit.bytesPerSecond"
-    "ARQONBUS_RATE_LIMIT_TENANT_BYTES_PER_SECOND" "edge.rateLimit.tenantBytesPerSecond")
+    "ARQONBUS_RATE_LIMIT_TENANT_BYTES_PER_SECOND" "edge.rateLimit.tenantBytesPerSecond"
+    "ARQONBUS_PRESENCE_MAX_MEMBERS" "edge.presenceMaxMembers"
+    "ARQONBUS_PRESENCE_MAX_REPLY_BYTES" "edge.presenceMaxReplyBytes")
   "dispatcher" (dict
     "ARQONBUS_DISPATCHER_MAX_IN_FLIGHT_MESSAGES" "dispatcher.maxInFlightMessages"
     "ARQONBUS_DISPATCHER_MAX_IN_FLIGHT_COMMANDS" "dispatcher.maxInFlightCommands"
@@ -171,7 +173,10 @@ now, and the same name twice in a container's env is ambiguous. */}}
     "ARQONBUS_DISPATCHER_MAX_QUEUED_COMMANDS_PER_TENANT" "dispatcher.maxQueuedCommandsPerTenant"
     "ARQONBUS_MAX_CHANNELS_PER_TENANT" "dispatcher.channels.maxPerTenant"
     "ARQONBUS_EMPTY_CHANNEL_TTL_SECONDS" "dispatcher.channels.emptyTtlSeconds"
-    "ARQONBUS_CHANNEL_INFO_MAX_MEMBERS" "dispatcher.channels.infoMaxMembers")
+    "ARQONBUS_CHANNEL_INFO_MAX_MEMBERS" "dispatcher.channels.infoMaxMembers"
+    "ARQONBUS_STATUS_MAX_TENANTS" "dispatcher.statusMaxTenants"
+    "ARQONBUS_HISTORY_MAX_BYTES_PER_TENANT" "dispatcher.history.maxBytesPerTenant"
+    "ARQONBUS_HISTORY_MAX_BYTES_PER_CHANNEL" "dispatcher.history.maxBytesPerChannel")
   "operators" (dict
     "ARQONBUS_WEBHOOK_MAX_QUEUED_PER_TENANT" "operators.webhook.maxQueuedPerTenant"
     "ARQONBUS_WEBHOOK_MAX_QUEUED_BYTES_PER_TENANT" "operators.webhook.maxQueuedBytesPerTenant") }}
