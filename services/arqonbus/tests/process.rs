@@ -2,6 +2,7 @@
 //! development token, the HTTP endpoints, SIGTERM, and the four services as four
 //! processes on one real nats-server.
 
+mod crashes;
 mod support;
 
 use std::process::Command;
