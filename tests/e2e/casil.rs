@@ -301,6 +301,8 @@ with_policy!(enforcing:
 
 with_policy!(redacting: transport_redaction_replaces_what_receivers_and_history_see);
 
+with_policy!(size_limited: an_oversize_envelope_is_refused_and_shown_to_nobody);
+
 with_policy!(guarded: nothing_a_client_writes_escapes_inspection);
 
 with_policy!(monitor: cron_firings_pass_the_live_policy);
@@ -528,4 +530,97 @@ async fn blocks_are_reported_on_the_decision_subject(cluster: &Cluster) {
     );
     // The event shows the redacted copy, never the secret.
     assert_eq!(event["payload"]["content"], "the key is ***REDACTED***");
+}
+
+/// The decision event of message `id` (others skipped), as text and as JSON.
+async fn event_of(events: &mut arqon_bus::Subscription, id: &str) -> (String, Value) {
+    loop {
+        let message = tokio::time::timeout(WAIT, events.next())
+            .await
+            .expect("a decision event in time")
+            .expect("the subscription is open");
+        let text = String::from_utf8(message.payload.to_vec()).unwrap();
+        let event: Value = serde_json::from_str(&text).unwrap();
+        if event["message_id"] == id {
+            return (text, event);
+        }
+    }
+}
+
+/// Asserts that `copy` (the text of one copy of a message) carries none of `secrets`.
+fn carries_none(what: &str, copy: &str, secrets: &[&str]) {
+    for secret in secrets {
+        assert!(!copy.contains(secret), "{what} carries {secret}: {copy}");
+    }
+}
+
+/// Enforcing a payload limit of 1 KiB and reading at most 2 KiB of each part.
+fn size_limited() -> Policy {
+    let mut policy = redacting();
+    policy.policies.max_payload_bytes = 1024;
+    policy.limits.max_inspect_bytes = 2048;
+    policy
+}
+
+/// A payload over `max_payload_bytes` gets one `CASIL_POLICY_OVERSIZE` error that echoes
+/// nothing of it, reaches no member, and its decision event shows no secret: neither one
+/// the inspection read (redacted) nor one past the inspection window, which nothing
+/// read (the copy the event may carry must not hold bytes CASIL never looked at).
+async fn an_oversize_envelope_is_refused_and_shown_to_nobody(cluster: &Cluster) {
+    let late = format!("ghp_{}", "A".repeat(36));
+    let secrets = ["hunter2", "AKIAIOSFODNN7EXAMPLE", late.as_str()];
+    let bus = cluster.bus().await;
+    let mut events = bus.subscribe(subject::CASIL_EVENTS_ALL).await.unwrap();
+    bus.flush().await.unwrap();
+    let member = cluster.client("t-a").await;
+    member.join("lab", "notes").await.unwrap();
+    let mut sender = raw_sender(cluster).await;
+    let payloads = [
+        // Over the limit, read whole.
+        json!({"password": "hunter2", "key": "AKIAIOSFODNN7EXAMPLE", "pad": "x".repeat(1200)}),
+        // Over the limit and the window: the token lies where nothing searched (the keys
+        // are written in this order), while the window had something to redact.
+        json!({"a": "my password", "b": "x".repeat(2500), "c": late, "password": "hunter2"}),
+    ];
+    for payload in payloads {
+        let id = id();
+        let message = json!({"id": id, "type": "message", "room": "lab", "channel": "notes",
+            "payload": payload});
+        send_json(&mut sender, &message).await;
+        let error = next_json(&mut sender).await;
+        assert_eq!(error["type"], "error", "{error}");
+        assert_eq!(error["error_code"], "CASIL_POLICY_OVERSIZE", "{error}");
+        assert_eq!(error["request_id"], id.as_str(), "{error}");
+        assert_eq!(
+            error["payload"],
+            json!({"reason": "CASIL_POLICY_OVERSIZE"}),
+            "{error}"
+        );
+        let echoed = error.to_string();
+        carries_none("the error", &echoed, &secrets);
+        assert!(!echoed.contains("xxxxxxxx"), "{echoed}");
+        let (text, event) = event_of(&mut events, &id).await;
+        assert_eq!(
+            (
+                event["metadata"]["decision"].as_str(),
+                event["metadata"]["reason_code"].as_str(),
+                event["severity"].as_str()
+            ),
+            (
+                Some("BLOCK"),
+                Some("CASIL_POLICY_OVERSIZE"),
+                Some("warning")
+            ),
+            "{text}"
+        );
+        carries_none("the decision event", &text, &secrets);
+    }
+    assert_eq!(member.recv(QUIET).await.unwrap_err(), SdkError::Timeout);
+    // The sender goes on.
+    let ack = send(&mut sender, &id(), "small").await;
+    assert_eq!(ack["type"], "message_response", "{ack}");
+    assert_eq!(
+        member.recv(WAIT).await.unwrap().payload.get("content"),
+        Some(json!("small"))
+    );
 }

@@ -139,7 +139,9 @@ impl Engine {
             && rules.redaction.transport_redaction)
             .then(|| redacted_copy.clone())
             .flatten();
-        let observed_payload = if never_log {
+        // What was not read is not shown: a copy of a payload longer than the window
+        // would carry bytes no pattern searched (a credential past the window, verbatim).
+        let observed_payload = if never_log || flags.oversize_payload {
             Some(REDACTED_JSON.to_owned())
         } else {
             redacted_copy

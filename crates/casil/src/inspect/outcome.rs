@@ -177,8 +177,9 @@ pub struct Outcome {
     /// mode, `ALLOW_WITH_REDACTION`, `transport_redaction`).
     pub transport_payload: Option<String>,
     /// The copy logs and telemetry may carry: the bare token as a JSON string when the
-    /// target is in `never_log_payload_for` (or inspection failed), the redacted JSON when
-    /// something was redacted, `None` when the original may be shown.
+    /// target is in `never_log_payload_for` (or inspection failed, or the payload is
+    /// longer than the inspection window), the redacted JSON when something was
+    /// redacted, `None` when the original may be shown.
     pub observed_payload: Option<String>,
     /// `Some({kind, risk_level, flags, reason_code, decision})` when `metadata.to_envelope`
     /// and the payload was inspected: the caller sets it as `metadata.casil`.

@@ -280,6 +280,34 @@ fn only_the_inspected_prefix_is_searched_but_redaction_covers_the_whole_payload(
 }
 
 #[test]
+fn what_lies_past_the_inspection_window_is_never_shown() {
+    // The window finds a password word to redact; the token after it was never searched.
+    let late = format!(
+        r#"{{"a":"my password","b":"{}","c":"ghp_{}"}}"#,
+        "x".repeat(50),
+        "A".repeat(36)
+    );
+    for policy in [
+        "enabled: true\nmode: enforce\nlimits: {max_inspect_bytes: 50}",
+        "enabled: true\nmode: enforce\nlimits: {max_inspect_bytes: 50, uninspected_bytes: allow}",
+        "enabled: true\nlimits: {max_inspect_bytes: 50}",
+    ] {
+        let out = engine(policy).inspect(&message(None, None, &late));
+        assert!(flags(&out).oversize_payload, "{policy}");
+        assert_eq!(
+            out.observed_payload.as_deref(),
+            Some("\"***REDACTED***\""),
+            "{policy}"
+        );
+    }
+    // Read whole, the same payload's copy is shown redacted.
+    let out = engine("enabled: true\nmode: enforce").inspect(&message(None, None, &late));
+    let observed = out.observed_payload.unwrap();
+    assert!(observed.contains("my ***REDACTED***"), "{observed}");
+    assert!(!observed.contains("ghp_"), "{observed}");
+}
+
+#[test]
 fn blocked_secret_overrides_oversize_and_monitor_reports_either() {
     let policy = "policies: {max_payload_bytes: 10, block_on_probable_secret: true}";
     let payload = r#"{"content":"my password is long"}"#;
