@@ -299,7 +299,10 @@ with_policy!(enforcing:
     blocks_are_reported_on_the_decision_subject,
 );
 
-with_policy!(redacting: transport_redaction_replaces_what_receivers_and_history_see);
+with_policy!(redacting:
+    transport_redaction_replaces_what_receivers_and_history_see,
+    every_copy_of_a_redacted_message_is_redacted,
+);
 
 with_policy!(size_limited: an_oversize_envelope_is_refused_and_shown_to_nobody);
 
@@ -552,6 +555,69 @@ fn carries_none(what: &str, copy: &str, secrets: &[&str]) {
     for secret in secrets {
         assert!(!copy.contains(secret), "{what} carries {secret}: {copy}");
     }
+}
+
+/// With transport redaction, no copy of a redacted message carries what was redacted,
+/// whether it was in the payload, the metadata or a message's arguments: not the
+/// sender's acknowledgement, the members' frames, the decision event, nor the history.
+async fn every_copy_of_a_redacted_message_is_redacted(cluster: &Cluster) {
+    const SECRETS: [&str; 4] = [
+        "hunter2",
+        "AKIAIOSFODNN7EXAMPLE",
+        "meta-value-7",
+        "arg-value-9",
+    ];
+    let bus = cluster.bus().await;
+    let mut events = bus.subscribe(subject::CASIL_EVENTS_ALL).await.unwrap();
+    bus.flush().await.unwrap();
+    let mut member = raw_sender(cluster).await;
+    let mut sender = raw_sender(cluster).await;
+    let id = id();
+    let message = json!({"id": id, "type": "message", "room": "lab", "channel": "notes",
+        "payload": {"user": "ada", "password": "hunter2", "note": "key AKIAIOSFODNN7EXAMPLE"},
+        "metadata": {"secret": "meta-value-7"},
+        "args": {"token": "arg-value-9"}});
+    send_json(&mut sender, &message).await;
+
+    let ack = next_json(&mut sender).await;
+    assert_eq!(
+        (ack["type"].as_str(), ack["id"].as_str()),
+        (Some("message_response"), Some(id.as_str())),
+        "{ack}"
+    );
+    assert_eq!(ack["payload"]["password"], "***REDACTED***", "{ack}");
+    assert_eq!(ack["payload"]["note"], "key ***REDACTED***", "{ack}");
+    assert_eq!(ack["payload"]["user"], "ada", "{ack}");
+    carries_none("the acknowledgement", &ack.to_string(), &SECRETS);
+
+    let delivered = next_json(&mut member).await;
+    assert_eq!(delivered["id"], id.as_str(), "{delivered}");
+    assert_eq!(delivered["payload"], ack["payload"], "{delivered}");
+    assert_eq!(
+        delivered["metadata"]["secret"], "***REDACTED***",
+        "{delivered}"
+    );
+    carries_none("the delivered frame", &delivered.to_string(), &SECRETS);
+
+    let (text, event) = event_of(&mut events, &id).await;
+    assert_eq!(
+        event["metadata"]["decision"], "ALLOW_WITH_REDACTION",
+        "{text}"
+    );
+    assert_eq!(event["payload"]["password"], "***REDACTED***", "{text}");
+    carries_none("the decision event", &text, &SECRETS);
+
+    let history = json!({"type": "command", "command": "history",
+        "args": {"room": "lab", "channel": "notes"}});
+    send_json(&mut member, &history).await;
+    let stored = next_json(&mut member).await;
+    assert_eq!(next_json(&mut member).await["type"], "command_response");
+    let entries = stored["payload"]["data"]["history"].as_array().unwrap();
+    assert!(
+        entries.iter().any(|m| m["message_id"] == id.as_str()),
+        "{stored}"
+    );
+    carries_none("the history", &stored.to_string(), &SECRETS);
 }
 
 /// Enforcing a payload limit of 1 KiB and reading at most 2 KiB of each part.

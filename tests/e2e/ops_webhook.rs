@@ -1011,3 +1011,65 @@ async fn a_blocked_message_is_never_posted() {
     hooks.assert_quiet(QUIET * 3).await;
     cluster.stop().await;
 }
+
+crate::each_mode!(a_redacted_message_is_posted_redacted);
+
+/// With CASIL's transport redaction, the POST carries the redacted message, exactly as
+/// the room's members got it: nothing redacted (payload, metadata or arguments) reaches
+/// the receiver.
+async fn a_redacted_message_is_posted_redacted(mode: Mode) {
+    use arqon_casil::{Mode as CasilMode, Policy};
+    use arqon_policy::{CasilSettings, PolicyConfig};
+
+    let mut policy = Policy {
+        enabled: true,
+        mode: CasilMode::Enforce,
+        ..Policy::default()
+    };
+    policy.policies.redaction.transport_redaction = true;
+    let cluster = Cluster::launch(Topology {
+        policy: PolicyConfig {
+            casil: CasilSettings::from_policy(&policy),
+            ..PolicyConfig::default()
+        },
+        operator: OperatorsConfig {
+            webhook: settings(),
+            ..OperatorsConfig::default()
+        },
+        ..Topology::new(mode)
+    })
+    .await;
+    let mut hooks = receiver(&[], 200).await;
+    let owner = cluster.client("t-a").await;
+    register(&owner, json!({"url": hooks.url})).await;
+    let mut watcher = member(&cluster, "t-a").await;
+    let mut sender = cluster.raw_client("t-a").await;
+    let id = arqon_protocol::MessageId::generate().to_string();
+    let message = json!({"id": id, "type": "message", "room": "science", "channel": "general",
+        "payload": {"password": "hunter2", "note": "key AKIAIOSFODNN7EXAMPLE"},
+        "metadata": {"secret": "meta-value-7"},
+        "args": {"token": "arg-value-9"}});
+    send_json(&mut sender, &message).await;
+    assert_eq!(next_json(&mut sender).await["type"], "message_response");
+
+    let frame = frame_of(&mut watcher, &id).await;
+    let request = hooks.next().await;
+    let body = String::from_utf8_lossy(&request.body).into_owned();
+    for secret in [
+        "hunter2",
+        "AKIAIOSFODNN7EXAMPLE",
+        "meta-value-7",
+        "arg-value-9",
+    ] {
+        assert!(!body.contains(secret), "the POST carries {secret}: {body}");
+    }
+    let posted = request.json();
+    assert_eq!(posted["envelope"]["payload"]["password"], "***REDACTED***");
+    assert_eq!(posted["envelope"]["payload"]["note"], "key ***REDACTED***");
+    assert_eq!(
+        posted["envelope"],
+        serde_json::from_str::<Value>(&frame).unwrap()
+    );
+    hooks.assert_quiet(QUIET).await;
+    cluster.stop().await;
+}

@@ -876,3 +876,78 @@ async fn an_sdk_session_recovers_from_kill_9_of_its_edge() {
     assert!(recovered, "the gap was in history");
     assert!(count >= 1, "what was published meanwhile came from history");
 }
+
+/// CASIL's log lines name the envelope and the reason, never what it carried: at the most
+/// verbose level, for a redaction and for an (oversize) block, no line of the whole
+/// process holds the secrets.
+#[tokio::test]
+async fn casil_never_logs_a_payload() {
+    const SECRETS: [&str; 2] = ["hunter2", "AKIAIOSFODNN7EXAMPLE"];
+    let mut bus = Process::spawn(
+        &["standalone", "--port", "0", "--http-port", "0"],
+        &[
+            ("ARQONBUS_LOG_LEVEL", "trace"),
+            ("ARQONBUS_CASIL_ENABLED", "true"),
+            ("ARQONBUS_CASIL_MODE", "enforce"),
+            ("ARQONBUS_CASIL_TRANSPORT_REDACTION", "true"),
+            ("ARQONBUS_CASIL_MAX_PAYLOAD_BYTES", "1024"),
+        ],
+    );
+    let url = bus.stdout_line("ws://").trim().to_owned();
+    bus.log_event("running");
+    let (mut socket, _) = tokio_tungstenite::connect_async(url.as_str())
+        .await
+        .expect("connect with the printed token");
+    next_json(&mut socket).await; // welcome
+    command(
+        &mut socket,
+        "join_channel",
+        json!({"room": "r0", "channel": "c"}),
+    )
+    .await;
+
+    let cases = [
+        (
+            json!({"password": "hunter2", "note": "key AKIAIOSFODNN7EXAMPLE"}),
+            "message_response",
+        ),
+        (
+            json!({"password": "hunter2", "pad": "x".repeat(1200)}),
+            "CASIL_POLICY_OVERSIZE",
+        ),
+    ];
+    let mut ids = Vec::new();
+    for (payload, answer) in cases {
+        let message = json!({"type": "message", "room": "r0", "channel": "c",
+                             "payload": payload});
+        socket
+            .send(Message::text(message.to_string()))
+            .await
+            .expect("send a message");
+        let reply = next_json(&mut socket).await;
+        let id = if reply["type"] == answer {
+            &reply["id"]
+        } else {
+            assert_eq!(reply["error_code"], answer, "{reply}");
+            &reply["request_id"]
+        };
+        ids.push(id.as_str().expect("the envelope's id").to_owned());
+    }
+    bus.terminate();
+    assert!(bus.wait_exit().success());
+    let stderr = bus.stderr_text();
+    for (id, line) in ids
+        .iter()
+        .zip(["CASIL redacted an envelope", "CASIL blocked an envelope"])
+    {
+        assert!(
+            stderr
+                .lines()
+                .any(|l| l.contains(line) && l.contains(id.as_str())),
+            "no {line:?} for {id}:\n{stderr}"
+        );
+    }
+    for secret in SECRETS {
+        assert!(!stderr.contains(secret), "{secret} logged:\n{stderr}");
+    }
+}
