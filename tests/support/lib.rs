@@ -127,6 +127,14 @@ pub struct Topology {
     pub policy: PolicyConfig,
     pub dispatcher: DispatcherConfig,
     pub operator: OperatorsConfig,
+    /// Whether the dispatchers are given the policy service's gRPC URL (distributed
+    /// only: standalone calls its policy stage in process). Without it `op.casil.*` and
+    /// gRPC `Publish` are `FEATURE_DISABLED`.
+    pub dispatcher_calls_policy: bool,
+    /// Whether the dispatchers are given the operators' gRPC URL (distributed only).
+    /// Without it `op.store.*`, `op.webhook.*`, `op.cron.*` and `op.omega.*` are
+    /// `FEATURE_DISABLED`.
+    pub dispatcher_calls_operators: bool,
 }
 
 impl Topology {
@@ -141,6 +149,8 @@ impl Topology {
             policy: PolicyConfig::default(),
             dispatcher: DispatcherConfig::default(),
             operator: OperatorsConfig::default(),
+            dispatcher_calls_policy: true,
+            dispatcher_calls_operators: true,
         }
     }
 }
@@ -248,6 +258,10 @@ impl Cluster {
     }
 
     async fn start_standalone(topology: Topology) -> Self {
+        assert!(
+            topology.dispatcher_calls_policy && topology.dispatcher_calls_operators,
+            "standalone calls its policy stage and operators in process"
+        );
         let mut cluster = Self::empty(None);
         let bus = connect_bus(None, arqon_bus::NatsOptions::named("standalone"), true)
             .await
@@ -371,8 +385,8 @@ impl Cluster {
             operators_url.get_or_insert(format!("http://{address}"));
         }
         cluster.dispatcher = DispatcherConfig {
-            policy_url: Some(policy_url.clone()),
-            operators_url: operators_url.clone(),
+            policy_url: Some(policy_url.clone()).filter(|_| topology.dispatcher_calls_policy),
+            operators_url: operators_url.filter(|_| topology.dispatcher_calls_operators),
             ..topology.dispatcher.clone()
         };
         for _ in 0..topology.dispatchers.max(1) {

@@ -125,6 +125,35 @@ fn services_authenticate_to_nats_with_their_settings() {
     assert!(!policy.stderr_text().contains("s3cret-pass"));
 }
 
+/// The service token is what a dispatcher or the operators present to the services they
+/// call: given a URL to call without it, they stop at start naming both settings, rather
+/// than run and answer `FEATURE_DISABLED` (which only a dispatcher given no URL does).
+#[test]
+fn a_url_to_call_without_the_service_token_stops_the_service() {
+    let nats = NatsServer::start();
+    let url = nats.url();
+    let cases = [
+        ("dispatcher", "ARQONBUS_POLICY_URL"),
+        ("dispatcher", "ARQONBUS_OPERATORS_URL"),
+        ("operators", "ARQONBUS_POLICY_URL"),
+    ];
+    for (service, setting) in cases {
+        let mut process = Process::spawn(
+            &[service, "--http-port", "0"],
+            &[
+                ("ARQONBUS_NATS_URL", url.as_str()),
+                (setting, "http://127.0.0.1:1"),
+            ],
+        );
+        assert_eq!(process.wait_exit().code(), Some(1), "{service} {setting}");
+        let stderr = process.stderr_text();
+        assert!(
+            stderr.contains(&format!("{setting} needs ARQONBUS_SERVICE_TOKEN")),
+            "{service} {setting}: {stderr}"
+        );
+    }
+}
+
 #[test]
 fn services_other_than_standalone_need_nats() {
     let mut policy = Process::spawn(&["policy", "--http-port", "0"], &[]);
