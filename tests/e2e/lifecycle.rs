@@ -119,3 +119,73 @@ async fn a_nats_outage_keeps_sockets_tells_senders_and_recovers() {
     );
     cluster.stop().await;
 }
+
+/// When nothing answers an envelope (no dispatcher consumes), its sender gets exactly one
+/// `TIMEOUT` error once the edge's pipeline timeout has passed, and the connection goes
+/// on: the next envelope is read (and times out too), and once a dispatcher is back the
+/// next one is answered as usual.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_envelope_nobody_answers_times_out_and_the_connection_goes_on() {
+    use std::time::{Duration, Instant};
+
+    use futures_util::StreamExt as _;
+
+    const TIMEOUT: Duration = Duration::from_millis(400);
+    let edge = arqon_edge::EdgeConfig {
+        pipeline_timeout_ms: 400,
+        ..arqon_e2e::edge_config()
+    };
+    let mut cluster = Cluster::start(arqon_e2e::Mode::Distributed, edge).await;
+    let member = cluster.client("t-a").await;
+    member.join("lab", "c").await.unwrap();
+    let mut socket = cluster.raw_client("t-a").await;
+    cluster.stop_dispatcher(0).await;
+
+    let unanswered = [
+        json!({"type": "message", "room": "lab", "channel": "c", "payload": {"n": "lost"}}),
+        json!({"type": "command", "command": "ping"}),
+    ];
+    for mut envelope in unanswered {
+        let id = arqon_protocol::MessageId::generate().to_string();
+        envelope["id"] = json!(id);
+        let sent = Instant::now();
+        send_json(&mut socket, &envelope).await;
+        let answer = next_json(&mut socket).await;
+        let waited = sent.elapsed();
+        assert_eq!(answer["type"], "error", "{answer}");
+        assert_eq!(
+            answer["error_code"],
+            ErrorCode::Timeout.as_str(),
+            "{answer}"
+        );
+        assert_eq!(answer["request_id"], id.as_str(), "{answer}");
+        // The edge's setting, not the 5 s default, and never before it.
+        assert!(
+            waited >= TIMEOUT && waited < Duration::from_secs(3),
+            "answered after {waited:?}"
+        );
+    }
+    // One answer per envelope: nothing follows.
+    let more = tokio::time::timeout(arqon_e2e::QUIET, socket.next()).await;
+    assert!(more.is_err(), "{more:?}");
+    let timeouts = arqon_e2e::metric_value(
+        &cluster.metrics().await,
+        "arqonbus_edge_pipeline_timeouts_total",
+    );
+    assert_eq!(timeouts, Some(2.0));
+
+    cluster.restart_dispatcher(0).await;
+    let id = arqon_protocol::MessageId::generate().to_string();
+    let message = json!({"id": id, "type": "message", "room": "lab", "channel": "c", "payload": {"n": "after"}});
+    send_json(&mut socket, &message).await;
+    let ack = next_json(&mut socket).await;
+    assert_eq!(
+        (ack["type"].as_str(), ack["id"].as_str()),
+        (Some("message_response"), Some(id.as_str())),
+        "{ack}"
+    );
+    // The one that timed out was never routed: nobody consumed it.
+    let delivered = member.recv(arqon_e2e::WAIT).await.unwrap();
+    assert_eq!(delivered.payload.get("n"), Some(json!("after")));
+    cluster.stop().await;
+}
