@@ -218,6 +218,95 @@ async fn a_fallback_tenant_is_explicit(cluster: &Cluster) {
     );
 }
 
+/// A refresh to another subject is refused and changes nothing: not the role, not the
+/// expiry. One to another role of the same subject applies it: an admin refreshed to a
+/// user loses what only admins may do, and gets it back with an admin token.
+async fn a_refresh_keeps_its_subject_and_takes_the_new_role(cluster: &Cluster) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let carol = |role: &str| json!({"sub": "carol", "tenant_id": "t-a", "role": role});
+    let mallory = json!({"sub": "mallory", "tenant_id": "t-a", "role": "admin"});
+    let mut short = carol("user");
+    short["exp"] = json!(now + 3);
+    let mut user = connect(cluster, &token(cluster, short)).await;
+    let refused = command(
+        &mut user,
+        "refresh",
+        json!({"token": token(cluster, mallory)}),
+    )
+    .await;
+    assert_eq!(
+        refused["error_code"],
+        ErrorCode::AuthorizationError.as_str(),
+        "{refused}"
+    );
+    assert!(
+        refused["payload"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("same tenant and subject")),
+        "{refused}"
+    );
+    // Still carol the user: mallory's admin role was not taken.
+    let create = |channel: &str| json!({"room": "roles", "channel": channel});
+    assert_eq!(
+        command(&mut user, "create_channel", create("by-user")).await["error_code"],
+        ErrorCode::AuthorizationError.as_str()
+    );
+
+    let mut admin = connect(cluster, &token(cluster, carol("admin"))).await;
+    assert_eq!(
+        command(&mut admin, "create_channel", create("first")).await["status"],
+        "success"
+    );
+    let refreshed = command(
+        &mut admin,
+        "refresh",
+        json!({"token": token(cluster, carol("user"))}),
+    )
+    .await;
+    assert_eq!(refreshed["status"], "success", "{refreshed}");
+    assert_eq!(
+        command(&mut admin, "create_channel", create("second")).await["error_code"],
+        ErrorCode::AuthorizationError.as_str()
+    );
+    let force = json!({"room": "roles", "channel": "first", "force": true});
+    let forced = command(&mut admin, "delete_channel", force.clone()).await;
+    assert_eq!(
+        forced["error_code"],
+        ErrorCode::AuthorizationError.as_str(),
+        "{forced}"
+    );
+    command(
+        &mut admin,
+        "refresh",
+        json!({"token": token(cluster, carol("admin"))}),
+    )
+    .await;
+    assert_eq!(
+        command(&mut admin, "create_channel", create("second")).await["status"],
+        "success"
+    );
+    assert_eq!(
+        command(&mut admin, "delete_channel", force).await["status"],
+        "success"
+    );
+
+    // The refused refresh left the first connection its own expiry.
+    assert_eq!(
+        arqon_e2e::close_code(&mut user).await,
+        Some(arqon_edge::close_code::TOKEN_EXPIRED)
+    );
+}
+
+fn no_leeway(config: arqon_edge::EdgeConfig) -> arqon_edge::EdgeConfig {
+    arqon_edge::EdgeConfig {
+        jwt_leeway_seconds: 0,
+        ..config
+    }
+}
+
 fn not_honoured(config: arqon_edge::EdgeConfig) -> arqon_edge::EdgeConfig {
     arqon_edge::EdgeConfig {
         system_scope: false,
@@ -235,6 +324,7 @@ fn with_fallback(config: arqon_edge::EdgeConfig) -> arqon_edge::EdgeConfig {
 both_modes!(
     the_system_scope_needs_the_operators_consent: super::not_honoured,
     a_refresh_applies_every_claim_of_the_new_token,
+    a_refresh_keeps_its_subject_and_takes_the_new_role: super::no_leeway,
     fields_the_server_owns_cannot_be_forged,
     an_exp_beyond_any_clock_breaks_nothing,
     a_token_without_a_tenant_is_refused,
