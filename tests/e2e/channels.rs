@@ -82,7 +82,129 @@ both_modes!(
     private_messages_reach_exactly_their_target,
     presence_events_tell_members_who_comes_and_goes: |c| EdgeConfig { presence_events: true, ..c },
     a_large_history_comes_in_pages_that_fit,
+    deleting_a_channel_purges_its_history,
 );
+
+/// The `n` of every message `history` has for `room:channel`, oldest first, and the
+/// `total_messages` it reports.
+async fn stored(client: &Client, room: &str, channel: &str) -> (Vec<i64>, u64) {
+    let reply = run(client, "history", json!({"room": room, "channel": channel})).await;
+    let data = data(&reply);
+    let ns = data["history"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{}", reply.to_json()))
+        .iter()
+        .map(|m| m["payload"]["n"].as_i64().unwrap())
+        .collect();
+    (ns, data["total_messages"].as_u64().unwrap())
+}
+
+/// `delete_channel` purges what its channel stored: once recreated, `history` finds
+/// nothing of before, nor does a join from a position of before; the tenant's other
+/// channels and another tenant's channel of the same name keep theirs.
+async fn deleting_a_channel_purges_its_history(cluster: &Cluster) {
+    let admin = cluster.client_on(0, &cluster.token("t-a", "admin")).await;
+    let other = cluster.client_on(0, &cluster.token("t-b", "admin")).await;
+    for (client, channel) in [(&admin, "notes"), (&admin, "kept"), (&other, "notes")] {
+        let created = run(
+            client,
+            "create_channel",
+            json!({"room": "lab", "channel": channel}),
+        )
+        .await;
+        assert_eq!(
+            created.status,
+            Some(Status::Success),
+            "{}",
+            created.to_json()
+        );
+    }
+    let mut last_id = String::new();
+    for n in 0..3 {
+        last_id = admin
+            .publish("lab", "notes", json!({"n": n}))
+            .await
+            .unwrap();
+    }
+    admin
+        .publish("lab", "kept", json!({"n": 10}))
+        .await
+        .unwrap();
+    other
+        .publish("lab", "notes", json!({"n": 20}))
+        .await
+        .unwrap();
+    let before = data(
+        &run(
+            &admin,
+            "history",
+            json!({"room": "lab", "channel": "notes"}),
+        )
+        .await,
+    );
+    assert_eq!(before["total_messages"], 3, "{before}");
+    let (epoch, first_offset) = (
+        before["epoch"].clone(),
+        before["history"][0]["offset"].clone(),
+    );
+
+    let deleted = run(
+        &admin,
+        "delete_channel",
+        json!({"room": "lab", "channel": "notes"}),
+    )
+    .await;
+    assert_eq!(
+        deleted.status,
+        Some(Status::Success),
+        "{}",
+        deleted.to_json()
+    );
+    let created = run(
+        &admin,
+        "create_channel",
+        json!({"room": "lab", "channel": "notes"}),
+    )
+    .await;
+    assert_eq!(
+        created.status,
+        Some(Status::Success),
+        "{}",
+        created.to_json()
+    );
+    assert_eq!(stored(&admin, "lab", "notes").await, (vec![], 0));
+    let info = data(
+        &run(
+            &admin,
+            "channel_info",
+            json!({"room": "lab", "channel": "notes"}),
+        )
+        .await,
+    );
+    assert_eq!(info["statistics"]["message_count"], 0, "{info}");
+    for position in [
+        json!({"since_offset": first_offset, "epoch": epoch}),
+        json!({"since_id": last_id}),
+    ] {
+        let mut join = json!({"room": "lab", "channel": "notes"});
+        join.as_object_mut()
+            .unwrap()
+            .extend(position.as_object().unwrap().clone());
+        let joined = data(&run(&admin, "join_channel", join).await);
+        assert_eq!(joined["recovered"], false, "{position}: {joined}");
+        assert_eq!(admin.recv(QUIET).await.unwrap_err(), SdkError::Timeout);
+        admin.leave("lab", "notes").await.unwrap();
+    }
+
+    // The recreated channel stores again; the others kept theirs.
+    admin
+        .publish("lab", "notes", json!({"n": 3}))
+        .await
+        .unwrap();
+    assert_eq!(stored(&admin, "lab", "notes").await, (vec![3], 1));
+    assert_eq!(stored(&admin, "lab", "kept").await, (vec![10], 1));
+    assert_eq!(stored(&other, "lab", "notes").await, (vec![20], 1));
+}
 
 /// Three messages of 400 KB: together over the bus's message size. `history` answers
 /// in pages that fit, newest first, each saying where the next one ends, instead of a
