@@ -5,9 +5,11 @@
 //! which validates once on receipt (`TryFrom`) and hands out `arqon_protocol` types; no
 //! service reads a generated struct field by field.
 
+pub mod control;
 pub mod grpc;
 pub mod grpc_trace;
 pub mod model;
+pub mod operators_control;
 pub mod policy_control;
 
 /// Generated code for `proto/arqon/envelope/v1`.

@@ -10,7 +10,6 @@
 mod commands;
 mod grpc;
 mod intake;
-mod operators_control;
 mod route;
 mod state;
 
@@ -32,9 +31,10 @@ use arqon_bus::lease::{self, LeaseTimings};
 use arqon_bus::{Bus, BusError, KvConfig, Storage};
 use arqon_protocol::subject;
 
+pub use arqon_proto::control::ControlError;
 pub use arqon_proto::grpc::ServiceToken;
-pub use arqon_proto::policy_control::{PolicyControl, PolicyControlError};
-pub use operators_control::{OperatorsControl, OperatorsControlError};
+pub use arqon_proto::operators_control::OperatorsControl;
+pub use arqon_proto::policy_control::PolicyControl;
 pub use state::HistoryConfig;
 use state::{History, Presence, Registry, WebhookTenants, expiry};
 
@@ -220,9 +220,7 @@ pub enum DispatcherError {
     )]
     CommandBounds { per_tenant: u32, commands: u32 },
     #[error(transparent)]
-    PolicyControl(#[from] PolicyControlError),
-    #[error(transparent)]
-    OperatorsControl(#[from] OperatorsControlError),
+    Control(#[from] ControlError),
 }
 
 arqon_telemetry::label_values! {

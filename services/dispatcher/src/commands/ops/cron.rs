@@ -13,7 +13,7 @@ use super::super::Call;
 use super::super::args::{boolean, number};
 use super::super::catalog::{Spec, arg};
 use super::{caller, refused};
-use crate::operators_control::{OperatorsControl, call};
+use arqon_proto::operators_control::{OperatorsControl, call};
 
 pub(super) const SPECS: &[Spec] = &[
     Spec {

@@ -13,7 +13,7 @@ use super::super::args::{Args, number, scalar_text};
 use super::super::catalog::{Arg, Spec, arg};
 use super::super::{Call, object};
 use super::{caller, refused};
-use crate::operators_control::{OperatorsControl, call as bounded};
+use arqon_proto::operators_control::{OperatorsControl, call as bounded};
 
 const KEY: Arg = arg(
     "key",

@@ -15,7 +15,7 @@ use super::super::args::{boolean, number, scalar_text, validation};
 use super::super::catalog::{Spec, arg};
 use super::super::{Call, object};
 use super::{caller, refused};
-use crate::operators_control::{OperatorsControl, call as bounded};
+use arqon_proto::operators_control::{OperatorsControl, call as bounded};
 
 pub(super) const SPECS: &[Spec] = &[
     Spec {
