@@ -109,6 +109,12 @@ impl Style {
         }
     }
 
+    /// No styles: what a pipe gets.
+    #[cfg(test)]
+    pub(crate) fn plain() -> Self {
+        Self { on: false }
+    }
+
     fn paint(self, code: &str, text: &str) -> String {
         if self.on {
             format!("\x1b[{code}m{text}\x1b[0m")
@@ -170,7 +176,7 @@ mod tests {
         let frame =
             json!({"timestamp": "t", "type": "message", "room": "r", "payload": {"b": 1, "a": 2}});
         assert_eq!(
-            frame_line(&frame, Style { on: false }),
+            frame_line(&frame, Style::plain()),
             r#"t type=message sender= room=r channel= payload={"a": 2, "b": 1}"#
         );
     }

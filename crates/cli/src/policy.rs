@@ -14,13 +14,14 @@ use arqon_proto::policy::v1::policy_client::PolicyClient;
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct PolicyArgs {
-    /// The policy service's gRPC API.
+    /// The policy service's gRPC API (`--url` is an older name for it).
     #[arg(
-        long,
+        long = "grpc-url",
+        visible_alias = "url",
         env = "ARQONBUS_POLICY_URL",
         default_value = "http://127.0.0.1:9200"
     )]
-    url: String,
+    grpc_url: String,
     /// The service token the API expects.
     #[arg(long, env = "ARQONBUS_SERVICE_TOKEN", hide_env_values = true)]
     token: String,
@@ -60,8 +61,8 @@ type Client = PolicyClient<InterceptedService<Channel, Bearer>>;
 fn client(args: &PolicyArgs) -> anyhow::Result<Client> {
     let bearer = Bearer::new(&ServiceToken::new(args.token.clone()))
         .map_err(|e| anyhow::anyhow!("the service token cannot be used: {e}"))?;
-    let endpoint = Endpoint::from_shared(args.url.clone())
-        .with_context(|| format!("{:?} is not a URL", args.url))?
+    let endpoint = Endpoint::from_shared(args.grpc_url.clone())
+        .with_context(|| format!("{:?} is not a URL", args.grpc_url))?
         .connect_timeout(Duration::from_secs(5))
         .timeout(Duration::from_secs(15));
     Ok(PolicyClient::with_interceptor(
@@ -136,4 +137,26 @@ pub(crate) async fn run(args: PolicyArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        policy: PolicyArgs,
+    }
+
+    #[test]
+    fn the_grpc_api_is_named_like_the_other_targets_and_the_old_name_still_works() {
+        for flag in ["--grpc-url", "--url"] {
+            let cli =
+                Cli::try_parse_from(["arqon", flag, "http://policy:9200", "--token", "t", "get"])
+                    .unwrap_or_else(|e| panic!("{flag}: {e}"));
+            assert_eq!(cli.policy.grpc_url, "http://policy:9200", "{flag}");
+        }
+    }
 }

@@ -302,17 +302,34 @@ pub(crate) async fn history(args: HistoryArgs) -> anyhow::Result<()> {
     }
     ensure_success(&response)?;
     let data = response.payload.get("data").unwrap_or(Value::Null);
-    let style = Style::detect();
-    for message in data["history"].as_array().into_iter().flatten() {
-        println!(
-            "{} {} {}",
-            style.dim(&format!("#{}", message["offset"])),
-            frame_line(message, style),
-            style.dim(message["message_id"].as_str().unwrap_or_default())
-        );
+    for line in history_lines(&data, Style::detect()) {
+        println!("{line}");
     }
     eprintln!("epoch {}, {} stored", data["epoch"], data["total_messages"]);
     Ok(())
+}
+
+/// One line per stored message of a `history` reply. The stored entries do not repeat
+/// their room and channel (the reply names them once), so they are taken from the reply.
+fn history_lines(data: &Value, style: Style) -> Vec<String> {
+    data["history"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|message| {
+            let mut frame = message.clone();
+            if let Some(fields) = frame.as_object_mut() {
+                fields.insert("room".into(), data["room_id"].clone());
+                fields.insert("channel".into(), data["channel_id"].clone());
+            }
+            format!(
+                "{} {} {}",
+                style.dim(&format!("#{}", message["offset"])),
+                frame_line(&frame, style),
+                style.dim(message["message_id"].as_str().unwrap_or_default())
+            )
+        })
+        .collect()
 }
 
 #[derive(Debug, clap::Args)]
@@ -334,23 +351,28 @@ pub(crate) async fn channels(args: ChannelsArgs) -> anyhow::Result<()> {
     }
     ensure_success(&response)?;
     let data = response.payload.get("data").unwrap_or(Value::Null);
-    let style = Style::detect();
-    println!(
-        "{}",
-        style.bold(&format!(
-            "{:<24} {:>8}  {}",
-            "CHANNEL", "MEMBERS", "LAST ACTIVITY"
-        ))
-    );
-    for channel in data["channels"].as_array().into_iter().flatten() {
-        println!(
-            "{:<24} {:>8}  {}",
-            channel["name"].as_str().unwrap_or_default(),
-            channel["member_count"],
-            channel["last_activity"].as_str().unwrap_or("-")
-        );
+    for line in channel_table(&data, Style::detect()) {
+        println!("{line}");
     }
     Ok(())
+}
+
+/// The channels of a `list_channels` reply as a table under its header. Every cell is
+/// text before it is padded: a JSON value ignores a width when displayed.
+fn channel_table(data: &Value, style: Style) -> Vec<String> {
+    let row =
+        |name: &str, members: &str, activity: &str| format!("{name:<24} {members:>8}  {activity}");
+    let mut lines = vec![style.bold(&row("CHANNEL", "MEMBERS", "LAST ACTIVITY"))];
+    for channel in data["channels"].as_array().into_iter().flatten() {
+        lines.push(row(
+            channel["name"].as_str().unwrap_or_default(),
+            &channel["member_count"]
+                .as_u64()
+                .map_or("-".into(), |n| n.to_string()),
+            channel["last_activity"].as_str().unwrap_or("-"),
+        ));
+    }
+    lines
 }
 
 /// Why an SDK error is worth a hint.
@@ -386,6 +408,45 @@ mod tests {
             parse_header(" :x").unwrap_err().to_string(),
             "Invalid header ' :x': header key cannot be empty"
         );
+    }
+
+    #[test]
+    fn history_lines_name_the_room_and_channel() {
+        let data = serde_json::json!({
+            "room_id": "lab", "channel_id": "notes",
+            "history": [{"offset": 7, "message_id": "m1", "type": "message",
+                         "timestamp": "t", "sender": "s", "payload": {"content": "hi"}}],
+        });
+        let lines = history_lines(&data, Style::plain());
+        assert_eq!(
+            lines,
+            [r#"#7 t type=message sender=s room=lab channel=notes payload={"content": "hi"} m1"#]
+        );
+    }
+
+    #[test]
+    fn the_channel_table_lines_up_under_its_header() {
+        let data = serde_json::json!({"channels": [
+            {"name": "notes", "member_count": 3, "last_activity": "2026-12-04T10:00:00Z"},
+            {"name": "a-much-longer-name", "member_count": 12345},
+        ]});
+        let lines = channel_table(&data, Style::plain());
+        assert_eq!(
+            lines[0],
+            format!("{:<24} {:>8}  LAST ACTIVITY", "CHANNEL", "MEMBERS")
+        );
+        assert_eq!(
+            lines[1],
+            format!("{:<24} {:>8}  2026-12-04T10:00:00Z", "notes", "3")
+        );
+        assert_eq!(
+            lines[2],
+            format!("{:<24} {:>8}  -", "a-much-longer-name", "12345")
+        );
+        // The counts end where the header's MEMBERS ends (column 33).
+        for (line, cell) in lines.iter().zip(["MEMBERS", "3", "12345"]) {
+            assert_eq!(line[25..33].trim_start(), cell, "{lines:#?}");
+        }
     }
 
     #[test]

@@ -268,12 +268,21 @@ async fn publish_join_history_channels_and_command() {
     let history = arqon(&["history", "--ws-url", &bus.ws, "--jwt", &jwt, "lab:notes"]).await;
     assert!(history.status.success(), "{}", err(&history));
     assert!(
-        out(&history).contains(r#"payload={"content": "hi"}"#),
+        out(&history).contains(r#"room=lab channel=notes payload={"content": "hi"}"#),
         "{}",
         out(&history)
     );
     let channels = arqon(&["channels", "--ws-url", &bus.ws, "--jwt", &jwt, "lab"]).await;
-    assert!(out(&channels).contains("notes"), "{}", out(&channels));
+    let table = out(&channels);
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(
+        lines[0],
+        format!("{:<24} {:>8}  LAST ACTIVITY", "CHANNEL", "MEMBERS")
+    );
+    assert!(
+        lines[1].starts_with(&format!("{:<24} {:>8}  ", "notes", "0")),
+        "{table}"
+    );
 
     let pong = arqon(&["command", "--ws-url", &bus.ws, "--jwt", &jwt, "ping"]).await;
     assert!(pong.status.success(), "{}", err(&pong));

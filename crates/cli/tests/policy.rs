@@ -39,7 +39,7 @@ async fn policy_service(shutdown: &CancellationToken) -> String {
 async fn arqon(url: &str, token: &str, args: &[&str]) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_arqon"));
     command
-        .args(["policy", "--url", url, "--token", token])
+        .args(["policy", "--grpc-url", url, "--token", token])
         .args(args)
         .env_remove("ARQONBUS_POLICY_URL")
         .env_remove("ARQONBUS_SERVICE_TOKEN");
