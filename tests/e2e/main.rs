@@ -22,6 +22,7 @@ mod ops_omega;
 mod ops_store;
 mod ops_webhook;
 mod presence_limits;
+mod recovery_live;
 mod replicas;
 mod routing;
 mod sdk;
