@@ -9,6 +9,7 @@ mod authority;
 mod casil;
 mod channel_limits;
 mod channels;
+mod closes;
 mod disabled;
 mod fairness;
 mod fleet_quota;

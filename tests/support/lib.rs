@@ -693,6 +693,49 @@ pub async fn close_code(socket: &mut RawSocket) -> Option<u16> {
     }
 }
 
+/// How a connection ended, as a raw client that reads it to the very end sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ending {
+    /// The server's close frame (its code and reason), then the end of the stream: the
+    /// close handshake completed.
+    Closed(u16, String),
+    /// Anything else: no close frame, a close frame without a code, or an error (a reset)
+    /// before or after it.
+    Broken(String),
+}
+
+/// Reads (bounded) every frame until the connection ends, handing each text frame to
+/// `text`; the close frame is answered as any client answers it. Says how it ended.
+pub async fn read_to_end(socket: &mut RawSocket, mut text: impl FnMut(&str)) -> Ending {
+    let deadline = tokio::time::Instant::now() + 3 * WAIT;
+    let mut close = None;
+    loop {
+        let frame = tokio::time::timeout_at(deadline, socket.next())
+            .await
+            .expect("the connection ends in time");
+        match frame {
+            Some(Ok(Message::Text(frame))) => text(frame.as_str()),
+            Some(Ok(Message::Close(frame))) => {
+                close = Some(frame.map(|f| (u16::from(f.code), f.reason.to_string())));
+            }
+            Some(Ok(_)) => {}
+            Some(Err(e)) => {
+                return Ending::Broken(match close {
+                    Some(frame) => format!("{e} after the close frame {frame:?}"),
+                    None => format!("{e} before any close frame"),
+                });
+            }
+            None => {
+                return match close {
+                    Some(Some((code, reason))) => Ending::Closed(code, reason),
+                    Some(None) => Ending::Broken("a close frame without a code".to_owned()),
+                    None => Ending::Broken("the stream ended without a close frame".to_owned()),
+                };
+            }
+        }
+    }
+}
+
 /// Sends `value` as a text frame.
 pub async fn send_json(socket: &mut RawSocket, value: &Value) {
     socket

@@ -27,6 +27,7 @@ use arqon_protocol::{
 
 use crate::Shared;
 use crate::auth::Grant;
+use crate::closing::Last;
 use crate::metrics::Disconnect;
 use crate::peer::{Outbound, Peer};
 
@@ -61,7 +62,8 @@ const WRITE_BATCH: usize = 64;
 /// as too slow: a client that stops reading must not hold its connection forever.
 const STALL_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Bounds the last writes (queued frames, the close frame) to a client being closed.
+/// Bounds the last writes (the frames queued when the server shuts down) to a client
+/// being closed; the close frame has its own bound (`closing::CLOSE_LINGER`).
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// The envelope waiting for the pipeline's answer. The connection's next frame is read
@@ -100,7 +102,11 @@ enum Accepted {
 
 /// Why the connection ends.
 enum End {
+    /// The client's close frame arrived.
     ClientClosed,
+    /// The connection failed without a close frame (the client went away, or a read or
+    /// write failed).
+    Lost,
     Close(Disconnect, u16, &'static str),
 }
 
@@ -109,6 +115,8 @@ type Step = Result<Option<End>, axum::Error>;
 struct Connection {
     shared: Arc<Shared>,
     socket: WebSocket,
+    /// The TCP connection under the socket, shut down once the socket is done with.
+    tcp: Option<crate::closing::Handle>,
     identity: Identity,
     ingress_subject: String,
     peer: Peer,
@@ -135,10 +143,11 @@ struct Connection {
 /// keeps its future in memory, and an `async fn` would also keep room for its arguments.
 pub(crate) fn run(
     socket: WebSocket,
+    tcp: Option<crate::closing::Handle>,
     shared: Arc<Shared>,
     grant: Grant,
 ) -> impl Future<Output = ()> + Send {
-    let mut connection = Connection::new(socket, shared, grant);
+    let mut connection = Connection::new(socket, tcp, shared, grant);
     async move {
         // Whatever ends the connection, a bug included, it leaves presence and releases
         // what it held (`finish`).
@@ -167,7 +176,12 @@ fn ended(served: std::thread::Result<End>, identity: &Identity) -> End {
 }
 
 impl Connection {
-    fn new(socket: WebSocket, shared: Arc<Shared>, grant: Grant) -> Box<Self> {
+    fn new(
+        socket: WebSocket,
+        tcp: Option<crate::closing::Handle>,
+        shared: Arc<Shared>,
+        grant: Grant,
+    ) -> Box<Self> {
         let identity = Identity {
             tenant: grant.tenant,
             client_id: ClientId::generate_on(&shared.edge_id),
@@ -201,6 +215,7 @@ impl Connection {
             ingress_subject: subject::ingress(&identity.tenant),
             shared,
             socket,
+            tcp,
             identity,
             peer,
             joined: HashSet::new(),
@@ -249,7 +264,7 @@ impl Connection {
     async fn serve(&mut self) -> End {
         let welcome = Envelope::welcome(&self.identity.client_id).to_json().into();
         if self.write_frames([welcome]).await.is_err() {
-            return End::ClientClosed;
+            return End::Lost;
         }
         let shutdown = self.shared.shutdown.clone();
         let peer = self.peer.clone();
@@ -319,7 +334,7 @@ impl Connection {
             match step {
                 Ok(None) => {}
                 Ok(Some(end)) => return end,
-                Err(_) => return End::ClientClosed,
+                Err(_) => return End::Lost,
             }
         }
     }
@@ -398,7 +413,8 @@ impl Connection {
                     .map(|()| None)
             }
             Some(Ok(Message::Ping(_) | Message::Pong(_))) => Ok(None),
-            Some(Ok(Message::Close(_))) | None => Ok(Some(End::ClientClosed)),
+            Some(Ok(Message::Close(_))) => Ok(Some(End::ClientClosed)),
+            None => Ok(Some(End::Lost)),
             Some(Err(e)) => {
                 debug!(client_id = %self.identity.client_id, error = %e, "read failed");
                 Ok(Some(if is_too_big(e) {
@@ -408,7 +424,7 @@ impl Connection {
                         "message too big",
                     )
                 } else {
-                    End::ClientClosed
+                    End::Lost
                 }))
             }
         }
@@ -795,32 +811,36 @@ impl Connection {
         Ok(())
     }
 
+    /// Ends the connection: the last frames (on shutdown), then everything it held on
+    /// the edge and the bus, then the close handshake and the TCP shutdown
+    /// (`closing::close`). The caller still holds its admission meanwhile: a connection
+    /// being closed counts as open until its socket is.
     async fn finish(mut self: Box<Self>, end: End) {
-        let reason = match end {
-            End::ClientClosed => Disconnect::ByClient,
+        let (reason, last) = match end {
+            End::ClientClosed => (Disconnect::ByClient, Last::ClientClosed),
+            End::Lost => (Disconnect::ByClient, Last::Lost),
             End::Close(reason, code, text) => {
-                let last_writes = async {
-                    if reason == Disconnect::Shutdown {
-                        // Frames already queued go out before the close.
+                if reason == Disconnect::Shutdown {
+                    // Frames already queued go out before the close.
+                    let last_writes = async {
                         while let Some(item) = self.peer.pop() {
                             if self.write_outbound(item).await.is_err() {
                                 return;
                             }
                         }
-                    }
-                    let frame = CloseFrame {
-                        code,
-                        reason: Utf8Bytes::from_static(text),
                     };
-                    let _ = self.socket.send(Message::Close(Some(frame))).await;
-                };
-                if tokio::time::timeout(CLOSE_TIMEOUT, last_writes)
-                    .await
-                    .is_err()
-                {
-                    debug!(client_id = %self.identity.client_id, "client did not take its last frames");
+                    if tokio::time::timeout(CLOSE_TIMEOUT, last_writes)
+                        .await
+                        .is_err()
+                    {
+                        debug!(client_id = %self.identity.client_id, "client did not take its last frames");
+                    }
                 }
-                reason
+                let frame = CloseFrame {
+                    code,
+                    reason: Utf8Bytes::from_static(text),
+                };
+                (reason, Last::Close(frame))
             }
         };
         self.shared.metrics.closed(reason);
@@ -834,6 +854,8 @@ impl Connection {
         self.shared.connections.remove(&self.identity.client_id);
         crate::cluster::say_gone(&self.shared, &self.identity).await;
         debug!(client_id = %self.identity.client_id, reason = reason.as_str(), "client disconnected");
+        let Connection { socket, tcp, .. } = *self;
+        crate::closing::close(socket, last, tcp).await;
     }
 }
 

@@ -10,6 +10,7 @@
 //! It must not decide anything about routing or permissions; that is the dispatcher's.
 
 mod auth;
+mod closing;
 mod cluster;
 mod config;
 mod connection;
@@ -27,18 +28,17 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use axum::Router;
-use axum::extract::State;
 use axum::extract::ws::{WebSocketUpgrade, rejection::WebSocketUpgradeRejection};
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
-use axum::serve::ListenerExt;
+use axum::{Extension, Router};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 use arqon_bus::{Bus, BusError};
 use arqon_protocol::{EdgeId, TenantId, subject};
@@ -223,14 +223,10 @@ impl Edge {
     /// connection with 1001 (after writing what was queued for it) and waits for them.
     pub async fn serve(self, listener: TcpListener, http: &HttpMetrics) -> Result<(), EdgeError> {
         let shutdown = self.shared.shutdown.clone();
-        // Small frames (the welcome, acknowledgements) go out at once, not after the
-        // client's delayed ACK of the previous segment.
-        let listener = listener.tap_io(|tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                debug!(error = %e, "cannot set TCP_NODELAY");
-            }
-        });
-        axum::serve(listener, self.router(http))
+        let routes = self
+            .router(http)
+            .into_make_service_with_connect_info::<closing::Handle>();
+        axum::serve(closing::Listener::new(listener), routes)
             .with_graceful_shutdown(shutdown.cancelled_owned())
             .await?;
         self.shared.tasks.close();
@@ -363,6 +359,7 @@ fn too_many(details: &str) -> Response {
 
 async fn upgrade(
     State(shared): State<Arc<Shared>>,
+    tcp: Option<Extension<ConnectInfo<closing::Handle>>>,
     headers: HeaderMap,
     uri: Uri,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
@@ -436,6 +433,7 @@ async fn upgrade(
     metrics.upgrade(Upgrade::Accepted);
     let max = shared.config.max_message_size as usize;
     let connection_shared = Arc::clone(&shared);
+    let tcp = tcp.map(|Extension(ConnectInfo(handle))| handle);
     ws.read_buffer_size(READ_BUFFER)
         .write_buffer_size(WRITE_BUFFER)
         .max_write_buffer_size(WRITE_BUFFER + 2 * max)
@@ -443,7 +441,7 @@ async fn upgrade(
         .max_frame_size(max)
         .on_upgrade(move |socket| {
             shared.tasks.track_future(async move {
-                connection::run(socket, connection_shared, grant).await;
+                connection::run(socket, tcp, connection_shared, grant).await;
                 drop(admission);
             })
         })
