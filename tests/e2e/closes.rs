@@ -6,7 +6,9 @@ use futures_util::SinkExt as _;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
-use arqon_e2e::{Cluster, Ending, read_to_end};
+use arqon_e2e::{
+    Cluster, Ending, RawSocket, eventually, metric_value, next_json, read_to_end, send_json,
+};
 use arqon_edge::close_code as code;
 
 use crate::both_modes;
@@ -19,6 +21,15 @@ both_modes!(
         ..c
     },
     an_oversized_message_is_closed_cleanly_with_1009,
+    a_reader_over_the_byte_bound_is_closed_with_4008: |c| EdgeConfig {
+        outbound_queue_bytes: 1024 * 1024,
+        ..c
+    },
+    a_reader_whose_writes_stall_is_closed_with_4008: |c| EdgeConfig {
+        outbound_queue_bytes: 64 * 1024 * 1024,
+        write_stall_timeout_seconds: 1,
+        ..c
+    },
 );
 
 /// Each scenario runs this many times: a reset came in some runs only.
@@ -91,4 +102,84 @@ async fn an_oversized_message_is_closed_cleanly_with_1009(cluster: &Cluster) {
         runs.iter().all(|run| *run == clean),
         "(sent, ending) of each run: {runs:#?}"
     );
+}
+
+/// A raw client in `room`/`c`, with the join's answers read.
+async fn member(cluster: &Cluster, room: &str) -> RawSocket {
+    let mut socket = cluster.raw_client("t-a").await;
+    let join = json!({"type": "command", "command": "join_channel", "args": {"room": room, "channel": "c"}});
+    send_json(&mut socket, &join).await;
+    assert_eq!(next_json(&mut socket).await["status"], "success");
+    assert_eq!(next_json(&mut socket).await["type"], "command_response");
+    socket
+}
+
+/// Messages of 512 KiB [`flood`] publishes: 16 MiB, far more than the kernel's buffers
+/// between the edge and a client hold (about 4 MiB on loopback).
+const FLOODED: usize = 32;
+
+/// Publishes `count` messages of 512 KiB to `room`/`c`.
+async fn flood(cluster: &Cluster, room: &str, count: usize) {
+    let publisher = cluster.client("t-a").await;
+    let chunk = "x".repeat(512 * 1024);
+    for n in 0..count {
+        publisher
+            .publish(room, "c", json!({"n": n, "data": chunk}))
+            .await
+            .unwrap();
+    }
+}
+
+/// Floods `slow`'s room while watching it: once the edge has closed it as too slow, it
+/// reads again (within the close linger) to the end. Returns how it ended, the frames it
+/// read and the edge's queue drops.
+async fn flood_until_closed(
+    cluster: &Cluster,
+    slow: &mut RawSocket,
+    room: &str,
+) -> (Ending, usize, f64) {
+    let closed = async {
+        eventually("the slow client is disconnected", || async {
+            metric_value(
+                &cluster.metrics().await,
+                r#"arqonbus_edge_disconnects_total{reason="too_slow"}"#,
+            ) == Some(1.0)
+        })
+        .await;
+        let mut frames = 0;
+        let ending = read_to_end(slow, |_| frames += 1).await;
+        (ending, frames)
+    };
+    let ((), (ending, frames)) = tokio::join!(flood(cluster, room, FLOODED), closed);
+    let drops = metric_value(&cluster.metrics().await, "arqonbus_edge_queue_drops_total");
+    (ending, frames, drops.unwrap_or(0.0))
+}
+
+/// A reader that stops reading, sent few but large frames, fills its queue by bytes
+/// (`ARQONBUS_OUTBOUND_QUEUE_BYTES`, 1 MiB) long before its frame bound (1024): it is
+/// closed with 4008, and finds the close frame behind what the buffers held once it
+/// reads again (within the close linger).
+async fn a_reader_over_the_byte_bound_is_closed_with_4008(cluster: &Cluster) {
+    let mut slow = member(cluster, "bytes").await;
+    let (ending, frames, drops) = flood_until_closed(cluster, &mut slow, "bytes").await;
+    assert_eq!(
+        ending,
+        Ending::Closed(code::TOO_SLOW, "too slow: outbound queue full".to_owned())
+    );
+    assert!(frames < FLOODED, "{frames}");
+    assert!(drops >= 1.0, "the queue overflowed");
+}
+
+/// A reader that stops reading while its queue stays within its bounds (64 MiB here) is
+/// closed with 4008 once a write has made no progress for
+/// `ARQONBUS_WRITE_STALL_TIMEOUT_SECONDS` (1 s here).
+async fn a_reader_whose_writes_stall_is_closed_with_4008(cluster: &Cluster) {
+    let mut slow = member(cluster, "stall").await;
+    let (ending, frames, drops) = flood_until_closed(cluster, &mut slow, "stall").await;
+    assert_eq!(
+        ending,
+        Ending::Closed(code::TOO_SLOW, "too slow: writes stalled".to_owned())
+    );
+    assert!(frames < FLOODED, "{frames}");
+    assert_eq!(drops, 0.0, "no queue overflowed");
 }

@@ -263,6 +263,17 @@ pub struct EdgeConfig {
     )]
     pub outbound_queue_bytes: u32,
 
+    /// Seconds one write to a connection (or a join) may make no progress before the
+    /// client is disconnected as too slow (close code 4008), whatever its queue holds: a
+    /// client that stops reading cannot hold its connection forever.
+    #[arg(
+        long = "write-stall-timeout-seconds",
+        env = "ARQONBUS_WRITE_STALL_TIMEOUT_SECONDS",
+        default_value_t = 10,
+        value_parser = clap::value_parser!(u64).range(1..=300),
+    )]
+    pub write_stall_timeout_seconds: u64,
+
     /// Seconds between server pings.
     #[arg(
         long = "ping-interval-seconds",
@@ -356,6 +367,7 @@ impl EdgeConfig {
             rate_limit_tenant_bytes_per_second: 16_777_216,
             outbound_queue: 1024,
             outbound_queue_bytes: 4 * 1024 * 1024,
+            write_stall_timeout_seconds: 10,
             ping_interval_seconds: 20,
             pong_timeout_seconds: 10,
             presence_events: false,
@@ -374,6 +386,10 @@ impl EdgeConfig {
 
     pub fn pipeline_timeout(&self) -> Duration {
         Duration::from_millis(self.pipeline_timeout_ms)
+    }
+
+    pub fn write_stall_timeout(&self) -> Duration {
+        Duration::from_secs(self.write_stall_timeout_seconds)
     }
 
     pub fn ping_interval(&self) -> Duration {

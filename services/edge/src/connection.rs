@@ -58,10 +58,6 @@ const JOIN_COMMAND: &str = "join_channel";
 /// Frames written per flush when the queue holds many.
 const WRITE_BATCH: usize = 64;
 
-/// One step (a write, a join) that makes no progress for this long closes the connection
-/// as too slow: a client that stops reading must not hold its connection forever.
-const STALL_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// Bounds the last writes (the frames queued when the server shuts down) to a client
 /// being closed; the close frame has its own bound (`closing::CLOSE_LINGER`).
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
@@ -269,6 +265,7 @@ impl Connection {
         let shutdown = self.shared.shutdown.clone();
         let peer = self.peer.clone();
         let too_slow = peer.too_slow().clone();
+        let stall_timeout = self.shared.config.write_stall_timeout();
         loop {
             let next = self.next_deadline();
             if self.timer.deadline() != next {
@@ -327,7 +324,7 @@ impl Connection {
                 () = shutdown.cancelled() => {
                     return End::Close(Disconnect::Shutdown, close_code::GOING_AWAY, "server shutting down");
                 }
-                () = tokio::time::sleep(STALL_TIMEOUT) => {
+                () = tokio::time::sleep(stall_timeout) => {
                     return End::Close(Disconnect::TooSlow, close_code::TOO_SLOW, "too slow: writes stalled");
                 }
             };
