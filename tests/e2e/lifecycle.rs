@@ -2,14 +2,16 @@
 
 use serde_json::{Map, Value, json};
 
-use arqon_e2e::{Cluster, close_code, eventually, next_json, send_json};
+use arqon_e2e::{
+    Cluster, Ending, close_code, eventually, metric_value, next_json, read_to_end, send_json,
+};
 use arqon_edge::close_code as code;
 use arqon_protocol::{ErrorCode, MessageType, Status};
 use arqon_sdk::SdkError;
 
 use crate::both_modes;
 
-both_modes!(shutdown_writes_queued_frames_then_closes_with_1001_and_refuses_upgrades);
+both_modes!(shutdown_writes_queued_frames_then_closes_with_1001_and_answers_upgrades_503);
 
 async fn status(cluster: &Cluster) -> Value {
     let (code, body) = cluster.http_get("/status").await;
@@ -17,7 +19,33 @@ async fn status(cluster: &Cluster) -> Value {
     serde_json::from_str(&body).unwrap()
 }
 
-async fn shutdown_writes_queued_frames_then_closes_with_1001_and_refuses_upgrades(
+/// What a new upgrade gets: the refusal's status and headers, or how it failed.
+async fn try_upgrade(cluster: &Cluster) -> Result<(u16, Option<String>, Option<String>), String> {
+    let url = cluster.url_with_token(&cluster.token("t-a", "user"));
+    match tokio_tungstenite::connect_async(url).await {
+        Ok(_) => Err("the upgrade was accepted".to_owned()),
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            let header = |name: &str| {
+                response
+                    .headers()
+                    .get(name)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned)
+            };
+            Ok((
+                response.status().as_u16(),
+                header("connection"),
+                header("retry-after"),
+            ))
+        }
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// On shutdown a client gets the frames queued for it, then 1001. While the edge drains,
+/// an upgrade gets 503 (a clear answer for a load balancer, not a refused connection);
+/// the listener closes once the drain has ended.
+async fn shutdown_writes_queued_frames_then_closes_with_1001_and_answers_upgrades_503(
     cluster: &Cluster,
 ) {
     const COUNT: u64 = 50;
@@ -40,14 +68,40 @@ async fn shutdown_writes_queued_frames_then_closes_with_1001_and_refuses_upgrade
     })
     .await;
 
+    // It reads nothing until the end: the edge waits for its answer to the close (the
+    // close linger), so the drain is still going on below.
+    let mut idle = cluster.raw_client("t-a").await;
+
     cluster.begin_shutdown();
     for n in 0..COUNT {
         assert_eq!(next_json(&mut reader).await["payload"]["n"], n);
     }
     assert_eq!(close_code(&mut reader).await, Some(code::GOING_AWAY));
-    // No new connections once shutdown has begun.
-    let url = cluster.url_with_token(&cluster.token("t-a", "user"));
-    assert!(tokio_tungstenite::connect_async(url).await.is_err());
+    // While the edge drains, an upgrade is answered 503, not refused.
+    assert_eq!(
+        try_upgrade(cluster).await,
+        Ok((503, Some("close".to_owned()), Some("1".to_owned())))
+    );
+    let metrics = cluster.metrics().await;
+    assert_eq!(
+        metric_value(
+            &metrics,
+            r#"arqonbus_edge_upgrades_total{outcome="draining"}"#
+        ),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        read_to_end(&mut idle, |_| {}).await,
+        Ending::Closed(code::GOING_AWAY, "server shutting down".to_owned())
+    );
+    // Once every connection is closed, the drain ends and the listener with it.
+    eventually("the listener closes when the drain ends", || async {
+        try_upgrade(cluster)
+            .await
+            .is_err_and(|e| e.contains("refused"))
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use axum::extract::ws::{WebSocketUpgrade, rejection::WebSocketUpgradeRejection};
 use axum::extract::{ConnectInfo, State};
-use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use axum::{Extension, Router};
@@ -64,6 +64,10 @@ const WRITE_BUFFER: usize = 4 * 1024;
 
 /// How long a join waits for its room subscription.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The `Retry-After` of an upgrade refused while the edge drains: the client may retry at
+/// once elsewhere (a load balancer sends it to another edge) or here once restarted.
+const DRAINING_RETRY_AFTER_SECONDS: u32 = 1;
 
 /// Why the edge could not start or serve.
 #[derive(Debug, thiserror::Error)]
@@ -219,15 +223,24 @@ impl Edge {
         status::router(Arc::clone(&self.shared), version)
     }
 
-    /// Serves WebSocket upgrades on `listener` until shutdown, then closes every
-    /// connection with 1001 (after writing what was queued for it) and waits for them.
+    /// Serves WebSocket upgrades on `listener` until shutdown, then drains: closes every
+    /// connection with 1001 (after writing what was queued for it) and waits for them and
+    /// for the edge's tasks. The listener answers upgrades with 503 while the edge drains,
+    /// so a load balancer or a client gets a clear answer rather than a refused
+    /// connection; it closes when the drain ends.
     pub async fn serve(self, listener: TcpListener, http: &HttpMetrics) -> Result<(), EdgeError> {
         let shutdown = self.shared.shutdown.clone();
+        let tasks = self.shared.tasks.clone();
+        let drained = async move {
+            shutdown.cancelled().await;
+            tasks.close();
+            tasks.wait().await;
+        };
         let routes = self
             .router(http)
             .into_make_service_with_connect_info::<closing::Handle>();
         axum::serve(closing::Listener::new(listener), routes)
-            .with_graceful_shutdown(shutdown.cancelled_owned())
+            .with_graceful_shutdown(drained)
             .await?;
         self.shared.tasks.close();
         self.shared.tasks.wait().await;
@@ -357,6 +370,18 @@ fn too_many(details: &str) -> Response {
         .into_response()
 }
 
+/// The refusal of an upgrade while the edge drains: the connection is not kept either.
+fn draining() -> Response {
+    let mut response = unavailable("Server is shutting down; connect again, possibly elsewhere");
+    let headers = response.headers_mut();
+    headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    headers.insert(
+        header::RETRY_AFTER,
+        HeaderValue::from(DRAINING_RETRY_AFTER_SECONDS),
+    );
+    response
+}
+
 async fn upgrade(
     State(shared): State<Arc<Shared>>,
     tcp: Option<Extension<ConnectInfo<closing::Handle>>>,
@@ -367,7 +392,7 @@ async fn upgrade(
     let metrics = &shared.metrics;
     if shared.shutdown.is_cancelled() {
         metrics.upgrade(Upgrade::Draining);
-        return unavailable("Server is shutting down");
+        return draining();
     }
     let grant = match &shared.auth {
         None => Grant::anonymous(),
@@ -432,17 +457,18 @@ async fn upgrade(
     };
     metrics.upgrade(Upgrade::Accepted);
     let max = shared.config.max_message_size as usize;
-    let connection_shared = Arc::clone(&shared);
+    // Counted as a task of the edge from now on, so a drain that starts before the
+    // upgrade completes still waits for the connection.
+    let task = shared.tasks.token();
     let tcp = tcp.map(|Extension(ConnectInfo(handle))| handle);
     ws.read_buffer_size(READ_BUFFER)
         .write_buffer_size(WRITE_BUFFER)
         .max_write_buffer_size(WRITE_BUFFER + 2 * max)
         .max_message_size(max)
         .max_frame_size(max)
-        .on_upgrade(move |socket| {
-            shared.tasks.track_future(async move {
-                connection::run(socket, tcp, connection_shared, grant).await;
-                drop(admission);
-            })
+        .on_upgrade(move |socket| async move {
+            connection::run(socket, tcp, shared, grant).await;
+            drop(admission);
+            drop(task);
         })
 }
