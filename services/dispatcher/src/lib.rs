@@ -28,7 +28,8 @@ use tokio_util::task::TaskTracker;
 use tracing::info;
 
 use arqon_bus::lease::{self, LeaseTimings};
-use arqon_bus::{Bus, BusError, KvConfig, Storage};
+use arqon_bus::{Bus, BusError};
+use arqon_proto::layout;
 use arqon_protocol::subject;
 
 pub use arqon_proto::control::ControlError;
@@ -526,11 +527,10 @@ async fn start_sweep(
     shutdown: &CancellationToken,
 ) -> Result<(), BusError> {
     let bucket = bus
-        .key_value(KvConfig {
-            max_age: Some(expiry::LEASE),
-            storage: Storage::Memory,
-            ..KvConfig::new(subject::CHANNEL_SWEEP_LEASE_BUCKET)
-        })
+        .key_value(layout::lease(
+            subject::CHANNEL_SWEEP_LEASE_BUCKET,
+            expiry::LEASE,
+        ))
         .await?;
     let (terms, leadership) = tokio::sync::watch::channel(None);
     tasks.spawn(lease::hold(

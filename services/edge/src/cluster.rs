@@ -8,7 +8,7 @@ use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-use arqon_bus::{Bus, KvConfig, KvStore, Storage, Subscription};
+use arqon_bus::{Bus, KvStore, Subscription};
 use serde_json::Value;
 
 use arqon_proto::model::{DirectAck, DirectDelivery, PresenceQuery, RoomDelivery};
@@ -16,15 +16,6 @@ use arqon_protocol::{Envelope, Identity, JsonObject, MessageType, SERVER_SENDER,
 
 use crate::peer::Outbound;
 use crate::{Shared, presence};
-
-/// The bucket of live edges, as every service opens it.
-pub(crate) fn edges_bucket() -> KvConfig {
-    KvConfig {
-        max_age: Some(subject::EDGE_TTL),
-        storage: Storage::Memory,
-        ..KvConfig::new(subject::EDGES_BUCKET)
-    }
-}
 
 /// Renews this edge's key until `stop`, then removes it.
 pub(crate) async fn heartbeat(shared: Arc<Shared>, edges: KvStore, stop: CancellationToken) {

@@ -22,7 +22,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-use arqon_bus::{KvConfig, KvEntry, KvStore, Storage};
+use arqon_bus::{KvEntry, KvStore};
 use arqon_protocol::{EdgeId, TenantId, subject};
 
 use crate::Shared;
@@ -41,15 +41,6 @@ const WRITERS: usize = 16;
 const WARN_EVERY: Duration = Duration::from_secs(10);
 /// Cached counts of tenants not seen for this long are forgotten.
 const FORGET_AFTER: Duration = Duration::from_secs(10);
-
-/// The bucket, as every edge opens it.
-pub(crate) fn bucket() -> KvConfig {
-    KvConfig {
-        max_age: Some(subject::FLEET_CONNECTIONS_TTL),
-        storage: Storage::Memory,
-        ..KvConfig::new(subject::FLEET_CONNECTIONS_BUCKET)
-    }
-}
 
 /// What the fleet-wide quota says about one more connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

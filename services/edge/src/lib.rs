@@ -41,6 +41,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use arqon_bus::{Bus, BusError};
+use arqon_proto::layout;
 use arqon_protocol::{EdgeId, TenantId, subject};
 use arqon_telemetry::metrics::HttpMetrics;
 
@@ -142,12 +143,14 @@ impl Edge {
         } else {
             None
         };
-        let edges = bus.key_value(cluster::edges_bucket()).await?;
+        let edges = bus.key_value(layout::edges()).await?;
         let fleet = match config.max_fleet_connections_per_tenant {
             0 => None,
-            cap => {
-                fleet::FleetQuota::new(cap, bus.key_value(fleet::bucket()).await?, edge_id.clone())
-            }
+            cap => fleet::FleetQuota::new(
+                cap,
+                bus.key_value(layout::fleet_connections()).await?,
+                edge_id.clone(),
+            ),
         };
         bus.flush().await?;
         let tasks = TaskTracker::new();

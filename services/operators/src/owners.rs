@@ -9,7 +9,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
-use arqon_bus::{Bus, BusError, KvConfig, KvStore, Storage};
+use arqon_bus::{Bus, BusError, KvStore};
+use arqon_proto::layout;
 use arqon_protocol::{ClientId, EdgeId, subject};
 
 /// Disconnect notices buffered per listener; a listener that falls further behind
@@ -31,13 +32,7 @@ impl Owners {
         shutdown: CancellationToken,
     ) -> Result<Self, BusError> {
         // The same settings as the edges use (`arqon_edge::cluster`).
-        let edges = bus
-            .key_value(KvConfig {
-                max_age: Some(subject::EDGE_TTL),
-                storage: Storage::Memory,
-                ..KvConfig::new(subject::EDGES_BUCKET)
-            })
-            .await?;
+        let edges = bus.key_value(layout::edges()).await?;
         let mut notices = bus.subscribe(subject::CLIENTS_GONE_ALL).await?;
         let (gone, _) = broadcast::channel(BUFFER);
         let sender = gone.clone();

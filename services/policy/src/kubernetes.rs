@@ -28,8 +28,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use arqon_bus::lease::{self, Leadership, LeaseTimings};
-use arqon_bus::{Bus, BusError, KvConfig, Storage};
+use arqon_bus::{Bus, BusError};
 use arqon_casil::{Engine, Policy};
+use arqon_proto::layout;
 use arqon_protocol::subject;
 
 use crate::live::Store;
@@ -133,11 +134,7 @@ pub(crate) async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), BusError> {
     let bucket = bus
-        .key_value(KvConfig {
-            max_age: Some(LEASE),
-            storage: Storage::Memory,
-            ..KvConfig::new(subject::POLICY_LEASE_BUCKET)
-        })
+        .key_value(layout::lease(subject::POLICY_LEASE_BUCKET, LEASE))
         .await?;
     let (terms, mut leadership) = watch::channel(None);
     let release = CancellationToken::new();

@@ -16,9 +16,10 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use arqon_bus::{Bus, BusError, KvConfig, KvEvent, KvStore, KvWatch};
+use arqon_bus::{Bus, BusError, KvEvent, KvStore, KvWatch};
 use arqon_casil::{Engine, Policy, PolicyError as Invalid};
-use arqon_protocol::subject::{CASIL_BUCKET, CASIL_POLICY_KEY};
+use arqon_proto::layout;
+use arqon_protocol::subject::CASIL_POLICY_KEY;
 
 use crate::metrics::PolicyMetrics;
 
@@ -27,8 +28,6 @@ use crate::metrics::PolicyMetrics;
 const APPLY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Reloads racing for the same version are retried this many times.
 const RELOAD_ATTEMPTS: usize = 5;
-/// Versions kept in the bucket, for operators to look back at.
-const HISTORY: u8 = 16;
 
 /// One stored version of the policy.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -120,13 +119,7 @@ impl Store {
         metrics: PolicyMetrics,
     ) -> Result<(Self, KvWatch), OpenError> {
         Engine::compile(seed.clone()).map_err(OpenError::InvalidSeed)?;
-        let kv = bus
-            .key_value(KvConfig {
-                history: HISTORY,
-                storage: bus.durable_storage(),
-                ..KvConfig::new(CASIL_BUCKET)
-            })
-            .await?;
+        let kv = bus.key_value(layout::casil(bus)).await?;
         let first = Record {
             version: 1,
             updated_at: now(),

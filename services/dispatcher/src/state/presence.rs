@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use tracing::warn;
 
-use arqon_bus::{Bus, BusError, KvConfig, KvStore, Storage};
+use arqon_bus::{Bus, BusError, KvStore};
+use arqon_proto::layout;
 use arqon_proto::model::{Member, PresenceQuery, PresenceReply};
 use arqon_protocol::{ChannelName, ClientId, RoomName, TenantId, Topic, subject};
 
@@ -29,14 +30,9 @@ pub(crate) struct Presence {
 impl Presence {
     pub(crate) async fn open(bus: &Bus) -> Result<Self, BusError> {
         // The same bucket settings as the edges use (`arqon_edge::cluster`).
-        let config = KvConfig {
-            max_age: Some(subject::EDGE_TTL),
-            storage: Storage::Memory,
-            ..KvConfig::new(subject::EDGES_BUCKET)
-        };
         Ok(Self {
             bus: bus.clone(),
-            edges: bus.key_value(config).await?,
+            edges: bus.key_value(layout::edges()).await?,
         })
     }
 

@@ -13,7 +13,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use arqon_bus::{Bus, BusError, KvConfig, KvStore};
+use arqon_bus::{Bus, BusError, KvStore};
+use arqon_proto::layout;
 use arqon_protocol::{ErrorCode, RoomName, TenantId, Timestamp, Topic, subject};
 
 /// Longest channel `description`, in bytes (`create_channel` refuses a longer one), so a
@@ -118,12 +119,8 @@ pub(crate) struct Registry {
 
 impl Registry {
     pub(crate) async fn open(bus: &Bus, max_per_tenant: usize) -> Result<Self, BusError> {
-        let config = KvConfig {
-            storage: bus.durable_storage(),
-            ..KvConfig::new(subject::CHANNELS_BUCKET)
-        };
         Ok(Self {
-            kv: bus.key_value(config).await?,
+            kv: bus.key_value(layout::channels(bus)).await?,
             max_per_tenant,
         })
     }
@@ -523,13 +520,7 @@ mod tests {
     async fn a_bucket_without_a_counter_is_counted_once() {
         let (bus, registry) = registry(2).await;
         let t = tenant();
-        let kv = bus
-            .key_value(KvConfig {
-                storage: bus.durable_storage(),
-                ..KvConfig::new(subject::CHANNELS_BUCKET)
-            })
-            .await
-            .unwrap();
+        let kv = bus.key_value(layout::channels(&bus)).await.unwrap();
         let old = br#"{"description":"","created_by":"c","created_at":"2026-01-01T00:00:00Z"}"#;
         kv.put(
             &subject::channel_key(&t, &topic("old")),

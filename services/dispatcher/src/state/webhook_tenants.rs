@@ -12,8 +12,9 @@ use std::sync::{Arc, PoisonError, RwLock};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use arqon_bus::{Bus, BusError, KvConfig, KvEvent};
-use arqon_protocol::{TenantId, subject};
+use arqon_bus::{Bus, BusError, KvEvent};
+use arqon_proto::layout;
+use arqon_protocol::TenantId;
 
 /// Rule ids by tenant.
 type Tenants = HashMap<String, HashSet<String>>;
@@ -31,11 +32,7 @@ impl WebhookTenants {
         tasks: &TaskTracker,
         shutdown: CancellationToken,
     ) -> Result<Self, BusError> {
-        let config = KvConfig {
-            storage: bus.durable_storage(),
-            ..KvConfig::new(subject::WEBHOOKS_BUCKET)
-        };
-        let kv = bus.key_value(config).await?;
+        let kv = bus.key_value(layout::webhooks(bus)).await?;
         let tenants = Self {
             tenants: Arc::default(),
         };
@@ -61,7 +58,7 @@ impl WebhookTenants {
     }
 
     fn apply(&self, event: &KvEvent) {
-        let Some((tenant, rule_id)) = event.key.split_once('.') else {
+        let Some((tenant, rule_id)) = layout::split_tenant_key(&event.key) else {
             return;
         };
         if event.value.is_some() {
@@ -105,13 +102,7 @@ mod tests {
     #[tokio::test]
     async fn follows_the_rules_bucket() {
         let bus = Bus::embedded(EmbeddedOptions::default());
-        let kv = bus
-            .key_value(KvConfig {
-                storage: bus.durable_storage(),
-                ..KvConfig::new(subject::WEBHOOKS_BUCKET)
-            })
-            .await
-            .unwrap();
+        let kv = bus.key_value(layout::webhooks(&bus)).await.unwrap();
         kv.put("t-a.wh_000000000001", Bytes::from_static(b"{}"))
             .await
             .unwrap();

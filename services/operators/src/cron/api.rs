@@ -11,11 +11,12 @@ use tonic::{Request, Response, Status};
 use tracing::{debug, warn};
 
 use arqon_bus::{BusError, Bytes, KvStore};
+use arqon_proto::layout;
 use arqon_proto::operators::v1 as pb;
 use arqon_protocol::Timestamp;
 use arqon_telemetry::traces;
 
-use super::job::{self, Job, JobId};
+use super::job::{Job, JobId};
 use super::request::NewJob;
 use super::scheduler::CANCELLED;
 use super::settings::CronSettings;
@@ -55,7 +56,7 @@ impl CronApi {
         let jobs = &self.inner.jobs;
         let verb = "schedule a cron job";
         let existing = jobs
-            .keys_matching(&job::tenant_keys(&caller.tenant))
+            .keys_matching(&layout::tenant_keys(&caller.tenant))
             .await
             .map_err(|e| unavailable(verb, &e))?;
         let max = self.inner.settings.max_jobs_per_tenant;
@@ -96,7 +97,7 @@ impl CronApi {
         let jobs = &self.inner.jobs;
         let verb = "list cron jobs";
         let keys = jobs
-            .keys_matching(&job::tenant_keys(&caller.tenant))
+            .keys_matching(&layout::tenant_keys(&caller.tenant))
             .await
             .map_err(|e| unavailable(verb, &e))?;
         let entries: Vec<_> = futures_util::stream::iter(keys)
@@ -136,7 +137,7 @@ impl CronApi {
         }
         let missing = || not_found(format!("Cron job '{given}' not found"));
         let id = JobId::parse(given).ok_or_else(missing)?;
-        let key = job::key(&caller.tenant, &id);
+        let key = layout::tenant_key(&caller.tenant, &id);
         let jobs = &self.inner.jobs;
         let verb = "cancel a cron job";
         let deadline = Instant::now() + CLAIM_WAIT;

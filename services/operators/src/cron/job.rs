@@ -10,6 +10,7 @@ use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
+use arqon_proto::layout;
 use arqon_proto::operators::v1 as pb;
 use arqon_protocol::{
     ChannelName, Envelope, JsonObject, MessageId, MessageType, RoomName, TenantId, Timestamp, Topic,
@@ -52,20 +53,16 @@ impl fmt::Debug for JobId {
     }
 }
 
+impl AsRef<str> for JobId {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
 impl fmt::Display for JobId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }
-}
-
-/// The bucket key of a job.
-pub(crate) fn key(tenant: &TenantId, id: &JobId) -> String {
-    format!("{tenant}.{id}")
-}
-
-/// The keys of every job of a tenant.
-pub(crate) fn tenant_keys(tenant: &TenantId) -> String {
-    format!("{tenant}.*")
 }
 
 /// The times of a cron expression in a time zone.
@@ -180,7 +177,7 @@ pub(crate) struct Job {
 
 impl Job {
     pub(crate) fn key(&self) -> String {
-        key(&self.tenant, &self.id)
+        layout::tenant_key(&self.tenant, &self.id)
     }
 
     /// When the scheduler must look at it: a claimed firing at once (it is unfinished

@@ -25,7 +25,8 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use arqon_bus::{KvConfig, Storage, lease};
+use arqon_bus::lease;
+use arqon_proto::layout;
 use arqon_protocol::subject;
 
 use crate::{OperatorsError, Shared};
@@ -46,19 +47,10 @@ pub(crate) async fn start(
 ) -> Result<CronApi, OperatorsError> {
     settings.validate().map_err(OperatorsError::Settings)?;
     let bus = &shared.bus;
-    let jobs = bus
-        .key_value(KvConfig {
-            storage: bus.durable_storage(),
-            ..KvConfig::new(subject::CRON_BUCKET)
-        })
-        .await?;
+    let jobs = bus.key_value(layout::cron(bus)).await?;
     let timings = settings.lease();
     let lease_bucket = bus
-        .key_value(KvConfig {
-            max_age: Some(timings.ttl),
-            storage: Storage::Memory,
-            ..KvConfig::new(subject::CRON_LEASE_BUCKET)
-        })
+        .key_value(layout::lease(subject::CRON_LEASE_BUCKET, timings.ttl))
         .await?;
     let watch = jobs.watch_all_with_history().await?;
     let metrics = shared.metrics.cron.clone();

@@ -22,9 +22,9 @@ use serde_json::value::RawValue;
 use tokio::task::JoinHandle;
 use tonic::{Request, Response, Status};
 
-use arqon_bus::KvConfig;
+use arqon_proto::layout;
 use arqon_proto::operators::v1 as pb;
-use arqon_protocol::{TenantId, Timestamp, subject};
+use arqon_protocol::{TenantId, Timestamp};
 
 use crate::caller::Caller;
 use crate::status::{forbidden, unavailable, validation};
@@ -122,13 +122,7 @@ pub(crate) async fn start(
     shared: &Shared,
     settings: &StoreSettings,
 ) -> Result<StoreApi, OperatorsError> {
-    let kv = shared
-        .bus
-        .key_value(KvConfig {
-            storage: shared.bus.durable_storage(),
-            ..KvConfig::new(subject::STORE_BUCKET)
-        })
-        .await?;
+    let kv = shared.bus.key_value(layout::store(&shared.bus)).await?;
     check(settings, kv.max_value_size()).map_err(OperatorsError::Settings)?;
     let data = Data {
         places: Places::new(kv.clone(), settings.max_keys_per_tenant),

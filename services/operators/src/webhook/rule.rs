@@ -9,8 +9,9 @@ use reqwest::header::{HeaderName, HeaderValue};
 use serde::{Deserialize, Serialize};
 use tonic::Status;
 
+use arqon_proto::layout;
 use arqon_proto::operators::v1 as pb;
-use arqon_protocol::{TenantId, Timestamp};
+use arqon_protocol::Timestamp;
 
 use crate::caller::Caller;
 use crate::status::validation;
@@ -113,7 +114,7 @@ impl Rule {
 
     /// Its key in the rules bucket.
     pub(crate) fn key(&self) -> String {
-        format!("{}.{}", self.tenant, self.rule_id)
+        layout::tenant_key(&self.tenant, &self.rule_id)
     }
 
     /// Whether a message to `room:channel` of its tenant matches: each filter it has
@@ -142,16 +143,6 @@ impl Rule {
             },
         }
     }
-}
-
-/// The key of `rule_id` of `tenant` in the rules bucket.
-pub(crate) fn key(tenant: &TenantId, rule_id: &str) -> String {
-    format!("{tenant}.{rule_id}")
-}
-
-/// Every key of `tenant`'s rules.
-pub(crate) fn tenant_keys(tenant: &TenantId) -> String {
-    format!("{tenant}.*")
 }
 
 /// Whether `text` has the form of a rule id (`wh_` and 12 lowercase hex digits), so it
@@ -223,7 +214,7 @@ fn headers(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use arqon_protocol::{ClientId, EdgeId};
+    use arqon_protocol::{ClientId, EdgeId, TenantId};
 
     fn caller() -> Caller {
         Caller {

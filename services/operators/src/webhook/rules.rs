@@ -15,10 +15,11 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::debug;
 
-use arqon_bus::{Bus, BusError, KvConfig, KvEvent, KvStore};
-use arqon_protocol::{TenantId, subject};
+use arqon_bus::{Bus, BusError, KvEvent, KvStore};
+use arqon_proto::layout;
+use arqon_protocol::TenantId;
 
-use super::rule::{self, Rule};
+use super::rule::Rule;
 
 /// Rules by tenant, then by id.
 type Local = HashMap<String, HashMap<String, Arc<Rule>>>;
@@ -36,19 +37,10 @@ impl std::fmt::Debug for Rules {
     }
 }
 
-/// The rules bucket's settings, which the dispatcher uses too (opening a bucket with
-/// other settings would change it).
-pub(crate) fn bucket_config(bus: &Bus) -> KvConfig {
-    KvConfig {
-        storage: bus.durable_storage(),
-        ..KvConfig::new(subject::WEBHOOKS_BUCKET)
-    }
-}
-
 impl Rules {
     pub(crate) async fn open(bus: &Bus) -> Result<Self, BusError> {
         Ok(Self {
-            kv: bus.key_value(bucket_config(bus)).await?,
+            kv: bus.key_value(layout::webhooks(bus)).await?,
             copy: Arc::default(),
         })
     }
@@ -66,7 +58,7 @@ impl Rules {
     }
 
     fn apply(&self, event: KvEvent) {
-        let Some((tenant, rule_id)) = event.key.split_once('.') else {
+        let Some((tenant, rule_id)) = layout::split_tenant_key(&event.key) else {
             return;
         };
         let mut copy = self.copy.write().unwrap_or_else(PoisonError::into_inner);
@@ -104,16 +96,16 @@ impl Rules {
         tenant: &TenantId,
         rule_id: &str,
     ) -> Result<Option<Rule>, BusError> {
-        let entry = self.kv.get(&rule::key(tenant, rule_id)).await?;
+        let entry = self.kv.get(&layout::tenant_key(tenant, rule_id)).await?;
         Ok(entry.and_then(|entry| serde_json::from_slice(&entry.value).ok()))
     }
 
     /// The ids of `tenant`'s rules, from the bucket.
     pub(crate) async fn ids(&self, tenant: &TenantId) -> Result<Vec<String>, BusError> {
-        let keys = self.kv.keys_matching(&rule::tenant_keys(tenant)).await?;
+        let keys = self.kv.keys_matching(&layout::tenant_keys(tenant)).await?;
         Ok(keys
             .into_iter()
-            .filter_map(|key| key.split_once('.').map(|(_, id)| id.to_owned()))
+            .filter_map(|key| layout::split_tenant_key(&key).map(|(_, id)| id.to_owned()))
             .collect())
     }
 
@@ -131,7 +123,7 @@ impl Rules {
     }
 
     pub(crate) async fn delete(&self, tenant: &str, rule_id: &str) -> Result<(), BusError> {
-        self.kv.delete(&format!("{tenant}.{rule_id}")).await
+        self.kv.delete(&layout::tenant_key(tenant, rule_id)).await
     }
 
     /// The rules of `tenant` a message to `room:channel` matches.
