@@ -1,6 +1,6 @@
 //! `op.cron` over the wire: scheduled messages reaching every member of the room (the
 //! owner too) in order, cancels that stop them at once, cron expressions, ownership,
-//! every §7.3 message and every limit, disconnects, and two operators replicas firing
+//! every message of the original's `op.cron` and every limit, disconnects, and two operators replicas firing
 //! each iteration exactly once.
 
 use std::time::Duration;
@@ -106,7 +106,7 @@ async fn listed(client: &Client) -> Vec<Value> {
     jobs
 }
 
-/// §14 #42, with repeats: the owner and another member get each firing, in order, with
+/// The original's acceptance scenario 42, with repeats: the owner and another member get each firing, in order, with
 /// `metadata.cron_job_id` and `iteration`; another tenant's member of a room with the
 /// same name gets nothing; the finished job disappears from the list.
 async fn a_scheduled_job_reaches_every_member_in_order(cluster: &Cluster) {
@@ -340,7 +340,7 @@ async fn only_owners_and_admins_see_and_cancel_jobs(cluster: &Cluster) {
     ok(&own, "Cron job cancelled");
 }
 
-/// §7.3's messages, the type conversions, the cron extensions and every limit.
+/// The original `op.cron`'s messages, the type conversions, the cron extensions and every limit.
 async fn every_refusal_names_its_rule(cluster: &Cluster) {
     let client = cluster.client("t-a").await;
     let base = json!({"room": "r", "channel": "c", "payload": {"n": 1}});

@@ -1,4 +1,4 @@
-//! `op.omega.*` over the wire (§7.5, §14 #46-56): the gates in their order, every reply
+//! `op.omega.*` over the wire (the original's `op.omega` and its acceptance scenarios 46-56): the gates in their order, every reply
 //! and refusal, retention, filters, the lab broadcast, and two replicas emitting at once.
 
 use std::collections::HashSet;
@@ -99,7 +99,7 @@ fn is_id(id: &str, prefix: &str) -> bool {
         .is_some_and(|hex| hex.len() == 12 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
-/// §14 #46, and the five settings exported (§14 #45).
+/// The original's acceptance scenario 46, and the five settings exported (scenario 45).
 async fn status_answers_while_disabled(mode: Mode) {
     let cluster = launch(mode, OmegaSettings::default()).await;
     for client in [cluster.client("t-a").await, admin(&cluster, "t-a").await] {
@@ -117,7 +117,7 @@ async fn status_answers_while_disabled(mode: Mode) {
     cluster.stop().await;
 }
 
-/// §14 #47: the flag comes first, before the admin check and the arguments.
+/// The original's acceptance scenario 47: the flag comes first, before the admin check and the arguments.
 async fn everything_else_is_refused_while_disabled(mode: Mode) {
     let cluster = launch(mode, OmegaSettings::default()).await;
     let admin = admin(&cluster, "t-a").await;
@@ -153,7 +153,7 @@ async fn everything_else_is_refused_while_disabled(mode: Mode) {
     cluster.stop().await;
 }
 
-/// §14 #48 and #55: register, emit, and the lab room of the emitter's tenant hears it,
+/// The original's acceptance scenarios 48 and 55: register, emit, and the lab room of the emitter's tenant hears it,
 /// the emitter included.
 async fn admins_register_and_emit_and_the_lab_hears_it(mode: Mode) {
     let cluster = launch(mode, enabled()).await;
@@ -238,7 +238,7 @@ async fn admins_register_and_emit_and_the_lab_hears_it(mode: Mode) {
     cluster.stop().await;
 }
 
-/// §14 #49 and #52: the admin check comes before the arguments.
+/// The original's acceptance scenarios 49 and 52: the admin check comes before the arguments.
 async fn users_may_read_but_not_change_the_lane(mode: Mode) {
     let cluster = launch(mode, enabled()).await;
     let user = cluster.client("t-a").await;
@@ -291,7 +291,7 @@ async fn users_may_read_but_not_change_the_lane(mode: Mode) {
     cluster.stop().await;
 }
 
-/// §14 #50 and #56.
+/// The original's acceptance scenarios 50 and 56.
 async fn the_substrate_limit_holds(mode: Mode) {
     let omega = OmegaSettings {
         max_substrates: 1,
@@ -341,7 +341,7 @@ async fn the_substrate_limit_holds(mode: Mode) {
     cluster.stop().await;
 }
 
-/// §14 #51, and the refusals of unregister.
+/// The original's acceptance scenario 51, and the refusals of unregister.
 async fn unregistering_removes_the_substrates_events(mode: Mode) {
     let cluster = launch(mode, enabled()).await;
     let admin = admin(&cluster, "t-a").await;
@@ -402,7 +402,7 @@ async fn unregistering_removes_the_substrates_events(mode: Mode) {
     cluster.stop().await;
 }
 
-/// §14 #53.
+/// The original's acceptance scenario 53.
 async fn only_the_newest_events_are_kept(mode: Mode) {
     let omega = OmegaSettings {
         max_events: 2,
@@ -434,7 +434,7 @@ async fn only_the_newest_events_are_kept(mode: Mode) {
     cluster.stop().await;
 }
 
-/// §14 #54: filters first, then the last `limit`, oldest first.
+/// The original's acceptance scenario 54: filters first, then the last `limit`, oldest first.
 async fn events_are_filtered_then_limited(mode: Mode) {
     let cluster = launch(mode, enabled()).await;
     let admin = admin(&cluster, "t-a").await;

@@ -1,4 +1,4 @@
-//! `op.store.*` over the wire (§7.4, §14 #37-38): every reply and refusal, namespaces that
+//! `op.store.*` over the wire (the original's `op.store` and its acceptance scenarios 37-38): every reply and refusal, namespaces that
 //! never leave their tenant (the original's hole), admins crossing tenants, the limits,
 //! compare-and-set and expiry.
 
@@ -57,7 +57,7 @@ async fn list(client: &Client, args: Value) -> Value {
     )
 }
 
-/// §14 #37, and every data field of §7.4.
+/// The original's acceptance scenario 37, and every data field of its `op.store` replies.
 async fn the_store_round_trips(mode: Mode) {
     let cluster = launch(mode, StoreSettings::default()).await;
     let client = cluster.client("t-a").await;
@@ -125,7 +125,7 @@ async fn the_store_round_trips(mode: Mode) {
     cluster.stop().await;
 }
 
-/// §14 #38.
+/// The original's acceptance scenario 38.
 async fn the_default_namespace_is_per_tenant(mode: Mode) {
     let cluster = launch(mode, StoreSettings::default()).await;
     let a = cluster.client("t-a").await;
@@ -148,7 +148,7 @@ async fn the_default_namespace_is_per_tenant(mode: Mode) {
     cluster.stop().await;
 }
 
-/// The regression of §7.4's hole: an explicit namespace is a sub-namespace of the
+/// The regression of the original `op.store`'s hole: an explicit namespace is a sub-namespace of the
 /// caller's tenant, whatever it is called.
 async fn an_explicit_namespace_never_leaves_the_tenant(mode: Mode) {
     let cluster = launch(mode, StoreSettings::default()).await;

@@ -1,6 +1,6 @@
 //! `op.webhook` over the wire, against real HTTP receivers on 127.0.0.1: signed POSTs
 //! with the exact body, retries then success, dead letters, tenant isolation, the SSRF
-//! guard, every §7.2 reply and error, rules that end with their owner, two operators
+//! guard, every reply and error of the original's `op.webhook`, rules that end with their owner, two operators
 //! replicas sharing the queue, and a tenant whose endpoint hangs filling only its share.
 
 use std::collections::{BTreeSet, VecDeque};
@@ -252,7 +252,7 @@ async fn outcome_count(cluster: &Cluster, replica: usize, outcome: &str) -> f64 
 // ---------------------------------------------------------------------------------------
 // Scenarios.
 
-/// §14 #40: a rule for `science:general` receives a POST whose body has the sender's
+/// The original's acceptance scenario 40: a rule for `science:general` receives a POST whose body has the sender's
 /// client id and the envelope; here also: exactly as the room's members got it, signed
 /// with the rule's secret, once, and only for matching messages.
 async fn a_matching_message_is_posted_once_signed_with_the_exact_body(cluster: &Cluster) {
@@ -447,7 +447,7 @@ async fn messages_of_another_tenant_are_never_posted(cluster: &Cluster) {
     hooks.assert_quiet(QUIET * 3).await;
 }
 
-/// §14 #39 and every §7.2 reply and error of register, list and unregister.
+/// The original's acceptance scenario 39, and every reply and error of its `op.webhook` register, list and unregister.
 async fn rules_are_registered_listed_and_unregistered_with_every_error(cluster: &Cluster) {
     let mut hooks = receiver(&[], 200).await;
     let owner = cluster.client("t-a").await;

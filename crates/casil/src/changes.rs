@@ -1,5 +1,5 @@
 //! The flat view of a policy used by `op.casil.get` (the snapshot) and `op.casil.reload`
-//! (the changes), with the original's names and argument coercions (§6.9).
+//! (the changes), with the original's names and argument coercions for `op.casil.reload`.
 //!
 //! One table of names serves both directions, so every setting that can be read can be
 //! changed and a snapshot fed back as changes gives the same policy.

@@ -1,4 +1,4 @@
-//! The telemetry event for an inspection (§6.7).
+//! The telemetry event for an inspection, with the original's fields.
 
 use serde_json::{Map, Value, json};
 

@@ -1,5 +1,5 @@
 //! The `arqon` binary against a running bus (`arqonbus standalone`, in this process, on
-//! loopback ports): the original's behaviours (§14 #62–65) and the new commands.
+//! loopback ports): the original's behaviours (its acceptance scenarios 62-65) and the new commands.
 
 // Test helpers: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]

@@ -191,7 +191,7 @@ mod tests {
 
     #[test]
     fn acceptance_ids_of_the_original() {
-        // §14 #9 of the original's acceptance list.
+        // Acceptance scenario 9 of the original.
         assert!(MessageId::parse("arq_1700000000000000000_7_c0ffee").is_ok());
         assert!(MessageId::parse("arq_01HZZZZZZZZZZZZZZZZZZZZZZZ").is_ok());
         assert_eq!(

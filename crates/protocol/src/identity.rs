@@ -43,7 +43,7 @@ impl fmt::Debug for Role {
     }
 }
 
-/// A permission a built-in command needs (the original's model, §5.2 of the reference).
+/// A permission a built-in command needs (the original's permission model).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Permission {
     /// `create_channel`, `delete_channel`.

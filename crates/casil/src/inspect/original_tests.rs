@@ -1,4 +1,4 @@
-//! The original's observed outcomes (§6.4 table) and CASIL acceptance scenarios (§14,
+//! The original's observed outcomes (its table of inputs and decisions) and CASIL acceptance scenarios (the original's acceptance list,
 //! items 15-31), with today's expectation. Where a fix changes the result, the original's
 //! is given in a comment beside it.
 
@@ -17,7 +17,7 @@ fn decide(e: &Engine, payload: &str) -> (Decision, Reason) {
     (outcome.decision, outcome.reason)
 }
 
-// §6.4, row by row.
+// The original's table of outcomes, row by row.
 
 #[test]
 fn row_monitor_defaults_clean() {
@@ -147,7 +147,7 @@ fn row_internal_error_follows_default_decision() {
     }
 }
 
-// §14, items 15-31.
+// The original's acceptance scenarios 15-31.
 
 fn scoped(include: &str, exclude: &str) -> Engine {
     engine(&format!(

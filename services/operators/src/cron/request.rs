@@ -1,4 +1,4 @@
-//! `Schedule` requests, checked once on receipt against the original's rules (§7.3) and
+//! `Schedule` requests, checked once on receipt against the original's `op.cron.schedule` rules and
 //! this service's limits. Every error is a `VALIDATION_ERROR` whose text the client sees.
 
 use chrono::{DateTime, TimeDelta, Utc};

@@ -1,4 +1,4 @@
-//! `op.omega.*`: the Tier-Omega experimental lane (§7.5 of the original). Admins register
+//! `op.omega.*`: the Tier-Omega experimental lane, as the original had it. Admins register
 //! substrates and emit events from them; anyone may list both while the lane is enabled,
 //! and ask its status at any time.
 //!

@@ -172,7 +172,7 @@ mod tests {
             .omega
     }
 
-    /// §14 #43: the five settings come from their environment variables (or flags), with
+    /// The original's acceptance scenario 43: the five settings come from their environment variables (or flags), with
     /// the original's defaults.
     #[test]
     fn the_environment_populates_the_five_settings() {
@@ -220,7 +220,7 @@ mod tests {
         assert!(Cli::try_parse_from(["arqonbus", "--omega-enabled", "maybe"]).is_err());
     }
 
-    /// §14 #44: empty names and zero limits, each with its message.
+    /// The original's acceptance scenario 44: empty names and zero limits, each with its message.
     #[test]
     fn bad_settings_are_reported_together() {
         let bad = parse(&[
@@ -262,7 +262,7 @@ mod tests {
         );
     }
 
-    /// §14 #45: the checked settings keep the five values (`op.omega.status` exports them).
+    /// The original's acceptance scenario 45: the checked settings keep the five values (`op.omega.status` exports them).
     #[test]
     fn the_defaults_are_the_originals() {
         let config = LaneConfig::from_settings(&OmegaSettings::default()).unwrap();
