@@ -15,6 +15,7 @@ mod fairness;
 mod fleet_quota;
 mod grpc;
 mod handshake;
+mod history_load;
 mod lifecycle;
 mod limits;
 mod observability;
