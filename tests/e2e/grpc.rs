@@ -7,7 +7,7 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
 
-use arqon_e2e::{Cluster, Mode, SERVICE_TOKEN as TOKEN, Topology, WAIT, eventually};
+use arqon_e2e::{Cluster, Mode, SERVICE_TOKEN as TOKEN, Topology, WAIT};
 use arqon_proto::dispatcher::v1 as pb;
 use arqon_proto::dispatcher::v1::bus_client::BusClient;
 use arqon_protocol::{Envelope, MessageType};
@@ -196,31 +196,25 @@ async fn a_service_sees_members_and_history(cluster: &Cluster) {
     assert_eq!(presence.member_count, 1);
     assert!(presence.members_complete);
 
-    // History fills asynchronously on NATS; the message is there soon after it is routed.
-    eventually("the published message appears in history", || {
-        let mut service = service.clone();
-        async move {
-            let history = service
-                .history(pb::HistoryRequest {
-                    tenant: "t-a".into(),
-                    room: "lab".into(),
-                    channel: "notes".into(),
-                    limit: 10,
-                    since: None,
-                    until: None,
-                })
-                .await
-                .map(|r| r.into_inner());
-            match history {
-                Ok(h) => h.messages.iter().any(|m| {
-                    serde_json::from_slice::<Value>(&m.envelope_json)
-                        .is_ok_and(|v| v["payload"]["n"] == json!(1))
-                }),
-                Err(_) => false,
-            }
-        }
-    })
-    .await;
+    // The acknowledgement waited for the stream to store it (ADR 011): it is there now.
+    let history = service
+        .history(pb::HistoryRequest {
+            tenant: "t-a".into(),
+            room: "lab".into(),
+            channel: "notes".into(),
+            limit: 10,
+            since: None,
+            until: None,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let stored: Vec<Value> = history
+        .messages
+        .iter()
+        .map(|m| serde_json::from_slice::<Value>(&m.envelope_json).unwrap()["payload"].clone())
+        .collect();
+    assert_eq!(stored, [json!({"n": 1})]);
 }
 
 async fn a_wrong_token_is_refused_and_nothing_is_delivered(cluster: &Cluster) {
