@@ -6,6 +6,7 @@ use serde_json::json;
 
 use arqon_e2e::{Cluster, Mode, Topology, WAIT};
 use arqon_sdk::{ConnectOptions, Event, Session, SessionOptions};
+use arqon_testkit::ClosedPort;
 
 use crate::both_modes;
 
@@ -43,11 +44,9 @@ async fn a_session_survives_the_loss_of_its_edge_and_recovers_what_it_missed() {
     // After losing its edge the session tries a closed port first, then waits its backoff
     // (a second or more) before the other edge: what is published meanwhile must come
     // from history.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .unwrap();
+    let closed = ClosedPort::new();
     let mut options = SessionOptions::new(urls[0].clone(), ConnectOptions::with_token(&token));
-    options.urls.push(format!("ws://{closed}/ws"));
+    options.urls.push(format!("ws://{}/ws", closed.addr()));
     options.urls.push(urls[1].clone());
     options.backoff_min = Duration::from_secs(2);
     let mut session = Session::connect(options).await.unwrap();

@@ -14,7 +14,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 use arqon_sdk::token::{Claims, mint_hs256};
-use arqon_testkit::NatsServer;
+use arqon_testkit::{ClosedPort, NatsServer};
 
 use support::{Process, WAIT};
 
@@ -162,6 +162,11 @@ fn services_other_than_standalone_need_nats() {
     assert!(stderr.contains("ARQONBUS_NATS_URL"), "{stderr}");
 }
 
+/// Borrows owned environment pairs.
+fn pairs<'a>(env: &'a [(&'a str, String)]) -> Vec<(&'a str, &'a str)> {
+    env.iter().map(|(k, v)| (*k, v.as_str())).collect()
+}
+
 /// `arqonbus healthcheck` with the environment of the service it asks.
 fn healthcheck(env: &[(&str, &str)]) -> (bool, String) {
     let mut command = Command::new(env!("CARGO_BIN_EXE_arqonbus"));
@@ -186,21 +191,31 @@ fn healthcheck(env: &[(&str, &str)]) -> (bool, String) {
 #[test]
 fn healthcheck_follows_readiness() {
     let mut nats = NatsServer::start();
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port().to_string();
-    drop(listener);
     let url = nats.url();
-    let env = [
-        ("ARQONBUS_NATS_URL", url.as_str()),
-        ("ARQONBUS_HTTP_HOST", "0.0.0.0"),
-        ("ARQONBUS_HTTP_PORT", port.as_str()),
-    ];
-    let (ready, text) = healthcheck(&env);
+    let env = |port: &str| {
+        [
+            ("ARQONBUS_NATS_URL", url.clone()),
+            ("ARQONBUS_HTTP_HOST", "0.0.0.0".to_owned()),
+            ("ARQONBUS_HTTP_PORT", port.to_owned()),
+        ]
+    };
+    let closed = ClosedPort::new();
+    let (ready, text) = healthcheck(&pairs(&env(&closed.port().to_string())));
     assert!(!ready, "nothing runs yet: {text}");
     assert!(text.contains("no answer from http://127.0.0.1:"), "{text}");
 
-    let mut policy = Process::spawn(&["policy"], &env);
+    // The service picks its port (a port picked here and let go could be taken by a
+    // parallel test before the service binds it); the health check is told which.
+    let mut policy = Process::spawn(&["policy"], &pairs(&env("0")));
+    let bound: std::net::SocketAddr = policy.log_event("HTTP listener bound")["addr"]
+        .as_str()
+        .expect("addr")
+        .parse()
+        .expect("a socket address");
+    assert!(bound.ip().is_unspecified(), "{bound}");
     policy.log_event("running");
+    let service_env = env(&bound.port().to_string());
+    let env = pairs(&service_env);
     let (ready, text) = healthcheck(&env);
     assert!(ready, "{text}");
     assert!(text.contains("ready"), "{text}");
@@ -857,11 +872,9 @@ async fn an_sdk_session_recovers_from_kill_9_of_its_edge() {
     .expect("token");
     // After the kill the session tries a closed port first, then waits its backoff
     // (seconds) before the live edge: what is published meanwhile must come from history.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port");
+    let closed = ClosedPort::new();
     let mut options = SessionOptions::new(urls[0].clone(), ConnectOptions::with_token(&token));
-    options.urls.push(format!("ws://{closed}/ws"));
+    options.urls.push(format!("ws://{}/ws", closed.addr()));
     options.urls.push(urls[1].clone());
     options.backoff_min = Duration::from_secs(2);
     let mut session = Session::connect(options).await.expect("a session");

@@ -8,7 +8,7 @@ use arqon_bus::{
     Bus, BusError, Bytes, DEFAULT_SUBSCRIPTION_CAPACITY, Headers, HistoryConfig, HistorySource,
     KvConfig, NatsOptions, ReadFrom,
 };
-use arqon_testkit::NatsServer;
+use arqon_testkit::{ClosedPort, NatsServer};
 
 use crate::support::{WAIT, eventually, nats_options, recv, text};
 
@@ -137,9 +137,8 @@ async fn outage_is_reported_and_the_client_recovers() {
 
 #[tokio::test]
 async fn connect_fails_clearly_when_nothing_listens() {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    drop(listener);
+    let closed = ClosedPort::new();
+    let port = closed.port();
     let options = NatsOptions {
         connect_timeout: Duration::from_secs(1),
         ..NatsOptions::default()
@@ -187,12 +186,10 @@ async fn round_trip(bus: &Bus, sub: &mut arqon_bus::Subscription, payload: &'sta
 /// server is down, and the client moves to the other server when the one it uses goes.
 #[tokio::test]
 async fn a_seed_list_connects_and_fails_over() {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let closed = listener.local_addr().unwrap().port();
-    drop(listener);
+    let closed = ClosedPort::new();
     let mut a = NatsServer::start();
     let mut b = NatsServer::start();
-    let seeds = format!("nats://127.0.0.1:{closed}, {} ,{}", a.url(), b.url());
+    let seeds = format!("nats://{}, {} ,{}", closed.addr(), a.url(), b.url());
     let bus = Bus::connect_nats(&seeds, nats_options(DEFAULT_SUBSCRIPTION_CAPACITY))
         .await
         .unwrap();

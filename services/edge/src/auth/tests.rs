@@ -2,7 +2,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use arqon_testkit::keys;
+use arqon_testkit::{ClosedPort, keys};
 use jsonwebtoken::jwk::{Jwk, JwkSet};
 use jsonwebtoken::{EncodingKey, Header, encode};
 use serde_json::json;
@@ -397,9 +397,8 @@ async fn jwks_keys_are_cached_and_refreshed_on_an_unknown_kid_at_a_bounded_rate(
 
 #[tokio::test]
 async fn an_unreachable_jwks_refuses_tokens_and_reports_not_ready() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/jwks", listener.local_addr().unwrap());
-    drop(listener);
+    let closed = ClosedPort::new();
+    let url = format!("http://{}/jwks", closed.addr());
     let auth = authenticator(jwks_config(&url)).await;
     assert!(!auth.is_ready());
     let token = signed(Algorithm::RS256, Some("k1"), &rsa_key(), valid_claims());
