@@ -8,6 +8,7 @@ use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
+use tokio::net::TcpSocket;
 
 use crate::binary::nats_server_binary;
 
@@ -28,7 +29,8 @@ const LOG_TAIL_BYTES: usize = 8 * 1024;
 ///
 /// Dropping it kills the process and removes the directory. [`NatsServer::stop`] and
 /// [`NatsServer::restart`] simulate an outage: the restarted server listens on the same
-/// port and recovers the same JetStream store.
+/// port and recovers the same JetStream store. While it is stopped its ports are held
+/// (bound, not listening), so that no other test takes them before the restart.
 #[derive(Debug)]
 pub struct NatsServer {
     dir: TempDir,
@@ -38,6 +40,8 @@ pub struct NatsServer {
     monitor_port: u16,
     /// A configuration file (`-c`), for servers with authorization or TLS.
     config: Option<PathBuf>,
+    /// The ports, held from [`NatsServer::stop`] until the restarted server is ready.
+    held: Vec<TcpSocket>,
 }
 
 impl NatsServer {
@@ -81,6 +85,7 @@ impl NatsServer {
             port: 0,
             monitor_port: 0,
             config: None,
+            held: Vec::new(),
         };
         if let Some((text, files)) = config {
             for (name, contents) in files {
@@ -129,13 +134,42 @@ impl NatsServer {
         }
     }
 
-    /// Kills the server and waits for it to exit. The JetStream store stays.
+    /// Kills the server and waits for it to exit. The JetStream store stays, and so do its
+    /// ports: connections to them are refused, and until [`NatsServer::restart`] no other
+    /// test can take them (a listener on port 0 or an outgoing connection could, from a
+    /// parallel test, and the restart would then fail).
     pub fn stop(&mut self) {
+        self.kill();
+        if self.held.is_empty() {
+            self.held = self.hold_ports();
+        }
+    }
+
+    fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             // Already exited is fine: either way the process is gone after `wait`.
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// Binds the server's ports without listening, with SO_REUSEADDR, which the server
+    /// sets too: it can listen on them again while they are held, nobody else can.
+    fn hold_ports(&self) -> Vec<TcpSocket> {
+        [self.port, self.monitor_port]
+            .into_iter()
+            .filter(|&port| port != 0)
+            .filter_map(|port| match crate::port::bind(port, true) {
+                Ok((socket, _)) => Some(socket),
+                Err(err) => {
+                    eprintln!(
+                        "cannot hold port {port} of the stopped nats-server ({err}): another \
+                         process may take it before the restart"
+                    );
+                    None
+                }
+            })
+            .collect()
     }
 
     /// Starts the server again on the same port with the same store, and waits until it
@@ -152,6 +186,7 @@ impl NatsServer {
             match self.wait_alive_and_ready(&mut child, deadline) {
                 Ok(()) => {
                     self.child = Some(child);
+                    self.held.clear();
                     return;
                 }
                 Err(reason) if Instant::now() < deadline => {
@@ -164,8 +199,12 @@ impl NatsServer {
                     let _ = child.kill();
                     let _ = child.wait();
                     panic!(
-                        "nats-server did not restart on port {}: {reason}\n{}",
+                        "nats-server did not restart on port {} (monitoring {}): {reason}; \
+                         if its log says the address is in use, another process has the port \
+                         ({}held since the stop)\n{}",
                         self.port,
+                        self.monitor_port,
+                        if self.held.is_empty() { "not " } else { "" },
                         self.logs()
                     );
                 }
@@ -291,7 +330,7 @@ impl NatsServer {
 
 impl Drop for NatsServer {
     fn drop(&mut self) {
-        self.stop();
+        self.kill();
     }
 }
 
@@ -356,11 +395,19 @@ mod tests {
         assert!(!server.is_running());
         assert!(!accepts_connections(port), "nothing listens after stop");
         assert!(server.store_dir().is_dir(), "store survives stop");
+        for port in [port, server.monitor_port] {
+            assert!(
+                crate::port::bind(port, false).is_err(),
+                "port {port} is held while stopped"
+            );
+        }
 
         server.restart();
         assert!(server.is_running());
         assert_eq!(server.port(), port);
         assert!(accepts_connections(port));
+
+        assert!(server.held.is_empty(), "the restarted server has its ports");
 
         // Restart of a running server works too.
         server.restart();
