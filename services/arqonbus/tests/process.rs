@@ -505,15 +505,16 @@ async fn next_json(
     }
 }
 
-/// The open-files limit of this process (the server inherits it).
-fn open_files_limit() -> usize {
+/// The open-files limits of this process, soft and hard (`None`: unlimited); the server
+/// inherits them.
+fn open_files_limits() -> (Option<usize>, Option<usize>) {
     let limits = std::fs::read_to_string("/proc/self/limits").expect("read /proc/self/limits");
-    limits
+    let line = limits
         .lines()
         .find(|l| l.starts_with("Max open files"))
-        .and_then(|l| l.split_whitespace().nth(3))
-        .and_then(|soft| soft.parse().ok())
-        .expect("the open files limit")
+        .expect("the open files limits");
+    let mut values = line.split_whitespace().skip(3).map(|v| v.parse().ok());
+    (values.next().flatten(), values.next().flatten())
 }
 
 type Socket =
@@ -534,18 +535,40 @@ async fn joined_client(url: String, room: usize) -> Socket {
     socket
 }
 
-/// Other gateways stall new upgrades while cleaning up after a mass disconnect; here the
-/// 10,001st client must connect and get an answer while 10,000 are being cleaned up.
+/// Other gateways stall new upgrades while cleaning up after a mass disconnect. Here,
+/// once the edge is seen cleaning up after 10,000 clients dropped at once (that takes
+/// over a second), newcomers connect, join and get a ping answered one after another
+/// until it is done: the first must have its answer while the edge still counts dropped
+/// clients, so it did not wait for the cleanup. (Not a bound on its latency: on a busy
+/// 2-core runner it has been 2 to 70 times that of a newcomer before the drop, as the
+/// join and the ping queue behind the cleanup's work in the pipeline.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_clients_dropping_at_once_do_not_block_new_upgrades() {
     use futures_util::stream::{self, StreamExt as _};
+    use std::io::Write as _;
     const CLIENTS: usize = 10_000;
-    let limit = open_files_limit();
-    assert!(
-        limit >= CLIENTS + 1_000,
-        "this test needs an open-files limit of at least {} (ulimit -n), not {limit}",
-        CLIENTS + 1_000
-    );
+    /// The clients' sockets in this process and the server's in the other, and the rest.
+    const OPEN_FILES: usize = CLIENTS + 1_000;
+    let (soft, hard) = open_files_limits();
+    if soft.is_some_and(|soft| soft < OPEN_FILES) {
+        // Loud, past the test harness's capture: a skip must never look like a pass.
+        let show = |limit: Option<usize>| limit.map_or("unlimited".to_owned(), |l| l.to_string());
+        let remedy = if hard.is_some_and(|hard| hard < OPEN_FILES) {
+            "the hard limit is too low as well: raise it for the runner (limits.conf, \
+             systemd's LimitNOFILE, `docker run --ulimit nofile=...`)"
+        } else {
+            "scripts/test.sh raises it up to the hard limit; by hand: `ulimit -n 11000`"
+        };
+        let _ = writeln!(
+            std::io::stderr(),
+            "\n*** SKIPPED ten_thousand_clients_dropping_at_once_do_not_block_new_upgrades: it \
+             needs an open-files limit of at least {OPEN_FILES}; `ulimit -n` is {}, the hard \
+             limit {}. {remedy}. ***\n",
+            show(soft),
+            show(hard),
+        );
+        return;
+    }
     let secret = "mass-disconnect-secret";
     let mut bus = Process::spawn(
         &["standalone", "--port", "0", "--http-port", "0"],
@@ -581,25 +604,56 @@ async fn ten_thousand_clients_dropping_at_once_do_not_block_new_upgrades() {
     assert_eq!(status["connections"]["open"], CLIENTS);
     assert_eq!(status["rooms"], 100);
 
-    drop(clients);
-    let started = Instant::now();
-    let mut newcomer = joined_client(url.clone(), 7).await;
-    newcomer
-        .send(Message::text(
-            json!({"type": "command", "command": "ping"}).to_string(),
-        ))
-        .await
-        .expect("ping");
-    assert_eq!(next_json(&mut newcomer).await["status"], "success");
+    // Newcomers stay connected: `open` counts them, and the dropped clients not yet
+    // cleaned up.
+    let mut newcomers = Vec::new();
+    let mut baseline = Duration::ZERO;
+    for _ in 0..3 {
+        let (socket, took) = newcomer(&url).await;
+        newcomers.push(socket);
+        baseline = baseline.max(took);
+    }
+    let open = |http: &str| -> usize {
+        let (_, status) = http_get(http, "/status");
+        let open = status["connections"]["open"].as_u64().expect("open");
+        usize::try_from(open).expect("a count")
+    };
+
+    let dropping = tokio::task::spawn_blocking(move || drop(clients));
+    let deadline = Instant::now() + WAIT;
+    while open(&http) == CLIENTS + newcomers.len() {
+        assert!(Instant::now() < deadline, "the edge did not see the drop");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let mut during = Vec::new();
+    let deadline = Instant::now() + 3 * WAIT;
+    let after = loop {
+        assert!(Instant::now() < deadline, "cleanup did not finish");
+        let (socket, took) = newcomer(&url).await;
+        newcomers.push(socket);
+        let dropped_left = open(&http)
+            .checked_sub(newcomers.len())
+            .expect("every newcomer is counted");
+        if dropped_left == 0 {
+            break took;
+        }
+        during.push(took);
+    };
+    dropping.await.expect("the clients are dropped");
     println!(
-        "new upgrade + join + ping during the mass disconnect: {:?}",
-        started.elapsed()
+        "newcomer before the drop (slowest of 3): {baseline:?}; during it: {during:?}; \
+         the one that ended after it: {after:?}"
+    );
+    assert!(
+        !during.is_empty(),
+        "no newcomer got its answer before the 10,000 were cleaned up: it took {after:?}, \
+         {baseline:?} before the drop"
     );
 
     let deadline = Instant::now() + 3 * WAIT;
     loop {
         let (_, status) = http_get(&http, "/status");
-        if status["connections"]["open"] == 1 {
+        if status["connections"]["open"] == newcomers.len() {
             assert_eq!(status["rooms"], 1);
             break;
         }
@@ -609,6 +663,20 @@ async fn ten_thousand_clients_dropping_at_once_do_not_block_new_upgrades() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// A newcomer's round trip: the upgrade and welcome, a join (`r7`), a ping answered.
+async fn newcomer(url: &str) -> (Socket, Duration) {
+    let started = Instant::now();
+    let mut socket = joined_client(url.to_owned(), 7).await;
+    socket
+        .send(Message::text(
+            json!({"type": "command", "command": "ping"}).to_string(),
+        ))
+        .await
+        .expect("ping");
+    assert_eq!(next_json(&mut socket).await["status"], "success");
+    (socket, started.elapsed())
 }
 
 /// Cron jobs on `arqonbus operators` processes: a nats-server, a policy, a dispatcher
