@@ -3,6 +3,9 @@
 //!
 //! Run with `cargo bench -p arqon-casil --bench inspect`. Each case warms up, then runs
 //! for about 1.5 s; the table gives the time per payload and its ratio to the parse.
+//! `cargo test --all-targets` runs this binary too, without `--bench` (what `cargo bench`
+//! passes): then each case runs once, to show that it still works, and nothing is
+//! measured (the measurement took 12 s of a test run and asserted nothing).
 #![allow(clippy::print_stdout, reason = "a benchmark reports on stdout")]
 
 use std::hint::black_box;
@@ -89,8 +92,13 @@ fn enforce(custom: &[&str]) -> Engine {
     Engine::compile(policy).expect("the benchmark policies are valid")
 }
 
-/// Nanoseconds per call of `f`, after a warm-up, over about `MEASURE`.
-fn time(mut f: impl FnMut()) -> f64 {
+/// Nanoseconds per call of `f`, after a warm-up, over about `MEASURE`; or, when not
+/// `measuring`, one call and no figure.
+fn time(measuring: bool, mut f: impl FnMut()) -> f64 {
+    if !measuring {
+        f();
+        return f64::NAN;
+    }
     let start = Instant::now();
     while start.elapsed() < WARM_UP {
         f();
@@ -117,6 +125,7 @@ fn time(mut f: impl FnMut()) -> f64 {
 }
 
 fn main() {
+    let measuring = std::env::args().any(|arg| arg == "--bench");
     let clean = message("");
     let secret = message(
         "Ops: the staging deploy key is AKIAIOSFODNN7EXAMPLE until the rotation on Friday. ",
@@ -124,8 +133,12 @@ fn main() {
     let default_policy = enforce(&[]);
     let custom_policy = enforce(&CUSTOM);
 
-    println!("| payload | case | ns / payload | payloads / s | × parse |");
-    println!("|---|---|---:|---:|---:|");
+    if measuring {
+        println!("| payload | case | ns / payload | payloads / s | × parse |");
+        println!("|---|---|---:|---:|---:|");
+    } else {
+        println!("each case runs once; `cargo bench -p arqon-casil --bench inspect` measures");
+    }
     for (name, payload) in [("clean", &clean), ("secret", &secret)] {
         let label = format!("{name} ({} B)", payload.len());
         let input = Input {
@@ -134,24 +147,27 @@ fn main() {
             channel: Some("general"),
             payload,
         };
-        let parse = time(|| {
+        let parse = time(measuring, || {
             black_box(serde_json::from_str::<serde_json::Value>(black_box(payload)).ok());
         });
         let cases = [
             ("baseline: serde_json::Value parse", parse),
             (
                 "default policy, enforce",
-                time(|| {
+                time(measuring, || {
                     black_box(default_policy.inspect(black_box(&input)));
                 }),
             ),
             (
                 "32 custom patterns, enforce",
-                time(|| {
+                time(measuring, || {
                     black_box(custom_policy.inspect(black_box(&input)));
                 }),
             ),
         ];
+        if !measuring {
+            continue;
+        }
         for (case, ns) in cases {
             println!(
                 "| {label} | {case} | {ns:.0} | {:.0} | {:.2} |",
