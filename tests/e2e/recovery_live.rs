@@ -3,6 +3,26 @@
 //! steadily gets every message once, in order, across the boundary between the replay
 //! from history and live delivery (`services/edge/src/recovery.rs`); and a client too
 //! far behind is told to reload.
+//!
+//! The scenarios of clients publishing while another rejoins are ignored until three
+//! faults they find are fixed (in `services/edge/src` and the buses, outside the change
+//! that added them):
+//! 1. By `since_id`, the edge reads the channel's last 1000 messages, then counts the
+//!    channel's messages, and gives up when the count is larger: a message stored between
+//!    the two reads makes the join `recovered: false` (most runs on nats-server, some
+//!    standalone, one publisher is enough).
+//! 2. After a recovery the edge drops the live copies of the replayed messages only until
+//!    the connection's queue is first found empty, but the room's fan-out task may queue
+//!    a copy after that: the message comes twice (standalone, three publishers).
+//! 3. With several clients publishing into one channel, a client may receive live
+//!    messages in another order than the history stores them (the embedded bus stores,
+//!    then delivers, holding nothing across both; nats-server hands a publish to the
+//!    stream and to the subscribers separately): a client that leaves right after a
+//!    message stored later than one it has not received yet is told `recovered: true`
+//!    without that one (standalone, about one run in six with three publishers; not seen
+//!    on nats-server).
+//!
+//! Run them with `cargo test -p arqon-e2e --test e2e recovery_live -- --ignored`.
 
 use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
@@ -25,8 +45,6 @@ const CHANNEL: &str = "feed";
 /// Times the reader leaves and comes back, alternately with `since_id` and with
 /// `since_offset` + `epoch`.
 const ROUNDS: usize = 20;
-/// Clients publishing at once, each its own numbered sequence.
-const PUBLISHERS: usize = 3;
 /// Messages the reader receives before it leaves, and at least as many published while
 /// it is away.
 const SEEN: i64 = 5;
@@ -36,70 +54,77 @@ const PACE: Duration = Duration::from_millis(1);
 
 each_mode!(a_client_1000_or_more_behind_is_told_to_reload);
 
-/// Ignored until two bugs of the edge's recovery, which this scenario finds, are fixed
-/// (in `services/edge/src`, outside the change that added it):
-/// - by `since_id`, the edge reads the channel's last 1000 messages, then its count, and
-///   gives up when the count is larger: a message stored between the two reads makes
-///   it `recovered: false` (nats-server, most runs);
-/// - a live copy of a replayed message that reaches the connection's queue after the
-///   queue was first found empty is written again (the replay's ids are forgotten then,
-///   but the room's fan-out task may not have queued the copy yet): a repeat (standalone,
-///   about one run in five).
-///
-/// Run them with `cargo test -p arqon-e2e --test e2e recovery_live -- --ignored`.
-mod a_rejoin_while_publishing_gets_every_message_once_in_order {
-    use arqon_e2e::{Cluster, Mode, Topology};
+/// `<name>::{standalone, distributed, two_edges_and_two_dispatchers}` running the
+/// scenario with `$publishers` clients publishing at once; the last two on nats-server,
+/// the last with two dispatchers (the messages go through both) and two edges (the
+/// reader comes back on the other edge each time).
+macro_rules! rejoin_while_publishing {
+    ($name:ident, $publishers:expr $(, $ignore:literal)?) => {
+        mod $name {
+            use arqon_e2e::{Cluster, Mode, Topology};
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    #[ignore = "the edge repeats a replayed message now and then (see the module)"]
-    async fn standalone() {
-        let cluster = Cluster::start(Mode::Standalone, arqon_e2e::edge_config()).await;
-        super::a_rejoin_while_publishing_gets_every_message_once_in_order(&cluster).await;
-        cluster.stop().await;
-    }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            $(#[ignore = $ignore])?
+            async fn standalone() {
+                let cluster = Cluster::start(Mode::Standalone, arqon_e2e::edge_config()).await;
+                super::a_rejoin_while_publishing(&cluster, $publishers).await;
+                cluster.stop().await;
+            }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    #[ignore = "since_id during publishing gives recovered: false (see the module)"]
-    async fn distributed() {
-        let cluster = Cluster::start(Mode::Distributed, arqon_e2e::edge_config()).await;
-        super::a_rejoin_while_publishing_gets_every_message_once_in_order(&cluster).await;
-        cluster.stop().await;
-    }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            $(#[ignore = $ignore])?
+            async fn distributed() {
+                let cluster = Cluster::start(Mode::Distributed, arqon_e2e::edge_config()).await;
+                super::a_rejoin_while_publishing(&cluster, $publishers).await;
+                cluster.stop().await;
+            }
 
-    /// With two dispatchers (the publishers' messages go through both) and two edges
-    /// (the reader comes back on the other edge each time).
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    #[ignore = "since_id during publishing gives recovered: false (see the module)"]
-    async fn two_edges_and_two_dispatchers() {
-        let cluster = Cluster::launch(Topology {
-            edges: 2,
-            dispatchers: 2,
-            ..Topology::new(Mode::Distributed)
-        })
-        .await;
-        super::a_rejoin_while_publishing_gets_every_message_once_in_order(&cluster).await;
-        cluster.stop().await;
-    }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            $(#[ignore = $ignore])?
+            async fn two_edges_and_two_dispatchers() {
+                let cluster = Cluster::launch(Topology {
+                    edges: 2,
+                    dispatchers: 2,
+                    ..Topology::new(Mode::Distributed)
+                })
+                .await;
+                super::a_rejoin_while_publishing(&cluster, $publishers).await;
+                cluster.stop().await;
+            }
+        }
+    };
 }
 
-/// [`PUBLISHERS`] clients each send `{"p": p, "n": 0}`, `{"p": p, "n": 1}`, … each once
+rejoin_while_publishing!(
+    one_publisher_every_message_once_in_order,
+    1,
+    "since_id while publishing gives recovered: false (fault 1 in the module)"
+);
+rejoin_while_publishing!(
+    three_publishers_every_message_once_in_their_order,
+    3,
+    "faults 1 to 3 in the module: recovered: false, a repeat, a gap"
+);
+
+/// `publishers` clients each send `{"p": p, "n": 0}`, `{"p": p, "n": 1}`, … each once
 /// the previous was acknowledged. A reader receives a few messages, leaves, and a new
 /// connection joins with the last one's position while more are published: the join
 /// says `recovered: true`, replays what was stored meanwhile, and live delivery follows
 /// with nothing of any publisher missing, repeated or out of its order; [`ROUNDS`]
 /// times, on every edge in turn. At the end, exactly up to each publisher's last
 /// acknowledged message, and nothing after.
-async fn a_rejoin_while_publishing_gets_every_message_once_in_order(cluster: &Cluster) {
+async fn a_rejoin_while_publishing(cluster: &Cluster, publishers: usize) {
     let edges = cluster.edges().len();
     let token = cluster.token("t-a", "user");
     let first = cluster.client_on(0, &token).await;
     first.join(ROOM, CHANNEL).await.unwrap();
+    let count = publishers;
     let mut publishers = Vec::new();
-    for p in 0..PUBLISHERS {
+    for p in 0..count {
         let client = cluster.client_on(p % edges, &token).await;
         publishers.push(Publisher::start(client, p));
     }
-    let mut reader = Reader::new(first);
+    let mut reader = Reader::new(first, count);
     // It joined mid-stream: it takes each publisher's first message as it comes.
     while reader.next.iter().any(Option::is_none) {
         reader.take(&next_message(&reader.client).await);
@@ -130,7 +155,7 @@ async fn a_rejoin_while_publishing_gets_every_message_once_in_order(cluster: &Cl
         reader.client.close().await.unwrap();
         reader.note("[left]".to_owned());
         // A message stored before the last one seen may be acknowledged after it.
-        let away = acknowledged(&publishers) + SEEN + PUBLISHERS as i64;
+        let away = acknowledged(&publishers) + SEEN + count as i64;
         eventually("the publishers go on", || async {
             acknowledged(&publishers) >= away
         })
@@ -146,12 +171,12 @@ async fn a_rejoin_while_publishing_gets_every_message_once_in_order(cluster: &Cl
             joined["recovered"], true,
             "round {round} ({position}): {joined}"
         );
-        let count = joined["recovered_count"].as_i64().unwrap();
+        let replayed = joined["recovered_count"].as_i64().unwrap();
         assert!(
-            count >= SEEN,
+            replayed >= SEEN,
             "what was acknowledged while away is replayed: {joined}"
         );
-        reader.note(format!("[rejoined: {count} replayed]"));
+        reader.note(format!("[rejoined: {replayed} replayed]"));
         reader.client = client;
     }
     // Live delivery goes on, then the publishers stop: up to their last messages.
@@ -194,10 +219,10 @@ struct Reader {
 }
 
 impl Reader {
-    fn new(client: Client) -> Self {
+    fn new(client: Client, publishers: usize) -> Self {
         Self {
             client,
-            next: vec![None; PUBLISHERS],
+            next: vec![None; publishers],
             log: VecDeque::new(),
         }
     }
