@@ -145,7 +145,11 @@ impl History {
                 // all the channel's stored ones (else resuming after the wrong copy would
                 // skip messages). `since_offset` with `epoch` is the server's own.
                 let tail = store.tail(room, MAX_READ_LIMIT).await?;
-                if store.count(room).await? > tail.len() as u64 {
+                // A shorter tail is the whole channel as it was read; a full one is only
+                // when the channel keeps no more (messages published after the read are
+                // counted too: on the safe side).
+                if tail.len() == MAX_READ_LIMIT && store.count(room).await? > MAX_READ_LIMIT as u64
+                {
                     return Ok(None);
                 }
                 let mut matches = tail.iter().enumerate().filter(|(_, m)| {
