@@ -57,6 +57,11 @@ const JOIN_COMMAND: &str = "join_channel";
 
 /// Frames written per flush when the queue holds many.
 const WRITE_BATCH: usize = 64;
+/// How long after a recovery a live copy of a message it wrote is still looked for. The
+/// copies are of messages stored before the recovery's read; the room's fan-out task
+/// queues them behind the recovery, but not necessarily before the queue is first found
+/// empty, so the ids are kept this long and until the queue is empty after it.
+const RECOVERED_COPIES: Duration = Duration::from_secs(2);
 
 /// Bounds the last writes (the frames queued when the server shuts down) to a client
 /// being closed; the close frame has its own bound (`closing::CLOSE_LINGER`).
@@ -125,8 +130,9 @@ struct Connection {
     /// The byte rate of the connection's tenant on this edge, shared.
     tenant_bytes: Option<Arc<DefaultDirectRateLimiter>>,
     strikes: u32,
-    /// After a recovery, the ids it wrote, until the frames queued meanwhile are out.
-    recovered_ids: Option<HashSet<String>>,
+    /// After a recovery, the ids it wrote, and until when live copies of them may still
+    /// come (see [`RECOVERED_COPIES`]).
+    recovered_ids: Option<(HashSet<String>, Instant)>,
     /// One timer for every deadline; re-armed to the earliest.
     timer: Pin<Box<Sleep>>,
     next_ping: Instant,
@@ -682,8 +688,13 @@ impl Connection {
             taken += 1;
             if taken < WRITE_BATCH {
                 next = self.peer.pop();
-                if next.is_none() {
-                    // Everything queued while recovering has been seen.
+                if next.is_none()
+                    && self
+                        .recovered_ids
+                        .as_ref()
+                        .is_some_and(|(_, until)| Instant::now() >= *until)
+                {
+                    // Every live copy of a recovered message has been queued, and seen.
                     self.recovered_ids = None;
                 }
             }
@@ -694,10 +705,11 @@ impl Connection {
         Ok(())
     }
 
-    /// Whether a live frame was already written by the last recovery.
-    fn is_recovered_duplicate(&self, frame: &Utf8Bytes) -> bool {
-        self.recovered_ids.as_ref().is_some_and(|ids| {
-            crate::recovery::frame_id(frame.as_bytes()).is_some_and(|id| ids.contains(id))
+    /// Whether a live frame was already written by the last recovery (each is dropped
+    /// once: a message has one live copy).
+    fn is_recovered_duplicate(&mut self, frame: &Utf8Bytes) -> bool {
+        self.recovered_ids.as_mut().is_some_and(|(ids, _)| {
+            crate::recovery::frame_id(frame.as_bytes()).is_some_and(|id| ids.remove(id))
         })
     }
 
@@ -728,7 +740,8 @@ impl Connection {
                             ))
                             .await;
                             frames = with_recovery(frames, &recovered);
-                            self.recovered_ids = Some(recovered.ids);
+                            self.recovered_ids =
+                                Some((recovered.ids, Instant::now() + RECOVERED_COPIES));
                         }
                         Box::pin(crate::cluster::announce(
                             &self.shared,
