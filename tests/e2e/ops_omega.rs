@@ -565,29 +565,17 @@ async fn arguments_are_checked_after_the_gates(mode: Mode) {
     cluster.stop().await;
 }
 
-/// A bad setting stops the operators service with its message.
-#[tokio::test]
-async fn bad_settings_stop_the_operators_service() {
-    arqon_edge::install_crypto_provider();
-    let bus = arqon_bus::Bus::embedded(Default::default());
-    let config = OperatorsConfig {
-        omega: OmegaSettings {
-            lab_channel: " ".to_owned(),
-            max_events: 0,
-            ..OmegaSettings::default()
-        },
-        policy_control: Some(arqon_proto::policy_control::allow_all()),
-        ..OperatorsConfig::default()
-    };
-    let shutdown = CancellationToken::new();
-    let error = arqon_operators::start(config, bus, OperatorsMetrics::default(), shutdown.clone())
-        .await
-        .unwrap_err();
-    shutdown.cancel();
-    assert_eq!(
-        error.to_string(),
-        "Tier-Omega lab_channel must be non-empty; Tier-Omega max_events must be >= 1"
-    );
+/// A bad setting stops the operators service before it starts: its flag (or variable)
+/// refuses it, naming itself.
+#[test]
+fn bad_settings_stop_the_operators_service() {
+    use clap::Parser as _;
+    for (flag, value) in [("--omega-lab-channel", " "), ("--omega-max-events", "0")] {
+        let error = arqonbus::cli::Cli::try_parse_from(["arqonbus", "operators", flag, value])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains(flag), "{error}");
+    }
 }
 
 fn admin_caller() -> pb::Caller {
@@ -620,7 +608,7 @@ async fn two_replicas_emitting_at_once_keep_exactly_the_newest() {
         .unwrap();
         let config = OperatorsConfig {
             omega: OmegaSettings {
-                max_events: MAX as i64,
+                max_events: MAX as u32,
                 ..enabled()
             },
             // No cron job in this test: nothing to inspect.

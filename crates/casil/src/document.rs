@@ -116,14 +116,22 @@ pub struct Limits {
     pub max_patterns: u64,
 }
 
+/// Default of `limits.max_inspect_bytes`: as large as the largest payload the rules allow,
+/// so everything that may pass is read.
+pub const MAX_INSPECT_BYTES: u64 = MAX_PAYLOAD_BYTES;
+/// Default of `limits.max_patterns`.
+pub const MAX_PATTERNS: u64 = 32;
+/// Default of `policies.max_payload_bytes`: 256 KiB.
+pub const MAX_PAYLOAD_BYTES: u64 = 256 * 1024;
+/// Default of `policies.redaction.paths`.
+pub const REDACTION_PATHS: [&str; 3] = ["password", "token", "secret"];
+
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            // As large as the largest payload the rules allow: everything that may pass
-            // is read.
-            max_inspect_bytes: 262_144,
-            uninspected_bytes: Uninspected::Block,
-            max_patterns: 32,
+            max_inspect_bytes: MAX_INSPECT_BYTES,
+            uninspected_bytes: Uninspected::default(),
+            max_patterns: MAX_PATTERNS,
         }
     }
 }
@@ -141,7 +149,7 @@ pub struct Rules {
 impl Default for Rules {
     fn default() -> Self {
         Rules {
-            max_payload_bytes: 262_144,
+            max_payload_bytes: MAX_PAYLOAD_BYTES,
             block_on_probable_secret: false,
             redaction: Redaction::default(),
         }
@@ -167,7 +175,7 @@ pub struct Redaction {
 impl Default for Redaction {
     fn default() -> Self {
         Redaction {
-            paths: ["password", "token", "secret"].map(String::from).to_vec(),
+            paths: REDACTION_PATHS.map(String::from).to_vec(),
             patterns: Vec::new(),
             replace_builtin_patterns: false,
             transport_redaction: false,

@@ -37,6 +37,13 @@ pub use document::{
     DefaultDecision, Limits, MetadataTargets, Mode, Policy, Redaction, Rules, Scope, Uninspected,
 };
 pub use error::PolicyError;
+
+/// The document's defaults, which the `ARQONBUS_CASIL_*` settings' defaults are.
+pub mod defaults {
+    pub use crate::document::{
+        MAX_INSPECT_BYTES, MAX_PATTERNS, MAX_PAYLOAD_BYTES, REDACTION_PATHS,
+    };
+}
 pub use event::{DECISION_EVENT, decision_event};
 pub use inspect::{
     Classification, ContentKind, Decision, Flags, Input, Kind, Outcome, Reason, RiskLevel,

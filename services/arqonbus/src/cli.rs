@@ -68,6 +68,28 @@ impl Service {
     }
 }
 
+/// Default of `ARQONBUS_HTTP_HOST`, `ARQONBUS_SERVER_HOST` and `ARQONBUS_GRPC_HOST`: this
+/// host only (a container sets `0.0.0.0`).
+const HOST: &str = "127.0.0.1";
+/// Default of `ARQONBUS_HTTP_PORT`.
+const HTTP_PORT: u16 = 8080;
+/// Default of `ARQONBUS_SERVER_PORT`.
+const WEBSOCKET_PORT: u16 = 9100;
+/// Default of `ARQONBUS_GRPC_PORT`.
+const GRPC_PORT: u16 = 9200;
+/// Default of `ARQONBUS_JETSTREAM_REPLICAS`.
+const JETSTREAM_REPLICAS: u8 = 1;
+/// Default of `ARQONBUS_LOG_FORMAT`.
+const LOG_FORMAT: &str = "text";
+/// Default of `ARQONBUS_LOG_LEVEL`.
+const LOG_LEVEL: &str = "info";
+/// Default of `ARQONBUS_SHUTDOWN_GRACE_SECONDS`.
+const SHUTDOWN_GRACE_SECONDS: u64 = 10;
+/// Default of `arqonbus healthcheck --path`.
+const HEALTHCHECK_PATH: &str = "/ready";
+/// Default of `arqonbus healthcheck --timeout-seconds`.
+const HEALTHCHECK_TIMEOUT_SECONDS: u64 = 3;
+
 /// Where a process serves its HTTP endpoints.
 #[derive(Debug, Clone, Args)]
 pub struct HttpListen {
@@ -75,11 +97,12 @@ pub struct HttpListen {
     #[arg(
         long = "http-host",
         env = "ARQONBUS_HTTP_HOST",
-        default_value = "127.0.0.1"
+        default_value = HOST
     )]
     pub http_host: String,
 
-    #[arg(long = "http-port", env = "ARQONBUS_HTTP_PORT", default_value_t = 8080)]
+    /// Port of the HTTP endpoints.
+    #[arg(long = "http-port", env = "ARQONBUS_HTTP_PORT", default_value_t = HTTP_PORT)]
     pub http_port: u16,
 }
 
@@ -114,7 +137,7 @@ pub struct Common {
     #[arg(
         long = "jetstream-replicas",
         env = "ARQONBUS_JETSTREAM_REPLICAS",
-        default_value_t = 1,
+        default_value_t = JETSTREAM_REPLICAS,
         value_parser = clap::value_parser!(u8).range(1..=5)
     )]
     pub jetstream_replicas: u8,
@@ -129,12 +152,12 @@ pub struct Common {
     #[arg(
         long = "log-format",
         env = "ARQONBUS_LOG_FORMAT",
-        default_value = "text"
+        default_value = LOG_FORMAT
     )]
     pub log_format: LogFormat,
 
     /// Log filter, e.g. `info` or `arqon_edge=debug,info`; `RUST_LOG` wins when set.
-    #[arg(long = "log-level", env = "ARQONBUS_LOG_LEVEL", default_value = "info")]
+    #[arg(long = "log-level", env = "ARQONBUS_LOG_LEVEL", default_value = LOG_LEVEL)]
     pub log_level: String,
 
     /// The token callers of the gRPC APIs present (`authorization: Bearer <token>`), and
@@ -150,7 +173,7 @@ pub struct Common {
     #[arg(
         long = "shutdown-grace-seconds",
         env = "ARQONBUS_SHUTDOWN_GRACE_SECONDS",
-        default_value_t = 10
+        default_value_t = SHUTDOWN_GRACE_SECONDS
     )]
     pub shutdown_grace_seconds: u64,
 }
@@ -161,14 +184,17 @@ pub struct Common {
 /// claim any tenant (docs/operations.md, "NATS").
 #[derive(Debug, Clone, Args)]
 pub struct NatsAuthArgs {
+    /// The user name to NATS (with `--nats-password`).
     #[arg(long = "nats-user", env = "ARQONBUS_NATS_USER")]
     pub user: Option<String>,
+    /// The password of `--nats-user`.
     #[arg(
         long = "nats-password",
         env = "ARQONBUS_NATS_PASSWORD",
         hide_env_values = true
     )]
     pub password: Option<String>,
+    /// A NATS authentication token.
     #[arg(
         long = "nats-token",
         env = "ARQONBUS_NATS_TOKEN",
@@ -191,6 +217,7 @@ pub struct NatsAuthArgs {
     /// PEM client certificate, for servers that verify clients (with the key).
     #[arg(long = "nats-tls-cert-file", env = "ARQONBUS_NATS_TLS_CERT_FILE")]
     pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key of `--nats-tls-cert-file`.
     #[arg(long = "nats-tls-key-file", env = "ARQONBUS_NATS_TLS_KEY_FILE")]
     pub tls_key_file: Option<PathBuf>,
     /// Refuse a NATS server that does not offer TLS.
@@ -246,11 +273,12 @@ pub struct WebSocketListen {
     #[arg(
         long = "host",
         env = "ARQONBUS_SERVER_HOST",
-        default_value = "127.0.0.1"
+        default_value = HOST
     )]
     pub host: String,
 
-    #[arg(long = "port", env = "ARQONBUS_SERVER_PORT", default_value_t = 9100)]
+    /// Port of the WebSocket listener.
+    #[arg(long = "port", env = "ARQONBUS_SERVER_PORT", default_value_t = WEBSOCKET_PORT)]
     pub port: u16,
 }
 
@@ -265,14 +293,12 @@ impl WebSocketListen {
 /// (`ARQONBUS_SERVICE_TOKEN`); without one the APIs are off.
 #[derive(Debug, Clone, Args)]
 pub struct GrpcListen {
-    #[arg(
-        long = "grpc-host",
-        env = "ARQONBUS_GRPC_HOST",
-        default_value = "127.0.0.1"
-    )]
+    /// Address of the gRPC listener (bound only with a service token).
+    #[arg(long = "grpc-host", env = "ARQONBUS_GRPC_HOST", default_value = HOST)]
     pub grpc_host: String,
 
-    #[arg(long = "grpc-port", env = "ARQONBUS_GRPC_PORT", default_value_t = 9200)]
+    /// Port of the gRPC listener.
+    #[arg(long = "grpc-port", env = "ARQONBUS_GRPC_PORT", default_value_t = GRPC_PORT)]
     pub grpc_port: u16,
 }
 
@@ -296,11 +322,11 @@ pub struct HealthcheckArgs {
     pub http: HttpListen,
 
     /// `/ready` (can it work now?) or `/health` (is the process up?).
-    #[arg(long, default_value = "/ready")]
+    #[arg(long, default_value = HEALTHCHECK_PATH)]
     pub path: String,
 
     /// How long to wait for the answer.
-    #[arg(long = "timeout-seconds", default_value_t = 3)]
+    #[arg(long = "timeout-seconds", default_value_t = HEALTHCHECK_TIMEOUT_SECONDS)]
     pub timeout_seconds: u64,
 }
 
@@ -377,6 +403,25 @@ mod tests {
     #[test]
     fn the_command_line_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn every_flag_has_its_own_help() {
+        let mut command = Cli::command();
+        command.build();
+        for sub in command.get_subcommands() {
+            for arg in sub.get_arguments() {
+                let id = arg.get_id().as_str();
+                if id == "help" || id == "version" {
+                    continue;
+                }
+                assert!(
+                    arg.get_help().is_some(),
+                    "{} --{id} has no help",
+                    sub.get_name()
+                );
+            }
+        }
     }
 
     #[test]

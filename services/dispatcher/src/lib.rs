@@ -50,7 +50,7 @@ pub struct DispatcherConfig {
         id = "dispatcher_workers",
         long = "dispatcher-workers",
         env = "ARQONBUS_DISPATCHER_WORKERS",
-        default_value_t = 2,
+        default_value_t = WORKERS,
         value_parser = clap::value_parser!(u16).range(1..=256),
     )]
     pub workers: u16,
@@ -101,7 +101,7 @@ pub struct DispatcherConfig {
     #[arg(
         long = "max-channels-per-tenant",
         env = "ARQONBUS_MAX_CHANNELS_PER_TENANT",
-        default_value_t = 10_000,
+        default_value_t = MAX_CHANNELS_PER_TENANT,
         value_parser = clap::value_parser!(u32).range(1..),
     )]
     pub max_channels_per_tenant: u32,
@@ -167,6 +167,10 @@ pub struct DispatcherConfig {
     pub operators_control: Option<OperatorsControl>,
 }
 
+/// Default of `ARQONBUS_DISPATCHER_WORKERS`.
+pub const WORKERS: u16 = 2;
+/// Default of `ARQONBUS_MAX_CHANNELS_PER_TENANT`.
+pub const MAX_CHANNELS_PER_TENANT: u32 = 10_000;
 /// Default of `ARQONBUS_DISPATCHER_MAX_IN_FLIGHT_MESSAGES`.
 pub const MAX_IN_FLIGHT_MESSAGES: u32 = 1024;
 /// Default of `ARQONBUS_DISPATCHER_MAX_IN_FLIGHT_COMMANDS`.
@@ -189,23 +193,7 @@ const MAX_EMPTY_CHANNEL_TTL_SECONDS: u64 = 30 * 86_400;
 
 impl Default for DispatcherConfig {
     fn default() -> Self {
-        Self {
-            workers: 2,
-            max_in_flight_messages: MAX_IN_FLIGHT_MESSAGES,
-            max_in_flight_commands: MAX_IN_FLIGHT_COMMANDS,
-            max_commands_per_tenant: MAX_COMMANDS_PER_TENANT,
-            max_queued_commands_per_tenant: MAX_QUEUED_COMMANDS_PER_TENANT,
-            max_channels_per_tenant: 10_000,
-            empty_channel_ttl_seconds: EMPTY_CHANNEL_TTL_SECONDS,
-            channel_info_max_members: CHANNEL_INFO_MAX_MEMBERS,
-            status_max_tenants: STATUS_MAX_TENANTS,
-            history: HistoryConfig::default(),
-            policy_url: None,
-            service_token: None,
-            policy_control: None,
-            operators_url: None,
-            operators_control: None,
-        }
+        arqon_service::settings::defaults()
     }
 }
 

@@ -21,6 +21,49 @@ pub enum JwtAlgorithm {
     Es256,
 }
 
+/// Default of `ARQONBUS_AUTH_JWT_ALGORITHM`.
+const JWT_ALGORITHM: JwtAlgorithm = JwtAlgorithm::Hs256;
+/// Default of `ARQONBUS_AUTH_JWKS_REFRESH_SECONDS`.
+const JWKS_REFRESH_SECONDS: u64 = 300;
+/// Default of `ARQONBUS_AUTH_LEEWAY_SECONDS`.
+const JWT_LEEWAY_SECONDS: u64 = 5;
+/// Default of `ARQONBUS_AUTH_TENANT_CLAIM`.
+const TENANT_CLAIM: &str = "tenant_id";
+/// Default of `ARQONBUS_MAX_CONNECTIONS`.
+const MAX_CONNECTIONS: u32 = 10_000;
+/// Default of `ARQONBUS_MAX_CONNECTIONS_PER_TENANT`.
+const MAX_CONNECTIONS_PER_TENANT: u32 = 5_000;
+/// Default of `ARQONBUS_MAX_FLEET_CONNECTIONS_PER_TENANT`: ten edges' worth of
+/// [`MAX_CONNECTIONS_PER_TENANT`].
+const MAX_FLEET_CONNECTIONS_PER_TENANT: u32 = 10 * MAX_CONNECTIONS_PER_TENANT;
+/// Default of `ARQONBUS_MAX_CHANNELS_PER_CONNECTION`.
+const MAX_CHANNELS_PER_CONNECTION: u32 = 256;
+/// Default of `ARQONBUS_MAX_MESSAGE_SIZE`: 1 MiB.
+const MAX_MESSAGE_SIZE: u32 = 1024 * 1024;
+/// Default of `ARQONBUS_MAX_JSON_DEPTH`.
+const MAX_JSON_DEPTH: u32 = 32;
+/// Default of `ARQONBUS_RATE_LIMIT_PER_SECOND`.
+const RATE_LIMIT_PER_SECOND: u32 = 100;
+/// Default of `ARQONBUS_RATE_LIMIT_BURST`.
+const RATE_LIMIT_BURST: u32 = 200;
+/// Default of `ARQONBUS_RATE_LIMIT_STRIKES`.
+const RATE_LIMIT_STRIKES: u32 = 20;
+/// Default of `ARQONBUS_RATE_LIMIT_BYTES_PER_SECOND`: 2 MiB.
+const RATE_LIMIT_BYTES_PER_SECOND: u32 = 2 * 1024 * 1024;
+/// Default of `ARQONBUS_RATE_LIMIT_TENANT_BYTES_PER_SECOND`: 16 MiB.
+const RATE_LIMIT_TENANT_BYTES_PER_SECOND: u32 = 16 * 1024 * 1024;
+/// Default of `ARQONBUS_OUTBOUND_QUEUE`.
+const OUTBOUND_QUEUE: u32 = 1024;
+/// Default of `ARQONBUS_OUTBOUND_QUEUE_BYTES`: 4 MiB.
+const OUTBOUND_QUEUE_BYTES: u32 = 4 * 1024 * 1024;
+/// Default of `ARQONBUS_WRITE_STALL_TIMEOUT_SECONDS`.
+const WRITE_STALL_TIMEOUT_SECONDS: u64 = 10;
+/// Default of `ARQONBUS_PING_INTERVAL_SECONDS`.
+const PING_INTERVAL_SECONDS: u64 = 20;
+/// Default of `ARQONBUS_PONG_TIMEOUT_SECONDS`.
+const PONG_TIMEOUT_SECONDS: u64 = 10;
+/// Default of `ARQONBUS_PIPELINE_TIMEOUT_MS`.
+const PIPELINE_TIMEOUT_MS: u64 = 5000;
 /// Default of `ARQONBUS_PRESENCE_MAX_MEMBERS`.
 pub const PRESENCE_MAX_MEMBERS: u32 = 10_000;
 /// Default of `ARQONBUS_PRESENCE_MAX_REPLY_BYTES`: a quarter of NATS's default message
@@ -46,7 +89,7 @@ pub struct EdgeConfig {
         long = "jwt-algorithm",
         env = "ARQONBUS_AUTH_JWT_ALGORITHM",
         value_enum,
-        default_value = "HS256"
+        default_value_t = JWT_ALGORITHM
     )]
     pub jwt_algorithm: JwtAlgorithm,
 
@@ -83,7 +126,7 @@ pub struct EdgeConfig {
     #[arg(
         long = "jwks-refresh-seconds",
         env = "ARQONBUS_AUTH_JWKS_REFRESH_SECONDS",
-        default_value_t = 300,
+        default_value_t = JWKS_REFRESH_SECONDS,
         value_parser = clap::value_parser!(u64).range(1..),
     )]
     pub jwks_refresh_seconds: u64,
@@ -100,7 +143,7 @@ pub struct EdgeConfig {
     #[arg(
         long = "jwt-leeway-seconds",
         env = "ARQONBUS_AUTH_LEEWAY_SECONDS",
-        default_value_t = 5,
+        default_value_t = JWT_LEEWAY_SECONDS,
         value_parser = clap::value_parser!(u64).range(0..=300),
     )]
     pub jwt_leeway_seconds: u64,
@@ -109,7 +152,7 @@ pub struct EdgeConfig {
     #[arg(
         long = "tenant-claim",
         env = "ARQONBUS_AUTH_TENANT_CLAIM",
-        default_value = "tenant_id"
+        default_value = TENANT_CLAIM
     )]
     pub tenant_claim: String,
 
@@ -135,7 +178,7 @@ pub struct EdgeConfig {
     #[arg(
         long = "max-connections",
         env = "ARQONBUS_MAX_CONNECTIONS",
-        default_value_t = 10_000,
+        default_value_t = MAX_CONNECTIONS,
         value_parser = clap::value_parser!(u32).range(1..),
     )]
     pub max_connections: u32,
@@ -146,7 +189,7 @@ pub struct EdgeConfig {
     #[arg(
         long = "max-connections-per-tenant",
         env = "ARQONBUS_MAX_CONNECTIONS_PER_TENANT",
-        default_value_t = 5_000,
+        default_value_t = MAX_CONNECTIONS_PER_TENANT,
         value_parser = clap::value_parser!(u32).range(1..),
     )]
     pub max_connections_per_tenant: u32,
@@ -160,7 +203,7 @@ pub struct EdgeConfig {
     #[arg(
         long = "max-fleet-connections-per-tenant",
         env = "ARQONBUS_MAX_FLEET_CONNECTIONS_PER_TENANT",
-        default_value_t = 50_000
+        default_value_t = MAX_FLEET_CONNECTIONS_PER_TENANT
     )]
     pub max_fleet_connections_per_tenant: u32,
 
@@ -169,7 +212,7 @@ pub struct EdgeConfig {
     #[arg(
         long = "max-channels-per-connection",
         env = "ARQONBUS_MAX_CHANNELS_PER_CONNECTION",
-        default_value_t = 256,
+        default_value_t = MAX_CHANNELS_PER_CONNECTION,
         value_parser = clap::value_parser!(u32).range(1..),
     )]
     pub max_channels_per_connection: u32,
@@ -179,7 +222,7 @@ pub struct EdgeConfig {
     #[arg(
         long = "max-message-size",
         env = "ARQONBUS_MAX_MESSAGE_SIZE",
-        default_value_t = 1_048_576,
+        default_value_t = MAX_MESSAGE_SIZE,
         value_parser = clap::value_parser!(u32).range(1024..),
     )]
     pub max_message_size: u32,
@@ -190,7 +233,7 @@ pub struct EdgeConfig {
     #[arg(
         long = "max-json-depth",
         env = "ARQONBUS_MAX_JSON_DEPTH",
-        default_value_t = 32,
+        default_value_t = MAX_JSON_DEPTH,
         value_parser = clap::value_parser!(u32).range(1..=128),
     )]
     pub max_json_depth: u32,
@@ -200,7 +243,7 @@ pub struct EdgeConfig {
     #[arg(
         long = "rate-limit-per-second",
         env = "ARQONBUS_RATE_LIMIT_PER_SECOND",
-        default_value_t = 100
+        default_value_t = RATE_LIMIT_PER_SECOND
     )]
     pub rate_limit_per_second: u32,
 
@@ -208,7 +251,7 @@ pub struct EdgeConfig {
     #[arg(
         long = "rate-limit-burst",
         env = "ARQONBUS_RATE_LIMIT_BURST",
-        default_value_t = 200,
+        default_value_t = RATE_LIMIT_BURST,
         value_parser = clap::value_parser!(u32).range(1..),
     )]
     pub rate_limit_burst: u32,
@@ -217,7 +260,7 @@ pub struct EdgeConfig {
     #[arg(
         long = "rate-limit-strikes",
         env = "ARQONBUS_RATE_LIMIT_STRIKES",
-        default_value_t = 20,
+        default_value_t = RATE_LIMIT_STRIKES,
         value_parser = clap::value_parser!(u32).range(1..),
     )]
     pub rate_limit_strikes: u32,
@@ -229,7 +272,7 @@ pub struct EdgeConfig {
     #[arg(
         long = "rate-limit-bytes-per-second",
         env = "ARQONBUS_RATE_LIMIT_BYTES_PER_SECOND",
-        default_value_t = 2_097_152
+        default_value_t = RATE_LIMIT_BYTES_PER_SECOND
     )]
     pub rate_limit_bytes_per_second: u32,
 
@@ -240,7 +283,7 @@ pub struct EdgeConfig {
     #[arg(
         long = "rate-limit-tenant-bytes-per-second",
         env = "ARQONBUS_RATE_LIMIT_TENANT_BYTES_PER_SECOND",
-        default_value_t = 16_777_216
+        default_value_t = RATE_LIMIT_TENANT_BYTES_PER_SECOND
     )]
     pub rate_limit_tenant_bytes_per_second: u32,
 
@@ -249,7 +292,7 @@ pub struct EdgeConfig {
     #[arg(
         long = "outbound-queue",
         env = "ARQONBUS_OUTBOUND_QUEUE",
-        default_value_t = 1024,
+        default_value_t = OUTBOUND_QUEUE,
         value_parser = clap::value_parser!(u32).range(1..),
     )]
     pub outbound_queue: u32,
@@ -258,7 +301,7 @@ pub struct EdgeConfig {
     #[arg(
         long = "outbound-queue-bytes",
         env = "ARQONBUS_OUTBOUND_QUEUE_BYTES",
-        default_value_t = 4 * 1024 * 1024,
+        default_value_t = OUTBOUND_QUEUE_BYTES,
         value_parser = clap::value_parser!(u32).range(1024..),
     )]
     pub outbound_queue_bytes: u32,
@@ -269,7 +312,7 @@ pub struct EdgeConfig {
     #[arg(
         long = "write-stall-timeout-seconds",
         env = "ARQONBUS_WRITE_STALL_TIMEOUT_SECONDS",
-        default_value_t = 10,
+        default_value_t = WRITE_STALL_TIMEOUT_SECONDS,
         value_parser = clap::value_parser!(u64).range(1..=300),
     )]
     pub write_stall_timeout_seconds: u64,
@@ -278,7 +321,7 @@ pub struct EdgeConfig {
     #[arg(
         long = "ping-interval-seconds",
         env = "ARQONBUS_PING_INTERVAL_SECONDS",
-        default_value_t = 20,
+        default_value_t = PING_INTERVAL_SECONDS,
         value_parser = clap::value_parser!(u64).range(1..),
     )]
     pub ping_interval_seconds: u64,
@@ -287,7 +330,7 @@ pub struct EdgeConfig {
     #[arg(
         long = "pong-timeout-seconds",
         env = "ARQONBUS_PONG_TIMEOUT_SECONDS",
-        default_value_t = 10,
+        default_value_t = PONG_TIMEOUT_SECONDS,
         value_parser = clap::value_parser!(u64).range(1..),
     )]
     pub pong_timeout_seconds: u64,
@@ -331,49 +374,26 @@ pub struct EdgeConfig {
     #[arg(
         long = "pipeline-timeout-ms",
         env = "ARQONBUS_PIPELINE_TIMEOUT_MS",
-        default_value_t = 5000,
+        default_value_t = PIPELINE_TIMEOUT_MS,
         value_parser = clap::value_parser!(u64).range(1..),
     )]
     pub pipeline_timeout_ms: u64,
+}
+
+impl Default for EdgeConfig {
+    /// The flags' defaults: authentication on, HS256, and no secret yet.
+    fn default() -> Self {
+        arqon_service::settings::defaults()
+    }
 }
 
 impl EdgeConfig {
     /// Defaults with HS256 authentication on `secret`, for tests and embedding.
     pub fn with_secret(secret: impl Into<String>) -> Self {
         Self {
-            enable_auth: true,
             jwt_algorithm: JwtAlgorithm::Hs256,
             jwt_secret: Some(secret.into()),
-            jwt_public_key: None,
-            jwt_public_key_file: None,
-            jwks_url: None,
-            jwks_refresh_seconds: 300,
-            jwt_audience: None,
-            jwt_issuer: None,
-            jwt_leeway_seconds: 5,
-            tenant_claim: "tenant_id".to_owned(),
-            default_tenant: None,
-            system_scope: false,
-            max_connections: 10_000,
-            max_connections_per_tenant: 5_000,
-            max_fleet_connections_per_tenant: 50_000,
-            max_channels_per_connection: 256,
-            max_message_size: 1_048_576,
-            max_json_depth: 32,
-            rate_limit_per_second: 100,
-            rate_limit_burst: 200,
-            rate_limit_strikes: 20,
-            rate_limit_bytes_per_second: 2_097_152,
-            rate_limit_tenant_bytes_per_second: 16_777_216,
-            outbound_queue: 1024,
-            outbound_queue_bytes: 4 * 1024 * 1024,
-            write_stall_timeout_seconds: 10,
-            ping_interval_seconds: 20,
-            pong_timeout_seconds: 10,
-            presence_events: false,
-            presence_max_members: PRESENCE_MAX_MEMBERS,
-            presence_max_reply_bytes: PRESENCE_MAX_REPLY_BYTES,
-            pipeline_timeout_ms: 5000,
+            ..Self::default()
         }
     }
 

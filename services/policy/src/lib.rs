@@ -41,7 +41,7 @@ pub struct PolicyConfig {
         id = "policy_workers",
         long = "policy-workers",
         env = "ARQONBUS_POLICY_WORKERS",
-        default_value_t = 2,
+        default_value_t = WORKERS,
         value_parser = clap::value_parser!(u16).range(1..=256),
     )]
     pub workers: u16,
@@ -54,7 +54,7 @@ pub struct PolicyConfig {
     #[arg(
         long = "policy-source",
         env = "ARQONBUS_POLICY_SOURCE",
-        default_value = "bus",
+        default_value_t = SourceKind::default(),
         value_enum
     )]
     pub source: SourceKind,
@@ -67,7 +67,7 @@ pub struct PolicyConfig {
     #[arg(
         long = "policy-resource",
         env = "ARQONBUS_POLICY_RESOURCE",
-        default_value = "arqonbus"
+        default_value = RESOURCE
     )]
     pub resource: String,
 
@@ -76,6 +76,11 @@ pub struct PolicyConfig {
     #[arg(skip)]
     pub service_token: Option<ServiceToken>,
 }
+
+/// Default of `ARQONBUS_POLICY_WORKERS`.
+pub const WORKERS: u16 = 2;
+/// Default of `ARQONBUS_POLICY_RESOURCE`.
+pub const RESOURCE: &str = "arqonbus";
 
 /// Where the live policy comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -89,14 +94,7 @@ pub enum SourceKind {
 
 impl Default for PolicyConfig {
     fn default() -> Self {
-        Self {
-            workers: 2,
-            casil: CasilSettings::default(),
-            source: SourceKind::Bus,
-            namespace: None,
-            resource: "arqonbus".to_owned(),
-            service_token: None,
-        }
+        arqon_service::settings::defaults()
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use arqon_casil::{DefaultDecision, Mode, Policy, Uninspected};
+use arqon_casil::{DefaultDecision, Mode, Policy, Uninspected, defaults};
 
 /// The seed policy. Once a policy is stored on the bus, the stored one wins: these
 /// settings only seed a bus that has none (a standalone process, on every start).
@@ -20,7 +20,7 @@ pub struct CasilSettings {
     pub enabled: bool,
 
     /// `monitor` (observe, never alter or block) or `enforce`.
-    #[arg(long = "casil-mode", env = "ARQONBUS_CASIL_MODE", default_value = "monitor",
+    #[arg(long = "casil-mode", env = "ARQONBUS_CASIL_MODE", default_value = Mode::default().as_str(),
           value_parser = parse::<Mode>)]
     pub mode: Mode,
 
@@ -29,7 +29,7 @@ pub struct CasilSettings {
     #[arg(
         long = "casil-default-decision",
         env = "ARQONBUS_CASIL_DEFAULT_DECISION",
-        default_value = "auto",
+        default_value = DefaultDecision::default().as_str(),
         value_parser = parse::<DefaultDecision>
     )]
     pub default_decision: DefaultDecision,
@@ -56,7 +56,7 @@ pub struct CasilSettings {
     #[arg(
         long = "casil-max-inspect-bytes",
         env = "ARQONBUS_CASIL_MAX_INSPECT_BYTES",
-        default_value_t = 262_144
+        default_value_t = defaults::MAX_INSPECT_BYTES
     )]
     pub max_inspect_bytes: u64,
 
@@ -65,7 +65,7 @@ pub struct CasilSettings {
     #[arg(
         long = "casil-uninspected-bytes",
         env = "ARQONBUS_CASIL_UNINSPECTED_BYTES",
-        default_value = "block",
+        default_value = Uninspected::default().as_str(),
         value_parser = parse::<Uninspected>
     )]
     pub uninspected_bytes: Uninspected,
@@ -74,7 +74,7 @@ pub struct CasilSettings {
     #[arg(
         long = "casil-max-patterns",
         env = "ARQONBUS_CASIL_MAX_PATTERNS",
-        default_value_t = 32
+        default_value_t = defaults::MAX_PATTERNS
     )]
     pub max_patterns: u64,
 
@@ -82,7 +82,7 @@ pub struct CasilSettings {
     #[arg(
         long = "casil-max-payload-bytes",
         env = "ARQONBUS_CASIL_MAX_PAYLOAD_BYTES",
-        default_value_t = 262_144
+        default_value_t = defaults::MAX_PAYLOAD_BYTES
     )]
     pub max_payload_bytes: u64,
 
@@ -97,7 +97,7 @@ pub struct CasilSettings {
         long = "casil-redaction-paths",
         env = "ARQONBUS_CASIL_REDACTION_PATHS",
         value_delimiter = ',',
-        default_value = "password,token,secret"
+        default_values_t = defaults::REDACTION_PATHS.map(String::from)
     )]
     pub redaction_paths: Vec<String>,
 

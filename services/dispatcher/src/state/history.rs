@@ -47,7 +47,7 @@ pub struct HistoryConfig {
     #[arg(
         long = "max-history-size",
         env = "ARQONBUS_MAX_HISTORY_SIZE",
-        default_value_t = 1000,
+        default_value_t = DEFAULT_MAX_PER_CHANNEL,
         value_parser = clap::value_parser!(u32).range(1..),
     )]
     pub max_per_channel: u32,
@@ -56,7 +56,7 @@ pub struct HistoryConfig {
     #[arg(
         long = "history-max-age-seconds",
         env = "ARQONBUS_HISTORY_MAX_AGE_SECONDS",
-        default_value_t = 86_400,
+        default_value_t = DEFAULT_MAX_AGE_SECONDS,
         value_parser = clap::value_parser!(u64).range(1..),
     )]
     pub max_age_seconds: u64,
@@ -95,6 +95,8 @@ pub struct HistoryConfig {
 }
 
 /// The history's default size bound: 1 GiB.
+const DEFAULT_MAX_PER_CHANNEL: u32 = 1000;
+const DEFAULT_MAX_AGE_SECONDS: u64 = 86_400;
 const DEFAULT_MAX_BYTES: u64 = 1 << 30;
 /// A tenant's default size bound: 64 MiB (16 tenants in the default total).
 const DEFAULT_MAX_BYTES_PER_TENANT: u64 = 64 << 20;
@@ -103,14 +105,7 @@ const DEFAULT_MAX_BYTES_PER_CHANNEL: u64 = 16 << 20;
 
 impl Default for HistoryConfig {
     fn default() -> Self {
-        Self {
-            enabled: true,
-            max_per_channel: 1000,
-            max_age_seconds: 86_400,
-            max_bytes: DEFAULT_MAX_BYTES,
-            max_bytes_per_tenant: DEFAULT_MAX_BYTES_PER_TENANT,
-            max_bytes_per_channel: DEFAULT_MAX_BYTES_PER_CHANNEL,
-        }
+        arqon_service::settings::defaults()
     }
 }
 

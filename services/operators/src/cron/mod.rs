@@ -45,7 +45,6 @@ pub(crate) async fn start(
     tasks: &TaskTracker,
     shutdown: CancellationToken,
 ) -> Result<CronApi, OperatorsError> {
-    settings.validate().map_err(OperatorsError::Settings)?;
     let bus = &shared.bus;
     let jobs = bus.key_value(layout::cron(bus)).await?;
     let timings = settings.lease();

@@ -72,32 +72,11 @@ pub struct CronSettings {
 
 impl Default for CronSettings {
     fn default() -> Self {
-        Self {
-            max_jobs_per_tenant: MAX_JOBS_PER_TENANT,
-            min_interval_seconds: MIN_INTERVAL_SECONDS,
-            max_repeat_count: MAX_REPEAT_COUNT,
-            max_payload_bytes: MAX_PAYLOAD_BYTES,
-            lease_seconds: LEASE_SECONDS,
-        }
+        arqon_service::settings::defaults()
     }
 }
 
 impl CronSettings {
-    /// Refuses settings built in code (tests, embedders) that the flags would refuse.
-    pub(crate) fn validate(&self) -> Result<(), String> {
-        positive_seconds(&self.min_interval_seconds.to_string())?;
-        lease_seconds(&self.lease_seconds.to_string())?;
-        let positive = [
-            ("max_jobs_per_tenant", self.max_jobs_per_tenant),
-            ("max_repeat_count", self.max_repeat_count),
-            ("max_payload_bytes", self.max_payload_bytes),
-        ];
-        match positive.iter().find(|(_, value)| *value == 0) {
-            Some((name, _)) => Err(format!("cron {name} must be at least 1")),
-            None => Ok(()),
-        }
-    }
-
     pub(crate) fn lease(&self) -> LeaseTimings {
         LeaseTimings::for_ttl(Duration::from_secs_f64(
             self.lease_seconds.max(MIN_LEASE_SECONDS),
@@ -137,30 +116,28 @@ mod tests {
     }
 
     #[test]
-    fn settings_built_in_code_are_checked_like_flags() {
-        assert!(CronSettings::default().validate().is_ok());
-        let bad = [
-            CronSettings {
-                lease_seconds: 0.1,
-                ..CronSettings::default()
-            },
-            CronSettings {
-                min_interval_seconds: 0.0,
-                ..CronSettings::default()
-            },
-            CronSettings {
-                min_interval_seconds: f64::NAN,
-                ..CronSettings::default()
-            },
-            CronSettings {
-                max_repeat_count: 0,
-                ..CronSettings::default()
-            },
-        ];
-        for settings in bad {
-            assert!(settings.validate().is_err(), "{settings:?}");
+    fn out_of_range_values_are_refused_by_their_flag() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            cron: CronSettings,
+        }
+        for (flag, value) in [
+            ("--cron-lease-seconds", "0.1"),
+            ("--cron-lease-seconds", "7200"),
+            ("--cron-min-interval-seconds", "0"),
+            ("--cron-min-interval-seconds", "NaN"),
+            ("--cron-max-repeat-count", "0"),
+            ("--cron-max-jobs-per-tenant", "0"),
+            ("--cron-max-payload-bytes", "0"),
+        ] {
+            let error = Cli::try_parse_from(["t", flag, value])
+                .err()
+                .unwrap()
+                .to_string();
+            assert!(error.contains(flag), "{error}");
         }
         assert_eq!(positive_seconds(" 0.05 "), Ok(0.05));
-        assert!(lease_seconds("7200").is_err());
     }
 }

@@ -51,13 +51,12 @@ struct Inner {
     bus: Bus,
 }
 
-/// Checks the settings (a bad one stops the service with its message) and opens the
-/// lane's buckets, enabled or not: status counts what they hold either way.
+/// Opens the lane's buckets, enabled or not: status counts what they hold either way.
 pub(crate) async fn start(
     shared: &Shared,
     settings: &OmegaSettings,
 ) -> Result<OmegaApi, OperatorsError> {
-    let config = LaneConfig::from_settings(settings).map_err(OperatorsError::Settings)?;
+    let config = LaneConfig::from(settings);
     let lane = Lane::open(&shared.bus, config.max_events, config.max_substrates).await?;
     Ok(OmegaApi {
         inner: Arc::new(Inner {

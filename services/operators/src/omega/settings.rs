@@ -1,7 +1,15 @@
-//! The lane's settings (`ARQONBUS_OMEGA_*`), checked once at start.
+//! The lane's settings (`ARQONBUS_OMEGA_*`), checked by their parsers.
 
-use arqon_protocol::{ChannelName, RoomName, Topic};
+use arqon_protocol::{ChannelName, NameError, RoomName, Topic};
 
+/// Default of `ARQONBUS_OMEGA_LAB_ROOM`.
+const LAB_ROOM: &str = "omega-lab";
+/// Default of `ARQONBUS_OMEGA_LAB_CHANNEL`.
+const LAB_CHANNEL: &str = "signals";
+/// Default of `ARQONBUS_OMEGA_MAX_EVENTS`.
+const MAX_EVENTS: u32 = 1000;
+/// Default of `ARQONBUS_OMEGA_MAX_SUBSTRATES`.
+const MAX_SUBSTRATES: u32 = 128;
 /// Most events the lane may be told to keep: every list reads them all.
 const MOST_EVENTS: i64 = 100_000;
 /// Most substrates the lane may be told to allow.
@@ -26,53 +34,56 @@ pub struct OmegaSettings {
         id = "omega_lab_room",
         long = "omega-lab-room",
         env = "ARQONBUS_OMEGA_LAB_ROOM",
-        default_value = "omega-lab"
+        default_value = LAB_ROOM,
+        value_parser = |text: &str| RoomName::parse(text.trim()).map_err(named),
     )]
-    pub lab_room: String,
+    pub lab_room: RoomName,
 
     /// The channel of that room.
     #[arg(
         id = "omega_lab_channel",
         long = "omega-lab-channel",
         env = "ARQONBUS_OMEGA_LAB_CHANNEL",
-        default_value = "signals"
+        default_value = LAB_CHANNEL,
+        value_parser = |text: &str| ChannelName::parse(text.trim()).map_err(named),
     )]
-    pub lab_channel: String,
+    pub lab_channel: ChannelName,
 
     /// Events kept (the newest; 1 to 100000).
     #[arg(
         id = "omega_max_events",
         long = "omega-max-events",
         env = "ARQONBUS_OMEGA_MAX_EVENTS",
-        default_value_t = 1000,
-        allow_negative_numbers = true
+        default_value_t = MAX_EVENTS,
+        value_parser = clap::value_parser!(u32).range(1..=MOST_EVENTS),
+        allow_negative_numbers = true,
     )]
-    pub max_events: i64,
+    pub max_events: u32,
 
     /// Substrates that may be registered at once (1 to 10000).
     #[arg(
         id = "omega_max_substrates",
         long = "omega-max-substrates",
         env = "ARQONBUS_OMEGA_MAX_SUBSTRATES",
-        default_value_t = 128,
-        allow_negative_numbers = true
+        default_value_t = MAX_SUBSTRATES,
+        value_parser = clap::value_parser!(u32).range(1..=MOST_SUBSTRATES),
+        allow_negative_numbers = true,
     )]
-    pub max_substrates: i64,
+    pub max_substrates: u32,
 }
 
 impl Default for OmegaSettings {
     fn default() -> Self {
-        Self {
-            enabled: false,
-            lab_room: "omega-lab".to_owned(),
-            lab_channel: "signals".to_owned(),
-            max_events: 1000,
-            max_substrates: 128,
-        }
+        arqon_service::settings::defaults()
     }
 }
 
-/// The lane's settings, checked.
+/// A name's problem, as clap shows it after the flag.
+fn named(error: NameError) -> String {
+    error.to_string()
+}
+
+/// The lane's settings, as the lane uses them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct LaneConfig {
     pub(crate) enabled: bool,
@@ -81,78 +92,15 @@ pub(crate) struct LaneConfig {
     pub(crate) max_substrates: usize,
 }
 
-impl LaneConfig {
-    /// Checks `settings`; every problem is reported, joined by `; `.
-    pub(crate) fn from_settings(settings: &OmegaSettings) -> Result<Self, String> {
-        let mut errors = Vec::new();
-        let room = name(
-            "lab_room",
-            "room",
-            &settings.lab_room,
-            RoomName::parse,
-            &mut errors,
-        );
-        let channel = name(
-            "lab_channel",
-            "channel",
-            &settings.lab_channel,
-            ChannelName::parse,
-            &mut errors,
-        );
-        let max_events = bounded("max_events", settings.max_events, MOST_EVENTS, &mut errors);
-        let max_substrates = bounded(
-            "max_substrates",
-            settings.max_substrates,
-            MOST_SUBSTRATES,
-            &mut errors,
-        );
-        match (room, channel, max_events, max_substrates) {
-            (Some(room), Some(channel), Some(max_events), Some(max_substrates))
-                if errors.is_empty() =>
-            {
-                Ok(Self {
-                    enabled: settings.enabled,
-                    lab: Topic::new(room, channel),
-                    max_events,
-                    max_substrates,
-                })
-            }
-            _ => Err(errors.join("; ")),
+impl From<&OmegaSettings> for LaneConfig {
+    fn from(settings: &OmegaSettings) -> Self {
+        Self {
+            enabled: settings.enabled,
+            lab: Topic::new(settings.lab_room.clone(), settings.lab_channel.clone()),
+            max_events: settings.max_events as usize,
+            max_substrates: settings.max_substrates as usize,
         }
     }
-}
-
-fn name<T, E: std::fmt::Display>(
-    setting: &str,
-    kind: &str,
-    text: &str,
-    parse: impl Fn(&str) -> Result<T, E>,
-    errors: &mut Vec<String>,
-) -> Option<T> {
-    let text = text.trim();
-    if text.is_empty() {
-        errors.push(format!("Tier-Omega {setting} must be non-empty"));
-        return None;
-    }
-    parse(text)
-        .map_err(|e| {
-            errors.push(format!(
-                "Tier-Omega {setting} must be a valid {kind} name: {e}"
-            ))
-        })
-        .ok()
-}
-
-fn bounded(setting: &str, value: i64, most: i64, errors: &mut Vec<String>) -> Option<usize> {
-    if value < 1 {
-        errors.push(format!("Tier-Omega {setting} must be >= 1"));
-        return None;
-    }
-    if value > most {
-        errors.push(format!("Tier-Omega {setting} must be <= {most}"));
-        return None;
-    }
-    usize::try_from(value).ok()
 }
 
 #[cfg(test)]
@@ -166,10 +114,10 @@ mod tests {
         omega: OmegaSettings,
     }
 
-    fn parse(args: &[&str]) -> OmegaSettings {
+    fn parse(args: &[&str]) -> Result<OmegaSettings, String> {
         Cli::try_parse_from(std::iter::once("arqonbus").chain(args.iter().copied()))
-            .unwrap()
-            .omega
+            .map(|cli| cli.omega)
+            .map_err(|e| e.to_string())
     }
 
     /// The original's acceptance scenario 43: the five settings come from their environment variables (or flags), with
@@ -194,7 +142,7 @@ mod tests {
         ] {
             assert_eq!(env(id).as_deref(), Some(var), "{id}");
         }
-        assert_eq!(parse(&[]), OmegaSettings::default());
+        assert_eq!(parse(&[]).unwrap(), OmegaSettings::default());
         let set = parse(&[
             "--omega-enabled",
             "true",
@@ -206,9 +154,10 @@ mod tests {
             "7",
             "--omega-max-substrates",
             "3",
-        ]);
+        ])
+        .unwrap();
         assert_eq!(
-            LaneConfig::from_settings(&set).unwrap(),
+            LaneConfig::from(&set),
             LaneConfig {
                 enabled: true,
                 lab: Topic::parse("lab-2", "pulses").unwrap(),
@@ -216,56 +165,38 @@ mod tests {
                 max_substrates: 3,
             }
         );
-        assert!(!parse(&["--omega-enabled", "false"]).enabled);
-        assert!(Cli::try_parse_from(["arqonbus", "--omega-enabled", "maybe"]).is_err());
+        assert!(!parse(&["--omega-enabled", "false"]).unwrap().enabled);
+        assert!(parse(&["--omega-enabled", "maybe"]).is_err());
     }
 
-    /// The original's acceptance scenario 44: empty names and zero limits, each with its message.
+    /// The original's acceptance scenario 44: empty or unsafe names and limits out of
+    /// range, each refused naming its flag.
     #[test]
-    fn bad_settings_are_reported_together() {
-        let bad = parse(&[
-            "--omega-lab-room",
-            " ",
-            "--omega-lab-channel",
-            "",
-            "--omega-max-events",
-            "0",
-            "--omega-max-substrates",
-            "-3",
-        ]);
-        let error = LaneConfig::from_settings(&bad).unwrap_err();
-        assert_eq!(
-            error,
-            "Tier-Omega lab_room must be non-empty; Tier-Omega lab_channel must be non-empty; \
-             Tier-Omega max_events must be >= 1; Tier-Omega max_substrates must be >= 1"
-        );
-        let unsafe_names = OmegaSettings {
-            lab_room: "omega.lab".to_owned(),
-            lab_channel: "sig nals".to_owned(),
-            max_events: MOST_EVENTS + 1,
-            ..OmegaSettings::default()
-        };
-        let error = LaneConfig::from_settings(&unsafe_names).unwrap_err();
-        assert!(
-            error.starts_with(
-                "Tier-Omega lab_room must be a valid room name: Invalid room name 'omega.lab'"
+    fn bad_settings_are_refused_by_name() {
+        for (flag, value, problem) in [
+            ("--omega-lab-room", " ", "room"),
+            (
+                "--omega-lab-room",
+                "omega.lab",
+                "Invalid room name 'omega.lab'",
             ),
-            "{error}"
-        );
-        assert!(
-            error.contains("Tier-Omega lab_channel must be a valid channel name"),
-            "{error}"
-        );
-        assert!(
-            error.contains("Tier-Omega max_events must be <= 100000"),
-            "{error}"
-        );
+            ("--omega-lab-channel", "", "channel"),
+            ("--omega-lab-channel", "sig nals", "Invalid channel name"),
+            ("--omega-max-events", "0", "1..=100000"),
+            ("--omega-max-events", "100001", "1..=100000"),
+            ("--omega-max-substrates", "-3", "--omega-max-substrates"),
+            ("--omega-max-substrates", "10001", "1..=10000"),
+        ] {
+            let error = parse(&[flag, value]).unwrap_err();
+            assert!(error.contains(flag), "{flag} {value:?}: {error}");
+            assert!(error.contains(problem), "{flag} {value:?}: {error}");
+        }
     }
 
     /// The original's acceptance scenario 45: the checked settings keep the five values (`op.omega.status` exports them).
     #[test]
     fn the_defaults_are_the_originals() {
-        let config = LaneConfig::from_settings(&OmegaSettings::default()).unwrap();
+        let config = LaneConfig::from(&OmegaSettings::default());
         assert!(!config.enabled);
         assert_eq!(config.lab.to_string(), "omega-lab:signals");
         assert_eq!((config.max_events, config.max_substrates), (1000, 128));

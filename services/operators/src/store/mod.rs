@@ -22,6 +22,8 @@ use serde_json::value::RawValue;
 use tokio::task::JoinHandle;
 use tonic::{Request, Response, Status};
 
+use clap::builder::RangedU64ValueParser;
+
 use arqon_proto::layout;
 use arqon_proto::operators::v1 as pb;
 use arqon_protocol::{TenantId, Timestamp};
@@ -41,6 +43,15 @@ pub(crate) const MAX_LIST_LIMIT: usize = 1000;
 /// least one key. So a reply stays well under the bus's message size, whatever the keys.
 const LIST_PAGE_BYTES: usize = 512 * 1024;
 
+/// Default of `ARQONBUS_STORE_MAX_KEY_BYTES`.
+const MAX_KEY_BYTES: usize = 256;
+/// Default of `ARQONBUS_STORE_MAX_VALUE_BYTES`.
+const MAX_VALUE_BYTES: usize = 65_536;
+/// Default of `ARQONBUS_STORE_MAX_KEYS_PER_TENANT`.
+const MAX_KEYS_PER_TENANT: usize = 10_000;
+/// Default of `ARQONBUS_STORE_SWEEP_INTERVAL_MS`.
+const SWEEP_INTERVAL_MS: u64 = 1_000;
+
 /// Settings of the store.
 #[derive(Debug, Clone, clap::Args)]
 pub struct StoreSettings {
@@ -49,7 +60,8 @@ pub struct StoreSettings {
         id = "store_max_key_bytes",
         long = "store-max-key-bytes",
         env = "ARQONBUS_STORE_MAX_KEY_BYTES",
-        default_value_t = 256
+        default_value_t = MAX_KEY_BYTES,
+        value_parser = RangedU64ValueParser::<usize>::new().range(1..=keys::LONGEST_KEY_BYTES as u64),
     )]
     pub max_key_bytes: usize,
 
@@ -58,7 +70,8 @@ pub struct StoreSettings {
         id = "store_max_value_bytes",
         long = "store-max-value-bytes",
         env = "ARQONBUS_STORE_MAX_VALUE_BYTES",
-        default_value_t = 65_536
+        default_value_t = MAX_VALUE_BYTES,
+        value_parser = RangedU64ValueParser::<usize>::new().range(1..),
     )]
     pub max_value_bytes: usize,
 
@@ -67,7 +80,8 @@ pub struct StoreSettings {
         id = "store_max_keys_per_tenant",
         long = "store-max-keys-per-tenant",
         env = "ARQONBUS_STORE_MAX_KEYS_PER_TENANT",
-        default_value_t = 10_000
+        default_value_t = MAX_KEYS_PER_TENANT,
+        value_parser = RangedU64ValueParser::<usize>::new().range(1..),
     )]
     pub max_keys_per_tenant: usize,
 
@@ -77,19 +91,15 @@ pub struct StoreSettings {
         id = "store_sweep_interval_ms",
         long = "store-sweep-interval-ms",
         env = "ARQONBUS_STORE_SWEEP_INTERVAL_MS",
-        default_value_t = 1_000
+        default_value_t = SWEEP_INTERVAL_MS,
+        value_parser = clap::value_parser!(u64).range(10..),
     )]
     pub sweep_interval_ms: u64,
 }
 
 impl Default for StoreSettings {
     fn default() -> Self {
-        Self {
-            max_key_bytes: 256,
-            max_value_bytes: 65_536,
-            max_keys_per_tenant: 10_000,
-            sweep_interval_ms: 1_000,
-        }
+        arqon_service::settings::defaults()
     }
 }
 
@@ -144,30 +154,14 @@ pub(crate) async fn start(
 
 /// Why `settings` cannot be used with a bucket whose values are at most `max_value`.
 fn check(settings: &StoreSettings, max_value: usize) -> Result<(), String> {
-    let mut errors = Vec::new();
-    if !(1..=keys::LONGEST_KEY_BYTES).contains(&settings.max_key_bytes) {
-        errors.push(format!(
-            "ARQONBUS_STORE_MAX_KEY_BYTES must be 1 to {}",
-            keys::LONGEST_KEY_BYTES
-        ));
-    }
     let largest = max_value.saturating_sub(record::OVERHEAD);
-    if !(1..=largest).contains(&settings.max_value_bytes) {
-        errors.push(format!(
-            "ARQONBUS_STORE_MAX_VALUE_BYTES must be 1 to {largest} (the bus's largest value, less the record around it)"
+    if settings.max_value_bytes > largest {
+        return Err(format!(
+            "ARQONBUS_STORE_MAX_VALUE_BYTES ({}) must be at most {largest}: the bus's largest value, less the record around it",
+            settings.max_value_bytes
         ));
     }
-    if settings.max_keys_per_tenant == 0 {
-        errors.push("ARQONBUS_STORE_MAX_KEYS_PER_TENANT must be >= 1".to_owned());
-    }
-    if settings.sweep_interval_ms < 10 {
-        errors.push("ARQONBUS_STORE_SWEEP_INTERVAL_MS must be >= 10".to_owned());
-    }
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(errors.join("; "))
-    }
+    Ok(())
 }
 
 /// The namespace a call addresses: authorization first, then the name.
@@ -464,17 +458,29 @@ mod tests {
         assert_eq!(check(&defaults, 1024 * 1024 - 256), Ok(()));
         let error = check(&defaults, 32 * 1024).unwrap_err();
         assert!(
-            error.contains("ARQONBUS_STORE_MAX_VALUE_BYTES must be 1 to"),
+            error.starts_with("ARQONBUS_STORE_MAX_VALUE_BYTES (65536) must be at most 32704"),
             "{error}"
         );
-        let bad = StoreSettings {
-            max_key_bytes: keys::LONGEST_KEY_BYTES + 1,
-            max_value_bytes: 0,
-            max_keys_per_tenant: 0,
-            sweep_interval_ms: 0,
-        };
-        let error = check(&bad, 1024 * 1024).unwrap_err();
-        assert_eq!(error.split("; ").count(), 4, "{error}");
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            store: StoreSettings,
+        }
+        let longest = (keys::LONGEST_KEY_BYTES + 1).to_string();
+        for (flag, value) in [
+            ("--store-max-key-bytes", longest.as_str()),
+            ("--store-max-key-bytes", "0"),
+            ("--store-max-value-bytes", "0"),
+            ("--store-max-keys-per-tenant", "0"),
+            ("--store-sweep-interval-ms", "9"),
+        ] {
+            let error = Cli::try_parse_from(["t", flag, value])
+                .err()
+                .unwrap()
+                .to_string();
+            assert!(error.contains(flag), "{error}");
+        }
     }
 
     #[test]

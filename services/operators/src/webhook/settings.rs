@@ -175,22 +175,7 @@ pub struct WebhookSettings {
 
 impl Default for WebhookSettings {
     fn default() -> Self {
-        Self {
-            max_attempts: MAX_ATTEMPTS,
-            backoff_base_ms: BACKOFF_BASE_MS,
-            backoff_max_ms: BACKOFF_MAX_MS,
-            concurrency: CONCURRENCY,
-            concurrency_per_rule: CONCURRENCY_PER_RULE,
-            max_timeout_seconds: MAX_TIMEOUT_SECONDS,
-            allow_private_targets: false,
-            max_rules_per_tenant: MAX_RULES_PER_TENANT,
-            queue_max_age_seconds: QUEUE_MAX_AGE_SECONDS,
-            queue_max_jobs: QUEUE_MAX_JOBS,
-            queue_max_bytes: QUEUE_MAX_BYTES,
-            max_queued_per_tenant: MAX_QUEUED_PER_TENANT,
-            max_queued_bytes_per_tenant: MAX_QUEUED_BYTES_PER_TENANT,
-            sweep_seconds: SWEEP_SECONDS,
-        }
+        arqon_service::settings::defaults()
     }
 }
 
