@@ -25,6 +25,10 @@ pub struct Cli {
 pub enum Command {
     #[command(flatten)]
     Run(Box<Service>),
+    /// Prints the settings a command runs with (its flags, then its ARQONBUS_* variables,
+    /// then the defaults) as an env file, or JSON with --json; secrets masked. E.g.
+    /// `arqonbus config edge`.
+    Config(Box<ConfigArgs>),
     /// Asks the service running here whether it is ready (GET /ready on its HTTP port):
     /// exit status 0 if it answers 200, 1 otherwise. For container health checks.
     Healthcheck(HealthcheckArgs),
@@ -315,6 +319,18 @@ fn join_host_port(host: &str, port: u16) -> String {
     }
 }
 
+#[derive(Debug, Args)]
+pub struct ConfigArgs {
+    /// Print one JSON object (variable to value, null when unset) instead of
+    /// `ARQONBUS_X=value` lines.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// The command whose settings to print; it takes the same flags.
+    #[command(subcommand)]
+    pub service: Service,
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct HealthcheckArgs {
     /// The HTTP endpoints of the service to ask (the same settings it runs with).
@@ -396,7 +412,7 @@ mod tests {
     fn service(cli: Cli) -> Service {
         match cli.command {
             Command::Run(service) => *service,
-            Command::Healthcheck(_) => panic!("not a service"),
+            Command::Healthcheck(_) | Command::Config(_) => panic!("not a service"),
         }
     }
 

@@ -7,6 +7,7 @@
 mod bus_metrics;
 pub mod cli;
 mod dev;
+pub mod effective;
 pub mod healthcheck;
 
 use std::future::Future;

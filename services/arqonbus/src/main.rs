@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use clap::Parser;
+use clap::{CommandFactory as _, FromArgMatches as _};
 use tokio::net::{TcpListener, TcpSocket};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
@@ -19,9 +19,12 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let service = match Cli::parse().command {
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let service = match cli.command {
         Command::Run(service) => *service,
         Command::Healthcheck(args) => return healthcheck(&args).await,
+        Command::Config(_) => return print_config(&matches),
     };
     let common = service.common();
     // The exporter's TLS (an https collector) needs the process's provider first.
@@ -49,6 +52,18 @@ async fn main() -> ExitCode {
     // The last spans: exported (bounded) before the process exits.
     let _ = tokio::task::spawn_blocking(move || tracing.shutdown()).await;
     code
+}
+
+/// Prints what `arqonbus config <command>` shows.
+#[allow(clippy::print_stdout)]
+fn print_config(matches: &clap::ArgMatches) -> ExitCode {
+    match arqonbus::effective::render(matches) {
+        Some(text) => {
+            println!("{}", text.trim_end());
+            ExitCode::SUCCESS
+        }
+        None => ExitCode::FAILURE,
+    }
 }
 
 /// Prints the service's answer; exit status 1 unless it is ready.

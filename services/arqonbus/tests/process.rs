@@ -167,6 +167,60 @@ fn pairs<'a>(env: &'a [(&'a str, String)]) -> Vec<(&'a str, &'a str)> {
     env.iter().map(|(k, v)| (*k, v.as_str())).collect()
 }
 
+/// `arqonbus config`: what a container's environment makes of a command's settings.
+#[test]
+fn config_prints_the_effective_settings_with_secrets_masked() {
+    let run = |args: &[&str]| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_arqonbus"));
+        for (key, _) in std::env::vars() {
+            if key.starts_with("ARQONBUS_") {
+                command.env_remove(key);
+            }
+        }
+        let output = command
+            .arg("config")
+            .args(args)
+            .env("ARQONBUS_MAX_CONNECTIONS", "1234")
+            .env("ARQONBUS_AUTH_JWT_SECRET", "very-secret-value")
+            .env("ARQONBUS_NATS_PASSWORD", "nats-pass-value")
+            .env("ARQONBUS_CASIL_MODE", "enforce")
+            .output()
+            .expect("run arqonbus config");
+        assert!(output.status.success(), "{output:?}");
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let text = run(&["edge", "--rate-limit-burst", "9"]);
+    assert!(text.contains("\nARQONBUS_MAX_CONNECTIONS=1234\n"), "{text}");
+    assert!(text.contains("\nARQONBUS_RATE_LIMIT_BURST=9\n"), "{text}");
+    assert!(
+        text.contains("\nARQONBUS_PING_INTERVAL_SECONDS=20\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("\nARQONBUS_AUTH_JWT_SECRET=********\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("\nARQONBUS_NATS_PASSWORD=********\n"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("very-secret") && !text.contains("nats-pass"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("ARQONBUS_CASIL_MODE"),
+        "the edge has no CASIL settings: {text}"
+    );
+
+    let json: Value = serde_json::from_str(&run(&["standalone", "--json"])).unwrap();
+    assert_eq!(json["ARQONBUS_MAX_CONNECTIONS"], 1234);
+    assert_eq!(json["ARQONBUS_CASIL_MODE"], "enforce");
+    assert_eq!(json["ARQONBUS_AUTH_JWT_SECRET"], "********");
+    assert_eq!(json["ARQONBUS_SERVICE_TOKEN"], Value::Null);
+    assert_eq!(json["ARQONBUS_HTTP_PORT"], 8080);
+}
+
 /// `arqonbus healthcheck` with the environment of the service it asks.
 fn healthcheck(env: &[(&str, &str)]) -> (bool, String) {
     let mut command = Command::new(env!("CARGO_BIN_EXE_arqonbus"));
