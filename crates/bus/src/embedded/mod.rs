@@ -37,6 +37,10 @@ struct StreamEntry {
     name: String,
     subjects: Vec<String>,
     history: EmbeddedHistory,
+    /// Held from storing a message to handing it to the subscribers, so that they get
+    /// the stream's messages in the order it stores them (as a client recovering from a
+    /// position assumes).
+    order: Mutex<()>,
 }
 
 /// A work queue and the subjects it captures, as [`StreamEntry`] for history.
@@ -100,36 +104,42 @@ impl EmbeddedBus {
         self.deliver(message).0
     }
 
+    /// Stores the message in the history stream that captures its subject, if one does,
+    /// then hands it to the subscribers: both under the stream's order lock, so that the
+    /// order subscribers see is the order the stream stores (on nats-server they are two
+    /// paths through the server).
     fn deliver(&self, message: Message) -> (Option<u64>, usize) {
-        let stored = self.capture(&message);
         self.capture_job(&message);
-        let matched = Registry::publish(&self.shared.registry, message, &self.shared.stats);
-        (stored, matched)
-    }
-
-    fn capture(&self, message: &Message) -> Option<u64> {
         let streams = self
             .shared
             .streams
             .read()
             .unwrap_or_else(PoisonError::into_inner);
-        if streams.is_empty() {
-            return None;
-        }
         let covering = streams.iter().find(|s| {
             s.subjects
                 .iter()
                 .any(|p| subject::matches(p, &message.subject))
-        })?;
+        });
+        let Some(covering) = covering else {
+            drop(streams);
+            let matched = Registry::publish(&self.shared.registry, message, &self.shared.stats);
+            return (None, matched);
+        };
+        let _order = covering
+            .order
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         // Appending to an embedded stream cannot fail.
-        covering
+        let stored = covering
             .history
             .append(
                 &message.subject,
                 message.headers.clone(),
                 message.payload.clone(),
             )
-            .ok()
+            .ok();
+        let matched = Registry::publish(&self.shared.registry, message, &self.shared.stats);
+        (stored, matched)
     }
 
     /// Queues a job published to a work queue's subjects.
@@ -384,6 +394,7 @@ impl EmbeddedBus {
         }
         let history = EmbeddedHistory::new(config);
         streams.push(StreamEntry {
+            order: Mutex::new(()),
             name: config.stream.clone(),
             subjects: config.subjects.clone(),
             history: history.clone(),
@@ -412,5 +423,59 @@ fn check_overlap(
             "stream {name}: subject {clash} overlaps stream {other}"
         ))),
         None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use bytes::Bytes;
+
+    use crate::{Bus, EmbeddedOptions, Headers, HistoryConfig, MAX_READ_LIMIT, ReadFrom};
+
+    /// Subscribers get a stream's messages in the order it stores them, however many
+    /// publish at once: a client recovering from the last message it saw gets exactly
+    /// the ones stored after it, none of which it had.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn subscribers_see_the_order_the_stream_stores() {
+        // Each round is a chance for a race: several, so that a missing lock shows.
+        for round in 0..10 {
+            let bus = Bus::embedded(EmbeddedOptions::default());
+            let history = bus
+                .history(HistoryConfig::new("ORDER", vec!["o.>".into()]))
+                .await
+                .unwrap();
+            let mut live = bus.subscribe("o.a").await.unwrap();
+            let bus = Arc::new(bus);
+            let publishers: Vec<_> = (0..4)
+                .map(|p| {
+                    let bus = Arc::clone(&bus);
+                    tokio::spawn(async move {
+                        for n in 0..200 {
+                            let payload = Bytes::from(format!("{p}-{n}"));
+                            bus.publish_stored("o.a", Headers::new(), payload)
+                                .await
+                                .unwrap();
+                        }
+                    })
+                })
+                .collect();
+            for publisher in publishers {
+                publisher.await.unwrap();
+            }
+            let mut seen = Vec::new();
+            while seen.len() < 800 {
+                seen.push(live.next().await.unwrap().payload);
+            }
+            let stored: Vec<Bytes> = history
+                .read("o.a", ReadFrom::Sequence(1), MAX_READ_LIMIT)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|m| m.payload)
+                .collect();
+            assert_eq!(seen, stored, "round {round}");
+        }
     }
 }
