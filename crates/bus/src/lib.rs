@@ -25,6 +25,7 @@ mod message;
 mod nats;
 mod stats;
 mod subject;
+mod workers;
 mod workqueue;
 
 pub use bus::{Bus, Subscription};

@@ -167,12 +167,7 @@ pub(crate) async fn run(
     mut subscription: Subscription,
     shutdown: CancellationToken,
 ) {
-    loop {
-        let message = tokio::select! {
-            () = shutdown.cancelled() => break,
-            message = subscription.next() => message,
-        };
-        let Some(message) = message else { break };
+    while let Some(message) = subscription.next_until(&shutdown).await {
         let Some(received) = route::receive(&context, message) else {
             continue;
         };

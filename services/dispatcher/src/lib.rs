@@ -471,16 +471,11 @@ pub async fn start(
         admission: Arc::new(intake::Admission::new(bounds)),
         tasks: tasks.clone(),
     });
-    for _ in 0..config.workers {
-        let subscription = bus
-            .queue_subscribe(subject::DISPATCH_ALL, subject::DISPATCHER_QUEUE)
-            .await?;
-        tasks.spawn(intake::run(
-            Arc::clone(&context),
-            subscription,
-            shutdown.clone(),
-        ));
-    }
+    let (dispatch, group) = (subject::DISPATCH_ALL, subject::DISPATCHER_QUEUE);
+    bus.spawn_queue_workers(dispatch, group, config.workers, &tasks, |subscription| {
+        intake::run(Arc::clone(&context), subscription, shutdown.clone())
+    })
+    .await?;
     start_sweep(
         &context,
         &bus,

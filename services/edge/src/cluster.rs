@@ -42,12 +42,7 @@ pub(crate) async fn answer_presence(
     mut queries: Subscription,
     stop: CancellationToken,
 ) {
-    loop {
-        let message = tokio::select! {
-            () = stop.cancelled() => break,
-            message = queries.next() => message,
-        };
-        let Some(message) = message else { break };
+    while let Some(message) = queries.next_until(&stop).await {
         let query = match PresenceQuery::decode(message.payload.clone()) {
             Ok(query) => query,
             Err(e) => {
@@ -83,12 +78,7 @@ pub(crate) async fn take_direct(
     mut deliveries: Subscription,
     stop: CancellationToken,
 ) {
-    loop {
-        let message = tokio::select! {
-            () = stop.cancelled() => break,
-            message = deliveries.next() => message,
-        };
-        let Some(message) = message else { break };
+    while let Some(message) = deliveries.next_until(&stop).await {
         let delivered = match DirectDelivery::decode(message.payload.clone()) {
             Ok(direct) => deliver(&shared, direct),
             Err(e) => {
@@ -170,12 +160,7 @@ pub(crate) async fn relay_presence(
     mut events: Subscription,
     stop: CancellationToken,
 ) {
-    loop {
-        let message = tokio::select! {
-            () = stop.cancelled() => break,
-            message = events.next() => message,
-        };
-        let Some(message) = message else { break };
+    while let Some(message) = events.next_until(&stop).await {
         let Some((tenant, topic)) = subject::parse_presence_events(&message.subject) else {
             continue;
         };

@@ -63,12 +63,7 @@ impl Connections {
 
     /// Hands each delivery addressed to this edge to its connection, until `stop`.
     pub(crate) async fn route(&self, mut subscription: Subscription, stop: CancellationToken) {
-        loop {
-            let message = tokio::select! {
-                () = stop.cancelled() => break,
-                message = subscription.next() => message,
-            };
-            let Some(message) = message else { break };
+        while let Some(message) = subscription.next_until(&stop).await {
             // The answer to a client's envelope (or a private message): the end of its
             // trace on this edge.
             let span = traces::continue_span(

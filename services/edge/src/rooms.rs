@@ -247,12 +247,7 @@ async fn run_room(
     };
     ready.send_replace(Some(Ok(())));
     debug!(subject = %room.subject, "room subscribed");
-    loop {
-        let message = tokio::select! {
-            () = room.stop.cancelled() => break,
-            message = subscription.next() => message,
-        };
-        let Some(message) = message else { break };
+    while let Some(message) = subscription.next_until(&room.stop).await {
         let span = traces::continue_span(
             |key| message.headers.get(key),
             || {

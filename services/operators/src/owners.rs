@@ -37,12 +37,7 @@ impl Owners {
         let (gone, _) = broadcast::channel(BUFFER);
         let sender = gone.clone();
         tasks.spawn(async move {
-            loop {
-                let message = tokio::select! {
-                    () = shutdown.cancelled() => break,
-                    message = notices.next() => message,
-                };
-                let Some(message) = message else { break };
+            while let Some(message) = notices.next_until(&shutdown).await {
                 match std::str::from_utf8(&message.payload)
                     .ok()
                     .and_then(ClientId::parse)

@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::info;
 
-use arqon_bus::{Bus, BusError};
+use arqon_bus::{Bus, BusError, Subscription};
 use arqon_proto::grpc::{ServiceToken, require};
 use arqon_proto::policy::v1::policy_server::PolicyServer;
 use arqon_protocol::subject;
@@ -207,23 +207,17 @@ pub async fn start_with(
         metrics,
         store: store.clone(),
     });
-    for _ in 0..config.workers {
-        let subscription = bus
-            .queue_subscribe(subject::INGRESS_ALL, subject::POLICY_QUEUE)
-            .await?;
+    let workers = |mut subscription: Subscription| {
         let (context, shutdown) = (Arc::clone(&context), shutdown.clone());
-        tasks.spawn(async move {
-            let mut subscription = subscription;
-            loop {
-                let message = tokio::select! {
-                    () = shutdown.cancelled() => break,
-                    message = subscription.next() => message,
-                };
-                let Some(message) = message else { break };
+        async move {
+            while let Some(message) = subscription.next_until(&shutdown).await {
                 inspect::handle(&context, message).await;
             }
-        });
-    }
+        }
+    };
+    let (ingress, group) = (subject::INGRESS_ALL, subject::POLICY_QUEUE);
+    bus.spawn_queue_workers(ingress, group, config.workers, &tasks, workers)
+        .await?;
     bus.flush().await?;
     tasks.close();
     info!(workers = config.workers, "policy stage started");
