@@ -60,16 +60,6 @@ impl Service {
             Service::Operators(_) => "operators",
         }
     }
-
-    pub fn common(&self) -> &Common {
-        match self {
-            Service::Standalone(a) => &a.common,
-            Service::Edge(a) => &a.common,
-            Service::Policy(a) => &a.common,
-            Service::Dispatcher(a) => &a.common,
-            Service::Operators(a) => &a.common,
-        }
-    }
 }
 
 /// Default of `ARQONBUS_HTTP_HOST`, `ARQONBUS_SERVER_HOST` and `ARQONBUS_GRPC_HOST`: this
@@ -457,10 +447,53 @@ mod tests {
         let cli =
             Cli::try_parse_from(["arqonbus", "policy", "--service-token", "s3cret-token"]).unwrap();
         assert!(!format!("{cli:?}").contains("s3cret"));
-        let token = service(cli).common().service_token.clone().unwrap();
+        let token = crate::Plan::from(service(cli))
+            .common
+            .service_token
+            .clone()
+            .unwrap();
         assert_eq!(token.expose(), "s3cret-token");
         let cli = Cli::try_parse_from(["arqonbus", "dispatcher"]).unwrap();
-        assert!(service(cli).common().service_token.is_none());
+        assert!(
+            crate::Plan::from(service(cli))
+                .common
+                .service_token
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn each_command_plans_its_services() {
+        let plan = |args: &[&str]| {
+            let args = ["arqonbus"].iter().chain(args).copied();
+            crate::Plan::from(service(Cli::try_parse_from(args).unwrap()))
+        };
+        let standalone = plan(&["standalone", "--service-token", "a-long-service-token"]);
+        let s = &standalone.services;
+        assert!(standalone.standalone);
+        assert!(s.edge.is_some() && s.policy.is_some() && s.dispatcher.is_some());
+        assert!(s.operators.as_ref().unwrap().service_token.is_some());
+        assert!(standalone.websocket.is_some() && standalone.grpc.is_some());
+        let edge = plan(&["edge"]);
+        assert_eq!(edge.component, "edge");
+        assert!(!edge.standalone && edge.websocket.is_some() && edge.grpc.is_none());
+        assert!(edge.services.edge.is_some() && edge.services.dispatcher.is_none());
+        for (command, has) in [
+            ("policy", [true, false, false]),
+            ("dispatcher", [false, true, false]),
+            ("operators", [false, false, true]),
+        ] {
+            let p = plan(&[command]);
+            let s = &p.services;
+            let got = [
+                s.policy.is_some(),
+                s.dispatcher.is_some(),
+                s.operators.is_some(),
+            ];
+            assert_eq!(got, has, "{command}");
+            assert!(!p.standalone && p.websocket.is_none() && p.grpc.is_some());
+            assert!(s.edge.is_none());
+        }
     }
 
     #[test]
@@ -475,11 +508,13 @@ mod tests {
     #[test]
     fn jetstream_replicas_are_one_to_five() {
         let cli = Cli::try_parse_from(["arqonbus", "edge"]).unwrap();
-        let options = service(cli).common().nats_options("edge");
+        let options = crate::Plan::from(service(cli)).common.nats_options("edge");
         assert_eq!(options.jetstream_replicas, 1);
         assert_eq!(options.name, "edge");
         let cli = Cli::try_parse_from(["arqonbus", "policy", "--jetstream-replicas", "3"]).unwrap();
-        let options = service(cli).common().nats_options("policy");
+        let options = crate::Plan::from(service(cli))
+            .common
+            .nats_options("policy");
         assert_eq!(options.jetstream_replicas, 3);
         for bad in ["0", "6", "three"] {
             let err = Cli::try_parse_from(["arqonbus", "policy", "--jetstream-replicas", bad])

@@ -26,3 +26,18 @@ pub fn dev_credentials() -> anyhow::Result<DevCredentials> {
     let token = mint_hs256(secret.as_bytes(), &claims)?;
     Ok(DevCredentials { secret, token })
 }
+
+/// Printed on stdout (not in the logs) so a developer can connect at once.
+#[allow(clippy::print_stdout)]
+pub(crate) fn print_banner(addr: &str, token: &str) {
+    println!();
+    println!("ArqonBus standalone is running with a generated development secret.");
+    println!("Connect with this token (tenant `default`, role `admin`, valid 24 hours):");
+    println!();
+    println!("  ws://{addr}/ws?token={token}");
+    println!();
+    println!(
+        "The secret changes on every start; set ARQONBUS_AUTH_JWT_SECRET to keep tokens valid."
+    );
+    println!();
+}

@@ -1,39 +1,36 @@
 //! The `arqonbus` binary as a library: it runs one service or all of them in one process,
 //! on listeners the caller has bound, until a shutdown token is cancelled.
 //!
-//! `main.rs` only parses flags, sets up logging, binds, and handles signals; tests call
-//! [`serve`] with port-0 listeners and run exactly what the binary runs.
+//! `main.rs` only parses the command line, sets up logging and handles signals; the
+//! command's [`Plan`] binds and runs it. Tests call [`serve`] with port-0 listeners and
+//! run exactly what the binary runs. Each service is built and run through the same
+//! interface, `arqon_service::Service` (`host.rs`).
 
 mod bus_metrics;
 pub mod cli;
 mod dev;
 pub mod effective;
 pub mod healthcheck;
-
-use std::future::Future;
-use std::pin::Pin;
-use std::sync::Arc;
+mod host;
+mod plan;
 
 use anyhow::Context as _;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-use axum::Router;
-
 use arqon_bus::{Bus, NatsOptions};
 use arqon_dispatcher::{
-    DispatcherConfig, DispatcherMetrics, OperatorsControl, PolicyControl, ServiceToken,
+    Dispatcher, DispatcherConfig, OperatorsControl, PolicyControl, ServiceToken,
 };
-use arqon_edge::{Edge, EdgeConfig, EdgeMetrics};
-use arqon_operators::{OperatorsConfig, OperatorsMetrics};
-use arqon_policy::{PolicyConfig, PolicyMetrics};
-use arqon_telemetry::metrics::{HttpMetrics, Registry, metrics_router};
-use arqon_telemetry::ops;
+use arqon_edge::{EdgeConfig, EdgeService, EdgeSettings};
+use arqon_operators::{Operators, OperatorsConfig};
+use arqon_policy::{Policy, PolicyConfig};
 
-use bus_metrics::BusCollector;
+use host::Host;
 
 pub use dev::{DevCredentials, dev_credentials};
+pub use plan::Plan;
 
 /// The version every service reports.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -60,6 +57,34 @@ impl Services {
             policy: Some(policy),
             dispatcher: Some(dispatcher),
             operators: Some(operators),
+        }
+    }
+
+    pub fn edge(edge: EdgeConfig) -> Self {
+        Self {
+            edge: Some(edge),
+            ..Self::default()
+        }
+    }
+
+    pub fn policy(policy: PolicyConfig) -> Self {
+        Self {
+            policy: Some(policy),
+            ..Self::default()
+        }
+    }
+
+    pub fn dispatcher(dispatcher: DispatcherConfig) -> Self {
+        Self {
+            dispatcher: Some(dispatcher),
+            ..Self::default()
+        }
+    }
+
+    pub fn operators(operators: OperatorsConfig) -> Self {
+        Self {
+            operators: Some(operators),
+            ..Self::default()
         }
     }
 
@@ -112,8 +137,6 @@ pub async fn connect_bus(
     }
 }
 
-type Task = Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>>;
-
 /// Runs `services` on `bus` until `shutdown`, then drains them. The policy stage and the
 /// dispatcher subscribe before the edge accepts its first connection. The HTTP listener
 /// serves `/health`, `/ready`, `/version`, `/metrics`, and the edge's `/status`.
@@ -127,24 +150,13 @@ pub async fn serve(
     // As `main` does: the one TLS provider (ring), also when serving in process (tests,
     // benches); the webhook HTTP client cannot be built without it.
     arqon_edge::install_crypto_provider();
-    let mut registry = Registry::default();
-    let http_metrics = HttpMetrics::register(&mut registry);
-    arqon_telemetry::traces::register_metrics(&mut registry);
-    registry.register_collector(Box::new(BusCollector(bus.clone())));
-    let mut tasks: Vec<Task> = Vec::new();
-    let mut grpc = tonic::service::RoutesBuilder::default();
+    let mut host = Host::new(bus, shutdown);
+    // Services in this process call each other in process.
     let mut policy_api = None;
     if let Some(config) = services.policy {
-        let metrics = PolicyMetrics::register(&mut registry);
-        let policy = arqon_policy::start(config, bus.clone(), metrics, shutdown.clone())
-            .await
-            .context("starting the policy stage")?;
-        policy.add_grpc(&mut grpc);
+        let policy: Policy = host.build(config).await?;
         policy_api = Some(policy.api());
-        tasks.push(Box::pin(async move {
-            policy.wait().await;
-            Ok(())
-        }));
+        host.run(policy);
     }
     let mut operators_apis = None;
     if let Some(mut config) = services.operators {
@@ -154,19 +166,11 @@ pub async fn serve(
         {
             config.policy_control = Some(PolicyControl::in_process(api.clone()));
         }
-        let metrics = OperatorsMetrics::register(&mut registry);
-        let operators = arqon_operators::start(config, bus.clone(), metrics, shutdown.clone())
-            .await
-            .context("starting the operators")?;
-        operators.add_grpc(&mut grpc);
+        let operators: Operators = host.build(config).await?;
         operators_apis = Some(operators.apis());
-        tasks.push(Box::pin(async move {
-            operators.wait().await;
-            Ok(())
-        }));
+        host.run(operators);
     }
     if let Some(mut config) = services.dispatcher {
-        // Services in this process are called in process.
         if let Some(api) = policy_api
             && config.policy_url.is_none()
         {
@@ -182,80 +186,15 @@ pub async fn serve(
                 apis.omega,
             ));
         }
-        let metrics = DispatcherMetrics::register(&mut registry);
-        let dispatcher = arqon_dispatcher::start(config, bus.clone(), metrics, shutdown.clone())
-            .await
-            .context("starting the dispatcher")?;
-        dispatcher.add_grpc(&mut grpc);
-        tasks.push(Box::pin(async move {
-            dispatcher.wait().await;
-            Ok(())
-        }));
+        let dispatcher: Dispatcher = host.build(config).await?;
+        host.run(dispatcher);
     }
-    if let Some(listener) = listeners.grpc {
-        let stop = shutdown.clone();
-        let served = arqon_proto::grpc::serve(grpc.routes(), listener, stop.cancelled_owned());
-        tasks.push(Box::pin(async move {
-            served.await.context("serving the gRPC APIs")
-        }));
-    }
-    let mut http = Router::new();
-    let mut edge_handle = None;
     if let Some(config) = services.edge {
         let listener = listeners
             .websocket
             .context("the edge needs a WebSocket listener")?;
-        let metrics = EdgeMetrics::register(&mut registry);
-        let edge = Edge::start(config, bus.clone(), metrics, shutdown.clone())
-            .await
-            .context("starting the edge")?;
-        http = http.merge(edge.status_router(VERSION));
-        edge_handle = Some(edge.clone());
-        let ws_metrics = http_metrics.clone();
-        tasks.push(Box::pin(async move {
-            edge.serve(listener, &ws_metrics)
-                .await
-                .context("serving WebSockets")
-        }));
+        let edge: EdgeService = host.build(EdgeSettings { config, listener }).await?;
+        host.run(edge);
     }
-    let ready_bus = bus.clone();
-    let ready_shutdown = shutdown.clone();
-    let ready: ops::ReadinessCheck = Arc::new(move || {
-        let mut reasons = edge_handle
-            .as_ref()
-            .map(Edge::unready_reasons)
-            .unwrap_or_default();
-        if ready_shutdown.is_cancelled() && reasons.is_empty() {
-            reasons.push("shutting down".to_owned());
-        }
-        if !ready_bus.is_connected() {
-            reasons.push("bus is not connected".to_owned());
-        }
-        if reasons.is_empty() {
-            Ok(())
-        } else {
-            Err(reasons)
-        }
-    });
-    let http = http
-        .merge(ops::router(component, VERSION, ready))
-        .merge(metrics_router(Arc::new(registry)));
-    let http = http_metrics.instrument(http);
-    // The HTTP endpoints stay up while the services drain, so probes see `/ready` turn
-    // 503 and `/metrics` stays scrapable until the end.
-    let http_stop = CancellationToken::new();
-    let http_server = axum::serve(listeners.http, http)
-        .with_graceful_shutdown(http_stop.clone().cancelled_owned());
-    info!(component, version = VERSION, "running");
-    let services = async {
-        let result = futures_util::future::try_join_all(tasks).await;
-        http_stop.cancel();
-        result
-    };
-    let (services, served) = tokio::join!(services, async {
-        http_server.await.context("serving HTTP")
-    });
-    services?;
-    served?;
-    Ok(())
+    host.serve(component, listeners.http, listeners.grpc).await
 }

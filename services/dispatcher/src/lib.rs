@@ -31,6 +31,7 @@ use arqon_bus::lease::{self, LeaseTimings};
 use arqon_bus::{Bus, BusError};
 use arqon_proto::layout;
 use arqon_protocol::subject;
+use arqon_service::{Process, RoutesBuilder, Service};
 
 pub use arqon_proto::control::ControlError;
 pub use arqon_proto::grpc::ServiceToken;
@@ -406,6 +407,30 @@ impl Dispatcher {
     pub async fn wait(self) {
         self.tasks.wait().await;
         info!("dispatcher stopped");
+    }
+}
+
+impl Service for Dispatcher {
+    type Settings = DispatcherConfig;
+    type Error = DispatcherError;
+    const NAME: &'static str = "dispatcher";
+
+    async fn build(
+        settings: DispatcherConfig,
+        process: Process<'_>,
+    ) -> Result<Self, DispatcherError> {
+        let metrics = DispatcherMetrics::register(process.registry);
+        let shutdown = process.shutdown.clone();
+        Box::pin(start(settings, process.bus.clone(), metrics, shutdown)).await
+    }
+
+    fn add_grpc(&self, routes: &mut RoutesBuilder) {
+        Dispatcher::add_grpc(self, routes);
+    }
+
+    async fn run(self) -> Result<(), DispatcherError> {
+        self.wait().await;
+        Ok(())
     }
 }
 

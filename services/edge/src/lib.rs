@@ -21,6 +21,7 @@ mod peer;
 mod presence;
 mod recovery;
 mod rooms;
+mod service;
 mod status;
 
 use std::num::NonZeroU32;
@@ -49,6 +50,7 @@ pub use auth::{AuthError, Authenticator, Grant, Reason};
 pub use config::{EdgeConfig, JwtAlgorithm, PRESENCE_MAX_MEMBERS, PRESENCE_MAX_REPLY_BYTES};
 pub use connection::close_code;
 pub use metrics::EdgeMetrics;
+pub use service::{EdgeService, EdgeSettings};
 
 use connections::Connections;
 use metrics::Upgrade;

@@ -25,6 +25,7 @@ use arqon_proto::operators::v1::{
     webhooks_server::WebhooksServer,
 };
 use arqon_proto::policy_control::PolicyControl;
+use arqon_service::{Process, RoutesBuilder, Service};
 use prometheus_client::registry::Registry;
 
 pub use caller::Caller;
@@ -149,6 +150,30 @@ impl Operators {
     pub async fn wait(self) {
         self.tasks.wait().await;
         info!("operators service stopped");
+    }
+}
+
+impl Service for Operators {
+    type Settings = OperatorsConfig;
+    type Error = OperatorsError;
+    const NAME: &'static str = "operators";
+
+    async fn build(
+        settings: OperatorsConfig,
+        process: Process<'_>,
+    ) -> Result<Self, OperatorsError> {
+        let metrics = OperatorsMetrics::register(process.registry);
+        let shutdown = process.shutdown.clone();
+        Box::pin(start(settings, process.bus.clone(), metrics, shutdown)).await
+    }
+
+    fn add_grpc(&self, routes: &mut RoutesBuilder) {
+        Operators::add_grpc(self, routes);
+    }
+
+    async fn run(self) -> Result<(), OperatorsError> {
+        self.wait().await;
+        Ok(())
     }
 }
 

@@ -27,6 +27,7 @@ use arqon_bus::{Bus, BusError, Subscription};
 use arqon_proto::grpc::{ServiceToken, require};
 use arqon_proto::policy::v1::policy_server::PolicyServer;
 use arqon_protocol::subject;
+use arqon_service::{Process, RoutesBuilder, Service};
 
 pub use grpc::PolicyApi;
 pub use live::OpenError;
@@ -147,6 +148,27 @@ impl Policy {
     pub async fn wait(self) {
         self.tasks.wait().await;
         info!("policy stage stopped");
+    }
+}
+
+impl Service for Policy {
+    type Settings = PolicyConfig;
+    type Error = PolicyError;
+    const NAME: &'static str = "policy stage";
+
+    async fn build(settings: PolicyConfig, process: Process<'_>) -> Result<Self, PolicyError> {
+        let metrics = PolicyMetrics::register(process.registry);
+        let shutdown = process.shutdown.clone();
+        Box::pin(start(settings, process.bus.clone(), metrics, shutdown)).await
+    }
+
+    fn add_grpc(&self, routes: &mut RoutesBuilder) {
+        Policy::add_grpc(self, routes);
+    }
+
+    async fn run(self) -> Result<(), PolicyError> {
+        self.wait().await;
+        Ok(())
     }
 }
 
