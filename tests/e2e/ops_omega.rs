@@ -473,7 +473,7 @@ async fn events_are_filtered_then_limited(mode: Mode) {
     for (limit, expected) in [
         (json!(0), "'limit' must be >= 1"),
         (json!(-3), "'limit' must be >= 1"),
-        (json!("ten"), "'limit' must be an integer"),
+        (json!("ten"), "'limit' must be an integer, not 'ten'"),
     ] {
         let (message, _) = refused(
             &run(&user, "op.omega.list_events", json!({ "limit": limit })).await,

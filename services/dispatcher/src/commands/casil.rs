@@ -9,8 +9,26 @@ use arqon_proto::grpc::error_code;
 use arqon_proto::policy::v1 as pb;
 use arqon_protocol::{CommandReply, ErrorCode};
 
-use super::Call;
+use super::args::{Arg, arg};
+use super::{Call, Reply};
 use crate::PolicyControl;
+
+/// The settings `op.casil.reload` changes: its arguments, passed whole to the policy
+/// service, which checks them.
+pub(super) const SETTINGS: &[Arg] = &[
+    arg("mode", false, "monitor or enforce"),
+    arg("enabled", false, "inspect at all"),
+    arg(
+        "block_on_probable_secret",
+        false,
+        "block (in enforce mode) payloads with a probable secret",
+    ),
+    arg(
+        "redaction_patterns",
+        false,
+        "secret patterns (regexes), a string or a list",
+    ),
+];
 
 fn control<'a>(call: &Call<'a>) -> Result<&'a PolicyControl, CommandReply> {
     call.context.policy.as_ref().ok_or_else(|| {
@@ -59,27 +77,21 @@ fn refused(verb: &str, status: &Status) -> CommandReply {
     }
 }
 
-pub(super) async fn get(call: &Call<'_>) -> CommandReply {
-    let control = match control(call) {
-        Ok(control) => control,
-        Err(reply) => return reply,
-    };
-    match control.get().await {
-        Ok(live) => match snapshot(&live) {
-            Ok(data) => CommandReply::success("CASIL policy snapshot", data),
-            Err(reply) => reply,
-        },
-        Err(status) => refused("read the CASIL policy", &status),
-    }
+pub(super) async fn get(call: &Call<'_>, (): ()) -> Reply {
+    let live = control(call)?
+        .get()
+        .await
+        .map_err(|status| refused("read the CASIL policy", &status))?;
+    Ok(CommandReply::success(
+        "CASIL policy snapshot",
+        snapshot(&live)?,
+    ))
 }
 
 /// Admin only (checked before the call, from the catalog); the arguments are the
 /// changes, applied to the live policy by the policy service.
-pub(super) async fn reload(call: &Call<'_>) -> CommandReply {
-    let control = match control(call) {
-        Ok(control) => control,
-        Err(reply) => return reply,
-    };
+pub(super) async fn reload(call: &Call<'_>, (): ()) -> Reply {
+    let control = control(call)?;
     let identity = &call.inbound.identity;
     let actor = match &identity.subject {
         Some(subject) => format!("{subject} ({})", identity.client_id),
@@ -94,11 +106,12 @@ pub(super) async fn reload(call: &Call<'_>) -> CommandReply {
         expected_version: None,
         actor,
     };
-    match control.reload(request).await {
-        Ok(live) => match snapshot(&live) {
-            Ok(data) => CommandReply::success("CASIL policy reloaded", data),
-            Err(reply) => reply,
-        },
-        Err(status) => refused("reload the CASIL policy", &status),
-    }
+    let live = control
+        .reload(request)
+        .await
+        .map_err(|status| refused("reload the CASIL policy", &status))?;
+    Ok(CommandReply::success(
+        "CASIL policy reloaded",
+        snapshot(&live)?,
+    ))
 }

@@ -7,14 +7,18 @@
 use bytes::Bytes;
 use serde_json::{Value, json};
 
-use arqon_proto::model::{MembershipChange, RoomDelivery};
+use arqon_proto::model::{MembershipChange, Recovery, RoomDelivery};
 use arqon_protocol::{
-    ChannelName, CommandReply, Envelope, ErrorCode, JsonObject, MessageType, SERVER_SENDER,
-    Timestamp, Topic, subject,
+    ChannelName, CommandReply, Envelope, ErrorCode, JsonObject, MessageType, RoomName,
+    SERVER_SENDER, Timestamp, Topic, subject,
 };
 
-use super::args::validation;
-use super::{Call, Outcome, failed, lookup_failed, object};
+use super::args::{Parse, Reader};
+use super::catalog::{
+    AFTER, CHANNEL, CREATE_CHANNEL, DESCRIPTION, EPOCH, FORCE, LIST_LIMIT, NAME, ROOM, SINCE_ID,
+    SINCE_OFFSET,
+};
+use super::{Call, Outcome, Reply, failed, lookup_failed, object};
 use crate::state::history::PAGE_BYTES;
 use crate::state::registry::MAX_DESCRIPTION_BYTES;
 use crate::state::{Created, Origin, Views};
@@ -23,6 +27,108 @@ use crate::state::{Created, Origin, Views};
 pub(crate) const LIST_DEFAULT_LIMIT: usize = 100;
 /// Most channels a `list_channels` page lists (a page also ends at `PAGE_BYTES`).
 pub(crate) const LIST_MAX_LIMIT: usize = 1000;
+
+/// `create_channel`'s request.
+pub(crate) struct Create {
+    topic: Topic,
+    description: String,
+}
+
+impl Parse for Create {
+    fn parse(args: &Reader<'_>) -> Reply<Self> {
+        let topic = args.topic(&ROOM, &[&CREATE_CHANNEL, &NAME])?;
+        let description = args.string(&DESCRIPTION)?.unwrap_or_default();
+        if description.len() > MAX_DESCRIPTION_BYTES {
+            return Err(args.refuse(format!(
+                "'description' is {} bytes; at most {MAX_DESCRIPTION_BYTES} are accepted",
+                description.len()
+            )));
+        }
+        Ok(Self {
+            topic,
+            description: description.to_owned(),
+        })
+    }
+}
+
+/// `delete_channel`'s request.
+pub(crate) struct Delete {
+    topic: Topic,
+    force: bool,
+}
+
+impl Parse for Delete {
+    fn parse(args: &Reader<'_>) -> Reply<Self> {
+        Ok(Self {
+            topic: args.topic(&ROOM, &[&CHANNEL])?,
+            force: args.flag(&FORCE)?,
+        })
+    }
+}
+
+/// `join_channel`'s request: the channel, and where the client left off.
+pub(crate) struct Join {
+    topic: Topic,
+    recover: Option<Recovery>,
+}
+
+impl Parse for Join {
+    fn parse(args: &Reader<'_>) -> Reply<Self> {
+        let topic = args.topic(&ROOM, &[&CHANNEL])?;
+        if let Some(id) = args.string(&SINCE_ID)? {
+            let recover = Some(Recovery::AfterId(id.to_owned()));
+            return Ok(Self { topic, recover });
+        }
+        let offset = args.count(&SINCE_OFFSET);
+        let recover = match (offset, args.string(&EPOCH)?) {
+            (Ok(None), None) => None,
+            (Ok(None), Some(_)) => return Err(args.missing(&[&SINCE_OFFSET])),
+            (_, None) => return Err(args.missing(&[&EPOCH])),
+            (Err(refusal), Some(_)) => return Err(refusal),
+            (Ok(Some(offset)), Some(epoch)) => Some(Recovery::AfterOffset {
+                epoch: epoch.to_owned(),
+                offset,
+            }),
+        };
+        Ok(Self { topic, recover })
+    }
+}
+
+/// The request of the commands that name one channel and nothing else.
+pub(crate) struct OneChannel {
+    topic: Topic,
+}
+
+impl Parse for OneChannel {
+    fn parse(args: &Reader<'_>) -> Reply<Self> {
+        Ok(Self {
+            topic: args.topic(&ROOM, &[&CHANNEL])?,
+        })
+    }
+}
+
+/// `list_channels`' request: a room, and the page.
+pub(crate) struct List {
+    room: RoomName,
+    after: Option<ChannelName>,
+    limit: usize,
+}
+
+impl Parse for List {
+    fn parse(args: &Reader<'_>) -> Reply<Self> {
+        let room = args.room(&ROOM)?;
+        let after = match args.string(&AFTER)? {
+            Some(after) => Some(ChannelName::parse(after).map_err(|e| {
+                args.refuse(format!(
+                    "'after' must be a channel name from a previous page ({e})"
+                ))
+            })?),
+            None => None,
+        };
+        let limit = args.limit(&LIST_LIMIT, LIST_DEFAULT_LIMIT, LIST_MAX_LIMIT)?;
+        Ok(Self { room, after, limit })
+    }
+}
 
 /// The refusal of a channel beyond the tenant's quota (counted).
 fn over_quota(call: &Call<'_>, limit: usize) -> CommandReply {
@@ -35,21 +141,8 @@ fn over_quota(call: &Call<'_>, limit: usize) -> CommandReply {
     )
 }
 
-pub(crate) async fn create(call: &Call<'_>) -> CommandReply {
-    let topic = match call.args.topic(&["name"]) {
-        Ok(topic) => topic,
-        Err(reply) => return reply,
-    };
-    let description = match call.args.text("description") {
-        Ok(d) => d.unwrap_or_default().to_owned(),
-        Err(reply) => return reply,
-    };
-    if description.len() > MAX_DESCRIPTION_BYTES {
-        return validation(format!(
-            "'description' is {} bytes; at most {MAX_DESCRIPTION_BYTES} are accepted",
-            description.len()
-        ));
-    }
+pub(crate) async fn create(call: &Call<'_>, request: Create) -> Reply {
+    let Create { topic, description } = request;
     let tenant = &call.inbound.identity.tenant;
     match call
         .context
@@ -63,8 +156,8 @@ pub(crate) async fn create(call: &Call<'_>) -> CommandReply {
         )
         .await
     {
-        Ok(Created::OverQuota { limit }) => over_quota(call, limit),
-        Ok(Created::New(record)) => CommandReply::success(
+        Ok(Created::OverQuota { limit }) => Err(over_quota(call, limit)),
+        Ok(Created::New(record)) => Ok(CommandReply::success(
             format!(
                 "Channel '{}' created in room '{}'",
                 topic.channel, topic.room
@@ -77,62 +170,62 @@ pub(crate) async fn create(call: &Call<'_>) -> CommandReply {
                 "created_by": record.created_by,
                 "created_at": record.created_at,
             })),
-        ),
-        Ok(Created::Exists) => CommandReply::error(
+        )),
+        Ok(Created::Exists) => Err(CommandReply::error(
             ErrorCode::ChannelExists,
             format!(
                 "Channel '{}' already exists in room '{}'",
                 topic.channel, topic.room
             ),
-        ),
-        Err(e) => failed(ErrorCode::CreateChannelError, "create channel", &e),
+        )),
+        Err(e) => Err(failed(ErrorCode::CreateChannelError, "create channel", &e)),
     }
 }
 
-pub(crate) async fn delete(call: &Call<'_>) -> CommandReply {
-    let (topic, force) = match (call.args.topic(&[]), call.args.flag("force")) {
-        (Ok(topic), Ok(force)) => (topic, force),
-        (Err(reply), _) | (_, Err(reply)) => return reply,
-    };
+pub(crate) async fn delete(call: &Call<'_>, request: Delete) -> Reply {
+    let Delete { topic, force } = request;
     let identity = &call.inbound.identity;
     if force && !identity.role.is_admin() {
-        return CommandReply::error(
+        return Err(CommandReply::error(
             ErrorCode::AuthorizationError,
             "Only admin clients can force a channel delete",
-        );
+        ));
     }
     let context = call.context;
-    if let Err(e) = context.registry.existing(&identity.tenant, &topic).await {
-        return lookup_failed(ErrorCode::DeleteChannelError, "delete channel", &e);
-    }
-    let members = match context
+    let bus_failed =
+        |e: &dyn std::fmt::Display| failed(ErrorCode::DeleteChannelError, "delete channel", e);
+    context
+        .registry
+        .existing(&identity.tenant, &topic)
+        .await
+        .map_err(|e| lookup_failed(ErrorCode::DeleteChannelError, "delete channel", &e))?;
+    let members = context
         .presence
         .member_count(&identity.tenant, &topic)
         .await
-    {
-        Ok(members) => members,
-        Err(e) => return failed(ErrorCode::DeleteChannelError, "delete channel", &e),
-    };
+        .map_err(|e| bus_failed(&e))?;
     if members > 0 && !force {
-        return CommandReply::error(
+        return Err(CommandReply::error(
             ErrorCode::DeleteChannelError,
             format!(
                 "Failed to delete channel: it has {members} members (an admin may force the delete)"
             ),
-        );
+        ));
     }
-    if let Err(e) = context.registry.delete(&identity.tenant, &topic).await {
-        return failed(ErrorCode::DeleteChannelError, "delete channel", &e);
+    context
+        .registry
+        .delete(&identity.tenant, &topic)
+        .await
+        .map_err(|e| bus_failed(&e))?;
+    if members > 0 {
+        close_room(call, &topic).await.map_err(|e| bus_failed(&e))?;
     }
-    if members > 0
-        && let Err(e) = close_room(call, &topic).await
-    {
-        return failed(ErrorCode::DeleteChannelError, "delete channel", &e);
-    }
-    if let Err(e) = context.history.purge(&identity.tenant, &topic).await {
-        return failed(ErrorCode::DeleteChannelError, "delete channel", &e);
-    }
-    CommandReply::success(
+    context
+        .history
+        .purge(&identity.tenant, &topic)
+        .await
+        .map_err(|e| bus_failed(&e))?;
+    Ok(CommandReply::success(
         format!(
             "Channel '{}' deleted from room '{}'",
             topic.channel, topic.room
@@ -145,7 +238,7 @@ pub(crate) async fn delete(call: &Call<'_>) -> CommandReply {
             "deleted_at": Timestamp::now().to_rfc3339(),
             "removed_members": members,
         })),
-    )
+    ))
 }
 
 /// Tells every edge with members that the channel is gone; they remove the members.
@@ -176,11 +269,8 @@ async fn close_room(call: &Call<'_>, topic: &Topic) -> Result<(), arqon_bus::Bus
     bus.flush().await
 }
 
-pub(crate) async fn join(call: &Call<'_>) -> Outcome {
-    let (topic, recover) = match (call.args.topic(&[]), call.args.recovery()) {
-        (Ok(topic), Ok(recover)) => (topic, recover),
-        (Err(reply), _) | (_, Err(reply)) => return reply.into(),
-    };
+pub(crate) async fn join(call: &Call<'_>, request: Join) -> Reply<Outcome> {
+    let Join { topic, recover } = request;
     let tenant = &call.inbound.identity.tenant;
     let created = match call
         .context
@@ -190,8 +280,8 @@ pub(crate) async fn join(call: &Call<'_>) -> Outcome {
     {
         Ok(Created::New(_)) => true,
         Ok(Created::Exists) => false,
-        Ok(Created::OverQuota { limit }) => return over_quota(call, limit).into(),
-        Err(e) => return failed(ErrorCode::JoinChannelError, "join channel", &e).into(),
+        Ok(Created::OverQuota { limit }) => return Err(over_quota(call, limit)),
+        Err(e) => return Err(failed(ErrorCode::JoinChannelError, "join channel", &e)),
     };
     let reply = CommandReply::success(
         format!(
@@ -208,21 +298,20 @@ pub(crate) async fn join(call: &Call<'_>) -> Outcome {
             "created": created,
         })),
     );
-    Outcome {
+    Ok(Outcome {
         reply,
         membership: Some(MembershipChange::Join { topic, recover }),
-    }
+    })
 }
 
-pub(crate) async fn leave(call: &Call<'_>) -> Outcome {
-    let topic = match call.args.topic(&[]) {
-        Ok(topic) => topic,
-        Err(reply) => return reply.into(),
-    };
+pub(crate) async fn leave(call: &Call<'_>, request: OneChannel) -> Reply<Outcome> {
+    let OneChannel { topic } = request;
     let tenant = &call.inbound.identity.tenant;
-    if let Err(e) = call.context.registry.existing(tenant, &topic).await {
-        return lookup_failed(ErrorCode::LeaveChannelError, "leave channel", &e).into();
-    }
+    call.context
+        .registry
+        .existing(tenant, &topic)
+        .await
+        .map_err(|e| lookup_failed(ErrorCode::LeaveChannelError, "leave channel", &e))?;
     let reply = CommandReply::success(
         format!("Left channel '{}' in room '{}'", topic.channel, topic.room),
         object(json!({
@@ -234,10 +323,10 @@ pub(crate) async fn leave(call: &Call<'_>) -> Outcome {
             "room_left": topic.room.as_str(),
         })),
     );
-    Outcome {
+    Ok(Outcome {
         reply,
         membership: Some(MembershipChange::Leave(topic)),
-    }
+    })
 }
 
 /// A description as replies show it: one written before descriptions were bounded is
@@ -252,35 +341,13 @@ fn bounded(description: &str) -> &str {
 
 /// `list_channels`: one page of a room's channels by name, at most `limit` and at most
 /// `PAGE_BYTES` of entries (always at least one), and where the next page starts.
-pub(crate) async fn list(call: &Call<'_>) -> CommandReply {
-    let parsed = (|| {
-        let room = call.args.room()?;
-        let after = match call.args.text("after")? {
-            Some(after) => Some(ChannelName::parse(after).map_err(|e| {
-                validation(format!(
-                    "'after' must be a channel name from a previous page ({e})"
-                ))
-            })?),
-            None => None,
-        };
-        Ok::<_, CommandReply>((
-            room,
-            after,
-            call.args.limit(LIST_DEFAULT_LIMIT, LIST_MAX_LIMIT)?,
-        ))
-    })();
-    let (room, after, limit) = match parsed {
-        Ok(parsed) => parsed,
-        Err(reply) => return reply,
-    };
+pub(crate) async fn list(call: &Call<'_>, request: List) -> Reply {
+    let List { room, after, limit } = request;
     let tenant = &call.inbound.identity.tenant;
-    let page = match Views::from(call.context)
+    let page = Views::from(call.context)
         .room_page(tenant, &room, after.as_ref(), limit)
         .await
-    {
-        Ok(page) => page,
-        Err(e) => return lookup_failed(ErrorCode::ListChannelsError, "list channels", &e),
-    };
+        .map_err(|e| lookup_failed(ErrorCode::ListChannelsError, "list channels", &e))?;
     let mut budget = PAGE_BYTES;
     let mut listed: Vec<Value> = Vec::with_capacity(page.channels.len());
     let mut next_after = page.more_after.as_ref().map(ChannelName::as_str);
@@ -317,25 +384,19 @@ pub(crate) async fn list(call: &Call<'_>) -> CommandReply {
         reply.insert("next_after".to_owned(), Value::from(next));
     }
     call.queried(&mut reply);
-    CommandReply::success(
+    Ok(CommandReply::success(
         format!("Found {} channels in room '{room}'", page.total),
         reply,
-    )
+    ))
 }
 
-pub(crate) async fn info(call: &Call<'_>) -> CommandReply {
-    let topic = match call.args.topic(&[]) {
-        Ok(topic) => topic,
-        Err(reply) => return reply,
-    };
+pub(crate) async fn info(call: &Call<'_>, request: OneChannel) -> Reply {
+    let OneChannel { topic } = request;
     let tenant = &call.inbound.identity.tenant;
-    let channel = match Views::from(call.context)
+    let channel = Views::from(call.context)
         .channel(tenant, &topic, call.context.max_members_listed)
         .await
-    {
-        Ok(channel) => channel,
-        Err(e) => return lookup_failed(ErrorCode::ChannelInfoError, "read channel info", &e),
-    };
+        .map_err(|e| lookup_failed(ErrorCode::ChannelInfoError, "read channel info", &e))?;
     // Sorted by client id; the first ones only (each edge lists no more), so the reply
     // stays far under the bus's message size however crowded the channel.
     let members = &channel.members;
@@ -363,10 +424,10 @@ pub(crate) async fn info(call: &Call<'_>) -> CommandReply {
         },
     }));
     call.queried(&mut reply);
-    CommandReply::success(
+    Ok(CommandReply::success(
         format!("Channel '{}' in room '{}'", topic.channel, topic.room),
         reply,
-    )
+    ))
 }
 
 #[cfg(test)]

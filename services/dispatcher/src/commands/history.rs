@@ -1,35 +1,51 @@
 //! `history`: a channel's stored messages, oldest first, with their positions.
 
+use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
-use arqon_protocol::{CommandReply, ErrorCode, Timestamp};
+use arqon_protocol::{CommandReply, ErrorCode, Timestamp, Topic};
 
-use super::args::validation;
-use super::{Call, failed, lookup_failed, object};
+use super::args::{Parse, Reader};
+use super::catalog::{CHANNEL, HISTORY_LIMIT, ROOM, SINCE, UNTIL};
+use super::{Call, Reply, failed, lookup_failed, object};
 use crate::state::LookupError;
 use crate::state::history::{DEFAULT_LIMIT, HISTORY_OFF, MAX_LIMIT, PAGE_BYTES};
 
-pub(crate) async fn history(call: &Call<'_>) -> CommandReply {
-    let parsed = (|| {
-        Ok::<_, CommandReply>((
-            call.args.topic(&[])?,
-            call.args.limit(DEFAULT_LIMIT, MAX_LIMIT)?,
-            call.args.timestamp("since")?,
-            call.args.timestamp("until")?,
-        ))
-    })();
-    let (topic, limit, since, until) = match parsed {
-        Ok(parsed) => parsed,
-        Err(reply) => return reply,
-    };
-    if let (Some(since), Some(until)) = (since, until)
-        && until < since
-    {
-        return validation("'until' must not be before 'since'");
+/// `history`'s request: a channel, and which of its messages.
+pub(crate) struct Query {
+    topic: Topic,
+    limit: usize,
+    since: Option<DateTime<Utc>>,
+    until: Option<DateTime<Utc>>,
+}
+
+impl Parse for Query {
+    fn parse(args: &Reader<'_>) -> Reply<Self> {
+        let query = Self {
+            topic: args.topic(&ROOM, &[&CHANNEL])?,
+            limit: args.limit(&HISTORY_LIMIT, DEFAULT_LIMIT, MAX_LIMIT)?,
+            since: args.timestamp(&SINCE)?,
+            until: args.timestamp(&UNTIL)?,
+        };
+        if let (Some(since), Some(until)) = (query.since, query.until)
+            && until < since
+        {
+            return Err(args.refuse("'until' must not be before 'since'"));
+        }
+        Ok(query)
     }
+}
+
+pub(crate) async fn history(call: &Call<'_>, query: Query) -> Reply {
+    let Query {
+        topic,
+        limit,
+        since,
+        until,
+    } = query;
     let context = call.context;
     if !context.history.enabled() {
-        return CommandReply::error(ErrorCode::HistoryError, HISTORY_OFF);
+        return Err(CommandReply::error(ErrorCode::HistoryError, HISTORY_OFF));
     }
     let tenant = &call.inbound.identity.tenant;
     // Not `Registry::existing`: here the original reports a missing room as a missing
@@ -38,9 +54,13 @@ pub(crate) async fn history(call: &Call<'_>) -> CommandReply {
         Ok(Some(_)) => {}
         Ok(None) => {
             let missing = LookupError::ChannelNotFound(topic);
-            return lookup_failed(ErrorCode::HistoryError, "read history", &missing);
+            return Err(lookup_failed(
+                ErrorCode::HistoryError,
+                "read history",
+                &missing,
+            ));
         }
-        Err(e) => return failed(ErrorCode::HistoryError, "read history", &e),
+        Err(e) => return Err(failed(ErrorCode::HistoryError, "read history", &e)),
     }
     let (stored, total, epoch) = match (
         context
@@ -52,7 +72,7 @@ pub(crate) async fn history(call: &Call<'_>) -> CommandReply {
     ) {
         (Ok(stored), Ok(total), Ok(epoch)) => (stored, total, epoch),
         (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
-            return failed(ErrorCode::HistoryError, "read history", &e);
+            return Err(failed(ErrorCode::HistoryError, "read history", &e));
         }
     };
     // A page never outgrows a bus message: the newest messages (or, with `since`, the
@@ -121,8 +141,8 @@ pub(crate) async fn history(call: &Call<'_>) -> CommandReply {
         );
     }
     call.queried(&mut data);
-    CommandReply::success(
+    Ok(CommandReply::success(
         format!("Found {} messages in '{}'", page.len(), topic),
         data,
-    )
+    ))
 }

@@ -1,5 +1,22 @@
-//! Built-in commands. Each returns a [`CommandReply`] (and, for joins and leaves, the
-//! membership change the edge applies).
+//! Built-in commands. `catalog.rs` lists them, each with its handler: an async function
+//! taking the command's typed request, parsed once from its `args` (`args.rs`), and
+//! returning a [`CommandReply`] (and, for joins and leaves, the membership change the
+//! edge applies).
+
+/// A catalog entry's handler: `$handler(call, request)`, its request parsed first.
+macro_rules! handler {
+    ($handler:path) => {
+        $crate::commands::catalog::Handler {
+            run: |call| {
+                Box::pin($crate::commands::run(call, move |request| {
+                    $handler(call, request)
+                }))
+            },
+            #[cfg(test)]
+            parse: |reader| $crate::commands::parse_for(&$handler, reader),
+        }
+    };
+}
 
 mod args;
 mod casil;
@@ -9,6 +26,8 @@ mod history;
 mod ops;
 mod system;
 
+use std::future::Future;
+
 use serde_json::{Map, Value};
 use tracing::warn;
 
@@ -17,7 +36,8 @@ use arqon_protocol::{CommandReply, ErrorCode, Timestamp};
 
 use crate::Context;
 use crate::state::LookupError;
-use args::Args;
+use args::{Parse, Reader};
+use catalog::Spec;
 
 /// The result of one command.
 pub(crate) struct Outcome {
@@ -34,11 +54,15 @@ impl From<CommandReply> for Outcome {
     }
 }
 
-/// What a command handler sees.
+/// What a handler returns: its success, or the reply that refuses the command.
+pub(crate) type Reply<T = CommandReply> = Result<T, CommandReply>;
+
+/// What a command handler sees besides its request.
 pub(crate) struct Call<'a> {
     pub(crate) context: &'a Context,
     pub(crate) inbound: &'a Inbound,
-    pub(crate) args: Args,
+    spec: &'static Spec,
+    args: Map<String, Value>,
 }
 
 impl Call<'_> {
@@ -56,12 +80,42 @@ impl Call<'_> {
     }
 }
 
+/// Parses the command's arguments into `A`, then runs `handler` with them.
+async fn run<A, T, F>(call: &Call<'_>, handler: impl FnOnce(A) -> F) -> Outcome
+where
+    A: Parse,
+    T: Into<Outcome>,
+    F: Future<Output = Reply<T>>,
+{
+    let request = A::parse(&Reader::new(&call.args, call.spec.family));
+    match request {
+        Ok(request) => handler(request)
+            .await
+            .map_or_else(Outcome::from, Into::into),
+        Err(refusal) => refusal.into(),
+    }
+}
+
+/// Parses arguments as `handler`'s request, and only that.
+#[cfg(test)]
+fn parse_for<'a, A: Parse, F, R>(_: &F, reader: &Reader<'_>) -> Reply<()>
+where
+    F: Fn(&'a Call<'a>, A) -> R,
+{
+    A::parse(reader).map(drop)
+}
+
 /// The `data` of a reply, from a `json!` object.
 fn object(value: Value) -> Map<String, Value> {
     match value {
         Value::Object(map) => map,
         _ => Map::new(),
     }
+}
+
+/// A success whose `data` is a `json!` object.
+fn success(message: impl Into<String>, data: Value) -> CommandReply {
+    CommandReply::success(message, object(data))
 }
 
 /// A bus failure inside a command: the client learns the command failed, the log why.
@@ -116,29 +170,8 @@ pub(crate) async fn execute(context: &Context, inbound: &Inbound) -> Outcome {
     let call = Call {
         context,
         inbound,
-        args: Args::new(inbound.envelope.args.to_map()),
+        spec,
+        args: inbound.envelope.args.to_map(),
     };
-    if let Some(reply) = ops::execute(&call, spec.name).await {
-        return reply.into();
-    }
-    match spec.name {
-        "ping" => system::ping(&call).into(),
-        "status" => system::status(&call).await.into(),
-        "help" => system::help(&call).into(),
-        "create_channel" => channels::create(&call).await.into(),
-        "delete_channel" => channels::delete(&call).await.into(),
-        "join_channel" => channels::join(&call).await,
-        "leave_channel" => channels::leave(&call).await,
-        "list_channels" => channels::list(&call).await.into(),
-        "channel_info" => channels::info(&call).await.into(),
-        "history" => history::history(&call).await.into(),
-        "op.casil.get" => casil::get(&call).await.into(),
-        "op.casil.reload" => casil::reload(&call).await.into(),
-        // `refresh` is answered by the edge; reaching here means an edge forwarded it.
-        other => CommandReply::error(
-            ErrorCode::UnknownCommand,
-            format!("Unknown command: {other}"),
-        )
-        .into(),
-    }
+    (spec.handler.run)(&call).await
 }

@@ -6,11 +6,12 @@ use serde_json::{Map, Value, json};
 
 use arqon_protocol::{CommandReply, ErrorCode, Timestamp};
 
-use super::catalog::{self, Spec};
-use super::{Call, failed, object};
+use super::args::{Parse, Reader};
+use super::catalog::{self, COMMAND, Spec};
+use super::{Call, Reply, failed, object};
 
 /// Answers with the time the envelope spent between the edge and here.
-pub(crate) fn ping(call: &Call<'_>) -> CommandReply {
+pub(crate) async fn ping(call: &Call<'_>, (): ()) -> Reply {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_micros() as f64)
@@ -23,13 +24,16 @@ pub(crate) fn ping(call: &Call<'_>) -> CommandReply {
         "timestamp": Timestamp::now().to_rfc3339(),
         "uptime_seconds": call.context.started.elapsed().as_secs(),
     }));
-    CommandReply::success(format!("Pong! Latency: {latency_ms}ms"), data)
+    Ok(CommandReply::success(
+        format!("Pong! Latency: {latency_ms}ms"),
+        data,
+    ))
 }
 
 /// The bus as the dispatcher sees it. Counts are the caller's tenant's, admins included;
 /// only the system authority sees connected clients of every tenant (the first
 /// `ARQONBUS_STATUS_MAX_TENANTS` by name).
-pub(crate) async fn status(call: &Call<'_>) -> CommandReply {
+pub(crate) async fn status(call: &Call<'_>, (): ()) -> Reply {
     let context = call.context;
     let identity = &call.inbound.identity;
     let scope = (!identity.system).then_some(&identity.tenant);
@@ -44,10 +48,9 @@ pub(crate) async fn status(call: &Call<'_>) -> CommandReply {
             context.history.count_tenant(&identity.tenant).await?,
         ))
     };
-    let (clients, edges, channels, stored) = match gathered.await {
-        Ok(gathered) => gathered,
-        Err(e) => return failed(ErrorCode::StatusError, "read status", &e),
-    };
+    let (clients, edges, channels, stored) = gathered
+        .await
+        .map_err(|e| failed(ErrorCode::StatusError, "read status", &e))?;
     let rooms: std::collections::BTreeSet<&str> =
         channels.iter().map(|t| t.room.as_str()).collect();
     let clients_complete = clients.complete;
@@ -76,7 +79,7 @@ pub(crate) async fn status(call: &Call<'_>) -> CommandReply {
         },
         "timestamp": Timestamp::now().to_rfc3339(),
     }));
-    CommandReply::success("Bus status", data)
+    Ok(CommandReply::success("Bus status", data))
 }
 
 fn describe(spec: &Spec) -> Value {
@@ -88,7 +91,7 @@ fn describe(spec: &Spec) -> Value {
     json!({
         "name": spec.name,
         "description": spec.description,
-        "category": spec.category,
+        "category": spec.family.as_str(),
         "usage": spec.example,
         "permissions": spec
             .permission
@@ -101,27 +104,37 @@ fn describe(spec: &Spec) -> Value {
     })
 }
 
+/// `help`'s request: the command to describe, if one.
+pub(crate) struct Help {
+    command: Option<String>,
+}
+
+impl Parse for Help {
+    fn parse(args: &Reader<'_>) -> Reply<Self> {
+        Ok(Self {
+            command: args.string(&COMMAND)?.map(str::to_owned),
+        })
+    }
+}
+
 /// Every command, or one.
-pub(crate) fn help(call: &Call<'_>) -> CommandReply {
-    let wanted = match call.args.text("command") {
-        Ok(wanted) => wanted,
-        Err(reply) => return reply,
-    };
-    if let Some(name) = wanted {
-        return match catalog::find(name) {
-            Some(spec) => {
-                CommandReply::success(format!("Help for '{name}'"), object(describe(spec)))
-            }
-            None => CommandReply::error(
+pub(crate) async fn help(call: &Call<'_>, request: Help) -> Reply {
+    if let Some(name) = request.command {
+        return match catalog::find(&name) {
+            Some(spec) => Ok(CommandReply::success(
+                format!("Help for '{name}'"),
+                object(describe(spec)),
+            )),
+            None => Err(CommandReply::error(
                 ErrorCode::CommandNotFound,
                 format!("Command not found: {name}"),
-            ),
+            )),
         };
     }
     let mut categories: Map<String, Value> = Map::new();
     for spec in catalog::all() {
         if let Value::Array(names) = categories
-            .entry(spec.category)
+            .entry(spec.family.as_str())
             .or_insert_with(|| Value::Array(Vec::new()))
         {
             names.push(Value::from(spec.name));
@@ -137,8 +150,16 @@ pub(crate) fn help(call: &Call<'_>) -> CommandReply {
         "usage": "Send {\"type\":\"command\",\"command\":\"<name>\",\"args\":{...}}; help with args {\"command\":\"<name>\"} describes one",
     }));
     call.queried(&mut data);
-    CommandReply::success(
+    Ok(CommandReply::success(
         format!("{} commands available", catalog::all().count()),
         data,
-    )
+    ))
+}
+
+/// `refresh` is answered by the edge; reaching here means an edge forwarded it.
+pub(crate) async fn refresh(_: &Call<'_>, (): ()) -> Reply {
+    Err(CommandReply::error(
+        ErrorCode::UnknownCommand,
+        "Unknown command: refresh",
+    ))
 }

@@ -1,22 +1,45 @@
 //! The operators' commands (`op.store.*`, `op.webhook.*`, `op.cron.*`, `op.omega.*`):
-//! each converts its arguments into a typed call to the operators service, and the
-//! answer (or refusal) into the reply the original gave.
+//! each parses its arguments into the typed request of an operators API call, and turns
+//! the answer (or refusal) into the reply the original gave.
+
+/// A catalog entry's handler for an operators command: `$handler(call, control,
+/// request)`, once the operators service is known to be configured (`FEATURE_DISABLED`
+/// otherwise, whatever the arguments) and the request parsed, the caller in it.
+macro_rules! operators {
+    ($handler:path) => {
+        $crate::commands::catalog::Handler {
+            run: |call| {
+                Box::pin($crate::commands::ops::run(call, move |control, request| {
+                    $handler(call, control, request)
+                }))
+            },
+            #[cfg(test)]
+            parse: |reader| $crate::commands::ops::parse_for(&$handler, reader),
+        }
+    };
+}
 
 mod cron;
 mod omega;
 mod store;
 mod webhook;
 
+use std::future::Future;
+
 use serde_json::{Map, Value};
-use tonic::Status;
+use tonic::{Response, Status};
 use tracing::warn;
 
 use arqon_proto::grpc::error_code;
 use arqon_proto::operators::v1 as pb;
+use arqon_proto::operators_control::{OperatorsControl, call as bounded};
 use arqon_protocol::{CommandReply, ErrorCode};
 
-use super::Call;
+use super::args::Parse;
+#[cfg(test)]
+use super::args::Reader;
 use super::catalog::Spec;
+use super::{Call, Outcome, Reply};
 
 /// The operators' commands, for the catalog.
 pub(crate) fn specs() -> impl Iterator<Item = &'static Spec> {
@@ -27,50 +50,116 @@ pub(crate) fn specs() -> impl Iterator<Item = &'static Spec> {
         .chain(omega::SPECS)
 }
 
-/// Runs `name` if it is an operators command.
-pub(crate) async fn execute(call: &Call<'_>, name: &str) -> Option<CommandReply> {
-    let family = if name.starts_with("op.store.") {
-        Family::Store
-    } else if name.starts_with("op.webhook.") {
-        Family::Webhook
-    } else if name.starts_with("op.cron.") {
-        Family::Cron
-    } else if name.starts_with("op.omega.") {
-        Family::Omega
-    } else {
-        return None;
-    };
-    let Some(control) = call.context.operators.as_ref() else {
-        return Some(CommandReply::error(
-            ErrorCode::FeatureDisabled,
-            "Operators are not configured on this dispatcher (set ARQONBUS_OPERATORS_URL and ARQONBUS_SERVICE_TOKEN)",
-        ));
-    };
-    Some(match family {
-        Family::Store => store::execute(call, name, control).await,
-        Family::Webhook => webhook::execute(call, name, control).await,
-        Family::Cron => cron::execute(call, name, control).await,
-        Family::Omega => omega::execute(call, name, control).await,
-    })
+/// The request of an operators call, which names the client it is made for.
+trait OperatorsRequest: Parse {
+    fn with_caller(self, caller: pb::Caller) -> Self;
 }
 
-enum Family {
-    Store,
-    Webhook,
-    Cron,
-    Omega,
+macro_rules! requests {
+    ($($request:ident),* $(,)?) => {$(
+        impl OperatorsRequest for pb::$request {
+            fn with_caller(mut self, caller: pb::Caller) -> Self {
+                self.caller = Some(caller);
+                self
+            }
+        }
+    )*};
+}
+requests!(
+    SetRequest,
+    GetRequest,
+    DeleteRequest,
+    ListRequest,
+    RegisterWebhookRequest,
+    ListWebhooksRequest,
+    UnregisterWebhookRequest,
+    ScheduleRequest,
+    ListJobsRequest,
+    CancelJobRequest,
+    OmegaStatusRequest,
+    RegisterSubstrateRequest,
+    ListSubstratesRequest,
+    UnregisterSubstrateRequest,
+    EmitEventRequest,
+    ClearEventsRequest,
+);
+
+/// The requests of the commands that take no arguments.
+macro_rules! no_arguments {
+    ($($request:ident),* $(,)?) => {$(
+        impl Parse for pb::$request {
+            fn parse(_: &super::args::Reader<'_>) -> Reply<Self> {
+                Ok(Self::default())
+            }
+        }
+    )*};
+}
+no_arguments!(
+    ListWebhooksRequest,
+    ListJobsRequest,
+    OmegaStatusRequest,
+    ListSubstratesRequest,
+);
+
+/// Runs an operators command: `FEATURE_DISABLED` without the operators service, then its
+/// request parsed, then `handler`.
+async fn run<'a, R, F>(
+    call: &'a Call<'a>,
+    handler: impl FnOnce(&'a OperatorsControl, R) -> F,
+) -> Outcome
+where
+    R: OperatorsRequest,
+    F: Future<Output = Reply>,
+{
+    let Some(control) = call.context.operators.as_ref() else {
+        return CommandReply::error(
+            ErrorCode::FeatureDisabled,
+            "Operators are not configured on this dispatcher (set ARQONBUS_OPERATORS_URL and ARQONBUS_SERVICE_TOKEN)",
+        )
+        .into();
+    };
+    super::run(call, |request: R| {
+        handler(control, request.with_caller(caller(call)))
+    })
+    .await
+}
+
+/// Parses arguments as `handler`'s request, and only that.
+#[cfg(test)]
+fn parse_for<'a, R: Parse, F, T>(_: &F, reader: &Reader<'_>) -> Reply<()>
+where
+    F: Fn(&'a Call<'a>, &'a OperatorsControl, R) -> T,
+{
+    R::parse(reader).map(drop)
 }
 
 /// The caller of an operators call: the client that sent the command.
-fn caller(call: &Call<'_>) -> Option<pb::Caller> {
+fn caller(call: &Call<'_>) -> pb::Caller {
     let identity = &call.inbound.identity;
-    Some(pb::Caller {
+    pb::Caller {
         tenant: identity.tenant.to_string(),
         client_id: identity.client_id.to_string(),
         admin: identity.role.is_admin(),
         subject: identity.subject.clone(),
         system: identity.system,
-    })
+    }
+}
+
+/// One call of an operators API, bounded in time; its refusal or failure as the client
+/// sees it.
+async fn ask<T>(verb: &str, call: impl Future<Output = Result<Response<T>, Status>>) -> Reply<T> {
+    ask_about(verb, Map::new(), call).await
+}
+
+/// [`ask`], the refusal's `data` saying what the call was about.
+async fn ask_about<T>(
+    verb: &str,
+    data: Map<String, Value>,
+    call: impl Future<Output = Result<Response<T>, Status>>,
+) -> Reply<T> {
+    bounded(call)
+        .await
+        .map_err(|status| refused(verb, &status, data))
 }
 
 /// A refused or failed call as the client sees it: the operators' own code and message
@@ -86,4 +175,9 @@ fn refused(verb: &str, status: &Status, data: Map<String, Value>) -> CommandRepl
         }
         Some(code) => CommandReply::error_with_data(code, status.message(), data),
     }
+}
+
+/// A JSON text from the operators, parsed back (`fallback` if unreadable).
+fn parsed(json: &str, fallback: Value) -> Value {
+    serde_json::from_str(json).unwrap_or(fallback)
 }

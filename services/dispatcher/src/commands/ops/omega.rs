@@ -5,164 +5,181 @@
 //! refuses nothing on its own: arguments of any type are passed on for the lane to judge
 //! (text as text, objects as JSON text).
 
-use std::convert::identity;
-
 use serde_json::{Map, Value, json};
 use tonic::Request;
 
 use arqon_proto::grpc::error_code;
 use arqon_proto::operators::v1 as pb;
+use arqon_proto::operators_control::{OperatorsControl, call as bounded};
 use arqon_protocol::{CommandReply, ErrorCode};
 
-use super::super::catalog::{Spec, arg};
-use super::super::{Call, object};
-use super::{caller, refused};
-use arqon_proto::operators_control::{OperatorsControl, call as bounded};
+use super::super::args::{Arg, Parse, Reader, arg};
+use super::super::catalog::{Family, Spec};
+use super::super::{Call, Reply, object, success};
+use super::{OperatorsRequest, ask, parsed, refused};
+
+const NAME: Arg = arg("name", true, "its name");
+const KIND: Arg = arg("kind", true, "its kind");
+const METADATA: Arg = arg("metadata", false, "an object (default {})");
+const SUBSTRATE: Arg = arg("substrate_id", true, "the substrate");
+const REGISTERED: Arg = arg("substrate_id", true, "a registered substrate");
+const SIGNAL: Arg = arg("signal", true, "what happened");
+const PAYLOAD: Arg = arg("payload", false, "an object (default {})");
+const LIMIT: Arg = arg("limit", false, "at most this many, the newest (default 50)");
+const OF_SUBSTRATE: Arg = arg("substrate_id", false, "only this substrate's");
+const OF_SIGNAL: Arg = arg("signal", false, "only this signal");
 
 pub(super) const SPECS: &[Spec] = &[
     Spec {
         name: "op.omega.status",
-        category: "omega",
+        family: Family::Omega,
         description: "The Tier-Omega lane: whether it is enabled, its lab room and channel, its limits and what it holds",
         permission: None,
         system_only: None,
         arguments: &[],
         example: r#"{"type":"command","command":"op.omega.status"}"#,
+        handler: operators!(status),
     },
     Spec {
         name: "op.omega.register_substrate",
-        category: "omega",
+        family: Family::Omega,
         description: "Admins: registers a substrate (up to ARQONBUS_OMEGA_MAX_SUBSTRATES)",
         permission: None,
         system_only: None,
-        arguments: &[
-            arg("name", true, "its name"),
-            arg("kind", true, "its kind"),
-            arg("metadata", false, "an object (default {})"),
-        ],
+        arguments: &[NAME, KIND, METADATA],
         example: r#"{"type":"command","command":"op.omega.register_substrate","args":{"name":"s1","kind":"sim"}}"#,
+        handler: operators!(register),
     },
     Spec {
         name: "op.omega.list_substrates",
-        category: "omega",
+        family: Family::Omega,
         description: "The registered substrates",
         permission: None,
         system_only: None,
         arguments: &[],
         example: r#"{"type":"command","command":"op.omega.list_substrates"}"#,
+        handler: operators!(list_substrates),
     },
     Spec {
         name: "op.omega.unregister_substrate",
-        category: "omega",
+        family: Family::Omega,
         description: "Admins: removes a substrate and its events",
         permission: None,
         system_only: None,
-        arguments: &[arg("substrate_id", true, "the substrate")],
+        arguments: &[SUBSTRATE],
         example: r#"{"type":"command","command":"op.omega.unregister_substrate","args":{"substrate_id":"omega_sub_0123456789ab"}}"#,
+        handler: operators!(unregister),
     },
     Spec {
         name: "op.omega.emit_event",
-        category: "omega",
+        family: Family::Omega,
         description: "Admins: records an event of a substrate (the newest ARQONBUS_OMEGA_MAX_EVENTS are kept) and sends it to the lab room as telemetry",
         permission: None,
         system_only: None,
-        arguments: &[
-            arg("substrate_id", true, "a registered substrate"),
-            arg("signal", true, "what happened"),
-            arg("payload", false, "an object (default {})"),
-        ],
+        arguments: &[REGISTERED, SIGNAL, PAYLOAD],
         example: r#"{"type":"command","command":"op.omega.emit_event","args":{"substrate_id":"omega_sub_0123456789ab","signal":"pulse"}}"#,
+        handler: operators!(emit),
     },
     Spec {
         name: "op.omega.list_events",
-        category: "omega",
+        family: Family::Omega,
         description: "The last events, oldest first, optionally of one substrate or signal",
         permission: None,
         system_only: None,
-        arguments: &[
-            arg("limit", false, "at most this many, the newest (default 50)"),
-            arg("substrate_id", false, "only this substrate's"),
-            arg("signal", false, "only this signal"),
-        ],
+        arguments: &[LIMIT, OF_SUBSTRATE, OF_SIGNAL],
         example: r#"{"type":"command","command":"op.omega.list_events","args":{"limit":10}}"#,
+        handler: operators!(list_events),
     },
     Spec {
         name: "op.omega.clear_events",
-        category: "omega",
+        family: Family::Omega,
         description: "Admins: removes the events (all, or those of one substrate or signal)",
         permission: None,
         system_only: None,
-        arguments: &[
-            arg("substrate_id", false, "only this substrate's"),
-            arg("signal", false, "only this signal"),
-        ],
+        arguments: &[OF_SUBSTRATE, OF_SIGNAL],
         example: r#"{"type":"command","command":"op.omega.clear_events"}"#,
+        handler: operators!(clear_events),
     },
 ];
 
-pub(super) async fn execute(
-    call: &Call<'_>,
-    name: &str,
-    control: &OperatorsControl,
-) -> CommandReply {
-    let args = call.inbound.envelope.args.to_map();
-    let reply = match name {
-        "op.omega.status" => status(call, control).await,
-        "op.omega.register_substrate" => register(call, &args, control).await,
-        "op.omega.list_substrates" => list_substrates(call, control).await,
-        "op.omega.unregister_substrate" => unregister(call, &args, control).await,
-        "op.omega.emit_event" => emit(call, &args, control).await,
-        "op.omega.list_events" => list_events(call, &args, control).await,
-        "op.omega.clear_events" => clear_events(call, &args, control).await,
-        other => Err(CommandReply::error(
-            ErrorCode::UnknownCommand,
-            format!("Unknown command: {other}"),
-        )),
-    };
-    reply.unwrap_or_else(identity)
+/// A filter: absent when blank.
+fn filter(args: &Reader<'_>, arg: &Arg) -> Option<String> {
+    args.any_text(arg).filter(|text| !text.trim().is_empty())
 }
 
-/// A text argument: a string as is, another value as its JSON text, absent or null empty.
-fn text(args: &Map<String, Value>, name: &str) -> String {
-    match args.get(name) {
-        None | Some(Value::Null) => String::new(),
-        Some(Value::String(text)) => text.clone(),
-        Some(other) => other.to_string(),
+impl Parse for pb::RegisterSubstrateRequest {
+    fn parse(args: &Reader<'_>) -> Reply<Self> {
+        Ok(Self {
+            caller: None,
+            name: args.any_text(&NAME).unwrap_or_default(),
+            kind: args.any_text(&KIND).unwrap_or_default(),
+            metadata_json: args.json(&METADATA).unwrap_or_default(),
+        })
     }
 }
 
-/// An optional text argument (a filter).
-fn optional(args: &Map<String, Value>, name: &str) -> Option<String> {
-    Some(text(args, name)).filter(|t| !t.trim().is_empty())
-}
-
-/// An object argument as JSON text (whatever it is: the lane checks it), empty if absent.
-fn json_text(args: &Map<String, Value>, name: &str) -> String {
-    match args.get(name) {
-        None | Some(Value::Null) => String::new(),
-        Some(value) => value.to_string(),
+impl Parse for pb::UnregisterSubstrateRequest {
+    fn parse(args: &Reader<'_>) -> Reply<Self> {
+        Ok(Self {
+            caller: None,
+            substrate_id: args.any_text(&SUBSTRATE).unwrap_or_default(),
+        })
     }
 }
 
-/// `limit` as an integer, as the original's `int(...)` read it: `Err` when it is not one.
-fn limit(args: &Map<String, Value>) -> Result<Option<i64>, ()> {
-    match args.get("limit") {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Number(n)) => n
-            .as_i64()
-            .or_else(|| n.as_u64().map(|_| i64::MAX))
-            // `as` saturates: a huge float is a huge limit.
-            .or_else(|| n.as_f64().map(|f| f.trunc() as i64))
-            .map(Some)
-            .ok_or(()),
-        Some(Value::String(s)) => s.trim().parse().map(Some).map_err(|_| ()),
-        Some(_) => Err(()),
+impl Parse for pb::EmitEventRequest {
+    fn parse(args: &Reader<'_>) -> Reply<Self> {
+        Ok(Self {
+            caller: None,
+            substrate_id: args.any_text(&REGISTERED).unwrap_or_default(),
+            signal: args.any_text(&SIGNAL).unwrap_or_default(),
+            payload_json: args.json(&PAYLOAD).unwrap_or_default(),
+        })
     }
 }
 
-/// A JSON text from the lane, parsed back (`{}` if unreadable).
-fn parsed(json: &str) -> Value {
-    serde_json::from_str(json).unwrap_or_else(|_| json!({}))
+impl Parse for pb::ClearEventsRequest {
+    fn parse(args: &Reader<'_>) -> Reply<Self> {
+        Ok(Self {
+            caller: None,
+            substrate_id: filter(args, &OF_SUBSTRATE),
+            signal: filter(args, &OF_SIGNAL),
+        })
+    }
+}
+
+/// `list_events`' request. An unreadable `limit` is sent as 0, which the lane refuses
+/// only after its gates (a disabled lane says so first); the refusal then says what was
+/// wrong with it.
+struct ListEvents {
+    request: pb::ListEventsRequest,
+    unreadable: Option<CommandReply>,
+}
+
+impl Parse for ListEvents {
+    fn parse(args: &Reader<'_>) -> Reply<Self> {
+        let (limit, unreadable) = match args.integer(&LIMIT) {
+            Ok(limit) => (limit, None),
+            Err(refusal) => (Some(0), Some(refusal)),
+        };
+        let request = pb::ListEventsRequest {
+            caller: None,
+            limit,
+            substrate_id: filter(args, &OF_SUBSTRATE),
+            signal: filter(args, &OF_SIGNAL),
+        };
+        Ok(Self {
+            request,
+            unreadable,
+        })
+    }
+}
+
+impl OperatorsRequest for ListEvents {
+    fn with_caller(mut self, caller: pb::Caller) -> Self {
+        self.request.caller = Some(caller);
+        self
+    }
 }
 
 fn event(event: pb::OmegaEvent) -> Value {
@@ -170,22 +187,22 @@ fn event(event: pb::OmegaEvent) -> Value {
         "event_id": event.event_id,
         "substrate_id": event.substrate_id,
         "signal": event.signal,
-        "payload": parsed(&event.payload_json),
+        "payload": parsed(&event.payload_json, json!({})),
         "emitted_by": event.emitted_by,
         "timestamp": event.timestamp,
     })
 }
 
-async fn status(call: &Call<'_>, control: &OperatorsControl) -> Result<CommandReply, CommandReply> {
-    let request = pb::OmegaStatusRequest {
-        caller: caller(call),
-    };
-    let status = bounded(control.omega.status(Request::new(request)))
-        .await
-        .map_err(|status| refused("read the Tier-Omega lane", &status, Map::new()))?;
-    Ok(CommandReply::success(
+async fn status(
+    _: &Call<'_>,
+    control: &OperatorsControl,
+    request: pb::OmegaStatusRequest,
+) -> Reply {
+    let verb = "read the Tier-Omega lane";
+    let status = ask(verb, control.omega.status(Request::new(request))).await?;
+    Ok(success(
         "Tier-Omega lane status",
-        object(json!({
+        json!({
             "enabled": status.enabled,
             "lab_room": status.lab_room,
             "lab_channel": status.lab_channel,
@@ -193,45 +210,39 @@ async fn status(call: &Call<'_>, control: &OperatorsControl) -> Result<CommandRe
             "max_substrates": status.max_substrates,
             "substrate_count": status.substrate_count,
             "event_count": status.event_count,
-        })),
+        }),
     ))
 }
 
 async fn register(
-    call: &Call<'_>,
-    args: &Map<String, Value>,
+    _: &Call<'_>,
     control: &OperatorsControl,
-) -> Result<CommandReply, CommandReply> {
-    let request = pb::RegisterSubstrateRequest {
-        caller: caller(call),
-        name: text(args, "name"),
-        kind: text(args, "kind"),
-        metadata_json: json_text(args, "metadata"),
-    };
-    let substrate = bounded(control.omega.register_substrate(Request::new(request)))
-        .await
-        .map_err(|status| refused("register the Tier-Omega substrate", &status, Map::new()))?;
-    Ok(CommandReply::success(
+    request: pb::RegisterSubstrateRequest,
+) -> Reply {
+    let verb = "register the Tier-Omega substrate";
+    let substrate = ask(
+        verb,
+        control.omega.register_substrate(Request::new(request)),
+    )
+    .await?;
+    Ok(success(
         "Tier-Omega substrate registered",
-        object(json!({
+        json!({
             "substrate_id": substrate.substrate_id,
             "name": substrate.name,
             "kind": substrate.kind,
             "created_at": substrate.created_at,
-        })),
+        }),
     ))
 }
 
 async fn list_substrates(
-    call: &Call<'_>,
+    _: &Call<'_>,
     control: &OperatorsControl,
-) -> Result<CommandReply, CommandReply> {
-    let request = pb::ListSubstratesRequest {
-        caller: caller(call),
-    };
-    let listed = bounded(control.omega.list_substrates(Request::new(request)))
-        .await
-        .map_err(|status| refused("list the Tier-Omega substrates", &status, Map::new()))?;
+    request: pb::ListSubstratesRequest,
+) -> Reply {
+    let verb = "list the Tier-Omega substrates";
+    let listed = ask(verb, control.omega.list_substrates(Request::new(request))).await?;
     let substrates: Vec<Value> = listed
         .substrates
         .into_iter()
@@ -241,163 +252,155 @@ async fn list_substrates(
                 "name": s.name,
                 "kind": s.kind,
                 "owner_client_id": s.owner_client_id,
-                "metadata": parsed(&s.metadata_json),
+                "metadata": parsed(&s.metadata_json, json!({})),
                 "created_at": s.created_at,
             })
         })
         .collect();
-    Ok(CommandReply::success(
+    Ok(success(
         "Tier-Omega substrates listed",
-        object(json!({"count": substrates.len(), "substrates": substrates})),
+        json!({"count": substrates.len(), "substrates": substrates}),
     ))
 }
 
 async fn unregister(
-    call: &Call<'_>,
-    args: &Map<String, Value>,
+    _: &Call<'_>,
     control: &OperatorsControl,
-) -> Result<CommandReply, CommandReply> {
-    let substrate_id = text(args, "substrate_id");
-    let request = pb::UnregisterSubstrateRequest {
-        caller: caller(call),
-        substrate_id: substrate_id.clone(),
-    };
+    request: pb::UnregisterSubstrateRequest,
+) -> Reply {
+    let substrate_id = request.substrate_id.trim().to_owned();
     let removed = bounded(control.omega.unregister_substrate(Request::new(request)))
         .await
         .map_err(|status| {
             // A miss names the id, as the original's did.
             let data = match error_code(&status) {
-                Some(ErrorCode::NotFound) => object(json!({"substrate_id": substrate_id.trim()})),
+                Some(ErrorCode::NotFound) => object(json!({ "substrate_id": substrate_id })),
                 _ => Map::new(),
             };
             refused("unregister the Tier-Omega substrate", &status, data)
         })?;
-    Ok(CommandReply::success(
+    Ok(success(
         "Tier-Omega substrate removed",
-        object(json!({
+        json!({
             "removed": true,
             "substrate_id": removed.substrate_id,
             "name": removed.name,
             "kind": removed.kind,
             "removed_events": removed.removed_events,
-        })),
+        }),
     ))
 }
 
-async fn emit(
-    call: &Call<'_>,
-    args: &Map<String, Value>,
-    control: &OperatorsControl,
-) -> Result<CommandReply, CommandReply> {
-    let request = pb::EmitEventRequest {
-        caller: caller(call),
-        substrate_id: text(args, "substrate_id"),
-        signal: text(args, "signal"),
-        payload_json: json_text(args, "payload"),
-    };
-    let emitted = bounded(control.omega.emit_event(Request::new(request)))
-        .await
-        .map_err(|status| refused("emit the Tier-Omega event", &status, Map::new()))?;
+async fn emit(_: &Call<'_>, control: &OperatorsControl, request: pb::EmitEventRequest) -> Reply {
+    let verb = "emit the Tier-Omega event";
+    let emitted = ask(verb, control.omega.emit_event(Request::new(request))).await?;
     Ok(CommandReply::success(
         "Tier-Omega event emitted",
         object(event(emitted)),
     ))
 }
 
-async fn list_events(
-    call: &Call<'_>,
-    args: &Map<String, Value>,
-    control: &OperatorsControl,
-) -> Result<CommandReply, CommandReply> {
-    // An unreadable limit is sent as 0, which the lane refuses only after its gates (a
-    // disabled lane says so first); the refusal then says what was wrong.
-    let (limit, readable) = match limit(args) {
-        Ok(limit) => (limit, true),
-        Err(()) => (Some(0), false),
-    };
-    let request = pb::ListEventsRequest {
-        caller: caller(call),
-        limit,
-        substrate_id: optional(args, "substrate_id"),
-        signal: optional(args, "signal"),
-    };
+async fn list_events(_: &Call<'_>, control: &OperatorsControl, request: ListEvents) -> Reply {
+    let ListEvents {
+        request,
+        unreadable,
+    } = request;
     let listed = bounded(control.omega.list_events(Request::new(request)))
         .await
-        .map_err(|status| match error_code(&status) {
-            Some(ErrorCode::ValidationError) if !readable => {
-                CommandReply::error(ErrorCode::ValidationError, "'limit' must be an integer")
-            }
+        .map_err(|status| match (error_code(&status), unreadable) {
+            (Some(ErrorCode::ValidationError), Some(refusal)) => refusal,
             _ => refused("list the Tier-Omega events", &status, Map::new()),
         })?;
     let events: Vec<Value> = listed.events.into_iter().map(event).collect();
-    Ok(CommandReply::success(
+    Ok(success(
         "Tier-Omega events listed",
-        object(json!({
+        json!({
             "events": events,
             "count": events.len(),
             "limit": listed.limit,
             "substrate_id": listed.substrate_id,
             "signal": listed.signal,
-        })),
+        }),
     ))
 }
 
 async fn clear_events(
-    call: &Call<'_>,
-    args: &Map<String, Value>,
+    _: &Call<'_>,
     control: &OperatorsControl,
-) -> Result<CommandReply, CommandReply> {
-    let request = pb::ClearEventsRequest {
-        caller: caller(call),
-        substrate_id: optional(args, "substrate_id"),
-        signal: optional(args, "signal"),
-    };
-    let cleared = bounded(control.omega.clear_events(Request::new(request)))
-        .await
-        .map_err(|status| refused("clear the Tier-Omega events", &status, Map::new()))?;
-    Ok(CommandReply::success(
+    request: pb::ClearEventsRequest,
+) -> Reply {
+    let verb = "clear the Tier-Omega events";
+    let cleared = ask(verb, control.omega.clear_events(Request::new(request))).await?;
+    Ok(success(
         "Tier-Omega events cleared",
-        object(json!({
+        json!({
             "removed_count": cleared.removed_count,
             "remaining_count": cleared.remaining_count,
             "substrate_id": cleared.substrate_id,
             "signal": cleared.signal,
-        })),
+        }),
     ))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::commands::args::parse_as;
 
-    fn args(value: Value) -> Map<String, Value> {
-        value.as_object().unwrap().clone()
+    fn read<R: Parse>(args: Value) -> Reply<R> {
+        parse_as(Family::Omega, args)
     }
 
     #[test]
     fn arguments_pass_through_for_the_lane_to_judge() {
-        let a =
-            args(json!({"name": "s", "kind": 3, "metadata": [1], "payload": null, "signal": " "}));
-        assert_eq!(text(&a, "name"), "s");
-        assert_eq!(text(&a, "kind"), "3");
-        assert_eq!(text(&a, "absent"), "");
-        assert_eq!(json_text(&a, "metadata"), "[1]");
-        assert_eq!(json_text(&a, "payload"), "");
-        assert_eq!(optional(&a, "signal"), None);
-        assert_eq!(optional(&a, "name").as_deref(), Some("s"));
+        let substrate: pb::RegisterSubstrateRequest =
+            read(json!({"name": "s", "kind": 3, "metadata": [1]})).unwrap();
+        assert_eq!(
+            (substrate.name.as_str(), substrate.kind.as_str()),
+            ("s", "3")
+        );
+        assert_eq!(substrate.metadata_json, "[1]");
+        let event: pb::EmitEventRequest =
+            read(json!({"payload": null, "signal": {"a": 1}})).unwrap();
+        assert_eq!(
+            (event.substrate_id.as_str(), event.signal.as_str()),
+            ("", r#"{"a":1}"#)
+        );
+        assert_eq!(event.payload_json, "");
+        let clear: pb::ClearEventsRequest =
+            read(json!({"signal": " ", "substrate_id": "x"})).unwrap();
+        assert_eq!(
+            (clear.substrate_id.as_deref(), clear.signal),
+            (Some("x"), None)
+        );
     }
 
     #[test]
-    fn limits_are_read_as_integers() {
-        let read = |value: Value| limit(&args(json!({ "limit": value })));
-        assert_eq!(limit(&args(json!({}))), Ok(None));
-        assert_eq!(read(json!(7)), Ok(Some(7)));
-        assert_eq!(read(json!(0)), Ok(Some(0)));
-        assert_eq!(read(json!(-2)), Ok(Some(-2)));
-        assert_eq!(read(json!(2.9)), Ok(Some(2)));
-        assert_eq!(read(json!(" 12 ")), Ok(Some(12)));
-        assert_eq!(read(json!(u64::MAX)), Ok(Some(i64::MAX)));
-        assert_eq!(read(json!("ten")), Err(()));
-        assert_eq!(read(json!([1])), Err(()));
+    fn an_unreadable_limit_waits_for_the_gates() {
+        let limit = |value: Value| {
+            let ListEvents {
+                request,
+                unreadable,
+            } = read(json!({ "limit": value })).unwrap();
+            (request.limit, unreadable.map(|refusal| refusal.message))
+        };
+        assert_eq!(limit(json!(7)), (Some(7), None));
+        assert_eq!(limit(json!(-2)), (Some(-2), None));
+        assert_eq!(limit(json!(" 12 ")), (Some(12), None));
+        assert_eq!(limit(json!(null)), (None, None));
+        assert_eq!(
+            limit(json!("ten")),
+            (
+                Some(0),
+                Some("'limit' must be an integer, not 'ten'".into())
+            )
+        );
+        assert_eq!(
+            limit(json!(2.9)),
+            (
+                Some(0),
+                Some("'limit' must be an integer, not '2.9'".into())
+            )
+        );
     }
 }

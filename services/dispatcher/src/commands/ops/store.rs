@@ -1,19 +1,17 @@
 //! `op.store.*`: arguments into typed calls to the store, answers into the original's
 //! replies (§7.4), with each value's `revision` (and `expires_at`) added.
 
-use std::convert::identity;
-
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use tonic::Request;
 
 use arqon_proto::operators::v1 as pb;
-use arqon_protocol::{CommandReply, ErrorCode};
+use arqon_proto::operators_control::OperatorsControl;
+use arqon_protocol::CommandReply;
 
-use super::super::args::{Args, number, scalar_text};
-use super::super::catalog::{Arg, Spec, arg};
-use super::super::{Call, object};
-use super::{caller, refused};
-use arqon_proto::operators_control::{OperatorsControl, call as bounded};
+use super::super::args::{Arg, Parse, Reader, arg};
+use super::super::catalog::{Family, Spec};
+use super::super::{Call, Reply, object, success};
+use super::{ask, parsed};
 
 const KEY: Arg = arg(
     "key",
@@ -31,230 +29,199 @@ const TENANT: Arg = arg(
     "admins only: the tenant whose store to use (default: yours)",
 );
 
+const VALUE: Arg = arg("value", true, "any JSON value but null (64 KiB by default)");
+const EXPECTED_REVISION: Arg = arg(
+    "expected_revision",
+    false,
+    "write only if the key's value is at this revision (0: only if it has none); CONFLICT otherwise",
+);
+const TTL_SECONDS: Arg = arg(
+    "ttl_seconds",
+    false,
+    "the value expires this long after the write",
+);
+const AFTER: Arg = arg(
+    "after",
+    false,
+    "list the keys after this one (the previous page's next_after)",
+);
+const LIMIT: Arg = arg(
+    "limit",
+    false,
+    "most keys in the page (1-1000, default 1000)",
+);
+
 pub(super) const SPECS: &[Spec] = &[
     Spec {
         name: "op.store.set",
-        category: "store",
+        family: Family::Store,
         description: "Writes a value (any JSON but null) under a key of your tenant's store; with expected_revision only if the key is still at that revision",
         permission: None,
         system_only: None,
         arguments: &[
             KEY,
-            arg("value", true, "any JSON value but null (64 KiB by default)"),
+            VALUE,
             NAMESPACE,
             TENANT,
-            arg(
-                "expected_revision",
-                false,
-                "write only if the key's value is at this revision (0: only if it has none); CONFLICT otherwise",
-            ),
-            arg(
-                "ttl_seconds",
-                false,
-                "the value expires this long after the write",
-            ),
+            EXPECTED_REVISION,
+            TTL_SECONDS,
         ],
         example: r#"{"type":"command","command":"op.store.set","args":{"key":"alpha","value":{"n":1}}}"#,
+        handler: operators!(set),
     },
     Spec {
         name: "op.store.get",
-        category: "store",
+        family: Family::Store,
         description: "Reads a key of your tenant's store: found, value and revision",
         permission: None,
         system_only: None,
         arguments: &[KEY, NAMESPACE, TENANT],
         example: r#"{"type":"command","command":"op.store.get","args":{"key":"alpha"}}"#,
+        handler: operators!(get),
     },
     Spec {
         name: "op.store.delete",
-        category: "store",
+        family: Family::Store,
         description: "Deletes a key of your tenant's store",
         permission: None,
         system_only: None,
         arguments: &[KEY, NAMESPACE, TENANT],
         example: r#"{"type":"command","command":"op.store.delete","args":{"key":"alpha"}}"#,
+        handler: operators!(delete),
     },
     Spec {
         name: "op.store.list",
-        category: "store",
+        family: Family::Store,
         description: "The keys of a namespace of your tenant's store, sorted, a page at a time",
         permission: None,
         system_only: None,
-        arguments: &[
-            NAMESPACE,
-            TENANT,
-            arg(
-                "after",
-                false,
-                "list the keys after this one (the previous page's next_after)",
-            ),
-            arg(
-                "limit",
-                false,
-                "most keys in the page (1-1000, default 1000)",
-            ),
-        ],
+        arguments: &[NAMESPACE, TENANT, AFTER, LIMIT],
         example: r#"{"type":"command","command":"op.store.list"}"#,
+        handler: operators!(list),
     },
 ];
-
-pub(super) async fn execute(
-    call: &Call<'_>,
-    name: &str,
-    control: &OperatorsControl,
-) -> CommandReply {
-    let args = call.inbound.envelope.args.to_map();
-    let reply = match name {
-        "op.store.set" => set(call, &args, control).await,
-        "op.store.get" => get(call, &args, control).await,
-        "op.store.delete" => delete(call, &args, control).await,
-        "op.store.list" => list(call, &args, control).await,
-        other => Err(CommandReply::error(
-            ErrorCode::UnknownCommand,
-            format!("Unknown command: {other}"),
-        )),
-    };
-    reply.unwrap_or_else(identity)
-}
 
 /// Most keys one `op.store.list` page holds (the operators service's limit too).
 const MAX_LIST_LIMIT: usize = 1000;
 
-fn invalid(message: impl Into<String>) -> CommandReply {
-    CommandReply::error(ErrorCode::ValidationError, message)
-}
-
-/// A text argument as the original read it (`str(...)`): absent or null is empty.
-fn text(args: &Map<String, Value>, name: &str) -> Result<String, CommandReply> {
-    scalar_text(args, name)
-        .map(Option::unwrap_or_default)
-        .map_err(invalid)
-}
-
-fn namespace(args: &Map<String, Value>) -> Result<Option<pb::Namespace>, CommandReply> {
-    let given = |name| text(args, name).map(|t| Some(t).filter(|t| !t.trim().is_empty()));
+/// `namespace` and `tenant`, each absent when blank.
+fn namespace(args: &Reader<'_>) -> Reply<Option<pb::Namespace>> {
+    let given = |arg| Ok(args.text(arg)?.filter(|t: &String| !t.trim().is_empty()));
     Ok(Some(pb::Namespace {
-        namespace: given("namespace")?,
-        tenant: given("tenant")?,
+        namespace: given(&NAMESPACE)?,
+        tenant: given(&TENANT)?,
     }))
 }
 
-/// A JSON value as text, parsed back (`null` if the store sent something unreadable).
-fn parsed(json: &str) -> Value {
-    serde_json::from_str(json).unwrap_or(Value::Null)
+impl Parse for pb::SetRequest {
+    fn parse(args: &Reader<'_>) -> Reply<Self> {
+        Ok(Self {
+            caller: None,
+            value_json: args.json(&VALUE).unwrap_or_default(),
+            expected_revision: args.count(&EXPECTED_REVISION)?,
+            ttl_seconds: args.number(&TTL_SECONDS)?,
+            namespace: namespace(args)?,
+            key: args.text(&KEY)?.unwrap_or_default(),
+        })
+    }
 }
 
-async fn set(
-    call: &Call<'_>,
-    args: &Map<String, Value>,
-    control: &OperatorsControl,
-) -> Result<CommandReply, CommandReply> {
-    let value_json = match args.get("value") {
-        None | Some(Value::Null) => String::new(),
-        Some(value) => value.to_string(),
-    };
-    let expected_revision = match args.get("expected_revision") {
-        None | Some(Value::Null) => None,
-        Some(revision) => Some(
-            revision
-                .as_u64()
-                .ok_or_else(|| invalid("'expected_revision' must be a non-negative integer"))?,
-        ),
-    };
-    let ttl_seconds = number(args, "ttl_seconds").map_err(invalid)?;
-    let request = pb::SetRequest {
-        caller: caller(call),
-        namespace: namespace(args)?,
-        key: text(args, "key")?,
-        value_json,
-        expected_revision,
-        ttl_seconds,
-    };
-    let written = bounded(control.store.set(Request::new(request)))
-        .await
-        .map_err(|status| refused("write the store value", &status, Map::new()))?;
-    Ok(CommandReply::success(
+impl Parse for pb::GetRequest {
+    fn parse(args: &Reader<'_>) -> Reply<Self> {
+        Ok(Self {
+            caller: None,
+            namespace: namespace(args)?,
+            key: args.text(&KEY)?.unwrap_or_default(),
+        })
+    }
+}
+
+impl Parse for pb::DeleteRequest {
+    fn parse(args: &Reader<'_>) -> Reply<Self> {
+        let pb::GetRequest { namespace, key, .. } = pb::GetRequest::parse(args)?;
+        Ok(Self {
+            caller: None,
+            namespace,
+            key,
+        })
+    }
+}
+
+impl Parse for pb::ListRequest {
+    fn parse(args: &Reader<'_>) -> Reply<Self> {
+        let limit = args.limit(&LIMIT, MAX_LIST_LIMIT, MAX_LIST_LIMIT)?;
+        Ok(Self {
+            caller: None,
+            after: args.text(&AFTER)?.filter(|after| !after.is_empty()),
+            namespace: namespace(args)?,
+            limit: u32::try_from(limit).unwrap_or(u32::MAX),
+        })
+    }
+}
+
+async fn set(_: &Call<'_>, control: &OperatorsControl, request: pb::SetRequest) -> Reply {
+    let written = ask(
+        "write the store value",
+        control.store.set(Request::new(request)),
+    )
+    .await?;
+    Ok(success(
         "Store value written",
-        object(json!({
+        json!({
             "namespace": written.namespace,
             "key": written.key,
             "updated": written.updated,
             "revision": written.revision,
             "expires_at": written.expires_at,
-        })),
+        }),
     ))
 }
 
-async fn get(
-    call: &Call<'_>,
-    args: &Map<String, Value>,
-    control: &OperatorsControl,
-) -> Result<CommandReply, CommandReply> {
-    let request = pb::GetRequest {
-        caller: caller(call),
-        namespace: namespace(args)?,
-        key: text(args, "key")?,
-    };
-    let read = bounded(control.store.get(Request::new(request)))
-        .await
-        .map_err(|status| refused("read the store value", &status, Map::new()))?;
+async fn get(_: &Call<'_>, control: &OperatorsControl, request: pb::GetRequest) -> Reply {
+    let read = ask(
+        "read the store value",
+        control.store.get(Request::new(request)),
+    )
+    .await?;
     let (value, revision) = if read.found {
-        (parsed(&read.value_json), Value::from(read.revision))
+        (
+            parsed(&read.value_json, Value::Null),
+            Value::from(read.revision),
+        )
     } else {
         (Value::Null, Value::Null)
     };
-    Ok(CommandReply::success(
+    Ok(success(
         "Store value retrieved",
-        object(json!({
+        json!({
             "namespace": read.namespace,
             "key": read.key,
             "found": read.found,
             "value": value,
             "revision": revision,
             "expires_at": read.expires_at,
-        })),
+        }),
     ))
 }
 
-async fn delete(
-    call: &Call<'_>,
-    args: &Map<String, Value>,
-    control: &OperatorsControl,
-) -> Result<CommandReply, CommandReply> {
-    let request = pb::DeleteRequest {
-        caller: caller(call),
-        namespace: namespace(args)?,
-        key: text(args, "key")?,
-    };
-    let deleted = bounded(control.store.delete(Request::new(request)))
-        .await
-        .map_err(|status| refused("delete the store value", &status, Map::new()))?;
-    Ok(CommandReply::success(
+async fn delete(_: &Call<'_>, control: &OperatorsControl, request: pb::DeleteRequest) -> Reply {
+    let deleted = ask(
+        "delete the store value",
+        control.store.delete(Request::new(request)),
+    )
+    .await?;
+    Ok(success(
         "Store value deleted",
-        object(json!({
-            "namespace": deleted.namespace,
-            "key": deleted.key,
-            "deleted": deleted.deleted,
-        })),
+        json!({"namespace": deleted.namespace, "key": deleted.key, "deleted": deleted.deleted}),
     ))
 }
 
-async fn list(
-    call: &Call<'_>,
-    args: &Map<String, Value>,
-    control: &OperatorsControl,
-) -> Result<CommandReply, CommandReply> {
-    let limit = Args::new(args.clone()).limit(MAX_LIST_LIMIT, MAX_LIST_LIMIT)?;
-    let after = text(args, "after")?;
-    let request = pb::ListRequest {
-        caller: caller(call),
-        namespace: namespace(args)?,
-        after: Some(after).filter(|after| !after.is_empty()),
-        limit: u32::try_from(limit).unwrap_or(u32::MAX),
-    };
-    let listed = bounded(control.store.list(Request::new(request)))
-        .await
-        .map_err(|status| refused("list the store keys", &status, Map::new()))?;
+async fn list(_: &Call<'_>, control: &OperatorsControl, request: pb::ListRequest) -> Reply {
+    let listed = ask(
+        "list the store keys",
+        control.store.list(Request::new(request)),
+    )
+    .await?;
     let mut data = object(json!({
         "namespace": listed.namespace,
         "count": listed.keys.len(),
@@ -273,23 +240,51 @@ async fn list(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::commands::args::parse_as;
 
-    fn args(value: Value) -> Map<String, Value> {
-        value.as_object().unwrap().clone()
+    fn read<R: Parse>(args: Value) -> Reply<R> {
+        parse_as(Family::Store, args)
     }
 
     #[test]
-    fn text_arguments_are_read_as_the_original_did() {
-        let a = args(json!({"key": " k ", "n": 42, "b": true, "nothing": null, "o": {}}));
-        assert_eq!(text(&a, "key").unwrap(), " k ");
-        assert_eq!(text(&a, "n").unwrap(), "42");
-        assert_eq!(text(&a, "b").unwrap(), "true");
-        assert_eq!(text(&a, "nothing").unwrap(), "");
-        assert_eq!(text(&a, "absent").unwrap(), "");
-        assert_eq!(text(&a, "o").unwrap_err().message, "'o' must be a string");
-        let ns = namespace(&args(json!({"namespace": " ", "tenant": "t-b"})))
-            .unwrap()
-            .unwrap();
+    fn arguments_are_read_as_the_original_did() {
+        let set: pb::SetRequest = read(json!({
+            "key": 42, "value": {"n": 1}, "namespace": " ", "tenant": "t-b",
+            "expected_revision": 3, "ttl_seconds": " 1.5 ",
+        }))
+        .unwrap();
+        assert_eq!(set.key, "42");
+        assert_eq!(set.value_json, r#"{"n":1}"#);
+        let ns = set.namespace.unwrap();
         assert_eq!((ns.namespace, ns.tenant.as_deref()), (None, Some("t-b")));
+        assert_eq!(
+            (set.expected_revision, set.ttl_seconds),
+            (Some(3), Some(1.5))
+        );
+        // Absent or null: left to the service, which words the refusal.
+        let empty: pb::SetRequest = read(json!({"value": null})).unwrap();
+        assert_eq!((empty.key.as_str(), empty.value_json.as_str()), ("", ""));
+        let list: pb::ListRequest = read(json!({"after": ""})).unwrap();
+        assert_eq!((list.after, list.limit), (None, 1000));
+        for (args, refusal) in [
+            (json!({"key": {"a": 1}}), "'key' must be a string"),
+            (json!({"namespace": ["x"]}), "'namespace' must be a string"),
+            (
+                json!({"expected_revision": -1}),
+                "'expected_revision' must be a non-negative integer",
+            ),
+            (
+                json!({"ttl_seconds": "soon"}),
+                "'ttl_seconds' must be a number, not 'soon'",
+            ),
+        ] {
+            assert_eq!(read::<pb::SetRequest>(args).unwrap_err().message, refusal);
+        }
+        assert_eq!(
+            read::<pb::ListRequest>(json!({"limit": 0}))
+                .unwrap_err()
+                .message,
+            "'limit' must be an integer from 1 to 1000"
+        );
     }
 }
