@@ -13,7 +13,7 @@ use tonic::metadata::{MetadataMap, MetadataValue};
 use tonic::{Code, Request, Status};
 use tracing::info;
 
-use arqon_protocol::ErrorCode;
+use arqon_protocol::{ErrorCode, UserFacingError};
 
 /// The longest any call may take; every service bounds its own work more tightly.
 pub const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
@@ -40,8 +40,58 @@ pub const AUTHORIZATION: &str = "authorization";
 /// The trailer that carries the [`ErrorCode`] of a failed call.
 pub const ERROR_CODE_METADATA: &str = "arqon-error-code";
 
+/// The gRPC code of a failed call that carries `error`: one table for every API.
+pub fn grpc_code(error: ErrorCode) -> Code {
+    match error {
+        ErrorCode::ValidationError
+        | ErrorCode::InvalidTimestamp
+        | ErrorCode::MissingCommand
+        | ErrorCode::UnknownCommand
+        | ErrorCode::ChannelRoomMismatch => Code::InvalidArgument,
+        ErrorCode::NotFound
+        | ErrorCode::RoomNotFound
+        | ErrorCode::ChannelNotFound
+        | ErrorCode::TargetNotFound
+        | ErrorCode::CommandNotFound => Code::NotFound,
+        ErrorCode::ChannelExists => Code::AlreadyExists,
+        ErrorCode::AuthenticationFailed | ErrorCode::OperatorAuthFailed => Code::Unauthenticated,
+        ErrorCode::AuthorizationError
+        | ErrorCode::CasilPolicyBlockedSecret
+        | ErrorCode::CasilPolicyOversize => Code::PermissionDenied,
+        ErrorCode::FeatureDisabled => Code::FailedPrecondition,
+        ErrorCode::Conflict => Code::Aborted,
+        ErrorCode::QuotaExceeded | ErrorCode::RateLimited => Code::ResourceExhausted,
+        // TIMEOUT: the bus did not confirm in time; retrying is the caller's call.
+        ErrorCode::Unavailable | ErrorCode::Timeout => Code::Unavailable,
+        ErrorCode::InternalError
+        | ErrorCode::CasilInternalError
+        | ErrorCode::ExecutionError
+        | ErrorCode::StatusError
+        | ErrorCode::PingError
+        | ErrorCode::CreateChannelError
+        | ErrorCode::DeleteChannelError
+        | ErrorCode::JoinChannelError
+        | ErrorCode::LeaveChannelError
+        | ErrorCode::ListChannelsError
+        | ErrorCode::ChannelInfoError
+        | ErrorCode::HistoryError
+        | ErrorCode::HelpError => Code::Internal,
+    }
+}
+
+/// A failed call carrying `error`, its gRPC code from [`grpc_code`].
+pub fn refusal(error: ErrorCode, message: impl Into<String>) -> Status {
+    status(grpc_code(error), error, message)
+}
+
+/// What a gRPC caller is told of `error`.
+pub fn to_status(error: &dyn UserFacingError) -> Status {
+    refusal(error.code(), error.client_message())
+}
+
 /// A failed call: `code` for gRPC clients, `error` in the [`ERROR_CODE_METADATA`] trailer
-/// (the one list shared with WebSocket error envelopes).
+/// (the one list shared with WebSocket error envelopes). [`refusal`] picks `code`; this
+/// is for the few answers whose gRPC code says more than the table's.
 pub fn status(code: Code, error: ErrorCode, message: impl Into<String>) -> Status {
     let mut status = Status::new(code, message);
     status.metadata_mut().insert(
@@ -51,7 +101,8 @@ pub fn status(code: Code, error: ErrorCode, message: impl Into<String>) -> Statu
     status
 }
 
-/// The [`ErrorCode`] a failed call carries, if it carries a known one.
+/// The [`ErrorCode`] a failed call carries, if it carries a known one (what the caller's
+/// client is told of it is [`crate::control::CallError`]'s to say).
 pub fn error_code(status: &Status) -> Option<ErrorCode> {
     let value = status.metadata().get(ERROR_CODE_METADATA)?.to_str().ok()?;
     value.parse().ok()
@@ -112,13 +163,9 @@ pub fn require(
 ) -> impl FnMut(Request<()>) -> Result<Request<()>, Status> + Clone + Send + Sync + 'static {
     move |request: Request<()>| match authenticate(&token, request.metadata()) {
         Ok(()) => Ok(request),
-        Err(refusal) => {
-            info!(peer = ?request.remote_addr(), refusal, "gRPC call refused");
-            Err(status(
-                Code::Unauthenticated,
-                ErrorCode::AuthenticationFailed,
-                refusal,
-            ))
+        Err(why) => {
+            info!(peer = ?request.remote_addr(), why, "gRPC call refused");
+            Err(refusal(ErrorCode::AuthenticationFailed, why))
         }
     }
 }
@@ -207,6 +254,40 @@ mod tests {
         }
         let refusal = authenticate(&token, &MetadataMap::new()).unwrap_err();
         assert!(refusal.starts_with("Missing service token"), "{refusal}");
+    }
+
+    /// Every error code travels in the trailer, under its gRPC code from the one table.
+    #[test]
+    fn every_error_code_has_one_grpc_code() {
+        for &code in ErrorCode::ALL {
+            let refused = refusal(code, "said");
+            assert_eq!(refused.code(), grpc_code(code), "{code:?}");
+            assert_eq!(error_code(&refused), Some(code));
+            assert_eq!(refused.message(), "said");
+        }
+        for (error, code) in [
+            (ErrorCode::ValidationError, Code::InvalidArgument),
+            (ErrorCode::InvalidTimestamp, Code::InvalidArgument),
+            (ErrorCode::NotFound, Code::NotFound),
+            (ErrorCode::ChannelNotFound, Code::NotFound),
+            (ErrorCode::AuthenticationFailed, Code::Unauthenticated),
+            (ErrorCode::AuthorizationError, Code::PermissionDenied),
+            (ErrorCode::FeatureDisabled, Code::FailedPrecondition),
+            (ErrorCode::Conflict, Code::Aborted),
+            (ErrorCode::QuotaExceeded, Code::ResourceExhausted),
+            (ErrorCode::Unavailable, Code::Unavailable),
+            (ErrorCode::Timeout, Code::Unavailable),
+            (ErrorCode::InternalError, Code::Internal),
+        ] {
+            assert_eq!(grpc_code(error), code, "{error:?}");
+        }
+        let mut plain = Status::internal("no trailer");
+        assert_eq!(error_code(&plain), None);
+        plain.metadata_mut().insert(
+            ERROR_CODE_METADATA,
+            MetadataValue::from_static("NO_SUCH_CODE"),
+        );
+        assert_eq!(error_code(&plain), None);
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use tonic::{Response, Status};
 
-use crate::control::{ControlError, Service, forward};
+use crate::control::{CallError, ControlError, Service, forward};
 use crate::grpc::ServiceToken;
 use crate::operators::v1 as pb;
 use crate::operators::v1::{
@@ -75,9 +75,13 @@ impl OperatorsControl {
     }
 }
 
-/// Runs one call of an operators API, bounded by [`crate::control::CALL_TIMEOUT`].
-pub async fn call<T>(call: impl Future<Output = Result<Response<T>, Status>>) -> Result<T, Status> {
-    OPERATORS.call(call).await
+/// Runs one call of an operators API, bounded by [`crate::control::CALL_TIMEOUT`]; `verb`
+/// says what it does, for the caller's client should it fail.
+pub async fn call<T>(
+    verb: &'static str,
+    call: impl Future<Output = Result<Response<T>, Status>>,
+) -> Result<T, CallError> {
+    OPERATORS.call(verb, call).await
 }
 
 forward!(RemoteStore(StoreClient): Store {

@@ -6,9 +6,9 @@
 use std::fmt;
 use std::sync::Arc;
 
-use tonic::{Request, Status};
+use tonic::Request;
 
-use crate::control::{ControlError, Service, forward};
+use crate::control::{CallError, ControlError, Service, forward};
 use crate::grpc::ServiceToken;
 use crate::policy::v1 as pb;
 use crate::policy::v1::policy_client::PolicyClient;
@@ -51,20 +51,18 @@ impl PolicyControl {
     }
 
     /// The live policy.
-    pub async fn get(&self) -> Result<pb::PolicySnapshot, Status> {
-        POLICY
-            .call(self.0.get_policy(Request::new(pb::GetPolicyRequest {})))
-            .await
+    pub async fn get(&self) -> Result<pb::PolicySnapshot, CallError> {
+        let get = self.0.get_policy(Request::new(pb::GetPolicyRequest {}));
+        POLICY.call("read the CASIL policy", get).await
     }
 
     /// Stores a new version.
     pub async fn reload(
         &self,
         request: pb::ReloadPolicyRequest,
-    ) -> Result<pb::PolicySnapshot, Status> {
-        POLICY
-            .call(self.0.reload_policy(Request::new(request)))
-            .await
+    ) -> Result<pb::PolicySnapshot, CallError> {
+        let reload = self.0.reload_policy(Request::new(request));
+        POLICY.call("reload the CASIL policy", reload).await
     }
 
     /// Inspects a message the server originates, as the policy stage inspects a
@@ -72,8 +70,9 @@ impl PolicyControl {
     pub async fn inspect(
         &self,
         request: pb::InspectRequest,
-    ) -> Result<pb::InspectResponse, Status> {
-        POLICY.call(self.0.inspect(Request::new(request))).await
+    ) -> Result<pb::InspectResponse, CallError> {
+        let inspect = self.0.inspect(Request::new(request));
+        POLICY.call("inspect the message", inspect).await
     }
 }
 

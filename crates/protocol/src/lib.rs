@@ -2,7 +2,8 @@
 //!
 //! This crate owns what a client and the services agree on: the client JSON envelope
 //! (fields, identifiers, timestamps, message types, validation and its error messages),
-//! the flat error envelope and the one list of error codes, the identity a connection
+//! the flat error envelope and the one list of error codes, what makes an error fit to
+//! show a client ([`UserFacingError`]), the identity a connection
 //! carries, and the NATS subject names with the safe-token rules that keep tenants apart.
 //!
 //! It does no I/O and needs no runtime: decoding and encoding are pure functions, so the
@@ -17,6 +18,7 @@ mod names;
 mod replies;
 pub mod subject;
 mod time;
+mod user_facing;
 
 pub use envelope::{
     DecodeError, Envelope, MessageType, PROTOCOL_VERSION, SERVER_OWNED_METADATA, Status,
@@ -28,3 +30,4 @@ pub use json::{JsonObject, JsonObjectError, NotAnObject};
 pub use names::{ChannelName, NameError, RoomName, TenantId, Topic};
 pub use replies::{CommandReply, SERVER_SENDER, WELCOME_TEXT};
 pub use time::{Timestamp, TimestampError};
+pub use user_facing::{Failed, UserFacingError};

@@ -2,7 +2,7 @@
 
 use serde_json::{Map, Value, json};
 
-use crate::{ClientId, Envelope, ErrorCode, JsonObject, MessageType, Status};
+use crate::{ClientId, Envelope, ErrorCode, JsonObject, MessageType, Status, UserFacingError};
 
 /// The `sender` of every server-originated envelope.
 pub const SERVER_SENDER: &str = "arqonbus";
@@ -109,6 +109,11 @@ impl CommandReply {
             message: message.into(),
             data: Map::new(),
         }
+    }
+
+    /// What a client is told of `error`, with empty `data`.
+    pub fn failure(error: &dyn UserFacingError) -> Self {
+        Self::error(error.code(), error.client_message())
     }
 
     /// An error whose `data` says what it was about (e.g. `{"rule_id": …}` for a

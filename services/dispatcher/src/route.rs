@@ -11,7 +11,8 @@ use arqon_proto::model::{
     DirectAck, DirectDelivery, EdgeDelivery, Inbound, MembershipChange, RoomDelivery,
 };
 use arqon_protocol::{
-    ClientId, Envelope, ErrorCode, Identity, MessageType, Permission, TenantId, Topic, subject,
+    ClientId, Envelope, ErrorCode, Failed, Identity, MessageType, Permission, TenantId, Topic,
+    UserFacingError, subject,
 };
 use arqon_telemetry::traces;
 
@@ -282,11 +283,7 @@ async fn route_message(context: &Context, inbound: &Inbound) -> Answer {
         Err(StoreError::Bus(e)) => {
             context.metrics.publish_errors.inc();
             warn!(client_id = %inbound.identity.client_id, error = %e, "room publish failed");
-            Answer::frames(vec![Envelope::error_reply(
-                Some(envelope.id.as_str()),
-                ErrorCode::Unavailable,
-                "The bus is unavailable; the message was not delivered. Retry later.",
-            )])
+            not_delivered(envelope, &e)
         }
     }
 }
@@ -353,13 +350,19 @@ async fn route_private(context: &Context, inbound: &Inbound, target: &str) -> An
         Err(e) => {
             context.metrics.publish_errors.inc();
             warn!(error = %e, "private delivery failed");
-            Answer::frames(vec![Envelope::error_reply(
-                Some(envelope.id.as_str()),
-                ErrorCode::Unavailable,
-                "The bus is unavailable; the message was not delivered. Retry later.",
-            )])
+            not_delivered(envelope, &e)
         }
     }
+}
+
+/// The one answer to a message the bus did not take.
+fn not_delivered(envelope: &Envelope, error: &BusError) -> Answer {
+    let failed = Failed::new("deliver the message", error);
+    Answer::frames(vec![Envelope::error_reply(
+        Some(envelope.id.as_str()),
+        failed.code(),
+        failed.client_message(),
+    )])
 }
 
 async fn answer_edge(context: &Context, inbound: &Inbound, answer: Answer) {

@@ -2,11 +2,11 @@
 //! trailer (`arqon_proto::grpc::status`), and the message the client sees.
 
 use tonic::{Code, Status};
-use tracing::warn;
+use tracing::{debug, warn};
 
 use arqon_bus::BusError;
-use arqon_proto::grpc::status;
-use arqon_protocol::ErrorCode;
+use arqon_proto::grpc::{status, to_status};
+use arqon_protocol::{ErrorCode, Failed, UserFacingError};
 
 /// A request the caller must fix (`VALIDATION_ERROR` unless said otherwise).
 pub fn invalid(code: ErrorCode, message: impl Into<String>) -> Status {
@@ -46,12 +46,14 @@ pub fn conflict(message: impl Into<String>) -> Status {
     status(Code::Aborted, ErrorCode::Conflict, message)
 }
 
-/// A bus failure while doing `verb`: the caller learns what failed, the log why.
-pub fn unavailable(verb: &str, error: &BusError) -> Status {
-    warn!(%error, verb, "operators call failed on the bus");
-    status(
-        Code::Unavailable,
-        ErrorCode::Unavailable,
-        format!("Failed to {verb}: the bus is unavailable"),
-    )
+/// A bus failure while doing `verb`: the caller learns what failed, as the bus's errors
+/// read to clients, the log why.
+pub fn bus_failure(verb: &'static str, error: &BusError) -> Status {
+    let failed = Failed::new(verb, error);
+    if failed.code() == ErrorCode::ValidationError {
+        debug!(%failed, "operators call refused");
+    } else {
+        warn!(%failed, "operators call failed on the bus");
+    }
+    to_status(&failed)
 }

@@ -9,9 +9,9 @@ use tonic::{Code, Request, Response, Status};
 use tracing::{Instrument as _, warn};
 
 use arqon_casil::{Decision, Engine, Policy, PolicyError as Invalid};
-use arqon_proto::grpc::status;
+use arqon_proto::grpc::{refusal, status, to_status};
 use arqon_proto::policy::v1 as pb;
-use arqon_protocol::{Envelope, ErrorCode, TenantId};
+use arqon_protocol::{Envelope, ErrorCode, Failed, TenantId};
 
 use crate::Context;
 use crate::inspect::{self, Sender};
@@ -56,7 +56,7 @@ impl Candidate {
 }
 
 fn invalid(message: impl Into<String>) -> Status {
-    status(Code::InvalidArgument, ErrorCode::ValidationError, message)
+    refusal(ErrorCode::ValidationError, message)
 }
 
 fn snapshot(live: &Live) -> pb::PolicySnapshot {
@@ -104,6 +104,8 @@ impl pb::policy_server::Policy for PolicyApi {
         &self,
         request: Request<pb::ReloadPolicyRequest>,
     ) -> Result<Response<pb::PolicySnapshot>, Status> {
+        // Retrying cannot help while Kubernetes holds the policy: FAILED_PRECONDITION,
+        // not the table's ABORTED for a conflict (ADR 014).
         if let Some(resource) = &self.managed_by {
             return Err(status(
                 Code::FailedPrecondition,
@@ -131,14 +133,18 @@ impl pb::policy_server::Policy for PolicyApi {
             Ok(live) => Ok(Response::new(snapshot(&live))),
             Err(ReloadError::Invalid(e)) => Err(invalid(format!("Validation error: {e}"))),
             Err(e @ ReloadError::Conflict { .. }) => {
-                Err(status(Code::Aborted, ErrorCode::Conflict, e.to_string()))
+                Err(refusal(ErrorCode::Conflict, e.to_string()))
             }
-            Err(e) => {
+            Err(ReloadError::Bus(e)) => {
+                let failed = Failed::new("store the policy", e);
+                warn!(error = %failed, "CASIL reload failed");
+                Err(to_status(&failed))
+            }
+            Err(e @ ReloadError::Corrupt(_)) => {
                 warn!(error = %e, "CASIL reload failed");
-                Err(status(
-                    Code::Unavailable,
-                    ErrorCode::Unavailable,
-                    "The policy could not be stored: the bus is unavailable. Retry later.",
+                Err(refusal(
+                    ErrorCode::InternalError,
+                    "Failed to store the policy: internal error",
                 ))
             }
         }

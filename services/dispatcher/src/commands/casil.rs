@@ -1,11 +1,10 @@
 //! `op.casil.get` and `op.casil.reload`: calls to the policy service's control API.
 
 use serde_json::Value;
-use tonic::Status;
 use tracing::warn;
 
 use arqon_casil::Policy;
-use arqon_proto::grpc::error_code;
+use arqon_proto::control::CallError;
 use arqon_proto::policy::v1 as pb;
 use arqon_protocol::{CommandReply, ErrorCode};
 
@@ -61,27 +60,17 @@ fn snapshot(snapshot: &pb::PolicySnapshot) -> Result<serde_json::Map<String, Val
     Ok(data)
 }
 
-/// A failed control call as the client sees it.
-fn refused(verb: &str, status: &Status) -> CommandReply {
-    match error_code(status) {
-        Some(code @ (ErrorCode::ValidationError | ErrorCode::Conflict)) => {
-            CommandReply::error(code, status.message())
-        }
-        _ => {
-            warn!(verb, code = ?status.code(), message = status.message(), "CASIL control call failed");
-            CommandReply::error(
-                ErrorCode::Unavailable,
-                format!("Failed to {verb}: the policy service is unavailable"),
-            )
-        }
+/// A failed control call as the client sees it; logged when the policy service failed
+/// rather than refused.
+fn refused(error: &CallError) -> CommandReply {
+    if error.refusal().is_none() {
+        warn!(%error, "CASIL control call failed");
     }
+    CommandReply::failure(error)
 }
 
 pub(super) async fn get(call: &Call<'_>, (): ()) -> Reply {
-    let live = control(call)?
-        .get()
-        .await
-        .map_err(|status| refused("read the CASIL policy", &status))?;
+    let live = control(call)?.get().await.map_err(|e| refused(&e))?;
     Ok(CommandReply::success(
         "CASIL policy snapshot",
         snapshot(&live)?,
@@ -106,10 +95,7 @@ pub(super) async fn reload(call: &Call<'_>, (): ()) -> Reply {
         expected_version: None,
         actor,
     };
-    let live = control
-        .reload(request)
-        .await
-        .map_err(|status| refused("reload the CASIL policy", &status))?;
+    let live = control.reload(request).await.map_err(|e| refused(&e))?;
     Ok(CommandReply::success(
         "CASIL policy reloaded",
         snapshot(&live)?,

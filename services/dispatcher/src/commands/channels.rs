@@ -7,6 +7,7 @@
 use bytes::Bytes;
 use serde_json::{Value, json};
 
+use arqon_bus::BusError;
 use arqon_proto::model::{MembershipChange, Recovery, RoomDelivery};
 use arqon_protocol::{
     ChannelName, CommandReply, Envelope, ErrorCode, JsonObject, MessageType, RoomName,
@@ -192,8 +193,7 @@ pub(crate) async fn delete(call: &Call<'_>, request: Delete) -> Reply {
         ));
     }
     let context = call.context;
-    let bus_failed =
-        |e: &dyn std::fmt::Display| failed(ErrorCode::DeleteChannelError, "delete channel", e);
+    let bus_failed = |e: &BusError| failed(ErrorCode::DeleteChannelError, "delete channel", e);
     context
         .registry
         .existing(&identity.tenant, &topic)
@@ -242,7 +242,7 @@ pub(crate) async fn delete(call: &Call<'_>, request: Delete) -> Reply {
 }
 
 /// Tells every edge with members that the channel is gone; they remove the members.
-async fn close_room(call: &Call<'_>, topic: &Topic) -> Result<(), arqon_bus::BusError> {
+async fn close_room(call: &Call<'_>, topic: &Topic) -> Result<(), BusError> {
     let mut notice = Envelope::new(MessageType::Telemetry);
     notice.room = Some(topic.room.to_string());
     notice.channel = Some(topic.channel.to_string());

@@ -31,8 +31,9 @@ use std::future::Future;
 use serde_json::{Map, Value};
 use tracing::warn;
 
+use arqon_bus::BusError;
 use arqon_proto::model::{Inbound, MembershipChange};
-use arqon_protocol::{CommandReply, ErrorCode, Timestamp};
+use arqon_protocol::{CommandReply, ErrorCode, Failed, Timestamp, UserFacingError};
 
 use crate::Context;
 use crate::state::LookupError;
@@ -118,18 +119,20 @@ fn success(message: impl Into<String>, data: Value) -> CommandReply {
     CommandReply::success(message, object(data))
 }
 
-/// A bus failure inside a command: the client learns the command failed, the log why.
-fn failed(code: ErrorCode, verb: &str, error: &dyn std::fmt::Display) -> CommandReply {
+/// A bus failure inside a command: the client learns what failed (as the bus's errors
+/// read, under the command's own `code`, as the original's commands reported theirs), the
+/// log why.
+fn failed(code: ErrorCode, verb: &'static str, error: &BusError) -> CommandReply {
     warn!(%error, verb, "command failed on the bus");
-    CommandReply::error(code, format!("Failed to {verb}: the bus is unavailable"))
+    CommandReply::error(code, Failed::new(verb, error).client_message())
 }
 
 /// A room or channel that is not there, with its own code and text; or a bus failure,
 /// reported as `code`.
-fn lookup_failed(code: ErrorCode, verb: &str, error: &LookupError) -> CommandReply {
-    match error.not_found_code() {
-        Some(not_found) => CommandReply::error(not_found, error.to_string()),
-        None => failed(code, verb, error),
+fn lookup_failed(code: ErrorCode, verb: &'static str, error: &LookupError) -> CommandReply {
+    match error {
+        LookupError::Bus(e) => failed(code, verb, e),
+        not_found => CommandReply::failure(not_found),
     }
 }
 

@@ -19,6 +19,8 @@ use crate::Context;
 use crate::commands::channels::{LIST_DEFAULT_LIMIT, LIST_MAX_LIMIT};
 use crate::state::history::{HISTORY_OFF, NO_ROOM, StoreError};
 use crate::state::{ChannelRecord, Views};
+use arqon_bus::BusError;
+use arqon_proto::grpc::{refusal, to_status};
 
 /// `created_by` of a channel that a Publish created.
 pub(super) const CREATED_BY: &str = "server";
@@ -76,8 +78,7 @@ async fn inspected(
     envelope: Envelope,
 ) -> Result<Envelope, Status> {
     let Some(policy) = &context.policy else {
-        return Err(status::status(
-            Code::FailedPrecondition,
+        return Err(refusal(
             ErrorCode::FeatureDisabled,
             "Publish needs the policy service (ARQONBUS_POLICY_URL): its messages pass CASIL as clients' do",
         ));
@@ -90,17 +91,17 @@ async fn inspected(
         })
         .await
         .map_err(|e| {
-            status::status(
-                Code::Unavailable,
-                ErrorCode::Unavailable,
-                format!("CASIL could not inspect the message: {}", e.message()),
-            )
+            if e.refusal().is_none() {
+                warn!(error = %e, "CASIL inspection of a Publish failed");
+            }
+            to_status(&e)
         })?;
     if answer.envelope_json.is_empty() {
         let code = answer
             .reason
             .parse()
             .unwrap_or(ErrorCode::CasilInternalError);
+        // Blocked, whatever CASIL's reason (an internal error blocks in enforce mode too).
         return Err(status::status(
             Code::PermissionDenied,
             code,
@@ -108,8 +109,7 @@ async fn inspected(
         ));
     }
     Envelope::from_server_json(&answer.envelope_json).map_err(|e| {
-        status::status(
-            Code::Internal,
+        refusal(
             ErrorCode::CasilInternalError,
             format!(
                 "the inspected message is unreadable: {}",
@@ -152,13 +152,11 @@ impl pb::bus_server::Bus for BusApi {
         // Refused before the channel is created for it.
         let max = context.bus.max_payload();
         if delivery.len() > max {
-            return Err(invalid(
-                ErrorCode::ValidationError,
-                format!(
-                    "The message is {} bytes; the bus accepts at most {max}",
-                    delivery.len()
-                ),
-            ));
+            let too_large = BusError::PayloadTooLarge {
+                size: delivery.len(),
+                max,
+            };
+            return Err(status::bus("publish", &too_large));
         }
         context
             .registry
@@ -179,7 +177,7 @@ impl pb::bus_server::Bus for BusApi {
             .map_err(|e| match e {
                 StoreError::NoRoom(_) => {
                     context.metrics.history_full.inc();
-                    status::status(Code::ResourceExhausted, ErrorCode::QuotaExceeded, NO_ROOM)
+                    refusal(ErrorCode::QuotaExceeded, NO_ROOM)
                 }
                 StoreError::Bus(e) => {
                     context.metrics.publish_errors.inc();
@@ -191,8 +189,7 @@ impl pb::bus_server::Bus for BusApi {
         {
             context.metrics.publish_errors.inc();
             warn!(error = %e, "a published message was not confirmed stored");
-            return Err(status::status(
-                Code::Unavailable,
+            return Err(refusal(
                 ErrorCode::Timeout,
                 "The bus did not confirm that the message was stored; it may have been delivered. Retry only if a duplicate is acceptable.",
             ));
@@ -323,11 +320,7 @@ impl pb::bus_server::Bus for BusApi {
         record_tenant(&tenant);
         let context = &self.context;
         if !context.history.enabled() {
-            return Err(status::status(
-                Code::FailedPrecondition,
-                ErrorCode::FeatureDisabled,
-                HISTORY_OFF,
-            ));
+            return Err(refusal(ErrorCode::FeatureDisabled, HISTORY_OFF));
         }
         context
             .registry

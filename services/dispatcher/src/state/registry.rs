@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use arqon_bus::{Bus, BusError, KvStore};
 use arqon_proto::layout;
-use arqon_protocol::{ErrorCode, RoomName, TenantId, Timestamp, Topic, subject};
+use arqon_protocol::{ErrorCode, RoomName, TenantId, Timestamp, Topic, UserFacingError, subject};
 
 /// Longest channel `description`, in bytes (`create_channel` refuses a longer one), so a
 /// page of `list_channels` holds many channels.
@@ -61,13 +61,19 @@ pub(crate) enum LookupError {
     Bus(#[from] BusError),
 }
 
-impl LookupError {
-    /// The error code of a not-found; `None` for a bus failure.
-    pub(crate) fn not_found_code(&self) -> Option<ErrorCode> {
+impl UserFacingError for LookupError {
+    fn code(&self) -> ErrorCode {
         match self {
-            LookupError::RoomNotFound(_) => Some(ErrorCode::RoomNotFound),
-            LookupError::ChannelNotFound(_) => Some(ErrorCode::ChannelNotFound),
-            LookupError::Bus(_) => None,
+            LookupError::RoomNotFound(_) => ErrorCode::RoomNotFound,
+            LookupError::ChannelNotFound(_) => ErrorCode::ChannelNotFound,
+            LookupError::Bus(e) => e.code(),
+        }
+    }
+
+    fn client_message(&self) -> String {
+        match self {
+            LookupError::Bus(e) => e.client_message(),
+            not_found => not_found.to_string(),
         }
     }
 }

@@ -21,7 +21,7 @@ use super::request::NewJob;
 use super::scheduler::CANCELLED;
 use super::settings::CronSettings;
 use crate::caller::Caller;
-use crate::status::{conflict, forbidden, not_found, unavailable, validation};
+use crate::status::{bus_failure, conflict, forbidden, not_found, validation};
 
 /// How long a cancel waits for a firing in progress to be confirmed, so that nothing is
 /// published after it answers.
@@ -58,7 +58,7 @@ impl CronApi {
         let existing = jobs
             .keys_matching(&layout::tenant_keys(&caller.tenant))
             .await
-            .map_err(|e| unavailable(verb, &e))?;
+            .map_err(|e| bus_failure(verb, &e))?;
         let max = self.inner.settings.max_jobs_per_tenant;
         if existing.len() >= max as usize {
             return Err(validation(format!(
@@ -85,10 +85,7 @@ impl CronApi {
                 debug!(job_id = %job.id, tenant = %job.tenant, "cron job scheduled");
                 Ok(job.to_pb())
             }
-            Err(BusError::PayloadTooLarge { max, .. }) => Err(validation(format!(
-                "'payload' is too large for the bus (a job is at most {max} bytes)"
-            ))),
-            Err(e) => Err(unavailable(verb, &e)),
+            Err(e) => Err(bus_failure(verb, &e)),
         }
     }
 
@@ -99,7 +96,7 @@ impl CronApi {
         let keys = jobs
             .keys_matching(&layout::tenant_keys(&caller.tenant))
             .await
-            .map_err(|e| unavailable(verb, &e))?;
+            .map_err(|e| bus_failure(verb, &e))?;
         let entries: Vec<_> = futures_util::stream::iter(keys)
             .map(|key| async move { jobs.get(&key).await })
             .buffered(READS)
@@ -107,7 +104,7 @@ impl CronApi {
             .await;
         let mut listed = Vec::new();
         for entry in entries {
-            let Some(entry) = entry.map_err(|e| unavailable(verb, &e))? else {
+            let Some(entry) = entry.map_err(|e| bus_failure(verb, &e))? else {
                 continue;
             };
             if entry.value.as_ref() == CANCELLED {
@@ -145,7 +142,7 @@ impl CronApi {
             let entry = jobs
                 .get(&key)
                 .await
-                .map_err(|e| unavailable(verb, &e))?
+                .map_err(|e| bus_failure(verb, &e))?
                 .filter(|entry| entry.value.as_ref() != CANCELLED)
                 .ok_or_else(missing)?;
             let job = Job::decode(&entry.value).map_err(|e| {
@@ -175,7 +172,7 @@ impl CronApi {
                         "The cron job kept changing while it was being cancelled; try again",
                     ));
                 }
-                Err(e) => return Err(unavailable(verb, &e)),
+                Err(e) => return Err(bus_failure(verb, &e)),
             }
         }
         if let Err(e) = jobs.delete(&key).await {

@@ -298,7 +298,7 @@ impl Firing {
                 origin: format!("cron:{}", job.id.as_str()),
             })
             .await
-            .map_err(|status| format!("CASIL inspection failed: {}", status.message()))?;
+            .map_err(|e| format!("CASIL inspection failed: {e}"))?;
         if inspected.envelope_json.is_empty() {
             warn!(
                 tenant = %job.tenant,

@@ -25,7 +25,7 @@ use arqon_proto::operators::v1 as pb;
 use arqon_protocol::{Envelope, JsonObject, MessageType, Timestamp, subject};
 
 use crate::caller::Caller;
-use crate::status::{disabled, forbidden, not_found, unavailable, validation};
+use crate::status::{bus_failure, disabled, forbidden, not_found, validation};
 use crate::{OperatorsError, Shared};
 use lane::{Event, Filter, Lane, RegisterError, Substrate};
 use settings::LaneConfig;
@@ -119,16 +119,6 @@ fn event_pb(event: Event) -> pb::OmegaEvent {
     }
 }
 
-/// A payload beyond the bus's largest value is the caller's to fix.
-fn too_large(name: &str, verb: &str, error: &BusError) -> Status {
-    match error {
-        BusError::PayloadTooLarge { size, max } => validation(format!(
-            "'{name}' is too large: the record is {size} bytes, the limit is {max}"
-        )),
-        other => unavailable(verb, other),
-    }
-}
-
 impl OmegaApi {
     /// The gates before any argument is read: enabled, then admin for `mutation`s (whose
     /// refusal it is).
@@ -184,7 +174,7 @@ impl pb::omega_server::Omega for OmegaApi {
         Caller::try_from(request.into_inner().caller)?;
         let config = &self.inner.config;
         let lane = &self.inner.lane;
-        let failed = |e: BusError| unavailable("read the Tier-Omega lane", &e);
+        let failed = |e: BusError| bus_failure("read the Tier-Omega lane", &e);
         Ok(Response::new(pb::OmegaStatus {
             enabled: config.enabled,
             lab_room: config.lab.room.to_string(),
@@ -220,11 +210,7 @@ impl pb::omega_server::Omega for OmegaApi {
                 "Tier-Omega substrate limit reached ({})",
                 self.inner.config.max_substrates
             ))),
-            Err(RegisterError::Bus(e)) => Err(too_large(
-                "metadata",
-                "register the Tier-Omega substrate",
-                &e,
-            )),
+            Err(RegisterError::Bus(e)) => Err(bus_failure("register the Tier-Omega substrate", &e)),
         }
     }
 
@@ -239,7 +225,7 @@ impl pb::omega_server::Omega for OmegaApi {
             .lane
             .substrates()
             .await
-            .map_err(|e| unavailable("list the Tier-Omega substrates", &e))?;
+            .map_err(|e| bus_failure("list the Tier-Omega substrates", &e))?;
         Ok(Response::new(pb::ListSubstratesResponse {
             substrates: substrates.into_iter().map(substrate_pb).collect(),
         }))
@@ -266,7 +252,7 @@ impl pb::omega_server::Omega for OmegaApi {
                 }))
             }
             Ok(None) => Err(not_found(format!("Tier-Omega substrate '{id}' not found"))),
-            Err(e) => Err(unavailable("unregister the Tier-Omega substrate", &e)),
+            Err(e) => Err(bus_failure("unregister the Tier-Omega substrate", &e)),
         }
     }
 
@@ -287,7 +273,7 @@ impl pb::omega_server::Omega for OmegaApi {
         let known = lane
             .substrate(&substrate_id)
             .await
-            .map_err(|e| unavailable("emit the Tier-Omega event", &e))?;
+            .map_err(|e| bus_failure("emit the Tier-Omega event", &e))?;
         if known.is_none() {
             return Err(validation(format!("Unknown substrate_id: {substrate_id}")));
         }
@@ -301,7 +287,7 @@ impl pb::omega_server::Omega for OmegaApi {
         };
         lane.emit(&event)
             .await
-            .map_err(|e| too_large("payload", "emit the Tier-Omega event", &e))?;
+            .map_err(|e| bus_failure("emit the Tier-Omega event", &e))?;
         self.broadcast(&caller, &event).await;
         Ok(Response::new(event_pb(event)))
     }
@@ -326,7 +312,7 @@ impl pb::omega_server::Omega for OmegaApi {
             .lane
             .events(&filter, usize::try_from(limit).unwrap_or(usize::MAX))
             .await
-            .map_err(|e| unavailable("list the Tier-Omega events", &e))?;
+            .map_err(|e| bus_failure("list the Tier-Omega events", &e))?;
         Ok(Response::new(pb::ListEventsResponse {
             events: events.into_iter().map(event_pb).collect(),
             limit: limit.unsigned_abs(),
@@ -354,7 +340,7 @@ impl pb::omega_server::Omega for OmegaApi {
             .lane
             .clear(&filter)
             .await
-            .map_err(|e| unavailable("clear the Tier-Omega events", &e))?;
+            .map_err(|e| bus_failure("clear the Tier-Omega events", &e))?;
         Ok(Response::new(pb::ClearEventsResponse {
             removed_count: removed as u64,
             remaining_count: remaining as u64,

@@ -33,7 +33,7 @@ use arqon_bus::{BusError, KvEntry, KvStore};
 use super::keys::{self, Namespace};
 use super::places::{self, Places, Reserved};
 use super::record::{self, Record};
-use crate::status::{conflict, unavailable, validation};
+use crate::status::{bus_failure, conflict, validation};
 
 /// How long a write waits for a sweep (or for other writers of the same key) before
 /// giving up with `CONFLICT`.
@@ -95,7 +95,7 @@ enum Step {
 
 impl Data {
     pub(crate) async fn set(&self, ns: &Namespace, write: Write<'_>) -> Result<Written, Status> {
-        let failed = |e: &BusError| unavailable("write the store value", e);
+        let failed = |e: &BusError| bus_failure("write the store value", e);
         let expires_at_ms = write.ttl.map(|ttl| now_ms().saturating_add(millis(ttl)));
         let record = record::value(write.value, expires_at_ms);
         let marker = ns.expiry_key(write.key);
@@ -134,7 +134,7 @@ impl Data {
         record: Bytes,
         expires_at_ms: Option<i64>,
     ) -> Result<Written, Status> {
-        let failed = |e: &BusError| unavailable("write the store value", e);
+        let failed = |e: &BusError| bus_failure("write the store value", e);
         let value_key = ns.value_key(write.key);
         let deadline = Instant::now() + WRITE_PATIENCE;
         loop {
@@ -220,11 +220,6 @@ impl Data {
                     }
                     tokio::time::sleep(RETRY_PAUSE).await;
                 }
-                Err(BusError::PayloadTooLarge { size, max }) => {
-                    return Err(validation(format!(
-                        "'value' is too large for the bus: {size} bytes, the limit is {max}"
-                    )));
-                }
                 Err(e) => return Err(failed(&e)),
             }
         }
@@ -234,7 +229,7 @@ impl Data {
     /// limit. Values that expired but were not swept yet do not count: at the limit, the
     /// tenant's are swept first. False: the key was created by someone else meanwhile.
     async fn take_place(&self, ns: &Namespace, value_key: &str) -> Result<bool, Status> {
-        let failed = |e: &BusError| unavailable("write the store value", e);
+        let failed = |e: &BusError| bus_failure("write the store value", e);
         let tenant = ns.tenant();
         if self.places.reserve(tenant).await.map_err(|e| failed(&e))? == Reserved::Taken {
             return Ok(true);

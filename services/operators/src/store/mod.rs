@@ -29,7 +29,7 @@ use arqon_proto::operators::v1 as pb;
 use arqon_protocol::{TenantId, Timestamp};
 
 use crate::caller::Caller;
-use crate::status::{forbidden, unavailable, validation};
+use crate::status::{bus_failure, forbidden, validation};
 use crate::{OperatorsError, Shared};
 use data::{Data, Write};
 use keys::Namespace;
@@ -295,7 +295,7 @@ impl pb::store_server::Store for StoreApi {
             .data
             .get(&namespace, key)
             .await
-            .map_err(|e| unavailable("read the store value", &e))?;
+            .map_err(|e| bus_failure("read the store value", &e))?;
         let mut response = pb::GetResponse {
             namespace: namespace.to_string(),
             key: key.to_owned(),
@@ -323,7 +323,7 @@ impl pb::store_server::Store for StoreApi {
             .data
             .delete(&namespace, key)
             .await
-            .map_err(|e| unavailable("delete the store value", &e))?;
+            .map_err(|e| bus_failure("delete the store value", &e))?;
         Ok(Response::new(pb::DeleteResponse {
             namespace: namespace.to_string(),
             key: key.to_owned(),
@@ -352,7 +352,7 @@ impl pb::store_server::Store for StoreApi {
             .data
             .list(&namespace)
             .await
-            .map_err(|e| unavailable("list the store keys", &e))?;
+            .map_err(|e| bus_failure("list the store keys", &e))?;
         let total = keys.len() as u64;
         let (keys, complete) = page(keys, request.after.as_deref(), limit);
         Ok(Response::new(pb::ListResponse {

@@ -9,7 +9,7 @@ use super::WebhookApi;
 use super::rule::{Rule, invalid, is_rule_id};
 use super::ssrf;
 use crate::caller::Caller;
-use crate::status::{forbidden, not_found, unavailable};
+use crate::status::{bus_failure, forbidden, not_found};
 
 #[tonic::async_trait]
 impl pb::webhooks_server::Webhooks for WebhookApi {
@@ -30,7 +30,7 @@ impl pb::webhooks_server::Webhooks for WebhookApi {
             .rules
             .ids(&caller.tenant)
             .await
-            .map_err(|e| unavailable(verb, &e))?;
+            .map_err(|e| bus_failure(verb, &e))?;
         let limit = self.settings.max_rules_per_tenant;
         if existing.len() >= limit as usize {
             return Err(invalid(format!(
@@ -40,7 +40,7 @@ impl pb::webhooks_server::Webhooks for WebhookApi {
         self.rules
             .create(&rule)
             .await
-            .map_err(|e| unavailable(verb, &e))?;
+            .map_err(|e| bus_failure(verb, &e))?;
         info!(rule_id = %rule.rule_id, tenant = %rule.tenant, persistent = rule.persistent, "webhook rule registered");
         Ok(Response::new(rule.to_pb(true)))
     }
@@ -55,7 +55,7 @@ impl pb::webhooks_server::Webhooks for WebhookApi {
             .rules
             .list(&caller.tenant)
             .await
-            .map_err(|e| unavailable("list the webhook rules", &e))?;
+            .map_err(|e| bus_failure("list the webhook rules", &e))?;
         let rules = rules
             .iter()
             .filter(|rule| caller.may_manage(&caller.tenant, &rule.owner_client_id))
@@ -85,7 +85,7 @@ impl pb::webhooks_server::Webhooks for WebhookApi {
             .rules
             .get(&caller.tenant, rule_id)
             .await
-            .map_err(|e| unavailable(verb, &e))?
+            .map_err(|e| bus_failure(verb, &e))?
             .ok_or_else(missing)?;
         if !caller.may_manage(&caller.tenant, &rule.owner_client_id) {
             return Err(forbidden(
@@ -95,7 +95,7 @@ impl pb::webhooks_server::Webhooks for WebhookApi {
         self.rules
             .delete(&rule.tenant, &rule.rule_id)
             .await
-            .map_err(|e| unavailable(verb, &e))?;
+            .map_err(|e| bus_failure(verb, &e))?;
         info!(rule_id, tenant = %caller.tenant, "webhook rule removed");
         Ok(Response::new(pb::UnregisterWebhookResponse {
             rule_id: rule.rule_id,

@@ -144,9 +144,9 @@ async fn list(_: &Call<'_>, control: &OperatorsControl, request: pb::ListJobsReq
 }
 
 async fn cancel(_: &Call<'_>, control: &OperatorsControl, request: pb::CancelJobRequest) -> Reply {
-    let data = object(json!({"job_id": request.job_id.trim()}));
-    let verb = "cancel a cron job";
-    let cancelled = ask_about(verb, data, control.cron.cancel(Request::new(request))).await?;
+    let job_id = request.job_id.clone();
+    let cancel = control.cron.cancel(Request::new(request));
+    let cancelled = ask_about("cancel a cron job", ("job_id", &job_id), cancel).await?;
     Ok(success(
         "Cron job cancelled",
         json!({"job_id": cancelled.job_id}),

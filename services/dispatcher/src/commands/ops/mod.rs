@@ -26,11 +26,11 @@ mod webhook;
 
 use std::future::Future;
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 use tonic::{Response, Status};
 use tracing::warn;
 
-use arqon_proto::grpc::error_code;
+use arqon_proto::control::CallError;
 use arqon_proto::operators::v1 as pb;
 use arqon_proto::operators_control::{OperatorsControl, call as bounded};
 use arqon_protocol::{CommandReply, ErrorCode};
@@ -147,34 +147,35 @@ fn caller(call: &Call<'_>) -> pb::Caller {
 
 /// One call of an operators API, bounded in time; its refusal or failure as the client
 /// sees it.
-async fn ask<T>(verb: &str, call: impl Future<Output = Result<Response<T>, Status>>) -> Reply<T> {
-    ask_about(verb, Map::new(), call).await
-}
-
-/// [`ask`], the refusal's `data` saying what the call was about.
-async fn ask_about<T>(
-    verb: &str,
-    data: Map<String, Value>,
+async fn ask<T>(
+    verb: &'static str,
     call: impl Future<Output = Result<Response<T>, Status>>,
 ) -> Reply<T> {
-    bounded(call)
-        .await
-        .map_err(|status| refused(verb, &status, data))
+    bounded(verb, call).await.map_err(|e| refused(&e))
 }
 
-/// A refused or failed call as the client sees it: the operators' own code and message
-/// (with `data`, e.g. the id a `NOT_FOUND` was about), or `UNAVAILABLE`.
-fn refused(verb: &str, status: &Status, data: Map<String, Value>) -> CommandReply {
-    match error_code(status) {
-        Some(ErrorCode::Unavailable) | None => {
-            warn!(verb, code = ?status.code(), message = status.message(), "operators call failed");
-            CommandReply::error(
-                ErrorCode::Unavailable,
-                format!("Failed to {verb}: the operators service is unavailable"),
-            )
+/// [`ask`] about `id`: a `NOT_FOUND` echoes it in its `data`, as the original's did.
+async fn ask_about<T>(
+    verb: &'static str,
+    id: (&str, &str),
+    call: impl Future<Output = Result<Response<T>, Status>>,
+) -> Reply<T> {
+    bounded(verb, call).await.map_err(|e| {
+        let mut reply = refused(&e);
+        if reply.error_code == Some(ErrorCode::NotFound) {
+            reply.data.insert(id.0.to_owned(), Value::from(id.1.trim()));
         }
-        Some(code) => CommandReply::error_with_data(code, status.message(), data),
+        reply
+    })
+}
+
+/// A call that did not succeed, as the client sees it; logged when the operators
+/// failed rather than refused.
+fn refused(error: &CallError) -> CommandReply {
+    if error.refusal().is_none() {
+        warn!(%error, "operators call failed");
     }
+    CommandReply::failure(error)
 }
 
 /// A JSON text from the operators, parsed back (`fallback` if unreadable).

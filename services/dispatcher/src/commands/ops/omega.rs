@@ -5,10 +5,9 @@
 //! refuses nothing on its own: arguments of any type are passed on for the lane to judge
 //! (text as text, objects as JSON text).
 
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use tonic::Request;
 
-use arqon_proto::grpc::error_code;
 use arqon_proto::operators::v1 as pb;
 use arqon_proto::operators_control::{OperatorsControl, call as bounded};
 use arqon_protocol::{CommandReply, ErrorCode};
@@ -16,7 +15,7 @@ use arqon_protocol::{CommandReply, ErrorCode};
 use super::super::args::{Arg, Parse, Reader, arg};
 use super::super::catalog::{Family, Spec};
 use super::super::{Call, Reply, object, success};
-use super::{OperatorsRequest, ask, parsed, refused};
+use super::{OperatorsRequest, ask, ask_about, parsed, refused};
 
 const NAME: Arg = arg("name", true, "its name");
 const KIND: Arg = arg("kind", true, "its kind");
@@ -268,17 +267,10 @@ async fn unregister(
     control: &OperatorsControl,
     request: pb::UnregisterSubstrateRequest,
 ) -> Reply {
-    let substrate_id = request.substrate_id.trim().to_owned();
-    let removed = bounded(control.omega.unregister_substrate(Request::new(request)))
-        .await
-        .map_err(|status| {
-            // A miss names the id, as the original's did.
-            let data = match error_code(&status) {
-                Some(ErrorCode::NotFound) => object(json!({ "substrate_id": substrate_id })),
-                _ => Map::new(),
-            };
-            refused("unregister the Tier-Omega substrate", &status, data)
-        })?;
+    let substrate_id = request.substrate_id.clone();
+    let unregister = control.omega.unregister_substrate(Request::new(request));
+    let verb = "unregister the Tier-Omega substrate";
+    let removed = ask_about(verb, ("substrate_id", &substrate_id), unregister).await?;
     Ok(success(
         "Tier-Omega substrate removed",
         json!({
@@ -305,11 +297,12 @@ async fn list_events(_: &Call<'_>, control: &OperatorsControl, request: ListEven
         request,
         unreadable,
     } = request;
-    let listed = bounded(control.omega.list_events(Request::new(request)))
+    let list = control.omega.list_events(Request::new(request));
+    let listed = bounded("list the Tier-Omega events", list)
         .await
-        .map_err(|status| match (error_code(&status), unreadable) {
+        .map_err(|e| match (e.refusal(), unreadable) {
             (Some(ErrorCode::ValidationError), Some(refusal)) => refusal,
-            _ => refused("list the Tier-Omega events", &status, Map::new()),
+            _ => refused(&e),
         })?;
     let events: Vec<Value> = listed.events.into_iter().map(event).collect();
     Ok(success(

@@ -10,7 +10,7 @@ use arqon_proto::operators_control::OperatorsControl;
 
 use super::super::args::{Arg, Parse, Reader, arg};
 use super::super::catalog::{Family, Spec};
-use super::super::{Call, Reply, object, success};
+use super::super::{Call, Reply, success};
 use super::{ask, ask_about};
 
 const URL: Arg = arg(
@@ -168,11 +168,11 @@ async fn unregister(
     control: &OperatorsControl,
     request: pb::UnregisterWebhookRequest,
 ) -> Reply {
-    let data = object(json!({ "rule_id": request.rule_id.trim() }));
+    let rule_id = request.rule_id.clone();
     let verb = "remove the webhook rule";
     let removed = ask_about(
         verb,
-        data,
+        ("rule_id", &rule_id),
         control.webhook.unregister(Request::new(request)),
     )
     .await?;
