@@ -1,11 +1,9 @@
 //! Who a call is for, checked once on receipt.
 
-use tonic::Status;
-
 use arqon_proto::operators::v1 as pb;
-use arqon_protocol::{ClientId, ErrorCode, TenantId};
+use arqon_protocol::{ClientId, TenantId};
 
-use crate::status::invalid;
+use crate::error::{ApiError, validation};
 
 /// The caller of an operators call: the WebSocket client the dispatcher acts for, or the
 /// one a backend states.
@@ -21,22 +19,14 @@ pub struct Caller {
 }
 
 impl TryFrom<Option<pb::Caller>> for Caller {
-    type Error = Status;
+    type Error = ApiError;
 
-    fn try_from(caller: Option<pb::Caller>) -> Result<Self, Status> {
-        let caller =
-            caller.ok_or_else(|| invalid(ErrorCode::ValidationError, "'caller' is required"))?;
-        let tenant = TenantId::parse(&caller.tenant).map_err(|e| {
-            invalid(
-                ErrorCode::ValidationError,
-                format!("Invalid caller tenant: {e}"),
-            )
-        })?;
+    fn try_from(caller: Option<pb::Caller>) -> Result<Self, ApiError> {
+        let caller = caller.ok_or_else(|| validation("'caller' is required"))?;
+        let tenant = TenantId::parse(&caller.tenant)
+            .map_err(|e| validation(format!("Invalid caller tenant: {e}")))?;
         let client_id = ClientId::parse(&caller.client_id).ok_or_else(|| {
-            invalid(
-                ErrorCode::ValidationError,
-                format!("Invalid caller client id: '{}'", caller.client_id),
-            )
+            validation(format!("Invalid caller client id: '{}'", caller.client_id))
         })?;
         Ok(Self {
             tenant,
@@ -97,10 +87,10 @@ mod tests {
                 ..good
             }),
         ] {
-            assert_eq!(
-                Caller::try_from(bad).unwrap_err().code(),
-                tonic::Code::InvalidArgument
-            );
+            assert!(matches!(
+                Caller::try_from(bad).unwrap_err(),
+                ApiError::Invalid(_)
+            ));
         }
     }
 }

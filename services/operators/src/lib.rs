@@ -8,9 +8,9 @@
 
 pub mod caller;
 pub mod cron;
+pub mod error;
 pub mod omega;
 pub mod owners;
-pub mod status;
 pub mod store;
 pub mod webhook;
 

@@ -7,7 +7,6 @@ use std::time::Duration;
 use chrono::Utc;
 use futures_util::StreamExt;
 use tokio::time::Instant;
-use tonic::{Request, Response, Status};
 use tracing::{debug, warn};
 
 use arqon_bus::{BusError, Bytes, KvStore};
@@ -21,7 +20,7 @@ use super::request::NewJob;
 use super::scheduler::CANCELLED;
 use super::settings::CronSettings;
 use crate::caller::Caller;
-use crate::status::{bus_failure, conflict, forbidden, not_found, validation};
+use crate::error::{ApiError, bus_failure, conflict, forbidden, grpc_api, not_found, validation};
 
 /// How long a cancel waits for a firing in progress to be confirmed, so that nothing is
 /// published after it answers.
@@ -29,6 +28,12 @@ const CLAIM_WAIT: Duration = Duration::from_secs(2);
 const CLAIM_POLL: Duration = Duration::from_millis(10);
 /// Jobs read at once by `List`.
 const READS: usize = 16;
+
+grpc_api!(CronApi: pb::cron_server::Cron {
+    schedule(ScheduleRequest) -> CronJob,
+    list(ListJobsRequest) -> ListJobsResponse,
+    cancel(CancelJobRequest) -> CancelJobResponse,
+});
 
 /// The cron API of one replica.
 #[derive(Debug, Clone)]
@@ -49,7 +54,7 @@ impl CronApi {
         }
     }
 
-    async fn schedule(&self, request: pb::ScheduleRequest) -> Result<pb::CronJob, Status> {
+    async fn schedule(&self, request: pb::ScheduleRequest) -> Result<pb::CronJob, ApiError> {
         let caller = Caller::try_from(request.caller.clone())?;
         let now = Utc::now();
         let new = NewJob::validate(&request, &self.inner.settings, now).map_err(validation)?;
@@ -89,7 +94,7 @@ impl CronApi {
         }
     }
 
-    async fn list(&self, request: pb::ListJobsRequest) -> Result<pb::ListJobsResponse, Status> {
+    async fn list(&self, request: pb::ListJobsRequest) -> Result<pb::ListJobsResponse, ApiError> {
         let caller = Caller::try_from(request.caller)?;
         let jobs = &self.inner.jobs;
         let verb = "list cron jobs";
@@ -126,7 +131,10 @@ impl CronApi {
 
     /// Waits out a firing in progress, then marks the job cancelled with a
     /// compare-and-set (so a claim racing with it fails), then deletes it.
-    async fn cancel(&self, request: pb::CancelJobRequest) -> Result<pb::CancelJobResponse, Status> {
+    async fn cancel(
+        &self,
+        request: pb::CancelJobRequest,
+    ) -> Result<pb::CancelJobResponse, ApiError> {
         let caller = Caller::try_from(request.caller)?;
         let given = request.job_id.trim();
         if given.is_empty() {
@@ -183,36 +191,6 @@ impl CronApi {
         Ok(pb::CancelJobResponse {
             job_id: id.to_string(),
         })
-    }
-}
-
-#[tonic::async_trait]
-impl pb::cron_server::Cron for CronApi {
-    async fn schedule(
-        &self,
-        request: Request<pb::ScheduleRequest>,
-    ) -> Result<Response<pb::CronJob>, Status> {
-        CronApi::schedule(self, request.into_inner())
-            .await
-            .map(Response::new)
-    }
-
-    async fn list(
-        &self,
-        request: Request<pb::ListJobsRequest>,
-    ) -> Result<Response<pb::ListJobsResponse>, Status> {
-        CronApi::list(self, request.into_inner())
-            .await
-            .map(Response::new)
-    }
-
-    async fn cancel(
-        &self,
-        request: Request<pb::CancelJobRequest>,
-    ) -> Result<Response<pb::CancelJobResponse>, Status> {
-        CronApi::cancel(self, request.into_inner())
-            .await
-            .map(Response::new)
     }
 }
 

@@ -16,7 +16,6 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use serde_json::value::RawValue;
-use tonic::{Request, Response, Status};
 use tracing::warn;
 
 use arqon_bus::{Bus, BusError};
@@ -25,7 +24,7 @@ use arqon_proto::operators::v1 as pb;
 use arqon_protocol::{Envelope, JsonObject, MessageType, Timestamp, subject};
 
 use crate::caller::Caller;
-use crate::status::{bus_failure, disabled, forbidden, not_found, validation};
+use crate::error::{ApiError, bus_failure, disabled, forbidden, grpc_api, not_found, validation};
 use crate::{OperatorsError, Shared};
 use lane::{Event, Filter, Lane, RegisterError, Substrate};
 use settings::LaneConfig;
@@ -68,7 +67,7 @@ pub(crate) async fn start(
 }
 
 /// `text`, trimmed; `'<name>' is required` when nothing is left.
-fn required(name: &str, text: &str) -> Result<String, Status> {
+fn required(name: &str, text: &str) -> Result<String, ApiError> {
     match text.trim() {
         "" => Err(validation(format!("'{name}' is required"))),
         text => Ok(text.to_owned()),
@@ -76,7 +75,7 @@ fn required(name: &str, text: &str) -> Result<String, Status> {
 }
 
 /// A JSON object argument (`{}` when empty).
-fn object(name: &str, json: &str) -> Result<Box<RawValue>, Status> {
+fn object(name: &str, json: &str) -> Result<Box<RawValue>, ApiError> {
     let json = match json.trim() {
         "" => "{}",
         json => json,
@@ -122,7 +121,7 @@ fn event_pb(event: Event) -> pb::OmegaEvent {
 impl OmegaApi {
     /// The gates before any argument is read: enabled, then admin for `mutation`s (whose
     /// refusal it is).
-    fn gate(&self, caller: &Caller, mutation: Option<&str>) -> Result<(), Status> {
+    fn gate(&self, caller: &Caller, mutation: Option<&str>) -> Result<(), ApiError> {
         if !self.inner.config.enabled {
             return Err(disabled(DISABLED));
         }
@@ -165,17 +164,24 @@ impl OmegaApi {
     }
 }
 
-#[tonic::async_trait]
-impl pb::omega_server::Omega for OmegaApi {
-    async fn status(
-        &self,
-        request: Request<pb::OmegaStatusRequest>,
-    ) -> Result<Response<pb::OmegaStatus>, Status> {
-        Caller::try_from(request.into_inner().caller)?;
+grpc_api!(OmegaApi: pb::omega_server::Omega {
+    status(OmegaStatusRequest) -> OmegaStatus,
+    register_substrate(RegisterSubstrateRequest) -> Substrate,
+    list_substrates(ListSubstratesRequest) -> ListSubstratesResponse,
+    unregister_substrate(UnregisterSubstrateRequest) -> UnregisterSubstrateResponse,
+    emit_event(EmitEventRequest) -> OmegaEvent,
+    list_events(ListEventsRequest) -> ListEventsResponse,
+    clear_events(ClearEventsRequest) -> ClearEventsResponse,
+});
+
+/// The calls, each checked through its gates.
+impl OmegaApi {
+    async fn status(&self, request: pb::OmegaStatusRequest) -> Result<pb::OmegaStatus, ApiError> {
+        Caller::try_from(request.caller)?;
         let config = &self.inner.config;
         let lane = &self.inner.lane;
         let failed = |e: BusError| bus_failure("read the Tier-Omega lane", &e);
-        Ok(Response::new(pb::OmegaStatus {
+        Ok(pb::OmegaStatus {
             enabled: config.enabled,
             lab_room: config.lab.room.to_string(),
             lab_channel: config.lab.channel.to_string(),
@@ -183,14 +189,13 @@ impl pb::omega_server::Omega for OmegaApi {
             max_substrates: config.max_substrates as u64,
             substrate_count: lane.substrate_count().await.map_err(failed)? as u64,
             event_count: lane.event_count().await.map_err(failed)? as u64,
-        }))
+        })
     }
 
     async fn register_substrate(
         &self,
-        request: Request<pb::RegisterSubstrateRequest>,
-    ) -> Result<Response<pb::Substrate>, Status> {
-        let request = request.into_inner();
+        request: pb::RegisterSubstrateRequest,
+    ) -> Result<pb::Substrate, ApiError> {
         let caller = Caller::try_from(request.caller)?;
         self.gate(
             &caller,
@@ -205,7 +210,7 @@ impl pb::omega_server::Omega for OmegaApi {
             created_at: Timestamp::now().to_rfc3339(),
         };
         match self.inner.lane.register(&substrate).await {
-            Ok(()) => Ok(Response::new(substrate_pb(substrate))),
+            Ok(()) => Ok(substrate_pb(substrate)),
             Err(RegisterError::Full) => Err(validation(format!(
                 "Tier-Omega substrate limit reached ({})",
                 self.inner.config.max_substrates
@@ -216,9 +221,9 @@ impl pb::omega_server::Omega for OmegaApi {
 
     async fn list_substrates(
         &self,
-        request: Request<pb::ListSubstratesRequest>,
-    ) -> Result<Response<pb::ListSubstratesResponse>, Status> {
-        let caller = Caller::try_from(request.into_inner().caller)?;
+        request: pb::ListSubstratesRequest,
+    ) -> Result<pb::ListSubstratesResponse, ApiError> {
+        let caller = Caller::try_from(request.caller)?;
         self.gate(&caller, None)?;
         let substrates = self
             .inner
@@ -226,16 +231,15 @@ impl pb::omega_server::Omega for OmegaApi {
             .substrates()
             .await
             .map_err(|e| bus_failure("list the Tier-Omega substrates", &e))?;
-        Ok(Response::new(pb::ListSubstratesResponse {
+        Ok(pb::ListSubstratesResponse {
             substrates: substrates.into_iter().map(substrate_pb).collect(),
-        }))
+        })
     }
 
     async fn unregister_substrate(
         &self,
-        request: Request<pb::UnregisterSubstrateRequest>,
-    ) -> Result<Response<pb::UnregisterSubstrateResponse>, Status> {
-        let request = request.into_inner();
+        request: pb::UnregisterSubstrateRequest,
+    ) -> Result<pb::UnregisterSubstrateResponse, ApiError> {
         let caller = Caller::try_from(request.caller)?;
         self.gate(
             &caller,
@@ -243,24 +247,18 @@ impl pb::omega_server::Omega for OmegaApi {
         )?;
         let id = required("substrate_id", &request.substrate_id)?;
         match self.inner.lane.unregister(&id).await {
-            Ok(Some((substrate, removed_events))) => {
-                Ok(Response::new(pb::UnregisterSubstrateResponse {
-                    substrate_id: substrate.substrate_id,
-                    name: substrate.name,
-                    kind: substrate.kind,
-                    removed_events: removed_events as u64,
-                }))
-            }
+            Ok(Some((substrate, removed_events))) => Ok(pb::UnregisterSubstrateResponse {
+                substrate_id: substrate.substrate_id,
+                name: substrate.name,
+                kind: substrate.kind,
+                removed_events: removed_events as u64,
+            }),
             Ok(None) => Err(not_found(format!("Tier-Omega substrate '{id}' not found"))),
             Err(e) => Err(bus_failure("unregister the Tier-Omega substrate", &e)),
         }
     }
 
-    async fn emit_event(
-        &self,
-        request: Request<pb::EmitEventRequest>,
-    ) -> Result<Response<pb::OmegaEvent>, Status> {
-        let request = request.into_inner();
+    async fn emit_event(&self, request: pb::EmitEventRequest) -> Result<pb::OmegaEvent, ApiError> {
         let caller = Caller::try_from(request.caller)?;
         self.gate(
             &caller,
@@ -289,14 +287,13 @@ impl pb::omega_server::Omega for OmegaApi {
             .await
             .map_err(|e| bus_failure("emit the Tier-Omega event", &e))?;
         self.broadcast(&caller, &event).await;
-        Ok(Response::new(event_pb(event)))
+        Ok(event_pb(event))
     }
 
     async fn list_events(
         &self,
-        request: Request<pb::ListEventsRequest>,
-    ) -> Result<Response<pb::ListEventsResponse>, Status> {
-        let request = request.into_inner();
+        request: pb::ListEventsRequest,
+    ) -> Result<pb::ListEventsResponse, ApiError> {
         let caller = Caller::try_from(request.caller)?;
         self.gate(&caller, None)?;
         let limit = request.limit.unwrap_or(DEFAULT_LIMIT);
@@ -313,19 +310,18 @@ impl pb::omega_server::Omega for OmegaApi {
             .events(&filter, usize::try_from(limit).unwrap_or(usize::MAX))
             .await
             .map_err(|e| bus_failure("list the Tier-Omega events", &e))?;
-        Ok(Response::new(pb::ListEventsResponse {
+        Ok(pb::ListEventsResponse {
             events: events.into_iter().map(event_pb).collect(),
             limit: limit.unsigned_abs(),
             substrate_id: filter.substrate_id,
             signal: filter.signal,
-        }))
+        })
     }
 
     async fn clear_events(
         &self,
-        request: Request<pb::ClearEventsRequest>,
-    ) -> Result<Response<pb::ClearEventsResponse>, Status> {
-        let request = request.into_inner();
+        request: pb::ClearEventsRequest,
+    ) -> Result<pb::ClearEventsResponse, ApiError> {
         let caller = Caller::try_from(request.caller)?;
         self.gate(
             &caller,
@@ -341,11 +337,11 @@ impl pb::omega_server::Omega for OmegaApi {
             .clear(&filter)
             .await
             .map_err(|e| bus_failure("clear the Tier-Omega events", &e))?;
-        Ok(Response::new(pb::ClearEventsResponse {
+        Ok(pb::ClearEventsResponse {
             removed_count: removed as u64,
             remaining_count: remaining as u64,
             substrate_id: filter.substrate_id,
             signal: filter.signal,
-        }))
+        })
     }
 }

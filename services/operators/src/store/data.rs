@@ -25,15 +25,15 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde_json::value::RawValue;
 use tokio::time::Instant;
-use tonic::Status;
 use tracing::{debug, info, warn};
 
 use arqon_bus::{BusError, KvEntry, KvStore};
+use arqon_protocol::{ErrorCode, UserFacingError};
 
 use super::keys::{self, Namespace};
 use super::places::{self, Places, Reserved};
 use super::record::{self, Record};
-use crate::status::{bus_failure, conflict, validation};
+use crate::error::{ApiError, bus_failure, conflict, validation};
 
 /// How long a write waits for a sweep (or for other writers of the same key) before
 /// giving up with `CONFLICT`.
@@ -94,7 +94,7 @@ enum Step {
 }
 
 impl Data {
-    pub(crate) async fn set(&self, ns: &Namespace, write: Write<'_>) -> Result<Written, Status> {
+    pub(crate) async fn set(&self, ns: &Namespace, write: Write<'_>) -> Result<Written, ApiError> {
         let failed = |e: &BusError| bus_failure("write the store value", e);
         let expires_at_ms = write.ttl.map(|ttl| now_ms().saturating_add(millis(ttl)));
         let record = record::value(write.value, expires_at_ms);
@@ -111,7 +111,7 @@ impl Data {
             (Ok(_), None) => Ok(()),
             // A refused write leaves the marker as the key's current value needs it.
             // After a bus failure the write may have landed: the marker stays.
-            (Err(refusal), _) if refusal.code() == tonic::Code::Unavailable => Ok(()),
+            (Err(refusal), _) if refusal.code() == ErrorCode::Unavailable => Ok(()),
             (Err(_), _) => match self.kv.get(&marker).await {
                 Ok(Some(entry)) => tend(self, &entry, false).await.map(drop),
                 Ok(None) => Ok(()),
@@ -133,7 +133,7 @@ impl Data {
         write: &Write<'_>,
         record: Bytes,
         expires_at_ms: Option<i64>,
-    ) -> Result<Written, Status> {
+    ) -> Result<Written, ApiError> {
         let failed = |e: &BusError| bus_failure("write the store value", e);
         let value_key = ns.value_key(write.key);
         let deadline = Instant::now() + WRITE_PATIENCE;
@@ -228,7 +228,7 @@ impl Data {
     /// Takes one of the tenant's places for the new key `value_key`; refuses it beyond the
     /// limit. Values that expired but were not swept yet do not count: at the limit, the
     /// tenant's are swept first. False: the key was created by someone else meanwhile.
-    async fn take_place(&self, ns: &Namespace, value_key: &str) -> Result<bool, Status> {
+    async fn take_place(&self, ns: &Namespace, value_key: &str) -> Result<bool, ApiError> {
         let failed = |e: &BusError| bus_failure("write the store value", e);
         let tenant = ns.tenant();
         if self.places.reserve(tenant).await.map_err(|e| failed(&e))? == Reserved::Taken {
@@ -362,7 +362,7 @@ impl Data {
 
 /// The refusal of a compare-and-set that expected `expected` and found `actual` (0: no
 /// value).
-fn stale(key: &str, expected: u64, actual: u64) -> Status {
+fn stale(key: &str, expected: u64, actual: u64) -> ApiError {
     conflict(match (expected, actual) {
         (0, actual) => format!("Store key '{key}' already has a value (revision {actual})"),
         (expected, 0) => {
@@ -585,7 +585,7 @@ mod tests {
         key: &str,
         value: &str,
         ttl: Option<Duration>,
-    ) -> Result<Written, Status> {
+    ) -> Result<Written, ApiError> {
         let value = json(value);
         let write = Write {
             key,
@@ -858,9 +858,9 @@ mod tests {
         };
         let first = data.set(&root(), write(Some(0))).await.unwrap();
         let refused = data.set(&root(), write(Some(0))).await.unwrap_err();
-        assert_eq!(refused.code(), tonic::Code::Aborted);
+        assert!(matches!(refused, ApiError::Conflict(_)), "{refused:?}");
         assert!(
-            refused.message().contains("already has a value"),
+            refused.to_string().contains("already has a value"),
             "{refused:?}"
         );
         let second = data
@@ -874,7 +874,7 @@ mod tests {
             .unwrap_err();
         assert!(
             refused
-                .message()
+                .to_string()
                 .contains(&format!("is at revision {}", second.revision))
         );
 
@@ -885,7 +885,7 @@ mod tests {
         // Either the short one has expired (and is swept to make room), or it still counts.
         if let Err(refused) = refused {
             assert!(
-                refused.message().starts_with("Store key limit reached"),
+                refused.to_string().starts_with("Store key limit reached"),
                 "{refused:?}"
             );
             until_expired(&data, "short").await;
@@ -893,7 +893,7 @@ mod tests {
         }
         let refused = set(&data, "fourth", "1", None).await.unwrap_err();
         assert_eq!(
-            refused.message(),
+            refused.to_string(),
             "Store key limit reached: tenant 't-a' has 2 keys, the limit is 2"
         );
         // Updating a key at the limit is no new key.

@@ -20,7 +20,6 @@ use std::time::Duration;
 
 use serde_json::value::RawValue;
 use tokio::task::JoinHandle;
-use tonic::{Request, Response, Status};
 
 use clap::builder::RangedU64ValueParser;
 
@@ -29,7 +28,7 @@ use arqon_proto::operators::v1 as pb;
 use arqon_protocol::{TenantId, Timestamp};
 
 use crate::caller::Caller;
-use crate::status::{bus_failure, forbidden, validation};
+use crate::error::{ApiError, bus_failure, forbidden, grpc_api, validation};
 use crate::{OperatorsError, Shared};
 use data::{Data, Write};
 use keys::Namespace;
@@ -165,7 +164,7 @@ fn check(settings: &StoreSettings, max_value: usize) -> Result<(), String> {
 }
 
 /// The namespace a call addresses: authorization first, then the name.
-fn resolve(caller: &Caller, namespace: Option<pb::Namespace>) -> Result<Namespace, Status> {
+fn resolve(caller: &Caller, namespace: Option<pb::Namespace>) -> Result<Namespace, ApiError> {
     let namespace = namespace.unwrap_or_default();
     let tenant = match namespace.tenant.as_deref().map(str::trim) {
         None | Some("") => caller.tenant.clone(),
@@ -212,7 +211,7 @@ fn rfc3339(ms: i64) -> Option<String> {
 }
 
 impl StoreApi {
-    fn key<'a>(&self, key: &'a str) -> Result<&'a str, Status> {
+    fn key<'a>(&self, key: &'a str) -> Result<&'a str, ApiError> {
         let key = key.trim();
         if key.is_empty() {
             return Err(validation("'key' is required"));
@@ -227,7 +226,7 @@ impl StoreApi {
         Ok(key)
     }
 
-    fn value(&self, json: &str) -> Result<Box<RawValue>, Status> {
+    fn value(&self, json: &str) -> Result<Box<RawValue>, ApiError> {
         let json = json.trim();
         if json.is_empty() || json == "null" {
             return Err(validation("'value' is required"));
@@ -243,7 +242,7 @@ impl StoreApi {
     }
 }
 
-fn ttl(seconds: Option<f64>) -> Result<Option<Duration>, Status> {
+fn ttl(seconds: Option<f64>) -> Result<Option<Duration>, ApiError> {
     match seconds {
         None => Ok(None),
         // Also refuses NaN.
@@ -255,13 +254,15 @@ fn ttl(seconds: Option<f64>) -> Result<Option<Duration>, Status> {
     }
 }
 
-#[tonic::async_trait]
-impl pb::store_server::Store for StoreApi {
-    async fn set(
-        &self,
-        request: Request<pb::SetRequest>,
-    ) -> Result<Response<pb::SetResponse>, Status> {
-        let request = request.into_inner();
+grpc_api!(StoreApi: pb::store_server::Store {
+    set(SetRequest) -> SetResponse,
+    get(GetRequest) -> GetResponse,
+    delete(DeleteRequest) -> DeleteResponse,
+    list(ListRequest) -> ListResponse,
+});
+
+impl StoreApi {
+    async fn set(&self, request: pb::SetRequest) -> Result<pb::SetResponse, ApiError> {
         let caller = Caller::try_from(request.caller)?;
         let namespace = resolve(&caller, request.namespace)?;
         let key = self.key(&request.key)?;
@@ -273,20 +274,16 @@ impl pb::store_server::Store for StoreApi {
             ttl: ttl(request.ttl_seconds)?,
         };
         let written = self.inner.data.set(&namespace, write).await?;
-        Ok(Response::new(pb::SetResponse {
+        Ok(pb::SetResponse {
             namespace: namespace.to_string(),
             key: key.to_owned(),
             updated: written.updated,
             revision: written.revision,
             expires_at: written.expires_at_ms.and_then(rfc3339),
-        }))
+        })
     }
 
-    async fn get(
-        &self,
-        request: Request<pb::GetRequest>,
-    ) -> Result<Response<pb::GetResponse>, Status> {
-        let request = request.into_inner();
+    async fn get(&self, request: pb::GetRequest) -> Result<pb::GetResponse, ApiError> {
         let caller = Caller::try_from(request.caller)?;
         let namespace = resolve(&caller, request.namespace)?;
         let key = self.key(&request.key)?;
@@ -307,14 +304,10 @@ impl pb::store_server::Store for StoreApi {
             response.revision = found.revision;
             response.expires_at = found.expires_at_ms.and_then(rfc3339);
         }
-        Ok(Response::new(response))
+        Ok(response)
     }
 
-    async fn delete(
-        &self,
-        request: Request<pb::DeleteRequest>,
-    ) -> Result<Response<pb::DeleteResponse>, Status> {
-        let request = request.into_inner();
+    async fn delete(&self, request: pb::DeleteRequest) -> Result<pb::DeleteResponse, ApiError> {
         let caller = Caller::try_from(request.caller)?;
         let namespace = resolve(&caller, request.namespace)?;
         let key = self.key(&request.key)?;
@@ -324,18 +317,14 @@ impl pb::store_server::Store for StoreApi {
             .delete(&namespace, key)
             .await
             .map_err(|e| bus_failure("delete the store value", &e))?;
-        Ok(Response::new(pb::DeleteResponse {
+        Ok(pb::DeleteResponse {
             namespace: namespace.to_string(),
             key: key.to_owned(),
             deleted,
-        }))
+        })
     }
 
-    async fn list(
-        &self,
-        request: Request<pb::ListRequest>,
-    ) -> Result<Response<pb::ListResponse>, Status> {
-        let request = request.into_inner();
+    async fn list(&self, request: pb::ListRequest) -> Result<pb::ListResponse, ApiError> {
         let caller = Caller::try_from(request.caller)?;
         let namespace = resolve(&caller, request.namespace)?;
         let limit = match request.limit {
@@ -355,12 +344,12 @@ impl pb::store_server::Store for StoreApi {
             .map_err(|e| bus_failure("list the store keys", &e))?;
         let total = keys.len() as u64;
         let (keys, complete) = page(keys, request.after.as_deref(), limit);
-        Ok(Response::new(pb::ListResponse {
+        Ok(pb::ListResponse {
             namespace: namespace.to_string(),
             keys,
             complete,
             total,
-        }))
+        })
     }
 }
 
@@ -430,14 +419,14 @@ mod tests {
             "tenant:t-a"
         );
         let refused = resolved(namespace(None, Some("t-b"))).unwrap_err();
-        assert_eq!(refused.code(), tonic::Code::PermissionDenied);
+        assert!(matches!(refused, ApiError::Forbidden(_)), "{refused:?}");
         let refused = resolved(namespace(Some("a\u{7}"), None)).unwrap_err();
-        assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+        assert!(matches!(refused, ApiError::Invalid(_)), "{refused:?}");
 
         // A tenant's admin is admin of its own tenant only.
         let admin = caller("t-a", true, false);
         let refused = resolve(&admin, namespace(Some("cache"), Some("t-b"))).unwrap_err();
-        assert_eq!(refused.code(), tonic::Code::PermissionDenied);
+        assert!(matches!(refused, ApiError::Forbidden(_)), "{refused:?}");
         let system = caller("t-a", false, true);
         assert_eq!(
             resolve(&system, namespace(Some("cache"), Some("t-b")))
@@ -447,7 +436,7 @@ mod tests {
         );
         let refused = resolve(&system, namespace(None, Some("t.b"))).unwrap_err();
         assert!(
-            refused.message().contains("Invalid tenant name"),
+            refused.to_string().contains("Invalid tenant name"),
             "{refused:?}"
         );
     }
@@ -489,7 +478,7 @@ mod tests {
         assert_eq!(ttl(Some(1.5)).unwrap(), Some(Duration::from_millis(1500)));
         for bad in [0.0, -1.0, f64::NAN] {
             assert_eq!(
-                ttl(Some(bad)).unwrap_err().message(),
+                ttl(Some(bad)).unwrap_err().to_string(),
                 "'ttl_seconds' must be > 0"
             );
         }

@@ -1,6 +1,5 @@
 //! The `Webhooks` gRPC API: register, list and unregister rules.
 
-use tonic::{Request, Response, Status};
 use tracing::info;
 
 use arqon_proto::operators::v1 as pb;
@@ -9,17 +8,21 @@ use super::WebhookApi;
 use super::rule::{Rule, invalid, is_rule_id};
 use super::ssrf;
 use crate::caller::Caller;
-use crate::status::{bus_failure, forbidden, not_found};
+use crate::error::{ApiError, bus_failure, forbidden, grpc_api, not_found};
 
-#[tonic::async_trait]
-impl pb::webhooks_server::Webhooks for WebhookApi {
+grpc_api!(WebhookApi: pb::webhooks_server::Webhooks {
+    register(RegisterWebhookRequest) -> WebhookRule,
+    list(ListWebhooksRequest) -> ListWebhooksResponse,
+    unregister(UnregisterWebhookRequest) -> UnregisterWebhookResponse,
+});
+
+impl WebhookApi {
     /// A new rule of the caller's tenant, owned by the caller. The answer is the only
     /// place its secret is shown.
     async fn register(
         &self,
-        request: Request<pb::RegisterWebhookRequest>,
-    ) -> Result<Response<pb::WebhookRule>, Status> {
-        let mut request = request.into_inner();
+        mut request: pb::RegisterWebhookRequest,
+    ) -> Result<pb::WebhookRule, ApiError> {
         let caller = Caller::try_from(request.caller.take())?;
         let (rule, url) = Rule::from_request(&caller, request, self.settings.max_timeout_seconds)?;
         if !self.settings.allow_private_targets {
@@ -42,15 +45,15 @@ impl pb::webhooks_server::Webhooks for WebhookApi {
             .await
             .map_err(|e| bus_failure(verb, &e))?;
         info!(rule_id = %rule.rule_id, tenant = %rule.tenant, persistent = rule.persistent, "webhook rule registered");
-        Ok(Response::new(rule.to_pb(true)))
+        Ok(rule.to_pb(true))
     }
 
     /// The caller's own rules; an admin's: every rule of its tenant.
     async fn list(
         &self,
-        request: Request<pb::ListWebhooksRequest>,
-    ) -> Result<Response<pb::ListWebhooksResponse>, Status> {
-        let caller = Caller::try_from(request.into_inner().caller)?;
+        request: pb::ListWebhooksRequest,
+    ) -> Result<pb::ListWebhooksResponse, ApiError> {
+        let caller = Caller::try_from(request.caller)?;
         let rules = self
             .rules
             .list(&caller.tenant)
@@ -61,15 +64,14 @@ impl pb::webhooks_server::Webhooks for WebhookApi {
             .filter(|rule| caller.may_manage(&caller.tenant, &rule.owner_client_id))
             .map(|rule| rule.to_pb(false))
             .collect();
-        Ok(Response::new(pb::ListWebhooksResponse { rules }))
+        Ok(pb::ListWebhooksResponse { rules })
     }
 
     /// Removes a rule of the caller's tenant: its owner's, or any for an admin.
     async fn unregister(
         &self,
-        request: Request<pb::UnregisterWebhookRequest>,
-    ) -> Result<Response<pb::UnregisterWebhookResponse>, Status> {
-        let request = request.into_inner();
+        request: pb::UnregisterWebhookRequest,
+    ) -> Result<pb::UnregisterWebhookResponse, ApiError> {
         let caller = Caller::try_from(request.caller)?;
         let rule_id = request.rule_id.trim();
         if rule_id.is_empty() {
@@ -97,8 +99,8 @@ impl pb::webhooks_server::Webhooks for WebhookApi {
             .await
             .map_err(|e| bus_failure(verb, &e))?;
         info!(rule_id, tenant = %caller.tenant, "webhook rule removed");
-        Ok(Response::new(pb::UnregisterWebhookResponse {
+        Ok(pb::UnregisterWebhookResponse {
             rule_id: rule.rule_id,
-        }))
+        })
     }
 }

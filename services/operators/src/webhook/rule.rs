@@ -7,14 +7,13 @@ use std::collections::BTreeMap;
 use rand::Rng;
 use reqwest::header::{HeaderName, HeaderValue};
 use serde::{Deserialize, Serialize};
-use tonic::Status;
 
 use arqon_proto::layout;
 use arqon_proto::operators::v1 as pb;
 use arqon_protocol::Timestamp;
 
 use crate::caller::Caller;
-use crate::status::validation;
+use crate::error::{ApiError, validation};
 
 /// `timeout_seconds` when the request has none.
 pub(crate) const DEFAULT_TIMEOUT_SECONDS: f64 = 2.0;
@@ -55,7 +54,7 @@ pub(crate) struct Rule {
 }
 
 /// `Validation error: <detail>`, the text every `op.*` validation error has.
-pub(crate) fn invalid(detail: impl std::fmt::Display) -> Status {
+pub(crate) fn invalid(detail: impl std::fmt::Display) -> ApiError {
     validation(format!("Validation error: {detail}"))
 }
 
@@ -67,7 +66,7 @@ impl Rule {
         caller: &Caller,
         request: pb::RegisterWebhookRequest,
         max_timeout_seconds: f64,
-    ) -> Result<(Rule, url::Url), Status> {
+    ) -> Result<(Rule, url::Url), ApiError> {
         let url_text = request.url.trim();
         if url_text.is_empty() {
             return Err(invalid("'url' is required"));
@@ -167,7 +166,7 @@ fn new_secret() -> String {
 }
 
 /// A room or channel filter: trimmed; empty is no filter.
-fn filter(name: &str, value: Option<String>) -> Result<Option<String>, Status> {
+fn filter(name: &str, value: Option<String>) -> Result<Option<String>, ApiError> {
     let Some(value) = value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty()) else {
         return Ok(None);
     };
@@ -182,7 +181,7 @@ fn filter(name: &str, value: Option<String>) -> Result<Option<String>, Status> {
 /// The rule's own headers: valid HTTP names and values, not the bus's own.
 fn headers(
     headers: impl IntoIterator<Item = (String, String)>,
-) -> Result<BTreeMap<String, String>, Status> {
+) -> Result<BTreeMap<String, String>, ApiError> {
     let headers: BTreeMap<String, String> = headers.into_iter().collect();
     if headers.len() > MAX_HEADERS {
         return Err(invalid(format!(
@@ -236,8 +235,7 @@ mod tests {
     fn refusal(request: pb::RegisterWebhookRequest) -> String {
         Rule::from_request(&caller(), request, 30.0)
             .unwrap_err()
-            .message()
-            .to_owned()
+            .to_string()
     }
 
     #[test]
