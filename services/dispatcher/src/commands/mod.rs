@@ -38,7 +38,7 @@ use arqon_protocol::{CommandReply, ErrorCode, Failed, Timestamp, UserFacingError
 use crate::Context;
 use crate::state::LookupError;
 use args::{Parse, Reader};
-use catalog::Spec;
+use catalog::{Access, Spec};
 
 /// The result of one command.
 pub(crate) struct Outcome {
@@ -153,22 +153,18 @@ pub(crate) async fn execute(context: &Context, inbound: &Inbound) -> Outcome {
         )
         .into();
     };
-    if let Some(permission) = spec.permission
-        && !inbound.identity.may(permission)
-    {
-        return CommandReply::error(
-            ErrorCode::AuthorizationError,
-            format!(
+    match spec.access {
+        Access::Needs(permission) if !inbound.identity.may(permission) => {
+            let refusal = format!(
                 "Authorization error: '{name}' needs the '{}' permission",
                 permission.as_str()
-            ),
-        )
-        .into();
-    }
-    if let Some(refusal) = spec.system_only
-        && !inbound.identity.system
-    {
-        return CommandReply::error(ErrorCode::AuthorizationError, refusal).into();
+            );
+            return CommandReply::error(ErrorCode::AuthorizationError, refusal).into();
+        }
+        Access::System(refusal) if !inbound.identity.system => {
+            return CommandReply::error(ErrorCode::AuthorizationError, refusal).into();
+        }
+        _ => {}
     }
     let call = Call {
         context,

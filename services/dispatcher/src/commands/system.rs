@@ -7,7 +7,7 @@ use serde_json::{Map, Value, json};
 use arqon_protocol::{CommandReply, ErrorCode, Timestamp};
 
 use super::args::{Parse, Reader};
-use super::catalog::{self, COMMAND, Spec};
+use super::catalog::{self, Access, COMMAND, Spec};
 use super::{Call, Reply, failed, object};
 
 /// Answers with the time the envelope spent between the edge and here.
@@ -93,12 +93,11 @@ fn describe(spec: &Spec) -> Value {
         "description": spec.description,
         "category": spec.family.as_str(),
         "usage": spec.example,
-        "permissions": spec
-            .permission
-            .map(|p| p.as_str())
-            .into_iter()
-            .chain(spec.system_only.map(|_| "system"))
-            .collect::<Vec<_>>(),
+        "permissions": match spec.access {
+            Access::Anyone => vec![],
+            Access::Needs(permission) => vec![permission.as_str()],
+            Access::System(_) => vec!["system"],
+        },
         "arguments": arguments,
         "examples": [spec.example],
     })

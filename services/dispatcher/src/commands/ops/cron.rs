@@ -11,7 +11,7 @@ use arqon_proto::operators_control::OperatorsControl;
 use arqon_protocol::CommandReply;
 
 use super::super::args::{Arg, Parse, Reader, arg};
-use super::super::catalog::{Family, Spec};
+use super::super::catalog::{Access, Family, Spec};
 use super::super::{Call, Reply, object, success};
 use super::{ask, ask_about};
 
@@ -55,8 +55,7 @@ pub(super) const SPECS: &[Spec] = &[
         name: "op.cron.schedule",
         family: Family::Cron,
         description: "Publishes a payload into a room of your tenant later: after a delay (then every interval), or at the times of a cron expression; as a message from op-cron with metadata.cron_job_id and metadata.iteration",
-        permission: None,
-        system_only: None,
+        access: Access::Anyone,
         arguments: &[
             ROOM,
             CHANNEL,
@@ -75,8 +74,7 @@ pub(super) const SPECS: &[Spec] = &[
         name: "op.cron.list",
         family: Family::Cron,
         description: "Your pending cron jobs (an admin's: every job of the tenant)",
-        permission: None,
-        system_only: None,
+        access: Access::Anyone,
         arguments: &[],
         example: r#"{"type":"command","command":"op.cron.list"}"#,
         handler: operators!(list),
@@ -85,8 +83,7 @@ pub(super) const SPECS: &[Spec] = &[
         name: "op.cron.cancel",
         family: Family::Cron,
         description: "Cancels one of your cron jobs (an admin: any of the tenant); nothing fires after the answer",
-        permission: None,
-        system_only: None,
+        access: Access::Anyone,
         arguments: &[JOB_ID],
         example: r#"{"type":"command","command":"op.cron.cancel","args":{"job_id":"cron_0123456789abcdef0123456789abcdef"}}"#,
         handler: operators!(cancel),
@@ -176,67 +173,6 @@ fn job_data(job: &pb::CronJob) -> Map<String, Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::commands::args::parse_as;
-
-    fn read(args: Value) -> Reply<pb::ScheduleRequest> {
-        parse_as(Family::Cron, args)
-    }
-
-    #[test]
-    fn arguments_convert_as_the_originals_did() {
-        let request = read(json!({
-            "room": " science ", "channel": 7, "payload": {"k": 1}, "delay_seconds": "0.5",
-            "interval_seconds": 2, "repeat_count": "3", "persistent": "yes",
-            "schedule": "", "timezone": " UTC ",
-        }))
-        .unwrap();
-        assert_eq!(
-            (request.room.as_str(), request.channel.as_str()),
-            (" science ", "7")
-        );
-        assert_eq!(request.payload_json, r#"{"k":1}"#);
-        assert_eq!(
-            (request.delay_seconds, request.interval_seconds),
-            (Some(0.5), Some(2.0))
-        );
-        assert_eq!(request.repeat_count, Some(3));
-        assert_eq!(
-            (request.schedule, request.timezone.as_deref()),
-            (None, Some(" UTC "))
-        );
-        assert!(request.persistent);
-        let bare = read(json!({"payload": null})).unwrap();
-        assert_eq!((bare.room.as_str(), bare.payload_json.as_str()), ("", ""));
-    }
-
-    #[test]
-    fn wrong_types_are_named() {
-        for (args, refusal) in [
-            (
-                json!({"delay_seconds": "soon"}),
-                "'delay_seconds' must be a number, not 'soon'",
-            ),
-            (
-                json!({"interval_seconds": true}),
-                "'interval_seconds' must be a number",
-            ),
-            (
-                json!({"repeat_count": 2.5}),
-                "'repeat_count' must be an integer, not '2.5'",
-            ),
-            (
-                json!({"repeat_count": "many"}),
-                "'repeat_count' must be an integer, not 'many'",
-            ),
-            (
-                json!({"persistent": "perhaps"}),
-                "'persistent' must be a boolean",
-            ),
-            (json!({"schedule": 5}), "'schedule' must be a string"),
-        ] {
-            assert_eq!(read(args).unwrap_err().message, refusal);
-        }
-    }
 
     #[test]
     fn a_job_reads_as_the_original_listed_it() {

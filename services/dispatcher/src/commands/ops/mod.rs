@@ -24,6 +24,9 @@ mod omega;
 mod store;
 mod webhook;
 
+#[cfg(test)]
+mod tests;
+
 use std::future::Future;
 
 use serde_json::Value;

@@ -13,7 +13,7 @@ use arqon_proto::operators_control::{OperatorsControl, call as bounded};
 use arqon_protocol::{CommandReply, ErrorCode};
 
 use super::super::args::{Arg, Parse, Reader, arg};
-use super::super::catalog::{Family, Spec};
+use super::super::catalog::{Access, Family, Spec};
 use super::super::{Call, Reply, object, success};
 use super::{OperatorsRequest, ask, ask_about, parsed, refused};
 
@@ -33,8 +33,7 @@ pub(super) const SPECS: &[Spec] = &[
         name: "op.omega.status",
         family: Family::Omega,
         description: "The Tier-Omega lane: whether it is enabled, its lab room and channel, its limits and what it holds",
-        permission: None,
-        system_only: None,
+        access: Access::Anyone,
         arguments: &[],
         example: r#"{"type":"command","command":"op.omega.status"}"#,
         handler: operators!(status),
@@ -43,8 +42,7 @@ pub(super) const SPECS: &[Spec] = &[
         name: "op.omega.register_substrate",
         family: Family::Omega,
         description: "Admins: registers a substrate (up to ARQONBUS_OMEGA_MAX_SUBSTRATES)",
-        permission: None,
-        system_only: None,
+        access: Access::Anyone,
         arguments: &[NAME, KIND, METADATA],
         example: r#"{"type":"command","command":"op.omega.register_substrate","args":{"name":"s1","kind":"sim"}}"#,
         handler: operators!(register),
@@ -53,8 +51,7 @@ pub(super) const SPECS: &[Spec] = &[
         name: "op.omega.list_substrates",
         family: Family::Omega,
         description: "The registered substrates",
-        permission: None,
-        system_only: None,
+        access: Access::Anyone,
         arguments: &[],
         example: r#"{"type":"command","command":"op.omega.list_substrates"}"#,
         handler: operators!(list_substrates),
@@ -63,8 +60,7 @@ pub(super) const SPECS: &[Spec] = &[
         name: "op.omega.unregister_substrate",
         family: Family::Omega,
         description: "Admins: removes a substrate and its events",
-        permission: None,
-        system_only: None,
+        access: Access::Anyone,
         arguments: &[SUBSTRATE],
         example: r#"{"type":"command","command":"op.omega.unregister_substrate","args":{"substrate_id":"omega_sub_0123456789ab"}}"#,
         handler: operators!(unregister),
@@ -73,8 +69,7 @@ pub(super) const SPECS: &[Spec] = &[
         name: "op.omega.emit_event",
         family: Family::Omega,
         description: "Admins: records an event of a substrate (the newest ARQONBUS_OMEGA_MAX_EVENTS are kept) and sends it to the lab room as telemetry",
-        permission: None,
-        system_only: None,
+        access: Access::Anyone,
         arguments: &[REGISTERED, SIGNAL, PAYLOAD],
         example: r#"{"type":"command","command":"op.omega.emit_event","args":{"substrate_id":"omega_sub_0123456789ab","signal":"pulse"}}"#,
         handler: operators!(emit),
@@ -83,8 +78,7 @@ pub(super) const SPECS: &[Spec] = &[
         name: "op.omega.list_events",
         family: Family::Omega,
         description: "The last events, oldest first, optionally of one substrate or signal",
-        permission: None,
-        system_only: None,
+        access: Access::Anyone,
         arguments: &[LIMIT, OF_SUBSTRATE, OF_SIGNAL],
         example: r#"{"type":"command","command":"op.omega.list_events","args":{"limit":10}}"#,
         handler: operators!(list_events),
@@ -93,8 +87,7 @@ pub(super) const SPECS: &[Spec] = &[
         name: "op.omega.clear_events",
         family: Family::Omega,
         description: "Admins: removes the events (all, or those of one substrate or signal)",
-        permission: None,
-        system_only: None,
+        access: Access::Anyone,
         arguments: &[OF_SUBSTRATE, OF_SIGNAL],
         example: r#"{"type":"command","command":"op.omega.clear_events"}"#,
         handler: operators!(clear_events),
@@ -340,41 +333,13 @@ mod tests {
     use super::*;
     use crate::commands::args::parse_as;
 
-    fn read<R: Parse>(args: Value) -> Reply<R> {
-        parse_as(Family::Omega, args)
-    }
-
-    #[test]
-    fn arguments_pass_through_for_the_lane_to_judge() {
-        let substrate: pb::RegisterSubstrateRequest =
-            read(json!({"name": "s", "kind": 3, "metadata": [1]})).unwrap();
-        assert_eq!(
-            (substrate.name.as_str(), substrate.kind.as_str()),
-            ("s", "3")
-        );
-        assert_eq!(substrate.metadata_json, "[1]");
-        let event: pb::EmitEventRequest =
-            read(json!({"payload": null, "signal": {"a": 1}})).unwrap();
-        assert_eq!(
-            (event.substrate_id.as_str(), event.signal.as_str()),
-            ("", r#"{"a":1}"#)
-        );
-        assert_eq!(event.payload_json, "");
-        let clear: pb::ClearEventsRequest =
-            read(json!({"signal": " ", "substrate_id": "x"})).unwrap();
-        assert_eq!(
-            (clear.substrate_id.as_deref(), clear.signal),
-            (Some("x"), None)
-        );
-    }
-
     #[test]
     fn an_unreadable_limit_waits_for_the_gates() {
         let limit = |value: Value| {
             let ListEvents {
                 request,
                 unreadable,
-            } = read(json!({ "limit": value })).unwrap();
+            } = parse_as(Family::Omega, json!({ "limit": value })).unwrap();
             (request.limit, unreadable.map(|refusal| refusal.message))
         };
         assert_eq!(limit(json!(7)), (Some(7), None));

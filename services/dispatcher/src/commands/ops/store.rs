@@ -9,7 +9,7 @@ use arqon_proto::operators_control::OperatorsControl;
 use arqon_protocol::CommandReply;
 
 use super::super::args::{Arg, Parse, Reader, arg};
-use super::super::catalog::{Family, Spec};
+use super::super::catalog::{Access, Family, Spec};
 use super::super::{Call, Reply, object, success};
 use super::{ask, parsed};
 
@@ -56,8 +56,7 @@ pub(super) const SPECS: &[Spec] = &[
         name: "op.store.set",
         family: Family::Store,
         description: "Writes a value (any JSON but null) under a key of your tenant's store; with expected_revision only if the key is still at that revision",
-        permission: None,
-        system_only: None,
+        access: Access::Anyone,
         arguments: &[
             KEY,
             VALUE,
@@ -73,8 +72,7 @@ pub(super) const SPECS: &[Spec] = &[
         name: "op.store.get",
         family: Family::Store,
         description: "Reads a key of your tenant's store: found, value and revision",
-        permission: None,
-        system_only: None,
+        access: Access::Anyone,
         arguments: &[KEY, NAMESPACE, TENANT],
         example: r#"{"type":"command","command":"op.store.get","args":{"key":"alpha"}}"#,
         handler: operators!(get),
@@ -83,8 +81,7 @@ pub(super) const SPECS: &[Spec] = &[
         name: "op.store.delete",
         family: Family::Store,
         description: "Deletes a key of your tenant's store",
-        permission: None,
-        system_only: None,
+        access: Access::Anyone,
         arguments: &[KEY, NAMESPACE, TENANT],
         example: r#"{"type":"command","command":"op.store.delete","args":{"key":"alpha"}}"#,
         handler: operators!(delete),
@@ -93,8 +90,7 @@ pub(super) const SPECS: &[Spec] = &[
         name: "op.store.list",
         family: Family::Store,
         description: "The keys of a namespace of your tenant's store, sorted, a page at a time",
-        permission: None,
-        system_only: None,
+        access: Access::Anyone,
         arguments: &[NAMESPACE, TENANT, AFTER, LIMIT],
         example: r#"{"type":"command","command":"op.store.list"}"#,
         handler: operators!(list),
@@ -235,56 +231,4 @@ async fn list(_: &Call<'_>, control: &OperatorsControl, request: pb::ListRequest
     }
     data.insert("keys".to_owned(), Value::from(listed.keys));
     Ok(CommandReply::success("Store keys listed", data))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::commands::args::parse_as;
-
-    fn read<R: Parse>(args: Value) -> Reply<R> {
-        parse_as(Family::Store, args)
-    }
-
-    #[test]
-    fn arguments_are_read_as_the_original_did() {
-        let set: pb::SetRequest = read(json!({
-            "key": 42, "value": {"n": 1}, "namespace": " ", "tenant": "t-b",
-            "expected_revision": 3, "ttl_seconds": " 1.5 ",
-        }))
-        .unwrap();
-        assert_eq!(set.key, "42");
-        assert_eq!(set.value_json, r#"{"n":1}"#);
-        let ns = set.namespace.unwrap();
-        assert_eq!((ns.namespace, ns.tenant.as_deref()), (None, Some("t-b")));
-        assert_eq!(
-            (set.expected_revision, set.ttl_seconds),
-            (Some(3), Some(1.5))
-        );
-        // Absent or null: left to the service, which words the refusal.
-        let empty: pb::SetRequest = read(json!({"value": null})).unwrap();
-        assert_eq!((empty.key.as_str(), empty.value_json.as_str()), ("", ""));
-        let list: pb::ListRequest = read(json!({"after": ""})).unwrap();
-        assert_eq!((list.after, list.limit), (None, 1000));
-        for (args, refusal) in [
-            (json!({"key": {"a": 1}}), "'key' must be a string"),
-            (json!({"namespace": ["x"]}), "'namespace' must be a string"),
-            (
-                json!({"expected_revision": -1}),
-                "'expected_revision' must be a non-negative integer",
-            ),
-            (
-                json!({"ttl_seconds": "soon"}),
-                "'ttl_seconds' must be a number, not 'soon'",
-            ),
-        ] {
-            assert_eq!(read::<pb::SetRequest>(args).unwrap_err().message, refusal);
-        }
-        assert_eq!(
-            read::<pb::ListRequest>(json!({"limit": 0}))
-                .unwrap_err()
-                .message,
-            "'limit' must be an integer from 1 to 1000"
-        );
-    }
 }

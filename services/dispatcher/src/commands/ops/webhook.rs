@@ -9,7 +9,7 @@ use arqon_proto::operators::v1 as pb;
 use arqon_proto::operators_control::OperatorsControl;
 
 use super::super::args::{Arg, Parse, Reader, arg};
-use super::super::catalog::{Family, Spec};
+use super::super::catalog::{Access, Family, Spec};
 use super::super::{Call, Reply, success};
 use super::{ask, ask_about};
 
@@ -50,8 +50,7 @@ pub(super) const SPECS: &[Spec] = &[
         name: "op.webhook.register",
         family: Family::Webhook,
         description: "POSTs every message of your tenant that matches the filters to a URL (signed, retried, at least once); answers with the rule and its signing secret (shown only here)",
-        permission: None,
-        system_only: None,
+        access: Access::Anyone,
         arguments: &[URL, ROOM, CHANNEL, TIMEOUT_SECONDS, HEADERS, PERSISTENT],
         example: r#"{"type":"command","command":"op.webhook.register","args":{"url":"https://example.com/hook","room":"science","channel":"general"}}"#,
         handler: operators!(register),
@@ -60,8 +59,7 @@ pub(super) const SPECS: &[Spec] = &[
         name: "op.webhook.list",
         family: Family::Webhook,
         description: "Your webhook rules (an admin's: every rule of the tenant)",
-        permission: None,
-        system_only: None,
+        access: Access::Anyone,
         arguments: &[],
         example: r#"{"type":"command","command":"op.webhook.list"}"#,
         handler: operators!(list),
@@ -70,8 +68,7 @@ pub(super) const SPECS: &[Spec] = &[
         name: "op.webhook.unregister",
         family: Family::Webhook,
         description: "Removes one of your webhook rules (an admin: any rule of the tenant)",
-        permission: None,
-        system_only: None,
+        access: Access::Anyone,
         arguments: &[RULE_ID],
         example: r#"{"type":"command","command":"op.webhook.unregister","args":{"rule_id":"wh_0123456789ab"}}"#,
         handler: operators!(unregister),
@@ -180,61 +177,4 @@ async fn unregister(
         "Webhook rule removed",
         json!({ "rule_id": removed.rule_id }),
     ))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::commands::args::parse_as;
-    use arqon_protocol::ErrorCode;
-
-    fn read<R: Parse>(args: Value) -> Reply<R> {
-        parse_as(Family::Webhook, args)
-    }
-
-    #[test]
-    fn arguments_are_read_as_the_original_did() {
-        let rule: pb::RegisterWebhookRequest = read(json!({
-            "url": 5, "room": " r ", "channel": null, "timeout_seconds": " 3 ",
-            "headers": {"X-A": "a", "X-N": 1, "X-B": true}, "persistent": "yes",
-        }))
-        .unwrap();
-        assert_eq!(rule.url, "5");
-        assert_eq!((rule.room.as_deref(), rule.channel), (Some(" r "), None));
-        assert_eq!(rule.timeout_seconds, Some(3.0));
-        assert_eq!(
-            (
-                rule.headers["X-A"].as_str(),
-                rule.headers["X-N"].as_str(),
-                rule.headers["X-B"].as_str()
-            ),
-            ("a", "1", "true")
-        );
-        assert!(rule.persistent);
-        let bare: pb::RegisterWebhookRequest = read(json!({})).unwrap();
-        assert_eq!(
-            (bare.url.as_str(), bare.headers.len(), bare.persistent),
-            ("", 0, false)
-        );
-        for (args, refusal) in [
-            (json!({"url": {}}), "'url' must be a string"),
-            (json!({"headers": "X-A: 1"}), "'headers' must be an object"),
-            (
-                json!({"timeout_seconds": "soon"}),
-                "'timeout_seconds' must be a number, not 'soon'",
-            ),
-            (
-                json!({"timeout_seconds": true}),
-                "'timeout_seconds' must be a number",
-            ),
-            (
-                json!({"persistent": "perhaps"}),
-                "'persistent' must be a boolean",
-            ),
-        ] {
-            let reply = read::<pb::RegisterWebhookRequest>(args).unwrap_err();
-            assert_eq!(reply.error_code, Some(ErrorCode::ValidationError));
-            assert_eq!(reply.message, format!("Validation error: {refusal}"));
-        }
-    }
 }
