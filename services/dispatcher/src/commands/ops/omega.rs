@@ -1,5 +1,5 @@
 //! `op.omega.*`: arguments into typed calls to the Tier-Omega lane, answers into the
-//! original's replies (§7.5).
+//! original's replies to `op.omega`.
 //!
 //! The lane checks its gates (enabled, then admin) before the arguments, so this side
 //! refuses nothing on its own: arguments of any type are passed on for the lane to judge

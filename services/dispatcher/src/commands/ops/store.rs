@@ -1,5 +1,5 @@
 //! `op.store.*`: arguments into typed calls to the store, answers into the original's
-//! replies (§7.4), with each value's `revision` (and `expires_at`) added.
+//! replies to `op.store`, with each value's `revision` (and `expires_at`) added.
 
 use serde_json::{Value, json};
 use tonic::Request;

@@ -1,6 +1,6 @@
 //! `op.webhook.*`: arguments into typed calls to the webhooks API, answers into the
-//! original's replies (§7.2), with `persistent` added and the signing `secret` shown once
-//! (at registration).
+//! original's replies to `op.webhook`, with `persistent` added and the signing `secret`
+//! shown once (at registration).
 
 use serde_json::{Value, json};
 use tonic::Request;
