@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it (.ci/run calls this). On a fresh machine it installs
-# what the tests need (nats-server 2.11, into .tools/) and then checks formatting, lints
-# and every test: unit, property, conformance (embedded bus and a real nats-server),
-# end-to-end, and the containers on a Docker engine (scripts/test-containers.sh, which
-# says so and skips when no engine answers).
+# what the tests need (nats-server 2.11, into .tools/; cargo-llvm-cov and rustc's LLVM
+# tools) and then checks formatting, lints and every test: unit, property, conformance
+# (embedded bus and a real nats-server), end-to-end, with the line coverage of each crate
+# against its floor (scripts/test-coverage.sh), and the containers on a Docker engine
+# (scripts/test-containers.sh, which says so and skips when no engine answers).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,9 +24,10 @@ echo "open files limit: $(ulimit -Sn) (hard: $hard)"
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
-cargo test --workspace --all-targets --locked
-# Doc tests (examples in the documentation must compile).
-cargo test --workspace --doc --locked
+# Every test once (unit, property, conformance, end-to-end, process, doc tests), built for
+# line coverage, and each crate's figure against its floor in coverage/floors.txt.
+scripts/test-coverage.sh
 scripts/test-helm.sh  # the Helm chart: lint, render, golden files, Kubernetes schemas (no cluster)
-# The image and the compose files on a real Docker engine.
-scripts/test-containers.sh
+# The image and the compose files on a real Docker engine. In the coverage environment:
+# its test binary is the one scripts/test-coverage.sh built, not a second, plain build.
+(source scripts/lib/coverage-env.sh; scripts/test-containers.sh)
