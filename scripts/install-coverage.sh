@@ -71,12 +71,13 @@ MSG
   done
 fi
 
-installed="$(cargo llvm-cov --version 2>/dev/null | sed -n 's/^cargo-llvm-cov //p')"
+# (`|| true`: with no cargo-llvm-cov the pipeline fails, and set -e would stop here.)
+installed="$(cargo llvm-cov --version 2>/dev/null | sed -n 's/^cargo-llvm-cov //p' || true)"
 if [ "$installed" != "$version" ]; then
   echo "install-coverage: installing cargo-llvm-cov $version with cargo install (was: ${installed:-none})" >&2
   # Without CARGO_TARGET_DIR cargo install builds in a temporary directory it removes.
   env -u CARGO_TARGET_DIR cargo install cargo-llvm-cov --version "$version" --locked --quiet >&2
-  installed="$(cargo llvm-cov --version 2>/dev/null | sed -n 's/^cargo-llvm-cov //p')"
+  installed="$(cargo llvm-cov --version 2>/dev/null | sed -n 's/^cargo-llvm-cov //p' || true)"
   if [ "$installed" != "$version" ]; then
     echo "install-coverage: cargo-llvm-cov $version installed, but 'cargo llvm-cov --version' says '${installed:-nothing}' (is cargo's bin directory on PATH?)" >&2
     exit 1
