@@ -280,7 +280,9 @@ impl History {
 
     /// The retired stream of every tenant from before ADR 018 is deleted once it holds
     /// nothing more (its messages have aged out, and every tenant's stream has copied
-    /// them). Run now and then by one replica.
+    /// them). Run now and then by one replica. A stream of that name that still captures
+    /// room subjects is not retired (a replica of the previous version made it after this
+    /// one started): it is left to the next start to retire, never deleted while empty.
     pub(crate) async fn drop_retired(&self) -> Result<(), BusError> {
         let Some(streams) = &self.streams else {
             return Ok(());
@@ -292,6 +294,9 @@ impl History {
         else {
             return Ok(());
         };
+        if !is_retired(&legacy) {
+            return Ok(());
+        }
         if legacy.usage().await?.messages == 0 {
             streams
                 .bus
@@ -554,6 +559,11 @@ impl Streams {
     }
 }
 
+/// Whether the stream of every tenant from before ADR 018 captures nothing any more.
+fn is_retired(legacy: &HistoryStore) -> bool {
+    legacy.config().subjects == [subject::RETIRED_HISTORY_SUBJECT]
+}
+
 /// Stops the stream of every tenant from before ADR 018 (`ARQON_HISTORY`, capturing
 /// `arqon.room.>`) from capturing, so that the tenants' streams can: its messages stay,
 /// for the tenants' streams to copy, until they age out. The retired stream, while it is
@@ -562,14 +572,12 @@ async fn retire_legacy(bus: &Bus) -> Result<Option<HistoryStore>, BusError> {
     let Some(legacy) = bus.open_history(subject::LEGACY_HISTORY_STREAM).await? else {
         return Ok(None);
     };
-    let retired = [subject::RETIRED_HISTORY_SUBJECT.to_owned()];
-    let config = legacy.config();
-    if config.subjects == retired {
+    if is_retired(&legacy) {
         return Ok(Some(legacy));
     }
     bus.history(arqon_bus::HistoryConfig {
-        subjects: retired.to_vec(),
-        ..config.clone()
+        subjects: vec![subject::RETIRED_HISTORY_SUBJECT.to_owned()],
+        ..legacy.config().clone()
     })
     .await?;
     warn!(
