@@ -370,6 +370,21 @@ impl Bus {
         }
     }
 
+    /// Opens the KV bucket `config` names if it exists, without creating it or changing
+    /// its configuration (another service owns it and decides it); `None` if there is no
+    /// such bucket. `config` gives the name and the largest value this handle writes.
+    pub async fn existing_key_value(&self, config: KvConfig) -> Result<Option<KvStore>, BusError> {
+        config.validate()?;
+        match &self.inner {
+            Inner::Nats(nats) => Ok(Box::pin(nats.existing_key_value(&config.bucket))
+                .await?
+                .map(|kv| KvStore::nats(kv, config, nats.max_payload()))),
+            Inner::Embedded(embedded) => Ok(embedded
+                .existing_key_value(&config.bucket)
+                .map(|kv| KvStore::embedded(kv, config, embedded.max_payload()))),
+        }
+    }
+
     /// Creates the history stream, or opens it (updating its configuration if it
     /// changed). Fails with [`BusError::InvalidConfig`] when its subjects overlap another
     /// stream's. Idempotent: services that open the same stream with the same

@@ -310,6 +310,16 @@ impl EmbeddedBus {
         }
     }
 
+    /// The bucket `bucket`, untouched; `None` if there is none.
+    pub(crate) fn existing_key_value(&self, bucket: &str) -> Option<EmbeddedKv> {
+        self.shared
+            .buckets
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(bucket)
+            .cloned()
+    }
+
     /// The names of the history streams that start with `prefix`.
     pub(crate) fn history_names(&self, prefix: &str) -> Vec<String> {
         let streams = self

@@ -4,8 +4,10 @@ use std::time::Duration;
 
 use async_nats::header::NATS_MARKER_REASON;
 use async_nats::jetstream::consumer::DeliverPolicy;
+use async_nats::jetstream::context::GetStreamErrorKind;
 use async_nats::jetstream::kv::{self, Operation};
 use async_nats::jetstream::stream::StorageType;
+use async_nats::jetstream::{self, ErrorCode};
 use bytes::Bytes;
 use futures_util::stream::BoxStream;
 use futures_util::{StreamExt, TryStreamExt};
@@ -64,6 +66,43 @@ impl NatsKv {
             store,
             timeout,
         })
+    }
+
+    /// Opens the bucket `bucket` as it is; `None` if there is no such bucket.
+    pub(crate) async fn open_existing(
+        client: async_nats::Client,
+        js: &jetstream::Context,
+        bucket: &str,
+        timeout: Duration,
+    ) -> Result<Option<NatsKv>, BusError> {
+        let store = bounded(timeout, async {
+            // The stream first: its absence is an answer, not an error.
+            match js.get_stream(format!("KV_{bucket}")).await {
+                Ok(_) => {}
+                Err(err) => {
+                    return match err.kind() {
+                        GetStreamErrorKind::JetStream(js_err)
+                            if js_err.error_code() == ErrorCode::STREAM_NOT_FOUND =>
+                        {
+                            Ok(None)
+                        }
+                        _ => Err(BusError::Backend(format!(
+                            "cannot open bucket {bucket}: {err}"
+                        ))),
+                    };
+                }
+            }
+            js.get_key_value(bucket)
+                .await
+                .map(Some)
+                .map_err(|err| BusError::Backend(format!("cannot open bucket {bucket}: {err}")))
+        })
+        .await?;
+        Ok(store.map(|store| NatsKv {
+            client,
+            store,
+            timeout,
+        }))
     }
 
     pub(crate) async fn get(&self, key: &str) -> Result<Option<KvEntry>, BusError> {

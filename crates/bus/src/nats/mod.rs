@@ -308,6 +308,14 @@ impl NatsBus {
         NatsKv::open(self.client.clone(), self.setup(), config, self.timeout).await
     }
 
+    pub(crate) async fn existing_key_value(
+        &self,
+        bucket: &str,
+    ) -> Result<Option<NatsKv>, BusError> {
+        ensure_connected(&self.client)?;
+        NatsKv::open_existing(self.client.clone(), &self.js, bucket, self.timeout).await
+    }
+
     pub(crate) async fn history(&self, config: &HistoryConfig) -> Result<NatsHistory, BusError> {
         ensure_connected(&self.client)?;
         NatsHistory::open(self.client.clone(), self.setup(), config, self.timeout).await

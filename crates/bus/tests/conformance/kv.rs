@@ -21,6 +21,7 @@ conformance!(
     kv_follow_applies_the_state_then_changes_until_shutdown,
     kv_values_expire_with_max_age,
     kv_reopen_keeps_data_and_updates_config,
+    kv_existing_opens_a_bucket_only_once_it_exists,
     kv_max_value_size_is_enforced,
     kv_invalid_config_is_refused,
 );
@@ -374,6 +375,31 @@ async fn kv_values_expire_with_max_age(bus: Bus) {
     );
     let again = kv.update("k", b("fresh"), 0).await.unwrap();
     assert!(again > revision, "revisions keep increasing after expiry");
+}
+
+async fn kv_existing_opens_a_bucket_only_once_it_exists(bus: Bus) {
+    let mut config = KvConfig::new("owned");
+    config.storage = Storage::Memory;
+    config.history = 3;
+    for _ in 0..2 {
+        let absent = bus.existing_key_value(config.clone()).await.unwrap();
+        assert!(
+            absent.is_none(),
+            "opening an absent bucket must not create it"
+        );
+    }
+    let owner = bus.key_value(config.clone()).await.unwrap();
+    owner.put("k", b("v")).await.unwrap();
+    let reader = bus
+        .existing_key_value(KvConfig::new("owned"))
+        .await
+        .unwrap();
+    let reader = reader.expect("the bucket exists now");
+    assert_eq!(reader.get("k").await.unwrap().unwrap().value, b("v"));
+    let mut watch = reader.watch_all_with_history().await.unwrap();
+    assert_eq!(next_event(&mut watch).await.value, Some(b("v")));
+    owner.put("k", b("w")).await.unwrap();
+    assert_eq!(next_event(&mut watch).await.value, Some(b("w")));
 }
 
 async fn kv_reopen_keeps_data_and_updates_config(bus: Bus) {
