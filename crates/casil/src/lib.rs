@@ -2,9 +2,12 @@
 //! engine that applies it to one payload at a time.
 //!
 //! This crate owns the policy format (YAML or JSON, and the flat names `op.casil.get` and
-//! `op.casil.reload` use), its validation, and the decision for a payload: allow, allow
-//! with redaction, or block, with the reason code, the classification, the redacted copy
-//! for transport and the copy that logs and telemetry may carry.
+//! `op.casil.reload` use), its validation, the stored record of a version ([`Record`]),
+//! and the decision for a payload: allow, allow with redaction, or block, with the reason
+//! code, the classification, the redacted copy for transport and the copy that logs and
+//! telemetry may carry. For a whole envelope it says which parts and targets are
+//! inspected and whether the policy applies at all ([`Engine::applies`]): the edge and
+//! the policy stage ask the same function.
 //!
 //! It must stay a pure library: no I/O, no runtime, no logging, no environment. The
 //! policy service reads files and variables, swaps engines, logs and emits telemetry; the
@@ -17,9 +20,11 @@ mod changes;
 mod compile;
 mod detect;
 mod document;
+mod envelope;
 mod error;
 mod event;
 mod inspect;
+mod record;
 mod redact;
 mod scope;
 mod word_boundary;
@@ -36,7 +41,9 @@ pub use detect::BUILTIN_PATTERNS;
 pub use document::{
     DefaultDecision, Limits, MetadataTargets, Mode, Policy, Redaction, Rules, Scope, Uninspected,
 };
+pub use envelope::{EXEMPT_COMMAND_PREFIX, Inspection, Part};
 pub use error::PolicyError;
+pub use record::Record;
 
 /// The document's defaults, which the `ARQONBUS_CASIL_*` settings' defaults are.
 pub mod defaults {

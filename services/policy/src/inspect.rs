@@ -1,24 +1,21 @@
 //! One inbound envelope through CASIL: forwarded (unchanged, or redacted and annotated),
-//! or blocked with one error back to its sender.
+//! or blocked with one error back to its sender. What is inspected of an envelope, and
+//! whether the policy applies to it at all, is `arqon_casil`'s (`Engine::inspect_envelope`,
+//! the same rule the edge asks before letting an envelope skip this stage).
 
 use std::time::Instant;
 
 use bytes::Bytes;
-use serde_json::Value;
 use tracing::{Instrument as _, info, warn};
 
 use arqon_bus::{Headers, Message};
-use arqon_casil::{Decision, Engine, Input, Kind, Outcome, decision_event};
+use arqon_casil::{Decision, Inspection, Outcome, Part, decision_event};
 use arqon_proto::model::{EdgeDelivery, Inbound};
-use arqon_protocol::{Envelope, ErrorCode, JsonObject, MessageType, TenantId, subject};
+use arqon_protocol::{Envelope, ErrorCode, JsonObject, TenantId, subject};
 use arqon_telemetry::traces;
 
 use crate::Context;
 use crate::metrics::DecisionLabels;
-
-/// The commands CASIL never inspects: the ones that read and repair the policy, so a
-/// policy that would block its own reload can always be fixed (reload is admin-only).
-const EXEMPT_COMMAND_PREFIX: &str = "op.casil.";
 
 /// The span of one inspection, continuing the trace context `header` gives.
 pub(crate) fn span<'a>(header: impl Fn(&str) -> Option<&'a str>) -> tracing::Span {
@@ -97,7 +94,7 @@ pub(crate) async fn decide(
     let metrics = &context.metrics;
     let live = context.store.current();
     let started = Instant::now();
-    let Inspection { outcome, redacted } = inspect(&live.engine, envelope);
+    let Inspection { outcome, redacted } = live.engine.inspect_envelope(envelope);
     metrics.inspection.observe(started.elapsed().as_secs_f64());
     metrics
         .decisions
@@ -134,116 +131,6 @@ pub(crate) async fn decide(
     }
     let changed = rewrite(envelope, &outcome, redacted);
     (outcome, changed)
-}
-
-/// A part of an envelope that a client writes and that is delivered or acted on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Part {
-    Payload,
-    Args,
-    Metadata,
-}
-
-/// What the policy decided for a whole envelope, and the redacted copies of its parts
-/// that go on in place of the originals.
-struct Inspection {
-    outcome: Outcome,
-    redacted: Vec<(Part, String)>,
-}
-
-/// What the policy decides for `envelope`: every part a client controls is inspected
-/// (the payload, or a command's arguments, first; then the others that are not empty),
-/// for every place it may go (a command's `args.room` and `args.channel` as well as its
-/// own), and the most severe outcome stands. Exempt commands
-/// ([`EXEMPT_COMMAND_PREFIX`]) are given to the engine as a kind it does not inspect, so
-/// they are counted alike.
-fn inspect(engine: &Engine, envelope: &Envelope) -> Inspection {
-    let (kind, main) = match envelope.kind {
-        MessageType::Message => (Kind::Message, Part::Payload),
-        MessageType::Telemetry => (Kind::Telemetry, Part::Payload),
-        MessageType::Command => (Kind::Command, Part::Args),
-        _ => (Kind::Other, Part::Payload),
-    };
-    let exempt = kind == Kind::Command
-        && envelope
-            .command
-            .as_deref()
-            .is_some_and(|c| c.starts_with(EXEMPT_COMMAND_PREFIX));
-    let kind = if exempt { Kind::Other } else { kind };
-    let text = |part: Part| match part {
-        Part::Payload => &envelope.payload,
-        Part::Args => &envelope.args,
-        Part::Metadata => &envelope.metadata,
-    };
-    // The envelope's own target, and a command's target in its arguments.
-    let from_args = |name: &str| match envelope.args.get(name) {
-        Some(Value::String(text)) if kind == Kind::Command => Some(text),
-        _ => None,
-    };
-    let own = (envelope.room.clone(), envelope.channel.clone());
-    let named = (from_args("room"), from_args("channel"));
-    let mut targets = vec![(
-        own.0.clone().or_else(|| named.0.clone()),
-        own.1.clone().or_else(|| named.1.clone()),
-    )];
-    if named.0.is_some() || named.1.is_some() {
-        let args_target = (named.0.or(own.0), named.1.or(own.1));
-        if !targets.contains(&args_target) {
-            targets.push(args_target);
-        }
-    }
-    let mut others = Vec::new();
-    if kind != Kind::Other {
-        others.extend(
-            [Part::Payload, Part::Args, Part::Metadata]
-                .into_iter()
-                .filter(|part| *part != main && !text(*part).is_empty()),
-        );
-    }
-    let check = |part: Part, (room, channel): &(Option<String>, Option<String>)| {
-        engine.inspect(&Input {
-            kind,
-            room: room.as_deref(),
-            channel: channel.as_deref(),
-            payload: text(part).as_str(),
-        })
-    };
-    let mut redacted: Vec<(Part, String)> = Vec::new();
-    let mut keep = |part: Part, outcome: &Outcome| {
-        if let Some(copy) = &outcome.transport_payload
-            && !redacted.iter().any(|(p, _)| *p == part)
-        {
-            redacted.push((part, copy.clone()));
-        }
-    };
-    let mut decided = check(main, &targets[0]);
-    keep(main, &decided);
-    let rest = targets[1..].iter().map(|target| (main, target)).chain(
-        others
-            .iter()
-            .flat_map(|part| targets.iter().map(|t| (*part, t))),
-    );
-    for (part, target) in rest {
-        let outcome = check(part, target);
-        keep(part, &outcome);
-        if severity(&outcome) > severity(&decided) {
-            decided = outcome;
-        }
-    }
-    Inspection {
-        outcome: decided,
-        redacted,
-    }
-}
-
-/// Block over redaction over allow; an inspected outcome over one that was not.
-fn severity(outcome: &Outcome) -> (u8, bool) {
-    let rank = match outcome.decision {
-        Decision::Block => 2,
-        Decision::AllowWithRedaction => 1,
-        Decision::Allow => 0,
-    };
-    (rank, outcome.inspected)
 }
 
 /// Puts into `envelope` what CASIL changed: the redacted parts and `metadata.casil`;

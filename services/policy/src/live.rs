@@ -11,13 +11,12 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use chrono::{DateTime, SecondsFormat, Utc};
-use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use arqon_bus::{Bus, BusError, KvEvent, KvStore, KvWatch};
-use arqon_casil::{Engine, Policy, PolicyError as Invalid};
+use arqon_casil::{Engine, Policy, PolicyError as Invalid, Record};
 use arqon_proto::layout;
 use arqon_protocol::subject::CASIL_POLICY_KEY;
 
@@ -28,29 +27,6 @@ use crate::metrics::PolicyMetrics;
 const APPLY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Reloads racing for the same version are retried this many times.
 const RELOAD_ATTEMPTS: usize = 5;
-
-/// One stored version of the policy.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct Record {
-    pub(crate) version: u64,
-    /// RFC 3339.
-    pub(crate) updated_at: String,
-    /// Who made this version: `settings` for the seed, else the reloading caller.
-    pub(crate) updated_by: String,
-    pub(crate) policy: Policy,
-}
-
-impl Record {
-    fn encode(&self) -> Bytes {
-        // A record is plain data: serializing it cannot fail.
-        Bytes::from(serde_json::to_vec(self).unwrap_or_default())
-    }
-
-    fn decode(bytes: &[u8]) -> Result<Self, String> {
-        serde_json::from_slice(bytes).map_err(|e| e.to_string())
-    }
-}
 
 /// The policy this replica applies now.
 #[derive(Debug)]
@@ -126,7 +102,10 @@ impl Store {
             updated_by: "settings".to_owned(),
             policy: seed,
         };
-        match kv.create(CASIL_POLICY_KEY, first.encode()).await {
+        match kv
+            .create(CASIL_POLICY_KEY, Bytes::from(first.encode()))
+            .await
+        {
             Ok(_) => {
                 info!("no CASIL policy on the bus: stored the one from the settings as version 1")
             }
@@ -303,7 +282,7 @@ impl Store {
             };
             match self
                 .kv
-                .update(CASIL_POLICY_KEY, next.encode(), revision)
+                .update(CASIL_POLICY_KEY, Bytes::from(next.encode()), revision)
                 .await
             {
                 Ok(_) => break next.version,

@@ -75,7 +75,7 @@ impl Engine {
         self.evaluate(input, never_log)
     }
 
-    fn in_scope(&self, target: &str) -> bool {
+    pub(crate) fn in_scope(&self, target: &str) -> bool {
         !self.exclude.matches(target) && (self.include.is_empty() || self.include.matches(target))
     }
 
