@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use arqon_bus::{Bus, KvConfig, Storage};
 use arqon_protocol::{TenantId, subject};
+use serde::{Deserialize, Serialize};
 
 /// Versions of the CASIL policy the bucket keeps, for operators to look back at.
 const CASIL_HISTORY: u8 = 16;
@@ -18,6 +19,31 @@ pub fn edges() -> KvConfig {
         max_age: Some(subject::EDGE_TTL),
         storage: Storage::Memory,
         ..KvConfig::new(subject::EDGES_BUCKET)
+    }
+}
+
+/// The value of a live edge's key in [`edges`] (the key is its edge id).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EdgeLiveness {
+    /// Its open connections.
+    #[serde(default)]
+    pub connections: u64,
+    /// The CASIL policy version by which the edge lets envelopes skip the policy stage;
+    /// absent while it sends every envelope through the stage. A reload is answered once
+    /// no edge reports an older version (or after a bound).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub casil_version: Option<u64>,
+}
+
+impl EdgeLiveness {
+    pub fn encode(&self) -> bytes::Bytes {
+        // Plain data: serializing it cannot fail.
+        bytes::Bytes::from(serde_json::to_vec(self).unwrap_or_default())
+    }
+
+    /// Reads a value; one that cannot be read counts as an edge that reports nothing.
+    pub fn decode(bytes: &[u8]) -> Self {
+        serde_json::from_slice(bytes).unwrap_or_default()
     }
 }
 
@@ -105,6 +131,20 @@ mod tests {
         assert_eq!(split_tenant_key(&key), Some(("t-a", "wh_000000000001")));
         assert_eq!(tenant_keys(&tenant), "t-a.*");
         assert_eq!(split_tenant_key("no-dot"), None);
+    }
+
+    #[test]
+    fn an_edge_liveness_value_round_trips_and_older_values_read() {
+        let value = EdgeLiveness {
+            connections: 3,
+            casil_version: Some(7),
+        };
+        assert_eq!(EdgeLiveness::decode(&value.encode()), value);
+        let older = EdgeLiveness::decode(br#"{"connections": 2}"#);
+        assert_eq!((older.connections, older.casil_version), (2, None));
+        assert_eq!(EdgeLiveness::decode(b"garbage"), EdgeLiveness::default());
+        let none = EdgeLiveness::default().encode();
+        assert!(!String::from_utf8_lossy(&none).contains("casil_version"));
     }
 
     #[test]

@@ -3,7 +3,9 @@
 //!
 //! A reload is a compare-and-set on the key, so two reloads never both win and versions
 //! never repeat. An inspection loads the engine once ([`Store::current`]), so no message
-//! sees half of a policy.
+//! sees half of a policy. Edges follow the same key to let envelopes the policy does not
+//! apply to skip this stage; a reload is answered once this replica and every live edge
+//! that does so have applied it ([`Store::wait_for_edges`], ADR 019).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,7 +19,7 @@ use tracing::{error, info, warn};
 
 use arqon_bus::{Bus, BusError, KvEvent, KvStore, KvWatch};
 use arqon_casil::{Engine, Policy, PolicyError as Invalid, Record};
-use arqon_proto::layout;
+use arqon_proto::layout::{self, EdgeLiveness};
 use arqon_protocol::subject::CASIL_POLICY_KEY;
 
 use crate::metrics::PolicyMetrics;
@@ -27,6 +29,12 @@ use crate::metrics::PolicyMetrics;
 const APPLY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Reloads racing for the same version are retried this many times.
 const RELOAD_ATTEMPTS: usize = 5;
+/// How long a reload waits for every live edge that lets envelopes skip the policy stage
+/// to apply the new version before answering anyway (a crashed edge's key lasts
+/// `EDGE_TTL`). With the wait for this replica, within the callers' 10 s bound.
+const EDGES_APPLY_TIMEOUT: Duration = Duration::from_secs(3);
+/// Between two looks at the edges' reports.
+const EDGES_POLL: Duration = Duration::from_millis(20);
 
 /// The policy this replica applies now.
 #[derive(Debug)]
@@ -54,6 +62,8 @@ pub(crate) enum ReloadError {
 #[derive(Clone)]
 pub(crate) struct Store {
     kv: KvStore,
+    /// The live edges' keys, where each reports the version it routes by.
+    edges: KvStore,
     live: Arc<ArcSwap<Live>>,
     applied: watch::Sender<u64>,
     metrics: PolicyMetrics,
@@ -96,6 +106,7 @@ impl Store {
     ) -> Result<(Self, KvWatch), OpenError> {
         Engine::compile(seed.clone()).map_err(OpenError::InvalidSeed)?;
         let kv = bus.key_value(layout::casil(bus)).await?;
+        let edges = bus.key_value(layout::edges()).await?;
         let first = Record {
             version: 1,
             updated_at: now(),
@@ -133,6 +144,7 @@ impl Store {
         info!(version, "CASIL policy applied");
         let store = Self {
             kv,
+            edges,
             live: Arc::new(ArcSwap::from_pointee(Live {
                 record: stored,
                 engine,
@@ -298,12 +310,63 @@ impl Store {
         };
         info!(version, actor, "CASIL policy reloaded");
         let mut applied = self.applied.subscribe();
-        let reached =
-            tokio::time::timeout(APPLY_TIMEOUT, applied.wait_for(|v| *v >= version)).await;
-        if !matches!(reached, Ok(Ok(_))) {
+        let reached = tokio::time::timeout(APPLY_TIMEOUT, applied.wait_for(|v| *v >= version))
+            .await
+            .is_ok_and(|waited| waited.is_ok());
+        if !reached {
             warn!(version, "stored, but not yet applied here; it will be");
         }
+        self.wait_for_edges(version).await;
         Ok((version, true))
+    }
+
+    /// Waits until no live edge reports routing by a version older than `version`, at
+    /// most [`EDGES_APPLY_TIMEOUT`]. An edge that reports no version sends every envelope
+    /// through this stage, so it is not waited for; one that cannot be confirmed in time
+    /// is named in the log and counted, and the reload is answered anyway (it is stored,
+    /// and the edge applies it as its watch delivers it).
+    async fn wait_for_edges(&self, version: u64) {
+        let deadline = tokio::time::Instant::now() + EDGES_APPLY_TIMEOUT;
+        let behind = loop {
+            let behind = match self.edges_behind(version).await {
+                Ok(behind) if behind.is_empty() => {
+                    self.metrics
+                        .edge_waits
+                        .get_or_create(&outcome("confirmed"))
+                        .inc();
+                    return;
+                }
+                Ok(behind) => behind,
+                Err(e) => vec![format!("(the edges cannot be read: {e})")],
+            };
+            if tokio::time::Instant::now() + EDGES_POLL >= deadline {
+                break behind;
+            }
+            tokio::time::sleep(EDGES_POLL).await;
+        };
+        self.metrics
+            .edge_waits
+            .get_or_create(&outcome("timeout"))
+            .inc();
+        warn!(
+            version,
+            edges = ?behind,
+            "answering the reload before these edges confirmed it: until they apply it, they may let envelopes skip the policy stage under the previous version"
+        );
+    }
+
+    /// The live edges that report routing by a version older than `version`.
+    async fn edges_behind(&self, version: u64) -> Result<Vec<String>, BusError> {
+        let entries = self.edges.entries_matching(">").await?;
+        Ok(entries
+            .into_iter()
+            .filter(|entry| {
+                EdgeLiveness::decode(&entry.value)
+                    .casil_version
+                    .is_some_and(|applied| applied < version)
+            })
+            .map(|entry| entry.key)
+            .collect())
     }
 
     async fn stored(&self) -> Result<(Record, u64), ReloadError> {

@@ -14,7 +14,8 @@ pub(crate) struct DecisionLabels {
     pub(crate) reason: &'static str,
 }
 
-/// What became of a stored policy version here: `applied`, `invalid`, `unreadable`.
+/// What became of a stored policy version here: `applied`, `invalid`, `unreadable`; or
+/// of a reload's wait for the edges: `confirmed`, `timeout`.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct ReloadLabels {
     pub(crate) outcome: &'static str,
@@ -38,6 +39,7 @@ pub struct PolicyMetrics {
     pub(crate) version: Gauge,
     pub(crate) reloads: Family<ReloadLabels, Counter>,
     pub(crate) propagation: Histogram,
+    pub(crate) edge_waits: Family<ReloadLabels, Counter>,
     pub(crate) kubernetes_syncs: Family<SyncLabels, Counter>,
     pub(crate) kubernetes_leader: Gauge,
 }
@@ -53,6 +55,7 @@ impl Default for PolicyMetrics {
             version: Gauge::default(),
             reloads: Family::default(),
             propagation: arqon_telemetry::metrics::latency_histogram(),
+            edge_waits: Family::default(),
             kubernetes_syncs: Family::default(),
             kubernetes_leader: Gauge::default(),
         }
@@ -102,6 +105,11 @@ impl PolicyMetrics {
             "arqonbus_policy_reload_propagation_seconds",
             "From a reload being stored to this replica applying it",
             metrics.propagation.clone(),
+        );
+        r.register(
+            "arqonbus_policy_reload_edge_waits",
+            "Reloads this replica stored, by whether every live edge that lets envelopes skip the policy stage applied the version before the answer (confirmed) or the wait ran out (timeout)",
+            metrics.edge_waits.clone(),
         );
         r.register(
             "arqonbus_policy_kubernetes_syncs",

@@ -233,3 +233,72 @@ async fn the_grpc_api_reads_checks_and_reloads_behind_the_token() {
     assert_eq!(refused.code(), Code::Unauthenticated);
     shutdown.cancel();
 }
+
+/// An edge's report in the bucket of live edges, as the edge writes it.
+async fn report(bus: &Bus, edge: &str, casil_version: Option<u64>) {
+    let edges = bus.key_value(arqon_proto::layout::edges()).await.unwrap();
+    let value = arqon_proto::layout::EdgeLiveness {
+        connections: 0,
+        casil_version,
+    };
+    edges.put(edge, value.encode()).await.unwrap();
+}
+
+fn edge_waits(metrics: &PolicyMetrics, outcome: &'static str) -> u64 {
+    metrics
+        .edge_waits
+        .get_or_create(&crate::metrics::ReloadLabels { outcome })
+        .get()
+}
+
+#[tokio::test]
+async fn a_reload_is_answered_once_every_edge_routing_by_an_older_version_applied_it() {
+    let bus = Bus::embedded(EmbeddedOptions::default());
+    let metrics = PolicyMetrics::default();
+    let (store, watch) = Store::open(&bus, enabled(), metrics.clone()).await.unwrap();
+    tokio::spawn(store.clone().follow(watch, CancellationToken::new()));
+    // One edge routes by version 1; one sends everything through the stage; one is of
+    // an older release that reports nothing.
+    report(&bus, "edge-a", Some(1)).await;
+    report(&bus, "edge-b", None).await;
+    let edges = bus.key_value(arqon_proto::layout::edges()).await.unwrap();
+    edges
+        .put("edge-c", bytes::Bytes::from_static(br#"{"connections":1}"#))
+        .await
+        .unwrap();
+
+    let reload = tokio::spawn({
+        let store = store.clone();
+        async move { store.reload(None, "ada", to_enforce).await }
+    });
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while store.current().record.version < 2 {
+        assert!(tokio::time::Instant::now() < deadline, "not applied here");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Applied here and stored, but edge-a still routes by version 1: no answer yet.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!reload.is_finished(), "answered before edge-a applied it");
+    report(&bus, "edge-a", Some(2)).await;
+    let live = tokio::time::timeout(WAIT, reload)
+        .await
+        .expect("answered once edge-a applied it")
+        .unwrap()
+        .unwrap();
+    assert_eq!(live.record.version, 2);
+    assert_eq!(edge_waits(&metrics, "confirmed"), 1);
+    assert_eq!(edge_waits(&metrics, "timeout"), 0);
+}
+
+#[tokio::test]
+async fn a_reload_is_answered_after_a_bound_when_an_edge_never_applies_it() {
+    let bus = Bus::embedded(EmbeddedOptions::default());
+    let metrics = PolicyMetrics::default();
+    let (store, watch) = Store::open(&bus, enabled(), metrics.clone()).await.unwrap();
+    tokio::spawn(store.clone().follow(watch, CancellationToken::new()));
+    report(&bus, "edge-gone", Some(1)).await;
+    let live = store.reload(None, "ada", to_enforce).await.unwrap();
+    assert_eq!(live.record.version, 2);
+    assert_eq!(edge_waits(&metrics, "timeout"), 1);
+    assert_eq!(edge_waits(&metrics, "confirmed"), 0);
+}
