@@ -85,6 +85,7 @@ VALUE_ENV = {
         ("ARQONBUS_RATE_LIMIT_TENANT_BYTES_PER_SECOND", "edge.rateLimit.tenantBytesPerSecond"),
         ("ARQONBUS_PRESENCE_MAX_MEMBERS", "edge.presenceMaxMembers"),
         ("ARQONBUS_PRESENCE_MAX_REPLY_BYTES", "edge.presenceMaxReplyBytes"),
+        ("ARQONBUS_POLICY_BYPASS", "edge.policyBypass"),
     ],
     "dispatcher": [
         ("ARQONBUS_DISPATCHER_MAX_IN_FLIGHT_MESSAGES", "dispatcher.maxInFlightMessages"),
@@ -125,6 +126,7 @@ SERVICE_DEFAULTS = {
     "ARQONBUS_CHANNEL_INFO_MAX_MEMBERS": "1000",
     "ARQONBUS_PRESENCE_MAX_MEMBERS": "10000",
     "ARQONBUS_PRESENCE_MAX_REPLY_BYTES": "262144",
+    "ARQONBUS_POLICY_BYPASS": "true",
     "ARQONBUS_STATUS_MAX_TENANTS": "1000",
     "ARQONBUS_HISTORY_MAX_BYTES_PER_TENANT": "67108864",
     "ARQONBUS_HISTORY_MAX_BYTES_PER_CHANNEL": "16777216",
@@ -137,6 +139,11 @@ def lookup(values, path):
     for key in path.split("."):
         values = values[key]
     return values
+
+
+def as_env(value):
+    """A value as the chart renders it into an env entry (booleans as true/false)."""
+    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def nats_files(values):
@@ -340,7 +347,7 @@ def common(docs, values):
         for owner, pairs in VALUE_ENV.items():
             for var, path in pairs:
                 if owner == c:
-                    eq(env_value(ctr, var), str(lookup(values, path)), f"{name} {var} from {path}")
+                    eq(env_value(ctr, var), as_env(lookup(values, path)), f"{name} {var} from {path}")
                 else:
                     check(var not in env_of(ctr), f"{name} has no {var} ({owner}'s setting)")
         if c == "edge":
@@ -605,6 +612,7 @@ def literal(name, docs):
                 "ARQONBUS_RATE_LIMIT_TENANT_BYTES_PER_SECOND": "8388608",
                 "ARQONBUS_PRESENCE_MAX_MEMBERS": "500",
                 "ARQONBUS_PRESENCE_MAX_REPLY_BYTES": "131072",
+                "ARQONBUS_POLICY_BYPASS": "false",
                 "ARQONBUS_OUTBOUND_QUEUE": "512",
             },
             "dispatcher": {

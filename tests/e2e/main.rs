@@ -1,8 +1,8 @@
 //! End-to-end tests against the standalone bus (embedded) and against the four services
-//! on a real nats-server, driven by real WebSocket clients. 113 scenarios run in both
+//! on a real nats-server, driven by real WebSocket clients. 117 scenarios run in both
 //! modes (`both_modes!`, `each_mode!`, a module's own macro, or a loop over the two; one,
 //! `recovery_live::a_rejoin_while_publishing_gets_every_message_once_in_order`, on two
-//! edges and two dispatchers too); 24 run in one, for what they need:
+//! edges and two dispatchers too); 26 run in one, for what they need:
 //!
 //! - several replicas of a service, so nats-server:
 //!   `casil::a_reload_to_enforce_reaches_every_policy_replica` (two policy replicas),
@@ -17,13 +17,16 @@
 //!   `sdk::a_session_survives_the_loss_of_its_edge_and_recovers_what_it_missed`.
 //! - stops nats-server:
 //!   `fleet_quota::without_the_bus_upgrades_are_admitted_on_the_edge_cap_and_counted`,
-//!   `lifecycle::a_nats_outage_keeps_sockets_tells_senders_and_recovers`.
+//!   `lifecycle::a_nats_outage_keeps_sockets_tells_senders_and_recovers`,
+//!   `bypass::an_edge_that_cannot_follow_the_policy_sends_through_the_stage` (and removes
+//!   the policy's stream from the stopped server's store).
 //! - JetStream reached from outside the bus:
 //!   `replicas::a_message_the_history_did_not_store_is_not_acknowledged` (deletes the
 //!   history stream), `replicas::the_history_of_every_tenant_moves_to_a_stream_per_tenant`
 //!   (a stream copied by a JetStream source, which the embedded bus refuses).
-//! - stops a service, or runs the dispatcher without the URL of one, which standalone
-//!   cannot (its services are one process):
+//! - stops a service, starts one later, or runs the dispatcher without the URL of one,
+//!   which standalone cannot (its services are one process):
+//!   `bypass::an_edge_started_before_the_policy_sends_through_the_stage_until_it_reads_it`,
 //!   `ops_store::without_the_operators_service_commands_are_answered_unavailable`,
 //!   `lifecycle::an_envelope_nobody_answers_times_out_and_the_connection_goes_on` (stops
 //!   the dispatcher), `disabled::without_the_operators_url_operators_commands_are_disabled`,
@@ -42,6 +45,7 @@
 
 mod auth;
 mod authority;
+mod bypass;
 mod casil;
 mod channel_limits;
 mod channels;

@@ -117,6 +117,8 @@ chart's Secret or existingSecret (secretKeyRef, never a plain value), files (the
   value: {{ $v.edge.maxConnections | int64 | quote }}
 - name: ARQONBUS_PRESENCE_EVENTS
   value: {{ $v.edge.presenceEvents | quote }}
+- name: ARQONBUS_POLICY_BYPASS
+  value: {{ $v.edge.policyBypass | quote }}
 - name: ARQONBUS_PRESENCE_MAX_MEMBERS
   value: {{ $v.edge.presenceMaxMembers | int64 | quote }}
 - name: ARQONBUS_PRESENCE_MAX_REPLY_BYTES

@@ -165,7 +165,8 @@ now, and the same name twice in a container's env is ambiguous. */}}
     "ARQONBUS_RATE_LIMIT_BYTES_PER_SECOND" "edge.rateLimit.bytesPerSecond"
     "ARQONBUS_RATE_LIMIT_TENANT_BYTES_PER_SECOND" "edge.rateLimit.tenantBytesPerSecond"
     "ARQONBUS_PRESENCE_MAX_MEMBERS" "edge.presenceMaxMembers"
-    "ARQONBUS_PRESENCE_MAX_REPLY_BYTES" "edge.presenceMaxReplyBytes")
+    "ARQONBUS_PRESENCE_MAX_REPLY_BYTES" "edge.presenceMaxReplyBytes"
+    "ARQONBUS_POLICY_BYPASS" "edge.policyBypass")
   "dispatcher" (dict
     "ARQONBUS_DISPATCHER_MAX_IN_FLIGHT_MESSAGES" "dispatcher.maxInFlightMessages"
     "ARQONBUS_DISPATCHER_MAX_IN_FLIGHT_COMMANDS" "dispatcher.maxInFlightCommands"

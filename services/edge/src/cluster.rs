@@ -1,5 +1,6 @@
-//! How an edge takes part in the cluster: it renews its key in the bucket of live edges,
-//! answers presence queries about its connections, and takes private messages for them.
+//! How an edge takes part in the cluster: it renews its key in the bucket of live edges
+//! (with the CASIL version it routes by), answers presence queries about its
+//! connections, and takes private messages for them.
 
 use std::sync::Arc;
 
@@ -8,21 +9,73 @@ use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-use arqon_bus::{Bus, KvStore, Subscription};
+use arqon_bus::{Bus, BusError, KvStore, Subscription};
 use serde_json::Value;
 
+use arqon_proto::layout::{self, EdgeLiveness};
 use arqon_proto::model::{DirectAck, DirectDelivery, PresenceQuery, RoomDelivery};
 use arqon_protocol::{Envelope, Identity, JsonObject, MessageType, SERVER_SENDER, Topic, subject};
 
 use crate::peer::Outbound;
 use crate::{Shared, presence};
 
+/// This edge's key in the bucket of live edges: its connections and the CASIL version
+/// it routes by ([`EdgeLiveness`]). Writes are one at a time and each writes what is
+/// current then, so the stored value never goes back to an older report.
+pub(crate) struct Liveness {
+    key: String,
+    state: tokio::sync::Mutex<LivenessState>,
+}
+
+struct LivenessState {
+    edges: KvStore,
+    /// Whether the key was removed for good (the edge stops); later writes are skipped.
+    removed: bool,
+}
+
+impl Liveness {
+    pub(crate) fn new(edges: KvStore, edge_id: &arqon_protocol::EdgeId) -> Self {
+        Self {
+            key: edge_id.as_str().to_owned(),
+            state: tokio::sync::Mutex::new(LivenessState {
+                edges,
+                removed: false,
+            }),
+        }
+    }
+
+    /// Writes the key with what is current now. A write that fails is tried once more on
+    /// the bucket opened again: a NATS server restarted without its memory buckets has
+    /// lost it.
+    pub(crate) async fn write(&self, shared: &Shared) -> Result<(), BusError> {
+        let mut state = self.state.lock().await;
+        if state.removed {
+            return Ok(());
+        }
+        let value = EdgeLiveness {
+            connections: shared.connections.len() as u64,
+            casil_version: shared.route.reported(),
+        };
+        if state.edges.put(&self.key, value.encode()).await.is_ok() {
+            return Ok(());
+        }
+        state.edges = shared.bus.key_value(layout::edges()).await?;
+        state.edges.put(&self.key, value.encode()).await.map(|_| ())
+    }
+
+    async fn remove(&self) {
+        let mut state = self.state.lock().await;
+        state.removed = true;
+        if let Err(e) = state.edges.delete(&self.key).await {
+            debug!(error = %e, "cannot remove this edge's liveness key");
+        }
+    }
+}
+
 /// Renews this edge's key until `stop`, then removes it.
-pub(crate) async fn heartbeat(shared: Arc<Shared>, edges: KvStore, stop: CancellationToken) {
-    let key = shared.edge_id.as_str().to_owned();
+pub(crate) async fn heartbeat(shared: Arc<Shared>, stop: CancellationToken) {
     loop {
-        let value = serde_json::json!({ "connections": shared.connections.len() });
-        if let Err(e) = edges.put(&key, Bytes::from(value.to_string())).await {
+        if let Err(e) = shared.liveness.write(&shared).await {
             warn!(error = %e, "cannot renew this edge's liveness key");
         }
         tokio::select! {
@@ -30,9 +83,7 @@ pub(crate) async fn heartbeat(shared: Arc<Shared>, edges: KvStore, stop: Cancell
             () = tokio::time::sleep(subject::EDGE_HEARTBEAT) => {}
         }
     }
-    if let Err(e) = edges.delete(&key).await {
-        debug!(error = %e, "cannot remove this edge's liveness key");
-    }
+    shared.liveness.remove().await;
 }
 
 /// Answers presence queries with this edge's memberships, until `stop`: bounded

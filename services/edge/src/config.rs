@@ -64,6 +64,8 @@ const PING_INTERVAL_SECONDS: u64 = 20;
 const PONG_TIMEOUT_SECONDS: u64 = 10;
 /// Default of `ARQONBUS_PIPELINE_TIMEOUT_MS`.
 const PIPELINE_TIMEOUT_MS: u64 = 5000;
+/// Default of `ARQONBUS_POLICY_BYPASS`.
+const POLICY_BYPASS: bool = true;
 /// Default of `ARQONBUS_PRESENCE_MAX_MEMBERS`.
 pub const PRESENCE_MAX_MEMBERS: u32 = 10_000;
 /// Default of `ARQONBUS_PRESENCE_MAX_REPLY_BYTES`: a quarter of NATS's default message
@@ -378,6 +380,20 @@ pub struct EdgeConfig {
         value_parser = clap::value_parser!(u64).range(1..),
     )]
     pub pipeline_timeout_ms: u64,
+
+    /// Send an envelope the live CASIL policy does not apply to (CASIL off, a kind it
+    /// does not inspect, every target out of scope) straight to the dispatcher, skipping
+    /// the policy stage. The edge follows the stored policy to decide, and sends every
+    /// envelope through the stage whenever it cannot (ADR 019). Off: every envelope goes
+    /// through the stage.
+    #[arg(
+        long = "policy-bypass",
+        env = "ARQONBUS_POLICY_BYPASS",
+        default_value_t = POLICY_BYPASS,
+        action = clap::ArgAction::Set,
+        value_parser = BoolishValueParser::new(),
+    )]
+    pub policy_bypass: bool,
 }
 
 impl Default for EdgeConfig {

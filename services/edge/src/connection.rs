@@ -28,7 +28,7 @@ use arqon_protocol::{
 use crate::Shared;
 use crate::auth::Grant;
 use crate::closing::Last;
-use crate::metrics::Disconnect;
+use crate::metrics::{Disconnect, Route};
 use crate::peer::{Outbound, Peer};
 
 /// Close codes the edge sends.
@@ -90,11 +90,13 @@ enum Event {
 enum Accepted {
     /// An error the edge answers itself.
     Reply(Utf8Bytes),
-    /// The envelope goes into the pipeline, in its trace span.
+    /// The envelope goes into the pipeline, in its trace span: to the policy stage, or
+    /// straight to the dispatcher when the live policy does not apply to it.
     Publish {
         id: MessageId,
         payload: bytes::Bytes,
         span: tracing::Span,
+        to_dispatcher: bool,
     },
     /// A token refresh, answered by the edge.
     Refresh(Box<Envelope>),
@@ -445,13 +447,24 @@ impl Connection {
             // Boxed: a rare path whose future (token verification, maybe a JWKS fetch)
             // would otherwise enlarge every connection's state.
             Accepted::Refresh(command) => Box::pin(self.refresh(*command)).await.map(|()| None),
-            Accepted::Publish { id, payload, span } => {
-                // The trace continues in the policy stage: its context goes along.
+            Accepted::Publish {
+                id,
+                payload,
+                span,
+                to_dispatcher,
+            } => {
+                // The trace continues in the next stage: its context goes along.
                 let headers = arqon_bus::Headers::trace_context(&span);
+                let (target, route) = if to_dispatcher {
+                    (subject::dispatch(&self.identity.tenant), Route::Dispatcher)
+                } else {
+                    (self.ingress_subject.clone(), Route::Policy)
+                };
+                self.shared.metrics.routed(route);
                 let published = self
                     .shared
                     .bus
-                    .publish_with_headers(self.ingress_subject.clone(), headers, payload)
+                    .publish_with_headers(target, headers, payload)
                     .instrument(span.clone())
                     .await;
                 if let Err(e) = &published {
@@ -617,6 +630,11 @@ impl Connection {
         self.sequence += 1;
         let id = envelope.id.clone();
         let span = receive_span(&self.identity, &envelope);
+        // Decided under the policy version loaded now, as the envelope arrives.
+        let to_dispatcher = self.shared.route.skips_policy(&envelope);
+        if !span.is_disabled() {
+            span.record("arqonbus.casil.skipped", to_dispatcher);
+        }
         let inbound = Inbound {
             identity: self.identity.clone(),
             envelope,
@@ -627,6 +645,7 @@ impl Connection {
             id,
             payload: inbound.encode(),
             span,
+            to_dispatcher,
         }
     }
 
@@ -970,6 +989,7 @@ fn receive_span(identity: &Identity, envelope: &Envelope) -> tracing::Span {
             arqonbus.client_id = %identity.client_id,
             arqonbus.type = ?envelope.kind,
             arqonbus.command = envelope.command.as_deref().unwrap_or(""),
+            arqonbus.casil.skipped = tracing::field::Empty,
         )
     });
     if let (false, Some(room), Some(channel)) =

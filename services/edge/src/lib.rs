@@ -2,9 +2,10 @@
 //!
 //! It owns the connections: it authenticates upgrades, enforces the connection limits,
 //! reads and validates client envelopes, stamps them with the connection's identity and
-//! publishes them to the tenant's ingress subject; it holds one subscription per room with
-//! local members and writes what arrives to those members; and it applies the joins and
-//! leaves the dispatcher decides. It keeps no state another replica needs: a client that
+//! publishes them to the tenant's ingress subject (or, when the live CASIL policy does
+//! not apply to one, straight to its dispatch subject: `route`); it holds one
+//! subscription per room with local members and writes what arrives to those members;
+//! and it applies the joins and leaves the dispatcher decides. It keeps no state another replica needs: a client that
 //! reconnects to another edge loses nothing but its connection.
 //!
 //! It must not decide anything about routing or permissions; that is the dispatcher's.
@@ -21,6 +22,7 @@ mod peer;
 mod presence;
 mod recovery;
 mod rooms;
+mod route;
 mod service;
 mod status;
 
@@ -104,6 +106,10 @@ pub(crate) struct Shared {
     admitted_per_tenant: std::sync::Mutex<std::collections::HashMap<TenantId, TenantShare>>,
     /// The fleet-wide quota per tenant (`None` when off).
     fleet: Option<fleet::FleetQuota>,
+    /// Whether an envelope may skip the policy stage.
+    route: route::PolicyRoute,
+    /// This edge's key in the bucket of live edges.
+    liveness: cluster::Liveness,
     metrics: EdgeMetrics,
     tasks: TaskTracker,
     shutdown: CancellationToken,
@@ -145,7 +151,7 @@ impl Edge {
         } else {
             None
         };
-        let edges = bus.key_value(layout::edges()).await?;
+        let liveness = cluster::Liveness::new(bus.key_value(layout::edges()).await?, &edge_id);
         let fleet = match config.max_fleet_connections_per_tenant {
             0 => None,
             cap => fleet::FleetQuota::new(
@@ -163,6 +169,8 @@ impl Edge {
             admitted: AtomicUsize::new(0),
             admitted_per_tenant: std::sync::Mutex::default(),
             fleet,
+            route: route::PolicyRoute::new(config.policy_bypass, bus.clone(), metrics.clone()),
+            liveness,
             config,
             bus,
             edge_id,
@@ -202,9 +210,14 @@ impl Edge {
                 .tasks
                 .spawn(fleet::publish_counts(Arc::clone(&shared), stop.clone()));
         }
+        if shared.route.enabled() {
+            shared
+                .tasks
+                .spawn(route::follow(Arc::clone(&shared), stop.clone()));
+        }
         shared
             .tasks
-            .spawn(cluster::heartbeat(Arc::clone(&shared), edges, stop));
+            .spawn(cluster::heartbeat(Arc::clone(&shared), stop));
         if let Some(jwks) = shared.auth.as_ref().and_then(Authenticator::jwks) {
             shared
                 .tasks

@@ -39,6 +39,20 @@ arqon_telemetry::label_values! {
     }
 }
 
+arqon_telemetry::label_values! {
+    /// Where the edge published an envelope: the policy stage, or straight to the
+    /// dispatcher because the live policy does not apply to it.
+    pub(crate) enum Route {
+        Policy => "policy",
+        Dispatcher => "dispatcher",
+    }
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabel {
+    to: Route,
+}
+
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PresenceCutLabel {
     by: PresenceCut,
@@ -103,6 +117,8 @@ pub struct EdgeMetrics {
     pub(crate) fleet_quota_unchecked: Counter,
     pub(crate) fleet_count_write_errors: Counter,
     presence_truncated: Family<PresenceCutLabel, Counter>,
+    routed: Family<RouteLabel, Counter>,
+    pub(crate) casil_version: Gauge,
 }
 
 impl EdgeMetrics {
@@ -130,6 +146,8 @@ impl EdgeMetrics {
             fleet_quota_unchecked: Counter::default(),
             fleet_count_write_errors: Counter::default(),
             presence_truncated: Family::default(),
+            routed: Family::default(),
+            casil_version: Gauge::default(),
         };
         let r = registry;
         r.register(
@@ -238,6 +256,16 @@ impl EdgeMetrics {
             metrics.delivery_latency.clone(),
         );
         r.register(
+            "arqonbus_edge_envelopes_routed",
+            "Envelopes the edge sent into the pipeline (a failed publish included), by where: the policy stage, or straight to the dispatcher because the live CASIL policy does not apply to them (ARQONBUS_POLICY_BYPASS)",
+            metrics.routed.clone(),
+        );
+        r.register(
+            "arqonbus_edge_casil_version",
+            "The CASIL policy version by which this edge lets envelopes skip the policy stage; 0 while it sends every envelope through the stage",
+            metrics.casil_version.clone(),
+        );
+        r.register(
             "arqonbus_edge_fanout_deliveries",
             "Room frames queued to local members",
             metrics.fanout_deliveries.clone(),
@@ -265,6 +293,10 @@ impl EdgeMetrics {
         self.auth_failures
             .get_or_create(&ReasonLabel { reason })
             .inc();
+    }
+
+    pub(crate) fn routed(&self, to: Route) {
+        self.routed.get_or_create(&RouteLabel { to }).inc();
     }
 
     pub(crate) fn closed(&self, reason: Disconnect) {

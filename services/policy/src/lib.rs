@@ -1,5 +1,7 @@
-//! The policy stage: every inbound envelope passes here between the edge and the
-//! dispatcher, and CASIL decides what becomes of it.
+//! The policy stage: every inbound envelope the live policy applies to passes here
+//! between the edge and the dispatcher, and CASIL decides what becomes of it. (The edges
+//! send the others straight to the dispatcher, by the same rule, `arqon_casil::Engine::
+//! applies`, and send everything here while they cannot follow the policy: ADR 019.)
 //!
 //! Policy replicas share one queue group on the ingress subjects, so each envelope is
 //! inspected by exactly one of them. An envelope that passes goes on to the tenant's
