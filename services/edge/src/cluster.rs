@@ -21,7 +21,14 @@ use crate::{Shared, presence};
 pub(crate) async fn heartbeat(shared: Arc<Shared>, edges: KvStore, stop: CancellationToken) {
     let key = shared.edge_id.as_str().to_owned();
     loop {
-        let value = serde_json::json!({ "connections": shared.connections.len() });
+        // What the console's overview shows of each edge (the `overview` command).
+        let value = serde_json::json!({
+            "connections": shared.connections.len(),
+            "frames_in": shared.metrics.frames_in.get(),
+            "frames_out": shared.metrics.frames_out.get(),
+            "bus_connected": shared.bus.is_connected(),
+            "uptime_seconds": shared.started.elapsed().as_secs(),
+        });
         if let Err(e) = edges.put(&key, Bytes::from(value.to_string())).await {
             warn!(error = %e, "cannot renew this edge's liveness key");
         }

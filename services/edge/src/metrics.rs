@@ -103,6 +103,7 @@ pub struct EdgeMetrics {
     pub(crate) fleet_quota_unchecked: Counter,
     pub(crate) fleet_count_write_errors: Counter,
     presence_truncated: Family<PresenceCutLabel, Counter>,
+    pub(crate) console: crate::console::ConsoleMetrics,
 }
 
 impl EdgeMetrics {
@@ -130,6 +131,7 @@ impl EdgeMetrics {
             fleet_quota_unchecked: Counter::default(),
             fleet_count_write_errors: Counter::default(),
             presence_truncated: Family::default(),
+            console: crate::console::ConsoleMetrics::register(registry),
         };
         let r = registry;
         r.register(

@@ -39,7 +39,9 @@ fn control<'a>(call: &Call<'a>) -> Result<&'a PolicyControl, CommandReply> {
 }
 
 /// The original's flat snapshot of the policy, with its `version`.
-fn snapshot(snapshot: &pb::PolicySnapshot) -> Result<serde_json::Map<String, Value>, CommandReply> {
+pub(super) fn snapshot(
+    snapshot: &pb::PolicySnapshot,
+) -> Result<serde_json::Map<String, Value>, CommandReply> {
     let policy = Policy::from_json(&snapshot.document_json).map_err(|e| {
         warn!(error = %e, "the policy service sent a policy this dispatcher cannot read");
         CommandReply::error(
@@ -62,7 +64,7 @@ fn snapshot(snapshot: &pb::PolicySnapshot) -> Result<serde_json::Map<String, Val
 
 /// A failed control call as the client sees it; logged when the policy service failed
 /// rather than refused.
-fn refused(error: &CallError) -> CommandReply {
+pub(super) fn refused(error: &CallError) -> CommandReply {
     if error.refusal().is_none() {
         warn!(%error, "CASIL control call failed");
     }

@@ -13,7 +13,7 @@ use arqon_protocol::CommandReply;
 #[cfg(test)]
 use super::args::Reader;
 pub(crate) use super::args::{Arg, arg};
-use super::{Call, Outcome, casil, channels, history, system};
+use super::{Call, Outcome, casil, channels, history, overview, rooms, system};
 
 /// What runs a command; `handler!` makes one of an async function taking the command's
 /// typed request.
@@ -151,6 +151,15 @@ pub(crate) const COMMANDS: &[Spec] = &[
         handler: handler!(system::status),
     },
     Spec {
+        name: "overview",
+        family: Family::System,
+        description: "What the admin console's overview shows: the tenant's connections, rooms, channels and stored messages, the CASIL mode and version, the live edges (the system authority: each edge's report and every tenant's connections)",
+        access: Access::Anyone,
+        arguments: &[],
+        example: r#"{"type":"command","command":"overview"}"#,
+        handler: handler!(overview::overview),
+    },
+    Spec {
         name: "help",
         family: Family::System,
         description: "Every command, or one with its arguments and the permission it needs",
@@ -212,6 +221,15 @@ pub(crate) const COMMANDS: &[Spec] = &[
         arguments: &[ROOM, AFTER, LIST_LIMIT],
         example: r#"{"type":"command","command":"list_channels","args":{"room":"science"}}"#,
         handler: handler!(channels::list),
+    },
+    Spec {
+        name: "list_rooms",
+        family: Family::Room,
+        description: "The tenant's rooms by name, with their channel counts, a page at a time",
+        access: Access::Needs(Permission::ChannelView),
+        arguments: &[rooms::AFTER_ROOM, rooms::ROOMS_LIMIT],
+        example: r#"{"type":"command","command":"list_rooms","args":{"limit":100}}"#,
+        handler: handler!(rooms::list_rooms),
     },
     Spec {
         name: "channel_info",
