@@ -283,19 +283,21 @@ async fn an_operator_checks_and_reloads_the_policy() {
         .wait_for_text("#casil-feed-state", "every tenant")
         .await;
 
-    // A bad draft: every problem shown, nothing changed.
+    // A bad draft: validated, every problem shown inline, nothing changed.
     browser
         .fill(
             "#casil-draft",
             r#"{"mode": "strict", "redaction_patterns": ["("]}"#,
         )
         .await;
+    browser.click("#casil-validate").await;
+    browser.wait_for_text("#casil-problems li", "strict").await;
+    screenshot(&browser, "casil-invalid").await;
+    // Reloading it is refused with the same problems.
     browser.click("#casil-reload").await;
-    let problems = browser.wait_for_text("#casil-problems li", "mode").await;
-    assert!(!problems.is_empty());
-    let all = browser.texts("#casil-problems li").await;
-    assert!(all.iter().any(|p| p.contains("strict")), "{all:?}");
+    browser.wait_for_text("#casil-problems li", "strict").await;
     browser.wait_for_text("#casil-live", "version 1").await;
+    browser.wait_for_text("#casil-versions", "settings").await;
 
     browser
         .fill(
@@ -303,12 +305,18 @@ async fn an_operator_checks_and_reloads_the_policy() {
             r#"{"enabled": true, "mode": "enforce", "block_on_probable_secret": true, "metadata_to_telemetry": true}"#,
         )
         .await;
+    browser.click("#casil-validate").await;
+    browser.wait_for_text("#casil-result", "Valid").await;
+    assert!(browser.texts("#casil-problems li").await.is_empty());
+    browser.wait_for_text("#casil-live", "version 1").await;
     browser.click("#casil-reload").await;
     browser
         .wait_for_text("#casil-result", "version 2 is live")
         .await;
     browser.wait_for_text("#casil-live", "\"enforce\"").await;
     assert!(browser.texts("#casil-problems li").await.is_empty());
+    let versions = browser.wait_for_text("#casil-versions", "enforce").await;
+    assert!(versions.contains("operator"), "{versions}");
 
     let sender = cluster.client("acme").await;
     blocked(&sender, "science", "general").await;

@@ -20,6 +20,7 @@ both_modes!(
     a_browser_connects_with_its_token_in_a_subprotocol,
     the_overview_is_the_tenants_and_the_fleets_for_the_system_authority,
     rooms_are_listed_per_tenant_a_page_at_a_time,
+    casil_drafts_are_checked_without_applying_them_and_versions_are_kept,
 );
 each_mode!(
     the_service_token_opens_a_connection_only_when_the_operator_login_is_on,
@@ -385,4 +386,72 @@ async fn feeds_show_admins_their_tenants_decisions_and_the_operator_every_tenant
     })
     .await;
     cluster.stop().await;
+}
+
+/// `op.casil.validate` checks a draft as a reload would and changes nothing; only the
+/// system authority may. `op.casil.history` lists the kept versions, newest first.
+async fn casil_drafts_are_checked_without_applying_them_and_versions_are_kept(cluster: &Cluster) {
+    let operator = cluster.client_on(0, &cluster.system_token("t-a")).await;
+    let admin = cluster.client_on(0, &cluster.token("t-a", "admin")).await;
+    let (message, _) = refused(
+        &run(&admin, "op.casil.validate", json!({"mode": "enforce"})).await,
+        ErrorCode::AuthorizationError,
+    );
+    assert!(message.contains("Only the system authority"), "{message}");
+
+    let bad = data(
+        &run(
+            &operator,
+            "op.casil.validate",
+            json!({"mode": "strict", "redaction_patterns": ["("]}),
+        )
+        .await,
+    );
+    assert_eq!(bad["valid"], false, "{bad}");
+    let problems: Vec<&str> = bad["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        problems.iter().any(|p| p.contains("strict")),
+        "{problems:?}"
+    );
+    assert!(bad.get("policy").is_none(), "{bad}");
+    let good = data(&run(&operator, "op.casil.validate", json!({"mode": "enforce"})).await);
+    assert_eq!(good["valid"], true, "{good}");
+    assert_eq!(good["problems"], json!([]));
+    assert_eq!(good["policy"]["mode"], "enforce");
+    // Validated, not applied.
+    let live = data(&run(&admin, "op.casil.get", json!({})).await);
+    assert_eq!(live["version"], 1, "{live}");
+    assert_eq!(live["mode"], "monitor", "{live}");
+
+    let first = data(&run(&admin, "op.casil.history", json!({})).await);
+    assert_eq!(first["count"], 1, "{first}");
+    assert_eq!(first["complete"], true);
+    assert_eq!(first["versions"][0]["version"], 1);
+    assert_eq!(first["versions"][0]["updated_by"], "settings");
+    let reloaded = run(&operator, "op.casil.reload", json!({"mode": "enforce"})).await;
+    assert_eq!(
+        reloaded.status,
+        Some(arqon_protocol::Status::Success),
+        "{}",
+        reloaded.to_json()
+    );
+    let kept = data(&run(&admin, "op.casil.history", json!({})).await);
+    assert_eq!(kept["count"], 2, "{kept}");
+    let versions = kept["versions"].as_array().unwrap();
+    assert_eq!(versions[0]["version"], 2, "newest first: {kept}");
+    assert_eq!(versions[0]["policy"]["mode"], "enforce");
+    assert!(
+        versions[0]["updated_by"]
+            .as_str()
+            .unwrap()
+            .contains("operator"),
+        "{kept}"
+    );
+    assert_eq!(versions[1]["version"], 1);
+    assert_eq!(versions[1]["policy"]["mode"], "monitor");
 }

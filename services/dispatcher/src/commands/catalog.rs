@@ -269,6 +269,26 @@ pub(crate) const COMMANDS: &[Spec] = &[
         example: r#"{"type":"command","command":"op.casil.reload","args":{"mode":"enforce","block_on_probable_secret":true}}"#,
         handler: handler!(casil::reload),
     },
+    Spec {
+        name: "op.casil.validate",
+        family: Family::Casil,
+        description: "Checks a draft without applying it: the arguments of op.casil.reload, every problem listed, or the policy a reload would make live",
+        access: Access::System(
+            "Only the system authority can validate CASIL drafts: only it reloads the policy (use the service token, e.g. arqon policy)",
+        ),
+        arguments: casil::SETTINGS,
+        example: r#"{"type":"command","command":"op.casil.validate","args":{"mode":"enforce"}}"#,
+        handler: handler!(casil::validate),
+    },
+    Spec {
+        name: "op.casil.history",
+        family: Family::Casil,
+        description: "The CASIL policy's versions the bus still keeps (16 at most), newest first, with who stored each and when",
+        access: Access::Anyone,
+        arguments: &[],
+        example: r#"{"type":"command","command":"op.casil.history"}"#,
+        handler: handler!(casil::history),
+    },
 ];
 
 /// Every command: the built-ins, then the operators' (`op.*`).
@@ -311,7 +331,7 @@ mod tests {
     #[test]
     fn every_parser_reads_the_arguments_its_entry_lists() {
         // Answered by the edge; passed whole to the policy service.
-        let unread = ["refresh", "op.casil.reload"];
+        let unread = ["refresh", "op.casil.reload", "op.casil.validate"];
         for spec in all() {
             let example: serde_json::Value = serde_json::from_str(spec.example).unwrap();
             let args = example["args"].as_object().cloned().unwrap_or_default();
