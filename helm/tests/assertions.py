@@ -85,6 +85,11 @@ VALUE_ENV = {
         ("ARQONBUS_RATE_LIMIT_TENANT_BYTES_PER_SECOND", "edge.rateLimit.tenantBytesPerSecond"),
         ("ARQONBUS_PRESENCE_MAX_MEMBERS", "edge.presenceMaxMembers"),
         ("ARQONBUS_PRESENCE_MAX_REPLY_BYTES", "edge.presenceMaxReplyBytes"),
+        ("ARQONBUS_CONSOLE", "edge.console.enabled"),
+        ("ARQONBUS_CONSOLE_OPERATOR_LOGIN", "edge.console.operatorLogin"),
+        ("ARQONBUS_CONSOLE_OPERATOR_SESSION_SECONDS", "edge.console.operatorSessionSeconds"),
+        ("ARQONBUS_CONSOLE_MAX_FEEDS", "edge.console.maxFeeds"),
+        ("ARQONBUS_CONSOLE_FEED_EVENTS_PER_SECOND", "edge.console.feedEventsPerSecond"),
     ],
     "dispatcher": [
         ("ARQONBUS_DISPATCHER_MAX_IN_FLIGHT_MESSAGES", "dispatcher.maxInFlightMessages"),
@@ -125,6 +130,11 @@ SERVICE_DEFAULTS = {
     "ARQONBUS_CHANNEL_INFO_MAX_MEMBERS": "1000",
     "ARQONBUS_PRESENCE_MAX_MEMBERS": "10000",
     "ARQONBUS_PRESENCE_MAX_REPLY_BYTES": "262144",
+    "ARQONBUS_CONSOLE": "true",
+    "ARQONBUS_CONSOLE_OPERATOR_LOGIN": "false",
+    "ARQONBUS_CONSOLE_OPERATOR_SESSION_SECONDS": "3600",
+    "ARQONBUS_CONSOLE_MAX_FEEDS": "64",
+    "ARQONBUS_CONSOLE_FEED_EVENTS_PER_SECOND": "50",
     "ARQONBUS_STATUS_MAX_TENANTS": "1000",
     "ARQONBUS_HISTORY_MAX_BYTES_PER_TENANT": "67108864",
     "ARQONBUS_HISTORY_MAX_BYTES_PER_CHANNEL": "16777216",
@@ -340,7 +350,9 @@ def common(docs, values):
         for owner, pairs in VALUE_ENV.items():
             for var, path in pairs:
                 if owner == c:
-                    eq(env_value(ctr, var), str(lookup(values, path)), f"{name} {var} from {path}")
+                    value = lookup(values, path)
+                    value = str(value).lower() if isinstance(value, bool) else str(value)
+                    eq(env_value(ctr, var), value, f"{name} {var} from {path}")
                 else:
                     check(var not in env_of(ctr), f"{name} has no {var} ({owner}'s setting)")
         if c == "edge":
@@ -348,7 +360,13 @@ def common(docs, values):
             eq(env_value(ctr, "ARQONBUS_SERVER_HOST"), "0.0.0.0", f"{name} ARQONBUS_SERVER_HOST")
             eq(env_value(ctr, "ARQONBUS_MAX_CONNECTIONS"), str(values["edge"]["maxConnections"]),
                f"{name} ARQONBUS_MAX_CONNECTIONS")
-            check("ARQONBUS_SERVICE_TOKEN" not in env_of(ctr), f"{name} does not get the service token")
+            if values["edge"]["console"]["operatorLogin"]:
+                # The console's operator login compares with it.
+                eq(secret_ref(ctr, "ARQONBUS_SERVICE_TOKEN"),
+                   {"secretKeyRef": {"name": secret, "key": keys["serviceToken"]}},
+                   f"{name} gets the service token for the console's operator login")
+            else:
+                check("ARQONBUS_SERVICE_TOKEN" not in env_of(ctr), f"{name} does not get the service token")
             algorithm = values["auth"]["algorithm"]
             eq(env_value(ctr, "ARQONBUS_AUTH_JWT_ALGORITHM"), algorithm, f"{name} algorithm")
             if algorithm == "HS256":
@@ -605,6 +623,11 @@ def literal(name, docs):
                 "ARQONBUS_RATE_LIMIT_TENANT_BYTES_PER_SECOND": "8388608",
                 "ARQONBUS_PRESENCE_MAX_MEMBERS": "500",
                 "ARQONBUS_PRESENCE_MAX_REPLY_BYTES": "131072",
+                "ARQONBUS_CONSOLE": "true",
+                "ARQONBUS_CONSOLE_OPERATOR_LOGIN": "true",
+                "ARQONBUS_CONSOLE_OPERATOR_SESSION_SECONDS": "900",
+                "ARQONBUS_CONSOLE_MAX_FEEDS": "8",
+                "ARQONBUS_CONSOLE_FEED_EVENTS_PER_SECOND": "20",
                 "ARQONBUS_OUTBOUND_QUEUE": "512",
             },
             "dispatcher": {

@@ -41,6 +41,12 @@ export function card(title, ...children) {
   return h('section', { class: 'card' }, title ? h('h2', {}, title) : null, ...children);
 }
 
+/** `el` across the whole grid row (a card with a wide table). */
+export function wide(el) {
+  el.classList.add('wide');
+  return el;
+}
+
 /** A table from rows of cells; `empty` when there are none. */
 export function table(headers, rows, empty = 'Nothing yet.') {
   if (!rows.length) return h('p', { class: 'muted empty' }, empty);

@@ -20,6 +20,8 @@ export function render({ main, bus, identity, credential }) {
   const decisions = h('ol', { id: 'casil-decisions', class: 'decisions' });
   const feedState = h('span', { id: 'casil-feed-state', class: 'muted small' }, 'connecting…');
   const system = identity.system;
+  validate.disabled = !system;
+  reload.disabled = !system;
 
   fill(main,
     h('div', { class: 'view-head' }, h('h1', {}, 'CASIL'),

@@ -1,7 +1,7 @@
 // Operators: webhook rules and their dead letters (live), cron jobs with their next
 // firing, the store's keys per namespace, and the Tier-Omega lane when it is on. Each
 // list is the operator's own command, as the caller may see it (an admin: the tenant's).
-import { h, fill, card, table, notice, pretty, when, count, badge } from '../dom.js';
+import { h, fill, card, table, notice, pretty, when, count, badge, wide } from '../dom.js';
 import { openFeed } from '../feed.js';
 
 const DEAD_KEEP = 50;
@@ -23,10 +23,10 @@ export function render({ main, bus, identity, credential }) {
     h('div', { class: 'view-head' }, h('h1', {}, 'Operators'),
       h('p', { class: 'muted small' }, admin ? `Everything of tenant ${identity.tenant}` : 'Your own rules and jobs')),
     h('div', { class: 'grid' },
-      card('Webhook rules', webhooks),
+      wide(card('Webhook rules', webhooks)),
+      wide(card('Cron jobs', cron)),
       card('Dead letters', h('div', { class: 'row' }, deadState),
         h('p', { class: 'muted small' }, 'Deliveries that ran out of attempts, from now on (their bodies are not shown).'), dead),
-      card('Cron jobs', cron),
       card('Store', storeForm, storeError, storeKeys, storeValue),
       card('Tier-Omega lane', omega)));
 

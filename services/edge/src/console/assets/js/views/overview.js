@@ -1,6 +1,6 @@
 // Overview: what the bus is doing, refreshed every few seconds (one `overview` command
 // per refresh, while the view is open).
-import { h, fill, card, stat, table, facts, count, badge, every } from '../dom.js';
+import { h, fill, card, stat, table, facts, count, badge, every, wide } from '../dom.js';
 
 const REFRESH_MS = 3000;
 /** Rates are measured over this much of the recent samples. */
@@ -71,11 +71,11 @@ export function render({ main, bus, identity, setTenants }) {
     ];
     if (fleet) {
       const list = edges.list || [];
-      parts.push(card('Edges',
+      parts.push(wide(card('Edges',
         table(['Edge', 'Connections', 'Frames in', 'Frames out', 'NATS'],
           list.map((e) => [h('code', {}, e.edge_id), count(e.connections), count(e.frames_in), count(e.frames_out),
             e.bus_connected === false ? badge('disconnected', 'bad') : badge('ok', 'good')]),
-          'No edge has reported yet.')));
+          'No edge has reported yet.'))));
       const clients = data.clients || {};
       const tenants = Object.keys(clients).sort();
       setTenants(tenants);
