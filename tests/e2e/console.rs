@@ -25,6 +25,7 @@ both_modes!(
 each_mode!(
     the_service_token_opens_a_connection_only_when_the_operator_login_is_on,
     feeds_show_admins_their_tenants_decisions_and_the_operator_every_tenants,
+    the_overview_counts_queued_deliveries_and_the_feed_shows_dead_letters,
 );
 
 /// `url` (`ws://…/ws` or `/console/feed?…`) offered `protocols`: the socket and the
@@ -454,4 +455,122 @@ async fn casil_drafts_are_checked_without_applying_them_and_versions_are_kept(cl
     );
     assert_eq!(versions[1]["version"], 1);
     assert_eq!(versions[1]["policy"]["mode"], "monitor");
+}
+
+/// A webhook target that accepts connections and answers nothing until released: the
+/// delivery stays in the queue meanwhile; released, the attempt fails.
+async fn holding_target() -> (std::net::SocketAddr, tokio::sync::oneshot::Sender<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (release, released) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        let mut released = std::pin::pin!(released);
+        loop {
+            tokio::select! {
+                _ = &mut released => return,
+                accepted = listener.accept() => {
+                    if let Ok((socket, _)) = accepted {
+                        held.push(socket);
+                    }
+                }
+            }
+        }
+    });
+    (addr, release)
+}
+
+/// `overview` counts a tenant's deliveries waiting in the webhook queue (the fleet's
+/// for the system authority), and a delivery that runs out of attempts reaches the
+/// tenant admin's `dead_letters` feed without its body.
+async fn the_overview_counts_queued_deliveries_and_the_feed_shows_dead_letters(mode: Mode) {
+    let cluster = Cluster::launch(Topology {
+        operator: arqon_operators::OperatorsConfig {
+            webhook: arqon_operators::WebhookSettings {
+                allow_private_targets: true,
+                max_attempts: 1,
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+        ..Topology::new(mode)
+    })
+    .await;
+    let admin_token = cluster.token("t-a", "admin");
+    let admin = cluster.client_on(0, &admin_token).await;
+    let other = cluster.client_on(0, &cluster.token("t-b", "admin")).await;
+    let operator = cluster.client_on(0, &cluster.system_token("t-a")).await;
+    let feed_url = cluster
+        .ws_url
+        .replace("/ws", "/console/feed?feed=dead_letters");
+    let (mut feed, _) = connect(&feed_url, &bearer(&admin_token)).await.unwrap();
+    let hello = next_frame(&mut feed).await;
+    assert_eq!(hello["scope"], "t-a", "{hello}");
+
+    let (target, release) = holding_target().await;
+    let rule = run(
+        &admin,
+        "op.webhook.register",
+        json!({"url": format!("http://{target}/hook"), "room": "lab", "channel": "notes", "timeout_seconds": 30}),
+    )
+    .await;
+    let rule_id = data(&rule)["rule_id"].as_str().unwrap().to_owned();
+    assert_eq!(webhook_queue(&admin).await["queued"], 0);
+    admin
+        .publish("lab", "notes", json!({"content": "to the hook"}))
+        .await
+        .unwrap();
+    eventually("the delivery is counted in the tenant's queue", || async {
+        webhook_queue(&admin).await["queued"]
+            .as_u64()
+            .unwrap_or_default()
+            >= 1
+    })
+    .await;
+    let fleet = webhook_queue(&operator).await;
+    assert!(fleet["queued"].as_u64().unwrap() >= 1, "{fleet}");
+    assert!(fleet["tenant_queued"].as_u64().unwrap() >= 1, "{fleet}");
+    assert!(fleet["bytes"].as_u64().unwrap() > 0, "{fleet}");
+    assert_eq!(
+        webhook_queue(&other).await["queued"],
+        0,
+        "another tenant's queue is its own"
+    );
+
+    drop(release);
+    let letter = next_event(&mut feed).await;
+    assert_eq!(letter["feed"], "dead_letters", "{letter}");
+    assert_eq!(letter["tenant"], "t-a", "{letter}");
+    assert_eq!(letter["event"]["rule_id"], rule_id.as_str(), "{letter}");
+    assert_eq!(letter["event"]["attempts"], 1, "{letter}");
+    assert!(letter["event"].get("body").is_none(), "{letter}");
+    assert!(
+        letter["event"]["body_bytes"].as_u64().unwrap() > 0,
+        "{letter}"
+    );
+    assert!(!letter.to_string().contains("to the hook"), "{letter}");
+    eventually("the queue is empty again", || async {
+        webhook_queue(&admin).await["queued"] == 0
+    })
+    .await;
+    cluster.stop().await;
+}
+
+/// `overview`'s `webhooks` for `client`.
+async fn webhook_queue(client: &Client) -> Value {
+    data(&run(client, "overview", json!({})).await)["webhooks"].clone()
+}
+
+/// The next text frame of a feed, as JSON.
+async fn next_frame(feed: &mut RawSocket) -> Value {
+    loop {
+        let frame = tokio::time::timeout(WAIT, feed.next())
+            .await
+            .expect("a feed frame in time")
+            .expect("the feed is open")
+            .expect("a frame");
+        if let Message::Text(text) = frame {
+            return serde_json::from_str(text.as_str()).unwrap();
+        }
+    }
 }

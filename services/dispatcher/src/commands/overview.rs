@@ -3,16 +3,20 @@
 //! channels and stored messages, the CASIL mode and version, the bus as this replica
 //! sees it, and the live edges. The system authority also gets every tenant's
 //! connections and each edge's own report (its liveness key: connections, frames in and
-//! out), from which the console computes the fleet's rates.
+//! out), from which the console computes the fleet's rates. The webhook queue's depth is
+//! the operators service's answer (`Webhooks.QueueDepth`).
 
 use std::collections::BTreeSet;
 
 use serde_json::{Map, Value, json};
+use tonic::Request;
 
 use arqon_bus::BusError;
-use arqon_protocol::{CommandReply, ErrorCode, Timestamp};
+use arqon_proto::operators::v1 as pb;
+use arqon_proto::operators_control;
+use arqon_protocol::{CommandReply, ErrorCode, Timestamp, UserFacingError};
 
-use super::{Call, Reply, casil, failed, object};
+use super::{Call, Reply, casil, failed, object, ops};
 
 /// Edges whose reports one answer lists at most, the first by id.
 const MAX_EDGES_LISTED: usize = 1000;
@@ -55,6 +59,7 @@ pub(crate) async fn overview(call: &Call<'_>, (): ()) -> Reply {
         "stored_messages": stored,
         "history": context.history.enabled(),
         "casil": casil_state(call).await,
+        "webhooks": webhook_queue(call, fleet).await,
         "bus": {
             "backend": context.bus.backend(),
             "connected": context.bus.is_connected(),
@@ -97,6 +102,30 @@ async fn casil_state(call: &Call<'_>) -> Value {
             "updated_at": policy.get("updated_at"),
         }),
         Err(reply) => json!({"error": reply.message}),
+    }
+}
+
+/// The webhook queue's depth: the tenant's jobs; the whole queue's for the fleet.
+async fn webhook_queue(call: &Call<'_>, fleet: bool) -> Value {
+    let Some(control) = call.context.operators.as_ref() else {
+        return json!({"error": "Webhooks are not configured on this dispatcher (ARQONBUS_OPERATORS_URL)"});
+    };
+    let request = pb::WebhookQueueDepthRequest {
+        caller: Some(ops::caller(call)),
+    };
+    let depth = operators_control::call(
+        "read the webhook queue",
+        control.webhook.queue_depth(Request::new(request)),
+    )
+    .await;
+    match depth {
+        Ok(depth) if fleet => json!({
+            "queued": depth.jobs.unwrap_or(depth.tenant_jobs),
+            "bytes": depth.bytes,
+            "tenant_queued": depth.tenant_jobs,
+        }),
+        Ok(depth) => json!({ "queued": depth.tenant_jobs }),
+        Err(e) => json!({ "error": e.client_message() }),
     }
 }
 
