@@ -256,12 +256,14 @@ impl Browser {
     }
 }
 
-/// Kills the driver's process group (the driver and the browser it started), by its id.
+/// Kills the driver's process group, by its id.
 fn kill_group(driver: &mut Child) {
     #[cfg(unix)]
     {
+        // `--` is required: procps-ng's kill (4.0.2, Debian 12) reads `kill -KILL -12345`
+        // as `kill(-1234, SIGKILL)`, the last digit dropped: another process group.
         let _ = Command::new("kill")
-            .args(["-KILL", &format!("-{}", driver.id())])
+            .args(["-KILL", "--", &format!("-{}", driver.id())])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status();
