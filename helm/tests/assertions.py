@@ -86,6 +86,11 @@ VALUE_ENV = {
         ("ARQONBUS_PRESENCE_MAX_MEMBERS", "edge.presenceMaxMembers"),
         ("ARQONBUS_PRESENCE_MAX_REPLY_BYTES", "edge.presenceMaxReplyBytes"),
         ("ARQONBUS_POLICY_BYPASS", "edge.policyBypass"),
+        ("ARQONBUS_CONSOLE", "edge.console.enabled"),
+        ("ARQONBUS_CONSOLE_OPERATOR_LOGIN", "edge.console.operatorLogin"),
+        ("ARQONBUS_CONSOLE_OPERATOR_SESSION_SECONDS", "edge.console.operatorSessionSeconds"),
+        ("ARQONBUS_CONSOLE_MAX_FEEDS", "edge.console.maxFeeds"),
+        ("ARQONBUS_CONSOLE_FEED_EVENTS_PER_SECOND", "edge.console.feedEventsPerSecond"),
     ],
     "dispatcher": [
         ("ARQONBUS_DISPATCHER_MAX_IN_FLIGHT_MESSAGES", "dispatcher.maxInFlightMessages"),
@@ -127,6 +132,11 @@ SERVICE_DEFAULTS = {
     "ARQONBUS_PRESENCE_MAX_MEMBERS": "10000",
     "ARQONBUS_PRESENCE_MAX_REPLY_BYTES": "262144",
     "ARQONBUS_POLICY_BYPASS": "true",
+    "ARQONBUS_CONSOLE": "true",
+    "ARQONBUS_CONSOLE_OPERATOR_LOGIN": "false",
+    "ARQONBUS_CONSOLE_OPERATOR_SESSION_SECONDS": "3600",
+    "ARQONBUS_CONSOLE_MAX_FEEDS": "64",
+    "ARQONBUS_CONSOLE_FEED_EVENTS_PER_SECOND": "50",
     "ARQONBUS_STATUS_MAX_TENANTS": "1000",
     "ARQONBUS_HISTORY_MAX_BYTES_PER_TENANT": "67108864",
     "ARQONBUS_HISTORY_MAX_BYTES_PER_CHANNEL": "16777216",
@@ -355,7 +365,13 @@ def common(docs, values):
             eq(env_value(ctr, "ARQONBUS_SERVER_HOST"), "0.0.0.0", f"{name} ARQONBUS_SERVER_HOST")
             eq(env_value(ctr, "ARQONBUS_MAX_CONNECTIONS"), str(values["edge"]["maxConnections"]),
                f"{name} ARQONBUS_MAX_CONNECTIONS")
-            check("ARQONBUS_SERVICE_TOKEN" not in env_of(ctr), f"{name} does not get the service token")
+            if values["edge"]["console"]["operatorLogin"]:
+                # The console's operator login compares with it.
+                eq(secret_ref(ctr, "ARQONBUS_SERVICE_TOKEN"),
+                   {"secretKeyRef": {"name": secret, "key": keys["serviceToken"]}},
+                   f"{name} gets the service token for the console's operator login")
+            else:
+                check("ARQONBUS_SERVICE_TOKEN" not in env_of(ctr), f"{name} does not get the service token")
             algorithm = values["auth"]["algorithm"]
             eq(env_value(ctr, "ARQONBUS_AUTH_JWT_ALGORITHM"), algorithm, f"{name} algorithm")
             if algorithm == "HS256":
@@ -613,6 +629,11 @@ def literal(name, docs):
                 "ARQONBUS_PRESENCE_MAX_MEMBERS": "500",
                 "ARQONBUS_PRESENCE_MAX_REPLY_BYTES": "131072",
                 "ARQONBUS_POLICY_BYPASS": "false",
+                "ARQONBUS_CONSOLE": "true",
+                "ARQONBUS_CONSOLE_OPERATOR_LOGIN": "true",
+                "ARQONBUS_CONSOLE_OPERATOR_SESSION_SECONDS": "900",
+                "ARQONBUS_CONSOLE_MAX_FEEDS": "8",
+                "ARQONBUS_CONSOLE_FEED_EVENTS_PER_SECOND": "20",
                 "ARQONBUS_OUTBOUND_QUEUE": "512",
             },
             "dispatcher": {

@@ -82,6 +82,13 @@ impl Policy for HeldPolicy {
         Err(GrpcStatus::unimplemented("not in this test"))
     }
 
+    async fn list_policy_versions(
+        &self,
+        _: Request<pb::ListPolicyVersionsRequest>,
+    ) -> Result<Response<pb::PolicyVersions>, GrpcStatus> {
+        Err(GrpcStatus::unimplemented("not in this test"))
+    }
+
     async fn reload_policy(
         &self,
         _: Request<pb::ReloadPolicyRequest>,

@@ -1,5 +1,5 @@
 //! End-to-end tests against the standalone bus (embedded) and against the four services
-//! on a real nats-server, driven by real WebSocket clients. 117 scenarios run in both
+//! on a real nats-server, driven by real WebSocket clients. 124 scenarios run in both
 //! modes (`both_modes!`, `each_mode!`, a module's own macro, or a loop over the two; one,
 //! `recovery_live::a_rejoin_while_publishing_gets_every_message_once_in_order`, on two
 //! edges and two dispatchers too); 26 run in one, for what they need:
@@ -50,6 +50,7 @@ mod casil;
 mod channel_limits;
 mod channels;
 mod closes;
+mod console;
 mod disabled;
 mod fairness;
 mod fleet_quota;

@@ -120,6 +120,17 @@ impl KvStore {
         dispatch!(self, kv => kv.get(key))
     }
 
+    /// The values of `key` the bucket still keeps (its `history` setting), oldest first;
+    /// deletions are left out. Empty when the key was never written.
+    pub async fn history(&self, key: &str) -> Result<Vec<KvEntry>, BusError> {
+        subject::validate_key(key)?;
+        match &self.inner {
+            // Boxed: a consumer round trip is a large future.
+            Inner::Nats(kv) => Box::pin(kv.history(key)).await,
+            Inner::Embedded(kv) => Ok(kv.history(key)),
+        }
+    }
+
     /// Sets `key` to `value`; returns the new revision.
     pub async fn put(&self, key: &str, value: Bytes) -> Result<u64, BusError> {
         self.check_value(key, &value)?;

@@ -28,6 +28,17 @@ pub struct EdgeLiveness {
     /// Its open connections.
     #[serde(default)]
     pub connections: u64,
+    /// Frames its clients sent, and frames it wrote to them, since it started (the
+    /// console's `overview` turns them into rates).
+    #[serde(default)]
+    pub frames_in: u64,
+    #[serde(default)]
+    pub frames_out: u64,
+    /// Whether its bus connection is up.
+    #[serde(default)]
+    pub bus_connected: bool,
+    #[serde(default)]
+    pub uptime_seconds: u64,
     /// The CASIL policy version by which the edge lets envelopes skip the policy stage;
     /// absent while it sends every envelope through the stage. A reload is answered once
     /// no edge reports an older version (or after a bound).
@@ -137,6 +148,10 @@ mod tests {
     fn an_edge_liveness_value_round_trips_and_older_values_read() {
         let value = EdgeLiveness {
             connections: 3,
+            frames_in: 10,
+            frames_out: 12,
+            bus_connected: true,
+            uptime_seconds: 60,
             casil_version: Some(7),
         };
         assert_eq!(EdgeLiveness::decode(&value.encode()), value);

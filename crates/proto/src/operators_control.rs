@@ -95,6 +95,7 @@ forward!(RemoteWebhooks(WebhooksClient): Webhooks {
     register(RegisterWebhookRequest) -> WebhookRule,
     list(ListWebhooksRequest) -> ListWebhooksResponse,
     unregister(UnregisterWebhookRequest) -> UnregisterWebhookResponse,
+    queue_depth(WebhookQueueDepthRequest) -> WebhookQueueDepth,
 });
 
 forward!(RemoteCron(CronClient): Cron {

@@ -56,6 +56,23 @@ impl PolicyControl {
         POLICY.call("read the CASIL policy", get).await
     }
 
+    /// Checks a candidate without applying it.
+    pub async fn validate(
+        &self,
+        request: pb::ValidatePolicyRequest,
+    ) -> Result<pb::ValidatePolicyResponse, CallError> {
+        let validate = self.0.validate_policy(Request::new(request));
+        POLICY.call("validate the CASIL policy", validate).await
+    }
+
+    /// The versions the bus still keeps, oldest first.
+    pub async fn versions(&self) -> Result<pb::PolicyVersions, CallError> {
+        let list = self
+            .0
+            .list_policy_versions(Request::new(pb::ListPolicyVersionsRequest {}));
+        POLICY.call("read the CASIL policy's versions", list).await
+    }
+
     /// Stores a new version.
     pub async fn reload(
         &self,
@@ -79,6 +96,7 @@ impl PolicyControl {
 forward!(Remote(PolicyClient): Policy {
     get_policy(GetPolicyRequest) -> PolicySnapshot,
     validate_policy(ValidatePolicyRequest) -> ValidatePolicyResponse,
+    list_policy_versions(ListPolicyVersionsRequest) -> PolicyVersions,
     reload_policy(ReloadPolicyRequest) -> PolicySnapshot,
     inspect(InspectRequest) -> InspectResponse,
 });

@@ -141,6 +141,24 @@ chart's Secret or existingSecret (secretKeyRef, never a plain value), files (the
   value: {{ $v.edge.rateLimit.bytesPerSecond | int64 | quote }}
 - name: ARQONBUS_RATE_LIMIT_TENANT_BYTES_PER_SECOND
   value: {{ $v.edge.rateLimit.tenantBytesPerSecond | int64 | quote }}
+- name: ARQONBUS_CONSOLE
+  value: {{ $v.edge.console.enabled | quote }}
+- name: ARQONBUS_CONSOLE_OPERATOR_LOGIN
+  value: {{ $v.edge.console.operatorLogin | quote }}
+- name: ARQONBUS_CONSOLE_OPERATOR_SESSION_SECONDS
+  value: {{ $v.edge.console.operatorSessionSeconds | int64 | quote }}
+- name: ARQONBUS_CONSOLE_MAX_FEEDS
+  value: {{ $v.edge.console.maxFeeds | int64 | quote }}
+- name: ARQONBUS_CONSOLE_FEED_EVENTS_PER_SECOND
+  value: {{ $v.edge.console.feedEventsPerSecond | int64 | quote }}
+{{- if $v.edge.console.operatorLogin }}
+{{- /* The console's operator login compares with the service token. */}}
+- name: ARQONBUS_SERVICE_TOKEN
+  valueFrom:
+    secretKeyRef:
+      name: {{ $secret }}
+      key: {{ $v.existingSecret.keys.serviceToken }}
+{{- end }}
 {{- else }}
 {{- /* policy, dispatcher, operators: the gRPC APIs, bound only with a service token. */}}
 - name: ARQONBUS_GRPC_HOST

@@ -166,7 +166,12 @@ now, and the same name twice in a container's env is ambiguous. */}}
     "ARQONBUS_RATE_LIMIT_TENANT_BYTES_PER_SECOND" "edge.rateLimit.tenantBytesPerSecond"
     "ARQONBUS_PRESENCE_MAX_MEMBERS" "edge.presenceMaxMembers"
     "ARQONBUS_PRESENCE_MAX_REPLY_BYTES" "edge.presenceMaxReplyBytes"
-    "ARQONBUS_POLICY_BYPASS" "edge.policyBypass")
+    "ARQONBUS_POLICY_BYPASS" "edge.policyBypass"
+    "ARQONBUS_CONSOLE" "edge.console.enabled"
+    "ARQONBUS_CONSOLE_OPERATOR_LOGIN" "edge.console.operatorLogin"
+    "ARQONBUS_CONSOLE_OPERATOR_SESSION_SECONDS" "edge.console.operatorSessionSeconds"
+    "ARQONBUS_CONSOLE_MAX_FEEDS" "edge.console.maxFeeds"
+    "ARQONBUS_CONSOLE_FEED_EVENTS_PER_SECOND" "edge.console.feedEventsPerSecond")
   "dispatcher" (dict
     "ARQONBUS_DISPATCHER_MAX_IN_FLIGHT_MESSAGES" "dispatcher.maxInFlightMessages"
     "ARQONBUS_DISPATCHER_MAX_IN_FLIGHT_COMMANDS" "dispatcher.maxInFlightCommands"

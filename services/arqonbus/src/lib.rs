@@ -88,9 +88,13 @@ impl Services {
         }
     }
 
-    /// Gives `token` to the services with a gRPC API (they serve it only with one) and to
-    /// the dispatcher (it presents it to the policy service).
+    /// Gives `token` to the services with a gRPC API (they serve it only with one), to
+    /// the dispatcher (it presents it to the policy service), and to the edge (the
+    /// console's operator login, when that is on).
     pub fn with_service_token(mut self, token: Option<ServiceToken>) -> Self {
+        if let Some(edge) = self.edge.as_mut() {
+            edge.service_token.clone_from(&token);
+        }
         if let Some(policy) = self.policy.as_mut() {
             policy.service_token.clone_from(&token);
         }

@@ -52,8 +52,13 @@ impl Liveness {
         if state.removed {
             return Ok(());
         }
+        // Also what the console's overview shows of each edge (the `overview` command).
         let value = EdgeLiveness {
             connections: shared.connections.len() as u64,
+            frames_in: shared.metrics.frames_in.get(),
+            frames_out: shared.metrics.frames_out.get(),
+            bus_connected: shared.bus.is_connected(),
+            uptime_seconds: shared.started.elapsed().as_secs(),
             casil_version: shared.route.reported(),
         };
         if state.edges.put(&self.key, value.encode()).await.is_ok() {

@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use clap::builder::BoolishValueParser;
 
+use arqon_proto::grpc::ServiceToken;
+
 use crate::EdgeError;
 
 /// The signature algorithm tokens must use. Exactly one is accepted.
@@ -66,6 +68,12 @@ const PONG_TIMEOUT_SECONDS: u64 = 10;
 const PIPELINE_TIMEOUT_MS: u64 = 5000;
 /// Default of `ARQONBUS_POLICY_BYPASS`.
 const POLICY_BYPASS: bool = true;
+/// Default of `ARQONBUS_CONSOLE_OPERATOR_SESSION_SECONDS`: an hour.
+const CONSOLE_OPERATOR_SESSION_SECONDS: u64 = 3600;
+/// Default of `ARQONBUS_CONSOLE_MAX_FEEDS`.
+const CONSOLE_MAX_FEEDS: u32 = 64;
+/// Default of `ARQONBUS_CONSOLE_FEED_EVENTS_PER_SECOND`.
+const CONSOLE_FEED_EVENTS_PER_SECOND: u32 = 50;
 /// Default of `ARQONBUS_PRESENCE_MAX_MEMBERS`.
 pub const PRESENCE_MAX_MEMBERS: u32 = 10_000;
 /// Default of `ARQONBUS_PRESENCE_MAX_REPLY_BYTES`: a quarter of NATS's default message
@@ -394,6 +402,65 @@ pub struct EdgeConfig {
         value_parser = BoolishValueParser::new(),
     )]
     pub policy_bypass: bool,
+    /// Serve the admin console (`/console/`) on the WebSocket listener. Its pages are
+    /// static files: nothing is readable without a token (docs/console.md).
+    #[arg(
+        long = "console",
+        env = "ARQONBUS_CONSOLE",
+        default_value_t = true,
+        action = clap::ArgAction::Set,
+        value_parser = BoolishValueParser::new(),
+    )]
+    pub console: bool,
+
+    /// Accept the service token (`ARQONBUS_SERVICE_TOKEN`) from WebSocket clients, as the
+    /// console's operator login: the connection gets the system authority in the tenant
+    /// it names. Off by default: it makes the service token, otherwise only accepted by
+    /// the gRPC APIs, good on the public WebSocket port too (ADR 020).
+    #[arg(
+        long = "console-operator-login",
+        env = "ARQONBUS_CONSOLE_OPERATOR_LOGIN",
+        default_value_t = false,
+        action = clap::ArgAction::Set,
+        value_parser = BoolishValueParser::new(),
+    )]
+    pub console_operator_login: bool,
+
+    /// How long a connection opened with the service token lasts, in seconds (60 to
+    /// 86400); then it is closed with 4001 like an expired token's, and the console
+    /// connects again.
+    #[arg(
+        long = "console-operator-session-seconds",
+        env = "ARQONBUS_CONSOLE_OPERATOR_SESSION_SECONDS",
+        default_value_t = CONSOLE_OPERATOR_SESSION_SECONDS,
+        value_parser = clap::value_parser!(u64).range(60..=86_400),
+    )]
+    pub console_operator_session_seconds: u64,
+
+    /// Console feeds (`/console/feed`: CASIL decisions, dead webhook deliveries) open at
+    /// once on this edge (1 to 10000); one more is refused with 503.
+    #[arg(
+        long = "console-max-feeds",
+        env = "ARQONBUS_CONSOLE_MAX_FEEDS",
+        default_value_t = CONSOLE_MAX_FEEDS,
+        value_parser = clap::value_parser!(u32).range(1..=10_000),
+    )]
+    pub console_max_feeds: u32,
+
+    /// Events one console feed forwards per second at most (1 to 10000); the rest are
+    /// dropped, counted, and the feed says how many it dropped.
+    #[arg(
+        long = "console-feed-events-per-second",
+        env = "ARQONBUS_CONSOLE_FEED_EVENTS_PER_SECOND",
+        default_value_t = CONSOLE_FEED_EVENTS_PER_SECOND,
+        value_parser = clap::value_parser!(u32).range(1..=10_000),
+    )]
+    pub console_feed_events_per_second: u32,
+
+    /// The service token of the process (`ARQONBUS_SERVICE_TOKEN`, given by the process,
+    /// not a flag of the edge): what `ARQONBUS_CONSOLE_OPERATOR_LOGIN` compares with.
+    #[arg(skip)]
+    pub service_token: Option<ServiceToken>,
 }
 
 impl Default for EdgeConfig {
@@ -417,7 +484,12 @@ impl EdgeConfig {
     /// edge starts): a bad configuration stops the process before it connects anywhere.
     pub fn validate(&self) -> Result<(), EdgeError> {
         crate::auth::key_spec(self)?;
+        crate::auth::operator::OperatorLogin::from_config(self)?;
         crate::auth::default_tenant(self).map(|_| ())
+    }
+
+    pub fn console_operator_session(&self) -> Duration {
+        Duration::from_secs(self.console_operator_session_seconds)
     }
 
     pub fn pipeline_timeout(&self) -> Duration {

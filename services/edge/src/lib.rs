@@ -16,6 +16,7 @@ mod cluster;
 mod config;
 mod connection;
 mod connections;
+mod console;
 mod fleet;
 mod metrics;
 mod peer;
@@ -96,6 +97,10 @@ pub(crate) struct Shared {
     bus: Bus,
     edge_id: EdgeId,
     auth: Option<Authenticator>,
+    /// The console's operator login (`ARQONBUS_CONSOLE_OPERATOR_LOGIN`), when on.
+    operator: Option<auth::operator::OperatorLogin>,
+    /// Console feeds open now (`ARQONBUS_CONSOLE_MAX_FEEDS`).
+    feeds: AtomicUsize,
     rooms: Rooms,
     history: recovery::History,
     connections: Connections,
@@ -140,6 +145,12 @@ impl Edge {
         shutdown: CancellationToken,
     ) -> Result<Self, EdgeError> {
         let auth = Authenticator::from_config(&config).await?;
+        let operator = auth::operator::OperatorLogin::from_config(&config)?;
+        if operator.is_some() {
+            warn!(
+                "the console's operator login is on: the service token is accepted on the WebSocket port"
+            );
+        }
         if auth.is_none() {
             warn!("authentication is off: every connection is accepted in the default tenant");
         }
@@ -175,6 +186,8 @@ impl Edge {
             bus,
             edge_id,
             auth,
+            operator,
+            feeds: AtomicUsize::new(0),
             metrics,
             tasks,
             shutdown,
@@ -227,12 +240,16 @@ impl Edge {
         Ok(Self { shared })
     }
 
-    /// The WebSocket routes: `GET /ws` and, for clients of the original, `GET /`.
+    /// The WebSocket routes: `GET /ws` and, for clients of the original, `GET /`; and the
+    /// console (`/console/`) unless it is off.
     pub fn router(&self, http: &HttpMetrics) -> Router {
-        let routes = Router::new()
+        let mut routes = Router::new()
             .route("/ws", any(upgrade))
             .route("/", any(upgrade))
             .with_state(Arc::clone(&self.shared));
+        if self.shared.config.console {
+            routes = routes.merge(console::router(Arc::clone(&self.shared)));
+        }
         http.instrument(routes)
     }
 
@@ -352,6 +369,15 @@ fn admit_tenant(shared: &Shared, tenant: &TenantId) -> Option<u32> {
 }
 
 impl Shared {
+    /// Checks the credentials of a request (`auth::extract_credential`); a refusal is
+    /// counted by reason.
+    async fn authenticate(&self, headers: &HeaderMap, uri: &Uri) -> Result<Grant, AuthError> {
+        let credential = auth::extract_credential(headers, uri);
+        auth::authenticate(self.auth.as_ref(), self.operator.as_ref(), credential)
+            .await
+            .inspect_err(|e| self.metrics.auth_failure(e.reason))
+    }
+
     /// This edge's connections per tenant (upgrades in progress included).
     fn tenant_counts(&self) -> std::collections::HashMap<TenantId, u32> {
         self.admitted_per_tenant
@@ -412,26 +438,16 @@ async fn upgrade(
         metrics.upgrade(Upgrade::Draining);
         return draining();
     }
-    let grant = match &shared.auth {
-        None => Grant::anonymous(),
-        Some(auth) => {
-            let verified = match auth::extract_token(&headers, &uri) {
-                None => Err(AuthError::new(Reason::Missing, "no token in the request")),
-                Some(token) => auth.verify(&token).await,
-            };
-            match verified {
-                Ok(grant) => grant,
-                Err(e) => {
-                    info!(reason = %e, "upgrade refused");
-                    metrics.upgrade(Upgrade::Unauthorized);
-                    metrics.auth_failure(e.reason);
-                    return e.into_response();
-                }
-            }
+    let grant = match shared.authenticate(&headers, &uri).await {
+        Ok(grant) => grant,
+        Err(e) => {
+            info!(reason = %e, "upgrade refused");
+            metrics.upgrade(Upgrade::Unauthorized);
+            return e.into_response();
         }
     };
     let ws = match ws {
-        Ok(ws) => ws,
+        Ok(ws) => ws.protocols([auth::PROTOCOL]),
         Err(rejection) => {
             metrics.upgrade(Upgrade::NotWebSocket);
             return rejection.into_response();

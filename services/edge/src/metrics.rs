@@ -119,6 +119,7 @@ pub struct EdgeMetrics {
     presence_truncated: Family<PresenceCutLabel, Counter>,
     routed: Family<RouteLabel, Counter>,
     pub(crate) casil_version: Gauge,
+    pub(crate) console: crate::console::ConsoleMetrics,
 }
 
 impl EdgeMetrics {
@@ -148,6 +149,7 @@ impl EdgeMetrics {
             presence_truncated: Family::default(),
             routed: Family::default(),
             casil_version: Gauge::default(),
+            console: crate::console::ConsoleMetrics::register(registry),
         };
         let r = registry;
         r.register(

@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 use tonic::{Code, Request, Response, Status};
 use tracing::{Instrument as _, warn};
 
-use arqon_casil::{Decision, Engine, Policy, PolicyError as Invalid};
+use arqon_casil::{Decision, Engine, Policy, PolicyError as Invalid, Record};
 use arqon_proto::grpc::{refusal, status, to_status};
 use arqon_proto::policy::v1 as pb;
 use arqon_protocol::{Envelope, ErrorCode, Failed, TenantId};
@@ -60,11 +60,15 @@ fn invalid(message: impl Into<String>) -> Status {
 }
 
 fn snapshot(live: &Live) -> pb::PolicySnapshot {
+    version(&live.record)
+}
+
+fn version(record: &Record) -> pb::PolicySnapshot {
     pb::PolicySnapshot {
-        version: live.record.version,
-        document_json: live.record.policy.to_json(),
-        updated_at: live.record.updated_at.clone(),
-        updated_by: live.record.updated_by.clone(),
+        version: record.version,
+        document_json: record.policy.to_json(),
+        updated_at: record.updated_at.clone(),
+        updated_by: record.updated_by.clone(),
     }
 }
 
@@ -75,6 +79,20 @@ impl pb::policy_server::Policy for PolicyApi {
         _request: Request<pb::GetPolicyRequest>,
     ) -> Result<Response<pb::PolicySnapshot>, Status> {
         Ok(Response::new(snapshot(&self.context.store.current())))
+    }
+
+    async fn list_policy_versions(
+        &self,
+        _request: Request<pb::ListPolicyVersionsRequest>,
+    ) -> Result<Response<pb::PolicyVersions>, Status> {
+        let records = self.context.store.versions().await.map_err(|e| {
+            let failed = Failed::new("read the policy's versions", e);
+            warn!(error = %failed, "CASIL versions not read");
+            to_status(&failed)
+        })?;
+        Ok(Response::new(pb::PolicyVersions {
+            versions: records.iter().map(version).collect(),
+        }))
     }
 
     async fn validate_policy(

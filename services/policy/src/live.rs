@@ -369,6 +369,20 @@ impl Store {
             .collect())
     }
 
+    /// The versions the bucket still keeps, oldest first (the live one last); a version
+    /// this replica cannot read is left out and logged.
+    pub(crate) async fn versions(&self) -> Result<Vec<Record>, BusError> {
+        let kept = self.kv.history(CASIL_POLICY_KEY).await?;
+        Ok(kept
+            .iter()
+            .filter_map(|entry| {
+                Record::decode(&entry.value)
+                    .inspect_err(|e| warn!(revision = entry.revision, error = %e, "a stored CASIL version cannot be read"))
+                    .ok()
+            })
+            .collect())
+    }
+
     async fn stored(&self) -> Result<(Record, u64), ReloadError> {
         let entry = self
             .kv

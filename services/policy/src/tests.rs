@@ -238,8 +238,8 @@ async fn the_grpc_api_reads_checks_and_reloads_behind_the_token() {
 async fn report(bus: &Bus, edge: &str, casil_version: Option<u64>) {
     let edges = bus.key_value(arqon_proto::layout::edges()).await.unwrap();
     let value = arqon_proto::layout::EdgeLiveness {
-        connections: 0,
         casil_version,
+        ..Default::default()
     };
     edges.put(edge, value.encode()).await.unwrap();
 }

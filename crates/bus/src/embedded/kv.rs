@@ -114,6 +114,24 @@ impl EmbeddedKv {
         }))
     }
 
+    pub(crate) fn history(&self, key: &str) -> Vec<KvEntry> {
+        let state = self.lock();
+        let Some(revisions) = state.by_key.get(key) else {
+            return Vec::new();
+        };
+        revisions
+            .iter()
+            .filter_map(|&revision| {
+                let value = state.records.get(&revision)?.value.clone()?;
+                Some(KvEntry {
+                    key: key.to_owned(),
+                    value,
+                    revision,
+                })
+            })
+            .collect()
+    }
+
     pub(crate) fn put(&self, key: &str, value: Bytes) -> Result<u64, BusError> {
         Ok(self.write(&mut self.lock(), key, Some(value)))
     }

@@ -123,6 +123,27 @@ impl NatsKv {
             }))
     }
 
+    pub(crate) async fn history(&self, key: &str) -> Result<Vec<KvEntry>, BusError> {
+        ensure_connected(&self.client)?;
+        bounded(self.timeout, async {
+            let failed = |err: &dyn std::fmt::Display| {
+                BusError::Backend(format!("kv history failed: {err}"))
+            };
+            let history = self.store.history(key).await.map_err(|e| failed(&e))?;
+            let entries: Vec<kv::Entry> = history.try_collect().await.map_err(|e| failed(&e))?;
+            Ok(entries
+                .into_iter()
+                .filter(|entry| entry.operation == Operation::Put)
+                .map(|entry| KvEntry {
+                    key: entry.key,
+                    value: entry.value,
+                    revision: entry.revision,
+                })
+                .collect())
+        })
+        .await
+    }
+
     pub(crate) async fn put(&self, key: &str, value: Bytes) -> Result<u64, BusError> {
         ensure_connected(&self.client)?;
         bounded(self.timeout, async {

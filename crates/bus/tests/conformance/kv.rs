@@ -14,6 +14,7 @@ conformance!(
     kv_keys_matching_filters_on_tokens,
     kv_keys_matching_reads_past_one_batch,
     kv_entries_matching_gives_the_latest_values_and_revisions,
+    kv_history_gives_the_kept_values_of_a_key_oldest_first,
     kv_delete_expecting_removes_only_what_was_read,
     kv_invalid_keys_are_refused,
     kv_watch_sees_changes_after_the_call,
@@ -262,6 +263,40 @@ async fn kv_entries_matching_gives_the_latest_values_and_revisions(bus: Bus) {
     assert!(bulk.iter().all(|e| e.value == b("v")));
     assert!(matches!(
         kv.entries_matching("a..b").await,
+        Err(BusError::InvalidKey(_))
+    ));
+}
+
+async fn kv_history_gives_the_kept_values_of_a_key_oldest_first(bus: Bus) {
+    let mut config = KvConfig::new("versions");
+    config.storage = Storage::Memory;
+    config.history = 3;
+    let kv = bus.key_value(config).await.unwrap();
+    assert!(kv.history("policy").await.unwrap().is_empty());
+    let mut revisions = Vec::new();
+    for value in ["v1", "v2", "v3", "v4"] {
+        revisions.push(kv.put("policy", b(value)).await.unwrap());
+        kv.put("other", b(value)).await.unwrap();
+    }
+    let kept: Vec<(String, Bytes, u64)> = kv
+        .history("policy")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.key, e.value, e.revision))
+        .collect();
+    // The bucket keeps three values per key: the oldest went.
+    let expected: Vec<(String, Bytes, u64)> = [("v2", 1), ("v3", 2), ("v4", 3)]
+        .into_iter()
+        .map(|(value, i)| ("policy".to_owned(), b(value), revisions[i]))
+        .collect();
+    assert_eq!(kept, expected);
+    // A deletion is not a value.
+    kv.delete("other").await.unwrap();
+    let other = kv.history("other").await.unwrap();
+    assert!(other.iter().all(|e| !e.value.is_empty()), "{other:?}");
+    assert!(matches!(
+        kv.history("a..b").await,
         Err(BusError::InvalidKey(_))
     ));
 }

@@ -30,6 +30,13 @@ impl Policy for AllowAll {
         Err(Status::unimplemented("not in these tests"))
     }
 
+    async fn list_policy_versions(
+        &self,
+        _request: Request<pb::ListPolicyVersionsRequest>,
+    ) -> Result<Response<pb::PolicyVersions>, Status> {
+        Err(Status::unimplemented("not in these tests"))
+    }
+
     async fn reload_policy(
         &self,
         _request: Request<pb::ReloadPolicyRequest>,

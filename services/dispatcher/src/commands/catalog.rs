@@ -13,7 +13,7 @@ use arqon_protocol::CommandReply;
 #[cfg(test)]
 use super::args::Reader;
 pub(crate) use super::args::{Arg, arg};
-use super::{Call, Outcome, casil, channels, history, system};
+use super::{Call, Outcome, casil, channels, history, overview, rooms, system};
 
 /// What runs a command; `handler!` makes one of an async function taking the command's
 /// typed request.
@@ -151,6 +151,15 @@ pub(crate) const COMMANDS: &[Spec] = &[
         handler: handler!(system::status),
     },
     Spec {
+        name: "overview",
+        family: Family::System,
+        description: "What the admin console's overview shows: the tenant's connections, rooms, channels and stored messages, the CASIL mode and version, the live edges (the system authority: each edge's report and every tenant's connections)",
+        access: Access::Anyone,
+        arguments: &[],
+        example: r#"{"type":"command","command":"overview"}"#,
+        handler: handler!(overview::overview),
+    },
+    Spec {
         name: "help",
         family: Family::System,
         description: "Every command, or one with its arguments and the permission it needs",
@@ -214,6 +223,15 @@ pub(crate) const COMMANDS: &[Spec] = &[
         handler: handler!(channels::list),
     },
     Spec {
+        name: "list_rooms",
+        family: Family::Room,
+        description: "The tenant's rooms by name, with their channel counts, a page at a time",
+        access: Access::Needs(Permission::ChannelView),
+        arguments: &[rooms::AFTER_ROOM, rooms::ROOMS_LIMIT],
+        example: r#"{"type":"command","command":"list_rooms","args":{"limit":100}}"#,
+        handler: handler!(rooms::list_rooms),
+    },
+    Spec {
         name: "channel_info",
         family: Family::Channel,
         description: "A channel's members, creation, last activity and message count",
@@ -250,6 +268,26 @@ pub(crate) const COMMANDS: &[Spec] = &[
         arguments: casil::SETTINGS,
         example: r#"{"type":"command","command":"op.casil.reload","args":{"mode":"enforce","block_on_probable_secret":true}}"#,
         handler: handler!(casil::reload),
+    },
+    Spec {
+        name: "op.casil.validate",
+        family: Family::Casil,
+        description: "Checks a draft without applying it: the arguments of op.casil.reload, every problem listed, or the policy a reload would make live",
+        access: Access::System(
+            "Only the system authority can validate CASIL drafts: only it reloads the policy (use the service token, e.g. arqon policy)",
+        ),
+        arguments: casil::SETTINGS,
+        example: r#"{"type":"command","command":"op.casil.validate","args":{"mode":"enforce"}}"#,
+        handler: handler!(casil::validate),
+    },
+    Spec {
+        name: "op.casil.history",
+        family: Family::Casil,
+        description: "The CASIL policy's versions the bus still keeps (16 at most), newest first, with who stored each and when",
+        access: Access::Anyone,
+        arguments: &[],
+        example: r#"{"type":"command","command":"op.casil.history"}"#,
+        handler: handler!(casil::history),
     },
 ];
 
@@ -293,7 +331,7 @@ mod tests {
     #[test]
     fn every_parser_reads_the_arguments_its_entry_lists() {
         // Answered by the edge; passed whole to the policy service.
-        let unread = ["refresh", "op.casil.reload"];
+        let unread = ["refresh", "op.casil.reload", "op.casil.validate"];
         for spec in all() {
             let example: serde_json::Value = serde_json::from_str(spec.example).unwrap();
             let args = example["args"].as_object().cloned().unwrap_or_default();

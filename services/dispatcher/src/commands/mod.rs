@@ -24,6 +24,8 @@ mod catalog;
 pub(crate) mod channels;
 mod history;
 mod ops;
+mod overview;
+mod rooms;
 mod system;
 
 use std::future::Future;

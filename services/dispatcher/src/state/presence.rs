@@ -36,6 +36,22 @@ impl Presence {
         })
     }
 
+    /// What each live edge last reported of itself with its liveness key (open
+    /// connections, frames in and out, whether it reaches the bus: `cluster.rs` of the
+    /// edge), by edge id; `null` for a report this replica cannot read.
+    pub(crate) async fn edge_reports(&self) -> Result<Vec<(String, serde_json::Value)>, BusError> {
+        Ok(self
+            .edges
+            .entries_matching(">")
+            .await?
+            .into_iter()
+            .map(|entry| {
+                let report = serde_json::from_slice(&entry.value).unwrap_or_default();
+                (entry.key, report)
+            })
+            .collect())
+    }
+
     /// The live edges.
     pub(crate) async fn edges(&self) -> Result<usize, BusError> {
         Ok(self.edges.keys().await?.len())

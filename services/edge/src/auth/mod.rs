@@ -1,7 +1,9 @@
-//! Authentication of upgrade requests: where the token is read from, how it is verified,
-//! and what a refusal looks like.
+//! Authentication of upgrade requests: where the credentials are read from (a header, a
+//! WebSocket subprotocol, the query), how they are verified, and what a refusal looks
+//! like.
 
 mod jwks;
+pub(crate) mod operator;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -23,6 +25,44 @@ pub(crate) use jwks::Jwks;
 
 /// Query parameters that may carry a token, for browsers that cannot set headers.
 const TOKEN_QUERY_PARAMS: [&str; 2] = ["token", "access_token"];
+
+/// The WebSocket subprotocol a browser offers beside its credentials, and the one the
+/// edge selects: a browser fails a connection whose server selects none of those it
+/// offered, and the credentials must not be echoed back.
+pub(crate) const PROTOCOL: &str = "arqonbus.v1";
+/// A subprotocol carrying a JWT: `arqonbus.bearer.<jwt>` (a JWT's characters are all
+/// allowed in a subprotocol name). Browsers cannot set an `Authorization` header on a
+/// WebSocket; unlike the query, this header is not written to access logs.
+const BEARER_PROTOCOL: &str = "arqonbus.bearer.";
+/// A subprotocol carrying the service token, base64url without padding (it may hold
+/// characters a subprotocol name cannot): the console's operator login.
+const SERVICE_PROTOCOL: &str = "arqonbus.service.";
+/// A subprotocol naming the tenant an operator login acts in: `arqonbus.tenant.<tenant>`.
+const TENANT_PROTOCOL: &str = "arqonbus.tenant.";
+
+/// What a request presents to be let in.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) enum Credential {
+    /// A JWT.
+    Token(String),
+    /// The service token, and the tenant the operator acts in.
+    Service {
+        token: String,
+        tenant: Option<String>,
+    },
+}
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Credential::Token(_) => f.write_str("Token(<redacted>)"),
+            Credential::Service { tenant, .. } => f
+                .debug_struct("Service")
+                .field("tenant", tenant)
+                .finish_non_exhaustive(),
+        }
+    }
+}
 
 /// The identity a verified token grants.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,6 +108,8 @@ arqon_telemetry::label_values! {
         BadClaims => "bad_claims",
         UnknownKey => "unknown_key",
         KeysUnavailable => "keys_unavailable",
+        OperatorLoginOff => "operator_login_off",
+        BadServiceToken => "bad_service_token",
     }
 }
 
@@ -111,6 +153,9 @@ impl IntoResponse for AuthError {
     fn into_response(self) -> Response {
         let details = match self.reason {
             Reason::Missing => "Missing bearer token",
+            Reason::OperatorLoginOff => {
+                "The service token is not accepted here (ARQONBUS_CONSOLE_OPERATOR_LOGIN is off)"
+            }
             _ => "Invalid token",
         };
         let mut response = (
@@ -368,25 +413,91 @@ pub(crate) fn key_spec(config: &EdgeConfig) -> Result<Option<(Algorithm, KeySpec
     Ok(Some((algorithm, spec)))
 }
 
+/// Checks what a request presents: a JWT with the authenticator (anyone is the anonymous
+/// user when authentication is off), the service token with the operator login.
+pub(crate) async fn authenticate(
+    auth: Option<&Authenticator>,
+    operator: Option<&operator::OperatorLogin>,
+    credential: Option<Credential>,
+) -> Result<Grant, AuthError> {
+    match (credential, auth) {
+        (Some(Credential::Service { token, tenant }), _) => match operator {
+            Some(operator) => operator.grant(&token, tenant.as_deref()),
+            None => Err(AuthError::new(
+                Reason::OperatorLoginOff,
+                "the service token was presented and ARQONBUS_CONSOLE_OPERATOR_LOGIN is off",
+            )),
+        },
+        (_, None) => Ok(Grant::anonymous()),
+        (Some(Credential::Token(token)), Some(auth)) => auth.verify(&token).await,
+        (None, Some(_)) => Err(AuthError::new(Reason::Missing, "no token in the request")),
+    }
+}
+
+/// The credentials of an upgrade request, the first found of: `Authorization: Bearer
+/// <token>`; the subprotocols `arqonbus.bearer.<jwt>`, or `arqonbus.service.<base64url
+/// service token>` with `arqonbus.tenant.<tenant>`; the `token` / `access_token` query
+/// parameter.
+pub(crate) fn extract_credential(headers: &HeaderMap, uri: &Uri) -> Option<Credential> {
+    if let Some(token) = authorization(headers) {
+        return Some(Credential::Token(token));
+    }
+    let protocols: Vec<&str> = headers
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect();
+    let after = |prefix: &str| {
+        protocols
+            .iter()
+            .find_map(|p| p.strip_prefix(prefix).filter(|rest| !rest.is_empty()))
+    };
+    if let Some(token) = after(BEARER_PROTOCOL) {
+        return Some(Credential::Token(token.to_owned()));
+    }
+    if let Some(encoded) = after(SERVICE_PROTOCOL) {
+        use base64::Engine as _;
+        // Undecodable: presented, and wrong.
+        let token = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(encoded)
+            .ok()
+            .and_then(|bytes| String::from_utf8(bytes).ok())
+            .unwrap_or_default();
+        let tenant = after(TENANT_PROTOCOL).map(str::to_owned);
+        return Some(Credential::Service { token, tenant });
+    }
+    query_token(uri).map(Credential::Token)
+}
+
 /// The token of an upgrade request: `Authorization: Bearer <token>` (scheme matched
 /// case-insensitively), else the first non-empty `token` / `access_token` query parameter.
+#[cfg(test)]
 pub(crate) fn extract_token(headers: &HeaderMap, uri: &Uri) -> Option<String> {
-    let from_header = headers
+    authorization(headers).or_else(|| query_token(uri))
+}
+
+/// `Authorization: Bearer <token>`, the scheme matched case-insensitively.
+fn authorization(headers: &HeaderMap) -> Option<String> {
+    headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| {
             let (scheme, token) = v.trim().split_once(' ')?;
             let token = token.trim();
             (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then(|| token.to_owned())
-        });
-    from_header.or_else(|| {
-        let Query(pairs) = Query::<Vec<(String, String)>>::try_from_uri(uri).ok()?;
-        TOKEN_QUERY_PARAMS.iter().find_map(|name| {
-            pairs
-                .iter()
-                .find(|(key, value)| key == name && !value.is_empty())
-                .map(|(_, value)| value.clone())
         })
+}
+
+/// The first non-empty `token` / `access_token` query parameter.
+fn query_token(uri: &Uri) -> Option<String> {
+    let Query(pairs) = Query::<Vec<(String, String)>>::try_from_uri(uri).ok()?;
+    TOKEN_QUERY_PARAMS.iter().find_map(|name| {
+        pairs
+            .iter()
+            .find(|(key, value)| key == name && !value.is_empty())
+            .map(|(_, value)| value.clone())
     })
 }
 

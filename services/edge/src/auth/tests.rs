@@ -454,3 +454,95 @@ fn refusal_responses_are_401_json_with_a_challenge_and_no_detail() {
         "Bearer realm=\"arqonbus\""
     );
 }
+
+#[test]
+fn credentials_ride_in_subprotocols_behind_the_header_and_before_the_query() {
+    let query: Uri = "/ws?token=q1".parse().unwrap();
+    let bare: Uri = "/ws".parse().unwrap();
+    let offered = |value: &str| headers(&[("sec-websocket-protocol", value)]);
+    // A JWT beside the protocol the edge selects.
+    assert_eq!(
+        extract_credential(&offered("arqonbus.v1, arqonbus.bearer.a.b.c"), &query),
+        Some(Credential::Token("a.b.c".to_owned()))
+    );
+    // The header wins; then the subprotocol; the query last.
+    let both = headers(&[
+        ("authorization", "Bearer h1"),
+        ("sec-websocket-protocol", "arqonbus.bearer.p1"),
+    ]);
+    assert_eq!(
+        extract_credential(&both, &query),
+        Some(Credential::Token("h1".to_owned()))
+    );
+    assert_eq!(
+        extract_credential(&offered("arqonbus.v1"), &query),
+        Some(Credential::Token("q1".to_owned()))
+    );
+    assert_eq!(
+        extract_credential(&offered("arqonbus.bearer."), &bare),
+        None
+    );
+    // The service token, base64url (it may hold characters a subprotocol cannot).
+    let service = offered("arqonbus.v1, arqonbus.service.cy90b2tlbj0_, arqonbus.tenant.acme");
+    assert_eq!(
+        extract_credential(&service, &bare),
+        Some(Credential::Service {
+            token: "s/token=?".to_owned(),
+            tenant: Some("acme".to_owned()),
+        })
+    );
+    // Undecodable: presented, and wrong (never mistaken for no credentials).
+    assert_eq!(
+        extract_credential(&offered("arqonbus.service.***"), &bare),
+        Some(Credential::Service {
+            token: String::new(),
+            tenant: None,
+        })
+    );
+    // Never printed.
+    assert!(!format!("{:?}", Credential::Token("secret".to_owned())).contains("secret"));
+}
+
+#[tokio::test]
+async fn the_service_token_is_refused_unless_the_operator_login_is_on() {
+    let auth = hs().await;
+    let service = || {
+        Some(Credential::Service {
+            token: "a-service-token-long-enough-0123".to_owned(),
+            tenant: Some("acme".to_owned()),
+        })
+    };
+    let off = authenticate(Some(&auth), None, service())
+        .await
+        .unwrap_err();
+    assert_eq!(off.reason, Reason::OperatorLoginOff);
+    let config = EdgeConfig {
+        console_operator_login: true,
+        service_token: Some(arqon_proto::grpc::ServiceToken::new(
+            "a-service-token-long-enough-0123",
+        )),
+        ..EdgeConfig::with_secret(SECRET)
+    };
+    let login = operator::OperatorLogin::from_config(&config).unwrap();
+    let grant = authenticate(Some(&auth), login.as_ref(), service())
+        .await
+        .unwrap();
+    assert!(grant.system);
+    // A JWT is still a JWT, and nothing is still missing.
+    let jwt = Some(Credential::Token(hs256(valid_claims())));
+    let grant = authenticate(Some(&auth), login.as_ref(), jwt)
+        .await
+        .unwrap();
+    assert!(!grant.system && grant.role.is_admin());
+    let missing = authenticate(Some(&auth), login.as_ref(), None)
+        .await
+        .unwrap_err();
+    assert_eq!(missing.reason, Reason::Missing);
+    // Authentication off: anyone is the anonymous user, but the service token is
+    // still checked.
+    assert_eq!(
+        authenticate(None, None, None).await.unwrap(),
+        Grant::anonymous()
+    );
+    assert!(authenticate(None, None, service()).await.is_err());
+}

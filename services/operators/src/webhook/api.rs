@@ -1,10 +1,13 @@
-//! The `Webhooks` gRPC API: register, list and unregister rules.
+//! The `Webhooks` gRPC API: register, list and unregister rules; the queue's depth.
 
 use tracing::info;
 
 use arqon_proto::operators::v1 as pb;
 
+use arqon_protocol::subject;
+
 use super::WebhookApi;
+use super::quota::TenantQuota;
 use super::rule::{Rule, invalid, is_rule_id};
 use super::ssrf;
 use crate::caller::Caller;
@@ -14,6 +17,7 @@ grpc_api!(WebhookApi: pb::webhooks_server::Webhooks {
     register(RegisterWebhookRequest) -> WebhookRule,
     list(ListWebhooksRequest) -> ListWebhooksResponse,
     unregister(UnregisterWebhookRequest) -> UnregisterWebhookResponse,
+    queue_depth(WebhookQueueDepthRequest) -> WebhookQueueDepth,
 });
 
 impl WebhookApi {
@@ -102,5 +106,37 @@ impl WebhookApi {
         Ok(pb::UnregisterWebhookResponse {
             rule_id: rule.rule_id,
         })
+    }
+
+    /// The caller's tenant's jobs in the queue (its messages waiting for fan-out and its
+    /// deliveries); the whole queue's for the system authority.
+    async fn queue_depth(
+        &self,
+        request: pb::WebhookQueueDepthRequest,
+    ) -> Result<pb::WebhookQueueDepth, ApiError> {
+        let caller = Caller::try_from(request.caller)?;
+        let verb = "read the webhook queue";
+        let failed = |e: arqon_bus::BusError| bus_failure(verb, &e);
+        let waiting = self
+            .queue
+            .count(&subject::webhook_queue(&caller.tenant))
+            .await
+            .map_err(failed)?;
+        let deliveries = self
+            .queue
+            .count(&TenantQuota::deliveries_of(&caller.tenant))
+            .await
+            .map_err(failed)?;
+        let mut depth = pb::WebhookQueueDepth {
+            tenant_jobs: waiting.saturating_add(deliveries),
+            jobs: None,
+            bytes: None,
+        };
+        if caller.system {
+            let all = self.queue.depth().await.map_err(failed)?;
+            depth.jobs = Some(all.jobs);
+            depth.bytes = Some(all.bytes);
+        }
+        Ok(depth)
     }
 }

@@ -42,7 +42,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use arqon_bus::{Bus, WorkQueueConfig};
+use arqon_bus::{Bus, WorkQueue, WorkQueueConfig};
 use arqon_protocol::subject;
 
 use crate::{OperatorsError, Shared};
@@ -58,6 +58,8 @@ const ACK_MARGIN: Duration = Duration::from_secs(30);
 #[derive(Debug, Clone)]
 pub struct WebhookApi {
     rules: rules::Rules,
+    /// The delivery queue, for its depth (`QueueDepth`).
+    queue: WorkQueue,
     settings: Arc<WebhookSettings>,
 }
 
@@ -117,7 +119,7 @@ pub(crate) async fn start(
         tasks,
         shutdown.clone(),
     );
-    worker::run(worker, queue, tasks);
+    worker::run(worker, queue.clone(), tasks);
     cleanup::start(
         rules.clone(),
         shared.owners.clone(),
@@ -127,6 +129,7 @@ pub(crate) async fn start(
     );
     Ok(WebhookApi {
         rules,
+        queue,
         settings: Arc::new(settings.clone()),
     })
 }

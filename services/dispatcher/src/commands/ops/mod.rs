@@ -137,7 +137,7 @@ where
 }
 
 /// The caller of an operators call: the client that sent the command.
-fn caller(call: &Call<'_>) -> pb::Caller {
+pub(super) fn caller(call: &Call<'_>) -> pb::Caller {
     let identity = &call.inbound.identity;
     pb::Caller {
         tenant: identity.tenant.to_string(),
