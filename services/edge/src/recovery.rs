@@ -96,22 +96,7 @@ impl History {
                 return Recovered::default();
             }
         };
-        let mut recovered = Recovered {
-            complete: true,
-            ..Recovered::default()
-        };
-        for message in after {
-            match RoomDelivery::decode(message.payload) {
-                Ok(delivery) => {
-                    if let Some(id) = frame_id(&delivery.frame) {
-                        recovered.ids.insert(id.to_owned());
-                    }
-                    recovered.frames.push(delivery.frame);
-                }
-                Err(e) => warn!(error = %e, seq = message.seq, "undecodable stored message"),
-            }
-        }
-        recovered
+        recovered(after)
     }
 
     /// The stored messages after the position, or `None` when the position is no
@@ -152,17 +137,42 @@ impl History {
                 {
                     return Ok(None);
                 }
-                let mut matches = tail.iter().enumerate().filter(|(_, m)| {
-                    RoomDelivery::decode(m.payload.clone())
-                        .ok()
-                        .is_some_and(|d| frame_id(&d.frame) == Some(id.as_str()))
-                });
-                match (matches.next(), matches.next()) {
-                    (Some((i, _)), None) => Ok(Some(tail[i + 1..].to_vec())),
-                    _ => Ok(None),
-                }
+                Ok(only_position(&tail, id).map(|i| tail[i + 1..].to_vec()))
             }
         }
+    }
+}
+
+/// The frames of the stored messages after the position, and their ids: all of them.
+fn recovered(after: Vec<StoredMessage>) -> Recovered {
+    let mut recovered = Recovered {
+        complete: true,
+        ..Recovered::default()
+    };
+    for message in after {
+        match RoomDelivery::decode(message.payload) {
+            Ok(delivery) => {
+                if let Some(id) = frame_id(&delivery.frame) {
+                    recovered.ids.insert(id.to_owned());
+                }
+                recovered.frames.push(delivery.frame);
+            }
+            Err(e) => warn!(error = %e, seq = message.seq, "undecodable stored message"),
+        }
+    }
+    recovered
+}
+
+/// Where the one stored message with this id is; `None` when none or several have it.
+fn only_position(tail: &[StoredMessage], id: &str) -> Option<usize> {
+    let mut matches = tail.iter().enumerate().filter(|(_, m)| {
+        RoomDelivery::decode(m.payload.clone())
+            .ok()
+            .is_some_and(|d| frame_id(&d.frame) == Some(id))
+    });
+    match (matches.next(), matches.next()) {
+        (Some((i, _)), None) => Some(i),
+        _ => None,
     }
 }
 
@@ -221,5 +231,93 @@ mod tests {
         assert_eq!(value["payload"]["data"]["recovered_count"], 2);
         assert_eq!(value["payload"]["data"]["room_id"], "science");
         assert_eq!(value["request_id"], "arq_1_1_abcdef");
+    }
+}
+
+/// Instructions per message of recovery, counted under callgrind (see
+/// `scripts/pipeline-cpu.sh`): each `stage_` function handles `MESSAGES` stored
+/// messages or joins.
+#[cfg(test)]
+mod cpu {
+    use std::hint::black_box;
+
+    use super::*;
+    use arqon_protocol::{ClientId, CommandReply, EdgeId};
+
+    const MESSAGES: usize = 1000;
+
+    /// The history of a channel: messages as the dispatcher publishes them.
+    fn stored(text_len: usize) -> Vec<StoredMessage> {
+        let sender = ClientId::generate_on(&EdgeId::generate());
+        let text = "lorem ipsum ".repeat(text_len / 12 + 1);
+        (0..MESSAGES)
+            .map(|i| {
+                let frame = format!(
+                    r#"{{"type":"message","room":"science","channel":"general","payload":{{"text":"{}","n":{i}}},"metadata":{{"trace":"x"}}}}"#,
+                    &text[..text_len]
+                );
+                let mut envelope = Envelope::from_client_json(&frame).unwrap();
+                envelope.sender = Some(sender.to_string());
+                envelope.from_client = envelope.sender.clone();
+                let delivery = RoomDelivery {
+                    frame: Bytes::from(envelope.to_json()),
+                    exclude: Some(sender.clone()),
+                    close_room: false,
+                    received_at_unix_micros: Some(1),
+                };
+                StoredMessage {
+                    seq: i as u64 + 1,
+                    subject: "arqon.room.acme.science.general".into(),
+                    headers: Default::default(),
+                    payload: delivery.encode(),
+                    time: Default::default(),
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    #[ignore = "counts instructions under callgrind: scripts/pipeline-cpu.sh"]
+    fn cpu_recovery() {
+        let text_len = std::env::var("ARQON_CPU_TEXT_BYTES")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(64);
+        let stored = stored(text_len);
+        let ids = black_box(stage_recover(stored.clone())).ids;
+        assert_eq!(ids.len(), MESSAGES);
+        let last = RoomDelivery::decode(stored[MESSAGES - 1].payload.clone()).unwrap();
+        let last_id = frame_id(&last.frame).unwrap().to_owned();
+        assert_eq!(stage_find(&stored, &last_id), Some(MESSAGES - 1));
+        let mut data = serde_json::Map::new();
+        data.insert("room_id".into(), Value::from("science"));
+        let response = Bytes::from(
+            CommandReply::success("Joined", data)
+                .into_envelope("arq_1_1_abcdef")
+                .to_json(),
+        );
+        let recovered = Recovered {
+            complete: true,
+            ..Recovered::default()
+        };
+        assert!(stage_annotate(&response, &recovered));
+    }
+
+    /// Reads each stored message's frame and id.
+    #[inline(never)]
+    fn stage_recover(stored: Vec<StoredMessage>) -> Recovered {
+        recovered(stored)
+    }
+
+    /// Looks for a position by id among every stored message.
+    #[inline(never)]
+    fn stage_find(stored: &[StoredMessage], id: &str) -> Option<usize> {
+        only_position(stored, id)
+    }
+
+    /// Answers `MESSAGES` joins with what their recovery found.
+    #[inline(never)]
+    fn stage_annotate(response: &Bytes, recovered: &Recovered) -> bool {
+        (0..MESSAGES).all(|_| black_box(annotate_response(response, recovered)).is_some())
     }
 }

@@ -9,7 +9,7 @@ use super::args::{Parse, Reader};
 use super::catalog::{CHANNEL, HISTORY_LIMIT, ROOM, SINCE, UNTIL};
 use super::{Call, Reply, failed, lookup_failed, object};
 use crate::state::LookupError;
-use crate::state::history::{DEFAULT_LIMIT, HISTORY_OFF, MAX_LIMIT, PAGE_BYTES};
+use crate::state::history::{DEFAULT_LIMIT, HISTORY_OFF, MAX_LIMIT, PAGE_BYTES, Stored};
 
 /// `history`'s request: a channel, and which of its messages.
 pub(crate) struct Query {
@@ -105,22 +105,7 @@ pub(crate) async fn history(call: &Call<'_>, query: Query) -> Reply {
         let next = (start > 0).then(|| ("next_until", stored[start].stored_at));
         (&stored[start..], next)
     };
-    let entries: Vec<Value> = page
-        .iter()
-        .map(|s| {
-            let e = &s.envelope;
-            json!({
-                "message_id": e.id.as_str(),
-                "type": e.kind.as_str(),
-                "sender": e.sender,
-                "payload": serde_json::to_value(&e.payload).unwrap_or(Value::Null),
-                "metadata": serde_json::to_value(&e.metadata).unwrap_or(Value::Null),
-                "timestamp": e.timestamp.to_rfc3339(),
-                "stored_at": Timestamp::from(s.stored_at).to_rfc3339(),
-                "offset": s.offset,
-            })
-        })
-        .collect();
+    let entries: Vec<Value> = page.iter().map(entry).collect();
     let mut data = object(json!({
         "room_id": topic.room.as_str(),
         "room_name": topic.room.as_str(),
@@ -145,4 +130,97 @@ pub(crate) async fn history(call: &Call<'_>, query: Query) -> Reply {
         format!("Found {} messages in '{}'", page.len(), topic),
         data,
     ))
+}
+
+/// One stored message as the reply lists it.
+pub(crate) fn entry(stored: &Stored) -> Value {
+    let e = &stored.envelope;
+    json!({
+        "message_id": e.id.as_str(),
+        "type": e.kind.as_str(),
+        "sender": e.sender,
+        "payload": serde_json::to_value(&e.payload).unwrap_or(Value::Null),
+        "metadata": serde_json::to_value(&e.metadata).unwrap_or(Value::Null),
+        "timestamp": e.timestamp.to_rfc3339(),
+        "stored_at": Timestamp::from(stored.stored_at).to_rfc3339(),
+        "offset": stored.offset,
+    })
+}
+
+/// Instructions per stored message of a `history` page and of the gRPC `History`,
+/// counted under callgrind (see `scripts/pipeline-cpu.sh`).
+#[cfg(test)]
+mod cpu {
+    use std::hint::black_box;
+
+    use arqon_bus::StoredMessage;
+    use arqon_proto::model::RoomDelivery;
+    use arqon_protocol::{ClientId, EdgeId, Envelope};
+    use bytes::Bytes;
+
+    use super::*;
+
+    const MESSAGES: usize = 1000;
+
+    /// The history of a channel: messages as `route` publishes them.
+    fn stored(text_len: usize) -> Vec<StoredMessage> {
+        let sender = ClientId::generate_on(&EdgeId::generate());
+        let text = "lorem ipsum ".repeat(text_len / 12 + 1);
+        (0..MESSAGES)
+            .map(|i| {
+                let frame = format!(
+                    r#"{{"type":"message","room":"science","channel":"general","payload":{{"text":"{}","n":{i}}},"metadata":{{"trace":"x"}}}}"#,
+                    &text[..text_len]
+                );
+                let mut envelope = Envelope::from_client_json(&frame).unwrap();
+                envelope.sender = Some(sender.to_string());
+                envelope.from_client = envelope.sender.clone();
+                let delivery = RoomDelivery {
+                    frame: Bytes::from(envelope.to_json()),
+                    exclude: Some(sender.clone()),
+                    close_room: false,
+                    received_at_unix_micros: Some(1),
+                };
+                StoredMessage {
+                    seq: i as u64 + 1,
+                    subject: "arqon.room.acme.science.general".into(),
+                    headers: Default::default(),
+                    payload: delivery.encode(),
+                    time: Utc::now(),
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    #[ignore = "counts instructions under callgrind: scripts/pipeline-cpu.sh"]
+    fn cpu_history() {
+        let text_len = std::env::var("ARQON_CPU_TEXT_BYTES")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(64);
+        let stored = stored(text_len);
+        assert_eq!(black_box(stage_command(stored.clone())).len(), MESSAGES);
+        assert_eq!(black_box(stage_grpc(stored)).len(), MESSAGES);
+    }
+
+    /// The entries of a `history` reply.
+    #[inline(never)]
+    fn stage_command(stored: Vec<StoredMessage>) -> Vec<Value> {
+        stored
+            .into_iter()
+            .filter_map(Stored::read)
+            .map(|s| entry(&s))
+            .collect()
+    }
+
+    /// The messages of a gRPC `History` response.
+    #[inline(never)]
+    fn stage_grpc(stored: Vec<StoredMessage>) -> Vec<Bytes> {
+        stored
+            .into_iter()
+            .filter_map(Stored::read)
+            .map(|s| Bytes::from(s.envelope.to_json()))
+            .collect()
+    }
 }

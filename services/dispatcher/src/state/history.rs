@@ -21,7 +21,7 @@ use tracing::{info, warn};
 
 use arqon_bus::{
     Bus, BusError, Headers, HistorySource, HistoryStore, MAX_READ_LIMIT, ReadFrom,
-    StoreConfirmation,
+    StoreConfirmation, StoredMessage,
 };
 use arqon_proto::model::RoomDelivery;
 use arqon_protocol::{Envelope, TenantId, Topic, subject};
@@ -146,6 +146,25 @@ pub(crate) struct Stored {
     pub(crate) offset: u64,
     pub(crate) stored_at: DateTime<Utc>,
     pub(crate) envelope: Envelope,
+}
+
+impl Stored {
+    /// The stored room delivery's envelope; `None` (logged) when it is not one.
+    pub(crate) fn read(message: StoredMessage) -> Option<Self> {
+        let delivery = RoomDelivery::decode(message.payload).ok()?;
+        let text = std::str::from_utf8(&delivery.frame).ok()?;
+        match Envelope::from_server_json(text) {
+            Ok(envelope) => Some(Stored {
+                offset: message.seq,
+                stored_at: message.time,
+                envelope,
+            }),
+            Err(e) => {
+                warn!(error = %e, seq = message.seq, "unreadable stored message");
+                None
+            }
+        }
+    }
 }
 
 /// Why a tenant's message cannot be stored.
@@ -368,23 +387,7 @@ impl History {
         let before_until = messages
             .into_iter()
             .filter(|m| until.is_none_or(|until| m.time < until));
-        let mut stored: Vec<Stored> = before_until
-            .filter_map(|m| {
-                let delivery = RoomDelivery::decode(m.payload).ok()?;
-                let text = std::str::from_utf8(&delivery.frame).ok()?;
-                match Envelope::from_server_json(text) {
-                    Ok(envelope) => Some(Stored {
-                        offset: m.seq,
-                        stored_at: m.time,
-                        envelope,
-                    }),
-                    Err(e) => {
-                        warn!(error = %e, seq = m.seq, "unreadable stored message");
-                        None
-                    }
-                }
-            })
-            .collect();
+        let mut stored: Vec<Stored> = before_until.filter_map(Stored::read).collect();
         if since.is_some() {
             stored.truncate(limit);
         } else if stored.len() > limit {

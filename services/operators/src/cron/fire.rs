@@ -402,3 +402,47 @@ fn frame_id(payload: bytes::Bytes) -> Option<String> {
         .ok()
         .map(|frame| frame.id)
 }
+
+/// Instructions per stored message of the search for a claimed firing, counted under
+/// callgrind (see `scripts/pipeline-cpu.sh`).
+#[cfg(test)]
+mod cpu {
+    use std::hint::black_box;
+
+    use super::*;
+    use arqon_protocol::{JsonObject, MessageId, MessageType};
+
+    const MESSAGES: usize = 1000;
+
+    #[test]
+    #[ignore = "counts instructions under callgrind: scripts/pipeline-cpu.sh"]
+    fn cpu_cron() {
+        let text_len = std::env::var("ARQON_CPU_TEXT_BYTES")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(64);
+        let text = "lorem ipsum ".repeat(text_len / 12 + 1);
+        let stored: Vec<Bytes> = (0..MESSAGES)
+            .map(|i| {
+                let mut envelope = Envelope::new(MessageType::Message);
+                envelope.id = MessageId::parse(&format!("arq_{i}_1_abcdef")).unwrap();
+                envelope.room = Some("science".into());
+                envelope.channel = Some("general".into());
+                envelope.sender = Some("op-cron".into());
+                envelope.payload =
+                    JsonObject::parse(&format!(r#"{{"text":"{}","n":{i}}}"#, &text[..text_len]))
+                        .unwrap();
+                delivery(&envelope)
+            })
+            .collect();
+        assert_eq!(stage_find(&stored, "arq_999_1_abcdef"), Some(MESSAGES - 1));
+    }
+
+    /// Looks for a firing's id among stored messages, as `in_history` does.
+    #[inline(never)]
+    fn stage_find(stored: &[Bytes], wanted: &str) -> Option<usize> {
+        stored
+            .iter()
+            .position(|stored| black_box(frame_id(stored.clone())).as_deref() == Some(wanted))
+    }
+}

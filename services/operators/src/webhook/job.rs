@@ -187,3 +187,75 @@ mod tests {
         assert_eq!(delivery.wait_left(), None);
     }
 }
+
+/// Instructions per message of the webhook fan-out and delivery, counted under callgrind
+/// (see `scripts/pipeline-cpu.sh`).
+#[cfg(test)]
+mod cpu {
+    use std::hint::black_box;
+
+    use super::*;
+    use crate::webhook::signature;
+    use arqon_protocol::{ClientId, EdgeId, Envelope};
+
+    const MESSAGES: usize = 1000;
+
+    /// Messages as the dispatcher queues them for webhooks.
+    fn queued(text_len: usize) -> Vec<Bytes> {
+        let sender = ClientId::generate_on(&EdgeId::generate());
+        let text = "lorem ipsum ".repeat(text_len / 12 + 1);
+        (0..MESSAGES)
+            .map(|i| {
+                let frame = format!(
+                    r#"{{"type":"message","room":"science","channel":"general","payload":{{"text":"{}","n":{i}}},"metadata":{{"trace":"x"}}}}"#,
+                    &text[..text_len]
+                );
+                let mut envelope = Envelope::from_client_json(&frame).unwrap();
+                envelope.sender = Some(sender.to_string());
+                envelope.from_client = envelope.sender.clone();
+                RoomDelivery {
+                    frame: Bytes::from(envelope.to_json()),
+                    exclude: Some(sender.clone()),
+                    close_room: false,
+                    received_at_unix_micros: Some(1),
+                }
+                .encode()
+            })
+            .collect()
+    }
+
+    #[test]
+    #[ignore = "counts instructions under callgrind: scripts/pipeline-cpu.sh"]
+    fn cpu_webhook() {
+        let text_len = std::env::var("ARQON_CPU_TEXT_BYTES")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(64);
+        for job in queued(text_len) {
+            let delivery = stage_fan_out(job);
+            assert!(!black_box(stage_attempt(&delivery)).is_empty());
+        }
+    }
+
+    /// A message job read and made into one rule's delivery job.
+    #[inline(never)]
+    fn stage_fan_out(job: Bytes) -> Bytes {
+        let message = Message::decode(job).unwrap();
+        Delivery {
+            rule_id: "wh_0123456789ab".into(),
+            delivery_id: "7-wh_0123456789ab".into(),
+            failures: 0,
+            not_before_ms: None,
+            sender: message.sender.clone(),
+            envelope: message.envelope.clone(),
+        }
+        .encode()
+    }
+
+    /// A delivery job read and made into the POST's body.
+    #[inline(never)]
+    fn stage_attempt(job: &[u8]) -> Vec<u8> {
+        let delivery = Delivery::decode(job).unwrap();
+        signature::body(&delivery.sender, &delivery.envelope)
+    }
+}
