@@ -5,7 +5,7 @@ use std::fmt;
 use serde::ser::SerializeMap;
 use serde::{Serialize, Serializer};
 
-use crate::{ErrorCode, JsonObject, MessageId, Timestamp};
+use crate::{ErrorCode, JsonObject, MessageId, ObjectWriter, Timestamp};
 
 mod decode;
 
@@ -163,9 +163,50 @@ impl Envelope {
         decode::decode(text, true)
     }
 
-    /// The JSON text of this envelope.
+    /// The JSON text of this envelope: the bytes its `Serialize` writes, with `payload`,
+    /// `args` and `metadata` copied in as they are (serde would validate each first).
     pub fn to_json(&self) -> String {
-        serde_json::to_string(self).expect("serializing an envelope to a String cannot fail")
+        let optional = [
+            ("room", &self.room),
+            ("channel", &self.channel),
+            ("sender", &self.sender),
+            ("from_client", &self.from_client),
+            ("to_client", &self.to_client),
+            ("command", &self.command),
+            ("request_id", &self.request_id),
+            ("error", &self.error),
+            ("error_code", &self.error_code),
+        ];
+        let texts: usize = optional
+            .iter()
+            .filter_map(|(_, value)| value.as_ref().map(|v| v.len() + 16))
+            .sum();
+        let objects = self.payload.as_str().len() + self.args.as_str().len();
+        let mut writer =
+            ObjectWriter::with_capacity(160 + texts + objects + self.metadata.as_str().len());
+        writer
+            .text("id", self.id.as_str())
+            .text("timestamp", &self.timestamp.to_rfc3339())
+            .text("type", self.kind.as_str())
+            .text("version", PROTOCOL_VERSION);
+        for (key, value) in &optional[..7] {
+            if let Some(value) = value {
+                writer.text(key, value);
+            }
+        }
+        if let Some(status) = self.status {
+            writer.text("status", status.as_str());
+        }
+        for (key, value) in &optional[7..] {
+            if let Some(value) = value {
+                writer.text(key, value);
+            }
+        }
+        writer
+            .object("payload", &self.payload)
+            .object("args", &self.args)
+            .object("metadata", &self.metadata);
+        writer.finish()
     }
 
     /// Whether this error envelope carries `code`.
@@ -174,6 +215,9 @@ impl Envelope {
     }
 }
 
+/// The same text as [`Envelope::to_json`], for serde's other formats and for embedding in
+/// a serde value (it validates `payload`, `args` and `metadata` on the way: see
+/// [`JsonObject`]'s `Serialize`).
 impl Serialize for Envelope {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut map = serializer.serialize_map(None)?;

@@ -26,7 +26,7 @@ pub use envelope::{
 pub use error_code::ErrorCode;
 pub use id::{ClientId, EdgeId, IdError, MessageId};
 pub use identity::{Identity, Permission, Role, SYSTEM_SCOPE};
-pub use json::{JsonObject, JsonObjectError, NotAnObject};
+pub use json::{JsonObject, JsonObjectError, NotAnObject, ObjectWriter};
 pub use names::{ChannelName, NameError, RoomName, TenantId, Topic};
 pub use replies::{CommandReply, SERVER_SENDER, WELCOME_TEXT};
 pub use time::{Timestamp, TimestampError};

@@ -4,8 +4,8 @@ use bytes::Bytes;
 use prost::Message as _;
 
 use arqon_protocol::{
-    ClientId, EdgeId, Envelope, Identity, JsonObject, MessageId, MessageType, Role, Status,
-    TenantId, Timestamp, Topic,
+    ClientId, EdgeId, Envelope, Identity, JsonObject, MessageId, MessageType, NotAnObject, Role,
+    Status, TenantId, Timestamp, Topic,
 };
 
 use crate::envelope::v1 as pb;
@@ -167,11 +167,24 @@ fn envelope_to_pb(envelope: &Envelope) -> pb::ClientEnvelope {
     }
 }
 
+/// A payload, arguments or metadata of an envelope between the services: the text of a
+/// `JsonObject` the sending service encoded, validated when it entered the bus (the
+/// edge parsed the client's frame once). It is taken back as it is, not parsed again:
+/// only the services publish on the subjects these messages travel (ADR 001).
 fn object_from_pb(field: &'static str, bytes: &[u8]) -> Result<JsonObject, ModelError> {
     if bytes.is_empty() {
         return Ok(JsonObject::empty());
     }
-    JsonObject::parse_bytes(bytes).map_err(|e| invalid(field, e))
+    let text = std::str::from_utf8(bytes).map_err(|e| invalid(field, e))?;
+    // Its first byte only: what a JsonObject's text always starts with.
+    if !text.starts_with('{') {
+        return Err(invalid(field, NotAnObject));
+    }
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "the text of a JsonObject of the bus"
+    )]
+    Ok(JsonObject::from_trusted_text(text))
 }
 
 fn envelope_from_pb(envelope: pb::ClientEnvelope) -> Result<Envelope, ModelError> {

@@ -185,6 +185,27 @@ fn deliveries_round_trip() {
     }
 }
 
+#[test]
+fn objects_between_services_are_taken_as_written() {
+    // What a service wrote is taken back as it is (the edge validated the client's
+    // text); only its first byte is looked at.
+    let mut message = pb::Inbound {
+        identity: Some(identity_to_pb(&identity())),
+        envelope: Some(envelope_to_pb(&Envelope::new(MessageType::Message))),
+        received_at_unix_micros: 0,
+        sequence: 1,
+    };
+    message.envelope.as_mut().unwrap().payload = Bytes::from_static(b"{\"a\": [1, 2]}");
+    let inbound = Inbound::try_from(message).unwrap();
+    assert_eq!(inbound.envelope.payload.as_str(), "{\"a\": [1, 2]}");
+    assert!(
+        inbound
+            .envelope
+            .to_json()
+            .contains(r#""payload":{"a": [1, 2]}"#)
+    );
+}
+
 proptest! {
     #[test]
     fn inbound_round_trips_for_any_fields(

@@ -159,13 +159,26 @@ fn read_string(
     mistyped: &mut Vec<&'static str>,
     errors: &mut Vec<String>,
 ) {
-    match serde_json::from_str::<Option<String>>(value.get()) {
+    match string_value(value) {
         Ok(v) => *slot = v,
         Err(_) => {
             mistyped.push(key);
             errors.push(format!("Field '{key}' must be a string"));
         }
     }
+}
+
+/// A string (or null) the frame's parse has just validated. Its text between the quotes
+/// is the string itself unless it holds an escape (a bare `"` or control character would
+/// not have passed the parse); only then is it decoded again.
+fn string_value(value: &RawValue) -> Result<Option<String>, serde_json::Error> {
+    let text = value.get();
+    if let Some(inner) = text.strip_prefix('"').and_then(|t| t.strip_suffix('"'))
+        && !inner.contains('\\')
+    {
+        return Ok(Some(inner.to_owned()));
+    }
+    serde_json::from_str(text)
 }
 
 fn read_object(

@@ -342,6 +342,26 @@ proptest! {
     }
 
     #[test]
+    fn to_json_writes_the_bytes_serde_writes(mut env in envelope(), present in any::<u16>()) {
+        env.from_client = env.sender.clone();
+        env.to_client = env.sender.clone().map(|s| format!("{s}\"\n"));
+        let optional = [
+            &mut env.room, &mut env.channel, &mut env.sender, &mut env.from_client,
+            &mut env.to_client, &mut env.command, &mut env.request_id, &mut env.error,
+            &mut env.error_code,
+        ];
+        for (i, field) in optional.into_iter().enumerate() {
+            if present & (1 << i) == 0 {
+                *field = None;
+            }
+        }
+        if present & (1 << 10) == 0 {
+            env.status = None;
+        }
+        prop_assert_eq!(env.to_json(), serde_json::to_string(&env).unwrap());
+    }
+
+    #[test]
     fn any_text_is_answered_without_panicking(text in ".{0,200}") {
         if let Err(err) = Envelope::from_client_json(&text) {
             prop_assert!(!err.reasons().is_empty());
@@ -383,4 +403,26 @@ fn a_casil_block_answers_with_the_reason_and_the_envelope_it_blocked() {
         (&json!("science"), &json!("general"))
     );
     assert_eq!(frame["sender"], "arqonbus");
+}
+
+#[test]
+fn string_fields_read_the_same_with_or_without_escapes() {
+    let frame = |sender: &str| {
+        format!(r#"{{"type":"message","room":"science","sender":{sender},"payload":{{}}}}"#)
+    };
+    for (written, read) in [
+        (r#""plain é""#, Some("plain é")),
+        (r#""a\"b\\c\u00e9\n\/""#, Some("a\"b\\cé\n/")),
+        (r#""""#, Some("")),
+        ("null", None),
+    ] {
+        let envelope = Envelope::from_client_json(&frame(written)).unwrap();
+        assert_eq!(envelope.sender.as_deref(), read, "{written}");
+    }
+    for mistyped in ["1", "[\"a\"]", "{}", "true"] {
+        let reasons = Envelope::from_client_json(&frame(mistyped))
+            .unwrap_err()
+            .reasons();
+        assert_eq!(reasons, ["Field 'sender' must be a string"], "{mistyped}");
+    }
 }
