@@ -618,11 +618,13 @@ async fn the_history_of_every_tenant_moves_to_a_stream_per_tenant() {
         envelope.payload = arqon_protocol::JsonObject::from_map(
             json!({ "tenant": tenant, "n": n }).as_object().unwrap(),
         );
+        // As an older version stored it: without the frame's head.
         RoomDelivery {
             frame: envelope.to_json().into(),
             exclude: None,
             close_room: false,
             received_at_unix_micros: None,
+            head: None,
         }
         .encode()
     };

@@ -20,10 +20,11 @@
 //! each message's payload (default 64).
 
 use std::hint::black_box;
+use std::sync::Arc;
 
 use bytes::Bytes;
 
-use arqon_proto::model::{EdgeDelivery, Inbound, RoomDelivery};
+use arqon_proto::model::{EdgeDelivery, EncodedHead, Inbound, RoomDelivery};
 use arqon_protocol::{ClientId, EdgeId, Envelope, Identity, Role, SERVER_OWNED_METADATA, TenantId};
 
 fn main() {
@@ -88,13 +89,7 @@ fn policy_decode(ingress: Bytes) -> Inbound {
 fn dispatcher_route(dispatch: Bytes) -> (Bytes, Bytes) {
     let inbound = Inbound::decode(dispatch).expect("a valid inbound");
     let envelope = &inbound.envelope;
-    let room = RoomDelivery {
-        frame: Bytes::from(envelope.to_json()),
-        exclude: Some(inbound.identity.client_id.clone()),
-        close_room: false,
-        received_at_unix_micros: Some(inbound.received_at_unix_micros),
-    }
-    .encode();
+    let room = RoomDelivery::routed(&inbound).encode();
     let answer = EdgeDelivery {
         client_id: inbound.identity.client_id.clone(),
         membership: None,
@@ -105,9 +100,11 @@ fn dispatcher_route(dispatch: Bytes) -> (Bytes, Bytes) {
     (room, answer)
 }
 
-/// An edge with members in the room decodes the delivery and checks its frame is text.
+/// An edge with members in the room decodes the delivery, checks its frame is text, and
+/// shares it with the frame's head among the members.
 #[inline(never)]
-fn edge_fan_out(room: Bytes) -> Option<usize> {
+fn edge_fan_out(room: Bytes) -> Option<Arc<(Bytes, Option<EncodedHead>)>> {
     let delivery = RoomDelivery::decode(room).expect("a valid delivery");
-    std::str::from_utf8(&delivery.frame).ok().map(str::len)
+    std::str::from_utf8(&delivery.frame).ok()?;
+    Some(Arc::new((delivery.frame, delivery.head)))
 }

@@ -242,14 +242,8 @@ async fn route_message(context: &Context, inbound: &Inbound) -> Answer {
             "Fields 'room' and 'channel' are required to route a message",
         )]);
     };
-    let delivery = RoomDelivery {
-        frame: Bytes::from(envelope.to_json()),
-        exclude: Some(inbound.identity.client_id.clone()),
-        close_room: false,
-        received_at_unix_micros: Some(inbound.received_at_unix_micros),
-    };
     let tenant = &inbound.identity.tenant;
-    let payload = delivery.encode();
+    let payload = RoomDelivery::routed(inbound).encode();
     match context
         .history
         .publish(

@@ -199,10 +199,8 @@ pub(crate) async fn announce(shared: &Shared, identity: &Identity, topic: &Topic
     payload.insert("presence".into(), Value::Object(presence));
     event.payload = JsonObject::from_map(&payload);
     let delivery = RoomDelivery {
-        frame: Bytes::from(event.to_json()),
         exclude: Some(identity.client_id.clone()),
-        close_room: false,
-        received_at_unix_micros: None,
+        ..RoomDelivery::of(&event)
     };
     let target = subject::presence_events(&identity.tenant, topic);
     if let Err(e) = shared.bus.publish(target, delivery.encode()).await {

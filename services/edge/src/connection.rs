@@ -696,7 +696,11 @@ impl Connection {
         while let Some(item) = next.take() {
             let len = item.len();
             match item {
-                Outbound::Frame(frame) if self.is_recovered_duplicate(&frame) => {}
+                Outbound::Room(frame) if self.is_recovered_duplicate(&frame) => {}
+                Outbound::Room(frame) => {
+                    self.socket.feed(Message::Text(frame.text.clone())).await?;
+                    frames += 1;
+                }
                 Outbound::Frame(frame) => {
                     self.socket.feed(Message::Text(frame)).await?;
                     frames += 1;
@@ -726,10 +730,10 @@ impl Connection {
 
     /// Whether a live frame was already written by the last recovery (each is dropped
     /// once: a message has one live copy).
-    fn is_recovered_duplicate(&mut self, frame: &Utf8Bytes) -> bool {
-        self.recovered_ids.as_mut().is_some_and(|(ids, _)| {
-            crate::recovery::frame_id(frame.as_bytes()).is_some_and(|id| ids.remove(id))
-        })
+    fn is_recovered_duplicate(&mut self, frame: &crate::peer::RoomFrame) -> bool {
+        self.recovered_ids
+            .as_mut()
+            .is_some_and(|(ids, _)| frame.id().is_some_and(|id| ids.remove(&id)))
     }
 
     /// Applies a delivery's membership change and feeds its frames; returns how many.

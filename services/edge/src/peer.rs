@@ -15,7 +15,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
-use arqon_proto::model::EdgeDelivery;
+use arqon_proto::model::{EdgeDelivery, EncodedHead, message_id};
 use arqon_protocol::{ClientId, Identity, TenantId};
 
 /// After a burst, a queue that grew beyond this is shrunk once it is empty again.
@@ -25,6 +25,8 @@ const SHRINK_ABOVE: usize = 32;
 #[derive(Debug)]
 pub(crate) enum Outbound {
     /// A frame shared by every member of a room.
+    Room(Arc<RoomFrame>),
+    /// A frame for this connection alone (a private message).
     Frame(Utf8Bytes),
     /// A delivery addressed to this connection by the pipeline (boxed: it is rare, and
     /// queue slots are sized by the largest variant).
@@ -35,9 +37,27 @@ impl Outbound {
     /// Bytes of frames it carries.
     pub(crate) fn len(&self) -> usize {
         match self {
+            Outbound::Room(frame) => frame.text.len(),
             Outbound::Frame(frame) => frame.len(),
             Outbound::Delivery(delivery) => delivery.frames.iter().map(|f| f.len()).sum(),
         }
+    }
+}
+
+/// A room's frame, as its members on this edge share it.
+#[derive(Debug)]
+pub(crate) struct RoomFrame {
+    pub(crate) text: Utf8Bytes,
+    /// What its delivery said of the frame, still encoded; `None` from a dispatcher that
+    /// wrote no head.
+    pub(crate) head: Option<EncodedHead>,
+}
+
+impl RoomFrame {
+    /// Its envelope's id, to drop a live copy of a message a recovery already wrote: from
+    /// the head, or read from a frame that came without one.
+    pub(crate) fn id(&self) -> Option<String> {
+        message_id(self.head.as_ref(), self.text.as_bytes())
     }
 }
 

@@ -152,8 +152,8 @@ fn recovered(after: Vec<StoredMessage>) -> Recovered {
     for message in after {
         match RoomDelivery::decode(message.payload) {
             Ok(delivery) => {
-                if let Some(id) = frame_id(&delivery.frame) {
-                    recovered.ids.insert(id.to_owned());
+                if let Some(id) = delivery.message_id() {
+                    recovered.ids.insert(id);
                 }
                 recovered.frames.push(delivery.frame);
             }
@@ -168,19 +168,12 @@ fn only_position(tail: &[StoredMessage], id: &str) -> Option<usize> {
     let mut matches = tail.iter().enumerate().filter(|(_, m)| {
         RoomDelivery::decode(m.payload.clone())
             .ok()
-            .is_some_and(|d| frame_id(&d.frame) == Some(id))
+            .is_some_and(|d| d.message_id().as_deref() == Some(id))
     });
     match (matches.next(), matches.next()) {
         (Some((i, _)), None) => Some(i),
         _ => None,
     }
-}
-
-/// The id of an encoded envelope: always its first field, as this bus writes them.
-pub(crate) fn frame_id(frame: &[u8]) -> Option<&str> {
-    let rest = frame.strip_prefix(br#"{"id":""#)?;
-    let end = rest.iter().position(|&b| b == b'"')?;
-    std::str::from_utf8(&rest[..end]).ok()
 }
 
 /// Adds `recovered` and `recovered_count` to the `data` of a join response frame.
@@ -203,29 +196,83 @@ mod tests {
     use super::*;
     use arqon_protocol::{CommandReply, MessageType};
 
+    fn stored(seq: u64, delivery: &RoomDelivery) -> StoredMessage {
+        StoredMessage {
+            seq,
+            subject: "arqon.room.acme.science.general".into(),
+            headers: Default::default(),
+            payload: delivery.encode(),
+            time: Default::default(),
+        }
+    }
+
     #[test]
-    fn frame_ids_are_read_from_the_first_field() {
-        let envelope = Envelope::new(MessageType::Message);
-        let frame = envelope.to_json();
-        assert_eq!(frame_id(frame.as_bytes()), Some(envelope.id.as_str()));
-        assert_eq!(frame_id(br#"{"type":"message"}"#), None);
+    fn recovered_ids_come_from_heads_and_from_frames_stored_without_one() {
+        let envelopes: Vec<Envelope> = (0..3)
+            .map(|_| {
+                let mut envelope = Envelope::new(MessageType::Message);
+                envelope.room = Some("science".into());
+                envelope.channel = Some("general".into());
+                envelope
+            })
+            .collect();
+        let with_head = RoomDelivery::of(&envelopes[0]);
+        // Stored by a version that wrote no head; and one whose frame's id is not first.
+        let without_head = RoomDelivery {
+            head: None,
+            ..RoomDelivery::of(&envelopes[1])
+        };
+        let mut reordered: serde_json::Map<String, Value> =
+            serde_json::from_str(&envelopes[2].to_json()).unwrap();
+        let id = reordered.remove("id").unwrap();
+        reordered.insert("id".into(), id);
+        let reordered = RoomDelivery {
+            frame: Bytes::from(serde_json::to_string(&reordered).unwrap()),
+            head: None,
+            ..RoomDelivery::of(&envelopes[2])
+        };
+        let tail: Vec<StoredMessage> = [&with_head, &without_head, &reordered]
+            .into_iter()
+            .enumerate()
+            .map(|(i, d)| stored(i as u64 + 1, d))
+            .collect();
+        let recovered = recovered(tail.clone());
+        assert_eq!(recovered.frames.len(), 3);
+        for (i, envelope) in envelopes.iter().enumerate() {
+            assert!(recovered.ids.contains(envelope.id.as_str()), "{i}");
+            assert_eq!(only_position(&tail, envelope.id.as_str()), Some(i));
+        }
+        // An id stored twice is no position.
+        let twice = [stored(1, &with_head), stored(2, &with_head)];
+        assert_eq!(only_position(&twice, envelopes[0].id.as_str()), None);
+    }
+
+    /// A join's response as the dispatcher writes it.
+    pub(super) fn join_response() -> Bytes {
+        let mut data = serde_json::Map::new();
+        for (key, value) in [
+            ("room_id", "science"),
+            ("channel_id", "general"),
+            ("channel_name", "general"),
+            ("joined_by", "arq_client_0123456789abcdef0123456789abcdef"),
+            ("joined_at", "2026-02-18T12:00:00.500000+00:00"),
+            ("room_joined", "science"),
+        ] {
+            data.insert(key.into(), Value::from(value));
+        }
+        data.insert("created".into(), Value::Bool(false));
+        let reply = CommandReply::success("Joined channel 'general' in room 'science'", data);
+        Bytes::from(reply.into_envelope("arq_1_1_abcdef").to_json())
     }
 
     #[test]
     fn join_responses_are_annotated() {
-        let mut data = serde_json::Map::new();
-        data.insert("room_id".into(), Value::from("science"));
-        let frame = Bytes::from(
-            CommandReply::success("Joined", data)
-                .into_envelope("arq_1_1_abcdef")
-                .to_json(),
-        );
         let recovered = Recovered {
             complete: true,
             frames: vec![Bytes::from_static(b"{}"), Bytes::from_static(b"{}")],
             ids: HashSet::new(),
         };
-        let annotated = annotate_response(&frame, &recovered).unwrap();
+        let annotated = annotate_response(&join_response(), &recovered).unwrap();
         let value: Value = serde_json::from_slice(&annotated).unwrap();
         assert_eq!(value["payload"]["data"]["recovered"], true);
         assert_eq!(value["payload"]["data"]["recovered_count"], 2);
@@ -242,7 +289,8 @@ mod cpu {
     use std::hint::black_box;
 
     use super::*;
-    use arqon_protocol::{ClientId, CommandReply, EdgeId};
+    use arqon_proto::model::FrameHead;
+    use arqon_protocol::{ClientId, EdgeId};
 
     const MESSAGES: usize = 1000;
 
@@ -260,10 +308,10 @@ mod cpu {
                 envelope.sender = Some(sender.to_string());
                 envelope.from_client = envelope.sender.clone();
                 let delivery = RoomDelivery {
-                    frame: Bytes::from(envelope.to_json()),
                     exclude: Some(sender.clone()),
-                    close_room: false,
                     received_at_unix_micros: Some(1),
+                    head: Some(FrameHead::of(&envelope).with_sequence(i as u64 + 1).encode()),
+                    ..RoomDelivery::of(&envelope)
                 };
                 StoredMessage {
                     seq: i as u64 + 1,
@@ -287,15 +335,9 @@ mod cpu {
         let ids = black_box(stage_recover(stored.clone())).ids;
         assert_eq!(ids.len(), MESSAGES);
         let last = RoomDelivery::decode(stored[MESSAGES - 1].payload.clone()).unwrap();
-        let last_id = frame_id(&last.frame).unwrap().to_owned();
+        let last_id = last.frame_head().unwrap().id;
         assert_eq!(stage_find(&stored, &last_id), Some(MESSAGES - 1));
-        let mut data = serde_json::Map::new();
-        data.insert("room_id".into(), Value::from("science"));
-        let response = Bytes::from(
-            CommandReply::success("Joined", data)
-                .into_envelope("arq_1_1_abcdef")
-                .to_json(),
-        );
+        let response = super::tests::join_response();
         let recovered = Recovered {
             complete: true,
             ..Recovered::default()

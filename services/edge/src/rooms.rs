@@ -25,7 +25,7 @@ use arqon_telemetry::metrics::TracedLatency;
 use arqon_telemetry::traces;
 
 use crate::metrics::EdgeMetrics;
-use crate::peer::{Outbound, Peer};
+use crate::peer::{Outbound, Peer, RoomFrame};
 use crate::presence::Matched;
 
 /// A room is identified by its tenant and topic: tenants never share one.
@@ -297,11 +297,15 @@ fn fan_out(room: &Room, delivery: RoomDelivery) -> (u64, u64) {
             return (0, 0);
         }
     };
+    let frame = Arc::new(RoomFrame {
+        text: frame,
+        head: delivery.head,
+    });
     let members = read(&room.members);
     let (mut queued, mut dropped) = (0, 0);
     for member in members.iter() {
         if delivery.exclude.as_ref() != Some(member.client_id()) {
-            if member.send(Outbound::Frame(frame.clone())) {
+            if member.send(Outbound::Room(Arc::clone(&frame))) {
                 queued += 1;
             } else {
                 dropped += 1;

@@ -331,12 +331,7 @@ impl Outlet for BusOutlet {
         envelope.channel = Some(TRAFFIC_CHANNEL.to_owned());
         envelope.sender = Some("arqon-bench".to_owned());
         envelope.payload = JsonObject::parse(&payload)?;
-        let delivery = arqon_proto::model::RoomDelivery {
-            frame: bytes::Bytes::from(envelope.to_json()),
-            exclude: None,
-            close_room: false,
-            received_at_unix_micros: None,
-        };
+        let delivery = arqon_proto::model::RoomDelivery::of(&envelope);
         self.bus
             .publish(self.subject.clone(), delivery.encode())
             .await?;

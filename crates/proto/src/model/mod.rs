@@ -96,7 +96,7 @@ fn identity_from_pb(identity: pb::Identity) -> Result<Identity, ModelError> {
     })
 }
 
-fn type_to_pb(kind: MessageType) -> pb::MessageType {
+pub(crate) fn type_to_pb(kind: MessageType) -> pb::MessageType {
     match kind {
         MessageType::Message => pb::MessageType::Message,
         MessageType::Command => pb::MessageType::Command,
@@ -109,7 +109,7 @@ fn type_to_pb(kind: MessageType) -> pb::MessageType {
     }
 }
 
-fn type_from_pb(kind: i32) -> Result<MessageType, ModelError> {
+pub(crate) fn type_from_pb(kind: i32) -> Result<MessageType, ModelError> {
     Ok(
         match pb::MessageType::try_from(kind).map_err(|e| invalid("type", e))? {
             pb::MessageType::Unspecified => return Err(ModelError::Missing("type")),
@@ -210,51 +210,6 @@ fn envelope_from_pb(envelope: pb::ClientEnvelope) -> Result<Envelope, ModelError
         args: object_from_pb("args", &envelope.args)?,
         metadata: object_from_pb("metadata", &envelope.metadata)?,
     })
-}
-
-/// A frame for every member of one `room:channel` on an edge.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RoomDelivery {
-    /// The encoded JSON envelope, written as-is to every member.
-    pub frame: Bytes,
-    /// The sender, which does not receive its own message.
-    pub exclude: Option<ClientId>,
-    /// The channel was deleted: after the frame, every local member leaves it.
-    pub close_room: bool,
-    /// When the sender's edge received it (microseconds since the Unix epoch); `None`
-    /// for messages the server originates.
-    pub received_at_unix_micros: Option<i64>,
-}
-
-impl RoomDelivery {
-    pub fn encode(&self) -> Bytes {
-        let message = pb::RoomDelivery {
-            frame: self.frame.clone(),
-            exclude_client_id: self
-                .exclude
-                .as_ref()
-                .map(|c| c.as_str().to_owned())
-                .unwrap_or_default(),
-            close_room: self.close_room,
-            received_at_unix_micros: self.received_at_unix_micros.unwrap_or(0),
-        };
-        Bytes::from(message.encode_to_vec())
-    }
-
-    pub fn decode(bytes: Bytes) -> Result<Self, ModelError> {
-        let message = pb::RoomDelivery::decode(bytes)?;
-        let exclude = match message.exclude_client_id.as_str() {
-            "" => None,
-            id => Some(ClientId::parse(id).ok_or_else(|| invalid("exclude_client_id", id))?),
-        };
-        Ok(Self {
-            frame: message.frame,
-            exclude,
-            close_room: message.close_room,
-            received_at_unix_micros: (message.received_at_unix_micros > 0)
-                .then_some(message.received_at_unix_micros),
-        })
-    }
 }
 
 /// Where a joining client left off, to recover what it missed.
@@ -360,6 +315,9 @@ impl EdgeDelivery {
 }
 
 mod presence;
+mod room;
+
+pub use room::{EncodedHead, FrameHead, RoomDelivery, message_id};
 
 pub use presence::{
     ChannelPresence, DirectAck, DirectDelivery, Member, PresenceQuery, PresenceReply, wire_len,

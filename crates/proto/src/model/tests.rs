@@ -1,4 +1,5 @@
 use proptest::prelude::*;
+use prost::Message as _;
 use serde_json::json;
 
 use super::*;
@@ -136,6 +137,7 @@ fn deliveries_round_trip() {
         exclude: Some(ClientId::generate_on(&EdgeId::generate())),
         close_room: false,
         received_at_unix_micros: None,
+        head: None,
     };
     assert_eq!(RoomDelivery::decode(room.encode()).unwrap(), room);
     let server = RoomDelivery {
@@ -143,6 +145,7 @@ fn deliveries_round_trip() {
         exclude: None,
         close_room: true,
         received_at_unix_micros: None,
+        head: None,
     };
     assert_eq!(RoomDelivery::decode(server.encode()).unwrap(), server);
 
@@ -185,6 +188,158 @@ fn deliveries_round_trip() {
     }
 }
 
+fn routed(sender: &ClientId) -> Envelope {
+    let mut envelope = Envelope::from_client_json(
+        &json!({
+            "type": "message", "room": "science", "channel": "general",
+            "payload": {"content": "HELLO"}
+        })
+        .to_string(),
+    )
+    .unwrap();
+    envelope.sender = Some(sender.to_string());
+    envelope
+}
+
+#[test]
+fn a_room_delivery_carries_its_frames_head() {
+    let sender = ClientId::generate_on(&EdgeId::generate());
+    let edge_id = EdgeId::generate();
+    let inbound = Inbound {
+        identity: Identity {
+            client_id: sender.clone(),
+            edge_id,
+            ..identity()
+        },
+        envelope: routed(&sender),
+        received_at_unix_micros: 5,
+        sequence: 9,
+    };
+    let delivery = RoomDelivery::routed(&inbound);
+    assert_eq!(delivery.frame, inbound.envelope.to_json());
+    assert_eq!(delivery.exclude.as_ref(), Some(&sender));
+    assert_eq!(delivery.received_at_unix_micros, Some(5));
+    let back = RoomDelivery::decode(delivery.encode()).unwrap();
+    assert_eq!(back, delivery);
+    let head = back.frame_head().unwrap();
+    assert_eq!(head, back.head.as_ref().unwrap().decode().unwrap());
+    assert_eq!(
+        back.message_id().as_deref(),
+        Some(inbound.envelope.id.as_str())
+    );
+    assert_eq!(
+        head,
+        FrameHead {
+            id: inbound.envelope.id.as_str().to_owned(),
+            kind: MessageType::Message,
+            room: Some("science".into()),
+            channel: Some("general".into()),
+            sender: Some(sender.to_string()),
+            sequence: Some(9),
+        }
+    );
+    // A server's envelope here names no room, and has no sequence.
+    let mut notice = Envelope::new(MessageType::Telemetry);
+    notice.sender = Some("arqonbus".into());
+    let head = RoomDelivery::of(&notice).frame_head().unwrap();
+    assert_eq!((head.room, head.channel, head.sequence), (None, None, None));
+    assert_eq!(head.kind, MessageType::Telemetry);
+}
+
+/// `RoomDelivery` as versions before the frame's head wrote and read it.
+#[derive(Clone, PartialEq, prost::Message)]
+struct HeadlessRoomDelivery {
+    #[prost(bytes = "bytes", tag = "1")]
+    frame: Bytes,
+    #[prost(string, tag = "2")]
+    exclude_client_id: String,
+    #[prost(bool, tag = "3")]
+    close_room: bool,
+    #[prost(int64, tag = "4")]
+    received_at_unix_micros: i64,
+}
+
+#[test]
+fn deliveries_without_a_head_still_read_and_old_readers_ignore_it() {
+    let sender = ClientId::generate_on(&EdgeId::generate());
+    let envelope = routed(&sender);
+    // Stored by an older version: its readers fall back to the frame.
+    let old = HeadlessRoomDelivery {
+        frame: Bytes::from(envelope.to_json()),
+        exclude_client_id: sender.to_string(),
+        close_room: false,
+        received_at_unix_micros: 5,
+    };
+    let read = RoomDelivery::decode(Bytes::from(old.encode_to_vec())).unwrap();
+    assert_eq!(read.head, None);
+    assert_eq!(read.exclude.as_ref(), Some(&sender));
+    assert_eq!(read.frame_head(), Some(FrameHead::of(&envelope)));
+    assert_eq!(read.message_id().as_deref(), Some(envelope.id.as_str()));
+    for frame in [&b"{}"[..], b"\xff", b"[1]"] {
+        let delivery = RoomDelivery {
+            frame: Bytes::copy_from_slice(frame),
+            ..read.clone()
+        };
+        assert_eq!(delivery.frame_head(), None);
+        assert_eq!(delivery.message_id(), None);
+    }
+    // Written now, read by an older version: the head is skipped.
+    let new = RoomDelivery {
+        exclude: Some(sender.clone()),
+        received_at_unix_micros: Some(5),
+        ..RoomDelivery::of(&envelope)
+    };
+    let read_by_old = HeadlessRoomDelivery::decode(new.encode()).unwrap();
+    assert_eq!(read_by_old, old);
+}
+
+#[test]
+fn room_deliveries_are_the_generated_messages_on_the_wire() {
+    let sender = ClientId::generate_on(&EdgeId::generate());
+    let envelope = routed(&sender);
+    let delivery = RoomDelivery {
+        exclude: Some(sender.clone()),
+        received_at_unix_micros: Some(5),
+        head: Some(FrameHead::of(&envelope).with_sequence(3).encode()),
+        ..RoomDelivery::of(&envelope)
+    };
+    let generated = pb::RoomDelivery::decode(delivery.encode()).unwrap();
+    let head = generated.head.clone().unwrap();
+    assert_eq!(
+        (head.id.as_str(), head.sequence, head.sender.as_deref()),
+        (envelope.id.as_str(), 3, Some(sender.as_str()))
+    );
+    assert_eq!(generated.frame, delivery.frame);
+    assert_eq!(
+        RoomDelivery::decode(Bytes::from(generated.encode_to_vec())).unwrap(),
+        delivery
+    );
+    // A head that does not decode reads as absent: the frame says instead.
+    let broken = RoomDelivery {
+        head: Some(pb_head_bytes(b"\xff")),
+        ..delivery.clone()
+    };
+    assert_eq!(broken.frame_head(), Some(FrameHead::of(&envelope)));
+    assert_eq!(broken.message_id().as_deref(), Some(envelope.id.as_str()));
+}
+
+/// An `EncodedHead` of any bytes, as a misbehaving writer could send.
+fn pb_head_bytes(bytes: &'static [u8]) -> EncodedHead {
+    let wire = pb::RoomDelivery {
+        head: None,
+        ..Default::default()
+    };
+    let mut encoded = wire.encode_to_vec();
+    // Field 5, length-delimited.
+    encoded.push(5 << 3 | 2);
+    encoded.push(bytes.len() as u8);
+    encoded.extend_from_slice(bytes);
+    RoomDelivery::decode(Bytes::from(encoded))
+        .unwrap()
+        .head
+        .unwrap()
+}
+
 #[test]
 fn objects_between_services_are_taken_as_written() {
     // What a service wrote is taken back as it is (the edge validated the client's
@@ -207,6 +362,37 @@ fn objects_between_services_are_taken_as_written() {
 }
 
 proptest! {
+    #[test]
+    fn frame_heads_say_what_their_frames_say(
+        room in prop::option::of("[a-z0-9_-]{1,12}"),
+        channel in prop::option::of("[a-z0-9_-]{1,12}"),
+        sender in prop::option::of(".{0,20}"),
+        kind in prop::sample::select(MessageType::ALL.to_vec()),
+        sequence in any::<u64>(),
+    ) {
+        let mut envelope = Envelope::new(kind);
+        envelope.room = room;
+        envelope.channel = channel;
+        envelope.sender = sender;
+        // What every type requires, so that the frame reads back as an envelope.
+        envelope.command = Some("ping".into());
+        envelope.request_id = Some("r".into());
+        envelope.status = Some(Status::Success);
+        envelope.error = Some("e".into());
+        let head = FrameHead::of(&envelope).with_sequence(sequence);
+        let delivery = RoomDelivery {
+            head: Some(head.clone().encode()),
+            ..RoomDelivery::of(&envelope)
+        };
+        let back = RoomDelivery::decode(delivery.encode()).unwrap();
+        prop_assert_eq!(&back, &delivery);
+        prop_assert_eq!(back.frame_head(), Some(head.clone()));
+        prop_assert_eq!(head.sequence, Some(sequence).filter(|s| *s != 0));
+        // Without the head, the frame says the same (but for the sequence).
+        let headless = RoomDelivery { head: None, ..back };
+        prop_assert_eq!(headless.frame_head(), Some(FrameHead { sequence: None, ..head }));
+    }
+
     #[test]
     fn inbound_round_trips_for_any_fields(
         room in "[a-z0-9_-]{1,12}",

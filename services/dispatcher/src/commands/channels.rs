@@ -4,7 +4,6 @@
 //! creates the channel on demand; the edge applies the membership when it relays the
 //! successful response, so a client never subscribes itself.
 
-use bytes::Bytes;
 use serde_json::{Value, json};
 
 use arqon_bus::BusError;
@@ -254,10 +253,8 @@ async fn close_room(call: &Call<'_>, topic: &Topic) -> Result<(), BusError> {
         "deleted_by": call.client(),
     })));
     let delivery = RoomDelivery {
-        frame: Bytes::from(notice.to_json()),
-        exclude: None,
         close_room: true,
-        received_at_unix_micros: None,
+        ..RoomDelivery::of(&notice)
     };
     let bus = &call.context.bus;
     bus.publish(

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
-use arqon_protocol::{CommandReply, ErrorCode, Timestamp, Topic};
+use arqon_protocol::{CommandReply, Envelope, ErrorCode, Timestamp, Topic};
 
 use super::args::{Parse, Reader};
 use super::catalog::{CHANNEL, HISTORY_LIMIT, ROOM, SINCE, UNTIL};
@@ -75,11 +75,15 @@ pub(crate) async fn history(call: &Call<'_>, query: Query) -> Reply {
             return Err(failed(ErrorCode::HistoryError, "read history", &e));
         }
     };
+    let stored: Vec<(Stored, Envelope)> = stored
+        .into_iter()
+        .filter_map(|s| s.envelope().map(|envelope| (s, envelope)))
+        .collect();
     // A page never outgrows a bus message: the newest messages (or, with `since`, the
     // oldest) that fit in the byte budget, and where the next page starts.
     let sizes: Vec<usize> = stored
         .iter()
-        .map(|s| s.envelope.payload.as_str().len() + s.envelope.metadata.as_str().len() + 256)
+        .map(|(_, e)| e.payload.as_str().len() + e.metadata.as_str().len() + 256)
         .collect();
     let mut budget = PAGE_BYTES;
     let keep = |i: usize, budget: &mut usize| {
@@ -94,7 +98,7 @@ pub(crate) async fn history(call: &Call<'_>, query: Query) -> Reply {
             .unwrap_or(stored.len())
             .max(1)
             .min(stored.len());
-        let next = stored.get(end).map(|s| ("next_since", s.stored_at));
+        let next = stored.get(end).map(|(s, _)| ("next_since", s.stored_at));
         (&stored[..end], next)
     } else {
         let start = (0..stored.len())
@@ -102,10 +106,10 @@ pub(crate) async fn history(call: &Call<'_>, query: Query) -> Reply {
             .find(|&i| !keep(i, &mut budget))
             .map_or(0, |i| i + 1)
             .min(stored.len().saturating_sub(1));
-        let next = (start > 0).then(|| ("next_until", stored[start].stored_at));
+        let next = (start > 0).then(|| ("next_until", stored[start].0.stored_at));
         (&stored[start..], next)
     };
-    let entries: Vec<Value> = page.iter().map(entry).collect();
+    let entries: Vec<Value> = page.iter().map(|(s, e)| entry(s, e)).collect();
     let mut data = object(json!({
         "room_id": topic.room.as_str(),
         "room_name": topic.room.as_str(),
@@ -133,14 +137,13 @@ pub(crate) async fn history(call: &Call<'_>, query: Query) -> Reply {
 }
 
 /// One stored message as the reply lists it.
-pub(crate) fn entry(stored: &Stored) -> Value {
-    let e = &stored.envelope;
+pub(crate) fn entry(stored: &Stored, e: &Envelope) -> Value {
     json!({
         "message_id": e.id.as_str(),
         "type": e.kind.as_str(),
         "sender": e.sender,
-        "payload": serde_json::to_value(&e.payload).unwrap_or(Value::Null),
-        "metadata": serde_json::to_value(&e.metadata).unwrap_or(Value::Null),
+        "payload": e.payload.to_value(),
+        "metadata": e.metadata.to_value(),
         "timestamp": e.timestamp.to_rfc3339(),
         "stored_at": Timestamp::from(stored.stored_at).to_rfc3339(),
         "offset": stored.offset,
@@ -154,8 +157,8 @@ mod cpu {
     use std::hint::black_box;
 
     use arqon_bus::StoredMessage;
-    use arqon_proto::model::RoomDelivery;
-    use arqon_protocol::{ClientId, EdgeId, Envelope};
+    use arqon_proto::model::{FrameHead, RoomDelivery};
+    use arqon_protocol::{ClientId, EdgeId};
     use bytes::Bytes;
 
     use super::*;
@@ -176,10 +179,10 @@ mod cpu {
                 envelope.sender = Some(sender.to_string());
                 envelope.from_client = envelope.sender.clone();
                 let delivery = RoomDelivery {
-                    frame: Bytes::from(envelope.to_json()),
                     exclude: Some(sender.clone()),
-                    close_room: false,
                     received_at_unix_micros: Some(1),
+                    head: Some(FrameHead::of(&envelope).with_sequence(i as u64 + 1).encode()),
+                    ..RoomDelivery::of(&envelope)
                 };
                 StoredMessage {
                     seq: i as u64 + 1,
@@ -210,7 +213,7 @@ mod cpu {
         stored
             .into_iter()
             .filter_map(Stored::read)
-            .map(|s| entry(&s))
+            .filter_map(|s| s.envelope().map(|e| entry(&s, &e)))
             .collect()
     }
 
@@ -220,7 +223,7 @@ mod cpu {
         stored
             .into_iter()
             .filter_map(Stored::read)
-            .map(|s| Bytes::from(s.envelope.to_json()))
+            .map(|s| s.frame)
             .collect()
     }
 }

@@ -2,7 +2,6 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
 use tonic::{Code, Request, Response, Status};
 use tracing::{Span, field, instrument, warn};
 
@@ -142,13 +141,7 @@ impl pb::bus_server::Bus for BusApi {
         envelope.payload = payload;
         envelope.metadata = metadata;
         let envelope = inspected(context, &tenant, envelope).await?;
-        let delivery = RoomDelivery {
-            frame: Bytes::from(envelope.to_json()),
-            exclude: None,
-            close_room: false,
-            received_at_unix_micros: None,
-        }
-        .encode();
+        let delivery = RoomDelivery::of(&envelope).encode();
         // Refused before the channel is created for it.
         let max = context.bus.max_payload();
         if delivery.len() > max {
@@ -344,7 +337,8 @@ impl pb::bus_server::Bus for BusApi {
             .map(|s| pb::StoredMessage {
                 offset: s.offset,
                 stored_at: rfc3339(s.stored_at),
-                envelope_json: Bytes::from(s.envelope.to_json()),
+                // As the room's members received it.
+                envelope_json: s.frame,
             })
             .collect();
         Ok(Response::new(pb::HistoryResponse { epoch, messages }))

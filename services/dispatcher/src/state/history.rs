@@ -23,7 +23,7 @@ use arqon_bus::{
     Bus, BusError, Headers, HistorySource, HistoryStore, MAX_READ_LIMIT, ReadFrom,
     StoreConfirmation, StoredMessage,
 };
-use arqon_proto::model::RoomDelivery;
+use arqon_proto::model::{FrameHead, RoomDelivery};
 use arqon_protocol::{Envelope, TenantId, Topic, subject};
 use bytes::Bytes;
 use prometheus_client::metrics::counter::Counter;
@@ -140,30 +140,40 @@ pub(crate) const PAGE_BYTES: usize = 512 * 1024;
 pub(crate) const HISTORY_OFF: &str =
     "History is off on this bus (ARQONBUS_ENABLE_PERSISTENCE=false)";
 
-/// A stored message.
+/// A stored message: its frame, as the room's members received it.
 #[derive(Debug, Clone)]
 pub(crate) struct Stored {
     pub(crate) offset: u64,
     pub(crate) stored_at: DateTime<Utc>,
-    pub(crate) envelope: Envelope,
+    pub(crate) frame: Bytes,
 }
 
 impl Stored {
-    /// The stored room delivery's envelope; `None` (logged) when it is not one.
+    /// A stored room delivery; `None` (logged) when its frame is not an envelope. A
+    /// delivery with a head was written by this version from an envelope: its frame is
+    /// taken as it is. One stored by an older version has its frame checked, as every
+    /// stored frame was before.
     pub(crate) fn read(message: StoredMessage) -> Option<Self> {
         let delivery = RoomDelivery::decode(message.payload).ok()?;
-        let text = std::str::from_utf8(&delivery.frame).ok()?;
-        match Envelope::from_server_json(text) {
-            Ok(envelope) => Some(Stored {
-                offset: message.seq,
-                stored_at: message.time,
-                envelope,
-            }),
-            Err(e) => {
-                warn!(error = %e, seq = message.seq, "unreadable stored message");
-                None
-            }
+        let envelope = std::str::from_utf8(&delivery.frame).is_ok()
+            && (delivery.head.is_some() || FrameHead::read(&delivery.frame).is_some());
+        if !envelope {
+            warn!(seq = message.seq, "unreadable stored message");
+            return None;
         }
+        Some(Self {
+            offset: message.seq,
+            stored_at: message.time,
+            frame: delivery.frame,
+        })
+    }
+
+    /// Its envelope, decoded from the frame; `None` (logged) when it is not one.
+    pub(crate) fn envelope(&self) -> Option<Envelope> {
+        let text = std::str::from_utf8(&self.frame).ok()?;
+        Envelope::from_server_json(text)
+            .map_err(|e| warn!(error = %e, seq = self.offset, "unreadable stored message"))
+            .ok()
     }
 }
 

@@ -14,7 +14,6 @@ mod settings;
 
 use std::sync::Arc;
 
-use bytes::Bytes;
 use serde_json::value::RawValue;
 use tracing::warn;
 
@@ -151,12 +150,7 @@ impl OmegaApi {
             return;
         };
         envelope.payload = payload;
-        let delivery = RoomDelivery {
-            frame: Bytes::from(envelope.to_json()),
-            exclude: None,
-            close_room: false,
-            received_at_unix_micros: None,
-        };
+        let delivery = RoomDelivery::of(&envelope);
         let room = subject::room(&caller.tenant, lab);
         if let Err(error) = self.inner.bus.publish(room, delivery.encode()).await {
             warn!(%error, event_id = event.event_id, "Tier-Omega event not broadcast to the lab");

@@ -11,13 +11,14 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 
 use arqon_proto::model::RoomDelivery;
+use arqon_protocol::{JsonObject, MessageType, ObjectWriter};
 
 /// One message for one rule.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Deserialize)]
 pub(crate) struct Delivery {
     pub(crate) rule_id: String,
     /// The same for every attempt: `<message job sequence>-<rule_id>`.
@@ -25,20 +26,32 @@ pub(crate) struct Delivery {
     /// Failed attempts so far.
     pub(crate) failures: u32,
     /// Not before this time (milliseconds since the Unix epoch): the backoff.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub(crate) not_before_ms: Option<u64>,
     /// The message's sender: a client id, or `op-cron`.
     pub(crate) sender: String,
     /// The envelope as the room's members received it.
-    pub(crate) envelope: Box<RawValue>,
+    #[serde(deserialize_with = "object")]
+    pub(crate) envelope: JsonObject,
 }
 
 impl Delivery {
+    /// `{"rule_id","delivery_id","failures",["not_before_ms",]"sender","envelope"}`, the
+    /// envelope copied in as it is.
     pub(crate) fn encode(&self) -> Bytes {
-        // Serialising strings, numbers and already-valid raw JSON cannot fail.
-        Bytes::from(serde_json::to_vec(self).unwrap_or_default())
+        let mut job = ObjectWriter::with_capacity(160 + self.envelope.as_str().len());
+        job.text("rule_id", &self.rule_id)
+            .text("delivery_id", &self.delivery_id)
+            .field("failures", &self.failures);
+        if let Some(not_before_ms) = self.not_before_ms {
+            job.field("not_before_ms", &not_before_ms);
+        }
+        job.text("sender", &self.sender)
+            .object("envelope", &self.envelope);
+        Bytes::from(job.finish())
     }
 
+    /// Reads a delivery job: one parse, which validates the envelope in it.
     pub(crate) fn decode(payload: &[u8]) -> Result<Self, serde_json::Error> {
         serde_json::from_slice(payload)
     }
@@ -58,6 +71,12 @@ impl Delivery {
     }
 }
 
+/// An object its deserializer has just parsed, kept as its text.
+fn object<'de, D: Deserializer<'de>>(deserializer: D) -> Result<JsonObject, D::Error> {
+    let raw = <&RawValue>::deserialize(deserializer)?;
+    JsonObject::from_raw(raw).map_err(serde::de::Error::custom)
+}
+
 /// Milliseconds since the Unix epoch, now.
 pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
@@ -71,7 +90,8 @@ pub(crate) struct Message {
     pub(crate) room: String,
     pub(crate) channel: String,
     pub(crate) sender: String,
-    pub(crate) envelope: Box<RawValue>,
+    /// The frame the room's members received.
+    pub(crate) envelope: JsonObject,
 }
 
 /// Why a queued message cannot be delivered (it is dropped).
@@ -79,96 +99,137 @@ pub(crate) struct Message {
 pub(crate) enum Unusable {
     #[error("not a room delivery: {0}")]
     Undecodable(String),
-    #[error("the envelope is not JSON: {0}")]
-    NotJson(#[from] serde_json::Error),
+    #[error("the frame is not an envelope")]
+    NotAnEnvelope,
     #[error("not a message with a room and a channel")]
     NotAMessage,
 }
 
 impl Message {
     /// Reads a message job: a `RoomDelivery` whose frame is a `message` envelope with a
-    /// room and a channel.
+    /// room and a channel. What it needs of the frame comes from the delivery's head (a
+    /// delivery queued by a version that wrote none is parsed instead).
     pub(crate) fn decode(payload: Bytes) -> Result<Self, Unusable> {
-        #[derive(Deserialize)]
-        struct Head {
-            #[serde(rename = "type")]
-            kind: String,
-            room: Option<String>,
-            channel: Option<String>,
-            #[serde(default)]
-            sender: Option<String>,
-        }
         let delivery =
             RoomDelivery::decode(payload).map_err(|e| Unusable::Undecodable(e.to_string()))?;
-        let head: Head = serde_json::from_slice(&delivery.frame)?;
-        let envelope: Box<RawValue> = serde_json::from_slice(&delivery.frame)?;
-        match (head.kind.as_str(), head.room, head.channel) {
-            ("message", Some(room), Some(channel)) => Ok(Self {
-                room,
-                channel,
-                // The routed envelope names its sender; the excluded client is the same.
-                sender: head
-                    .sender
-                    .or_else(|| delivery.exclude.map(|c| c.to_string()))
-                    .unwrap_or_default(),
-                envelope,
-            }),
-            _ => Err(Unusable::NotAMessage),
-        }
+        let head = delivery.frame_head().ok_or(Unusable::NotAnEnvelope)?;
+        let (MessageType::Message, Some(room), Some(channel)) =
+            (head.kind, head.room, head.channel)
+        else {
+            return Err(Unusable::NotAMessage);
+        };
+        // The routed envelope names its sender; the excluded client is the same.
+        let sender = head
+            .sender
+            .or_else(|| delivery.exclude.as_ref().map(ToString::to_string))
+            .unwrap_or_default();
+        let frame = std::str::from_utf8(&delivery.frame).map_err(|_| Unusable::NotAnEnvelope)?;
+        #[allow(
+            clippy::disallowed_methods,
+            reason = "the frame the dispatcher or the cron scheduler encoded"
+        )]
+        let envelope = JsonObject::from_trusted_text(frame);
+        Ok(Self {
+            room,
+            channel,
+            sender,
+            envelope,
+        })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use arqon_protocol::{ClientId, EdgeId, Envelope, MessageType};
+    use arqon_protocol::{ClientId, EdgeId, Envelope};
 
     fn queued(envelope: &Envelope, exclude: Option<ClientId>) -> Bytes {
         RoomDelivery {
-            frame: Bytes::from(envelope.to_json()),
             exclude,
-            close_room: false,
-            received_at_unix_micros: None,
+            ..RoomDelivery::of(envelope)
         }
         .encode()
     }
 
     #[test]
-    fn messages_are_read_from_room_deliveries() {
+    fn messages_are_read_from_room_deliveries_with_or_without_a_head() {
         let sender = ClientId::generate_on(&EdgeId::generate());
         let mut envelope = Envelope::new(MessageType::Message);
         envelope.room = Some("science".into());
         envelope.channel = Some("general".into());
         envelope.sender = Some(sender.to_string());
-        let message = Message::decode(queued(&envelope, Some(sender.clone()))).unwrap();
-        assert_eq!(
-            (message.room.as_str(), message.channel.as_str()),
-            ("science", "general")
-        );
-        assert_eq!(message.sender, sender.to_string());
-        assert_eq!(message.envelope.get(), envelope.to_json());
+        // Queued by a version that wrote no head: the frame is read instead.
+        let headless = |envelope: &Envelope, exclude: Option<ClientId>| {
+            RoomDelivery {
+                exclude,
+                head: None,
+                ..RoomDelivery::of(envelope)
+            }
+            .encode()
+        };
+        for queued in [queued, headless] {
+            let message = Message::decode(queued(&envelope, Some(sender.clone()))).unwrap();
+            assert_eq!(
+                (message.room.as_str(), message.channel.as_str()),
+                ("science", "general")
+            );
+            assert_eq!(message.sender, sender.to_string());
+            assert_eq!(message.envelope.as_str(), envelope.to_json());
 
-        envelope.sender = Some("op-cron".into());
-        let message = Message::decode(queued(&envelope, None)).unwrap();
-        assert_eq!(message.sender, "op-cron");
+            let mut cron = envelope.clone();
+            cron.sender = Some("op-cron".into());
+            let message = Message::decode(queued(&cron, None)).unwrap();
+            assert_eq!(message.sender, "op-cron");
+            cron.sender = None;
+            let message = Message::decode(queued(&cron, Some(sender.clone()))).unwrap();
+            assert_eq!(message.sender, sender.to_string());
 
-        envelope.channel = None;
-        assert!(matches!(
-            Message::decode(queued(&envelope, None)),
-            Err(Unusable::NotAMessage)
-        ));
+            let mut no_channel = envelope.clone();
+            no_channel.channel = None;
+            assert!(matches!(
+                Message::decode(queued(&no_channel, None)),
+                Err(Unusable::NotAMessage)
+            ));
+            let mut telemetry = envelope.clone();
+            telemetry.kind = MessageType::Telemetry;
+            assert!(matches!(
+                Message::decode(queued(&telemetry, None)),
+                Err(Unusable::NotAMessage)
+            ));
+        }
         assert!(Message::decode(Bytes::from_static(b"\xff\xff")).is_err());
+        let not_an_envelope = RoomDelivery {
+            frame: Bytes::from_static(b"{}"),
+            head: None,
+            ..RoomDelivery::of(&envelope)
+        };
+        assert!(matches!(
+            Message::decode(not_an_envelope.encode()),
+            Err(Unusable::NotAnEnvelope)
+        ));
+    }
+
+    /// The delivery job as versions before this one wrote it (and read it).
+    #[derive(serde::Serialize, Deserialize)]
+    struct Written {
+        rule_id: String,
+        delivery_id: String,
+        failures: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        not_before_ms: Option<u64>,
+        sender: String,
+        envelope: Box<RawValue>,
     }
 
     #[test]
     fn deliveries_round_trip_and_know_when_they_are_due() {
-        let envelope = RawValue::from_string(r#"{"id":"x"}"#.into()).unwrap();
+        let envelope = JsonObject::parse(r#"{"id":"x", "n":[1]}"#).unwrap();
         let mut delivery = Delivery {
             rule_id: "wh_0123456789ab".into(),
             delivery_id: "7-wh_0123456789ab".into(),
             failures: 0,
             not_before_ms: None,
-            sender: "arq_client_x".into(),
+            sender: "arq_client_\"x".into(),
             envelope,
         };
         assert_eq!(delivery.wait_left(), None);
@@ -178,13 +239,37 @@ mod tests {
         let wait = delivery.wait_left().unwrap();
         assert!(wait > Duration::from_secs(50) && wait <= Duration::from_secs(60));
         let back = Delivery::decode(&delivery.encode()).unwrap();
-        assert_eq!(back.envelope.get(), r#"{"id":"x"}"#);
+        assert_eq!(back.envelope.as_str(), r#"{"id":"x", "n":[1]}"#);
         assert_eq!(
             (back.failures, back.not_before_ms),
             (2, delivery.not_before_ms)
         );
         delivery.not_before_ms = Some(now_ms().saturating_sub(1));
         assert_eq!(delivery.wait_left(), None);
+
+        // The same bytes as before, both ways, with and without a backoff.
+        for not_before_ms in [None, Some(7)] {
+            delivery.not_before_ms = not_before_ms;
+            let written = Written {
+                rule_id: delivery.rule_id.clone(),
+                delivery_id: delivery.delivery_id.clone(),
+                failures: delivery.failures,
+                not_before_ms,
+                sender: delivery.sender.clone(),
+                envelope: RawValue::from_string(delivery.envelope.as_str().into()).unwrap(),
+            };
+            let before = serde_json::to_vec(&written).unwrap();
+            assert_eq!(delivery.encode(), before);
+            let read = Delivery::decode(&before).unwrap();
+            assert_eq!(read.envelope.as_str(), delivery.envelope.as_str());
+            assert_eq!(read.not_before_ms, not_before_ms);
+        }
+        assert!(
+            Delivery::decode(
+                br#"{"rule_id":"r","delivery_id":"d","failures":0,"sender":"s","envelope":[1]}"#
+            )
+            .is_err()
+        );
     }
 }
 
@@ -196,6 +281,7 @@ mod cpu {
 
     use super::*;
     use crate::webhook::signature;
+    use arqon_proto::model::FrameHead;
     use arqon_protocol::{ClientId, EdgeId, Envelope};
 
     const MESSAGES: usize = 1000;
@@ -214,10 +300,10 @@ mod cpu {
                 envelope.sender = Some(sender.to_string());
                 envelope.from_client = envelope.sender.clone();
                 RoomDelivery {
-                    frame: Bytes::from(envelope.to_json()),
                     exclude: Some(sender.clone()),
-                    close_room: false,
                     received_at_unix_micros: Some(1),
+                    head: Some(FrameHead::of(&envelope).with_sequence(i as u64 + 1).encode()),
+                    ..RoomDelivery::of(&envelope)
                 }
                 .encode()
             })
@@ -257,5 +343,7 @@ mod cpu {
     fn stage_attempt(job: &[u8]) -> Vec<u8> {
         let delivery = Delivery::decode(job).unwrap();
         signature::body(&delivery.sender, &delivery.envelope)
+            .as_bytes()
+            .to_vec()
     }
 }

@@ -3,9 +3,9 @@
 //! (`X-Arqon-Delivery-Id`).
 
 use hmac::{Hmac, Mac};
-use serde::Serialize;
-use serde_json::value::RawValue;
 use sha2::Sha256;
+
+use arqon_protocol::{JsonObject, ObjectWriter};
 
 /// `sha256=<hex HMAC-SHA256 of the body, keyed with the rule's secret>`.
 pub(crate) const SIGNATURE_HEADER: &str = "x-arqon-signature";
@@ -20,20 +20,12 @@ const RULE_VERSION: &str = "v1";
 
 /// The body: `{"rule_version":"v1","sender_client_id":…,"envelope":…}`, the envelope
 /// exactly as the room's members received it.
-pub(crate) fn body(sender: &str, envelope: &RawValue) -> Vec<u8> {
-    #[derive(Serialize)]
-    struct Body<'a> {
-        rule_version: &'a str,
-        sender_client_id: &'a str,
-        envelope: &'a RawValue,
-    }
-    let body = Body {
-        rule_version: RULE_VERSION,
-        sender_client_id: sender,
-        envelope,
-    };
-    // Serialising strings and already-valid raw JSON cannot fail.
-    serde_json::to_vec(&body).unwrap_or_default()
+pub(crate) fn body(sender: &str, envelope: &JsonObject) -> JsonObject {
+    let mut body = ObjectWriter::with_capacity(96 + sender.len() + envelope.as_str().len());
+    body.text("rule_version", RULE_VERSION)
+        .text("sender_client_id", sender)
+        .object("envelope", envelope);
+    body.into_object()
 }
 
 /// The `X-Arqon-Signature` value of `body` under `secret`.
@@ -51,11 +43,10 @@ mod tests {
     #[test]
     fn the_body_embeds_the_envelope_as_it_was() {
         let envelope =
-            RawValue::from_string(r#"{"id":"arq_1_1_abcdef", "payload":{"b":1,"a":2}}"#.into())
-                .unwrap();
+            JsonObject::parse(r#"{"id":"arq_1_1_abcdef", "payload":{"b":1,"a":2}}"#).unwrap();
         let body = body("arq_client_x", &envelope);
         assert_eq!(
-            String::from_utf8(body).unwrap(),
+            body.as_str(),
             r#"{"rule_version":"v1","sender_client_id":"arq_client_x","envelope":{"id":"arq_1_1_abcdef", "payload":{"b":1,"a":2}}}"#
         );
     }

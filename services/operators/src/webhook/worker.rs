@@ -13,15 +13,13 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use rand::Rng;
-use serde::Serialize;
-use serde_json::value::RawValue;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument as _, debug, info, warn};
 
 use arqon_bus::{Bus, BusError, Bytes, Headers, Job, WorkQueue};
-use arqon_protocol::{TenantId, subject};
+use arqon_protocol::{ObjectWriter, TenantId, subject};
 use arqon_telemetry::traces;
 
 use super::backoff;
@@ -339,7 +337,9 @@ impl Worker {
         let attempt = delivery.failures + 1;
         let span = tracing::Span::current();
         span.record("arqonbus.webhook.attempt", attempt);
-        let body = signature::body(&delivery.sender, &delivery.envelope);
+        let body = signature::body(&delivery.sender, &delivery.envelope)
+            .as_bytes()
+            .to_vec();
         let started = Instant::now();
         let outcome = tokio::select! {
             () = self.shutdown.cancelled() => {
@@ -435,30 +435,7 @@ impl Worker {
         given_up: GivenUp,
         job: Job,
     ) {
-        #[derive(Serialize)]
-        struct DeadLetter<'a> {
-            rule_id: &'a str,
-            url: &'a str,
-            delivery_id: &'a str,
-            attempts: u32,
-            last_error: &'a str,
-            body: &'a RawValue,
-        }
-        let body = signature::body(&delivery.sender, &delivery.envelope);
-        let Ok(body) = serde_json::from_slice::<&RawValue>(&body) else {
-            // Bodies are built from valid JSON; nothing to report otherwise.
-            self.settle("drop", job.term()).await;
-            return;
-        };
-        let letter = DeadLetter {
-            rule_id: &rule.rule_id,
-            url: &rule.url,
-            delivery_id: &delivery.delivery_id,
-            attempts: given_up.attempts,
-            last_error: &given_up.error,
-            body,
-        };
-        let letter = Bytes::from(serde_json::to_vec(&letter).unwrap_or_default());
+        let letter = dead_letter(rule, delivery, &given_up);
         match self
             .bus
             .publish(subject::webhook_dead(tenant), letter)
@@ -494,6 +471,21 @@ impl Worker {
     }
 }
 
+/// A dead letter: `{"rule_id","url","delivery_id","attempts","last_error","body"}`, the
+/// body as the last attempt posted it.
+fn dead_letter(rule: &Rule, delivery: &Delivery, given_up: &GivenUp) -> Bytes {
+    let body = signature::body(&delivery.sender, &delivery.envelope);
+    let mut letter = ObjectWriter::with_capacity(256 + body.as_str().len());
+    letter
+        .text("rule_id", &rule.rule_id)
+        .text("url", &rule.url)
+        .text("delivery_id", &delivery.delivery_id)
+        .field("attempts", &given_up.attempts)
+        .text("last_error", &given_up.error)
+        .object("body", &body);
+    Bytes::from(letter.finish())
+}
+
 /// A delivery that will not be attempted again.
 struct GivenUp {
     attempts: u32,
@@ -515,6 +507,60 @@ fn defer_delay(timeout_seconds: f64, saturated_for: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use arqon_protocol::JsonObject;
+    use serde::Serialize;
+    use serde_json::value::RawValue;
+
+    #[test]
+    fn dead_letters_are_the_bytes_serde_wrote() {
+        /// The dead letter as it was written before `ObjectWriter`.
+        #[derive(Serialize)]
+        struct DeadLetter<'a> {
+            rule_id: &'a str,
+            url: &'a str,
+            delivery_id: &'a str,
+            attempts: u32,
+            last_error: &'a str,
+            body: &'a RawValue,
+        }
+        let rule = Rule {
+            rule_id: "wh_0123456789ab".into(),
+            tenant: "acme".into(),
+            owner_client_id: "arq_client_x".into(),
+            url: "https://example.com/hook?a=1&b=\"2\"".into(),
+            room: None,
+            channel: None,
+            timeout_seconds: 1.0,
+            headers: Default::default(),
+            persistent: false,
+            secret: "s".into(),
+            created_at: "2026-02-18T12:00:00Z".into(),
+        };
+        let delivery = Delivery {
+            rule_id: rule.rule_id.clone(),
+            delivery_id: "7-wh_0123456789ab".into(),
+            failures: 4,
+            not_before_ms: None,
+            sender: "arq_client_x".into(),
+            envelope: JsonObject::parse(r#"{"id":"arq_1_1_abcdef", "payload":{"b":1}}"#).unwrap(),
+        };
+        let given_up = GivenUp {
+            attempts: 5,
+            error: "HTTP 500: \"boom\"\n".into(),
+            outcome: Outcome::DeadLetter,
+        };
+        let body = signature::body(&delivery.sender, &delivery.envelope);
+        let before = serde_json::to_vec(&DeadLetter {
+            rule_id: &rule.rule_id,
+            url: &rule.url,
+            delivery_id: &delivery.delivery_id,
+            attempts: given_up.attempts,
+            last_error: &given_up.error,
+            body: &RawValue::from_string(body.as_str().to_owned()).unwrap(),
+        })
+        .unwrap();
+        assert_eq!(dead_letter(&rule, &delivery, &given_up), before);
+    }
 
     #[test]
     fn a_rule_stays_saturated_while_deliveries_keep_finding_it_busy() {
