@@ -28,6 +28,6 @@ pub use id::{ClientId, EdgeId, IdError, MessageId};
 pub use identity::{Identity, Permission, Role, SYSTEM_SCOPE};
 pub use json::{JsonObject, JsonObjectError, NotAnObject, ObjectWriter};
 pub use names::{ChannelName, NameError, RoomName, TenantId, Topic};
-pub use replies::{CommandReply, SERVER_SENDER, WELCOME_TEXT};
+pub use replies::{CommandReply, SERVER_SENDER, WELCOME_TEXT, fill_recovery_slot, recovery_slot};
 pub use time::{Timestamp, TimestampError};
 pub use user_facing::{Failed, UserFacingError};

@@ -152,3 +152,49 @@ impl CommandReply {
         envelope
     }
 }
+
+/// A join that recovers missed messages answers whether the recovery was complete and
+/// how many it wrote (`data.recovered`, `data.recovered_count`), which only the edge
+/// learns. The dispatcher writes these two fields with a placeholder, and says where they
+/// are ([`recovery_slot`]); the edge writes its result there ([`fill_recovery_slot`]),
+/// without parsing the frame.
+const RECOVERY_PLACEHOLDER: &str = r#""recovered":false,"recovered_count":0"#;
+
+impl CommandReply {
+    /// Reserves a joins's recovery fields in `data`: they are filled in by the edge.
+    pub fn reserve_recovery(&mut self) {
+        self.data.insert("recovered".to_owned(), Value::Bool(false));
+        self.data
+            .insert("recovered_count".to_owned(), Value::from(0));
+    }
+}
+
+/// Where a join's `response` frame, as the dispatcher just encoded it after
+/// [`CommandReply::reserve_recovery`], holds the recovery fields: the byte offset of
+/// `"recovered"`. In valid JSON, the placeholder's text (with its bare quotes) can only
+/// be object keys and values, and `data`'s are the frame's only `recovered` key.
+pub fn recovery_slot(frame: &[u8]) -> Option<usize> {
+    let placeholder = RECOVERY_PLACEHOLDER.as_bytes();
+    frame
+        .windows(placeholder.len())
+        .position(|window| window == placeholder)
+}
+
+/// The response `frame` with the recovery's result written at `slot`; `None` when
+/// `slot` does not hold the placeholder.
+pub fn fill_recovery_slot(
+    frame: &[u8],
+    slot: usize,
+    complete: bool,
+    count: usize,
+) -> Option<Vec<u8>> {
+    let rest = frame
+        .get(slot..)?
+        .strip_prefix(RECOVERY_PLACEHOLDER.as_bytes())?;
+    let result = format!(r#""recovered":{complete},"recovered_count":{count}"#);
+    let mut filled = Vec::with_capacity(frame.len() + result.len());
+    filled.extend_from_slice(&frame[..slot]);
+    filled.extend_from_slice(result.as_bytes());
+    filled.extend_from_slice(rest);
+    Some(filled)
+}

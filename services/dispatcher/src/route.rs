@@ -12,7 +12,7 @@ use arqon_proto::model::{
 };
 use arqon_protocol::{
     ClientId, Envelope, ErrorCode, Failed, Identity, MessageType, Permission, TenantId, Topic,
-    UserFacingError, subject,
+    UserFacingError, recovery_slot, subject,
 };
 use arqon_telemetry::traces;
 
@@ -363,14 +363,32 @@ async fn answer_edge(context: &Context, inbound: &Inbound, answer: Answer) {
     let Identity {
         client_id, edge_id, ..
     } = &inbound.identity;
+    let frames: Vec<Bytes> = answer
+        .frames
+        .iter()
+        .map(|f| Bytes::from(f.to_json()))
+        .collect();
+    let membership = answer.membership.map(|change| match change {
+        // The edge writes what its recovery finds where the join's response (the first
+        // frame) holds its place.
+        MembershipChange::Join {
+            topic,
+            recover: Some(recover),
+            ..
+        } => MembershipChange::Join {
+            topic,
+            recover: Some(recover),
+            recovery_slot: frames
+                .first()
+                .and_then(|response| recovery_slot(response))
+                .and_then(|at| u32::try_from(at).ok()),
+        },
+        other => other,
+    });
     let delivery = EdgeDelivery {
         client_id: client_id.clone(),
-        membership: answer.membership,
-        frames: answer
-            .frames
-            .iter()
-            .map(|f| Bytes::from(f.to_json()))
-            .collect(),
+        membership,
+        frames,
         completes: Some(inbound.sequence),
     };
     if let Err(e) = context

@@ -740,7 +740,11 @@ impl Connection {
     async fn deliver(&mut self, delivery: EdgeDelivery) -> Result<u64, axum::Error> {
         let mut frames = delivery.frames;
         match delivery.membership {
-            Some(MembershipChange::Join { topic, recover }) => {
+            Some(MembershipChange::Join {
+                topic,
+                recover,
+                recovery_slot,
+            }) => {
                 let joined = if self.joined.contains(&topic) {
                     Ok(())
                 } else {
@@ -762,7 +766,7 @@ impl Connection {
                                 &from,
                             ))
                             .await;
-                            frames = with_recovery(frames, &recovered);
+                            frames = with_recovery(frames, recovery_slot, &recovered);
                             self.recovered_ids =
                                 Some((recovered.ids, Instant::now() + RECOVERED_COPIES));
                         }
@@ -896,10 +900,11 @@ impl Connection {
 /// response says whether it was complete, and the recovered messages follow.
 fn with_recovery(
     mut frames: Vec<bytes::Bytes>,
+    slot: Option<u32>,
     recovered: &crate::recovery::Recovered,
 ) -> Vec<bytes::Bytes> {
     if let Some(first) = frames.first_mut()
-        && let Some(annotated) = crate::recovery::annotate_response(first, recovered)
+        && let Some(annotated) = crate::recovery::annotate_response(first, slot, recovered)
     {
         *first = annotated;
     }

@@ -12,7 +12,7 @@ use tracing::warn;
 
 use arqon_bus::{Bus, HistoryStore, MAX_READ_LIMIT, ReadFrom, StoredMessage};
 use arqon_proto::model::{Recovery, RoomDelivery};
-use arqon_protocol::{Envelope, JsonObject, TenantId, Topic, subject};
+use arqon_protocol::{Envelope, JsonObject, TenantId, Topic, fill_recovery_slot, subject};
 
 /// What a recovery found.
 #[derive(Debug, Default)]
@@ -176,8 +176,20 @@ fn only_position(tail: &[StoredMessage], id: &str) -> Option<usize> {
     }
 }
 
-/// Adds `recovered` and `recovered_count` to the `data` of a join response frame.
-pub(crate) fn annotate_response(frame: &Bytes, recovered: &Recovered) -> Option<Bytes> {
+/// Writes `recovered` and `recovered_count` into the `data` of a join response frame:
+/// at the place the dispatcher said (`slot`), or, from a dispatcher that said none, by
+/// parsing the frame and adding them.
+pub(crate) fn annotate_response(
+    frame: &Bytes,
+    slot: Option<u32>,
+    recovered: &Recovered,
+) -> Option<Bytes> {
+    let (complete, count) = (recovered.complete, recovered.frames.len());
+    if let Some(filled) =
+        slot.and_then(|at| fill_recovery_slot(frame, at as usize, complete, count))
+    {
+        return Some(Bytes::from(filled));
+    }
     let text = std::str::from_utf8(frame).ok()?;
     let mut envelope = Envelope::from_server_json(text).ok()?;
     let mut payload = envelope.payload.to_map();
@@ -247,8 +259,9 @@ mod tests {
         assert_eq!(only_position(&twice, envelopes[0].id.as_str()), None);
     }
 
-    /// A join's response as the dispatcher writes it.
-    pub(super) fn join_response() -> Bytes {
+    /// A join's response as the dispatcher writes it; `reserved` by one that says where
+    /// the recovery's fields go, and then with that place.
+    pub(super) fn join_response(reserved: bool) -> (Bytes, Option<u32>) {
         let mut data = serde_json::Map::new();
         for (key, value) in [
             ("room_id", "science"),
@@ -261,23 +274,62 @@ mod tests {
             data.insert(key.into(), Value::from(value));
         }
         data.insert("created".into(), Value::Bool(false));
-        let reply = CommandReply::success("Joined channel 'general' in room 'science'", data);
-        Bytes::from(reply.into_envelope("arq_1_1_abcdef").to_json())
+        let mut reply = CommandReply::success("Joined channel 'general' in room 'science'", data);
+        if reserved {
+            reply.reserve_recovery();
+        }
+        let frame = Bytes::from(reply.into_envelope("arq_1_1_abcdef").to_json());
+        let slot = reserved.then(|| arqon_protocol::recovery_slot(&frame).unwrap() as u32);
+        (frame, slot)
     }
 
     #[test]
-    fn join_responses_are_annotated() {
-        let recovered = Recovered {
-            complete: true,
-            frames: vec![Bytes::from_static(b"{}"), Bytes::from_static(b"{}")],
-            ids: HashSet::new(),
-        };
-        let annotated = annotate_response(&join_response(), &recovered).unwrap();
-        let value: Value = serde_json::from_slice(&annotated).unwrap();
-        assert_eq!(value["payload"]["data"]["recovered"], true);
-        assert_eq!(value["payload"]["data"]["recovered_count"], 2);
-        assert_eq!(value["payload"]["data"]["room_id"], "science");
-        assert_eq!(value["request_id"], "arq_1_1_abcdef");
+    fn join_responses_are_annotated_alike_with_or_without_a_slot() {
+        for (complete, count) in [(true, 2), (false, 0), (true, 120)] {
+            let recovered = Recovered {
+                complete,
+                frames: vec![Bytes::from_static(b"{}"); count],
+                ids: HashSet::new(),
+            };
+            // Today's dispatcher: a slot, filled in.
+            let (reserved, slot) = join_response(true);
+            let filled = annotate_response(&reserved, slot, &recovered).unwrap();
+            // A dispatcher before slots: the response is parsed and the fields added.
+            let (legacy, _) = join_response(false);
+            let parsed = annotate_response(&legacy, None, &recovered).unwrap();
+            // An edge before slots, given today's response, parses it likewise.
+            let overwritten = annotate_response(&reserved, None, &recovered).unwrap();
+            let ids = |frame: &Bytes| -> (Value, Value) {
+                let value: Value = serde_json::from_slice(frame).unwrap();
+                (value["id"].clone(), value["timestamp"].clone())
+            };
+            // The same bytes a client read before, but for each envelope's own id and time.
+            let same_envelope = |frame: &Bytes, like: &Bytes| {
+                let (id, at) = ids(like);
+                let (own_id, own_at) = ids(frame);
+                String::from_utf8(frame.to_vec())
+                    .unwrap()
+                    .replace(own_id.as_str().unwrap(), id.as_str().unwrap())
+                    .replace(own_at.as_str().unwrap(), at.as_str().unwrap())
+            };
+            assert_eq!(
+                same_envelope(&parsed, &filled),
+                String::from_utf8(filled.to_vec()).unwrap()
+            );
+            assert_eq!(overwritten, filled);
+            let value: Value = serde_json::from_slice(&filled).unwrap();
+            assert_eq!(value["payload"]["data"]["recovered"], complete);
+            assert_eq!(value["payload"]["data"]["recovered_count"], count);
+            assert_eq!(value["payload"]["data"]["room_id"], "science");
+            assert_eq!(value["request_id"], "arq_1_1_abcdef");
+        }
+        // A slot that does not hold the placeholder: the frame is parsed instead.
+        let (reserved, slot) = join_response(true);
+        let recovered = Recovered::default();
+        assert_eq!(
+            annotate_response(&reserved, slot.map(|at| at + 1), &recovered),
+            annotate_response(&reserved, None, &recovered)
+        );
     }
 }
 
@@ -337,12 +389,12 @@ mod cpu {
         let last = RoomDelivery::decode(stored[MESSAGES - 1].payload.clone()).unwrap();
         let last_id = last.frame_head().unwrap().id;
         assert_eq!(stage_find(&stored, &last_id), Some(MESSAGES - 1));
-        let response = super::tests::join_response();
+        let (response, slot) = super::tests::join_response(true);
         let recovered = Recovered {
             complete: true,
             ..Recovered::default()
         };
-        assert!(stage_annotate(&response, &recovered));
+        assert!(stage_annotate(&response, slot, &recovered));
     }
 
     /// Reads each stored message's frame and id.
@@ -359,7 +411,7 @@ mod cpu {
 
     /// Answers `MESSAGES` joins with what their recovery found.
     #[inline(never)]
-    fn stage_annotate(response: &Bytes, recovered: &Recovered) -> bool {
-        (0..MESSAGES).all(|_| black_box(annotate_response(response, recovered)).is_some())
+    fn stage_annotate(response: &Bytes, slot: Option<u32>, recovered: &Recovered) -> bool {
+        (0..MESSAGES).all(|_| black_box(annotate_response(response, slot, recovered)).is_some())
     }
 }

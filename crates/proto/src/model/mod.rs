@@ -227,6 +227,10 @@ pub enum MembershipChange {
     Join {
         topic: Topic,
         recover: Option<Recovery>,
+        /// With `recover`: where, in the first frame (the join's response), the edge
+        /// writes what its recovery found (`arqon_protocol::recovery_slot`). `None` from
+        /// a dispatcher that predates it.
+        recovery_slot: Option<u32>,
     },
     Leave(Topic),
 }
@@ -247,11 +251,13 @@ impl EdgeDelivery {
     pub fn encode(&self) -> Bytes {
         use pb::membership_change::Action;
         let membership = self.membership.as_ref().map(|change| {
-            let (action, topic, recover) = match change {
-                MembershipChange::Join { topic, recover } => {
-                    (Action::Join, topic, recover.as_ref())
-                }
-                MembershipChange::Leave(topic) => (Action::Leave, topic, None),
+            let (action, topic, recover, recovery_slot) = match change {
+                MembershipChange::Join {
+                    topic,
+                    recover,
+                    recovery_slot,
+                } => (Action::Join, topic, recover.as_ref(), *recovery_slot),
+                MembershipChange::Leave(topic) => (Action::Leave, topic, None, None),
             };
             pb::MembershipChange {
                 action: action.into(),
@@ -268,6 +274,7 @@ impl EdgeDelivery {
                         ..Default::default()
                     },
                 }),
+                recovery_slot: recovery_slot.unwrap_or(0),
             }
         });
         let message = pb::EdgeDelivery {
@@ -298,7 +305,11 @@ impl EdgeDelivery {
                     }
                 });
                 match Action::try_from(change.action).map_err(|e| invalid("action", e))? {
-                    Action::Join => Some(MembershipChange::Join { topic, recover }),
+                    Action::Join => Some(MembershipChange::Join {
+                        topic,
+                        recover,
+                        recovery_slot: Some(change.recovery_slot).filter(|at| *at != 0),
+                    }),
                     Action::Leave => Some(MembershipChange::Leave(topic)),
                     Action::Unspecified => return Err(ModelError::Missing("action")),
                 }

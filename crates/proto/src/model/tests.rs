@@ -156,6 +156,7 @@ fn deliveries_round_trip() {
             Some(MembershipChange::Join {
                 topic: topic.clone(),
                 recover: None,
+                recovery_slot: None,
             }),
             Some(3),
         ),
@@ -163,6 +164,7 @@ fn deliveries_round_trip() {
             Some(MembershipChange::Join {
                 topic: topic.clone(),
                 recover: Some(Recovery::AfterId("arq_1_2_abcdef".into())),
+                recovery_slot: Some(180),
             }),
             Some(4),
         ),
@@ -173,6 +175,7 @@ fn deliveries_round_trip() {
                     epoch: "e1".into(),
                     offset: 42,
                 }),
+                recovery_slot: None,
             }),
             None,
         ),

@@ -280,7 +280,7 @@ pub(crate) async fn join(call: &Call<'_>, request: Join) -> Reply<Outcome> {
         Ok(Created::OverQuota { limit }) => return Err(over_quota(call, limit)),
         Err(e) => return Err(failed(ErrorCode::JoinChannelError, "join channel", &e)),
     };
-    let reply = CommandReply::success(
+    let mut reply = CommandReply::success(
         format!(
             "Joined channel '{}' in room '{}'",
             topic.channel, topic.room
@@ -295,9 +295,17 @@ pub(crate) async fn join(call: &Call<'_>, request: Join) -> Reply<Outcome> {
             "created": created,
         })),
     );
+    if recover.is_some() {
+        // Filled in by the edge, which recovers (`route::answer_edge` says where).
+        reply.reserve_recovery();
+    }
     Ok(Outcome {
         reply,
-        membership: Some(MembershipChange::Join { topic, recover }),
+        membership: Some(MembershipChange::Join {
+            topic,
+            recover,
+            recovery_slot: None,
+        }),
     })
 }
 
