@@ -1,8 +1,10 @@
 //! End-to-end tests against the standalone bus (embedded) and against the four services
-//! on a real nats-server, driven by real WebSocket clients. 124 scenarios run in both
-//! modes (`both_modes!`, `each_mode!`, a module's own macro, or a loop over the two; one,
-//! `recovery_live::a_rejoin_while_publishing_gets_every_message_once_in_order`, on two
-//! edges and two dispatchers too); 26 run in one, for what they need:
+//! on a real nats-server, driven by real WebSocket clients. 125 scenarios run in both
+//! modes (`both_modes!`, `each_mode!`, a module's own macro, or a loop over the two; two
+//! on several replicas when distributed:
+//! `recovery_live::a_rejoin_while_publishing_gets_every_message_once_in_order` on two
+//! edges and two dispatchers, `window::a_full_window_keeps_one_senders_order` on two
+//! edges, two policy replicas and two dispatchers); 26 run in one, for what they need:
 //!
 //! - several replicas of a service, so nats-server:
 //!   `casil::a_reload_to_enforce_reaches_every_policy_replica` (two policy replicas),
@@ -70,6 +72,7 @@ mod replicas;
 mod routing;
 mod sdk;
 mod validation;
+mod window;
 
 /// Defines `<name>::standalone` and `<name>::distributed` for a scenario written once as
 /// `async fn <name>(cluster: &Cluster)`.

@@ -167,7 +167,7 @@ impl Bus {
         let sent = match &self.inner {
             Inner::Nats(nats) => Box::pin(nats.publish_stored(subject, headers, payload))
                 .await
-                .map(StoreConfirmation::pending),
+                .map(StoreConfirmation::from_future),
             Inner::Embedded(embedded) => {
                 let stored = embedded.publish_captured(Message {
                     subject,

@@ -47,7 +47,8 @@ pub struct Usage {
 pub struct StoreConfirmation(Pin<Box<dyn Future<Output = Result<u64, BusError>> + Send>>);
 
 impl StoreConfirmation {
-    pub(crate) fn pending(
+    /// The confirmation `confirmation` resolves to (a backend's; or a test's).
+    pub fn from_future(
         confirmation: impl Future<Output = Result<u64, BusError>> + Send + 'static,
     ) -> StoreConfirmation {
         StoreConfirmation(Box::pin(confirmation))
@@ -59,7 +60,7 @@ impl StoreConfirmation {
 
     /// A failed confirmation counts as a publish error in `stats`.
     pub(crate) fn counting_failures(self, stats: Arc<BusStats>) -> StoreConfirmation {
-        StoreConfirmation::pending(async move {
+        StoreConfirmation::from_future(async move {
             let result = self.0.await;
             if result.is_err() {
                 stats.record_publish_error();
@@ -71,6 +72,19 @@ impl StoreConfirmation {
     /// Waits for the stream: the sequence it stored the message under.
     pub async fn stored(self) -> Result<u64, BusError> {
         self.0.await
+    }
+}
+
+/// Awaiting it by reference (`&mut confirmation`) leaves it in place, to be awaited again
+/// if the wait is given up.
+impl Future for StoreConfirmation {
+    type Output = Result<u64, BusError>;
+
+    fn poll(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        self.0.as_mut().poll(cx)
     }
 }
 

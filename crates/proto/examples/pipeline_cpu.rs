@@ -24,7 +24,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use arqon_proto::model::{EdgeDelivery, EncodedHead, Inbound, RoomDelivery};
+use arqon_bus::Headers;
+use arqon_proto::model::{EdgeDelivery, EncodedHead, Inbound, Publication, RoomDelivery};
 use arqon_protocol::{ClientId, EdgeId, Envelope, Identity, Role, SERVER_OWNED_METADATA, TenantId};
 
 fn main() {
@@ -45,8 +46,8 @@ fn main() {
     for sequence in 1..=count as u64 {
         let ingress = edge_ingress(&identity, &frame, sequence);
         black_box(policy_decode(ingress.clone()));
-        let (room, answer) = dispatcher_route(ingress);
-        black_box(answer);
+        let answer = dispatcher_route(ingress);
+        let room = edge_publish(answer);
         black_box(edge_fan_out(room));
     }
 }
@@ -68,11 +69,15 @@ fn edge_ingress(identity: &Identity, text: &str, sequence: u64) -> Bytes {
     envelope.sender = Some(identity.client_id.as_str().to_owned());
     envelope.from_client = envelope.sender.clone();
     envelope.metadata.remove_keys(SERVER_OWNED_METADATA);
+    // The acknowledgement the edge writes once the message is published (ADR 022).
+    black_box(envelope.message_ack().to_json());
     Inbound {
         identity: identity.clone(),
         envelope,
         received_at_unix_micros: 1_771_408_800_000_000,
         sequence,
+        edge_publishes: true,
+        payload_rewritten: false,
     }
     .encode()
 }
@@ -84,20 +89,33 @@ fn policy_decode(ingress: Bytes) -> Inbound {
 }
 
 /// The dispatcher decodes the envelope, encodes the frame once into a `RoomDelivery`,
-/// and answers the sender's edge with the acknowledgement.
+/// and answers the sender's edge with it to publish (ADR 022).
 #[inline(never)]
-fn dispatcher_route(dispatch: Bytes) -> (Bytes, Bytes) {
+fn dispatcher_route(dispatch: Bytes) -> Bytes {
     let inbound = Inbound::decode(dispatch).expect("a valid inbound");
-    let envelope = &inbound.envelope;
     let room = RoomDelivery::routed(&inbound).encode();
-    let answer = EdgeDelivery {
+    EdgeDelivery {
         client_id: inbound.identity.client_id.clone(),
         membership: None,
-        frames: vec![Bytes::from(envelope.message_ack().to_json())],
+        frames: Vec::new(),
         completes: Some(inbound.sequence),
+        publish: Some(Publication {
+            subject: "arqon.room.acme.science.general".into(),
+            payload: room,
+            stored: true,
+            headers: Headers::new(),
+            copies: Vec::new(),
+        }),
     }
-    .encode();
-    (room, answer)
+    .encode()
+}
+
+/// The sender's edge decodes the answer; what it publishes is the room delivery. (It
+/// wrote its acknowledgement when it read the message: `edge_ingress`.)
+#[inline(never)]
+fn edge_publish(answer: Bytes) -> Bytes {
+    let answer = EdgeDelivery::decode(answer).expect("a valid answer");
+    answer.publish.expect("a publication").payload
 }
 
 /// An edge with members in the room decodes the delivery, checks its frame is text, and

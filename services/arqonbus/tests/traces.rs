@@ -269,7 +269,7 @@ async fn one_trace_follows_a_message_through_every_service() {
         has(spans, "arqonbus-edge", "edge.receive")
             && has(spans, "arqonbus-policy", "policy.inspect")
             && has(spans, "arqonbus-dispatcher", "dispatcher.route")
-            && has(spans, "arqonbus-dispatcher", "dispatcher.stored")
+            && has(spans, "arqonbus-edge", "edge.publish")
             && has(spans, "arqonbus-edge", "edge.fanout")
             && has(spans, "arqonbus-edge", "edge.answer")
     })
@@ -277,7 +277,7 @@ async fn one_trace_follows_a_message_through_every_service() {
     let receive = named(&spans, "arqonbus-edge", "edge.receive");
     let inspect = named(&spans, "arqonbus-policy", "policy.inspect");
     let route = named(&spans, "arqonbus-dispatcher", "dispatcher.route");
-    let stored = named(&spans, "arqonbus-dispatcher", "dispatcher.stored");
+    let publish = named(&spans, "arqonbus-edge", "edge.publish");
     let fanout = named(&spans, "arqonbus-edge", "edge.fanout");
     let answer = named(&spans, "arqonbus-edge", "edge.answer");
     assert_eq!(
@@ -287,8 +287,14 @@ async fn one_trace_follows_a_message_through_every_service() {
     assert_eq!(inspect.parent_span_id, receive.span_id);
     assert_eq!(route.parent_span_id, inspect.span_id);
     assert_eq!(fanout.parent_span_id, route.span_id);
-    assert_eq!(stored.parent_span_id, route.span_id);
-    assert_eq!(answer.parent_span_id, stored.span_id);
+    // The dispatcher hands the message back to the sender's edge, which publishes it
+    // (ADR 022): the answer and the publish are both the route's.
+    assert_eq!(answer.parent_span_id, route.span_id);
+    assert_eq!(publish.parent_span_id, route.span_id);
+    assert_eq!(
+        publish.attributes["messaging.destination.name"],
+        "arqon.room.acme.lab.main"
+    );
     assert_eq!(receive.attributes["messaging.destination.name"], "lab:main");
     assert_eq!(receive.attributes["arqonbus.tenant"], "acme");
     assert_eq!(fanout.attributes["arqonbus.members"], "1");

@@ -282,7 +282,7 @@ impl DispatcherMetrics {
         );
         registry.register(
             "arqonbus_dispatcher_routed",
-            "Messages published to a room",
+            "Messages routed to a room: published by the dispatcher, or handed to the sender's edge to publish in its connection's order (ADR 022)",
             metrics.routed.clone(),
         );
         registry.register(

@@ -8,7 +8,7 @@ use tracing::{Instrument as _, warn};
 
 use arqon_bus::{BusError, Headers, Message, StoreConfirmation};
 use arqon_proto::model::{
-    DirectAck, DirectDelivery, EdgeDelivery, Inbound, MembershipChange, RoomDelivery,
+    DirectAck, DirectDelivery, EdgeDelivery, Inbound, MembershipChange, Publication, RoomDelivery,
 };
 use arqon_protocol::{
     ClientId, Envelope, ErrorCode, Failed, Identity, MessageType, Permission, TenantId, Topic,
@@ -26,6 +26,8 @@ struct Answer {
     membership: Option<MembershipChange>,
     /// Sent only once the history has stored the message: the frames acknowledge it.
     after: Option<StoreConfirmation>,
+    /// What the edge publishes, in its connection's order, before the frames (ADR 022).
+    publish: Option<Publication>,
 }
 
 impl Answer {
@@ -34,6 +36,7 @@ impl Answer {
             frames,
             membership: None,
             after: None,
+            publish: None,
         }
     }
 
@@ -144,10 +147,11 @@ async fn route(context: &Arc<Context>, inbound: Inbound) {
         MessageType::Message => route_message(context, &inbound).await,
         MessageType::Telemetry => {
             // Telemetry is fanned out when it names a room, and never acknowledged.
+            let mut answer = Answer::silent();
             if topic_of(&inbound.envelope).is_some() {
-                route_message(context, &inbound).await;
+                answer.publish = route_message(context, &inbound).await.publish;
             }
-            Answer::silent()
+            answer
         }
         MessageType::Command => {
             context.metrics.commands.inc();
@@ -167,7 +171,7 @@ async fn route(context: &Arc<Context>, inbound: Inbound) {
                     inbound.envelope.command_ack(),
                 ],
                 membership: outcome.membership,
-                after: None,
+                ..Answer::silent()
             }
         }
         MessageType::OperatorJoin => Answer::frames(vec![Envelope::error_reply(
@@ -244,20 +248,60 @@ async fn route_message(context: &Context, inbound: &Inbound) -> Answer {
     };
     let tenant = &inbound.identity.tenant;
     let payload = RoomDelivery::routed(inbound).encode();
-    match context
-        .history
-        .publish(
-            &context.bus,
-            tenant,
-            &topic,
-            Headers::current_trace_context(),
-            payload.clone(),
-        )
-        .await
-    {
-        Ok(confirmation) => {
+    let headers = Headers::current_trace_context();
+    let webhooks =
+        envelope.kind == MessageType::Message && context.webhook_tenants.has_rules(tenant);
+    let room = subject::room(tenant, &topic);
+    // An edge that keeps a window of envelopes in flight publishes, in their order; an
+    // edge of an earlier version keeps one in flight and leaves the publish to us.
+    let routed = if inbound.edge_publishes {
+        context
+            .history
+            .admit(tenant, &topic, &room, payload.len())
+            .await
+            .map(Routed::ByEdge)
+    } else {
+        context
+            .history
+            .publish(
+                &context.bus,
+                tenant,
+                &topic,
+                headers.clone(),
+                payload.clone(),
+            )
+            .await
+            .map(Routed::Published)
+    };
+    match routed {
+        // The edge acknowledges the message once it has published it (and the stream has
+        // stored it): no frames here, so the answer is no larger than the message (but
+        // for a payload CASIL redacted).
+        Ok(Routed::ByEdge(stored)) => {
             context.metrics.routed.inc();
-            if envelope.kind == MessageType::Message && context.webhook_tenants.has_rules(tenant) {
+            // The edge acknowledges with what the client sent, unless CASIL changed it.
+            let frames = if inbound.payload_rewritten {
+                vec![envelope.message_ack()]
+            } else {
+                Vec::new()
+            };
+            Answer {
+                publish: Some(Publication {
+                    subject: room,
+                    payload,
+                    stored,
+                    headers,
+                    copies: webhooks
+                        .then(|| subject::webhook_queue(tenant))
+                        .into_iter()
+                        .collect(),
+                }),
+                ..Answer::frames(frames)
+            }
+        }
+        Ok(Routed::Published(confirmation)) => {
+            context.metrics.routed.inc();
+            if webhooks {
                 queue_for_webhooks(context, inbound, payload).await;
             }
             Answer {
@@ -280,6 +324,14 @@ async fn route_message(context: &Context, inbound: &Inbound) -> Answer {
             not_delivered(envelope, &e)
         }
     }
+}
+
+/// How a room message was routed.
+enum Routed {
+    /// Left to the sender's edge to publish; whether it is stored.
+    ByEdge(bool),
+    /// Published here; the stream's confirmation, with history on.
+    Published(Option<StoreConfirmation>),
 }
 
 /// Hands a routed message of a tenant with webhook rules to the webhook queue, where the
@@ -390,6 +442,7 @@ async fn answer_edge(context: &Context, inbound: &Inbound, answer: Answer) {
         membership,
         frames,
         completes: Some(inbound.sequence),
+        publish: answer.publish,
     };
     if let Err(e) = context
         .bus

@@ -66,6 +66,10 @@ const PING_INTERVAL_SECONDS: u64 = 20;
 const PONG_TIMEOUT_SECONDS: u64 = 10;
 /// Default of `ARQONBUS_PIPELINE_TIMEOUT_MS`.
 const PIPELINE_TIMEOUT_MS: u64 = 5000;
+/// Default of `ARQONBUS_PIPELINE_WINDOW`.
+const PIPELINE_WINDOW: u32 = 32;
+/// Default of `ARQONBUS_PIPELINE_WINDOW_BYTES`: 1 MiB.
+const PIPELINE_WINDOW_BYTES: u32 = 1024 * 1024;
 /// Default of `ARQONBUS_POLICY_BYPASS`.
 const POLICY_BYPASS: bool = true;
 /// Default of `ARQONBUS_CONSOLE_OPERATOR_SESSION_SECONDS`: an hour.
@@ -388,6 +392,31 @@ pub struct EdgeConfig {
         value_parser = clap::value_parser!(u64).range(1..),
     )]
     pub pipeline_timeout_ms: u64,
+
+    /// Envelopes of one connection in the pipeline at once (ADR 022): the edge reads the
+    /// connection's next frame while fewer are unanswered (or answered and not yet
+    /// written), puts their answers back in order, and publishes their messages in that
+    /// order. A command or a private message goes alone. 1: one at a time.
+    #[arg(
+        long = "pipeline-window",
+        env = "ARQONBUS_PIPELINE_WINDOW",
+        default_value_t = PIPELINE_WINDOW,
+        value_parser = clap::value_parser!(u32).range(1..=1024),
+    )]
+    pub pipeline_window: u32,
+
+    /// Bytes of one connection's frames in the pipeline at once (ADR 022): the edge reads
+    /// the connection's next frame while its envelopes in flight (or answered and not yet
+    /// written) add up to less. One frame may take it past, so a message of any accepted
+    /// size always goes. Bounds what the edge holds for a connection (its envelopes, their
+    /// answers and acknowledgements) to a few times this.
+    #[arg(
+        long = "pipeline-window-bytes",
+        env = "ARQONBUS_PIPELINE_WINDOW_BYTES",
+        default_value_t = PIPELINE_WINDOW_BYTES,
+        value_parser = clap::value_parser!(u32).range(1024..=67_108_864),
+    )]
+    pub pipeline_window_bytes: u32,
 
     /// Send an envelope the live CASIL policy does not apply to (CASIL off, a kind it
     /// does not inspect, every target out of scope) straight to the dispatcher, skipping

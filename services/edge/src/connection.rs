@@ -1,4 +1,5 @@
-//! One WebSocket connection: reads envelopes into the pipeline one at a time, writes what
+//! One WebSocket connection: reads envelopes into the pipeline (a window of them at once,
+//! ADR 022), publishes and writes what they lead to in the order they came, writes what
 //! the bus sends it, applies the memberships the dispatcher decides, and enforces the
 //! connection's limits (rate, queue, liveness, token lifetime).
 
@@ -11,18 +12,18 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use bytes::Bytes;
 use futures_util::{FutureExt as _, SinkExt};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::time::{Instant, Sleep};
 use tracing::{Instrument as _, debug, error, info, warn};
 
-use arqon_telemetry::metrics::TraceExemplar;
 use arqon_telemetry::traces;
 
-use arqon_proto::model::{EdgeDelivery, Inbound, MembershipChange};
+use arqon_proto::model::{EdgeDelivery, Inbound, MembershipChange, Publication};
 use arqon_protocol::{
-    ClientId, CommandReply, Envelope, ErrorCode, Identity, MessageId, MessageType,
-    SERVER_OWNED_METADATA, Topic, subject,
+    ClientId, CommandReply, Envelope, ErrorCode, Failed, Identity, MessageId, MessageType,
+    SERVER_OWNED_METADATA, Topic, UserFacingError as _, subject,
 };
 
 use crate::Shared;
@@ -30,6 +31,7 @@ use crate::auth::Grant;
 use crate::closing::Last;
 use crate::metrics::{Disconnect, Route};
 use crate::peer::{Outbound, Peer};
+use crate::window::{Confirmed, Outgoing, Sent, Stored, Window};
 
 /// Close codes the edge sends.
 pub mod close_code {
@@ -67,16 +69,6 @@ const RECOVERED_COPIES: Duration = Duration::from_secs(2);
 /// being closed; the close frame has its own bound (`closing::CLOSE_LINGER`).
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// The envelope waiting for the pipeline's answer. The connection's next frame is read
-/// only after it, which keeps one client's envelopes in order through replicated stages.
-struct InFlight {
-    sequence: u64,
-    id: MessageId,
-    sent_at: Instant,
-    /// Its trace, when sampled: the exemplar of its latency.
-    trace: Option<TraceExemplar>,
-}
-
 /// What woke the connection up.
 enum Event {
     Shutdown,
@@ -84,20 +76,17 @@ enum Event {
     Outbound(Outbound),
     Timer,
     Frame(Option<Result<Message, axum::Error>>),
+    /// The stream confirmed (or did not) the message whose frames are next in line.
+    Confirmed(Confirmed),
 }
 
 /// What a text frame leads to.
 enum Accepted {
     /// An error the edge answers itself.
-    Reply(Utf8Bytes),
+    Reply(Bytes),
     /// The envelope goes into the pipeline, in its trace span: to the policy stage, or
     /// straight to the dispatcher when the live policy does not apply to it.
-    Publish {
-        id: MessageId,
-        payload: bytes::Bytes,
-        span: tracing::Span,
-        to_dispatcher: bool,
-    },
+    Publish(Outgoing),
     /// A token refresh, answered by the edge.
     Refresh(Box<Envelope>),
     Close(End),
@@ -125,7 +114,7 @@ struct Connection {
     peer: Peer,
     joined: HashSet<Topic>,
     sequence: u64,
-    in_flight: Option<InFlight>,
+    window: Window,
     limiter: Option<DefaultDirectRateLimiter>,
     /// Bytes per second, in the same way.
     byte_limiter: Option<DefaultDirectRateLimiter>,
@@ -224,7 +213,7 @@ impl Connection {
             peer,
             joined: HashSet::new(),
             sequence: 0,
-            in_flight: None,
+            window: Window::default(),
             limiter,
             byte_limiter,
             tenant_bytes,
@@ -267,7 +256,7 @@ const LONGEST_TOKEN: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 impl Connection {
     async fn serve(&mut self) -> End {
         let welcome = Envelope::welcome(&self.identity.client_id).to_json().into();
-        if self.write_frames([welcome]).await.is_err() {
+        if self.reply(vec![welcome]).await.is_err() {
             return End::Lost;
         }
         let shutdown = self.shared.shutdown.clone();
@@ -279,7 +268,12 @@ impl Connection {
             if self.timer.deadline() != next {
                 self.timer.as_mut().reset(next);
             }
-            let reading = self.in_flight.is_none();
+            let config = &self.shared.config;
+            let reading = self.window.may_read(
+                config.pipeline_window as usize,
+                config.pipeline_window_bytes as usize,
+            );
+            let confirming = self.window.awaits_confirmation();
             // Registered before looking at the queue, so nothing queued in between is
             // missed.
             let ready = peer.ready();
@@ -299,6 +293,7 @@ impl Connection {
                     () = too_slow.cancelled() => Event::TooSlow,
                     () = &mut ready => continue,
                     () = &mut self.timer => Event::Timer,
+                    confirmed = self.window.confirmed(), if confirming => Event::Confirmed(confirmed),
                     frame = self.socket.recv(), if reading => Event::Frame(frame),
                 }
             };
@@ -319,6 +314,9 @@ impl Connection {
                     Event::Outbound(first) => self.write_outbound(first).await.map(|()| None),
                     Event::Timer => self.on_timer().await,
                     Event::Frame(frame) => self.on_frame(frame).await,
+                    Event::Confirmed(confirmed) => {
+                        self.on_confirmed(confirmed).await.map(|()| None)
+                    }
                 }
             });
             // A write to a client that does not read blocks; it must not block the
@@ -345,10 +343,7 @@ impl Connection {
     }
 
     fn next_deadline(&self) -> Instant {
-        let in_flight = self
-            .in_flight
-            .as_ref()
-            .map(|f| f.sent_at + self.shared.config.pipeline_timeout());
+        let in_flight = self.window.deadline(self.shared.config.pipeline_timeout());
         [
             Some(self.next_ping),
             self.pong_due,
@@ -377,14 +372,7 @@ impl Connection {
                 "ping timeout",
             )));
         }
-        let timeout = self.shared.config.pipeline_timeout();
-        if self
-            .in_flight
-            .as_ref()
-            .is_some_and(|f| f.sent_at + timeout <= now)
-        {
-            self.time_out().await?;
-        }
+        self.time_out(now).await?;
         if self.next_ping <= now {
             self.next_ping = now + self.shared.config.ping_interval();
             self.pong_due
@@ -413,7 +401,7 @@ impl Connection {
                     ErrorCode::ValidationError,
                     "Binary frames are not supported: send one JSON envelope per text frame",
                 );
-                self.write_frames([reply.to_json().into()])
+                self.reply(vec![reply.to_json().into()])
                     .await
                     .map(|()| None)
             }
@@ -442,59 +430,63 @@ impl Connection {
 
     async fn on_accepted(&mut self, accepted: Accepted) -> Step {
         match accepted {
-            Accepted::Reply(reply) => self.write_frames([reply]).await.map(|()| None),
+            Accepted::Reply(reply) => self.reply(vec![reply]).await.map(|()| None),
             Accepted::Close(end) => Ok(Some(end)),
             // Boxed: a rare path whose future (token verification, maybe a JWKS fetch)
             // would otherwise enlarge every connection's state.
-            Accepted::Refresh(command) => Box::pin(self.refresh(*command)).await.map(|()| None),
-            Accepted::Publish {
-                id,
-                payload,
-                span,
-                to_dispatcher,
-            } => {
-                // The trace continues in the next stage: its context goes along.
-                let headers = arqon_bus::Headers::trace_context(&span);
-                let (target, route) = if to_dispatcher {
-                    (subject::dispatch(&self.identity.tenant), Route::Dispatcher)
-                } else {
-                    (self.ingress_subject.clone(), Route::Policy)
-                };
-                self.shared.metrics.routed(route);
-                let published = self
-                    .shared
-                    .bus
-                    .publish_with_headers(target, headers, payload)
-                    .instrument(span.clone())
-                    .await;
-                if let Err(e) = &published {
-                    traces::set_error(&span, e.to_string());
+            Accepted::Refresh(command) => {
+                let frames = Box::pin(self.refresh(*command)).await;
+                self.reply(frames).await.map(|()| None)
+            }
+            Accepted::Publish(outgoing) if outgoing.alone && !self.window.is_empty() => {
+                self.window.hold(outgoing);
+                Ok(None)
+            }
+            Accepted::Publish(outgoing) => self.send(outgoing).await.map(|()| None),
+        }
+    }
+
+    /// Publishes an envelope into the pipeline, where it joins the window.
+    async fn send(&mut self, outgoing: Outgoing) -> Result<(), axum::Error> {
+        // The trace continues in the next stage: its context goes along.
+        let headers = arqon_bus::Headers::trace_context(&outgoing.span);
+        let (target, route) = if outgoing.to_dispatcher {
+            (subject::dispatch(&self.identity.tenant), Route::Dispatcher)
+        } else {
+            (self.ingress_subject.clone(), Route::Policy)
+        };
+        self.shared.metrics.routed(route);
+        let published = self
+            .shared
+            .bus
+            .publish_with_headers(target, headers, outgoing.payload.clone())
+            .instrument(outgoing.span.clone())
+            .await;
+        if let Err(e) = &published {
+            traces::set_error(&outgoing.span, e.to_string());
+        }
+        let trace = traces::exemplar(&outgoing.span);
+        match published {
+            Ok(()) => {
+                self.window.push(Sent::envelope(outgoing, trace));
+                let config = &self.shared.config;
+                if self.window.is_full(
+                    config.pipeline_window as usize,
+                    config.pipeline_window_bytes as usize,
+                ) {
+                    self.shared.metrics.window_full.inc();
                 }
-                let trace = traces::exemplar(&span);
-                drop(span);
-                match published {
-                    Ok(()) => {
-                        self.in_flight = Some(InFlight {
-                            sequence: self.sequence,
-                            id,
-                            sent_at: Instant::now(),
-                            trace,
-                        });
-                        Ok(None)
-                    }
-                    Err(e) => {
-                        self.shared.metrics.publish_errors.inc();
-                        warn!(client_id = %self.identity.client_id, error = %e, "ingress publish failed");
-                        let reply = Envelope::error_reply(
-                            Some(id.as_str()),
-                            ErrorCode::Unavailable,
-                            "The bus is unavailable; the envelope was not accepted. Retry later.",
-                        );
-                        self.write_frames([reply.to_json().into()])
-                            .await
-                            .map(|()| None)
-                    }
-                }
+                Ok(())
+            }
+            Err(e) => {
+                self.shared.metrics.publish_errors.inc();
+                warn!(client_id = %self.identity.client_id, error = %e, "ingress publish failed");
+                let reply = Envelope::error_reply(
+                    Some(outgoing.id.as_str()),
+                    ErrorCode::Unavailable,
+                    "The bus is unavailable; the envelope was not accepted. Retry later.",
+                );
+                self.reply(vec![reply.to_json().into()]).await
             }
         }
     }
@@ -635,22 +627,34 @@ impl Connection {
         if !span.is_disabled() {
             span.record("arqonbus.casil.skipped", to_dispatcher);
         }
+        // A command changes what the envelopes after it find; a private message is
+        // delivered by the dispatcher, not published here in turn (ADR 022).
+        let alone = envelope.kind == MessageType::Command || envelope.to_client.is_some();
+        // Written once the message is published: the answer then carries no copy of it.
+        let ack = (envelope.kind == MessageType::Message && !alone)
+            .then(|| envelope.message_ack().to_json().into());
         let inbound = Inbound {
             identity: self.identity.clone(),
             envelope,
             received_at_unix_micros: unix_micros(),
             sequence: self.sequence,
+            edge_publishes: true,
+            payload_rewritten: false,
         };
-        Accepted::Publish {
+        Accepted::Publish(Outgoing {
+            sequence: self.sequence,
             id,
             payload: inbound.encode(),
             span,
             to_dispatcher,
-        }
+            ack,
+            bytes: text.len(),
+            alone,
+        })
     }
 
     /// Replaces the connection's token: same tenant and subject, a later expiry.
-    async fn refresh(&mut self, command: Envelope) -> Result<(), axum::Error> {
+    async fn refresh(&mut self, command: Envelope) -> Vec<Bytes> {
         let reply = match verify_refresh(&self.shared, &self.identity, &command).await {
             Ok(grant) => {
                 // Every claim the connection acts on comes from the new token: a narrower
@@ -667,25 +671,248 @@ impl Connection {
             }
             Err(reply) => reply,
         };
-        let frames = [
+        vec![
             reply.into_envelope(command.id.as_str()).to_json().into(),
             command.command_ack().to_json().into(),
-        ];
-        self.write_frames(frames).await
+        ]
     }
 
-    async fn time_out(&mut self) -> Result<(), axum::Error> {
-        let Some(in_flight) = self.in_flight.take() else {
-            return Ok(());
+    /// Answers the envelopes that have waited too long with `TIMEOUT`, in their turn.
+    /// What their answers would have published, should they still come, is not.
+    async fn time_out(&mut self, now: Instant) -> Result<(), axum::Error> {
+        let timeout = self.shared.config.pipeline_timeout();
+        let mut written = 0;
+        while let Some(sent) = self.window.expired(now, timeout) {
+            self.shared.metrics.pipeline_timeouts.inc();
+            let id = sent.id.as_ref().map(MessageId::as_str);
+            warn!(client_id = %self.identity.client_id, id, "pipeline did not answer in time");
+            let reply = Envelope::error_reply(
+                id,
+                ErrorCode::Timeout,
+                "The bus did not confirm the envelope in time; it may or may not have been delivered",
+            );
+            written += self
+                .write_in_turn(sent.id, vec![reply.to_json().into()], sent.bytes)
+                .await?;
+        }
+        written += self.advance().await?;
+        self.flush(written).await
+    }
+
+    /// Takes the pipeline's answer to an envelope; an answer that completes nothing in the
+    /// window (a channel's deletion, or an answer after its envelope's `TIMEOUT`) is
+    /// applied at once, but never published.
+    async fn on_answer(&mut self, delivery: Box<EdgeDelivery>) -> Result<u64, axum::Error> {
+        match self.window.answer(delivery) {
+            Ok(()) => self.advance().await,
+            Err(delivery) if delivery.publish.is_none() => self.deliver(*delivery, None).await,
+            Err(_) => {
+                self.shared.metrics.late_answers.inc();
+                debug!(client_id = %self.identity.client_id, "an answer came after its envelope timed out; not published");
+                Ok(0)
+            }
+        }
+    }
+
+    /// Completes the envelopes whose turn has come (the oldest ones, answered), then
+    /// writes the frames that wait for nothing, then sends a held envelope once nothing
+    /// is left before it. Feeds frames; the caller flushes.
+    async fn advance(&mut self) -> Result<u64, axum::Error> {
+        let mut written = 0;
+        while let Some(mut sent) = self.window.next_answered() {
+            if sent.sequence != 0 {
+                self.shared.metrics.pipeline_latency.observe(
+                    sent.sent_at.elapsed().as_secs_f64(),
+                    sent.trace.take(),
+                    None,
+                );
+            }
+            if let Some(answer) = sent.take_answer() {
+                written += self.complete(*answer, sent).await?;
+            }
+        }
+        written += self.write_ready().await?;
+        if let Some(held) = self.window.take_held() {
+            self.send(held).await?;
+        }
+        Ok(written)
+    }
+
+    /// Publishes the message an envelope leads to, in its turn, and writes its frames (and
+    /// the edge's acknowledgement of a message) or lines them up: behind frames still
+    /// waiting, and after the stream confirms the message. If the message cannot be
+    /// published, the client is told it was not delivered; a copy that cannot be published
+    /// (the webhook queue's) costs only itself.
+    async fn complete(&mut self, answer: EdgeDelivery, sent: Sent) -> Result<u64, axum::Error> {
+        let Sent { id, ack, bytes, .. } = sent;
+        let Some(publication) = answer.publish else {
+            if self.window.is_writing() && answer.membership.is_none() {
+                return self.write_in_turn(id, answer.frames, bytes).await;
+            }
+            return self
+                .deliver(answer, id.as_ref().map(MessageId::as_str))
+                .await;
         };
-        self.shared.metrics.pipeline_timeouts.inc();
-        warn!(client_id = %self.identity.client_id, id = %in_flight.id, "pipeline did not answer in time");
-        let reply = Envelope::error_reply(
-            Some(in_flight.id.as_str()),
-            ErrorCode::Timeout,
-            "The bus did not confirm the envelope in time; it may or may not have been delivered",
-        );
-        self.write_frames([reply.to_json().into()]).await
+        let Publication {
+            subject,
+            payload,
+            stored,
+            headers,
+            copies,
+        } = publication;
+        // The publish, in the message's trace (its context came with the answer).
+        let span = publish_span(&subject, &headers);
+        let bus = &self.shared.bus;
+        let published = if stored {
+            bus.publish_stored(subject, headers.clone(), payload.clone())
+                .instrument(span.clone())
+                .await
+                .map(Some)
+        } else {
+            bus.publish_with_headers(subject, headers.clone(), payload.clone())
+                .instrument(span.clone())
+                .await
+                .map(|()| None)
+        };
+        let confirmation = match published {
+            Ok(confirmation) => confirmation,
+            Err(e) => {
+                self.shared.metrics.publish_errors.inc();
+                traces::set_error(&span, e.to_string());
+                warn!(client_id = %self.identity.client_id, error = %e, "publish failed");
+                let failed = Failed::new("deliver the message", &e);
+                let reply = Envelope::error_reply(
+                    id.as_ref().map(MessageId::as_str),
+                    failed.code(),
+                    failed.client_message(),
+                );
+                return self
+                    .write_in_turn(id, vec![reply.to_json().into()], bytes)
+                    .await;
+            }
+        };
+        for copy in copies {
+            let copied = bus
+                .publish_with_headers(copy, headers.clone(), payload.clone())
+                .instrument(span.clone())
+                .await;
+            if let Err(e) = copied {
+                self.shared.metrics.publish_errors.inc();
+                warn!(client_id = %self.identity.client_id, error = %e, "a copy of a message was not published");
+            }
+        }
+        // The answer's frames: the acknowledgement of a payload CASIL changed. Otherwise
+        // the one written from what the client sent.
+        let frames = if answer.frames.is_empty() {
+            ack.into_iter().collect()
+        } else {
+            answer.frames
+        };
+        if !frames.is_empty() {
+            let deadline = Instant::now() + self.shared.config.pipeline_timeout();
+            let stored = confirmation.map(|confirmation| Stored {
+                confirmation,
+                deadline,
+                span,
+            });
+            self.window.write_later(id, frames, stored, bytes);
+        }
+        Ok(0)
+    }
+
+    /// The stream confirmed the message whose frames are next in line, or did not in
+    /// time: the frames, or a `TIMEOUT`; then whatever waited behind them.
+    async fn on_confirmed(&mut self, confirmed: Confirmed) -> Result<(), axum::Error> {
+        let Confirmed {
+            id,
+            frames,
+            stored,
+            span,
+        } = confirmed;
+        let frames = match stored {
+            Ok(_) => frames,
+            Err(e) => {
+                self.shared.metrics.publish_errors.inc();
+                traces::set_error(&span, e.to_string());
+                let id = id.as_ref().map(MessageId::as_str);
+                warn!(client_id = %self.identity.client_id, id, error = %e, "a room message was not confirmed stored");
+                let reply = Envelope::error_reply(
+                    id,
+                    ErrorCode::Timeout,
+                    "The bus did not confirm that the message was stored; it may have been delivered. Retry only if a duplicate is acceptable.",
+                );
+                vec![reply.to_json().into()]
+            }
+        };
+        let mut written = self.feed(frames).await?;
+        written += self.advance().await?;
+        self.flush(written).await
+    }
+
+    /// Frames the edge answers with itself (errors): written now, or after the answers
+    /// to the envelopes before them.
+    async fn reply(&mut self, frames: Vec<Bytes>) -> Result<(), axum::Error> {
+        if self.window.is_empty() {
+            let written = self.feed(frames).await?;
+            return self.flush(written).await;
+        }
+        let delivery = EdgeDelivery {
+            client_id: self.identity.client_id.clone(),
+            membership: None,
+            frames,
+            completes: None,
+            publish: None,
+        };
+        self.window.push(Sent::reply(delivery));
+        Ok(())
+    }
+
+    /// Writes frames now if nothing waits before them, or lines them up.
+    /// `bytes` are the client's bytes they stand for (see `Window::write_later`).
+    async fn write_in_turn(
+        &mut self,
+        id: Option<MessageId>,
+        frames: Vec<Bytes>,
+        bytes: usize,
+    ) -> Result<u64, axum::Error> {
+        if self.window.is_writing() {
+            self.window.write_later(id, frames, None, bytes);
+            return Ok(0);
+        }
+        self.feed(frames).await
+    }
+
+    /// Writes the frames at the head of the line that wait for nothing.
+    async fn write_ready(&mut self) -> Result<u64, axum::Error> {
+        let mut written = 0;
+        while let Some(frames) = self.window.next_ready() {
+            written += self.feed(frames).await?;
+        }
+        Ok(written)
+    }
+
+    /// Feeds frames to the socket (the bus's own JSON); returns how many.
+    async fn feed(&mut self, frames: Vec<Bytes>) -> Result<u64, axum::Error> {
+        let mut written = 0;
+        for frame in frames {
+            match Utf8Bytes::try_from(frame) {
+                Ok(text) => {
+                    self.socket.feed(Message::Text(text)).await?;
+                    written += 1;
+                }
+                Err(_) => {
+                    warn!(client_id = %self.identity.client_id, "delivery frame is not UTF-8")
+                }
+            }
+        }
+        Ok(written)
+    }
+
+    /// Flushes what was fed, and counts it.
+    async fn flush(&mut self, written: u64) -> Result<(), axum::Error> {
+        self.socket.flush().await?;
+        self.shared.metrics.frames_out.inc_by(written);
+        Ok(())
     }
 
     /// Writes `first` and whatever else is already queued (up to a batch), then flushes.
@@ -705,7 +932,7 @@ impl Connection {
                     self.socket.feed(Message::Text(frame)).await?;
                     frames += 1;
                 }
-                Outbound::Delivery(delivery) => frames += self.deliver(*delivery).await?,
+                Outbound::Delivery(delivery) => frames += self.on_answer(delivery).await?,
             }
             bytes += len as u64;
             taken += 1;
@@ -737,7 +964,12 @@ impl Connection {
     }
 
     /// Applies a delivery's membership change and feeds its frames; returns how many.
-    async fn deliver(&mut self, delivery: EdgeDelivery) -> Result<u64, axum::Error> {
+    /// `request_id` is the envelope it answers.
+    async fn deliver(
+        &mut self,
+        delivery: EdgeDelivery,
+        request_id: Option<&str>,
+    ) -> Result<u64, axum::Error> {
         let mut frames = delivery.frames;
         match delivery.membership {
             Some(MembershipChange::Join {
@@ -781,14 +1013,13 @@ impl Connection {
                     }
                     Err(e) => {
                         warn!(client_id = %self.identity.client_id, error = %e, "join failed at the edge");
-                        let request_id = self.in_flight.as_ref().map(|f| f.id.to_string());
                         let reply = CommandReply::error(
                             ErrorCode::JoinChannelError,
                             format!("Failed to join channel: {topic}: the bus is unavailable"),
                         );
                         frames = vec![
                             reply
-                                .into_envelope(request_id.as_deref().unwrap_or(""))
+                                .into_envelope(request_id.unwrap_or(""))
                                 .to_json()
                                 .into(),
                         ];
@@ -809,43 +1040,7 @@ impl Connection {
             }
             Some(MembershipChange::Leave(_)) | None => {}
         }
-        if let (Some(done), Some(in_flight)) = (delivery.completes, &mut self.in_flight)
-            && done == in_flight.sequence
-        {
-            self.shared.metrics.pipeline_latency.observe(
-                in_flight.sent_at.elapsed().as_secs_f64(),
-                in_flight.trace.take(),
-                None,
-            );
-            self.in_flight = None;
-        }
-        let mut written = 0;
-        for frame in frames {
-            match Utf8Bytes::try_from(frame) {
-                Ok(text) => {
-                    self.socket.feed(Message::Text(text)).await?;
-                    written += 1;
-                }
-                Err(_) => {
-                    warn!(client_id = %self.identity.client_id, "delivery frame is not UTF-8")
-                }
-            }
-        }
-        Ok(written)
-    }
-
-    /// Writes frames the edge itself answers with (already encoded: no `Envelope` may
-    /// live in the connection's state across an await).
-    async fn write_frames<const N: usize>(
-        &mut self,
-        frames: [Utf8Bytes; N],
-    ) -> Result<(), axum::Error> {
-        for frame in frames {
-            self.socket.feed(Message::Text(frame)).await?;
-        }
-        self.socket.flush().await?;
-        self.shared.metrics.frames_out.inc_by(N as u64);
-        Ok(())
+        self.feed(frames).await
     }
 
     /// Ends the connection: the last frames (on shutdown), then everything it held on
@@ -964,6 +1159,23 @@ pub(crate) fn unix_micros() -> i64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
         .unwrap_or_default()
+}
+
+/// The span of the publish of a message the dispatcher routed (and of the wait for the
+/// history to store it), in the message's trace; none when it is not traced.
+fn publish_span(subject: &str, headers: &arqon_bus::Headers) -> tracing::Span {
+    traces::continue_span(
+        |key| headers.get(key),
+        || {
+            tracing::debug_span!(
+                "edge.publish",
+                otel.kind = "producer",
+                messaging.system = "arqonbus",
+                messaging.operation = "publish",
+                messaging.destination.name = %subject,
+            )
+        },
+    )
 }
 
 /// The span of one envelope on its way in: the root of the message's trace, or the child

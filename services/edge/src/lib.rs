@@ -26,6 +26,7 @@ mod rooms;
 mod route;
 mod service;
 mod status;
+mod window;
 
 use std::num::NonZeroU32;
 use std::sync::Arc;

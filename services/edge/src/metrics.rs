@@ -110,6 +110,8 @@ pub struct EdgeMetrics {
     pub(crate) invalid_frames: Counter,
     pub(crate) publish_errors: Counter,
     pub(crate) pipeline_timeouts: Counter,
+    pub(crate) window_full: Counter,
+    pub(crate) late_answers: Counter,
     pub(crate) pipeline_latency: TracedLatency,
     pub(crate) delivery_latency: TracedLatency,
     pub(crate) fanout_deliveries: Counter,
@@ -140,6 +142,8 @@ impl EdgeMetrics {
             invalid_frames: Counter::default(),
             publish_errors: Counter::default(),
             pipeline_timeouts: Counter::default(),
+            window_full: Counter::default(),
+            late_answers: Counter::default(),
             pipeline_latency: arqon_telemetry::metrics::traced_latency_histogram(),
             delivery_latency: arqon_telemetry::metrics::traced_latency_histogram(),
             fanout_deliveries: Counter::default(),
@@ -246,6 +250,16 @@ impl EdgeMetrics {
             "arqonbus_edge_pipeline_timeouts",
             "Envelopes the pipeline did not answer in time (the client got TIMEOUT)",
             metrics.pipeline_timeouts.clone(),
+        );
+        r.register(
+            "arqonbus_edge_window_full",
+            "Envelopes that filled their connection's window (ARQONBUS_PIPELINE_WINDOW): the edge read nothing more from it until an answer came",
+            metrics.window_full.clone(),
+        );
+        r.register(
+            "arqonbus_edge_late_answers",
+            "Answers to envelopes that had already been answered TIMEOUT; what they would have published was not",
+            metrics.late_answers.clone(),
         );
         r.register(
             "arqonbus_edge_pipeline_latency_seconds",

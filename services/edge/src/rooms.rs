@@ -215,6 +215,7 @@ fn close(room: &Room, notice: bytes::Bytes) -> u64 {
             membership: Some(MembershipChange::Leave(room.topic.clone())),
             frames: vec![notice.clone()],
             completes: None,
+            publish: None,
         })));
     }
     members.len() as u64

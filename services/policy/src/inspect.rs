@@ -65,7 +65,9 @@ async fn inspect_in(context: &Context, message: Message, span: &tracing::Span) {
         block(context, &inbound, &outcome).await;
         return;
     }
-    let forward = if changed {
+    let forward = if changed.any() {
+        // The sender's edge acknowledges what it sent unless told the payload changed.
+        inbound.payload_rewritten = changed.payload;
         inbound.encode()
     } else {
         // Unchanged envelopes go on as they came: the bytes are forwarded, not re-encoded.
@@ -83,14 +85,14 @@ pub(crate) struct Sender<'a> {
 
 /// Inspects `envelope` under the live policy, counts, traces, logs and publishes the
 /// decision as the policy says, and, unless it is blocked, rewrites `envelope` as CASIL
-/// changed it (redacted parts, `metadata.casil`). The outcome, and whether `envelope`
+/// changed it (redacted parts, `metadata.casil`). The outcome, and what of `envelope`
 /// changed.
 pub(crate) async fn decide(
     context: &Context,
     sender: &Sender<'_>,
     envelope: &mut Envelope,
     span: &tracing::Span,
-) -> (Outcome, bool) {
+) -> (Outcome, Changed) {
     let metrics = &context.metrics;
     let live = context.store.current();
     let started = Instant::now();
@@ -127,26 +129,50 @@ pub(crate) async fn decide(
             span,
             format!("CASIL blocked the envelope: {}", outcome.reason.as_str()),
         );
-        return (outcome, false);
+        return (outcome, Changed::default());
     }
     let changed = rewrite(envelope, &outcome, redacted);
     (outcome, changed)
 }
 
-/// Puts into `envelope` what CASIL changed: the redacted parts and `metadata.casil`;
-/// whether there was anything.
-fn rewrite(envelope: &mut Envelope, outcome: &Outcome, redacted: Vec<(Part, String)>) -> bool {
-    if redacted.is_empty() && outcome.envelope_metadata.is_none() {
-        return false;
+/// What CASIL changed in an envelope.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Changed {
+    /// The payload (redacted).
+    pub(crate) payload: bool,
+    /// Anything else (args or metadata redacted, `metadata.casil` added).
+    pub(crate) other: bool,
+}
+
+impl Changed {
+    pub(crate) fn any(self) -> bool {
+        self.payload || self.other
     }
+}
+
+/// Puts into `envelope` what CASIL changed: the redacted parts and `metadata.casil`.
+fn rewrite(envelope: &mut Envelope, outcome: &Outcome, redacted: Vec<(Part, String)>) -> Changed {
+    let mut changed = Changed {
+        payload: false,
+        other: outcome.envelope_metadata.is_some(),
+    };
     for (part, text) in redacted {
         let Ok(copy) = JsonObject::parse(&text) else {
             continue;
         };
         match part {
-            Part::Payload => envelope.payload = copy,
-            Part::Args => envelope.args = copy,
-            Part::Metadata => envelope.metadata = copy,
+            Part::Payload => {
+                envelope.payload = copy;
+                changed.payload = true;
+            }
+            Part::Args => {
+                envelope.args = copy;
+                changed.other = true;
+            }
+            Part::Metadata => {
+                envelope.metadata = copy;
+                changed.other = true;
+            }
         }
     }
     if let Some(casil) = &outcome.envelope_metadata {
@@ -154,7 +180,7 @@ fn rewrite(envelope: &mut Envelope, outcome: &Outcome, redacted: Vec<(Part, Stri
         metadata.insert("casil".to_owned(), casil.clone());
         envelope.metadata = JsonObject::from_map(&metadata);
     }
-    true
+    changed
 }
 
 async fn forward_to_dispatcher(context: &Context, ingress: &str, bytes: Bytes) {
@@ -194,6 +220,7 @@ async fn block(context: &Context, inbound: &Inbound, outcome: &Outcome) {
         membership: None,
         frames: vec![Bytes::from(frame.to_json())],
         completes: Some(inbound.sequence),
+        publish: None,
     };
     let target = subject::edge(&inbound.identity.edge_id);
     if let Err(e) = context

@@ -1,5 +1,6 @@
 //! Domain forms of the internal messages, encoded and decoded at the NATS boundary.
 
+use arqon_bus::Headers;
 use bytes::Bytes;
 use prost::Message as _;
 
@@ -38,6 +39,13 @@ pub struct Inbound {
     pub received_at_unix_micros: i64,
     /// The connection's number for this envelope (from 1); see [`EdgeDelivery::completes`].
     pub sequence: u64,
+    /// The edge publishes what the envelope leads to ([`EdgeDelivery::publish`]), in the
+    /// order of `sequence` (ADR 022). False from an edge of an earlier version: the
+    /// dispatcher publishes itself.
+    pub edge_publishes: bool,
+    /// The policy stage replaced the payload (CASIL redaction), so the answer carries the
+    /// acknowledgement with the payload as routed (ADR 022).
+    pub payload_rewritten: bool,
 }
 
 impl Inbound {
@@ -47,6 +55,8 @@ impl Inbound {
             envelope: Some(envelope_to_pb(&self.envelope)),
             received_at_unix_micros: self.received_at_unix_micros,
             sequence: self.sequence,
+            edge_publishes: self.edge_publishes,
+            payload_rewritten: self.payload_rewritten,
         };
         Bytes::from(message.encode_to_vec())
     }
@@ -65,6 +75,8 @@ impl TryFrom<pb::Inbound> for Inbound {
             envelope: envelope_from_pb(message.envelope.ok_or(ModelError::Missing("envelope"))?)?,
             received_at_unix_micros: message.received_at_unix_micros,
             sequence: message.sequence,
+            edge_publishes: message.edge_publishes,
+            payload_rewritten: message.payload_rewritten,
         })
     }
 }
@@ -242,9 +254,58 @@ pub struct EdgeDelivery {
     pub membership: Option<MembershipChange>,
     pub frames: Vec<Bytes>,
     /// The [`Inbound::sequence`] this delivery answers. The pipeline answers every
-    /// inbound envelope exactly once (with frames or without), and the edge reads the
-    /// connection's next frame only then.
+    /// inbound envelope exactly once (with frames or without).
     pub completes: Option<u64>,
+    /// The message the edge publishes for the envelope before it writes the frames, in
+    /// the order of the connection's envelopes (ADR 022).
+    pub publish: Option<Publication>,
+}
+
+/// A message the edge publishes for the dispatcher (ADR 022).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Publication {
+    pub subject: String,
+    pub payload: Bytes,
+    /// A JetStream publish, confirmed by its stream (ADR 011) before the answer's
+    /// frames are written.
+    pub stored: bool,
+    /// The trace context.
+    pub headers: Headers,
+    /// Subjects that get a copy after it (the webhook queue's); a lost copy costs only
+    /// itself.
+    pub copies: Vec<String>,
+}
+
+impl Publication {
+    fn to_pb(&self) -> pb::Publication {
+        pb::Publication {
+            subject: self.subject.clone(),
+            payload: self.payload.clone(),
+            stored: self.stored,
+            headers: self
+                .headers
+                .iter()
+                .map(|(name, value)| (name.to_owned(), value.to_owned()))
+                .collect(),
+            copies: self.copies.clone(),
+        }
+    }
+
+    fn from_pb(message: pb::Publication) -> Result<Self, ModelError> {
+        let mut headers = Headers::new();
+        for (name, value) in message.headers {
+            headers
+                .append(name, value)
+                .map_err(|e| invalid("headers", e))?;
+        }
+        Ok(Self {
+            subject: message.subject,
+            payload: message.payload,
+            stored: message.stored,
+            headers,
+            copies: message.copies,
+        })
+    }
 }
 
 impl EdgeDelivery {
@@ -282,6 +343,7 @@ impl EdgeDelivery {
             membership,
             frames: self.frames.clone(),
             completes_sequence: self.completes.unwrap_or(0),
+            publish: self.publish.as_ref().map(Publication::to_pb),
         };
         Bytes::from(message.encode_to_vec())
     }
@@ -321,6 +383,7 @@ impl EdgeDelivery {
             membership,
             frames: message.frames,
             completes: Some(message.completes_sequence).filter(|s| *s != 0),
+            publish: message.publish.map(Publication::from_pb).transpose()?,
         })
     }
 }

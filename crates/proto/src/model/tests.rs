@@ -33,6 +33,8 @@ fn inbound_round_trips() {
         envelope,
         received_at_unix_micros: 1_700_000_000_000_000,
         sequence: 7,
+        edge_publishes: true,
+        payload_rewritten: false,
     };
     let back = Inbound::decode(inbound.encode()).unwrap();
     assert_eq!(back, inbound);
@@ -50,7 +52,13 @@ fn the_system_authority_survives_the_round_trip() {
             envelope: Envelope::new(MessageType::Telemetry),
             received_at_unix_micros: 0,
             sequence: 1,
+            edge_publishes: system,
+            payload_rewritten: false,
         };
+        assert_eq!(
+            Inbound::decode(inbound.encode()).unwrap().edge_publishes,
+            system
+        );
         assert_eq!(
             Inbound::decode(inbound.encode()).unwrap().identity.system,
             system
@@ -68,6 +76,8 @@ fn permissions_survive_the_round_trip_including_an_empty_list() {
             envelope: Envelope::new(MessageType::Telemetry),
             received_at_unix_micros: 0,
             sequence: 1,
+            edge_publishes: true,
+            payload_rewritten: false,
         };
         assert_eq!(
             Inbound::decode(inbound.encode())
@@ -88,6 +98,8 @@ fn an_identity_without_subject_keeps_none() {
         envelope: Envelope::new(MessageType::Telemetry),
         received_at_unix_micros: 0,
         sequence: 1,
+        edge_publishes: true,
+        payload_rewritten: false,
     };
     assert_eq!(
         Inbound::decode(inbound.encode()).unwrap().identity.subject,
@@ -110,6 +122,8 @@ fn garbage_and_incomplete_messages_are_refused() {
         envelope: Some(envelope_to_pb(&Envelope::new(MessageType::Message))),
         received_at_unix_micros: 0,
         sequence: 1,
+        edge_publishes: true,
+        payload_rewritten: false,
     };
     message.identity.as_mut().unwrap().tenant = "a.b".into();
     assert!(matches!(
@@ -186,8 +200,27 @@ fn deliveries_round_trip() {
             membership,
             frames: vec![Bytes::from_static(b"{\"a\":1}"), Bytes::from_static(b"{}")],
             completes,
+            publish: completes.map(|_| publication()),
         };
         assert_eq!(EdgeDelivery::decode(edge.encode()).unwrap(), edge);
+    }
+}
+
+/// A room delivery with the trace context, and its copy for the webhook queue.
+fn publication() -> Publication {
+    let mut traced = Headers::new();
+    traced
+        .insert(
+            "traceparent",
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+        )
+        .unwrap();
+    Publication {
+        subject: "arqon.room.acme.science.general".into(),
+        payload: Bytes::from_static(b"delivery"),
+        stored: true,
+        headers: traced,
+        copies: vec!["arqon.webhooks.acme".into()],
     }
 }
 
@@ -217,6 +250,8 @@ fn a_room_delivery_carries_its_frames_head() {
         envelope: routed(&sender),
         received_at_unix_micros: 5,
         sequence: 9,
+        edge_publishes: true,
+        payload_rewritten: false,
     };
     let delivery = RoomDelivery::routed(&inbound);
     assert_eq!(delivery.frame, inbound.envelope.to_json());
@@ -352,6 +387,8 @@ fn objects_between_services_are_taken_as_written() {
         envelope: Some(envelope_to_pb(&Envelope::new(MessageType::Message))),
         received_at_unix_micros: 0,
         sequence: 1,
+        edge_publishes: true,
+        payload_rewritten: false,
     };
     message.envelope.as_mut().unwrap().payload = Bytes::from_static(b"{\"a\": [1, 2]}");
     let inbound = Inbound::try_from(message).unwrap();
@@ -414,6 +451,8 @@ proptest! {
             envelope,
             received_at_unix_micros: micros,
             sequence: micros.unsigned_abs(),
+            edge_publishes: true,
+            payload_rewritten: false,
         };
         prop_assert_eq!(Inbound::decode(inbound.encode()).unwrap(), inbound);
     }

@@ -274,20 +274,34 @@ impl History {
         delivery: Bytes,
     ) -> Result<Option<StoreConfirmation>, StoreError> {
         let room = subject::room(tenant, topic);
-        match &self.streams {
-            Some(streams) => {
-                let store = streams.made(tenant).await?;
-                // What the trigger counts; the check itself reads the exact sizes.
-                let size = room.len() + delivery.len();
-                let confirmation = bus.publish_stored(room.clone(), headers, delivery).await?;
-                streams.stored(&store, tenant, topic, room, size as u64);
-                Ok(Some(confirmation))
-            }
-            None => {
-                bus.publish_with_headers(room, headers, delivery).await?;
-                Ok(None)
-            }
+        if self.admit(tenant, topic, &room, delivery.len()).await? {
+            Ok(Some(bus.publish_stored(room, headers, delivery).await?))
+        } else {
+            bus.publish_with_headers(room, headers, delivery).await?;
+            Ok(None)
         }
+    }
+
+    /// Readies the history for a delivery of `size` bytes to `room` (the subject of
+    /// `topic`), about to be published: makes the tenant's stream if it has none, and
+    /// counts the bytes towards the channel's next size check. Whether the delivery is to
+    /// be stored, that is published to the stream (false: history is off). With no room
+    /// for the tenant's stream, the delivery must not be published.
+    pub(crate) async fn admit(
+        &self,
+        tenant: &TenantId,
+        topic: &Topic,
+        room: &str,
+        size: usize,
+    ) -> Result<bool, StoreError> {
+        let Some(streams) = &self.streams else {
+            return Ok(false);
+        };
+        let store = streams.made(tenant).await?;
+        // What the trigger counts; the check itself reads the exact sizes.
+        let size = room.len() + size;
+        streams.stored(&store, tenant, topic, room, size as u64);
+        Ok(true)
     }
 
     /// The epoch of the tenant's stream; `None` while the tenant has none (or history is
@@ -441,7 +455,7 @@ impl Streams {
         store: &HistoryStore,
         tenant: &TenantId,
         topic: &Topic,
-        room: String,
+        room: &str,
         bytes: u64,
     ) {
         let max = self.config.max_bytes_per_channel;
@@ -463,7 +477,7 @@ impl Streams {
             due
         };
         if due {
-            let (store, trimmed) = (store.clone(), self.trimmed.clone());
+            let (store, trimmed, room) = (store.clone(), self.trimmed.clone(), room.to_owned());
             self.tasks.spawn(async move {
                 match store.keep_newest_within(&room, max).await {
                     Ok(removed) => {
