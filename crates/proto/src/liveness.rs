@@ -118,9 +118,10 @@ async fn renew(
     open.put(key, value.encode()).await.map(|_| ())
 }
 
-/// The live replicas, sorted by service then replica.
-pub async fn live(bus: &KvStore) -> Result<Vec<ServiceLiveness>, BusError> {
-    Ok(bus
+/// The live replicas in `bucket` (opened with [`layout::services`]), sorted by service
+/// then replica; the key names each one, whatever its value says.
+pub async fn live(bucket: &KvStore) -> Result<Vec<ServiceLiveness>, BusError> {
+    Ok(bucket
         .entries_matching(">")
         .await?
         .into_iter()
