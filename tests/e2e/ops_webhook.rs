@@ -763,7 +763,7 @@ async fn a_loopback_url_is_refused_by_default() {
 }
 
 /// Two operators replicas on one nats-server share the queue: each message is posted
-/// exactly once, whichever replica takes it.
+/// exactly once, whichever replica takes it, and the rule's outcomes are both replicas'.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_operators_replicas_post_each_message_once() {
     let cluster = launch(Mode::Distributed, 2, settings()).await;
@@ -797,6 +797,11 @@ async fn two_operators_replicas_post_each_message_once() {
                 == 40.0
         },
     )
+    .await;
+    // The rule's figures are both replicas' (each adds its counts to the rule's key).
+    eventually("the rule's outcomes add up both replicas'", || async {
+        outcomes(&owner).await["rules"][0]["delivered"] == 40
+    })
     .await;
     cluster.stop().await;
 }
