@@ -198,6 +198,22 @@ impl Browser {
         }
     }
 
+    /// Waits until no element `css` finds contains `text`.
+    pub(crate) async fn wait_without_text(&self, css: &str, text: &str) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let shown = self.texts(css).await;
+            if !shown.iter().any(|t| t.contains(text)) {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{css} still shows {text:?}: {shown:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// The texts of what `css` finds now.
     pub(crate) async fn texts(&self, css: &str) -> Vec<String> {
         let mut texts = Vec::new();

@@ -16,8 +16,9 @@ use std::path::PathBuf;
 use serde_json::{Value, json};
 
 use arqon_e2e::reply::run;
-use arqon_e2e::{Cluster, Mode, SERVICE_TOKEN, Topology};
+use arqon_e2e::{Cluster, Mode, SERVICE_TOKEN, Topology, eventually};
 use arqon_edge::EdgeConfig;
+use arqon_operators::{OperatorsConfig, WebhookSettings};
 use arqon_protocol::{MessageType, Status};
 use arqon_sdk::{Client, SdkError};
 
@@ -331,36 +332,97 @@ async fn an_operator_checks_and_reloads_the_policy() {
     cluster.stop().await;
 }
 
-/// The operators' view lists the tenant's webhook rules, cron jobs with their next
-/// firing, and store keys, as the operators' own commands return them.
+/// Two webhook receivers on 127.0.0.1: `/ok` answers 200, `/gone` 404. The server stops
+/// when the returned handle is dropped.
+async fn receivers() -> (String, AbortOnDrop) {
+    let app = axum::Router::new()
+        .route(
+            "/ok",
+            axum::routing::post(|| async { axum::http::StatusCode::OK }),
+        )
+        .route(
+            "/gone",
+            axum::routing::post(|| async { axum::http::StatusCode::NOT_FOUND }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    });
+    (base, AbortOnDrop(server))
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+fn id_of(response: &arqon_protocol::Envelope, field: &str) -> String {
+    assert_eq!(
+        response.status,
+        Some(Status::Success),
+        "{}",
+        response.to_json()
+    );
+    response.payload.get("data").unwrap()[field]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// The operators' view lists the tenant's webhook rules with each one's delivery
+/// outcomes, cron jobs with their next firing, and store keys, as the operators' own
+/// commands return them; a rule is removed and a job cancelled from it, through
+/// `op.webhook.unregister` and `op.cron.cancel`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_operators_view_lists_rules_jobs_and_keys() {
+async fn the_operators_view_shows_outcomes_and_removes_rules_and_jobs() {
     let _one = ONE_AT_A_TIME.lock().await;
-    let cluster = Cluster::standalone().await;
+    let cluster = Cluster::launch(Topology {
+        operator: OperatorsConfig {
+            webhook: WebhookSettings {
+                // The receivers listen on 127.0.0.1.
+                allow_private_targets: true,
+                outcomes_flush_ms: 200,
+                ..WebhookSettings::default()
+            },
+            ..OperatorsConfig::default()
+        },
+        ..Topology::new(Mode::Standalone)
+    })
+    .await;
+    let (hooks, _server) = receivers().await;
     let admin = cluster.client_on(0, &cluster.token("acme", "admin")).await;
-    let rule = run(
-        &admin,
-        "op.webhook.register",
-        json!({"url": "https://93.184.215.14/arqon", "room": "science", "channel": "general", "persistent": true}),
-    )
-    .await;
-    assert_eq!(rule.status, Some(Status::Success), "{}", rule.to_json());
-    let rule_id = rule.payload.get("data").unwrap()["rule_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let job = run(
-        &admin,
-        "op.cron.schedule",
-        json!({"room": "science", "channel": "general", "payload": {"content": "tick"},
-               "delay_seconds": 3600, "interval_seconds": 3600, "repeat_count": 24, "persistent": true}),
-    )
-    .await;
-    assert_eq!(job.status, Some(Status::Success), "{}", job.to_json());
-    let job_id = job.payload.get("data").unwrap()["job_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let delivered = id_of(
+        &run(
+            &admin,
+            "op.webhook.register",
+            json!({"url": format!("{hooks}/ok"), "room": "science", "channel": "general", "persistent": true}),
+        )
+        .await,
+        "rule_id",
+    );
+    let refused = id_of(
+        &run(
+            &admin,
+            "op.webhook.register",
+            json!({"url": format!("{hooks}/gone"), "room": "science", "persistent": true}),
+        )
+        .await,
+        "rule_id",
+    );
+    let job_id = id_of(
+        &run(
+            &admin,
+            "op.cron.schedule",
+            json!({"room": "science", "channel": "general", "payload": {"content": "tick"},
+                   "delay_seconds": 3600, "interval_seconds": 3600, "repeat_count": 24, "persistent": true}),
+        )
+        .await,
+        "job_id",
+    );
     let stored = run(
         &admin,
         "op.store.set",
@@ -368,17 +430,131 @@ async fn the_operators_view_lists_rules_jobs_and_keys() {
     )
     .await;
     assert_eq!(stored.status, Some(Status::Success), "{}", stored.to_json());
+    admin
+        .publish("science", "general", json!({"content": "to the hooks"}))
+        .await
+        .unwrap();
+    eventually("both rules' outcomes are counted", || async {
+        let outcomes = run(&admin, "op.webhook.outcomes", json!({})).await;
+        let rules = outcomes.payload.get("data").unwrap()["rules"].clone();
+        let of = |id: &str| {
+            rules
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|r| r["rule_id"] == id)
+                .cloned()
+                .unwrap_or_default()
+        };
+        of(&delivered)["delivered"] == 1 && of(&refused)["failed"] == 1
+    })
+    .await;
 
     let browser = Browser::start().await;
     sign_in_with_token(&browser, &cluster, &cluster.token("acme", "admin")).await;
     show(&browser, &cluster, "#/operators").await;
-    browser.wait_for_text("#webhooks", &rule_id).await;
+    browser.wait_for_text("#webhooks", &delivered).await;
+    browser
+        .wait_for_text("#webhooks .outcome-last-error", "HTTP 404")
+        .await;
+    let delivered_counts = browser.texts("#webhooks .outcome-delivered").await;
+    assert!(
+        delivered_counts.iter().any(|n| n == "1"),
+        "{delivered_counts:?}"
+    );
+    let failed_counts = browser.texts("#webhooks .outcome-failed").await;
+    assert!(failed_counts.iter().any(|n| n == "1"), "{failed_counts:?}");
     browser.wait_for_text("#cron", &job_id).await;
     browser.wait_for_text("#store-keys", "greeting").await;
     browser.click("#store-keys a").await;
     browser.wait_for_text("#store-value", "hi").await;
     browser.wait_for_text("#omega", "off").await;
     screenshot(&browser, "operators").await;
+
+    // Removing a rule and cancelling a job are the operators' own commands.
+    browser.click(&format!("#remove-{refused}")).await;
+    browser.wait_without_text("#webhooks", &refused).await;
+    browser
+        .wait_for_text("#operators-notice", "Webhook rule removed")
+        .await;
+    browser.wait_for_text("#webhooks", &delivered).await;
+    let rules = run(&admin, "op.webhook.list", json!({})).await;
+    let listed = rules.payload.get("data").unwrap()["rules"].to_string();
+    assert!(
+        !listed.contains(&refused) && listed.contains(&delivered),
+        "{listed}"
+    );
+    browser.click(&format!("#cancel-{job_id}")).await;
+    browser.wait_without_text("#cron", &job_id).await;
+    let jobs = run(&admin, "op.cron.list", json!({})).await;
+    assert_eq!(
+        jobs.payload.get("data").unwrap()["count"],
+        0,
+        "{}",
+        jobs.to_json()
+    );
+    browser.close().await;
+    cluster.stop().await;
+}
+
+/// The operator (signed in with the service token) sees every service replica and every
+/// tenant with state, not only those with connections, and opens one of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_sees_every_replica_and_every_tenant_with_state() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let cluster = Cluster::launch(Topology {
+        edge: EdgeConfig {
+            console_operator_login: true,
+            ..arqon_e2e::edge_config()
+        },
+        ..Topology::new(Mode::Standalone)
+    })
+    .await;
+    {
+        // Tenants with state and no connection once these clients are gone.
+        let beta = cluster.client_on(0, &cluster.token("beta", "admin")).await;
+        id_of(
+            &run(
+                &beta,
+                "create_channel",
+                json!({"room": "hidden-room", "channel": "plans"}),
+            )
+            .await,
+            "channel_id",
+        );
+        let gamma = cluster.client_on(0, &cluster.token("gamma", "admin")).await;
+        id_of(
+            &run(
+                &gamma,
+                "op.webhook.register",
+                json!({"url": "https://93.184.215.14/arqon", "room": "nowhere", "persistent": true}),
+            )
+            .await,
+            "rule_id",
+        );
+    }
+    let browser = Browser::start().await;
+    sign_in_as_operator(&browser, &cluster, "acme").await;
+    browser.wait_for_text("#identity", "operator").await;
+    for replica in ["policy_", "dispatcher_", "operators_"] {
+        browser.wait_for_text("#service-replicas", replica).await;
+    }
+    browser.wait_for_text("#tenants", "beta").await;
+    browser.wait_for_text("#tenants", "gamma").await;
+    // The fleet's part of the overview: the tenants and the replicas.
+    browser
+        .client
+        .execute(
+            "document.getElementById('tenants').closest('.card').scrollIntoView()",
+            vec![],
+        )
+        .await
+        .unwrap();
+    screenshot(&browser, "overview-operator").await;
+    browser.click("#tenant-beta").await;
+    browser.wait_for_text("#identity", "beta").await;
+    show(&browser, &cluster, "#/channels").await;
+    browser.wait_for_text("#rooms a", "hidden-room").await;
     browser.close().await;
     cluster.stop().await;
 }

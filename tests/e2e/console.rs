@@ -21,11 +21,13 @@ both_modes!(
     the_overview_is_the_tenants_and_the_fleets_for_the_system_authority,
     rooms_are_listed_per_tenant_a_page_at_a_time,
     casil_drafts_are_checked_without_applying_them_and_versions_are_kept,
+    every_tenant_with_state_is_listed_a_page_at_a_time,
 );
 each_mode!(
     the_service_token_opens_a_connection_only_when_the_operator_login_is_on,
     feeds_show_admins_their_tenants_decisions_and_the_operator_every_tenants,
     the_overview_counts_queued_deliveries_and_the_feed_shows_dead_letters,
+    the_overview_lists_the_replicas_of_every_service,
 );
 
 /// `url` (`ws://…/ws` or `/console/feed?…`) offered `protocols`: the socket and the
@@ -150,6 +152,183 @@ async fn the_overview_is_the_tenants_and_the_fleets_for_the_system_authority(clu
     assert!(!edges[0]["edge_id"].as_str().unwrap().is_empty(), "{fleet}");
     assert!(edges[0]["connections"].as_u64().is_some(), "{fleet}");
     assert_eq!(edges[0]["bus_connected"], true, "{fleet}");
+}
+
+/// `list_tenants`: every tenant with channels, a history stream, webhook rules, cron
+/// jobs or connections, with what it has, by name, a page at a time; for the system
+/// authority only.
+async fn every_tenant_with_state_is_listed_a_page_at_a_time(cluster: &Cluster) {
+    // t-ch: a channel and its history (then gone); t-wh: a webhook rule; t-cr: a cron
+    // job; t-conn: only a connection.
+    {
+        let admin = cluster.client_on(0, &cluster.token("t-ch", "admin")).await;
+        admin.join("lab", "notes").await.unwrap();
+        admin
+            .publish("lab", "notes", json!({"content": "kept"}))
+            .await
+            .unwrap();
+        let wh = cluster.client_on(0, &cluster.token("t-wh", "admin")).await;
+        let rule = run(
+            &wh,
+            "op.webhook.register",
+            json!({"url": "https://93.184.215.14/hook", "room": "nowhere", "persistent": true}),
+        )
+        .await;
+        data(&rule)["rule_id"].as_str().expect("a rule");
+        let cr = cluster.client_on(0, &cluster.token("t-cr", "admin")).await;
+        let job = run(
+            &cr,
+            "op.cron.schedule",
+            json!({"room": "lab", "channel": "ticks", "payload": {"content": "tick"},
+                   "delay_seconds": 3600, "persistent": true}),
+        )
+        .await;
+        data(&job)["job_id"].as_str().expect("a job");
+    }
+    let _connected = cluster.client("t-conn").await;
+    let operator = cluster.client_on(0, &cluster.system_token("ops")).await;
+
+    let page = |args: Value| {
+        let operator = &operator;
+        async move { data(&run(operator, "list_tenants", args).await) }
+    };
+    let listed = |answer: &Value| -> Vec<String> {
+        answer["tenants"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["tenant"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    // The clients of the block above are gone: t-ch, t-wh and t-cr are listed for
+    // their state, once their edge no longer counts their connections.
+    eventually("every tenant with state is listed", || async {
+        let answer = page(json!({})).await;
+        let tenants = listed(&answer);
+        answer["tenants"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["tenant"] == "t-conn" || t["tenant"] == "ops" || t["connections"] == 0)
+            && ["ops", "t-ch", "t-conn", "t-cr", "t-wh"]
+                .iter()
+                .all(|t| tenants.iter().any(|listed| listed == t))
+    })
+    .await;
+    let all = page(json!({})).await;
+    assert_eq!(
+        listed(&all),
+        ["ops", "t-ch", "t-conn", "t-cr", "t-wh"],
+        "{all}"
+    );
+    assert_eq!(all["complete"], true, "{all}");
+    assert_eq!(all["total_tenants"], 5, "{all}");
+    let of = |tenant: &str| -> Value {
+        all["tenants"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["tenant"] == tenant)
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(of("t-ch")["channels"], true, "{all}");
+    assert_eq!(of("t-ch")["history"], true, "{all}");
+    assert_eq!(of("t-wh")["webhook_rules"], true, "{all}");
+    assert_eq!(of("t-wh")["channels"], false, "{all}");
+    assert_eq!(of("t-cr")["cron_jobs"], true, "{all}");
+    assert_eq!(of("t-conn")["connections"], 1, "{all}");
+    assert_eq!(of("t-conn")["history"], false, "{all}");
+
+    // Two at a time: three pages, each after the last of the previous.
+    let first = page(json!({"limit": 2})).await;
+    assert_eq!(listed(&first), ["ops", "t-ch"], "{first}");
+    assert_eq!(first["complete"], false);
+    assert_eq!(first["next_after"], "t-ch");
+    let second = page(json!({"limit": 2, "after": "t-ch"})).await;
+    assert_eq!(listed(&second), ["t-conn", "t-cr"], "{second}");
+    let third = page(json!({"limit": 2, "after": second["next_after"]})).await;
+    assert_eq!(listed(&third), ["t-wh"], "{third}");
+    assert_eq!(third["complete"], true);
+    assert!(third.get("next_after").is_none(), "{third}");
+
+    // The page is bounded by ARQONBUS_STATUS_MAX_TENANTS (1000 by default).
+    let (message, _) = refused(
+        &run(&operator, "list_tenants", json!({"limit": 1001})).await,
+        ErrorCode::ValidationError,
+    );
+    assert!(message.contains("ARQONBUS_STATUS_MAX_TENANTS"), "{message}");
+    // A tenant admin lists nothing.
+    let admin = cluster.client_on(0, &cluster.token("t-ch", "admin")).await;
+    refused(
+        &run(&admin, "list_tenants", json!({})).await,
+        ErrorCode::AuthorizationError,
+    );
+}
+
+/// The replicas of each service (`arqon_services`): a tenant admin sees how many, the
+/// system authority each one with its version and uptime; a replica that stops is gone
+/// from the next answer. Distributed: two dispatchers, one stopped; standalone: one of
+/// each, in one process.
+async fn the_overview_lists_the_replicas_of_every_service(mode: Mode) {
+    let dispatchers = match mode {
+        Mode::Standalone => 1,
+        Mode::Distributed => 2,
+    };
+    let mut cluster = Cluster::launch(Topology {
+        dispatchers,
+        ..Topology::new(mode)
+    })
+    .await;
+    let admin = cluster.client_on(0, &cluster.token("t-a", "admin")).await;
+    let operator = cluster.client_on(0, &cluster.system_token("t-a")).await;
+    let alive = |overview: &Value, service: &str| overview["services"][service]["alive"].clone();
+    eventually("every replica has written its key", || async {
+        let fleet = data(&run(&operator, "overview", json!({})).await);
+        alive(&fleet, "dispatcher") == dispatchers
+            && alive(&fleet, "policy") == 1
+            && alive(&fleet, "operators") == 1
+    })
+    .await;
+    let fleet = data(&run(&operator, "overview", json!({})).await);
+    for service in ["policy", "dispatcher", "operators"] {
+        let entry = &fleet["services"][service];
+        assert_eq!(entry["list_complete"], true, "{fleet}");
+        for replica in entry["list"].as_array().unwrap() {
+            let id = replica["replica"].as_str().unwrap();
+            assert!(id.starts_with(&format!("{service}_")), "{fleet}");
+            assert_eq!(replica["version"], env!("CARGO_PKG_VERSION"), "{fleet}");
+            assert!(replica["uptime_seconds"].as_u64().is_some(), "{fleet}");
+            assert_eq!(replica["bus_connected"], true, "{fleet}");
+        }
+    }
+    // The replica that answered is among those listed.
+    let answered = fleet["dispatcher"]["replica"].clone();
+    assert!(
+        fleet["services"]["dispatcher"]["list"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["replica"] == answered),
+        "{fleet}"
+    );
+    let tenant = data(&run(&admin, "overview", json!({})).await);
+    assert_eq!(alive(&tenant, "dispatcher"), dispatchers, "{tenant}");
+    assert!(
+        tenant["services"]["dispatcher"].get("list").is_none(),
+        "{tenant}"
+    );
+
+    if mode == Mode::Distributed {
+        cluster.stop_dispatcher(1).await;
+        eventually("a stopped replica removes its key", || async {
+            let fleet = data(&run(&operator, "overview", json!({})).await);
+            alive(&fleet, "dispatcher") == 1
+        })
+        .await;
+    }
+    drop((admin, operator));
+    cluster.stop().await;
 }
 
 /// `list_rooms` lists the caller's tenant's rooms only, by name, with their channel

@@ -35,6 +35,7 @@ fn settings() -> WebhookSettings {
         backoff_base_ms: 50,
         backoff_max_ms: 200,
         max_rules_per_tenant: 2,
+        outcomes_flush_ms: 200,
         ..WebhookSettings::default()
     }
 }
@@ -83,6 +84,7 @@ webhook_modes!(
     rules_are_registered_listed_and_unregistered_with_every_error,
     a_rule_ends_with_its_owner_unless_persistent,
     a_hanging_receiver_delays_neither_the_room_nor_other_rules,
+    each_rules_outcomes_are_counted_for_whoever_may_see_the_rule,
 );
 
 // ---------------------------------------------------------------------------------------
@@ -348,6 +350,93 @@ async fn a_receiver_that_fails_twice_receives_the_message_once_more(cluster: &Cl
             && outcome_count(cluster, 0, "success").await == 1.0
     })
     .await;
+}
+
+/// The data of `op.webhook.outcomes`.
+async fn outcomes(client: &Client) -> Value {
+    let response = run(client, "op.webhook.outcomes", json!({})).await;
+    ok(&response, "Webhook outcomes retrieved");
+    data(&response)
+}
+
+/// `op.webhook.outcomes`: per rule, what its deliveries came to (two 503s then a 200:
+/// two retries and a delivery; a 404: a failure), with the last error; shown to whoever
+/// may list the rule (its owner, the tenant's admin), and gone with the rule.
+async fn each_rules_outcomes_are_counted_for_whoever_may_see_the_rule(cluster: &Cluster) {
+    let mut flaky = receiver(&[503, 503], 200).await;
+    let mut refusing = receiver(&[], 404).await;
+    let owner = cluster.client("t-a").await;
+    let other = cluster.client("t-a").await;
+    let admin = cluster.client_on(0, &cluster.token("t-a", "admin")).await;
+    let foreign_admin = cluster.client_on(0, &cluster.token("t-b", "admin")).await;
+    let flaky_rule = register(&owner, json!({"url": flaky.url, "persistent": true})).await;
+    let refusing_rule = register(&owner, json!({"url": refusing.url, "persistent": true})).await;
+    owner
+        .publish("science", "general", json!({"content": "count me"}))
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        flaky.next().await;
+    }
+    refusing.next().await;
+
+    let rule = |answer: &Value, id: &Value| -> Value {
+        answer["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| &r["rule_id"] == id)
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    eventually("each rule's outcomes are counted", || async {
+        let answer = outcomes(&owner).await;
+        let flaky = rule(&answer, &flaky_rule["rule_id"]);
+        let refusing = rule(&answer, &refusing_rule["rule_id"]);
+        flaky["delivered"] == 1
+            && flaky["retried"] == 2
+            && refusing["failed"] == 1
+            && refusing["delivered"] == 0
+    })
+    .await;
+    let answer = outcomes(&admin).await;
+    assert_eq!(answer["count"], 2, "{answer}");
+    let flaky_figures = rule(&answer, &flaky_rule["rule_id"]);
+    assert_eq!(flaky_figures["dead_lettered"], 0);
+    assert_eq!(flaky_figures["url"], flaky.url.as_str());
+    assert!(
+        flaky_figures["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("503"),
+        "{flaky_figures}"
+    );
+    assert!(flaky_figures["last_error_at"].is_string());
+    assert!(flaky_figures["last_delivered_at"].is_string());
+    let refusing_figures = rule(&answer, &refusing_rule["rule_id"]);
+    assert!(
+        refusing_figures["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("404"),
+        "{refusing_figures}"
+    );
+    assert!(refusing_figures["last_delivered_at"].is_null());
+    // Another user of the tenant and another tenant's admin see no rule of the owner.
+    assert_eq!(outcomes(&other).await["count"], 0);
+    assert_eq!(outcomes(&foreign_admin).await["count"], 0);
+
+    // Unregistered, a rule's outcomes go with it.
+    let removed = run(
+        &owner,
+        "op.webhook.unregister",
+        json!({"rule_id": flaky_rule["rule_id"]}),
+    )
+    .await;
+    ok(&removed, "Webhook rule removed");
+    let answer = outcomes(&owner).await;
+    assert_eq!(answer["count"], 1, "{answer}");
+    assert_eq!(answer["rules"][0]["rule_id"], refusing_rule["rule_id"]);
 }
 
 /// Always 500: after the three attempts, a dead letter on the tenant's dead-letter
@@ -674,7 +763,7 @@ async fn a_loopback_url_is_refused_by_default() {
 }
 
 /// Two operators replicas on one nats-server share the queue: each message is posted
-/// exactly once, whichever replica takes it.
+/// exactly once, whichever replica takes it, and the rule's outcomes are both replicas'.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_operators_replicas_post_each_message_once() {
     let cluster = launch(Mode::Distributed, 2, settings()).await;
@@ -708,6 +797,11 @@ async fn two_operators_replicas_post_each_message_once() {
                 == 40.0
         },
     )
+    .await;
+    // The rule's figures are both replicas' (each adds its counts to the rule's key).
+    eventually("the rule's outcomes add up both replicas'", || async {
+        outcomes(&owner).await["rules"][0]["delivered"] == 40
+    })
     .await;
     cluster.stop().await;
 }

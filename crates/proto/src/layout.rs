@@ -58,6 +58,17 @@ impl EdgeLiveness {
     }
 }
 
+/// `arqon_services`: one key per live policy, dispatcher and operators replica
+/// (`<service>.<replica>`), gone [`subject::EDGE_TTL`] after its last renewal, like an
+/// edge's in [`edges`] (`crate::liveness` writes them; the dispatchers read them).
+pub fn services() -> KvConfig {
+    KvConfig {
+        max_age: Some(subject::EDGE_TTL),
+        storage: Storage::Memory,
+        ..KvConfig::new(subject::SERVICES_BUCKET)
+    }
+}
+
 /// `arqon_fleet_connections`: each edge's open connections per tenant.
 pub fn fleet_connections() -> KvConfig {
     KvConfig {
@@ -84,6 +95,12 @@ pub fn casil(bus: &Bus) -> KvConfig {
 /// them; the dispatchers follow which tenants have any).
 pub fn webhooks(bus: &Bus) -> KvConfig {
     durable(bus, subject::WEBHOOKS_BUCKET)
+}
+
+/// `arqon_webhook_outcomes`: what each rule's deliveries came to, keyed with
+/// [`tenant_key`] (the operators add to them and read them).
+pub fn webhook_outcomes(bus: &Bus) -> KvConfig {
+    durable(bus, subject::WEBHOOK_OUTCOMES_BUCKET)
 }
 
 /// `arqon_cron`: the cron jobs, keyed with [`tenant_key`].

@@ -9,6 +9,7 @@ pub mod control;
 pub mod grpc;
 pub mod grpc_trace;
 pub mod layout;
+pub mod liveness;
 pub mod model;
 pub mod operators_control;
 pub mod policy_control;

@@ -96,6 +96,7 @@ forward!(RemoteWebhooks(WebhooksClient): Webhooks {
     list(ListWebhooksRequest) -> ListWebhooksResponse,
     unregister(UnregisterWebhookRequest) -> UnregisterWebhookResponse,
     queue_depth(WebhookQueueDepthRequest) -> WebhookQueueDepth,
+    outcomes(WebhookOutcomesRequest) -> WebhookOutcomesResponse,
 });
 
 forward!(RemoteCron(CronClient): Cron {

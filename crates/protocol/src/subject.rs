@@ -59,6 +59,10 @@ pub const EDGES_BUCKET: &str = "arqon_edges";
 pub const EDGE_HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(5);
 /// How long an edge that stopped renewing counts as alive.
 pub const EDGE_TTL: std::time::Duration = std::time::Duration::from_secs(15);
+/// The bucket of live policy, dispatcher and operators replicas (keys
+/// `<service>.<replica>`): each renews its key every [`EDGE_HEARTBEAT`], as the edges do
+/// theirs in [`EDGES_BUCKET`], and a key not renewed for [`EDGE_TTL`] disappears.
+pub const SERVICES_BUCKET: &str = "arqon_services";
 /// Each edge's open connections per tenant (`<tenant>.<edge_id>` = the count), for the
 /// fleet-wide quota of a tenant: an edge renews its keys every [`FLEET_CONNECTIONS_REFRESH`]
 /// and a key not renewed for [`FLEET_CONNECTIONS_TTL`] (its edge died) disappears.
@@ -77,6 +81,9 @@ pub const POLICY_LEASE_BUCKET: &str = "arqon_policy_lease";
 pub const CHANNEL_SWEEP_LEASE_BUCKET: &str = "arqon_channel_sweep_lease";
 /// The webhook rules: keys `<tenant>.<rule_id>`.
 pub const WEBHOOKS_BUCKET: &str = "arqon_webhooks";
+/// What each webhook rule's deliveries came to: keys `<tenant>.<rule_id>`, added to by
+/// every operators replica.
+pub const WEBHOOK_OUTCOMES_BUCKET: &str = "arqon_webhook_outcomes";
 /// The work-queue stream of messages waiting for webhook delivery.
 pub const WEBHOOK_QUEUE_STREAM: &str = "ARQON_WEBHOOK_QUEUE";
 /// Every subject [`WEBHOOK_QUEUE_STREAM`] captures.

@@ -380,12 +380,41 @@ async fn four_processes_on_one_nats_server_carry_a_message() {
     let ack = next_json(&mut a).await;
     assert_eq!(ack["type"], "message_response");
 
+    // Each backend process keeps its liveness key (the console's overview lists them),
+    // and removes it when it stops.
+    let bus = arqon_bus::Bus::connect_nats(&nats.url(), Default::default())
+        .await
+        .expect("the test's own NATS connection");
+    let replicas = bus
+        .key_value(arqon_proto::layout::services())
+        .await
+        .expect("the bucket of live replicas");
+    let services = || async {
+        let mut live: Vec<String> = arqon_proto::liveness::live(&replicas)
+            .await
+            .expect("read the live replicas")
+            .into_iter()
+            .map(|r| r.service)
+            .collect();
+        live.sort();
+        live
+    };
+    let deadline = Instant::now() + WAIT;
+    while services().await != ["dispatcher", "operators", "policy"] {
+        assert!(Instant::now() < deadline, "live: {:?}", services().await);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
     for process in backends.iter().chain(std::iter::once(&edge)) {
         process.terminate();
     }
     for process in backends.iter_mut().chain(std::iter::once(&mut edge)) {
         assert!(process.wait_exit().success());
     }
+    assert!(
+        services().await.is_empty(),
+        "stopped replicas remove their keys"
+    );
 }
 
 /// Two edge processes and two dispatcher processes on one nats-server. Clients on either

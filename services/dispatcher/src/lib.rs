@@ -355,6 +355,10 @@ pub(crate) struct Context {
     replica: String,
     registry: Registry,
     presence: Presence,
+    /// The live policy, dispatcher and operators replicas (`overview`).
+    replicas: arqon_bus::KvStore,
+    /// The operators' cron jobs (keys `<tenant>.<job_id>`), for `list_tenants`.
+    cron_jobs: arqon_bus::KvStore,
     history: History,
     /// Member ids `channel_info` lists at most.
     max_members_listed: usize,
@@ -479,6 +483,8 @@ pub async fn start(
         operators,
         registry: Registry::open(&bus, config.max_channels_per_tenant as usize).await?,
         presence: Presence::open(&bus).await?,
+        replicas: bus.key_value(arqon_proto::layout::services()).await?,
+        cron_jobs: bus.key_value(arqon_proto::layout::cron(&bus)).await?,
         history: History::open(
             &bus,
             &config.history,
@@ -491,7 +497,7 @@ pub async fn start(
         bus: bus.clone(),
         metrics,
         started: Instant::now(),
-        replica: format!("dispatcher_{:016x}", rand::random::<u64>()),
+        replica: arqon_proto::liveness::replica_id("dispatcher"),
         unconfirmed: Arc::new(Semaphore::new(MAX_UNCONFIRMED)),
         admission: Arc::new(intake::Admission::new(bounds)),
         tasks: tasks.clone(),
@@ -510,6 +516,15 @@ pub async fn start(
     )
     .await?;
     bus.flush().await?;
+    // Listed in the console's overview, beside the edges.
+    arqon_proto::liveness::keep_alive(
+        bus.clone(),
+        "dispatcher",
+        context.replica.clone(),
+        env!("CARGO_PKG_VERSION"),
+        &tasks,
+        shutdown.clone(),
+    );
     tasks.close();
     info!(
         workers = config.workers,

@@ -209,6 +209,15 @@ pub async fn start(
         cron: cron::start(&shared, &config.cron, &tasks, shutdown.clone()).await?,
         omega: omega::start(&shared, &config.omega).await?,
     };
+    // Listed in the console's overview (`overview`).
+    arqon_proto::liveness::keep_alive(
+        shared.bus.clone(),
+        "operators",
+        arqon_proto::liveness::replica_id("operators"),
+        env!("CARGO_PKG_VERSION"),
+        &tasks,
+        shutdown,
+    );
     tasks.close();
     info!("operators service started");
     Ok(Operators {

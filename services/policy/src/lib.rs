@@ -243,6 +243,15 @@ pub async fn start_with(
     bus.spawn_queue_workers(ingress, group, config.workers, &tasks, workers)
         .await?;
     bus.flush().await?;
+    // Listed in the console's overview (`overview`).
+    arqon_proto::liveness::keep_alive(
+        bus.clone(),
+        "policy",
+        arqon_proto::liveness::replica_id("policy"),
+        env!("CARGO_PKG_VERSION"),
+        &tasks,
+        shutdown.clone(),
+    );
     tasks.close();
     info!(workers = config.workers, "policy stage started");
     Ok(Policy {

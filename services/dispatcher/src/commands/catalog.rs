@@ -13,7 +13,7 @@ use arqon_protocol::CommandReply;
 #[cfg(test)]
 use super::args::Reader;
 pub(crate) use super::args::{Arg, arg};
-use super::{Call, Outcome, casil, channels, history, overview, rooms, system};
+use super::{Call, Outcome, casil, channels, history, overview, rooms, system, tenants};
 
 /// What runs a command; `handler!` makes one of an async function taking the command's
 /// typed request.
@@ -158,6 +158,17 @@ pub(crate) const COMMANDS: &[Spec] = &[
         arguments: &[],
         example: r#"{"type":"command","command":"overview"}"#,
         handler: handler!(overview::overview),
+    },
+    Spec {
+        name: "list_tenants",
+        family: Family::System,
+        description: "Every tenant with state on the bus (channels, a history stream, webhook rules, cron jobs, connections) by name, with what it has, a page at a time",
+        access: Access::System(
+            "Only the system authority can list tenants: a tenant sees only itself",
+        ),
+        arguments: &[tenants::AFTER_TENANT, tenants::TENANTS_LIMIT],
+        example: r#"{"type":"command","command":"list_tenants","args":{"limit":100}}"#,
+        handler: handler!(tenants::list_tenants),
     },
     Spec {
         name: "help",

@@ -27,6 +27,7 @@ mod ops;
 mod overview;
 mod rooms;
 mod system;
+mod tenants;
 
 use std::future::Future;
 

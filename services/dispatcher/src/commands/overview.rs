@@ -3,8 +3,10 @@
 //! channels and stored messages, the CASIL mode and version, the bus as this replica
 //! sees it, and the live edges. The system authority also gets every tenant's
 //! connections and each edge's own report (its liveness key: connections, frames in and
-//! out), from which the console computes the fleet's rates. The webhook queue's depth is
-//! the operators service's answer (`Webhooks.QueueDepth`).
+//! out), from which the console computes the fleet's rates, and each policy, dispatcher
+//! and operators replica's (`arqon_proto::liveness`: version, uptime); a tenant gets how
+//! many of each are alive. The webhook queue's depth is the operators service's answer
+//! (`Webhooks.QueueDepth`).
 
 use std::collections::BTreeSet;
 
@@ -12,13 +14,15 @@ use serde_json::{Map, Value, json};
 use tonic::Request;
 
 use arqon_bus::BusError;
+use arqon_proto::liveness::{self, ServiceLiveness};
 use arqon_proto::operators::v1 as pb;
 use arqon_proto::operators_control;
 use arqon_protocol::{CommandReply, ErrorCode, Timestamp, UserFacingError};
 
 use super::{Call, Reply, casil, failed, object, ops};
 
-/// Edges whose reports one answer lists at most, the first by id.
+/// Edges whose reports one answer lists at most, the first by id; as many replicas of
+/// each other service.
 const MAX_EDGES_LISTED: usize = 1000;
 
 pub(crate) async fn overview(call: &Call<'_>, (): ()) -> Reply {
@@ -33,11 +37,12 @@ pub(crate) async fn overview(call: &Call<'_>, (): ()) -> Reply {
                 .connections(scope, context.max_tenants_listed)
                 .await?,
             context.presence.edge_reports().await?,
+            liveness::live(&context.replicas).await?,
             context.registry.all(&identity.tenant).await?,
             context.history.count_tenant(&identity.tenant).await?,
         ))
     };
-    let (clients, reports, channels, stored) = gathered
+    let (clients, reports, replicas, channels, stored) = gathered
         .await
         .map_err(|e| failed(ErrorCode::StatusError, "read the overview", &e))?;
     let rooms: BTreeSet<&str> = channels.iter().map(|t| t.room.as_str()).collect();
@@ -70,6 +75,7 @@ pub(crate) async fn overview(call: &Call<'_>, (): ()) -> Reply {
             "uptime_seconds": context.started.elapsed().as_secs(),
         },
         "edges": edges(&reports, fleet),
+        "services": services(&replicas, fleet),
         "timestamp": Timestamp::now().to_rfc3339(),
     }));
     if fleet {
@@ -162,9 +168,63 @@ fn edges(reports: &[(String, Value)], fleet: bool) -> Value {
     edges
 }
 
+/// The live replicas of each service: how many; for the fleet, each one's report.
+fn services(replicas: &[ServiceLiveness], fleet: bool) -> Value {
+    let mut services = Map::new();
+    for service in liveness::SERVICES {
+        let of_service = replicas.iter().filter(|r| r.service == service);
+        let mut entry = json!({ "alive": of_service.clone().count() });
+        if fleet {
+            let list: Vec<Value> = of_service
+                .take(MAX_EDGES_LISTED)
+                .map(|r| {
+                    json!({
+                        "replica": r.replica,
+                        "version": r.version,
+                        "uptime_seconds": r.uptime_seconds,
+                        "bus_connected": r.bus_connected,
+                    })
+                })
+                .collect();
+            entry["list_complete"] = Value::from(list.len() == entry["alive"]);
+            entry["list"] = Value::from(list);
+        }
+        services.insert(service.to_owned(), entry);
+    }
+    Value::Object(services)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tenant_sees_how_many_replicas_and_the_fleet_sees_each() {
+        let replica = |service: &str, replica: &str| ServiceLiveness {
+            service: service.into(),
+            replica: replica.into(),
+            version: "1.0.0".into(),
+            uptime_seconds: 7,
+            bus_connected: true,
+        };
+        let replicas = vec![
+            replica("dispatcher", "dispatcher_a"),
+            replica("dispatcher", "dispatcher_b"),
+            replica("policy", "policy_a"),
+            // A service the console does not know is not listed.
+            replica("other", "other_a"),
+        ];
+        assert_eq!(
+            services(&replicas, false),
+            json!({"policy": {"alive": 1}, "dispatcher": {"alive": 2}, "operators": {"alive": 0}})
+        );
+        let fleet = services(&replicas, true);
+        assert_eq!(fleet["dispatcher"]["alive"], 2);
+        assert_eq!(fleet["dispatcher"]["list"][1]["replica"], "dispatcher_b");
+        assert_eq!(fleet["dispatcher"]["list"][0]["version"], "1.0.0");
+        assert_eq!(fleet["dispatcher"]["list_complete"], true);
+        assert_eq!(fleet["operators"]["list"], json!([]));
+    }
 
     #[test]
     fn a_tenant_sees_how_many_edges_and_the_fleet_sees_each() {

@@ -333,6 +333,25 @@ impl Registry {
         self.matching(tenant, &subject::tenant_keys(tenant)).await
     }
 
+    /// The tenants with channels, by name: those whose counter is above zero (one key
+    /// per tenant, so this reads in proportion to the tenants, not to their channels).
+    pub(crate) async fn tenants(&self) -> Result<Vec<String>, BusError> {
+        let counters = self.kv.entries_matching("*.channel_count").await?;
+        Ok(counters
+            .into_iter()
+            .filter(|entry| {
+                std::str::from_utf8(&entry.value)
+                    .ok()
+                    .and_then(|text| text.parse::<u64>().ok())
+                    .is_some_and(|count| count > 0)
+            })
+            .filter_map(|entry| {
+                let (tenant, _) = entry.key.split_once('.')?;
+                Some(tenant.to_owned())
+            })
+            .collect())
+    }
+
     /// Every channel of every tenant with its record, and every tenant's counter, for
     /// the expiry sweep.
     pub(crate) async fn scan(&self) -> Result<Scan, BusError> {

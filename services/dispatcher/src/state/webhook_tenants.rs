@@ -52,6 +52,12 @@ impl WebhookTenants {
         tenants.contains_key(tenant.as_str())
     }
 
+    /// The tenants with rules.
+    pub(crate) fn tenants(&self) -> Vec<String> {
+        let tenants = self.tenants.read().unwrap_or_else(PoisonError::into_inner);
+        tenants.keys().cloned().collect()
+    }
+
     /// A rule this replica saw registered.
     pub(crate) fn noted(&self, tenant: &TenantId, rule_id: &str) {
         self.add(tenant.as_str(), rule_id);

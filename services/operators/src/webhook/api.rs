@@ -1,4 +1,5 @@
-//! The `Webhooks` gRPC API: register, list and unregister rules; the queue's depth.
+//! The `Webhooks` gRPC API: register, list and unregister rules; the queue's depth; each
+//! rule's delivery outcomes.
 
 use tracing::info;
 
@@ -18,6 +19,7 @@ grpc_api!(WebhookApi: pb::webhooks_server::Webhooks {
     list(ListWebhooksRequest) -> ListWebhooksResponse,
     unregister(UnregisterWebhookRequest) -> UnregisterWebhookResponse,
     queue_depth(WebhookQueueDepthRequest) -> WebhookQueueDepth,
+    outcomes(WebhookOutcomesRequest) -> WebhookOutcomesResponse,
 });
 
 impl WebhookApi {
@@ -58,17 +60,41 @@ impl WebhookApi {
         request: pb::ListWebhooksRequest,
     ) -> Result<pb::ListWebhooksResponse, ApiError> {
         let caller = Caller::try_from(request.caller)?;
+        let rules = self.listed(&caller).await?;
+        let rules = rules.iter().map(|rule| rule.to_pb(false)).collect();
+        Ok(pb::ListWebhooksResponse { rules })
+    }
+
+    /// The rules `caller` may see: its own; an admin's: every rule of its tenant.
+    async fn listed(&self, caller: &Caller) -> Result<Vec<Rule>, ApiError> {
         let rules = self
             .rules
             .list(&caller.tenant)
             .await
             .map_err(|e| bus_failure("list the webhook rules", &e))?;
-        let rules = rules
-            .iter()
+        Ok(rules
+            .into_iter()
             .filter(|rule| caller.may_manage(&caller.tenant, &rule.owner_client_id))
-            .map(|rule| rule.to_pb(false))
+            .collect())
+    }
+
+    /// The delivery outcomes of the rules `list` gives the caller, in its order.
+    async fn outcomes(
+        &self,
+        request: pb::WebhookOutcomesRequest,
+    ) -> Result<pb::WebhookOutcomesResponse, ApiError> {
+        let caller = Caller::try_from(request.caller)?;
+        let listed = self.listed(&caller).await?;
+        let mut stored = self
+            .outcomes
+            .read(&caller.tenant)
+            .await
+            .map_err(|e| bus_failure("read the webhook outcomes", &e))?;
+        let rules = listed
+            .iter()
+            .map(|rule| stored.remove(&rule.rule_id).unwrap_or_default().to_pb(rule))
             .collect();
-        Ok(pb::ListWebhooksResponse { rules })
+        Ok(pb::WebhookOutcomesResponse { rules })
     }
 
     /// Removes a rule of the caller's tenant: its owner's, or any for an admin.

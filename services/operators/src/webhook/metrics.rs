@@ -60,6 +60,22 @@ impl Dropped {
     }
 }
 
+/// Why an outcome was not counted for its rule (`outcomes.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Unrecorded {
+    /// The replica already held `ARQONBUS_WEBHOOK_OUTCOMES_MAX_RULES` rules' counts
+    /// waiting for a flush.
+    TooManyRules,
+}
+
+impl Unrecorded {
+    fn label(self) -> &'static str {
+        match self {
+            Unrecorded::TooManyRules => "too_many_rules",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabels {
     reason: &'static str,
@@ -77,6 +93,7 @@ pub struct WebhookMetrics {
     queue_jobs: Gauge,
     queue_bytes: Gauge,
     dropped: Family<ReasonLabels, Counter>,
+    unrecorded: Family<ReasonLabels, Counter>,
 }
 
 impl Default for WebhookMetrics {
@@ -92,6 +109,7 @@ impl Default for WebhookMetrics {
             queue_jobs: Gauge::default(),
             queue_bytes: Gauge::default(),
             dropped: Family::default(),
+            unrecorded: Family::default(),
         }
     }
 }
@@ -145,12 +163,20 @@ impl WebhookMetrics {
             "Webhook deliveries dropped without an attempt, by reason (tenant_full: the tenant had ARQONBUS_WEBHOOK_MAX_QUEUED_PER_TENANT deliveries or ..._BYTES_PER_TENANT bytes queued; unreadable)",
             metrics.dropped.clone(),
         );
+        r.register(
+            "arqonbus_webhook_outcomes_unrecorded",
+            "Webhook delivery outcomes not counted for their rule (the replica's other metrics count them), by reason (too_many_rules: ARQONBUS_WEBHOOK_OUTCOMES_MAX_RULES rules' counts already waited for a flush)",
+            metrics.unrecorded.clone(),
+        );
         // Present from the start, so an alert on a rate sees the first drop.
         for reason in [Dropped::TenantFull, Dropped::Unreadable] {
             drop(metrics.dropped.get_or_create(&ReasonLabels {
                 reason: reason.label(),
             }));
         }
+        drop(metrics.unrecorded.get_or_create(&ReasonLabels {
+            reason: Unrecorded::TooManyRules.label(),
+        }));
         metrics
     }
 
@@ -192,6 +218,23 @@ impl WebhookMetrics {
                 reason: reason.label(),
             })
             .inc_by(deliveries);
+    }
+
+    pub(crate) fn unrecorded(&self, reason: Unrecorded) {
+        self.unrecorded
+            .get_or_create(&ReasonLabels {
+                reason: reason.label(),
+            })
+            .inc();
+    }
+
+    #[cfg(test)]
+    pub(crate) fn unrecorded_count(&self, reason: Unrecorded) -> u64 {
+        self.unrecorded
+            .get_or_create(&ReasonLabels {
+                reason: reason.label(),
+            })
+            .get()
     }
 
     pub(crate) fn queue_error(&self) {

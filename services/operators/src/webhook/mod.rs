@@ -15,6 +15,8 @@
 //!   attempt as a new job carrying the failure count and its backoff (`backoff.rs`), so
 //!   progress survives any replica dying; after the last attempt, or a permanent
 //!   failure, the delivery becomes a dead letter on `arqon.webhook.dead.<tenant>`.
+//! - **Outcomes** (`outcomes.rs`): what each rule's deliveries came to, counted by each
+//!   replica and added into the `arqon_webhook_outcomes` bucket every flush interval.
 //! - **Fairness** (`quota.rs`): a tenant holds at most its share of the queue's
 //!   deliveries; beyond it, its new ones are dropped and counted, not other tenants'.
 //! - **SSRF guard** (`ssrf.rs`): internal targets are refused at registration and can
@@ -27,6 +29,7 @@ mod backoff;
 mod cleanup;
 mod job;
 mod metrics;
+mod outcomes;
 mod post;
 mod quota;
 mod rule;
@@ -60,6 +63,8 @@ pub struct WebhookApi {
     rules: rules::Rules,
     /// The delivery queue, for its depth (`QueueDepth`).
     queue: WorkQueue,
+    /// Each rule's delivery outcomes (`Outcomes`).
+    outcomes: outcomes::Outcomes,
     settings: Arc<WebhookSettings>,
 }
 
@@ -102,6 +107,17 @@ pub(crate) async fn start(
         settings.concurrency_per_rule as usize,
     )
     .map_err(OperatorsError::Settings)?;
+    let outcomes = outcomes::Outcomes::new(
+        rules.outcomes_bucket(),
+        settings.outcomes_max_rules as usize,
+        shared.metrics.webhook.clone(),
+    );
+    outcomes.flush_every(
+        settings.outcomes_flush(),
+        rules.clone(),
+        tasks,
+        shutdown.clone(),
+    );
     let worker = Arc::new(worker::Worker {
         bus: shared.bus.clone(),
         rules: rules.clone(),
@@ -109,6 +125,7 @@ pub(crate) async fn start(
         poster,
         settings: settings.clone(),
         metrics: shared.metrics.webhook.clone(),
+        outcomes: outcomes.clone(),
         rule_slots: worker::RuleSlots::new(settings.concurrency_per_rule as usize),
         quota: quota::TenantQuota::new(settings),
         shutdown: shutdown.clone(),
@@ -130,6 +147,7 @@ pub(crate) async fn start(
     Ok(WebhookApi {
         rules,
         queue,
+        outcomes,
         settings: Arc::new(settings.clone()),
     })
 }

@@ -28,6 +28,8 @@ type Local = HashMap<String, HashMap<String, Arc<Rule>>>;
 #[derive(Clone)]
 pub(crate) struct Rules {
     kv: KvStore,
+    /// Each rule's delivery outcomes (`outcomes.rs`), which go with the rule.
+    outcomes: KvStore,
     copy: Arc<RwLock<Local>>,
 }
 
@@ -41,6 +43,7 @@ impl Rules {
     pub(crate) async fn open(bus: &Bus) -> Result<Self, BusError> {
         Ok(Self {
             kv: bus.key_value(layout::webhooks(bus)).await?,
+            outcomes: bus.key_value(layout::webhook_outcomes(bus)).await?,
             copy: Arc::default(),
         })
     }
@@ -122,8 +125,20 @@ impl Rules {
         Ok(rules)
     }
 
+    /// Removes a rule, then its delivery outcomes (a failure there leaves figures no
+    /// listing shows: outcomes are read for the rules that exist, and ids are not reused).
     pub(crate) async fn delete(&self, tenant: &str, rule_id: &str) -> Result<(), BusError> {
-        self.kv.delete(&layout::tenant_key(tenant, rule_id)).await
+        let key = layout::tenant_key(tenant, rule_id);
+        self.kv.delete(&key).await?;
+        if let Err(error) = self.outcomes.delete(&key).await {
+            debug!(%error, key, "cannot remove a removed webhook rule's delivery outcomes");
+        }
+        Ok(())
+    }
+
+    /// The bucket of the rules' delivery outcomes.
+    pub(crate) fn outcomes_bucket(&self) -> KvStore {
+        self.outcomes.clone()
     }
 
     /// The rules of `tenant` a message to `room:channel` matches.

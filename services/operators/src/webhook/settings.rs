@@ -19,6 +19,8 @@ const QUEUE_MAX_BYTES: u64 = 256 * 1024 * 1024;
 const MAX_QUEUED_PER_TENANT: u64 = QUEUE_MAX_JOBS / 10;
 const MAX_QUEUED_BYTES_PER_TENANT: u64 = QUEUE_MAX_BYTES / 16;
 const SWEEP_SECONDS: u64 = 30;
+const OUTCOMES_FLUSH_MS: u64 = 2_000;
+const OUTCOMES_MAX_RULES: u32 = 10_000;
 
 /// How webhook rules are delivered and bounded.
 #[derive(Debug, Clone, clap::Args)]
@@ -171,6 +173,29 @@ pub struct WebhookSettings {
         value_parser = clap::value_parser!(u64).range(1..=86_400),
     )]
     pub sweep_seconds: u64,
+
+    /// How often a replica adds the delivery outcomes it counted to each rule's figures
+    /// (`op.webhook.outcomes`): one write per rule with deliveries in the interval; a
+    /// replica killed outright loses at most this long of its counts.
+    #[arg(
+        id = "webhook_outcomes_flush_ms",
+        long = "webhook-outcomes-flush-ms",
+        env = "ARQONBUS_WEBHOOK_OUTCOMES_FLUSH_MS",
+        default_value_t = OUTCOMES_FLUSH_MS,
+        value_parser = clap::value_parser!(u64).range(100..=600_000),
+    )]
+    pub outcomes_flush_ms: u64,
+
+    /// Rules whose outcomes one replica counts between two flushes; outcomes of further
+    /// rules are not counted per rule (`arqonbus_webhook_outcomes_unrecorded`).
+    #[arg(
+        id = "webhook_outcomes_max_rules",
+        long = "webhook-outcomes-max-rules",
+        env = "ARQONBUS_WEBHOOK_OUTCOMES_MAX_RULES",
+        default_value_t = OUTCOMES_MAX_RULES,
+        value_parser = clap::value_parser!(u32).range(1..=1_000_000),
+    )]
+    pub outcomes_max_rules: u32,
 }
 
 impl Default for WebhookSettings {
@@ -223,6 +248,10 @@ impl WebhookSettings {
 
     pub(crate) fn sweep_interval(&self) -> Duration {
         Duration::from_secs(self.sweep_seconds)
+    }
+
+    pub(crate) fn outcomes_flush(&self) -> Duration {
+        Duration::from_millis(self.outcomes_flush_ms)
     }
 
     pub(crate) fn queue_max_age(&self) -> Duration {

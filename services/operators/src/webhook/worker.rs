@@ -25,6 +25,7 @@ use arqon_telemetry::traces;
 use super::backoff;
 use super::job::{self, Delivery, Message};
 use super::metrics::{Dropped, Outcome, WebhookMetrics};
+use super::outcomes::Outcomes;
 use super::post::{Attempt, Poster};
 use super::quota::TenantQuota;
 use super::rule::{Rule, is_rule_id};
@@ -46,6 +47,8 @@ pub(crate) struct Worker {
     pub(crate) poster: Poster,
     pub(crate) settings: WebhookSettings,
     pub(crate) metrics: WebhookMetrics,
+    /// Each rule's outcomes, counted for the console and `op.webhook.outcomes`.
+    pub(crate) outcomes: Outcomes,
     pub(crate) rule_slots: RuleSlots,
     pub(crate) quota: TenantQuota,
     pub(crate) shutdown: CancellationToken,
@@ -356,13 +359,13 @@ impl Worker {
         match outcome {
             Attempt::Delivered => {
                 span.record("arqonbus.webhook.outcome", "success");
-                self.metrics.delivered(Outcome::Success);
+                self.counted(tenant, rule_id, Outcome::Success, None);
                 debug!(%tenant, rule_id, attempt, "webhook delivered");
                 self.settle("acknowledge", job.ack()).await;
             }
             Attempt::Failed { error, retry: true } if attempt < self.settings.max_attempts => {
                 span.record("arqonbus.webhook.outcome", "retry");
-                self.retry(delivery, attempt, &error, job).await;
+                self.retry(tenant, delivery, attempt, &error, job).await;
             }
             Attempt::Failed { error, retry } => {
                 span.record(
@@ -390,7 +393,14 @@ impl Worker {
 
     /// Queues the next attempt (with the failure counted and its backoff), then lets this
     /// one go.
-    async fn retry(&self, delivery: Delivery, attempt: u32, error: &str, job: Job) {
+    async fn retry(
+        &self,
+        tenant: &TenantId,
+        delivery: Delivery,
+        attempt: u32,
+        error: &str,
+        job: Job,
+    ) {
         let wait = backoff::delay(
             attempt,
             self.settings.backoff_base(),
@@ -414,7 +424,7 @@ impl Worker {
             .await
         {
             Ok(_) => {
-                self.metrics.delivered(Outcome::Retry);
+                self.counted(tenant, &next.rule_id, Outcome::Retry, Some(error));
                 self.settle("acknowledge", job.ack()).await;
             }
             // The failure is not recorded: the same attempt comes back after the wait.
@@ -442,7 +452,12 @@ impl Worker {
             .await
         {
             Ok(()) => {
-                self.metrics.delivered(given_up.outcome);
+                self.counted(
+                    tenant,
+                    &rule.rule_id,
+                    given_up.outcome,
+                    Some(&given_up.error),
+                );
                 info!(%tenant, rule_id = %rule.rule_id, attempts = given_up.attempts, error = %given_up.error, "webhook delivery given up: dead letter published");
                 self.settle("acknowledge", job.ack()).await;
             }
@@ -453,6 +468,12 @@ impl Worker {
                     .await;
             }
         }
+    }
+
+    /// Counts a delivery's outcome in the replica's metrics and in its rule's figures.
+    fn counted(&self, tenant: &TenantId, rule_id: &str, outcome: Outcome, error: Option<&str>) {
+        self.metrics.delivered(outcome);
+        self.outcomes.record(tenant, rule_id, outcome, error);
     }
 
     async fn queue_failed(&self, verb: &str, error: &BusError, job: Job) {

@@ -76,6 +76,7 @@ requests!(
     RegisterWebhookRequest,
     ListWebhooksRequest,
     UnregisterWebhookRequest,
+    WebhookOutcomesRequest,
     ScheduleRequest,
     ListJobsRequest,
     CancelJobRequest,
@@ -99,6 +100,7 @@ macro_rules! no_arguments {
 }
 no_arguments!(
     ListWebhooksRequest,
+    WebhookOutcomesRequest,
     ListJobsRequest,
     OmegaStatusRequest,
     ListSubstratesRequest,

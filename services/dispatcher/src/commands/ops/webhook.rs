@@ -65,6 +65,15 @@ pub(super) const SPECS: &[Spec] = &[
         handler: operators!(list),
     },
     Spec {
+        name: "op.webhook.outcomes",
+        family: Family::Webhook,
+        description: "What the deliveries of your webhook rules (an admin's: every rule of the tenant) came to: delivered, retried, failed, dead-lettered, the last error; the operators add each replica's counts every ARQONBUS_WEBHOOK_OUTCOMES_FLUSH_MS",
+        access: Access::Anyone,
+        arguments: &[],
+        example: r#"{"type":"command","command":"op.webhook.outcomes"}"#,
+        handler: operators!(outcomes),
+    },
+    Spec {
         name: "op.webhook.unregister",
         family: Family::Webhook,
         description: "Removes one of your webhook rules (an admin: any rule of the tenant)",
@@ -156,6 +165,36 @@ async fn list(_: &Call<'_>, control: &OperatorsControl, request: pb::ListWebhook
     let rules: Vec<Value> = listed_rules.rules.iter().map(listed).collect();
     Ok(success(
         "Webhook rules retrieved",
+        json!({ "count": rules.len(), "rules": rules }),
+    ))
+}
+
+async fn outcomes(
+    _: &Call<'_>,
+    control: &OperatorsControl,
+    request: pb::WebhookOutcomesRequest,
+) -> Reply {
+    let verb = "read the webhook outcomes";
+    let answer = ask(verb, control.webhook.outcomes(Request::new(request))).await?;
+    let rules: Vec<Value> = answer
+        .rules
+        .iter()
+        .map(|rule| {
+            json!({
+                "rule_id": rule.rule_id,
+                "url": rule.url,
+                "delivered": rule.delivered,
+                "retried": rule.retried,
+                "failed": rule.failed,
+                "dead_lettered": rule.dead_lettered,
+                "last_error": rule.last_error,
+                "last_error_at": rule.last_error_at,
+                "last_delivered_at": rule.last_delivered_at,
+            })
+        })
+        .collect();
+    Ok(success(
+        "Webhook outcomes retrieved",
         json!({ "count": rules.len(), "rules": rules }),
     ))
 }

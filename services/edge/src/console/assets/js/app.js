@@ -167,6 +167,7 @@ function route() {
     credential: state.credential,
     args: rest.filter(Boolean),
     setTenants,
+    openTenant: state.credential.kind === 'operator' ? openTenant : null,
   }) || null;
 }
 
@@ -178,8 +179,13 @@ function setTenants(tenants) {
 
 function switchTenant(event) {
   event.preventDefault();
-  const tenant = $('tenant-input').value.trim();
+  openTenant($('tenant-input').value.trim());
+}
+
+/** The operator looks at `tenant` instead (a new connection as that tenant's admin). */
+function openTenant(tenant) {
   if (!tenant || !state.credential || state.credential.kind !== 'operator') return;
+  $('tenant-input').value = tenant;
   start({ ...state.credential, tenant });
 }
 

@@ -1,4 +1,4 @@
-// Operators: webhook rules and their dead letters (live), cron jobs with their next
+// Operators: webhook rules with their delivery outcomes and dead letters (live), cron jobs with their next
 // firing, the store's keys per namespace, and the Tier-Omega lane when it is on. Each
 // list is the operator's own command, as the caller may see it (an admin: the tenant's).
 import { h, fill, card, table, notice, pretty, when, count, badge, wide } from '../dom.js';
@@ -30,26 +30,89 @@ export function render({ main, bus, identity, credential }) {
       card('Store', storeForm, storeError, storeKeys, storeValue),
       card('Tier-Omega lane', omega)));
 
-  (async () => {
+  const notice_ = h('p', { id: 'operators-notice', hidden: true });
+  main.querySelector('.view-head').append(notice_);
+
+  /**
+   * A button that runs an existing command (`op.webhook.unregister`, `op.cron.cancel`),
+   * decided by the operators service as for any client, then reloads `reload`.
+   */
+  const action = (label, id, command, args, reload) => h('button', {
+    type: 'button',
+    class: 'small danger',
+    id,
+    onclick: async (click) => {
+      click.target.disabled = true;
+      try {
+        const answer = await bus.command(command, args);
+        notice(notice_, answer.message || `${label}: done`, 'success');
+      } catch (e) {
+        notice(notice_, e.message);
+      }
+      await reload();
+    },
+  }, label);
+
+  const loadWebhooks = async () => {
     try {
       const data = (await bus.command('op.webhook.list')).data || {};
-      fill(webhooks, table(['Rule', 'URL', 'Where', 'Owner', 'Created'],
-        (data.rules || []).map((r) => [h('code', {}, r.rule_id), r.url, `${r.room || '*'}:${r.channel || '*'}`,
-          h('code', {}, r.owner_client_id), when(r.created_at)]),
-        'No webhook rules.'));
+      // Each rule's delivery outcomes (op.webhook.outcomes); the rules are still shown
+      // when they cannot be read.
+      let figures = new Map();
+      let figuresError = null;
+      try {
+        const outcomes = (await bus.command('op.webhook.outcomes')).data || {};
+        figures = new Map((outcomes.rules || []).map((o) => [o.rule_id, o]));
+      } catch (e) {
+        figuresError = e.message;
+      }
+      const figure = (o, key, label, kind) => {
+        const n = o?.[key] ?? 0;
+        return h('span', { class: 'outcome' },
+          n && kind ? badge(h('span', { class: `outcome-${key}` }, count(n)), kind) : h('span', { class: `outcome-${key}` }, count(n)),
+          ` ${label}`);
+      };
+      const outcomes = (o) => h('div', { class: 'outcomes small' },
+        figure(o, 'delivered', 'delivered', 'good'), figure(o, 'retried', 'retried'),
+        figure(o, 'failed', 'failed', 'bad'), figure(o, 'dead_lettered', 'dead', 'bad'));
+      const lastError = (o) => (o && o.last_error
+        ? h('div', { class: 'small outcome-last-error', title: o.last_error },
+          o.last_error, h('div', { class: 'muted' }, when(o.last_error_at)))
+        : '—');
+      fill(webhooks,
+        table(['Rule', 'URL', 'Where', 'Owner', 'Outcomes', 'Last error', ''],
+          (data.rules || []).map((r) => {
+            const o = figures.get(r.rule_id);
+            return [h('code', {}, r.rule_id), r.url, `${r.room || '*'}:${r.channel || '*'}`,
+              h('code', { class: 'small' }, r.owner_client_id), outcomes(o), lastError(o),
+              action('Remove', `remove-${r.rule_id}`, 'op.webhook.unregister', { rule_id: r.rule_id }, loadWebhooks)];
+          }),
+          'No webhook rules.'),
+        figuresError
+          ? h('p', { class: 'error small' }, `Delivery outcomes: ${figuresError}`)
+          : h('p', { class: 'muted small' }, 'Delivery outcomes since each rule was registered, every replica\'s, added every few seconds.'));
     } catch (e) {
       fill(webhooks, h('p', { class: 'error' }, e.message));
     }
+  };
+
+  const loadCron = async () => {
     try {
       const data = (await bus.command('op.cron.list')).data || {};
-      fill(cron, table(['Job', 'Where', 'Schedule', 'Fired', 'Next firing'],
+      fill(cron, table(['Job', 'Where', 'Schedule', 'Fired', 'Next firing', ''],
         (data.jobs || []).map((j) => [h('code', {}, j.job_id), `${j.room}:${j.channel}`,
           j.schedule ? `${j.schedule} (${j.timezone})` : `every ${j.interval_seconds ?? '—'} s × ${j.repeat_count ?? '∞'}`,
-          count(j.fired), when(j.next_fire_at)]),
+          count(j.fired), when(j.next_fire_at),
+          action('Cancel', `cancel-${j.job_id}`, 'op.cron.cancel', { job_id: j.job_id }, loadCron)]),
         'No cron jobs.'));
     } catch (e) {
       fill(cron, h('p', { class: 'error' }, e.message));
     }
+  };
+
+  (async () => {
+    await loadWebhooks();
+    await loadCron();
     try {
       const status = (await bus.command('op.omega.status')).data || {};
       if (!status.enabled) {
