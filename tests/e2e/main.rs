@@ -1,5 +1,5 @@
 //! End-to-end tests against the standalone bus (embedded) and against the four services
-//! on a real nats-server, driven by real WebSocket clients. 125 scenarios run in both
+//! on a real nats-server, driven by real WebSocket clients. 130 scenarios run in both
 //! modes (`both_modes!`, `each_mode!`, a module's own macro, or a loop over the two; two
 //! on several replicas when distributed:
 //! `recovery_live::a_rejoin_while_publishing_gets_every_message_once_in_order` on two
