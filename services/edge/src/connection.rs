@@ -13,6 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use bytes::Bytes;
+use futures_util::future::OptionFuture;
 use futures_util::{FutureExt as _, SinkExt};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::time::{Instant, Sleep};
@@ -293,7 +294,12 @@ impl Connection {
                     () = too_slow.cancelled() => Event::TooSlow,
                     () = &mut ready => continue,
                     () = &mut self.timer => Event::Timer,
-                    confirmed = self.window.confirmed(), if confirming => Event::Confirmed(confirmed),
+                    // Boxed, and made only while a confirmation is awaited: inline, its
+                    // timer would be part of every connection's state all the time.
+                    confirmed = OptionFuture::from(confirming.then(|| Box::pin(self.window.confirmed()))), if confirming => match confirmed {
+                        Some(confirmed) => Event::Confirmed(confirmed),
+                        None => continue,
+                    },
                     frame = self.socket.recv(), if reading => Event::Frame(frame),
                 }
             };

@@ -17,11 +17,13 @@ use arqon_telemetry::metrics::TraceExemplar;
 #[derive(Default)]
 pub(crate) struct Window {
     /// Envelopes sent into the pipeline (and replies the edge gave itself meanwhile),
-    /// oldest first, answered or not.
-    sent: VecDeque<Sent>,
+    /// oldest first, answered or not. Boxed, as in `writing`: a queue keeps its buffer
+    /// once it has held something, and every connection has sent something (its joins),
+    /// so the buffer holds pointers, not the entries.
+    sent: VecDeque<Box<Sent>>,
     /// Answered envelopes, oldest first: their frames wait for their turn, or for the
     /// stream to confirm the message they acknowledge.
-    writing: VecDeque<Writing>,
+    writing: VecDeque<Box<Writing>>,
     /// An envelope that goes alone, read while others were in flight: it is sent once
     /// they are all done.
     held: Option<Box<Outgoing>>,
@@ -170,7 +172,7 @@ impl Window {
 
     pub(crate) fn push(&mut self, sent: Sent) {
         self.bytes += sent.bytes;
-        self.sent.push_back(sent);
+        self.sent.push_back(Box::new(sent));
     }
 
     /// Files an answer beside its envelope; hands it back when no envelope in flight has
@@ -222,7 +224,7 @@ impl Window {
     fn pop_sent(&mut self) -> Option<Sent> {
         let sent = self.sent.pop_front()?;
         self.bytes -= sent.bytes;
-        Some(sent)
+        Some(*sent)
     }
 
     /// Whether frames wait for their turn: the next answer's frames go behind them.
@@ -241,12 +243,12 @@ impl Window {
         bytes: usize,
     ) {
         self.bytes += bytes;
-        self.writing.push_back(Writing {
+        self.writing.push_back(Box::new(Writing {
             id,
             frames,
             stored,
             bytes,
-        });
+        }));
     }
 
     /// The frames at the head of the line that wait for nothing.
@@ -261,7 +263,7 @@ impl Window {
     fn pop_writing(&mut self) -> Option<Writing> {
         let writing = self.writing.pop_front()?;
         self.bytes -= writing.bytes;
-        Some(writing)
+        Some(*writing)
     }
 
     /// Whether the head of the line waits for the stream.
