@@ -163,23 +163,30 @@ impl Envelope {
         decode::decode(text, true)
     }
 
+    /// The envelope's optional text fields, in the order both writers put them (between
+    /// `version` and `payload`), each with its value when it has one.
+    fn optional_fields(&self) -> [(&'static str, Option<&str>); 10] {
+        [
+            ("room", self.room.as_deref()),
+            ("channel", self.channel.as_deref()),
+            ("sender", self.sender.as_deref()),
+            ("from_client", self.from_client.as_deref()),
+            ("to_client", self.to_client.as_deref()),
+            ("command", self.command.as_deref()),
+            ("request_id", self.request_id.as_deref()),
+            ("status", self.status.map(|status| status.as_str())),
+            ("error", self.error.as_deref()),
+            ("error_code", self.error_code.as_deref()),
+        ]
+    }
+
     /// The JSON text of this envelope: the bytes its `Serialize` writes, with `payload`,
     /// `args` and `metadata` copied in as they are (serde would validate each first).
     pub fn to_json(&self) -> String {
-        let optional = [
-            ("room", &self.room),
-            ("channel", &self.channel),
-            ("sender", &self.sender),
-            ("from_client", &self.from_client),
-            ("to_client", &self.to_client),
-            ("command", &self.command),
-            ("request_id", &self.request_id),
-            ("error", &self.error),
-            ("error_code", &self.error_code),
-        ];
+        let optional = self.optional_fields();
         let texts: usize = optional
             .iter()
-            .filter_map(|(_, value)| value.as_ref().map(|v| v.len() + 16))
+            .filter_map(|(_, value)| value.map(|v| v.len() + 16))
             .sum();
         let objects = self.payload.as_str().len() + self.args.as_str().len();
         let mut writer =
@@ -189,15 +196,7 @@ impl Envelope {
             .text("timestamp", &self.timestamp.to_rfc3339())
             .text("type", self.kind.as_str())
             .text("version", PROTOCOL_VERSION);
-        for (key, value) in &optional[..7] {
-            if let Some(value) = value {
-                writer.text(key, value);
-            }
-        }
-        if let Some(status) = self.status {
-            writer.text("status", status.as_str());
-        }
-        for (key, value) in &optional[7..] {
+        for (key, value) in optional {
             if let Some(value) = value {
                 writer.text(key, value);
             }
@@ -225,28 +224,10 @@ impl Serialize for Envelope {
         map.serialize_entry("timestamp", &self.timestamp.to_rfc3339())?;
         map.serialize_entry("type", self.kind.as_str())?;
         map.serialize_entry("version", PROTOCOL_VERSION)?;
-        let optional = [
-            ("room", &self.room),
-            ("channel", &self.channel),
-            ("sender", &self.sender),
-            ("from_client", &self.from_client),
-            ("to_client", &self.to_client),
-            ("command", &self.command),
-            ("request_id", &self.request_id),
-        ];
-        for (key, value) in optional {
+        for (key, value) in self.optional_fields() {
             if let Some(value) = value {
                 map.serialize_entry(key, value)?;
             }
-        }
-        if let Some(status) = self.status {
-            map.serialize_entry("status", status.as_str())?;
-        }
-        if let Some(error) = &self.error {
-            map.serialize_entry("error", error)?;
-        }
-        if let Some(code) = &self.error_code {
-            map.serialize_entry("error_code", code)?;
         }
         map.serialize_entry("payload", &self.payload)?;
         map.serialize_entry("args", &self.args)?;
